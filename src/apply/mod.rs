@@ -1,0 +1,351 @@
+//! Plan and apply, per host, all hosts in parallel up to `--forks`.
+//!
+//! One code path: a host is connected (one multiplexed SSH connection), probed (ONE script for
+//! every fact its resources need) and diffed. `plan` stops there. `apply` then runs each drifted
+//! resource's steps as one remote execution, in order, and fires the role's handlers.
+//!
+//! Facts can go stale within a run (a package install writes a config file that a later resource
+//! manages), so once anything changed on a host, a resource is re-probed right before its own
+//! change runs. A no-op run never pays for this.
+
+pub mod script;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::facts::{self, probe, FactQuery, Facts};
+use crate::plan::{Change, HostPlan, Step};
+use crate::resources::DiffCx;
+use crate::site::select::{Compiled, HostWork, Item};
+use crate::transport::{HostKeyPolicy, Transport, TransportError};
+
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub forks: usize,
+    pub host_keys: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    pub step_timeout: Duration,
+    pub hash_key: [u8; 32],
+}
+
+/// What happened on one host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recap {
+    pub host: String,
+    pub ok: usize,
+    pub changed: Vec<String>,
+    pub failed: Vec<Failure>,
+    pub handlers: Vec<String>,
+    pub unreachable: bool,
+    /// `apply --plan` refused this host: its facts moved since the plan.
+    pub refused: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    pub resource: String,
+    pub message: String,
+}
+
+/// Events for the UI, so progress can be shown without the runner knowing how.
+pub trait Events: Send + Sync {
+    fn host_started(&self, _host: &str) {}
+    fn host_probed(&self, _host: &str, _changes: usize) {}
+    fn change_done(&self, _host: &str, _id: &str, _ok: bool) {}
+    fn host_done(&self, _host: &str) {}
+}
+
+pub struct NoEvents;
+impl Events for NoEvents {}
+
+/// Plan every host. Never changes anything.
+pub async fn plan(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>) -> Vec<HostPlan> {
+    let results = run_hosts(compiled, opts, events, None, false).await;
+    results.into_iter().map(|(p, _)| p).collect()
+}
+
+/// Plan and apply every host. With `saved`, each host's fresh plan must match the saved one.
+pub async fn apply(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>) -> Vec<(HostPlan, Recap)> {
+    run_hosts(compiled, opts, events, saved, true).await.into_iter().map(|(p, r)| (p, r.expect("apply yields a recap"))).collect()
+}
+
+async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.forks.max(1)));
+    let mut tasks = Vec::new();
+    for i in 0..compiled.hosts.len() {
+        let (c, o, ev, s, sem) = (compiled.clone(), opts.clone(), events.clone(), saved.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore is never closed");
+            let work = &c.hosts[i];
+            ev.host_started(&work.host);
+            let saved_host = s.as_ref().and_then(|p| p.hosts.iter().find(|h| h.host == work.host).cloned());
+            let r = host(work, &o, ev.as_ref(), apply, s.is_some(), saved_host).await;
+            ev.host_done(&work.host);
+            r
+        }));
+    }
+    let mut out = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                let host = compiled.hosts[i].host.clone();
+                let msg = format!("internal error: {e}");
+                out.push((
+                    HostPlan { host: host.clone(), changes: vec![], in_sync: 0, error: Some(msg.clone()), unreachable: false },
+                    apply.then(|| Recap { host, ok: 0, changed: vec![], failed: vec![Failure { resource: "-".into(), message: msg }], handlers: vec![], unreachable: false, refused: None }),
+                ))
+            }
+        }
+    }
+    out
+}
+
+fn failed_plan(host: &str, msg: String, unreachable: bool, apply: bool) -> (HostPlan, Option<Recap>) {
+    (
+        HostPlan { host: host.to_string(), changes: vec![], in_sync: 0, error: Some(msg.clone()), unreachable },
+        apply.then(|| Recap { host: host.to_string(), ok: 0, changed: vec![], failed: vec![Failure { resource: "(connection)".into(), message: msg }], handlers: vec![], unreachable, refused: None }),
+    )
+}
+
+async fn host(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>) -> (HostPlan, Option<Recap>) {
+    let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
+        Ok(t) => t,
+        Err(e) => {
+            let unreachable = matches!(e, TransportError::Unreachable { .. });
+            return failed_plan(&work.host, e.to_string(), unreachable, apply);
+        }
+    };
+    let result = host_inner(work, opts, ev, apply, from_saved, saved, &t).await;
+    t.close().await;
+    result
+}
+
+async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>, t: &Transport) -> (HostPlan, Option<Recap>) {
+    let queries: Vec<FactQuery> = std::iter::once(facts::os::query()).chain(work.items().flat_map(|i| i.inst.facts())).collect();
+    let facts = match gather(t, &queries, opts).await {
+        Ok(f) => f,
+        Err(e) => return failed_plan(&work.host, e, false, apply),
+    };
+    if let Err(e) = check_os(&facts) {
+        return failed_plan(&work.host, e, false, apply);
+    }
+    let mut changes: Vec<Option<Change>> = Vec::new();
+    let mut errors = Vec::new();
+    for item in work.items() {
+        match diff_item(item, &facts, opts) {
+            Ok(c) => changes.push(c),
+            Err(e) => {
+                errors.push(format!("{}: {e}", item.id));
+                changes.push(None);
+            }
+        }
+    }
+    let in_sync = changes.iter().filter(|c| c.is_none()).count() - errors.len();
+    let plan = HostPlan {
+        host: work.host.clone(),
+        changes: changes.iter().flatten().cloned().collect(),
+        in_sync,
+        error: if errors.is_empty() { None } else { Some(errors.join("\n")) },
+        unreachable: false,
+    };
+    ev.host_probed(&work.host, plan.changes.len());
+    if !apply {
+        return (plan, None);
+    }
+    let mut recap = Recap { host: work.host.clone(), ok: in_sync, changed: vec![], failed: vec![], handlers: vec![], unreachable: false, refused: None };
+    if !errors.is_empty() {
+        recap.failed = errors.iter().map(|e| Failure { resource: "(plan)".into(), message: e.clone() }).collect();
+        return (plan, Some(recap));
+    }
+    if from_saved {
+        if let Some(why) = stale(&plan, saved.as_ref()) {
+            recap.refused = Some(why);
+            return (plan, Some(recap));
+        }
+    }
+
+    // Execute, role by role; handlers after each role.
+    let mut dirty = false;
+    let mut idx = 0;
+    let mut stop = false;
+    for role in &work.roles {
+        let mut notified: Vec<String> = Vec::new();
+        for item in &role.items {
+            let planned = changes[idx].take();
+            idx += 1;
+            if stop {
+                continue;
+            }
+            let Some(mut change) = planned else { continue };
+            if dirty {
+                // Something already changed on this host: re-read this resource's facts.
+                let q: Vec<FactQuery> = item.inst.facts();
+                match gather(t, &q, opts).await.and_then(|f| diff_item(item, &f, opts).map_err(|e| format!("{}: {e}", item.id))) {
+                    Ok(Some(c)) => change = c,
+                    Ok(None) => {
+                        recap.ok += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        recap.failed.push(Failure { resource: item.id.clone(), message: e });
+                        stop = true;
+                        continue;
+                    }
+                }
+            }
+            match execute(t, &change.steps, opts).await {
+                Ok(()) => {
+                    dirty = true;
+                    recap.changed.push(change.id.clone());
+                    for n in &item.notify {
+                        if !notified.contains(n) {
+                            notified.push(n.clone());
+                        }
+                    }
+                    ev.change_done(&work.host, &change.id, true);
+                }
+                Err(e) => {
+                    recap.failed.push(Failure { resource: change.id.clone(), message: e });
+                    ev.change_done(&work.host, &change.id, false);
+                    // Stop this host, but still fire what was notified (RELIABILITY rule 6).
+                    stop = true;
+                }
+            }
+        }
+        for h in &role.handlers {
+            if !notified.contains(&h.name) {
+                continue;
+            }
+            let steps = match h.inst.handler() {
+                Ok(s) => s,
+                Err(e) => {
+                    recap.failed.push(Failure { resource: format!("{}/handler:{}", role.role, h.name), message: e });
+                    continue;
+                }
+            };
+            match execute(t, &steps, opts).await {
+                Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
+                Err(e) => recap.failed.push(Failure { resource: format!("{}/handler:{}", role.role, h.name), message: e }),
+            }
+        }
+    }
+    (plan, Some(recap))
+}
+
+/// A saved plan applies only if the fresh plan is the same: same changes, same fingerprints.
+fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<String> {
+    let Some(saved) = saved else {
+        return if fresh.changes.is_empty() { None } else { Some("the saved plan has no entry for this host, but it has changes now".into()) };
+    };
+    let key = |c: &Change| (c.id.clone(), c.action, c.fingerprint.clone());
+    let a: Vec<_> = fresh.changes.iter().map(key).collect();
+    let b: Vec<_> = saved.changes.iter().map(key).collect();
+    if a == b {
+        return None;
+    }
+    let moved: Vec<String> = fresh
+        .changes
+        .iter()
+        .filter(|c| !saved.changes.iter().any(|s| key(s) == key(c)))
+        .map(|c| c.id.clone())
+        .chain(saved.changes.iter().filter(|s| !fresh.changes.iter().any(|c| c.id == s.id)).map(|s| format!("{} (no longer pending)", s.id)))
+        .collect();
+    Some(format!("the saved plan is stale: the host (or the repo) changed since it was made ({}); run `labctl plan` again", moved.join(", ")))
+}
+
+fn diff_item(item: &Item, facts: &Facts, opts: &Opts) -> Result<Option<Change>, String> {
+    let cx = DiffCx { secret: item.secret, hash_key: opts.hash_key };
+    let Some(d) = item.inst.diff(facts, &cx)? else { return Ok(None) };
+    let keys: Vec<String> = item.inst.facts().into_iter().map(|q| q.key).collect();
+    let fingerprint = fingerprint(&opts.hash_key, &item.id, facts, &keys, &d.steps);
+    Ok(Some(Change {
+        id: item.id.clone(),
+        role: item.role.clone(),
+        kind: item.kind.clone(),
+        name: item.name.clone(),
+        action: d.action,
+        reasons: d.reasons,
+        diff: d.diff,
+        notify: item.notify.clone(),
+        fingerprint,
+        steps: d.steps,
+    }))
+}
+
+/// Keyed: plan files must not carry an unkeyed hash of anything secret (RELIABILITY rule 3).
+fn fingerprint(key: &[u8; 32], id: &str, facts: &Facts, keys: &[String], steps: &[Step]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    m.update(id.as_bytes());
+    for (k, raw) in facts.subset(keys) {
+        m.update(k.as_bytes());
+        m.update(&raw.rc.to_le_bytes());
+        m.update(raw.out.as_bytes());
+    }
+    for s in steps {
+        s.digest_into(&mut |b: &[u8]| m.update(b));
+    }
+    format!("hmac-sha256:{}", &crate::template::filters::hex(&m.finalize().into_bytes())[..24])
+}
+
+async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, String> {
+    let p = probe::build(queries);
+    let out = t.run(&p.script, None, opts.step_timeout).await.map_err(|e| e.to_string())?;
+    let stdout = out.stdout_str();
+    p.parse(&stdout).map_err(|e| format!("probe failed: {e} (exit {}; stderr: {})", out.status, out.stderr_tail()))
+}
+
+fn check_os(facts: &Facts) -> Result<(), String> {
+    let os = facts::os::get(facts).map_err(|e| e.to_string())?;
+    if os.family != "debian" {
+        return Err(format!("unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts", if os.id.is_empty() { "unknown" } else { &os.id }));
+    }
+    Ok(())
+}
+
+async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), String> {
+    let compiled = script::compile(steps);
+    if steps.iter().any(|s| !matches!(s, Step::Fetch { .. })) {
+        let out = t.run(&compiled.script, Some(compiled.stdin.expose()), opts.step_timeout).await.map_err(|e| e.to_string())?;
+        if out.status != 0 {
+            return Err(format!("exit {}: {}", out.status, out.stderr_tail()));
+        }
+    }
+    for s in steps {
+        if let Step::Fetch { path, dest, mode } = s {
+            let out = t.run(&format!("base64 -w0 -- {}", facts::q(path)), None, opts.step_timeout).await.map_err(|e| e.to_string())?;
+            if out.status != 0 {
+                return Err(format!("cannot read {path} on the host: {}", out.stderr_tail()));
+            }
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(out.stdout_str().trim()).map_err(|_| format!("{path}: bad transfer"))?;
+            write_local(dest, &bytes, *mode).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Atomic write on the controller (for `fetch`).
+pub fn write_local(dest: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = dest.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.labctl.{}", dest.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(), std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let r = (|| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, dest)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}

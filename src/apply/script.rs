@@ -1,0 +1,153 @@
+//! Steps → one remote script plus the bytes for its stdin.
+//!
+//! Write payloads are concatenated on stdin and each write reads exactly its length with
+//! `head -c` (GNU head reads no more than asked from a pipe), so one execution can carry many
+//! files and no content ever appears in the script.
+
+use crate::facts::q;
+use crate::plan::Step;
+use crate::secret::Secret;
+
+/// The atomic writer (RELIABILITY rule 1): exclusive temp file in the target's directory, mode
+/// 0600 from creation (mktemp), exact length check, owner/mode, fsync, validate, rename, fsync dir.
+const WRITER: &str = r#"__lw() {
+  __p=$1; __len=$2; __mode=$3; __own=$4; __grp=$5; __secret=$6
+  __d=$(dirname -- "$__p"); __b=$(basename -- "$__p")
+  [ -d "$__d" ] || { echo "labctl: directory $__d does not exist" >&2; return 1; }
+  __t=$(mktemp "$__d/.$__b.labctl.XXXXXX") || return 1
+  trap 'rm -f "$__t"' EXIT INT TERM HUP
+  head -c "$__len" > "$__t" || { rm -f "$__t"; return 1; }
+  if [ "$(wc -c < "$__t")" -ne "$__len" ]; then rm -f "$__t"; echo "labctl: short content for $__p (connection cut?)" >&2; return 1; fi
+  if [ -z "$__mode" ]; then
+    if [ -f "$__p" ]; then __mode=$(stat -c %a -- "$__p"); elif [ "$__secret" = 1 ]; then __mode=0600; else __mode=0644; fi
+  fi
+  if [ -n "$__own" ] || [ -n "$__grp" ]; then chown "${__own:-root}:${__grp:-$(id -gn "${__own:-root}")}" "$__t" || { rm -f "$__t"; return 1; }; fi
+  chmod "$__mode" "$__t" || { rm -f "$__t"; return 1; }
+  sync "$__t" 2>/dev/null || true
+  if [ -n "${__validate:-}" ]; then
+    if ! ( eval "$__validate" ) >&2; then rm -f "$__t"; echo "labctl: validation failed for $__p; the old file is unchanged" >&2; return 1; fi
+  fi
+  mv -f -- "$__t" "$__p" || { rm -f "$__t"; return 1; }
+  trap - EXIT INT TERM HUP
+  sync "$__d" 2>/dev/null || true
+}
+"#;
+
+pub struct Compiled {
+    pub script: String,
+    pub stdin: Secret<Vec<u8>>,
+}
+
+/// Compile steps into one script. Each step's failure stops the script with its status.
+pub fn compile(steps: &[Step]) -> Compiled {
+    let mut script = String::from("set -u\n");
+    let mut stdin: Vec<u8> = Vec::new();
+    if steps.iter().any(|s| matches!(s, Step::Write { .. })) {
+        script.push_str(WRITER);
+    }
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        match step {
+            Step::Sh { script: s } => {
+                script.push_str(&format!("( {s}\n) </dev/null || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n"));
+            }
+            Step::Write { path, content, mode, owner, group, validate, secret } => {
+                let v = match validate {
+                    // `%s` is the temp file: the command checks the new content before the rename.
+                    Some(cmd) => format!("__validate={}; ", q(&cmd.replace("%s", "\"$__t\""))),
+                    None => "__validate=; ".to_string(),
+                };
+                script.push_str(&format!(
+                    "{v}__lw {} {} {} {} {} {} || exit 1\n",
+                    q(path),
+                    content.expose().len(),
+                    q(mode.as_deref().unwrap_or("")),
+                    q(owner.as_deref().unwrap_or("")),
+                    q(group.as_deref().unwrap_or("")),
+                    if *secret { 1 } else { 0 }
+                ));
+                stdin.extend_from_slice(content.expose());
+            }
+            Step::Stdin { script: s, data } => {
+                script.push_str(&format!(
+                    "head -c {} | ( {s}\n) || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n",
+                    data.expose().len()
+                ));
+                stdin.extend_from_slice(data.expose());
+            }
+            Step::Fetch { .. } => {
+                // Handled by the executor: it needs the bytes back on the controller.
+            }
+        }
+    }
+    Compiled { script, stdin: Secret::new(stdin) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn run(c: &Compiled) -> std::process::Output {
+        let mut child = Command::new("sh").arg("-c").arg(&c.script).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(c.stdin.expose()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn write(path: &str, body: &str, validate: Option<&str>) -> Step {
+        Step::Write { path: path.into(), content: Secret::new(body.as_bytes().to_vec()), mode: Some("0640".into()), owner: None, group: None, validate: validate.map(String::from), secret: false }
+    }
+
+    #[test]
+    fn writes_many_files_atomically_from_one_stdin() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let b = d.path().join("b c");
+        let c = compile(&[write(a.to_str().unwrap(), "first\n", None), Step::sh("true"), write(b.to_str().unwrap(), "second", Some("grep -q sec %s"))]);
+        assert!(!c.script.contains("first") && !c.script.contains("second"));
+        let out = run(&c);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "first\n");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "second");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o7777, 0o640);
+        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("labctl")).collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn failed_validation_keeps_the_old_file_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::write(&a, "old\n").unwrap();
+        let c = compile(&[write(a.to_str().unwrap(), "new\n", Some("grep -q nomatch %s"))]);
+        let out = run(&c);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("validation failed"));
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old\n");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failing_step_stops_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("m");
+        let c = compile(&[Step::sh("exit 7"), Step::sh(format!("touch {}", marker.display()))]);
+        let out = run(&c);
+        assert_eq!(out.status.code(), Some(7));
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn short_stdin_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let mut c = compile(&[write(a.to_str().unwrap(), "0123456789", None)]);
+        c.stdin = Secret::new(b"01234".to_vec());
+        let out = run(&c);
+        assert!(!out.status.success());
+        assert!(!a.exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+}

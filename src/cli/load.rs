@@ -1,0 +1,132 @@
+//! Loading everything a run needs, in one place: vault keys, inventory, site, compiled hosts.
+//! Each failure is mapped to its exit code here, before any host is contacted.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Diags, Exit};
+use crate::inventory::{vars, Inventory, VarLayer, VaultFail};
+use crate::secret::Secret;
+use crate::site::select::{self, Compiled, Selector};
+use crate::site::Site;
+use crate::template::Engine;
+use crate::ui::Shell;
+use crate::vault::Keyring;
+
+use super::{Global, Target};
+
+/// A failure before any host was contacted, with its exit code.
+pub struct Stop(pub Exit);
+
+pub struct Loaded {
+    pub site: Site,
+    pub inventory: Inventory,
+    pub compiled: Compiled,
+    pub hash_key: [u8; 32],
+    pub selection: crate::plan::Selection,
+}
+
+pub fn keyring(sh: &Shell, g: &Global) -> Result<Keyring, Stop> {
+    Keyring::discover(g.vault_key.as_deref()).map_err(|e| {
+        sh.error(&e.to_string());
+        Stop(Exit::Vault)
+    })
+}
+
+pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, Stop> {
+    let decrypt = |p: &Path| -> Result<Secret<Vec<u8>>, VaultFail> {
+        if keys.is_empty() {
+            return Err(VaultFail::NoKey(format!("no age identity found (tried: {})", keys.sources_tried().join(", "))));
+        }
+        keys.decrypt_file(p).map_err(|e| VaultFail::Error(e.to_string()))
+    };
+    Inventory::load(path, &decrypt).map_err(|d| {
+        let vault = d.0.iter().any(|x| x.loc.as_ref().is_some_and(|l| l.file.extension().is_some_and(|e| e == "age")));
+        report(sh, &d);
+        Stop(if vault { Exit::Vault } else { Exit::BadInput })
+    })
+}
+
+pub fn report(sh: &Shell, d: &Diags) {
+    for x in &d.0 {
+        sh.err(&format!("{}\n", sh_paint_error(sh, &x.render())));
+    }
+    if d.0.len() > 1 {
+        sh.err(&format!("{} problems found\n", d.0.len()));
+    }
+}
+
+fn sh_paint_error(sh: &Shell, s: &str) -> String {
+    match s.strip_prefix("error:") {
+        Some(rest) => format!("{}:{rest}", sh.paint("1;31", "error")),
+        None => s.to_string(),
+    }
+}
+
+/// Load and compile. `check_mode`: unopened vaults become placeholders instead of a stop.
+pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Loaded, Stop> {
+    let keys = keyring(sh, g)?;
+    let inventory = inventory(sh, &t.inventory, &keys)?;
+    if !inventory.unopened_vaults.is_empty() {
+        let files: Vec<String> = inventory.unopened_vaults.iter().map(|(p, _)| p.display().to_string()).collect();
+        let why = &inventory.unopened_vaults[0].1;
+        if check_mode {
+            sh.warn(&format!("could not open vault file(s) {}: {why}; secrets are checked as placeholders", files.join(", ")));
+        } else {
+            sh.error(&format!("cannot open vault file(s) {}: {why}\n  = help: pass --vault-key FILE or set LABCTL_AGE_KEY_FILE", files.join(", ")));
+            return Err(Stop(Exit::Vault));
+        }
+    }
+    let site = Site::load(&t.site).map_err(|d| {
+        report(sh, &d);
+        Stop(Exit::BadInput)
+    })?;
+    let mut extra = VarLayer::default();
+    for e in &t.extra_vars {
+        match vars::parse_extra_var(e) {
+            Ok(l) => extra.overlay(&l),
+            Err(m) => {
+                sh.error(&m);
+                return Err(Stop(Exit::BadInput));
+            }
+        }
+    }
+    let engine = Engine::new(&site.root);
+    let sel = Selector { tags: t.tags.clone(), skip_tags: t.skip_tags.clone(), limit: t.limit.clone() };
+    let placeholders = check_mode && !inventory.unopened_vaults.is_empty();
+    let compiled = select::compile(&site, &inventory, &sel, &extra, &engine, placeholders).map_err(|d| {
+        report(sh, &d);
+        Stop(Exit::BadInput)
+    })?;
+    sh.set_secrets(compiled.secret_strings.clone());
+    let hash_key = hash_key(&keys);
+    let extra_hash = if t.extra_vars.is_empty() { None } else { Some(crate::resources::keyed_hash(&hash_key, t.extra_vars.join("\0").as_bytes())) };
+    let selection = crate::plan::Selection { tags: t.tags.clone(), skip_tags: t.skip_tags.clone(), limit: t.limit.clone(), extra_vars: extra_hash };
+    Ok(Loaded { site, inventory, compiled, hash_key, selection })
+}
+
+/// The key for keyed hashes in plans: derived from the vault identity when there is one (so a
+/// team sharing the key can apply each other's plans), else a local random key.
+fn hash_key(keys: &Keyring) -> [u8; 32] {
+    if let Some(k) = keys.derive_key("labctl plan fingerprint v1") {
+        return k;
+    }
+    local_key().unwrap_or([0u8; 32])
+}
+
+fn local_key() -> Option<[u8; 32]> {
+    let dir = config_dir()?;
+    let p = dir.join("plan.key");
+    if let Ok(b) = std::fs::read(&p) {
+        if let Ok(k) = <[u8; 32]>::try_from(b.as_slice()) {
+            return Some(k);
+        }
+    }
+    let k: [u8; 32] = rand::random();
+    std::fs::create_dir_all(&dir).ok()?;
+    crate::apply::write_local(&p, &k, 0o600).ok()?;
+    Some(k)
+}
+
+pub fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config"))).map(|d| d.join("labctl"))
+}

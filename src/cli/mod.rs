@@ -1,0 +1,224 @@
+//! Command line: clap definitions and one function per subcommand.
+
+mod info;
+mod load;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::error::Exit;
+
+const EXIT_CODES: &str = "Exit codes:
+  0    success (plan: no drift)
+  1    a step, probe or handler failed on a host
+  2    plan only: changes are pending
+  3    bad input (inventory, site, role, template, command line); nothing was contacted
+  4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
+  5    refused for safety (stale saved plan, untrusted host key)
+  6    every failing host was unreachable
+  130  interrupted";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labctl",
+    version,
+    about = "Plan and apply a small k3s lab on Debian/Ubuntu hosts over SSH",
+    long_about = "labctl replaces ansible-playbook for small k3s labs: an Ansible-format inventory, roles as YAML data, \
+age-encrypted secrets, one probe per host, and a plan you can read before anything changes.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// More detail on stderr (-v: per-host progress, -vv: remote stderr and timings)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    /// Colour: auto, always, never
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    color: String,
+    /// age identity file for vaults (else $LABCTL_AGE_KEY_FILE, $SOPS_AGE_KEY_FILE, ~/.config/labctl/age.key)
+    #[arg(long, global = true, value_name = "FILE")]
+    vault_key: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Target {
+    /// The site file: an ordered list of plays
+    #[arg(default_value = "site.yml")]
+    pub site: PathBuf,
+    /// Inventory file (Ansible YAML format)
+    #[arg(short = 'i', long, env = "LABCTL_INVENTORY", default_value = "inventories/lab/hosts.yml")]
+    pub inventory: PathBuf,
+    /// Only resources with one of these tags (a role's name is a tag)
+    #[arg(short = 't', long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip resources with any of these tags
+    #[arg(long, value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
+    #[arg(short = 'l', long)]
+    pub limit: Option<String>,
+    /// Extra vars, highest precedence: key=value (value read as YAML) or @file.yml
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
+    pub extra_vars: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Conn {
+    /// Hosts handled in parallel
+    #[arg(short = 'f', long, default_value_t = 10)]
+    pub forks: usize,
+    /// Trust the host key of hosts not yet in known_hosts (changed keys are always refused)
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Seconds to wait for a host to answer SSH
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds one remote execution (a probe, a resource's steps) may take
+    #[arg(long, default_value_t = 900)]
+    pub step_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Show what would change on each host (changes nothing). Exit 0: no drift, 2: changes pending
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        conn: Conn,
+        /// Save the plan (JSON, no secrets) for `apply --plan`
+        #[arg(long, value_name = "PLANFILE")]
+        out: Option<PathBuf>,
+    },
+    /// Converge: change what drifted, fire handlers, print a recap
+    Apply {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        conn: Conn,
+        /// Apply exactly this saved plan; refused for hosts whose facts moved since
+        #[arg(long, value_name = "PLANFILE")]
+        plan: Option<PathBuf>,
+    },
+    /// Validate inventory, site, roles and templates offline (no SSH); report every problem
+    Check {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the facts labctl reads on a host (JSON)
+    Facts {
+        /// Host name from the inventory
+        host: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print hosts, groups and merged vars (like ansible-inventory --list); secrets shown as <secret>
+    Inventory {
+        /// Inventory file
+        #[arg(short = 'i', long, env = "LABCTL_INVENTORY", default_value = "inventories/lab/hosts.yml")]
+        inventory: PathBuf,
+        /// Only this host's vars
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// age-encrypted vault files
+    Vault {
+        #[command(subcommand)]
+        cmd: crate::vault::VaultCmd,
+    },
+    /// Disposable Debian 12 test hosts (systemd-nspawn) with an inventory
+    Testbed {
+        #[command(subcommand)]
+        cmd: crate::testbed::TestbedCmd,
+    },
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages into a folder
+    Man {
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
+}
+
+pub struct Global {
+    pub verbose: u8,
+    pub json: bool,
+    pub color: Option<bool>,
+    pub vault_key: Option<PathBuf>,
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let g = Global {
+        verbose: cli.verbose,
+        json: cli.json,
+        color: match cli.color.as_str() {
+            "always" => Some(true),
+            "never" => Some(false),
+            _ => None,
+        },
+        vault_key: cli.vault_key,
+    };
+    init_logging(g.verbose);
+    let r = match cli.cmd {
+        Cmd::Plan { target, conn, out } => run::plan(&g, &target, &conn, out.as_deref()),
+        Cmd::Apply { target, conn, plan } => run::apply(&g, &target, &conn, plan.as_deref()),
+        Cmd::Check { target } => run::check(&g, &target),
+        Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
+        Cmd::Inventory { inventory, host } => info::inventory(&g, &inventory, host.as_deref()),
+        Cmd::Vault { cmd } => crate::vault::run(cmd, g.vault_key.as_deref()),
+        Cmd::Testbed { cmd } => crate::testbed::run(cmd),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
+            Ok(0)
+        }
+        Cmd::Man { out } => man(&out),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            let sh = crate::ui::Shell::stdio(g.color, g.verbose);
+            sh.error(&format!("{e:#}"));
+            Exit::Failed.code()
+        }
+    }
+}
+
+fn man(out: &std::path::Path) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(out)?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd, out)?;
+    eprintln!("man pages written to {}", out.display());
+    Ok(0)
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LABCTL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("labctl={level}")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().with_target(false).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

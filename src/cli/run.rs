@@ -1,0 +1,158 @@
+//! `plan`, `apply`, `check`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apply::{self, Opts};
+use crate::error::Exit;
+use crate::plan::{HostPlan, Plan, PLAN_FORMAT};
+use crate::transport::HostKeyPolicy;
+use crate::ui::{self, progress::Progress, Shell};
+
+use super::load::{self, Loaded, Stop};
+use super::{Conn, Global, Target};
+
+fn opts(c: &Conn, l: &Loaded) -> Opts {
+    Opts {
+        forks: c.forks,
+        host_keys: if c.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict },
+        connect_timeout: Duration::from_secs(c.connect_timeout),
+        step_timeout: Duration::from_secs(c.step_timeout),
+        hash_key: l.hash_key,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
+    Plan { format: PLAN_FORMAT, site: t.site.display().to_string(), inventory: t.inventory.display().to_string(), selection: l.selection.clone(), hosts }
+}
+
+/// Exit code for host-level failures: unreachable-only is its own code.
+fn failure_exit(hosts: &[HostPlan]) -> Option<Exit> {
+    let failed: Vec<&HostPlan> = hosts.iter().filter(|h| h.error.is_some()).collect();
+    if failed.is_empty() {
+        None
+    } else if failed.iter().all(|h| h.unreachable) {
+        Some(Exit::Unreachable)
+    } else if failed.iter().any(|h| h.error.as_deref().is_some_and(|e| e.contains("host key"))) {
+        Some(Exit::Refused)
+    } else {
+        Some(Exit::Failed)
+    }
+}
+
+pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Result<i32> {
+    let mut sh = Shell::stdio(g.color, g.verbose);
+    let l = match load::load(&mut sh, g, t, false) {
+        Ok(l) => l,
+        Err(Stop(e)) => return Ok(e.code()),
+    };
+    let sh = Arc::new(sh);
+    let o = opts(c, &l);
+    let progress = Progress::new(sh.clone(), "probing", g.json);
+    let compiled = Arc::new(l.compiled);
+    let hosts = runtime().block_on(apply::plan(compiled.clone(), &o, progress.clone()));
+    progress.finish();
+    let l = Loaded { compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")), ..l };
+    let plan = make_plan(&l, t, hosts);
+    if g.json {
+        sh.out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
+    } else {
+        sh.out(&ui::render_plan(&sh, &plan));
+    }
+    if let Some(path) = out {
+        let json = serde_json::to_vec_pretty(&plan)?;
+        apply::write_local(path, &json, 0o644).map_err(|e| anyhow::anyhow!("cannot write plan file {}: {e}", path.display()))?;
+        sh.status("Saved", &format!("plan to {}", path.display()));
+    }
+    if let Some(e) = failure_exit(&plan.hosts) {
+        return Ok(e.code());
+    }
+    Ok(if plan.has_changes() { Exit::Drift.code() } else { Exit::Ok.code() })
+}
+
+pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::Result<i32> {
+    let mut sh = Shell::stdio(g.color, g.verbose);
+    let mut target = t.clone();
+    let saved_plan = match saved {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read plan file {}: {e}", p.display()))?;
+            let plan: Plan = match serde_json::from_str(&text) {
+                Ok(p) => p,
+                Err(e) => {
+                    sh.error(&format!("{}:{}:{}: not a labctl plan file: {e}", p.display(), e.line(), e.column()));
+                    return Ok(Exit::BadInput.code());
+                }
+            };
+            if plan.format != PLAN_FORMAT {
+                sh.error(&format!("{}: plan format {} is not supported by this labctl (expects {PLAN_FORMAT})", p.display(), plan.format));
+                return Ok(Exit::BadInput.code());
+            }
+            // The saved plan decides what is selected: the same site, inventory and selectors.
+            target.site = plan.site.clone().into();
+            target.inventory = plan.inventory.clone().into();
+            target.tags = plan.selection.tags.clone();
+            target.skip_tags = plan.selection.skip_tags.clone();
+            target.limit = plan.selection.limit.clone();
+            Some(plan)
+        }
+        None => None,
+    };
+    let l = match load::load(&mut sh, g, &target, false) {
+        Ok(l) => l,
+        Err(Stop(e)) => return Ok(e.code()),
+    };
+    if let Some(p) = &saved_plan {
+        if p.selection.extra_vars != l.selection.extra_vars {
+            sh.error("the saved plan was made with different -e extra vars; pass the same ones");
+            return Ok(Exit::Refused.code());
+        }
+    }
+    let sh = Arc::new(sh);
+    let o = opts(c, &l);
+    let progress = Progress::new(sh.clone(), "applying", g.json);
+    let compiled = Arc::new(l.compiled);
+    let results = runtime().block_on(apply::apply(compiled, &o, progress.clone(), saved_plan.map(Arc::new)));
+    progress.finish();
+    let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) = results.into_iter().unzip();
+    if g.json {
+        let v = serde_json::json!({ "hosts": recaps });
+        sh.out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+    } else {
+        sh.out(&ui::render_recap(&sh, &recaps));
+    }
+    if recaps.iter().any(|r| r.refused.is_some()) {
+        return Ok(Exit::Refused.code());
+    }
+    if let Some(e) = failure_exit(&plans) {
+        return Ok(e.code());
+    }
+    if recaps.iter().any(|r| !r.failed.is_empty()) {
+        return Ok(Exit::Failed.code());
+    }
+    Ok(Exit::Ok.code())
+}
+
+pub fn check(g: &Global, t: &Target) -> anyhow::Result<i32> {
+    let mut sh = Shell::stdio(g.color, g.verbose);
+    let l = match load::load(&mut sh, g, t, true) {
+        Ok(l) => l,
+        Err(Stop(e)) => return Ok(e.code()),
+    };
+    let hosts = l.compiled.hosts.len();
+    let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
+    let always: Vec<String> = l.compiled.hosts.iter().flat_map(|h| h.items()).filter(|i| i.kind == "command" && i.inst.facts().is_empty()).map(|i| i.id.clone()).collect();
+    for a in always.iter().collect::<std::collections::BTreeSet<_>>() {
+        sh.warn(&format!("{a} has neither `creates` nor `unless`: it runs on every apply and plan never shows zero drift"));
+    }
+    if g.json {
+        sh.out(&format!("{}\n", serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len()})));
+    } else {
+        sh.status("Checked", &format!("{} ({} roles, {hosts} hosts, {resources} resources rendered): no problems", t.site.display(), l.site.roles.len()));
+    }
+    Ok(Exit::Ok.code())
+}

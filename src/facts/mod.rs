@@ -1,0 +1,77 @@
+//! Facts: what a host looks like, read without side effects.
+//!
+//! A fact query is a key plus a POSIX shell snippet. Planning a host collects the queries of every
+//! selected resource, dedupes them by key, and runs them all as ONE script (see `probe`). Each
+//! family (file, packages, service, …) has a module with `query(..)` to ask and `get(..)` to parse
+//! its answer, so resources never parse shell output themselves.
+
+pub mod command;
+pub mod file;
+pub mod os;
+pub mod packages;
+pub mod probe;
+pub mod service;
+pub mod sysctl;
+pub mod ufw;
+pub mod users;
+
+use std::collections::BTreeMap;
+
+/// One thing to observe on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactQuery {
+    /// Unique per observation, e.g. `file:/etc/hosts`. Two resources asking the same key share
+    /// one answer.
+    pub key: String,
+    /// A POSIX sh snippet printing the answer on stdout. It runs in a subshell as root (or the
+    /// become user), must not change anything, and must not print the probe's delimiter.
+    pub script: String,
+}
+
+/// A query's raw answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RawFact {
+    pub out: String,
+    pub rc: i32,
+}
+
+/// All answers for a host, by key.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Facts {
+    pub raw: BTreeMap<String, RawFact>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FactError {
+    #[error("fact `{0}` was not gathered (a resource read a fact it did not ask for)")]
+    Missing(String),
+    #[error("cannot parse fact `{key}`: {why}")]
+    Parse { key: String, why: String },
+}
+
+impl Facts {
+    pub fn get(&self, key: &str) -> Result<&RawFact, FactError> {
+        self.raw.get(key).ok_or_else(|| FactError::Missing(key.to_string()))
+    }
+
+    pub fn insert(&mut self, key: &str, out: &str, rc: i32) {
+        self.raw.insert(key.to_string(), RawFact { out: out.to_string(), rc });
+    }
+
+    /// The raw answers for some keys, for fingerprints.
+    pub fn subset(&self, keys: &[String]) -> Vec<(&str, &RawFact)> {
+        let mut v: Vec<(&str, &RawFact)> = keys.iter().filter_map(|k| self.raw.get_key_value(k).map(|(k, r)| (k.as_str(), r))).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        v
+    }
+}
+
+/// Quote a string for the remote shell.
+pub fn q(s: &str) -> String {
+    shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("'{}'", s.replace('\0', "").replace('\'', r"'\''")))
+}
+
+pub(crate) fn parse_err(key: &str, why: impl Into<String>) -> FactError {
+    FactError::Parse { key: key.to_string(), why: why.into() }
+}

@@ -1,0 +1,542 @@
+//! Ansible-format YAML inventories, read as they are.
+//!
+//! `all:` → `hosts:`, `children:`, `vars:`; other top-level keys are groups under `all`.
+//! `group_vars/` and `host_vars/` beside the inventory file hold `NAME.yml`, `NAME.yaml` or a
+//! folder `NAME/` of such files; `*.age` files there are vaults whose vars are secret.
+
+pub mod pattern;
+pub mod vars;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::error::{Diag, Diags, Loc};
+use crate::secret::Secret;
+use crate::yaml::{self, Node, NodeV};
+pub use vars::VarLayer;
+
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub name: String,
+    pub parents: Vec<String>,
+    pub children: Vec<String>,
+    pub hosts: Vec<String>,
+    /// Inline vars from the inventory file, then group_vars/ files over them.
+    pub vars: VarLayer,
+    pub loc: Option<Loc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    pub name: String,
+    /// Groups listing this host directly.
+    pub groups: Vec<String>,
+    pub vars: VarLayer,
+    pub loc: Option<Loc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub hosts: IndexMap<String, Host>,
+    pub groups: IndexMap<String, Group>,
+    /// Vault files that could not be opened (no key given). `check` reports them; plan/apply refuse.
+    pub unopened_vaults: Vec<(PathBuf, String)>,
+}
+
+/// How vault files are opened while loading. A closure keeps this module free of key handling.
+pub type Decrypt<'a> = &'a dyn Fn(&Path) -> Result<Secret<Vec<u8>>, VaultFail>;
+
+#[derive(Debug, Clone)]
+pub enum VaultFail {
+    /// No identity available at all: `check` goes on with placeholders.
+    NoKey(String),
+    /// A real problem (wrong key, tampered file): always an error.
+    Error(String),
+}
+
+/// Connection settings for one host, from the `ansible_*` vars.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Conn {
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub become_: bool,
+    /// `ansible_connection: local` runs scripts on the controller (tests, localhost).
+    pub local: bool,
+}
+
+impl Inventory {
+    pub fn load(path: &Path, decrypt: Decrypt) -> Result<Inventory, Diags> {
+        let mut diags = Diags::default();
+        let node = yaml::read_node(path).map_err(Diags::from)?;
+        let mut inv = Inventory { path: path.to_path_buf(), ..Default::default() };
+        inv.groups.insert("all".into(), Group { name: "all".into(), ..Default::default() });
+        inv.groups.insert("ungrouped".into(), Group { name: "ungrouped".into(), parents: vec!["all".into()], ..Default::default() });
+        inv.groups["all"].children.push("ungrouped".into());
+
+        match &node.v {
+            NodeV::Null => {}
+            NodeV::Map(entries) => {
+                for (k, v) in entries {
+                    let name = k.key_string();
+                    let parent = if name == "all" { None } else { Some("all") };
+                    inv.read_group(path, &name, k, v, parent, &mut diags);
+                }
+            }
+            _ => diags.push(Diag::at(node.loc(path), format!("an inventory must be a map of groups (like `all:`), found {}", node.kind_name()))),
+        }
+
+        // Hosts listed in no group other than `all` go to `ungrouped`, as in Ansible.
+        let ungrouped: Vec<String> = inv
+            .hosts
+            .values()
+            .filter(|h| h.groups.iter().all(|g| g == "all"))
+            .map(|h| h.name.clone())
+            .collect();
+        for h in ungrouped {
+            inv.groups["ungrouped"].hosts.push(h.clone());
+            inv.hosts[&h].groups.push("ungrouped".into());
+        }
+
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let group_names: Vec<String> = inv.groups.keys().cloned().collect();
+        for g in group_names {
+            let layer = inv.read_vars_dir(&dir.join("group_vars"), &g, decrypt, &mut diags);
+            inv.groups[&g].vars.overlay(&layer);
+        }
+        let host_names: Vec<String> = inv.hosts.keys().cloned().collect();
+        for h in host_names {
+            let layer = inv.read_vars_dir(&dir.join("host_vars"), &h, decrypt, &mut diags);
+            inv.hosts[&h].vars.overlay(&layer);
+        }
+        inv.check_vars_dirs(dir, &mut diags);
+        if let Err(cycle) = inv.check_cycles() {
+            diags.push(Diag::at(Loc::file_only(path), cycle));
+        }
+        diags.into_result().map(|_| inv)
+    }
+
+    fn read_group(&mut self, file: &Path, name: &str, key: &Node, node: &Node, parent: Option<&str>, diags: &mut Diags) {
+        if !valid_name(name) {
+            diags.push(Diag::at(key.loc(file), format!("`{name}` is not a valid group name (letters, digits, `_`, `-`)")));
+            return;
+        }
+        let g = self.groups.entry(name.to_string()).or_insert_with(|| Group { name: name.to_string(), ..Default::default() });
+        if g.loc.is_none() {
+            g.loc = Some(key.loc(file));
+        }
+        if let Some(p) = parent {
+            if !g.parents.iter().any(|x| x == p) {
+                g.parents.push(p.to_string());
+            }
+            let pg = self.groups.get_mut(p).expect("parent group exists");
+            if !pg.children.iter().any(|x| x == name) {
+                pg.children.push(name.to_string());
+            }
+        }
+        let entries = match &node.v {
+            NodeV::Null => return,
+            NodeV::Map(m) => m,
+            _ => {
+                diags.push(Diag::at(node.loc(file), format!("group `{name}` must be a map with `hosts`, `children` or `vars`, found {}", node.kind_name())));
+                return;
+            }
+        };
+        for (k, v) in entries {
+            match k.key_string().as_str() {
+                "hosts" => match &v.v {
+                    NodeV::Null => {}
+                    NodeV::Map(hosts) => {
+                        for (hk, hv) in hosts {
+                            self.read_host(file, hk, hv, name, diags);
+                        }
+                    }
+                    _ => diags.push(Diag::at(v.loc(file), format!("`hosts` of group `{name}` must be a map of host names, found {}", v.kind_name()))),
+                },
+                "children" => match &v.v {
+                    NodeV::Null => {}
+                    NodeV::Map(children) => {
+                        for (ck, cv) in children {
+                            let cname = ck.key_string();
+                            self.read_group(file, &cname, ck, cv, Some(name), diags);
+                        }
+                    }
+                    _ => diags.push(Diag::at(v.loc(file), format!("`children` of group `{name}` must be a map of groups, found {}", v.kind_name()))),
+                },
+                "vars" => match vars_from_node(file, v) {
+                    Ok(layer) => self.groups[name].vars.overlay(&layer),
+                    Err(d) => diags.push(d),
+                },
+                other => diags.push(
+                    Diag::at(k.loc(file), format!("unknown key `{other}` in group `{name}`"))
+                        .help("a group holds only `hosts:`, `children:` and `vars:`"),
+                ),
+            }
+        }
+    }
+
+    fn read_host(&mut self, file: &Path, key: &Node, node: &Node, group: &str, diags: &mut Diags) {
+        let name = key.key_string();
+        if !valid_host_name(&name) {
+            diags.push(Diag::at(key.loc(file), format!("`{name}` is not a valid host name")));
+            return;
+        }
+        let layer = match &node.v {
+            NodeV::Null => VarLayer::default(),
+            _ => match vars_from_node(file, node) {
+                Ok(l) => l,
+                Err(d) => {
+                    diags.push(d);
+                    return;
+                }
+            },
+        };
+        let h = self.hosts.entry(name.clone()).or_insert_with(|| Host { name: name.clone(), loc: Some(key.loc(file)), ..Default::default() });
+        h.vars.overlay(&layer);
+        if !h.groups.iter().any(|g| g == group) {
+            h.groups.push(group.to_string());
+        }
+        let g = &mut self.groups[group];
+        if !g.hosts.contains(&name) {
+            g.hosts.push(name);
+        }
+    }
+
+    /// group_vars/NAME.yml, NAME.yaml, NAME.yml.age, or NAME/ (all files inside, sorted).
+    fn read_vars_dir(&mut self, base: &Path, name: &str, decrypt: Decrypt, diags: &mut Diags) -> VarLayer {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for ext in ["yml", "yaml", "json", "yml.age", "yaml.age"] {
+            let p = base.join(format!("{name}.{ext}"));
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+        let folder = base.join(name);
+        if folder.is_dir() {
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(&folder)
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && is_vars_file(p)).collect())
+                .unwrap_or_default();
+            inner.sort();
+            files.extend(inner);
+        }
+        let mut layer = VarLayer::default();
+        for f in files {
+            match self.read_vars_file(&f, decrypt) {
+                Ok(Some(l)) => layer.overlay(&l),
+                Ok(None) => {}
+                Err(d) => diags.push(d),
+            }
+        }
+        layer
+    }
+
+    fn read_vars_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diag> {
+        if f.extension().is_some_and(|e| e == "age") {
+            let plain = match decrypt(f) {
+                Ok(p) => p,
+                Err(VaultFail::NoKey(why)) => {
+                    self.unopened_vaults.push((f.to_path_buf(), why));
+                    return Ok(None);
+                }
+                Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why)),
+            };
+            let text = std::str::from_utf8(plain.expose())
+                .map_err(|_| Diag::at(Loc::file_only(f), "vault content is not UTF-8 text"))?;
+            // Positions inside a vault are still useful (the user can `labctl vault view` it);
+            // the error must not quote the line, and Diag::render never reads `.age` files.
+            let node = yaml::parse_node(f, text).map_err(|mut d| {
+                d.message = "invalid YAML inside the vault (see `labctl vault view`)".into();
+                d
+            })?;
+            let layer = vars_from_node(f, &node)?;
+            return Ok(Some(VarLayer::secret(layer.values)));
+        }
+        let node = yaml::read_node(f)?;
+        vars_from_node(f, &node).map(Some)
+    }
+
+    /// A group_vars/ or host_vars/ entry for a group or host that does not exist is a typo.
+    fn check_vars_dirs(&self, dir: &Path, diags: &mut Diags) {
+        for sub in ["group_vars", "host_vars"] {
+            let Ok(rd) = std::fs::read_dir(dir.join(sub)) else { continue };
+            for e in rd.flatten() {
+                let fname = e.file_name().to_string_lossy().to_string();
+                if fname.starts_with('.') {
+                    continue;
+                }
+                let stem = fname.split('.').next().unwrap_or("");
+                let (known, what) = if sub == "group_vars" {
+                    (self.groups.contains_key(stem), "group")
+                } else {
+                    (self.hosts.contains_key(stem), "host")
+                };
+                if !known {
+                    diags.push(Diag::at(
+                        Loc::file_only(&e.path()),
+                        format!("{sub}/{fname} is for {what} `{stem}`, which the inventory does not define"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn check_cycles(&self) -> Result<(), String> {
+        fn visit(inv: &Inventory, g: &str, stack: &mut Vec<String>) -> Result<(), String> {
+            if stack.iter().any(|s| s == g) {
+                stack.push(g.to_string());
+                return Err(format!("group cycle: {}", stack.join(" -> ")));
+            }
+            stack.push(g.to_string());
+            for c in &inv.groups[g].children {
+                visit(inv, c, stack)?;
+            }
+            stack.pop();
+            Ok(())
+        }
+        visit(self, "all", &mut Vec::new())
+    }
+
+    /// All groups a host belongs to, directly or through parents, in merge order:
+    /// `all` first, then by depth, then by name (Ansible's order).
+    pub fn host_groups(&self, host: &str) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<String> = self.hosts.get(host).map(|h| h.groups.clone()).unwrap_or_default();
+        while let Some(g) = todo.pop() {
+            if seen.insert(g.clone()) {
+                todo.extend(self.groups[&g].parents.iter().cloned());
+            }
+        }
+        seen.insert("all".into());
+        let mut v: Vec<String> = seen.into_iter().collect();
+        v.sort_by_key(|g| (self.depth(g), g.clone()));
+        v
+    }
+
+    fn depth(&self, g: &str) -> usize {
+        if g == "all" {
+            return 0;
+        }
+        1 + self.groups[g].parents.iter().map(|p| self.depth(p)).min().unwrap_or(0)
+    }
+
+    /// Group and host vars merged for one host (the inventory part of the precedence).
+    pub fn host_vars(&self, host: &str) -> VarLayer {
+        let mut out = VarLayer::default();
+        for g in self.host_groups(host) {
+            out.overlay(&self.groups[&g].vars);
+        }
+        if let Some(h) = self.hosts.get(host) {
+            out.overlay(&h.vars);
+        }
+        out
+    }
+
+    /// Every host's groups, as templates see `groups`.
+    pub fn groups_map(&self) -> IndexMap<String, Vec<String>> {
+        let mut m = IndexMap::new();
+        for name in self.groups.keys() {
+            let hosts: Vec<String> = self.hosts.keys().filter(|h| self.host_groups(h).contains(name)).cloned().collect();
+            m.insert(name.clone(), hosts);
+        }
+        m
+    }
+
+    /// Connection settings from the merged vars (templated values already rendered by the caller).
+    pub fn conn(host: &str, vars: &IndexMap<String, Value>, base_dir: &Path) -> Result<Conn, String> {
+        let s = |k: &str| vars.get(k).and_then(value_as_string);
+        let port = match vars.get("ansible_port") {
+            None => 22,
+            Some(v) => value_as_string(v)
+                .and_then(|s| s.parse::<u16>().ok())
+                .ok_or_else(|| format!("host `{host}`: ansible_port must be a port number, got {v}"))?,
+        };
+        let path = |k: &str| {
+            s(k).map(|p| {
+                let p = expand_tilde(&p);
+                if p.is_absolute() {
+                    p
+                } else {
+                    base_dir.join(p)
+                }
+            })
+        };
+        Ok(Conn {
+            address: s("ansible_host").unwrap_or_else(|| host.to_string()),
+            port,
+            user: s("ansible_user"),
+            key_file: path("ansible_ssh_private_key_file"),
+            known_hosts: path("labctl_known_hosts"),
+            become_: vars.get("ansible_become").map(truthy).unwrap_or(false),
+            local: s("ansible_connection").as_deref() == Some("local"),
+        })
+    }
+}
+
+fn is_vars_file(p: &Path) -> bool {
+    let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    !n.starts_with('.') && [".yml", ".yaml", ".json", ".yml.age", ".yaml.age"].iter().any(|e| n.ends_with(e))
+}
+
+/// A vars node must be a map with valid variable names.
+pub fn vars_from_node(file: &Path, node: &Node) -> Result<VarLayer, Diag> {
+    match &node.v {
+        NodeV::Null => Ok(VarLayer::default()),
+        NodeV::Map(entries) => {
+            let mut m = IndexMap::new();
+            for (k, v) in entries {
+                let key = k.key_string();
+                if !valid_var_name(&key) {
+                    return Err(Diag::at(k.loc(file), format!("`{key}` is not a valid variable name")).help("use letters, digits and `_`, not starting with a digit"));
+                }
+                m.insert(key, v.to_json());
+            }
+            Ok(VarLayer::from_map(m))
+        }
+        _ => Err(Diag::at(node.loc(file), format!("vars must be a map, found {}", node.kind_name()))),
+    }
+}
+
+pub fn valid_var_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn valid_host_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:[]".contains(c))
+}
+
+pub fn value_as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Ansible's truthiness for booleans written as strings.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on"),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        _ => false,
+    }
+}
+
+pub fn expand_tilde(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    PathBuf::from(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn no_vault(_: &Path) -> Result<Secret<Vec<u8>>, VaultFail> {
+        Err(VaultFail::NoKey("no key".into()))
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    const INV: &str = "all:
+  vars:
+    level: all
+    only_all: 1
+  children:
+    lab:
+      vars: {level: lab}
+      children:
+        k3s_server:
+          hosts:
+            s1: {ansible_host: 10.0.0.1, level: host-inline}
+        k3s_agents:
+          vars: {level: agents}
+          hosts:
+            a1:
+            a2: {ansible_port: 2222}
+    extra:
+      hosts:
+        lone:
+";
+
+    #[test]
+    fn groups_and_precedence() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "hosts.yml", INV);
+        write(d.path(), "group_vars/all.yml", "level: all-file\nfrom_all_file: yes\n");
+        write(d.path(), "group_vars/k3s_agents/main.yml", "level: agents-file\n");
+        write(d.path(), "host_vars/s1.yml", "level: host-file\n");
+        let inv = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap();
+        assert_eq!(inv.hosts.keys().collect::<Vec<_>>(), ["s1", "a1", "a2", "lone"]);
+        assert_eq!(inv.host_groups("a1"), ["all", "lab", "k3s_agents"]);
+        assert_eq!(inv.host_vars("s1").values["level"], json!("host-file"));
+        assert_eq!(inv.host_vars("a1").values["level"], json!("agents-file"));
+        assert_eq!(inv.host_vars("lone").values["level"], json!("all-file"));
+        assert_eq!(inv.host_vars("lone").values["only_all"], json!(1));
+        let c = Inventory::conn("a2", &inv.host_vars("a2").values, d.path()).unwrap();
+        assert_eq!((c.address.as_str(), c.port), ("a2", 2222));
+        assert_eq!(inv.groups_map()["lab"], vec!["s1", "a1", "a2"]);
+    }
+
+    #[test]
+    fn errors_have_positions_and_all_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "hosts.yml", "all:\n  hostz:\n    a:\n  children:\n    g:\n      vars: [1]\n");
+        write(d.path(), "group_vars/nosuch.yml", "x: 1\n");
+        let e = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap_err();
+        let msgs: Vec<String> = e.0.iter().map(|d| d.to_string()).collect();
+        assert!(msgs[0].contains("hosts.yml:2:3: unknown key `hostz`"), "{msgs:?}");
+        assert!(msgs[1].contains("hosts.yml:6:13: vars must be a map"), "{msgs:?}");
+        assert!(msgs[2].contains("nosuch"), "{msgs:?}");
+    }
+
+    #[test]
+    fn unopened_vaults_are_recorded_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "hosts.yml", "all:\n  hosts:\n    h:\n");
+        write(d.path(), "group_vars/all/vault.yml.age", "-----BEGIN AGE ENCRYPTED FILE-----\n");
+        let inv = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap();
+        assert_eq!(inv.unopened_vaults.len(), 1);
+        assert_eq!(inv.groups["ungrouped"].hosts, vec!["h"]);
+    }
+
+    #[test]
+    fn vault_vars_are_secret() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "hosts.yml", "all:\n  hosts:\n    h:\n");
+        write(d.path(), "host_vars/h/vault.yml.age", "ciphertext");
+        let dec = |_: &Path| Ok(Secret::new(b"token: canary-123\n".to_vec()));
+        let inv = Inventory::load(&d.path().join("hosts.yml"), &dec).unwrap();
+        let v = inv.host_vars("h");
+        assert!(v.is_secret("token"));
+        assert_eq!(v.secret_strings(), vec!["canary-123"]);
+    }
+
+    #[test]
+    fn group_cycles_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "hosts.yml", "a:\n  children:\n    b:\n      children:\n        a:\n");
+        let e = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap_err();
+        assert!(e.to_string().contains("group cycle"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! labctl: plan and apply a small k3s lab over SSH.
+//!
+//! main stays thin: parse the command line, set up output, run, map the outcome to an exit code.
+
+mod apply;
+mod cli;
+mod error;
+mod facts;
+mod inventory;
+mod plan;
+mod resources;
+mod secret;
+mod site;
+mod template;
+mod testbed;
+mod transport;
+mod ui;
+mod vault;
+mod yaml;
+
+fn main() {
+    std::process::exit(cli::main());
+}

@@ -1,0 +1,173 @@
+//! The plan: a plain value. Printable, serialisable (never with a secret), and what apply runs.
+
+pub mod step;
+
+use serde::{Deserialize, Serialize};
+pub use step::Step;
+
+/// What a change does, and its symbol in plan output (Terraform's convention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Remove,
+    /// A command that runs because its guard (`creates`/`unless`) says so.
+    Run,
+}
+
+impl Action {
+    pub fn symbol(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Remove => '-',
+            Action::Run => '!',
+        }
+    }
+}
+
+/// What a resource's diff returns when the host differs from the spec.
+#[derive(Debug, Clone)]
+pub struct Drift {
+    pub action: Action,
+    /// Short, human reasons: "mode 0644 → 0600", "package nginx missing".
+    pub reasons: Vec<String>,
+    /// A unified diff for file bodies, or "(secret changed …)" for secret ones.
+    pub diff: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Drift {
+    pub fn new(action: Action, reasons: Vec<String>, steps: Vec<Step>) -> Drift {
+        Drift { action, reasons, diff: None, steps }
+    }
+    pub fn with_diff(mut self, diff: Option<String>) -> Drift {
+        self.diff = diff;
+        self
+    }
+}
+
+/// One drifted resource on one host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    /// `role/kind:name`, unique per host.
+    pub id: String,
+    pub role: String,
+    pub kind: String,
+    pub name: String,
+    pub action: Action,
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    /// Keyed hash of the facts the change was computed from and of the desired state. A saved
+    /// plan is refused when a fresh plan's fingerprint differs.
+    pub fingerprint: String,
+    /// Steps hold content (maybe secret): never serialised; re-derived when a saved plan is applied.
+    #[serde(skip)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub changes: Vec<Change>,
+    /// Resources already in the desired state.
+    pub in_sync: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub unreachable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub site: String,
+    pub inventory: String,
+    pub selection: Selection,
+    pub hosts: Vec<HostPlan>,
+}
+
+/// What was selected, so `apply --plan` recomputes the same thing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Selection {
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub limit: Option<String>,
+    /// Keyed hash of the `-e` arguments (they may hold secrets).
+    pub extra_vars: Option<String>,
+}
+
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub create: usize,
+    pub update: usize,
+    pub remove: usize,
+    pub run: usize,
+    pub in_sync: usize,
+    pub failed_hosts: usize,
+}
+
+impl Plan {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for h in &self.hosts {
+            c.in_sync += h.in_sync;
+            if h.error.is_some() {
+                c.failed_hosts += 1;
+            }
+            for ch in &h.changes {
+                match ch.action {
+                    Action::Create => c.create += 1,
+                    Action::Update => c.update += 1,
+                    Action::Remove => c.remove += 1,
+                    Action::Run => c.run += 1,
+                }
+            }
+        }
+        c
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.hosts.iter().any(|h| !h.changes.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn steps_never_reach_the_plan_file() {
+        let ch = Change {
+            id: "r/file:/x".into(),
+            role: "r".into(),
+            kind: "file".into(),
+            name: "/x".into(),
+            action: Action::Create,
+            reasons: vec!["absent".into()],
+            diff: Some("(secret changed)".into()),
+            notify: vec![],
+            fingerprint: "hmac-sha256:00".into(),
+            steps: vec![Step::Write {
+                path: "/x".into(),
+                content: Secret::new(b"canary-plan-secret".to_vec()),
+                mode: None,
+                owner: None,
+                group: None,
+                validate: None,
+                secret: true,
+            }],
+        };
+        let json = serde_json::to_string(&ch).unwrap();
+        assert!(!json.contains("canary"), "{json}");
+        let back: Change = serde_json::from_str(&json).unwrap();
+        assert!(back.steps.is_empty());
+    }
+}

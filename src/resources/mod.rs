@@ -1,0 +1,296 @@
+//! Resource types: one file each, registered in `registry!` below.
+//!
+//! A resource type is pure logic: a typed spec (the YAML under its key), the facts it needs, and
+//! a diff from (spec, facts) to an optional `Drift` carrying the steps that fix it. No I/O here:
+//! every type is tested with fixtures, no host needed (pyinfra's lesson).
+//!
+//! To add a type: write `src/resources/NAME.rs` with a unit struct implementing `Resource`, then
+//! add `NAME::Type` to `registry!`.
+
+pub mod apt;
+pub mod authorized_key;
+pub mod command;
+pub mod directory;
+pub mod download;
+pub mod fetch;
+pub mod file;
+pub mod group;
+pub mod line;
+pub mod service;
+pub mod symlink;
+pub mod sysctl;
+pub mod ufw;
+pub mod user;
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::facts::{FactQuery, Facts};
+use crate::plan::{Drift, Step};
+use crate::secret::Secret;
+use crate::template::{Ctx, Engine};
+
+/// Everything a diff may know besides spec and facts.
+pub struct DiffCx {
+    /// The resource's rendered spec touched a secret: show no content, only keyed hashes.
+    pub secret: bool,
+    /// Key for keyed hashes of secret content in plan output.
+    pub hash_key: [u8; 32],
+}
+
+impl DiffCx {
+    pub fn keyed_hash(&self, data: &[u8]) -> String {
+        keyed_hash(&self.hash_key, data)
+    }
+}
+
+/// Controller-side inputs a spec may pull in before diffing (template files, `src` files).
+pub struct PrepareCx<'a> {
+    pub engine: &'a Engine,
+    pub ctx: &'a Ctx,
+    /// The role's folder (`roles/NAME`): `templates/` and `files/` live there.
+    pub role_dir: &'a Path,
+    /// The project root (where site.yml is).
+    pub root: &'a Path,
+    /// Set when anything prepared is secret.
+    pub tainted: std::cell::Cell<bool>,
+}
+
+impl PrepareCx<'_> {
+    /// Render `roles/ROLE/templates/NAME` (or a project-relative path starting with `values/`).
+    pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, String> {
+        let rel = self.template_path(name);
+        let r = self.engine.render_file(&rel, self.ctx).map_err(|e| match &e.file {
+            Some(f) => format!("{}:{}:{}: {}", f.display(), e.line, e.col, e.message),
+            None => e.message.clone(),
+        })?;
+        if r.tainted {
+            self.tainted.set(true);
+        }
+        Ok(Secret::new(r.text.into_bytes()))
+    }
+
+    fn template_path(&self, name: &str) -> String {
+        if name.starts_with("values/") || name.starts_with("roles/") {
+            return name.to_string();
+        }
+        let rel = self.role_dir.strip_prefix(self.root).unwrap_or(self.role_dir);
+        format!("{}/templates/{name}", rel.display())
+    }
+
+    /// Read `roles/ROLE/files/NAME` (or a project-relative path) from the controller.
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, String> {
+        let p = self.file_path(name);
+        std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    }
+
+    pub fn file_path(&self, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        let in_role = self.role_dir.join("files").join(name);
+        if in_role.exists() {
+            in_role
+        } else {
+            self.root.join(name)
+        }
+    }
+}
+
+/// A resource type. See the module docs.
+pub trait Resource {
+    /// The YAML key: `file`, `apt`, …
+    const KIND: &'static str;
+    /// The spec, deserialized from the rendered YAML. Use `#[serde(deny_unknown_fields)]`.
+    type Spec: DeserializeOwned + Send + Sync + 'static;
+    /// What identifies the instance in plan output and ids (a path, a service name, …).
+    fn name(spec: &Self::Spec) -> String;
+    /// Validate and pull controller-side inputs. Errors name the field at fault.
+    fn prepare(_spec: &mut Self::Spec, _cx: &PrepareCx) -> Result<(), String> {
+        Ok(())
+    }
+    /// The facts `diff` reads.
+    fn facts(spec: &Self::Spec) -> Vec<FactQuery>;
+    /// Pure: what differs, and the steps that fix it. `Ok(None)` = in sync.
+    fn diff(spec: &Self::Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
+    /// The steps this resource runs when used as a handler (`service` restart, `command`).
+    fn handler(_spec: &Self::Spec) -> Result<Vec<Step>, String> {
+        Err(format!("a `{}` cannot be a handler (use `service` or `command`)", Self::KIND))
+    }
+}
+
+/// A prepared instance, type-erased so a host's resources can sit in one list.
+pub trait Instance: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn name(&self) -> String;
+    fn facts(&self) -> Vec<FactQuery>;
+    fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
+    fn handler(&self) -> Result<Vec<Step>, String>;
+}
+
+struct Typed<R: Resource>(R::Spec);
+
+impl<R: Resource + 'static> Instance for Typed<R> {
+    fn kind(&self) -> &'static str {
+        R::KIND
+    }
+    fn name(&self) -> String {
+        R::name(&self.0)
+    }
+    fn facts(&self) -> Vec<FactQuery> {
+        R::facts(&self.0)
+    }
+    fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+        R::diff(&self.0, facts, cx)
+    }
+    fn handler(&self) -> Result<Vec<Step>, String> {
+        R::handler(&self.0)
+    }
+}
+
+/// Why building an instance failed: a spec error (field path + message) or a prepare error.
+#[derive(Debug)]
+pub enum BuildError {
+    Spec { path: serde_path_to_error::Path, message: String },
+    Prepare(String),
+}
+
+fn make<R: Resource + 'static>(value: Value, cx: &PrepareCx) -> Result<Box<dyn Instance>, BuildError> {
+    let mut spec: R::Spec = serde_path_to_error::deserialize(value).map_err(|e| BuildError::Spec {
+        path: e.path().clone(),
+        message: e.into_inner().to_string(),
+    })?;
+    R::prepare(&mut spec, cx).map_err(BuildError::Prepare)?;
+    Ok(Box::new(Typed::<R>(spec)))
+}
+
+macro_rules! registry {
+    ($($m:ident),* $(,)?) => {
+        /// Every resource type's YAML key.
+        pub const KINDS: &[&str] = &[$($m::Type::KIND),*];
+
+        /// Build an instance of `kind` from its rendered spec. None when the kind is unknown.
+        pub fn build(kind: &str, value: Value, cx: &PrepareCx) -> Option<Result<Box<dyn Instance>, BuildError>> {
+            $(if kind == $m::Type::KIND { return Some(make::<$m::Type>(value, cx)); })*
+            None
+        }
+    };
+}
+
+registry!(file);
+
+// ---- helpers shared by resource types ----
+
+/// File modes are strings of octal digits ("0644"). YAML `0644` is an integer (and `644` is
+/// decimal 644), so integers are refused with a hint instead of being misread.
+pub fn deserialize_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    let v = Option::<Value>::deserialize(d)?;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => normalize_mode(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(Value::Number(n)) => Err(serde::de::Error::custom(format!(
+            "mode must be a quoted string like \"0644\", not the number {n} (YAML reads 0644 as octal 420 and 644 as decimal)"
+        ))),
+        Some(other) => Err(serde::de::Error::custom(format!("mode must be a string like \"0644\", got {other}"))),
+    }
+}
+
+/// "644" / "0644" / "01777" → four or more octal digits, normalized to 4 digits minimum.
+pub fn normalize_mode(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.len() > 5 || !t.chars().all(|c| ('0'..='7').contains(&c)) {
+        return Err(format!("mode `{s}` is not octal (like \"0644\")"));
+    }
+    let m = u32::from_str_radix(t, 8).map_err(|_| format!("mode `{s}` is not octal"))?;
+    if m > 0o7777 {
+        return Err(format!("mode `{s}` is out of range"));
+    }
+    Ok(format!("{m:04o}"))
+}
+
+/// A unified diff of two texts for plan output, or a keyed-hash line when either side is secret
+/// or binary.
+pub fn content_diff(path: &str, old: Option<&[u8]>, new: &[u8], cx: &DiffCx) -> String {
+    if cx.secret {
+        return format!("(secret changed: now {})", cx.keyed_hash(new));
+    }
+    let old_text = match old {
+        Some(o) => match std::str::from_utf8(o) {
+            Ok(t) => t,
+            Err(_) => return format!("(binary content changed: {} bytes → {} bytes)", o.len(), new.len()),
+        },
+        None => "",
+    };
+    let Ok(new_text) = std::str::from_utf8(new) else {
+        return format!("(binary content: {} bytes)", new.len());
+    };
+    similar::TextDiff::from_lines(old_text, new_text)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{path} (on host)"), &format!("{path} (desired)"))
+        .to_string()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    crate::template::filters::hex(&sha2::Sha256::digest(data))
+}
+
+pub fn keyed_hash(key: &[u8; 32], data: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length works for HMAC");
+    m.update(data);
+    let out = m.finalize().into_bytes();
+    format!("hmac-sha256:{}", &crate::template::filters::hex(&out)[..16])
+}
+
+/// Shell-quote for step scripts.
+pub use crate::facts::q;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Fixture helpers: build facts from literal probe answers, run diffs, inspect steps.
+    use super::*;
+
+    pub fn cx() -> DiffCx {
+        DiffCx { secret: false, hash_key: [7; 32] }
+    }
+    pub fn secret_cx() -> DiffCx {
+        DiffCx { secret: true, hash_key: [7; 32] }
+    }
+    pub fn facts(pairs: &[(&str, &str)]) -> Facts {
+        let mut f = Facts::default();
+        for (k, v) in pairs {
+            f.insert(k, v, 0);
+        }
+        f
+    }
+    pub fn spec<R: Resource>(yaml: &str) -> R::Spec {
+        let node = crate::yaml::parse_node(Path::new("t.yml"), yaml).unwrap();
+        crate::yaml::from_node::<R::Spec>(Path::new("t.yml"), &node, R::KIND).unwrap()
+    }
+    pub fn spec_err<R: Resource>(yaml: &str) -> String {
+        let node = crate::yaml::parse_node(Path::new("t.yml"), yaml).unwrap();
+        match crate::yaml::from_node::<R::Spec>(Path::new("t.yml"), &node, R::KIND) {
+            Ok(_) => panic!("expected an error for {yaml}"),
+            Err(d) => d.to_string(),
+        }
+    }
+    /// All Sh scripts of a drift, joined, for asserting on commands.
+    pub fn scripts(d: &Drift) -> String {
+        d.steps
+            .iter()
+            .map(|s| match s {
+                Step::Sh { script } => script.clone(),
+                Step::Stdin { script, .. } => format!("<stdin> | {script}"),
+                Step::Write { path, .. } => format!("<write {path}>"),
+                Step::Fetch { path, dest, .. } => format!("<fetch {path} -> {}>", dest.display()),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

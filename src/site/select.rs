@@ -1,0 +1,418 @@
+//! Site × inventory × selection → for each host, its ordered, rendered resource instances.
+//!
+//! This is where vars are merged (in the documented precedence), templated vars resolved,
+//! `--tags`/`--skip-tags`/`--limit` applied, `when` and `loop` evaluated, and every spec rendered
+//! and type-checked. `check` runs exactly this for every host, so anything that can fail before
+//! contacting a host fails here, with file:line:col.
+
+use std::collections::BTreeSet;
+
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+
+use super::{Entry, Site};
+use crate::error::{Diag, Diags, Loc};
+use crate::inventory::{pattern, Conn, Inventory, VarLayer};
+use crate::resources::{self, BuildError, Instance, PrepareCx};
+use crate::template::{self, Ctx, Engine, PathSeg, TemplateError};
+use crate::yaml::Node;
+
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub limit: Option<String>,
+}
+
+impl Selector {
+    fn wants(&self, tags: &BTreeSet<String>) -> bool {
+        if self.skip_tags.iter().any(|t| tags.contains(t)) {
+            return false;
+        }
+        if self.tags.is_empty() {
+            return !tags.contains("never");
+        }
+        tags.contains("always") || self.tags.iter().any(|t| tags.contains(t) || t == "all")
+    }
+}
+
+pub struct Item {
+    pub id: String,
+    pub role: String,
+    pub kind: String,
+    pub name: String,
+    pub inst: Box<dyn Instance>,
+    pub notify: Vec<String>,
+    pub secret: bool,
+    pub loc: Loc,
+}
+
+pub struct HandlerItem {
+    pub name: String,
+    pub inst: Box<dyn Instance>,
+    pub loc: Loc,
+}
+
+pub struct RoleWork {
+    pub role: String,
+    pub items: Vec<Item>,
+    pub handlers: Vec<HandlerItem>,
+}
+
+pub struct HostWork {
+    pub host: String,
+    pub conn: Conn,
+    pub roles: Vec<RoleWork>,
+}
+
+impl HostWork {
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.roles.iter().flat_map(|r| r.items.iter())
+    }
+}
+
+pub struct Compiled {
+    // (Debug by hand: instances are trait objects.)
+    pub hosts: Vec<HostWork>,
+    /// Every secret string known (all hosts): for scrubbing any text that leaves labctl.
+    pub secret_strings: Vec<String>,
+}
+
+/// Build every selected host's work. All problems are collected, not just the first.
+pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, engine: &Engine, placeholders: bool) -> Result<Compiled, Diags> {
+    let mut diags = Diags::default();
+    let limit: Option<Vec<String>> = match &sel.limit {
+        Some(l) => match pattern::select(inv, l) {
+            Ok(h) => Some(h),
+            Err(e) => return Err(Diag::new(format!("--limit: {e}")).into()),
+        },
+        None => None,
+    };
+
+    // Inventory-level vars of every host (for `hostvars`), templated vars resolved.
+    let mut hostvars: IndexMap<String, VarLayer> = IndexMap::new();
+    for h in inv.hosts.keys() {
+        let mut layer = inv.host_vars(h);
+        layer.overlay(extra);
+        layer.overlay(&magic(inv, h));
+        match template::vars::resolve(engine, &layer, placeholders) {
+            Ok(l) => {
+                hostvars.insert(h.clone(), l);
+            }
+            Err((k, e)) => diags.push(Diag::at(Loc::file_only(&inv.path), format!("host `{h}`: variable `{k}`: {}", e.message))),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let mut secret_strings: Vec<String> = hostvars.values().flat_map(|l| l.secret_strings()).collect();
+    secret_strings.sort();
+    secret_strings.dedup();
+    let hostvars_value: Value = Value::Object(hostvars.iter().map(|(h, l)| (h.clone(), Value::Object(l.values.clone().into_iter().collect()))).collect());
+
+    let mut hosts: IndexMap<String, HostWork> = IndexMap::new();
+    for play in &site.plays {
+        let matched = match pattern::select(inv, &play.hosts) {
+            Ok(h) => h,
+            Err(e) => {
+                diags.push(Diag::at(play.hosts_loc.clone(), format!("play `{}`: {e}", play.name)));
+                continue;
+            }
+        };
+        for host in matched {
+            if limit.as_ref().is_some_and(|l| !l.contains(&host)) {
+                continue;
+            }
+            for rref in &play.roles {
+                let Some(role) = site.roles.get(&rref.name) else { continue };
+                // Precedence, lowest first: role defaults, inventory (groups, host), play vars,
+                // role-entry vars, -e.
+                let mut layer = role.defaults.clone();
+                layer.overlay(&inv.host_vars(&host));
+                layer.overlay(&play.vars);
+                layer.overlay(&rref.vars);
+                layer.overlay(extra);
+                layer.overlay(&magic(inv, &host));
+                let mut m = IndexMap::new();
+                m.insert("hostvars".to_string(), hostvars_value.clone());
+                m.insert("role_name".to_string(), json!(role.name));
+                layer.overlay(&VarLayer::from_map(m));
+                let layer = match template::vars::resolve(engine, &layer, placeholders) {
+                    Ok(l) => l,
+                    Err((k, e)) => {
+                        diags.push(Diag::at(rref.loc.clone(), format!("host `{host}`, role `{}`: variable `{k}`: {}", role.name, e.message)));
+                        continue;
+                    }
+                };
+                let conn = match Inventory::conn(&host, &layer.values, inv.path.parent().unwrap_or(std::path::Path::new("."))) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        diags.push(Diag::at(Loc::file_only(&inv.path), e));
+                        continue;
+                    }
+                };
+                let mut ctx = Ctx::new(&layer.values, layer.secret.clone(), secret_strings.clone());
+                ctx.placeholders = placeholders;
+                let role_tags: BTreeSet<String> = rref.tags.iter().cloned().chain([role.name.clone()]).collect();
+                let hw = hosts.entry(host.clone()).or_insert_with(|| HostWork { host: host.clone(), conn: conn.clone(), roles: Vec::new() });
+                let mut rw = RoleWork { role: role.name.clone(), items: Vec::new(), handlers: Vec::new() };
+                for entry in &role.resources {
+                    let tags: BTreeSet<String> = role_tags.iter().cloned().chain(entry.tags.iter().cloned()).collect();
+                    if !sel.wants(&tags) {
+                        continue;
+                    }
+                    match expand(entry, &ctx, engine, site, &role.dir) {
+                        Ok(items) => {
+                            for (name_override, inst, secret) in items {
+                                let name = name_override.unwrap_or_else(|| inst.name());
+                                let id = format!("{}/{}:{}", role.name, inst.kind(), name);
+                                rw.items.push(Item {
+                                    id,
+                                    role: role.name.clone(),
+                                    kind: inst.kind().to_string(),
+                                    name,
+                                    inst,
+                                    notify: entry.notify.iter().map(|(n, _)| n.clone()).collect(),
+                                    secret,
+                                    loc: entry.loc.clone(),
+                                });
+                            }
+                        }
+                        Err(d) => diags.push(d.prefix(&host)),
+                    }
+                }
+                for h in &role.handlers {
+                    match expand(h, &ctx, engine, site, &role.dir) {
+                        Ok(mut items) if items.len() == 1 => {
+                            let (_, inst, _) = items.remove(0);
+                            if let Err(e) = inst.handler() {
+                                diags.push(Diag::at(h.loc.clone(), e));
+                                continue;
+                            }
+                            rw.handlers.push(HandlerItem { name: h.name.clone().unwrap_or_default(), inst, loc: h.loc.clone() });
+                        }
+                        Ok(_) => diags.push(Diag::at(h.loc.clone(), "handlers cannot use `loop` or `when`")),
+                        Err(d) => diags.push(d.prefix(&host)),
+                    }
+                }
+                hw.roles.push(rw);
+            }
+        }
+    }
+    for hw in hosts.values() {
+        let mut seen: IndexMap<&str, &Loc> = IndexMap::new();
+        for it in hw.items() {
+            if let Some(first) = seen.insert(&it.id, &it.loc) {
+                diags.push(Diag::at(it.loc.clone(), format!("host `{}`: `{}` is managed twice (first at {first})", hw.host, it.id)).help("give one of them a distinct `name`, or merge them"));
+            }
+        }
+    }
+    diags.into_result().map(|_| Compiled { hosts: hosts.into_values().collect(), secret_strings })
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Compiled({} hosts)", self.hosts.len())
+    }
+}
+
+/// Vars every template can use, as in Ansible.
+fn magic(inv: &Inventory, host: &str) -> VarLayer {
+    let mut m = IndexMap::new();
+    m.insert("inventory_hostname".to_string(), json!(host));
+    m.insert("inventory_hostname_short".to_string(), json!(host.split('.').next().unwrap_or(host)));
+    let groups: Vec<String> = inv.host_groups(host).into_iter().filter(|g| g != "all" && g != "ungrouped").collect();
+    m.insert("group_names".to_string(), json!(groups));
+    m.insert("groups".to_string(), serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null));
+    VarLayer::from_map(m)
+}
+
+trait Prefix {
+    fn prefix(self, host: &str) -> Diag;
+}
+impl Prefix for Diag {
+    fn prefix(mut self, host: &str) -> Diag {
+        self.message = format!("host `{host}`: {}", self.message);
+        self
+    }
+}
+
+type Built = (Option<String>, Box<dyn Instance>, bool);
+
+/// One entry → zero or more instances (zero when `when` is false, several with `loop`).
+fn expand(entry: &Entry, ctx: &Ctx, engine: &Engine, site: &Site, role_dir: &std::path::Path) -> Result<Vec<Built>, Diag> {
+    let items: Vec<Option<Value>> = match &entry.loop_ {
+        None => vec![None],
+        Some(node) => {
+            let (v, _) = engine.render_value(&node.to_json(), ctx).map_err(|(p, e)| tdiag(&entry.file, node, &p, e, "loop"))?;
+            match v {
+                Value::Array(a) => a.into_iter().map(Some).collect(),
+                other => return Err(Diag::at(node.loc(&entry.file), format!("`loop` must be a list, got {}", short(&other)))),
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let c = match &item {
+            Some(v) => ctx.with("item", v, false),
+            None => ctx.clone(),
+        };
+        let mut ok = true;
+        for w in &entry.when {
+            let (v, _) = engine.eval(w, &c).map_err(|e| Diag::at(entry.loc.clone(), format!("`when: {w}`: {}", e.message)))?;
+            if !crate::inventory::truthy(&v) && !matches!(v, Value::Array(ref a) if !a.is_empty()) {
+                ok = false;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let (spec, tainted) = engine.render_value(&entry.spec.to_json(), &c).map_err(|(p, e)| tdiag(&entry.file, &entry.spec, &p, e, &entry.kind))?;
+        let name = match &entry.name {
+            Some(n) if template::is_template(n) => Some(engine.render_str(n, &c).map_err(|e| Diag::at(entry.loc.clone(), format!("`name`: {}", e.message)))?.text),
+            Some(n) if item.is_some() => Some(format!("{n} ({})", short(item.as_ref().unwrap_or(&Value::Null)))),
+            other => other.clone(),
+        };
+        let pcx = PrepareCx { engine, ctx: &c, role_dir, root: &site.root, tainted: std::cell::Cell::new(false) };
+        let built = resources::build(&entry.kind, spec.clone(), &pcx).expect("kind was checked at load");
+        match built {
+            Ok(inst) => out.push((name, inst, tainted || pcx.tainted.get())),
+            Err(BuildError::Spec { path, message }) => {
+                let loc = crate::yaml::error_loc(&entry.file, &entry.spec, &path, &message);
+                let at = if path.iter().next().is_some() { format!(" at `{path}`") } else { String::new() };
+                return Err(Diag::at(loc, format!("{}{at}: {message}", entry.kind)));
+            }
+            Err(BuildError::Prepare(m)) => return Err(Diag::at(entry.loc.clone(), format!("{}: {m}", entry.kind))),
+        }
+    }
+    Ok(out)
+}
+
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// A template error inside a YAML string: point at the string's node, then at the line/column
+/// inside the template when the string spans one line.
+fn tdiag(file: &std::path::Path, root: &Node, path: &[PathSeg], e: TemplateError, what: &str) -> Diag {
+    let mut n = root;
+    for seg in path {
+        let next = match seg {
+            PathSeg::Index(i) => n.as_seq().and_then(|s| s.get(*i)),
+            PathSeg::Key(k) => n.get(k),
+        };
+        match next {
+            Some(x) => n = x,
+            None => break,
+        }
+    }
+    if let Some(f) = &e.file {
+        return Diag::at(Loc::new(f, e.line, e.col), format!("{what}: {}", e.message));
+    }
+    Diag::at(n.loc(file), format!("{what}: {}", e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::VaultFail;
+    use crate::secret::Secret;
+    use std::path::Path;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "inv/hosts.yml", "all:\n  children:\n    lab:\n      hosts:\n        h1: {ansible_host: 10.0.0.1}\n        h2: {ansible_host: 10.0.0.2, motd: from-host}\n");
+        write(d.path(), "inv/group_vars/lab.yml", "motd: from-group\npw_ref: \"{{ vault_pw }}\"\n");
+        write(d.path(), "inv/group_vars/all/vault.yml.age", "x");
+        write(d.path(), "site.yml", "- hosts: lab\n  vars: {mode: \"0640\"}\n  roles: [r]\n");
+        write(d.path(), "roles/r/defaults.yml", "motd: from-defaults\nfiles: [a, b]\n");
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /etc/motd, content: \"{{ motd }}\\n\", mode: \"{{ mode }}\"}\n    tags: [motd]\n  - file: {path: \"/etc/lab/{{ item }}\", content: x}\n    loop: \"{{ files }}\"\n  - file: {path: /etc/pw, template: pw.j2}\n    when: inventory_hostname == 'h1'\n",
+        );
+        write(d.path(), "roles/r/templates/pw.j2", "pw={{ pw_ref }}\n");
+        d
+    }
+
+    fn load(d: &Path, key: bool) -> (Site, Inventory) {
+        let dec = move |_: &Path| -> Result<Secret<Vec<u8>>, VaultFail> {
+            if key {
+                Ok(Secret::new(b"vault_pw: canary-pw-77\n".to_vec()))
+            } else {
+                Err(VaultFail::NoKey("none".into()))
+            }
+        };
+        (Site::load(&d.join("site.yml")).unwrap(), Inventory::load(&d.join("inv/hosts.yml"), &dec).unwrap())
+    }
+
+    #[test]
+    fn precedence_loops_when_and_taint() {
+        let d = setup();
+        let (site, inv) = load(d.path(), true);
+        let engine = Engine::new(&site.root);
+        let c = compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, false).unwrap();
+        let ids: Vec<Vec<String>> = c.hosts.iter().map(|h| h.items().map(|i| i.id.clone()).collect()).collect();
+        assert_eq!(ids[0], ["r/file:/etc/motd", "r/file:/etc/lab/a", "r/file:/etc/lab/b", "r/file:/etc/pw"]);
+        assert_eq!(ids[1].len(), 3, "when excludes h2");
+        let pw = c.hosts[0].items().last().unwrap();
+        assert!(pw.secret, "template using a vault var is secret");
+        assert!(!c.hosts[0].items().next().unwrap().secret);
+        assert_eq!(c.secret_strings, vec!["canary-pw-77"]);
+    }
+
+    #[test]
+    fn tags_and_limit_select() {
+        let d = setup();
+        let (site, inv) = load(d.path(), true);
+        let engine = Engine::new(&site.root);
+        let sel = Selector { tags: vec!["motd".into()], skip_tags: vec![], limit: Some("h2".into()) };
+        let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
+        assert_eq!(c.hosts.len(), 1);
+        assert_eq!(c.hosts[0].host, "h2");
+        assert_eq!(c.hosts[0].items().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["r/file:/etc/motd"]);
+        let sel = Selector { tags: vec![], skip_tags: vec!["r".into()], limit: None };
+        let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
+        assert_eq!(c.hosts[0].items().count(), 0);
+        let bad = Selector { limit: Some("nosuch".into()), ..Default::default() };
+        assert!(compile(&site, &inv, &bad, &VarLayer::default(), &engine, false).is_err());
+    }
+
+    #[test]
+    fn without_a_key_check_uses_placeholders() {
+        let d = setup();
+        let (site, inv) = load(d.path(), false);
+        let engine = Engine::new(&site.root);
+        assert!(compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, false).is_err());
+        assert!(compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, true).is_ok());
+    }
+
+    #[test]
+    fn spec_errors_point_into_the_role() {
+        let d = setup();
+        write(d.path(), "roles/r/role.yml", "resources:\n  - file:\n      path: /x\n      mod: \"0644\"\n");
+        let (site, inv) = load(d.path(), true);
+        let engine = Engine::new(&site.root);
+        let e = compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, false).unwrap_err();
+        assert!(e.to_string().contains("role.yml:4:7: host `h1`: file at `mod`: unknown field `mod`"), "{e}");
+        write(d.path(), "roles/r/role.yml", "resources:\n  - file: {path: /x, template: t.j2}\n");
+        write(d.path(), "roles/r/templates/t.j2", "line1\n{{ nope }}\n");
+        let (site, inv) = load(d.path(), true);
+        let e = compile(&site, &inv, &Selector::default(), &VarLayer::default(), &Engine::new(&site.root), false).unwrap_err();
+        assert!(e.to_string().contains("t.j2:2:4") && e.to_string().contains("`nope`"), "{e}");
+    }
+}

@@ -1,0 +1,197 @@
+//! Running scripts on hosts: one multiplexed SSH connection per host, or the local machine.
+//!
+//! Every remote execution is `sh -c SCRIPT` (wrapped in `sudo -n` when becoming root), with
+//! optional bytes on stdin. Scripts never hold secrets: those travel on stdin only.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::inventory::Conn;
+
+#[derive(Debug)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    /// The last lines of stderr, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        let s = String::from_utf8_lossy(&self.stderr);
+        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect to {dest}: {why}")]
+    Unreachable { dest: String, why: String },
+    #[error("host key of {dest} is not trusted: {why}")]
+    HostKey { dest: String, why: String },
+    #[error("sudo needs a password on {0}: labctl uses `sudo -n` (configure NOPASSWD for this user, or connect as root)")]
+    SudoPassword(String),
+    #[error("connection to {dest} failed while running a command: {why}")]
+    Lost { dest: String, why: String },
+}
+
+pub enum Transport {
+    Ssh { session: openssh::Session, dest: String, become_: bool, user_is_root: bool },
+    Local { become_: bool },
+}
+
+/// Trust policy for unknown host keys. Changed keys are always refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    Strict,
+    AcceptNew,
+}
+
+impl Transport {
+    pub async fn connect(conn: &Conn, policy: HostKeyPolicy, connect_timeout: Duration) -> Result<Transport, TransportError> {
+        if conn.local {
+            return Ok(Transport::Local { become_: conn.become_ });
+        }
+        let mut b = openssh::SessionBuilder::default();
+        b.known_hosts_check(match policy {
+            HostKeyPolicy::Strict => openssh::KnownHosts::Strict,
+            HostKeyPolicy::AcceptNew => openssh::KnownHosts::Add,
+        });
+        b.port(conn.port);
+        b.connect_timeout(connect_timeout);
+        b.server_alive_interval(Duration::from_secs(15));
+        b.control_persist(openssh::ControlPersist::IdleFor(std::num::NonZeroUsize::new(30).expect("30 > 0")));
+        if let Some(u) = &conn.user {
+            b.user(u.clone());
+        }
+        if let Some(k) = &conn.key_file {
+            b.keyfile(k);
+        }
+        if let Some(kh) = &conn.known_hosts {
+            b.user_known_hosts_file(kh);
+        }
+        b.control_directory(control_dir());
+        let dest = format!("{}@{}:{}", conn.user.as_deref().unwrap_or("(ssh config user)"), conn.address, conn.port);
+        let session = b.connect_mux(&conn.address).await.map_err(|e| classify(&dest, e))?;
+        let user_is_root = conn.user.as_deref() == Some("root");
+        Ok(Transport::Ssh { session, dest, become_: conn.become_, user_is_root })
+    }
+
+    pub fn dest(&self) -> &str {
+        match self {
+            Transport::Ssh { dest, .. } => dest,
+            Transport::Local { .. } => "local",
+        }
+    }
+
+    /// Run `script` with `sh -c`, feeding `stdin`. Times out after `timeout`.
+    pub async fn run(&self, script: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
+        let fut = self.run_inner(script, stdin);
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Lost { dest: self.dest().to_string(), why: format!("no answer within {}s (step timeout)", timeout.as_secs()) }),
+        }
+    }
+
+    async fn run_inner(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+        let out = match self {
+            Transport::Ssh { session, dest, become_, user_is_root } => {
+                let mut cmd = if *become_ && !*user_is_root {
+                    let mut c = session.command("sudo");
+                    c.args(["-n", "--", "sh", "-c", script]);
+                    c
+                } else {
+                    let mut c = session.command("sh");
+                    c.args(["-c", script]);
+                    c
+                };
+                cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() });
+                cmd.stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+                let lost = |e: openssh::Error| TransportError::Lost { dest: dest.clone(), why: e.to_string() };
+                let mut child = cmd.spawn().await.map_err(lost)?;
+                if let (Some(data), Some(mut w)) = (stdin, child.stdin().take()) {
+                    w.write_all(data).await.map_err(|e| TransportError::Lost { dest: dest.clone(), why: e.to_string() })?;
+                    w.shutdown().await.ok();
+                    drop(w);
+                }
+                let o = child.wait_with_output().await.map_err(lost)?;
+                Output { status: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+            }
+            Transport::Local { become_ } => {
+                let mut cmd = if *become_ && !nix_is_root() {
+                    let mut c = tokio::process::Command::new("sudo");
+                    c.args(["-n", "--", "sh", "-c", script]);
+                    c
+                } else {
+                    let mut c = tokio::process::Command::new("sh");
+                    c.args(["-c", script]);
+                    c
+                };
+                cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+                let lost = |e: std::io::Error| TransportError::Lost { dest: "local".into(), why: e.to_string() };
+                let mut child = cmd.spawn().map_err(lost)?;
+                if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+                    w.write_all(data).await.map_err(lost)?;
+                    drop(w);
+                }
+                let o = child.wait_with_output().await.map_err(lost)?;
+                Output { status: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+            }
+        };
+        if out.status != 0 && String::from_utf8_lossy(&out.stderr).contains("sudo: a password is required") {
+            return Err(TransportError::SudoPassword(self.dest().to_string()));
+        }
+        Ok(out)
+    }
+
+    pub async fn close(self) {
+        if let Transport::Ssh { session, .. } = self {
+            let _ = session.close().await;
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY-free way to learn the uid without libc: /proc/self/status.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn control_dir() -> PathBuf {
+    // Short path: unix socket paths are limited to ~108 bytes.
+    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let d = base.join("labctl-ssh");
+    let _ = std::fs::create_dir_all(&d);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+    }
+    d
+}
+
+fn classify(dest: &str, e: openssh::Error) -> TransportError {
+    let why = format!("{e}");
+    let detail = match &e {
+        openssh::Error::Connect(io) | openssh::Error::Master(io) => io.to_string(),
+        _ => String::new(),
+    };
+    let all = format!("{why}: {detail}");
+    if all.contains("Host key verification failed") || all.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || all.contains("No ED25519 host key is known") || all.contains("host key") {
+        return TransportError::HostKey {
+            dest: dest.to_string(),
+            why: format!("{}; add the host to known_hosts (ssh-keyscan + verify the fingerprint), or pass --accept-new-host-keys for a first contact", detail.trim()),
+        };
+    }
+    TransportError::Unreachable { dest: dest.to_string(), why: if detail.is_empty() { why } else { format!("{why}: {}", detail.trim()) } }
+}

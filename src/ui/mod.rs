@@ -1,0 +1,250 @@
+//! Output: data on stdout, status on stderr, one owner of colour (cargo's `Shell` lesson).
+//!
+//! Everything printed goes through `Shell`, which scrubs known secret strings as a last line of
+//! defence (resources already redact; this catches what a remote stderr might echo back).
+
+pub mod progress;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use crate::apply::Recap;
+use crate::plan::{Action, HostPlan, Plan};
+
+pub struct Shell {
+    out: Mutex<Box<dyn Write + Send>>,
+    err: Mutex<Box<dyn Write + Send>>,
+    pub color: bool,
+    pub verbose: u8,
+    secrets: Vec<String>,
+}
+
+impl Shell {
+    pub fn stdio(color: Option<bool>, verbose: u8) -> Shell {
+        let color = color.unwrap_or_else(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+        Shell { out: Mutex::new(Box::new(std::io::stdout())), err: Mutex::new(Box::new(std::io::stderr())), color, verbose, secrets: Vec::new() }
+    }
+
+    /// For tests: capture both streams.
+    #[cfg(test)]
+    pub fn buffered(out: Box<dyn Write + Send>, err: Box<dyn Write + Send>) -> Shell {
+        Shell { out: Mutex::new(out), err: Mutex::new(err), color: false, verbose: 0, secrets: Vec::new() }
+    }
+
+    pub fn set_secrets(&mut self, mut s: Vec<String>) {
+        // Longest first, so a secret containing another is replaced whole.
+        s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        self.secrets = s;
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for s in &self.secrets {
+            if t.contains(s.as_str()) {
+                t = t.replace(s.as_str(), "<secret>");
+            }
+        }
+        t
+    }
+
+    pub fn out(&self, text: &str) {
+        let t = self.scrub(text);
+        let mut o = self.out.lock().expect("stdout lock");
+        let _ = o.write_all(t.as_bytes());
+        let _ = o.flush();
+    }
+
+    pub fn err(&self, text: &str) {
+        let t = self.scrub(text);
+        let mut e = self.err.lock().expect("stderr lock");
+        let _ = e.write_all(t.as_bytes());
+        let _ = e.flush();
+    }
+
+    /// A status line on stderr: `   Probing lab-1`, cargo style.
+    pub fn status(&self, word: &str, msg: &str) {
+        let w = if self.color { format!("\x1b[1;32m{word:>12}\x1b[0m") } else { format!("{word:>12}") };
+        self.err(&format!("{w} {msg}\n"));
+    }
+
+    pub fn warn(&self, msg: &str) {
+        let w = if self.color { "\x1b[1;33mwarning\x1b[0m" } else { "warning" };
+        self.err(&format!("{w}: {msg}\n"));
+    }
+
+    pub fn error(&self, msg: &str) {
+        let w = if self.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+        let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+        self.err(&format!("{w}: {msg}\n"));
+    }
+
+    pub fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+fn action_color(a: Action) -> &'static str {
+    match a {
+        Action::Create => "32",
+        Action::Update => "33",
+        Action::Remove => "31",
+        Action::Run => "36",
+    }
+}
+
+/// The human plan: per host, per resource, with diffs; then the summary line.
+pub fn render_plan(sh: &Shell, plan: &Plan) -> String {
+    let mut s = String::new();
+    for h in &plan.hosts {
+        render_host(sh, h, &mut s);
+    }
+    s.push_str(&summary_line(plan));
+    s
+}
+
+fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
+    if let Some(e) = &h.error {
+        let what = if h.unreachable { "unreachable" } else { "failed" };
+        s.push_str(&format!("{}: {}\n", sh.paint("1", &h.host), sh.paint("31", what)));
+        for l in e.lines() {
+            s.push_str(&format!("    {l}\n"));
+        }
+        return;
+    }
+    if h.changes.is_empty() {
+        s.push_str(&format!("{}: in sync ({} resources)\n", sh.paint("1", &h.host), h.in_sync));
+        return;
+    }
+    s.push_str(&format!("{}: {} to change, {} in sync\n", sh.paint("1", &h.host), h.changes.len(), h.in_sync));
+    for c in &h.changes {
+        let sym = sh.paint(action_color(c.action), &c.action.symbol().to_string());
+        s.push_str(&format!("  {sym} {}  {}\n", c.id, c.reasons.join(", ")));
+        if let Some(d) = &c.diff {
+            for l in d.lines() {
+                let painted = if l.starts_with('+') && !l.starts_with("+++") {
+                    sh.paint("32", l)
+                } else if l.starts_with('-') && !l.starts_with("---") {
+                    sh.paint("31", l)
+                } else {
+                    l.to_string()
+                };
+                s.push_str(&format!("      {painted}\n"));
+            }
+        }
+        if !c.notify.is_empty() {
+            s.push_str(&format!("      notifies: {}\n", c.notify.join(", ")));
+        }
+    }
+}
+
+pub fn summary_line(plan: &Plan) -> String {
+    let c = plan.counts();
+    let hosts = plan.hosts.len();
+    let mut line = format!(
+        "Plan: {} to create, {} to change, {} to remove, {} to run on {} host{} ({} in sync).",
+        c.create,
+        c.update,
+        c.remove,
+        c.run,
+        hosts,
+        if hosts == 1 { "" } else { "s" },
+        c.in_sync
+    );
+    if c.failed_hosts > 0 {
+        line.push_str(&format!(" {} host{} failed.", c.failed_hosts, if c.failed_hosts == 1 { "" } else { "s" }));
+    }
+    line.push('\n');
+    line
+}
+
+/// The recap after apply: ok / changed / failed per host, like ansible-playbook's.
+pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
+    let mut s = String::new();
+    for r in recaps {
+        let state = if r.unreachable {
+            sh.paint("31", "unreachable")
+        } else if let Some(why) = &r.refused {
+            format!("{}: {why}", sh.paint("31", "refused"))
+        } else {
+            format!(
+                "ok={} {} {}",
+                r.ok,
+                sh.paint(if r.changed.is_empty() { "0" } else { "33" }, &format!("changed={}", r.changed.len())),
+                sh.paint(if r.failed.is_empty() { "0" } else { "31" }, &format!("failed={}", r.failed.len()))
+            )
+        };
+        s.push_str(&format!("{}  {state}\n", sh.paint("1", &r.host)));
+        for c in &r.changed {
+            s.push_str(&format!("    changed  {c}\n"));
+        }
+        for h in &r.handlers {
+            s.push_str(&format!("    handler  {h}\n"));
+        }
+        for f in &r.failed {
+            s.push_str(&format!("    failed   {}: {}\n", f.resource, f.message.replace('\n', "\n             ")));
+        }
+    }
+    let changed: usize = recaps.iter().map(|r| r.changed.len()).sum();
+    let failed = recaps.iter().filter(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable).count();
+    s.push_str(&format!("Apply: {changed} changed on {} host{}, {failed} failed.\n", recaps.len(), if recaps.len() == 1 { "" } else { "s" }));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, Selection, PLAN_FORMAT};
+
+    fn sample() -> Plan {
+        let ch = |id: &str, a: Action, reasons: &[&str], diff: Option<&str>| Change {
+            id: id.into(),
+            role: "base".into(),
+            kind: "file".into(),
+            name: id.into(),
+            action: a,
+            reasons: reasons.iter().map(|s| s.to_string()).collect(),
+            diff: diff.map(String::from),
+            notify: vec![],
+            fingerprint: "hmac-sha256:0".into(),
+            steps: vec![],
+        };
+        Plan {
+            format: PLAN_FORMAT,
+            site: "site.yml".into(),
+            inventory: "inv.yml".into(),
+            selection: Selection::default(),
+            hosts: vec![
+                HostPlan {
+                    host: "lab-1".into(),
+                    changes: vec![
+                        ch("base/file:/etc/motd", Action::Update, &["content differs"], Some("--- /etc/motd (on host)\n+++ /etc/motd (desired)\n@@ -1 +1 @@\n-old\n+new\n")),
+                        ch("base/apt:curl", Action::Create, &["missing: curl"], None),
+                        ch("base/file:/etc/old", Action::Remove, &["present"], None),
+                    ],
+                    in_sync: 7,
+                    error: None,
+                    unreachable: false,
+                },
+                HostPlan { host: "lab-2".into(), changes: vec![], in_sync: 10, error: None, unreachable: false },
+                HostPlan { host: "lab-3".into(), changes: vec![], in_sync: 0, error: Some("cannot connect to root@10.0.0.3:22: timed out".into()), unreachable: true },
+            ],
+        }
+    }
+
+    #[test]
+    fn plan_output_snapshot() {
+        let sh = Shell::buffered(Box::new(std::io::sink()), Box::new(std::io::sink()));
+        insta::assert_snapshot!(render_plan(&sh, &sample()));
+    }
+
+    #[test]
+    fn scrubs_secrets_from_anything_printed() {
+        let mut sh = Shell::buffered(Box::new(std::io::sink()), Box::new(std::io::sink()));
+        sh.set_secrets(vec!["canary-1".into(), "canary-1-long".into()]);
+        assert_eq!(sh.scrub("x canary-1-long y canary-1"), "x <secret> y <secret>");
+    }
+}
