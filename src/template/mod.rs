@@ -229,7 +229,8 @@ pub fn is_template(s: &str) -> bool {
 }
 
 fn single_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
+    // Only spaces around: `"{{ x }}\n"` is text (its newline matters), not a typed value.
+    let t = s.trim_matches(' ');
     let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
@@ -319,6 +320,8 @@ mod tests {
         let e = Engine::new(Path::new("."));
         let (v, _) = e.render_value(&json!({"packages": "{{ pkgs }}", "s": "x-{{ name }}"}), &ctx()).unwrap();
         assert_eq!(v, json!({"packages": ["a", "b"], "s": "x-lab"}));
+        let (v, _) = e.render_value(&json!("{{ name }}\n"), &ctx()).unwrap();
+        assert_eq!(v, json!("lab\n"));
         let (path, err) = e.render_value(&json!({"a": [1, "{{ nope }}"]}), &ctx()).unwrap_err();
         assert_eq!(path, vec![PathSeg::Key("a".into()), PathSeg::Index(1)]);
         assert!(err.message.contains("`nope`"), "{}", err.message);
