@@ -22,6 +22,12 @@ use crate::transport::{HostKeyPolicy, Transport, TransportError};
 #[derive(Debug, Clone)]
 pub struct Opts {
     pub forks: usize,
+    /// Rolling batches of this many hosts (`--serial`); None = all at once (up to forks).
+    pub serial: Option<usize>,
+    /// Stop before the next batch when more than this percentage of hosts failed.
+    pub max_fail_percent: Option<u8>,
+    /// Set by the first Ctrl-C: start no new step, still fire notified handlers.
+    pub interrupted: Arc<std::sync::atomic::AtomicBool>,
     pub host_keys: HostKeyPolicy,
     pub connect_timeout: Duration,
     pub step_timeout: Duration,
@@ -39,6 +45,8 @@ pub struct Recap {
     pub unreachable: bool,
     /// `apply --plan` refused this host: its facts moved since the plan.
     pub refused: Option<String>,
+    /// Steps left undone after Ctrl-C or an exceeded --max-fail-percent.
+    pub skipped: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -70,11 +78,39 @@ pub async fn apply(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>
 }
 
 async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
+    let n = compiled.hosts.len();
+    let batch = if apply { opts.serial.unwrap_or(n).max(1) } else { n.max(1) };
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch).min(n);
+        let stop_now = opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || over_fail_limit(&out, opts.max_fail_percent, n);
+        if stop_now {
+            for w in &compiled.hosts[start..] {
+                let msg = "not started: the run was stopped (Ctrl-C or --max-fail-percent)".to_string();
+                out.push(failed_plan(&w.host, msg, false, apply));
+            }
+            break;
+        }
+        out.extend(run_batch(compiled.clone(), start..end, opts, events.clone(), saved.clone(), apply).await);
+        start = end;
+    }
+    out
+}
+
+/// Exceeded, not equalled, stops the run (Ansible's semantics).
+fn over_fail_limit(done: &[(HostPlan, Option<Recap>)], max: Option<u8>, total: usize) -> bool {
+    let Some(max) = max else { return false };
+    let failed = done.iter().filter(|(p, r)| p.error.is_some() || r.as_ref().is_some_and(|r| !r.failed.is_empty() || r.refused.is_some())).count();
+    failed * 100 > max as usize * total
+}
+
+async fn run_batch(compiled: Arc<Compiled>, range: std::ops::Range<usize>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.forks.max(1)));
     let mut tasks = Vec::new();
-    for i in 0..compiled.hosts.len() {
+    for i in range {
         let (c, o, ev, s, sem) = (compiled.clone(), opts.clone(), events.clone(), saved.clone(), sem.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push((i, tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore is never closed");
             let work = &c.hosts[i];
             ev.host_started(&work.host);
@@ -82,10 +118,10 @@ async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>
             let r = host(work, &o, ev.as_ref(), apply, s.is_some(), saved_host).await;
             ev.host_done(&work.host);
             r
-        }));
+        })));
     }
     let mut out = Vec::new();
-    for (i, t) in tasks.into_iter().enumerate() {
+    for (i, t) in tasks {
         match t.await {
             Ok(r) => out.push(r),
             Err(e) => {
@@ -93,7 +129,7 @@ async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>
                 let msg = format!("internal error: {e}");
                 out.push((
                     HostPlan { host: host.clone(), changes: vec![], in_sync: 0, error: Some(msg.clone()), unreachable: false },
-                    apply.then(|| Recap { host, ok: 0, changed: vec![], failed: vec![Failure { resource: "-".into(), message: msg }], handlers: vec![], unreachable: false, refused: None }),
+                    apply.then(|| Recap { host, ok: 0, changed: vec![], failed: vec![Failure { resource: "-".into(), message: msg }], handlers: vec![], unreachable: false, refused: None, skipped: 0 }),
                 ))
             }
         }
@@ -104,7 +140,7 @@ async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>
 fn failed_plan(host: &str, msg: String, unreachable: bool, apply: bool) -> (HostPlan, Option<Recap>) {
     (
         HostPlan { host: host.to_string(), changes: vec![], in_sync: 0, error: Some(msg.clone()), unreachable },
-        apply.then(|| Recap { host: host.to_string(), ok: 0, changed: vec![], failed: vec![Failure { resource: "(connection)".into(), message: msg }], handlers: vec![], unreachable, refused: None }),
+        apply.then(|| Recap { host: host.to_string(), ok: 0, changed: vec![], failed: vec![Failure { resource: "(connection)".into(), message: msg }], handlers: vec![], unreachable, refused: None, skipped: 0 }),
     )
 }
 
@@ -153,7 +189,7 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
     if !apply {
         return (plan, None);
     }
-    let mut recap = Recap { host: work.host.clone(), ok: in_sync, changed: vec![], failed: vec![], handlers: vec![], unreachable: false, refused: None };
+    let mut recap = Recap { host: work.host.clone(), ok: in_sync, changed: vec![], failed: vec![], handlers: vec![], unreachable: false, refused: None, skipped: 0 };
     if !errors.is_empty() {
         recap.failed = errors.iter().map(|e| Failure { resource: "(plan)".into(), message: e.clone() }).collect();
         return (plan, Some(recap));
@@ -165,7 +201,24 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
         }
     }
 
-    // Execute, role by role; handlers after each role.
+    if plan.changes.is_empty() {
+        return (plan, Some(recap));
+    }
+    // One run per host at a time; held until we are done or the connection drops.
+    let lock = match t.lock().await {
+        Ok(l) => l,
+        Err(e) => {
+            recap.refused = Some(e);
+            return (plan, Some(recap));
+        }
+    };
+    execute_all(work, opts, ev, t, changes, &mut recap).await;
+    lock.release().await;
+    (plan, Some(recap))
+}
+
+/// Run the planned changes role by role, handlers after each role.
+async fn execute_all(work: &HostWork, opts: &Opts, ev: &dyn Events, t: &Transport, mut changes: Vec<Option<Change>>, recap: &mut Recap) {
     let mut dirty = false;
     let mut idx = 0;
     let mut stop = false;
@@ -178,6 +231,10 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
                 continue;
             }
             let Some(mut change) = planned else { continue };
+            if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                recap.skipped += 1;
+                continue;
+            }
             if dirty {
                 // Something already changed on this host: re-read this resource's facts.
                 let q: Vec<FactQuery> = item.inst.facts();
@@ -230,7 +287,6 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
             }
         }
     }
-    (plan, Some(recap))
 }
 
 /// A saved plan applies only if the fresh plan is the same: same changes, same fingerprints.

@@ -82,6 +82,12 @@ pub struct Conn {
     /// Seconds one remote execution (a probe, a resource's steps) may take
     #[arg(long, default_value_t = 900)]
     pub step_timeout: u64,
+    /// apply: rolling batches of N hosts (the next batch starts when one is done)
+    #[arg(long, value_name = "N")]
+    pub serial: Option<usize>,
+    /// apply: stop before the next batch when more than this percentage of hosts failed
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_fail_percent: Option<u8>,
 }
 
 #[derive(Debug, Subcommand)]

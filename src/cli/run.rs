@@ -16,6 +16,9 @@ use super::{Conn, Global, Target};
 fn opts(c: &Conn, l: &Loaded) -> Opts {
     Opts {
         forks: c.forks,
+        serial: c.serial,
+        max_fail_percent: c.max_fail_percent,
+        interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         host_keys: if c.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict },
         connect_timeout: Duration::from_secs(c.connect_timeout),
         step_timeout: Duration::from_secs(c.step_timeout),
@@ -116,7 +119,21 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
     let o = opts(c, &l);
     let progress = Progress::new(sh.clone(), "applying", g.json);
     let compiled = Arc::new(l.compiled);
-    let results = runtime().block_on(apply::apply(compiled, &o, progress.clone(), saved_plan.map(Arc::new)));
+    let rt = runtime();
+    let flag = o.interrupted.clone();
+    let sh2 = sh.clone();
+    // First Ctrl-C: start no new step, let running ones finish, still fire notified handlers.
+    // Second: stop now (atomic writes mean no half-written file is left either way).
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            sh2.warn("interrupted: finishing running steps and notified handlers; Ctrl-C again to stop now");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(Exit::Interrupted.code());
+            }
+        }
+    });
+    let results = rt.block_on(apply::apply(compiled, &o, progress.clone(), saved_plan.map(Arc::new)));
     progress.finish();
     let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) = results.into_iter().unzip();
     if g.json {
@@ -124,6 +141,9 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
         sh.out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     } else {
         sh.out(&ui::render_recap(&sh, &recaps));
+    }
+    if o.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(Exit::Interrupted.code());
     }
     if recaps.iter().any(|r| r.refused.is_some()) {
         return Ok(Exit::Refused.code());

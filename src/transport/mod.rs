@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::inventory::Conn;
 
@@ -92,24 +92,31 @@ impl Transport {
     }
 
     /// Run `script` with `sh -c`, feeding `stdin`. Times out after `timeout`.
+    /// The remote side enforces the timeout too (coreutils `timeout` kills the script and, after
+    /// 10 s, hard-kills it), so a hung step does not live on after labctl gave up on it.
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
-        let fut = self.run_inner(script, stdin);
-        match tokio::time::timeout(timeout, fut).await {
+        let fut = self.run_raw(script, stdin, timeout.as_secs().max(1));
+        match tokio::time::timeout(timeout + Duration::from_secs(15), fut).await {
+            Ok(Ok(o)) if o.status == 124 || o.status == 137 => Err(TransportError::Lost {
+                dest: self.dest().to_string(),
+                why: format!("the step ran longer than {}s and was stopped (--step-timeout)", timeout.as_secs()),
+            }),
             Ok(r) => r,
             Err(_) => Err(TransportError::Lost { dest: self.dest().to_string(), why: format!("no answer within {}s (step timeout)", timeout.as_secs()) }),
         }
     }
 
-    async fn run_inner(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+    async fn run_raw(&self, script: &str, stdin: Option<&[u8]>, secs: u64) -> Result<Output, TransportError> {
+        let secs = secs.to_string();
         let out = match self {
             Transport::Ssh { session, dest, become_, user_is_root } => {
                 let mut cmd = if *become_ && !*user_is_root {
                     let mut c = session.command("sudo");
-                    c.args(["-n", "--", "sh", "-c", script]);
+                    c.args(["-n", "--", "timeout", "-k", "10", &secs, "sh", "-c", script]);
                     c
                 } else {
-                    let mut c = session.command("sh");
-                    c.args(["-c", script]);
+                    let mut c = session.command("timeout");
+                    c.args(["-k", "10", &secs, "sh", "-c", script]);
                     c
                 };
                 cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() });
@@ -127,11 +134,11 @@ impl Transport {
             Transport::Local { become_ } => {
                 let mut cmd = if *become_ && !nix_is_root() {
                     let mut c = tokio::process::Command::new("sudo");
-                    c.args(["-n", "--", "sh", "-c", script]);
+                    c.args(["-n", "--", "timeout", "-k", "10", &secs, "sh", "-c", script]);
                     c
                 } else {
-                    let mut c = tokio::process::Command::new("sh");
-                    c.args(["-c", script]);
+                    let mut c = tokio::process::Command::new("timeout");
+                    c.args(["-k", "10", &secs, "sh", "-c", script]);
                     c
                 };
                 cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -152,9 +159,86 @@ impl Transport {
         Ok(out)
     }
 
+    /// Hold the host's run lock (RELIABILITY rule 9): a remote `flock` held by a process whose
+    /// stdin is this connection. It is released when we drop it, or when the connection dies
+    /// (EOF on stdin ends the holder), so a crashed run never leaves a stale lock.
+    pub async fn lock(&self) -> Result<HostLock<'_>, String> {
+        const SCRIPT: &str = "exec 9>>/run/lock/labctl.lock || exit 70; \
+            if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null";
+        match self {
+            Transport::Ssh { session, dest, become_, user_is_root } => {
+                let mut cmd = if *become_ && !*user_is_root {
+                    let mut c = session.command("sudo");
+                    c.args(["-n", "--", "sh", "-c", SCRIPT]);
+                    c
+                } else {
+                    let mut c = session.command("sh");
+                    c.args(["-c", SCRIPT]);
+                    c
+                };
+                cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::null());
+                let mut child = cmd.spawn().await.map_err(|e| format!("{dest}: cannot take the run lock: {e}"))?;
+                let out = child.stdout().take().ok_or("no stdout")?;
+                let line = first_line(out).await;
+                match line.as_str() {
+                    "locked" => Ok(HostLock::Ssh(child)),
+                    "busy" => Err(format!("{dest}: another labctl run holds the host's lock (/run/lock/labctl.lock); wait for it to finish")),
+                    other => Err(format!("{dest}: cannot take the run lock (got `{other}`; is `flock` installed?)")),
+                }
+            }
+            Transport::Local { .. } => {
+                // Local runs (tests, localhost) lock in the user's runtime dir: no root needed.
+                let path = control_dir().join("local.lock");
+                let script = format!("exec 9>>{}; if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null", crate::facts::q(&path.display().to_string()));
+                let mut child = tokio::process::Command::new("sh")
+                    .args(["-c", &script])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| format!("cannot take the local run lock: {e}"))?;
+                let out = child.stdout.take().ok_or("no stdout")?;
+                match first_line(out).await.as_str() {
+                    "locked" => Ok(HostLock::Local(child)),
+                    "busy" => Err("another labctl run holds the local lock; wait for it to finish".into()),
+                    other => Err(format!("cannot take the local run lock (got `{other}`)")),
+                }
+            }
+        }
+    }
+
     pub async fn close(self) {
         if let Transport::Ssh { session, .. } = self {
             let _ = session.close().await;
+        }
+    }
+}
+
+async fn first_line(r: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut line = String::new();
+    let mut br = tokio::io::BufReader::new(r);
+    let _ = tokio::time::timeout(Duration::from_secs(30), br.read_line(&mut line)).await;
+    line.trim().to_string()
+}
+
+/// The run lock; dropping stdin (EOF) makes the remote holder exit and release it.
+pub enum HostLock<'a> {
+    Ssh(openssh::Child<&'a openssh::Session>),
+    Local(tokio::process::Child),
+}
+
+impl HostLock<'_> {
+    pub async fn release(self) {
+        match self {
+            HostLock::Ssh(mut c) => {
+                drop(c.stdin().take());
+                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+            }
+            HostLock::Local(mut c) => {
+                drop(c.stdin.take());
+                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+            }
         }
     }
 }

@@ -187,6 +187,9 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
         for f in &r.failed {
             s.push_str(&format!("    failed   {}: {}\n", f.resource, f.message.replace('\n', "\n             ")));
         }
+        if r.skipped > 0 {
+            s.push_str(&format!("    skipped  {} change(s) not started (interrupted)\n", r.skipped));
+        }
     }
     let changed: usize = recaps.iter().map(|r| r.changed.len()).sum();
     let failed = recaps.iter().filter(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable).count();

@@ -1,0 +1,239 @@
+//! End-to-end test harness: disposable hosts from `labctl testbed`, and helpers to run
+//! the built binary. E2E tests need root and are opt-in: `LABCTL_E2E=1 cargo test`.
+//!
+//! Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// True when `LABCTL_E2E=1`. Otherwise prints why the test is skipped; callers return early.
+pub fn e2e_enabled() -> bool {
+    if std::env::var("LABCTL_E2E").as_deref() == Ok("1") {
+        true
+    } else {
+        eprintln!("skipped: set LABCTL_E2E=1");
+        false
+    }
+}
+
+/// Runs the built `labctl` binary.
+pub fn labctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(args)
+        .output()
+        .expect("cannot run the labctl binary")
+}
+
+/// Where e2e testbeds live: `<target>/e2e-testbeds`, so `cargo clean` removes leftovers.
+pub fn testbeds_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("e2e-testbeds")
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub struct TbHost {
+    pub name: String,
+    pub address: String,
+    /// PID (in the machine's namespace) of the host's systemd; `sh` enters its namespaces.
+    pub init_pid: u32,
+}
+
+/// A running testbed; `Drop` tears it down, also when the test panicked.
+pub struct Testbed {
+    pub name: String,
+    /// The testbed's own directory (`<testbeds_dir>/NAME`): inventory, key, known_hosts.
+    pub dir: PathBuf,
+    pub inventory: PathBuf,
+    pub hosts: Vec<TbHost>,
+}
+
+impl Testbed {
+    /// Boots `hosts` hosts named `NAME-1..N`. Use a name unique to the test: tests run in parallel.
+    pub fn up(name: &str, hosts: usize) -> Testbed {
+        let base = testbeds_dir();
+        let base_s = base.to_string_lossy().into_owned();
+        // Constructed first so Drop cleans up even if `up` half-succeeded and we panic below.
+        let mut tb = Testbed {
+            name: name.to_string(),
+            dir: base.join(name),
+            inventory: base.join(name).join("inventory.yml"),
+            hosts: Vec::new(),
+        };
+        let n = hosts.to_string();
+        let out = labctl(&[
+            "testbed", "up", "--name", name, "--hosts", &n, "--dir", &base_s,
+        ]);
+        assert!(
+            out.status.success(),
+            "labctl testbed up --name {name} failed:\n{}",
+            show(&out)
+        );
+        tb.hosts = tb
+            .status()
+            .iter()
+            .map(|h| TbHost {
+                name: h["name"].as_str().expect("status: name").to_string(),
+                address: h["address"].as_str().expect("status: address").to_string(),
+                init_pid: h["init_pid"].as_u64().expect("status: init_pid") as u32,
+            })
+            .collect();
+        assert_eq!(
+            tb.hosts.len(),
+            hosts,
+            "status lists a different number of hosts"
+        );
+        tb
+    }
+
+    /// `labctl testbed status --json` for this testbed.
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let base = testbeds_dir();
+        let out = labctl(&[
+            "testbed",
+            "status",
+            "--json",
+            "--name",
+            &self.name,
+            "--dir",
+            &base.to_string_lossy(),
+        ]);
+        assert!(
+            out.status.success(),
+            "labctl testbed status failed:\n{}",
+            show(&out)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json is not a JSON array ({e}):\n{}", show(&out)))
+    }
+
+    pub fn host(&self, name: &str) -> &TbHost {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("testbed {} has no host {name}", self.name))
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// Runs `script` inside `host` out of band (entering its namespaces, not via ssh), so
+    /// checks do not depend on the code under test.
+    pub fn sh(&self, host: &str, script: &str) -> Output {
+        let h = self.host(host);
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &h.init_pid.to_string(),
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("cannot run nsenter")
+    }
+
+    /// Like `sh`, but asserts success and returns stdout.
+    pub fn sh_ok(&self, host: &str, script: &str) -> String {
+        let out = self.sh(host, script);
+        assert!(
+            out.status.success(),
+            "on {host}: `{script}` failed:\n{}",
+            show(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// ssh to `user@address` with the testbed's key and strict host key checking.
+    pub fn ssh(&self, user: &str, address: &str, command: &str) -> Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg("/dev/null")
+            .arg("-i")
+            .arg(self.key())
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts().display()
+            ))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=10",
+            ])
+            .arg(format!("{user}@{address}"))
+            .arg(command)
+            .output()
+            .expect("cannot run ssh")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let base = testbeds_dir();
+        let out = labctl(&[
+            "testbed",
+            "down",
+            "--name",
+            &self.name,
+            "--dir",
+            &base.to_string_lossy(),
+        ]);
+        if !out.status.success() {
+            // No panic here: panicking while unwinding would abort and hide the real failure.
+            eprintln!(
+                "warning: labctl testbed down --name {} failed:\n{}",
+                self.name,
+                show(&out)
+            );
+        }
+    }
+}
+
+/// True if the process exists and is not a zombie (some inits reap orphans late).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
