@@ -79,23 +79,83 @@ pub async fn apply(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>
 
 async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
     let n = compiled.hosts.len();
-    let batch = if apply { opts.serial.unwrap_or(n).max(1) } else { n.max(1) };
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let end = (start + batch).min(n);
-        let stop_now = opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || over_fail_limit(&out, opts.max_fail_percent, n);
-        if stop_now {
-            for w in &compiled.hosts[start..] {
-                let msg = "not started: the run was stopped (Ctrl-C or --max-fail-percent)".to_string();
-                out.push(failed_plan(&w.host, msg, false, apply));
-            }
-            break;
-        }
-        out.extend(run_batch(compiled.clone(), start..end, opts, events.clone(), saved.clone(), apply).await);
-        start = end;
+    if !apply {
+        // Planning changes nothing, so every host is probed once, across all its plays.
+        return run_batch(compiled.clone(), (0..n).collect(), None, opts, events, saved, false).await;
     }
-    out
+    // Apply runs play by play (so e.g. k3s servers converge before agents join), each play in
+    // batches of its `serial` (or --serial); a host that failed sits out the later plays.
+    let mut acc: Vec<Option<(HostPlan, Option<Recap>)>> = (0..n).map(|_| None).collect();
+    for (p, (_, play_serial)) in compiled.plays.iter().enumerate() {
+        let idxs: Vec<usize> = (0..n).filter(|&i| compiled.hosts[i].in_play(p) && !acc[i].as_ref().is_some_and(failed)).collect();
+        if idxs.is_empty() {
+            continue;
+        }
+        let batch = play_serial.or(opts.serial).unwrap_or(idxs.len()).max(1);
+        for chunk in idxs.chunks(batch) {
+            let done: Vec<(HostPlan, Option<Recap>)> = acc.iter().flatten().cloned().collect();
+            if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || over_fail_limit(&done, opts.max_fail_percent, n) {
+                for &i in chunk {
+                    if acc[i].is_none() {
+                        let msg = "not started: the run was stopped (Ctrl-C or --max-fail-percent)".to_string();
+                        acc[i] = Some(failed_plan(&compiled.hosts[i].host, msg, false, true));
+                    }
+                }
+                continue;
+            }
+            let results = run_batch(compiled.clone(), chunk.to_vec(), Some(p), opts, events.clone(), saved.clone(), true).await;
+            for (&i, r) in chunk.iter().zip(results) {
+                acc[i] = Some(match acc[i].take() {
+                    None => r,
+                    Some(prev) => merge(prev, r),
+                });
+            }
+        }
+    }
+    acc.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                let h = &compiled.hosts[i].host;
+                (HostPlan { host: h.clone(), changes: vec![], in_sync: 0, error: None, unreachable: false }, Some(empty_recap(h)))
+            })
+        })
+        .collect()
+}
+
+fn failed(r: &(HostPlan, Option<Recap>)) -> bool {
+    r.0.error.is_some() || r.1.as_ref().is_some_and(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable)
+}
+
+fn empty_recap(host: &str) -> Recap {
+    Recap { host: host.to_string(), ok: 0, changed: vec![], failed: vec![], handlers: vec![], unreachable: false, refused: None, skipped: 0 }
+}
+
+/// One host's results from two plays, as one.
+fn merge(a: (HostPlan, Option<Recap>), b: (HostPlan, Option<Recap>)) -> (HostPlan, Option<Recap>) {
+    let (mut pa, ra) = a;
+    let (pb, rb) = b;
+    pa.changes.extend(pb.changes);
+    pa.in_sync += pb.in_sync;
+    pa.unreachable |= pb.unreachable;
+    pa.error = match (pa.error, pb.error) {
+        (Some(x), Some(y)) => Some(format!("{x}\n{y}")),
+        (x, y) => x.or(y),
+    };
+    let r = match (ra, rb) {
+        (Some(mut x), Some(y)) => {
+            x.ok += y.ok;
+            x.changed.extend(y.changed);
+            x.failed.extend(y.failed);
+            x.handlers.extend(y.handlers);
+            x.unreachable |= y.unreachable;
+            x.refused = x.refused.or(y.refused);
+            x.skipped += y.skipped;
+            Some(x)
+        }
+        (x, y) => x.or(y),
+    };
+    (pa, r)
 }
 
 /// Exceeded, not equalled, stops the run (Ansible's semantics).
@@ -105,17 +165,17 @@ fn over_fail_limit(done: &[(HostPlan, Option<Recap>)], max: Option<u8>, total: u
     failed * 100 > max as usize * total
 }
 
-async fn run_batch(compiled: Arc<Compiled>, range: std::ops::Range<usize>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
+async fn run_batch(compiled: Arc<Compiled>, idxs: Vec<usize>, play: Option<usize>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.forks.max(1)));
     let mut tasks = Vec::new();
-    for i in range {
+    for i in idxs {
         let (c, o, ev, s, sem) = (compiled.clone(), opts.clone(), events.clone(), saved.clone(), sem.clone());
         tasks.push((i, tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore is never closed");
             let work = &c.hosts[i];
             ev.host_started(&work.host);
             let saved_host = s.as_ref().and_then(|p| p.hosts.iter().find(|h| h.host == work.host).cloned());
-            let r = host(work, &o, ev.as_ref(), apply, s.is_some(), saved_host).await;
+            let r = host(work, play, &o, ev.as_ref(), apply, s.is_some(), saved_host).await;
             ev.host_done(&work.host);
             r
         })));
@@ -144,7 +204,7 @@ fn failed_plan(host: &str, msg: String, unreachable: bool, apply: bool) -> (Host
     )
 }
 
-async fn host(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>) -> (HostPlan, Option<Recap>) {
+async fn host(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>) -> (HostPlan, Option<Recap>) {
     let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
         Ok(t) => t,
         Err(e) => {
@@ -152,13 +212,15 @@ async fn host(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, from_s
             return failed_plan(&work.host, e.to_string(), unreachable, apply);
         }
     };
-    let result = host_inner(work, opts, ev, apply, from_saved, saved, &t).await;
+    let result = host_inner(work, play, opts, ev, apply, from_saved, saved, &t).await;
     t.close().await;
     result
 }
 
-async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>, t: &Transport) -> (HostPlan, Option<Recap>) {
-    let queries: Vec<FactQuery> = std::iter::once(facts::os::query()).chain(work.items().flat_map(|i| i.inst.facts())).collect();
+#[allow(clippy::too_many_arguments)]
+async fn host_inner(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>, t: &Transport) -> (HostPlan, Option<Recap>) {
+    let items: Vec<&Item> = work.roles_in(play).flat_map(|r| r.items.iter()).collect();
+    let queries: Vec<FactQuery> = std::iter::once(facts::os::query()).chain(items.iter().flat_map(|i| i.inst.facts())).collect();
     let facts = match gather(t, &queries, opts).await {
         Ok(f) => f,
         Err(e) => return failed_plan(&work.host, e, false, apply),
@@ -168,7 +230,7 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
     }
     let mut changes: Vec<Option<Change>> = Vec::new();
     let mut errors = Vec::new();
-    for item in work.items() {
+    for item in &items {
         match diff_item(item, &facts, opts) {
             Ok(c) => changes.push(c),
             Err(e) => {
@@ -195,6 +257,11 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
         return (plan, Some(recap));
     }
     if from_saved {
+        // Only this play's part of the saved plan is compared now.
+        let saved = saved.map(|mut h| {
+            h.changes.retain(|c| items.iter().any(|i| i.id == c.id));
+            h
+        });
         if let Some(why) = stale(&plan, saved.as_ref()) {
             recap.refused = Some(why);
             return (plan, Some(recap));
@@ -212,17 +279,17 @@ async fn host_inner(work: &HostWork, opts: &Opts, ev: &dyn Events, apply: bool, 
             return (plan, Some(recap));
         }
     };
-    execute_all(work, opts, ev, t, changes, &mut recap).await;
+    execute_all(work, play, opts, ev, t, changes, &mut recap).await;
     lock.release().await;
     (plan, Some(recap))
 }
 
 /// Run the planned changes role by role, handlers after each role.
-async fn execute_all(work: &HostWork, opts: &Opts, ev: &dyn Events, t: &Transport, mut changes: Vec<Option<Change>>, recap: &mut Recap) {
+async fn execute_all(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events, t: &Transport, mut changes: Vec<Option<Change>>, recap: &mut Recap) {
     let mut dirty = false;
     let mut idx = 0;
     let mut stop = false;
-    for role in &work.roles {
+    for role in work.roles_in(play) {
         let mut notified: Vec<String> = Vec::new();
         for item in &role.items {
             let planned = changes[idx].take();

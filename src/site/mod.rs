@@ -26,6 +26,8 @@ pub struct Site {
 #[derive(Debug, Clone)]
 pub struct Play {
     pub name: String,
+    /// Rolling batches for this play on apply (`serial: 1` = one host at a time).
+    pub serial: Option<usize>,
     pub hosts: String,
     pub hosts_loc: Loc,
     pub vars: VarLayer,
@@ -110,7 +112,7 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
     let Some(entries) = node.as_map() else {
         return (None, Diag::at(node.loc(file), format!("a play is a map with `hosts` and `roles`, found {}", node.kind_name())).into());
     };
-    let mut play = Play { name: String::new(), hosts: String::new(), hosts_loc: node.loc(file), vars: VarLayer::default(), roles: Vec::new(), loc: node.loc(file) };
+    let mut play = Play { name: String::new(), serial: None, hosts: String::new(), hosts_loc: node.loc(file), vars: VarLayer::default(), roles: Vec::new(), loc: node.loc(file) };
     let mut has_hosts = false;
     for (k, v) in entries {
         match k.key_string().as_str() {
@@ -130,6 +132,10 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
                 Ok(l) => play.vars = l,
                 Err(d) => diags.push(d),
             },
+            "serial" => match &v.v {
+                NodeV::Int(n) if *n > 0 => play.serial = Some(*n as usize),
+                _ => diags.push(Diag::at(v.loc(file), "`serial` must be a positive number of hosts per batch")),
+            },
             "roles" => match v.as_seq() {
                 Some(items) => {
                     for item in items {
@@ -141,7 +147,7 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
                 }
                 None => diags.push(Diag::at(v.loc(file), format!("`roles` must be a list, found {}", v.kind_name()))),
             },
-            other => diags.push(Diag::at(k.loc(file), format!("unknown key `{other}` in a play")).help("a play has `name`, `hosts`, `vars` and `roles`")),
+            other => diags.push(Diag::at(k.loc(file), format!("unknown key `{other}` in a play")).help("a play has `name`, `hosts`, `vars`, `roles` and `serial`")),
         }
     }
     if !has_hosts {

@@ -55,6 +55,8 @@ pub struct HandlerItem {
 
 pub struct RoleWork {
     pub role: String,
+    /// Index of the play this role runs in: apply runs plays in order.
+    pub play: usize,
     pub items: Vec<Item>,
     pub handlers: Vec<HandlerItem>,
 }
@@ -69,10 +71,21 @@ impl HostWork {
     pub fn items(&self) -> impl Iterator<Item = &Item> {
         self.roles.iter().flat_map(|r| r.items.iter())
     }
+
+    /// Roles of one play (None: all plays, as `plan` probes them at once).
+    pub fn roles_in(&self, play: Option<usize>) -> impl Iterator<Item = &RoleWork> {
+        self.roles.iter().filter(move |r| play.is_none_or(|p| r.play == p))
+    }
+
+    pub fn in_play(&self, play: usize) -> bool {
+        self.roles.iter().any(|r| r.play == play)
+    }
 }
 
 pub struct Compiled {
     // (Debug by hand: instances are trait objects.)
+    /// Per play: its name and `serial`.
+    pub plays: Vec<(String, Option<usize>)>,
     pub hosts: Vec<HostWork>,
     /// Every secret string known (all hosts): for scrubbing any text that leaves labctl.
     pub secret_strings: Vec<String>,
@@ -111,7 +124,7 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
     let hostvars_value: Value = Value::Object(hostvars.iter().map(|(h, l)| (h.clone(), Value::Object(l.values.clone().into_iter().collect()))).collect());
 
     let mut hosts: IndexMap<String, HostWork> = IndexMap::new();
-    for play in &site.plays {
+    for (play_idx, play) in site.plays.iter().enumerate() {
         let matched = match pattern::select(inv, &play.hosts) {
             Ok(h) => h,
             Err(e) => {
@@ -155,7 +168,7 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
                 ctx.placeholders = placeholders;
                 let role_tags: BTreeSet<String> = rref.tags.iter().cloned().chain([role.name.clone()]).collect();
                 let hw = hosts.entry(host.clone()).or_insert_with(|| HostWork { host: host.clone(), conn: conn.clone(), roles: Vec::new() });
-                let mut rw = RoleWork { role: role.name.clone(), items: Vec::new(), handlers: Vec::new() };
+                let mut rw = RoleWork { role: role.name.clone(), play: play_idx, items: Vec::new(), handlers: Vec::new() };
                 for entry in &role.resources {
                     let tags: BTreeSet<String> = role_tags.iter().cloned().chain(entry.tags.iter().cloned()).collect();
                     if !sel.wants(&tags) {
@@ -207,7 +220,7 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
             }
         }
     }
-    diags.into_result().map(|_| Compiled { hosts: hosts.into_values().collect(), secret_strings })
+    diags.into_result().map(|_| Compiled { plays: site.plays.iter().map(|p| (p.name.clone(), p.serial)).collect(), hosts: hosts.into_values().collect(), secret_strings })
 }
 
 impl std::fmt::Debug for Compiled {
