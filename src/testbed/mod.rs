@@ -5,6 +5,7 @@
 //! known_hosts file for them. The state file records the PIDs so `down` can stop
 //! exactly what `up` started, even after a crash.
 
+mod secrets;
 mod host;
 mod net;
 mod rootfs;
@@ -480,6 +481,8 @@ fn boot(
     let tmp = f.inventory.with_extension("yml.tmp");
     std::fs::write(&tmp, yaml)?;
     std::fs::rename(&tmp, &f.inventory)?;
+    let names: Vec<String> = st.hosts.iter().map(|h| h.name.clone()).collect();
+    secrets::write(&f.dir, &names)?;
     Ok(())
 }
 

@@ -124,7 +124,10 @@ pub fn inventory_yaml(hosts: &[InvHost], key: &Path, known_hosts: &Path) -> Stri
         }
         y.push_str("          hosts:\n");
         for h in members {
+            let n = hosts.iter().position(|x| x.name == h.name).unwrap_or(0) + 1;
             y.push_str(&format!("            {}:\n", scalar(h.name)));
+            // The host's WireGuard address (roles/wireguard); its key is in the testbed vault.
+            y.push_str(&format!("              wg_address: 10.200.0.{n}\n"));
             y.push_str(&format!(
                 "              ansible_host: {}\n",
                 scalar(h.address)
