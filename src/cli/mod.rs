@@ -3,6 +3,7 @@
 mod info;
 mod load;
 mod run;
+mod wireguard;
 
 use std::path::PathBuf;
 
@@ -52,7 +53,12 @@ pub struct Target {
     #[arg(default_value = "site.yml")]
     pub site: PathBuf,
     /// Inventory file (Ansible YAML format)
-    #[arg(short = 'i', long, env = "LABCTL_INVENTORY", default_value = "inventories/lab/hosts.yml")]
+    #[arg(
+        short = 'i',
+        long,
+        env = "LABCTL_INVENTORY",
+        default_value = "inventories/lab/hosts.yml"
+    )]
     pub inventory: PathBuf,
     /// Only resources with one of these tags (a role's name is a tag)
     #[arg(short = 't', long, value_delimiter = ',')]
@@ -129,11 +135,21 @@ enum Cmd {
     /// Print hosts, groups and merged vars (like ansible-inventory --list); secrets shown as <secret>
     Inventory {
         /// Inventory file
-        #[arg(short = 'i', long, env = "LABCTL_INVENTORY", default_value = "inventories/lab/hosts.yml")]
+        #[arg(
+            short = 'i',
+            long,
+            env = "LABCTL_INVENTORY",
+            default_value = "inventories/lab/hosts.yml"
+        )]
         inventory: PathBuf,
         /// Only this host's vars
         #[arg(long)]
         host: Option<String>,
+    },
+    /// WireGuard helpers
+    Wireguard {
+        #[command(subcommand)]
+        cmd: WgCmd,
     },
     /// age-encrypted vault files
     Vault {
@@ -157,6 +173,26 @@ enum Cmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum WgCmd {
+    /// Print the client config for an admin peer listed in `wg_peers` (import it on the laptop)
+    PeerConfig {
+        /// The peer's `name` in wg_peers
+        peer: String,
+        /// Inventory file
+        #[arg(
+            short = 'i',
+            long,
+            env = "LABCTL_INVENTORY",
+            default_value = "inventories/lab/hosts.yml"
+        )]
+        inventory: PathBuf,
+        /// Project folder holding roles/ (for the wireguard role's defaults)
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
+}
+
 pub struct Global {
     pub verbose: u8,
     pub json: bool,
@@ -165,7 +201,17 @@ pub struct Global {
 }
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    // clap exits 2 on usage errors, which is `plan`'s "changes pending": map them to 3.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Ok.code(),
+                _ => Exit::BadInput.code(),
+            };
+        }
+    };
     let g = Global {
         verbose: cli.verbose,
         json: cli.json,
@@ -183,6 +229,14 @@ pub fn main() -> i32 {
         Cmd::Check { target } => run::check(&g, &target),
         Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
         Cmd::Inventory { inventory, host } => info::inventory(&g, &inventory, host.as_deref()),
+        Cmd::Wireguard {
+            cmd:
+                WgCmd::PeerConfig {
+                    peer,
+                    inventory,
+                    project,
+                },
+        } => wireguard::peer_config(&g, &peer, &inventory, &project),
         Cmd::Vault { cmd } => crate::vault::run(cmd, g.vault_key.as_deref()),
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
         Cmd::Completions { shell } => {
@@ -215,8 +269,14 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LABCTL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("labctl={level}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LABCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("labctl={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 #[cfg(test)]

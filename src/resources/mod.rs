@@ -15,6 +15,10 @@ pub mod download;
 pub mod fetch;
 pub mod file;
 pub mod group;
+pub mod helm_release;
+pub mod helm_repo;
+pub mod k8s_manifest;
+pub mod k8s_secret;
 pub mod line;
 pub mod service;
 pub mod symlink;
@@ -62,10 +66,13 @@ impl PrepareCx<'_> {
     /// Render `roles/ROLE/templates/NAME` (or a project-relative path starting with `values/`).
     pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, String> {
         let rel = self.template_path(name);
-        let r = self.engine.render_file(&rel, self.ctx).map_err(|e| match &e.file {
-            Some(f) => format!("{}:{}:{}: {}", f.display(), e.line, e.col, e.message),
-            None => e.message.clone(),
-        })?;
+        let r = self
+            .engine
+            .render_file(&rel, self.ctx)
+            .map_err(|e| match &e.file {
+                Some(f) => format!("{}:{}:{}: {}", f.display(), e.line, e.col, e.message),
+                None => e.message.clone(),
+            })?;
         if r.tainted {
             self.tainted.set(true);
         }
@@ -76,7 +83,10 @@ impl PrepareCx<'_> {
         if name.starts_with("values/") || name.starts_with("roles/") {
             return name.to_string();
         }
-        let rel = self.role_dir.strip_prefix(self.root).unwrap_or(self.role_dir);
+        let rel = self
+            .role_dir
+            .strip_prefix(self.root)
+            .unwrap_or(self.role_dir);
         format!("{}/templates/{name}", rel.display())
     }
 
@@ -118,7 +128,10 @@ pub trait Resource {
     fn diff(spec: &Self::Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
     /// The steps this resource runs when used as a handler (`service` restart, `command`).
     fn handler(_spec: &Self::Spec) -> Result<Vec<Step>, String> {
-        Err(format!("a `{}` cannot be a handler (use `service` or `command`)", Self::KIND))
+        Err(format!(
+            "a `{}` cannot be a handler (use `service` or `command`)",
+            Self::KIND
+        ))
     }
 }
 
@@ -154,15 +167,22 @@ impl<R: Resource + 'static> Instance for Typed<R> {
 /// Why building an instance failed: a spec error (field path + message) or a prepare error.
 #[derive(Debug)]
 pub enum BuildError {
-    Spec { path: serde_path_to_error::Path, message: String },
+    Spec {
+        path: serde_path_to_error::Path,
+        message: String,
+    },
     Prepare(String),
 }
 
-fn make<R: Resource + 'static>(value: Value, cx: &PrepareCx) -> Result<Box<dyn Instance>, BuildError> {
-    let mut spec: R::Spec = serde_path_to_error::deserialize(value).map_err(|e| BuildError::Spec {
-        path: e.path().clone(),
-        message: e.into_inner().to_string(),
-    })?;
+fn make<R: Resource + 'static>(
+    value: Value,
+    cx: &PrepareCx,
+) -> Result<Box<dyn Instance>, BuildError> {
+    let mut spec: R::Spec =
+        serde_path_to_error::deserialize(value).map_err(|e| BuildError::Spec {
+            path: e.path().clone(),
+            message: e.into_inner().to_string(),
+        })?;
     R::prepare(&mut spec, cx).map_err(BuildError::Prepare)?;
     Ok(Box::new(Typed::<R>(spec)))
 }
@@ -180,13 +200,25 @@ macro_rules! registry {
     };
 }
 
-registry!(file);
+registry!(
+    file,
+    apt,
+    service,
+    sysctl,
+    ufw,
+    helm_repo,
+    helm_release,
+    k8s_manifest,
+    k8s_secret
+);
 
 // ---- helpers shared by resource types ----
 
 /// File modes are strings of octal digits ("0644"). YAML `0644` is an integer (and `644` is
 /// decimal 644), so integers are refused with a hint instead of being misread.
-pub fn deserialize_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub fn deserialize_mode<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     use serde::Deserialize;
     let v = Option::<Value>::deserialize(d)?;
     match v {
@@ -221,7 +253,13 @@ pub fn content_diff(path: &str, old: Option<&[u8]>, new: &[u8], cx: &DiffCx) -> 
     let old_text = match old {
         Some(o) => match std::str::from_utf8(o) {
             Ok(t) => t,
-            Err(_) => return format!("(binary content changed: {} bytes → {} bytes)", o.len(), new.len()),
+            Err(_) => {
+                return format!(
+                    "(binary content changed: {} bytes → {} bytes)",
+                    o.len(),
+                    new.len()
+                )
+            }
         },
         None => "",
     };
@@ -240,13 +278,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
     crate::template::filters::hex(&sha2::Sha256::digest(data))
 }
 
-pub fn keyed_hash(key: &[u8; 32], data: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length works for HMAC");
-    m.update(data);
-    let out = m.finalize().into_bytes();
-    format!("hmac-sha256:{}", &crate::template::filters::hex(&out)[..16])
-}
+/// Keyed hashes for secret content in plan output: one definition, in the vault module.
+pub use crate::vault::keyed_hash;
 
 /// Shell-quote for step scripts.
 pub use crate::facts::q;
@@ -257,10 +290,16 @@ pub(crate) mod testutil {
     use super::*;
 
     pub fn cx() -> DiffCx {
-        DiffCx { secret: false, hash_key: [7; 32] }
+        DiffCx {
+            secret: false,
+            hash_key: [7; 32],
+        }
     }
     pub fn secret_cx() -> DiffCx {
-        DiffCx { secret: true, hash_key: [7; 32] }
+        DiffCx {
+            secret: true,
+            hash_key: [7; 32],
+        }
     }
     pub fn facts(pairs: &[(&str, &str)]) -> Facts {
         let mut f = Facts::default();

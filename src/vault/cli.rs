@@ -1,0 +1,635 @@
+//! `labctl vault …`: keygen, encrypt, decrypt, view, edit, rekey, get.
+//!
+//! Data (decrypted content, a public key, a value) goes to stdout; everything else to stderr.
+//! Failures are printed here and returned as an exit code, so that vault problems exit 4 and
+//! bad input exits 3 instead of the generic 1.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::file::{check_yaml, write_atomic, YamlProblem};
+use super::keys::{default_key_path, Keyring};
+use super::recipients::{find_recipients_file, load_recipients};
+use super::{encrypt, keygen, VaultError};
+use crate::error::Exit;
+use crate::secret::Secret;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VaultCmd {
+    /// Create an age identity (private key) file and print its public key
+    ///
+    /// The file is written 0600 (its directory 0700) in age-keygen format, so `age -d -i FILE`
+    /// reads it too. An existing file is never overwritten (exit 5).
+    Keygen {
+        /// Where to write the key [default: $XDG_CONFIG_HOME/labctl/age.key or ~/.config/labctl/age.key]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Encrypt a plaintext YAML file into FILE.age for the repo's recipients
+    ///
+    /// Recipients come from the nearest .age-recipients above the output file, unless
+    /// --recipients is given. The plaintext must be valid YAML. By default the plaintext file is
+    /// kept (and a warning printed); --in-place deletes it once the encrypted file is safely on
+    /// disk. An existing output file is only replaced with --force (else exit 5).
+    Encrypt {
+        /// Plaintext YAML file
+        file: PathBuf,
+        /// Recipients file (one age1… public key per line)
+        #[arg(long, value_name = "FILE")]
+        recipients: Option<PathBuf>,
+        /// Replace FILE by FILE.age: delete the plaintext after writing the encrypted file
+        #[arg(long, conflicts_with = "out")]
+        in_place: bool,
+        /// Write the encrypted file here instead of FILE.age
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+        /// Replace an existing output file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Decrypt a vault to stdout (--stdout) or to a 0600 file (--out)
+    ///
+    /// Without --stdout or --out nothing is decrypted (exit 3): secrets are printed only when
+    /// asked for explicitly.
+    Decrypt {
+        /// Vault file (*.age)
+        file: PathBuf,
+        /// Print the plaintext on stdout
+        #[arg(long, conflicts_with = "out")]
+        stdout: bool,
+        /// Write the plaintext to this file (mode 0600); never overwrites without --force
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+        /// Replace an existing OUT
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a vault's plaintext on stdout
+    View {
+        /// Vault file (*.age)
+        file: PathBuf,
+    },
+    /// Edit a vault in $VISUAL / $EDITOR (default vi), then re-encrypt it
+    ///
+    /// The plaintext goes to a 0600 file in a private 0700 directory under $TMPDIR that is removed
+    /// on every exit path. The result must be valid YAML, else the vault is left unchanged and
+    /// the edits are discarded (exit 3). The vault is re-encrypted only if the content changed.
+    /// A FILE that does not exist yet is created.
+    Edit {
+        /// Vault file (*.age)
+        file: PathBuf,
+        /// Recipients file [default: nearest .age-recipients above FILE]
+        #[arg(long, value_name = "FILE")]
+        recipients: Option<PathBuf>,
+    },
+    /// Re-encrypt vaults for the current .age-recipients (after adding or removing someone)
+    ///
+    /// Each file is re-encrypted for the .age-recipients nearest to it. Files that fail are
+    /// reported and the others go on (exit 4 if any failed).
+    Rekey {
+        /// Vault files [default: every *.age under the current directory, skipping target/ and .git/]
+        files: Vec<PathBuf>,
+        /// Recipients file for all files [default: nearest .age-recipients above each file]
+        #[arg(long, value_name = "FILE")]
+        recipients: Option<PathBuf>,
+    },
+    /// Print one value from a vault, for scripts
+    ///
+    /// KEY is a dotted path (`db.password`, `users.0.name`). Strings, numbers and booleans are
+    /// printed raw; maps and lists as JSON. A missing key exits 3.
+    Get {
+        /// Vault file (*.age)
+        file: PathBuf,
+        /// Dotted path to the value
+        key: String,
+    },
+}
+
+/// Why a vault command stopped, and so its exit code.
+enum Fail {
+    Vault(VaultError),
+    /// Bad command line or content (exit 3).
+    Input(String),
+    /// Refused for safety, e.g. it would overwrite a file (exit 5).
+    Refused(String),
+    /// Anything else (exit 1): an editor that failed, a write error.
+    Other(String),
+}
+
+impl From<VaultError> for Fail {
+    fn from(e: VaultError) -> Self {
+        Fail::Vault(e)
+    }
+}
+
+impl Fail {
+    fn report(self) -> i32 {
+        let (msg, code) = match self {
+            Fail::Vault(e) => {
+                let code = e.exit_code();
+                (e.to_string(), code)
+            }
+            Fail::Input(m) => (m, Exit::BadInput.code()),
+            Fail::Refused(m) => (m, Exit::Refused.code()),
+            Fail::Other(m) => (m, Exit::Failed.code()),
+        };
+        eprintln!("error: {msg}");
+        code
+    }
+}
+
+type R<T> = Result<T, Fail>;
+
+pub fn run(cmd: VaultCmd, vault_key: Option<&Path>) -> anyhow::Result<i32> {
+    let r = match cmd {
+        VaultCmd::Keygen { out } => cmd_keygen(out),
+        VaultCmd::Encrypt {
+            file,
+            recipients,
+            in_place,
+            out,
+            force,
+        } => cmd_encrypt(
+            &file,
+            recipients.as_deref(),
+            in_place,
+            out,
+            force,
+            vault_key,
+        ),
+        VaultCmd::Decrypt {
+            file,
+            stdout,
+            out,
+            force,
+        } => cmd_decrypt(&file, stdout, out.as_deref(), force, vault_key),
+        VaultCmd::View { file } => cmd_decrypt(&file, true, None, false, vault_key),
+        VaultCmd::Edit { file, recipients } => cmd_edit(&file, recipients.as_deref(), vault_key),
+        VaultCmd::Rekey { files, recipients } => cmd_rekey(files, recipients.as_deref(), vault_key),
+        VaultCmd::Get { file, key } => cmd_get(&file, &key, vault_key),
+    };
+    Ok(r.unwrap_or_else(Fail::report))
+}
+
+fn note(msg: &str) {
+    eprintln!("{msg}");
+}
+
+fn write_err(path: &Path, e: std::io::Error) -> Fail {
+    Fail::Other(format!("cannot write {}: {e}", path.display()))
+}
+
+fn cmd_keygen(out: Option<PathBuf>) -> R<i32> {
+    let path = match out {
+        Some(p) => p,
+        None => default_key_path().ok_or_else(|| {
+            Fail::Input(
+                "cannot find the config directory (HOME is not set); pass --out FILE".into(),
+            )
+        })?,
+    };
+    if path.exists() {
+        return Err(Fail::Refused(format!(
+            "{} already exists; refusing to overwrite an identity (vaults encrypted for it would become unreadable)",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| write_err(dir, e))?;
+    }
+    let (text, public) = keygen();
+    write_atomic(&path, text.expose().as_bytes(), 0o600, true).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Fail::Refused(format!(
+                "{} already exists; refusing to overwrite it",
+                path.display()
+            ))
+        } else {
+            write_err(&path, e)
+        }
+    })?;
+    note(&format!("wrote a new age identity to {} (mode 0600; back it up: without it the vaults cannot be opened)", path.display()));
+    note(&format!(
+        "add its public key to the repo's {} and run `labctl vault rekey`:",
+        super::RECIPIENTS_FILE
+    ));
+    println!("{public}");
+    Ok(0)
+}
+
+fn recipients_for(
+    explicit: Option<&Path>,
+    vault: &Path,
+) -> R<(PathBuf, Vec<age::x25519::Recipient>)> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = vault
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            find_recipients_file(dir).ok_or_else(|| VaultError::NoRecipientsFile {
+                start: dir.to_path_buf(),
+            })?
+        }
+    };
+    let rs = load_recipients(&path)?;
+    Ok((path, rs))
+}
+
+fn looks_encrypted(data: &[u8]) -> bool {
+    data.trim_ascii_start()
+        .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+        || data.starts_with(b"age-encryption.org/")
+}
+
+fn yaml_fail(what: &str, p: YamlProblem, tail: &str) -> Fail {
+    let at = if p.line == 0 {
+        String::new()
+    } else if p.col == 0 {
+        format!(":{}", p.line)
+    } else {
+        format!(":{}:{}", p.line, p.col)
+    };
+    Fail::Input(format!("{what}{at}: invalid YAML: {}; {tail}", p.message))
+}
+
+fn mode_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+fn cmd_encrypt(
+    file: &Path,
+    recipients: Option<&Path>,
+    in_place: bool,
+    out: Option<PathBuf>,
+    force: bool,
+    vault_key: Option<&Path>,
+) -> R<i32> {
+    let plain = Secret::new(
+        std::fs::read(file)
+            .map_err(|e| Fail::Input(format!("cannot read {}: {e}", file.display())))?,
+    );
+    if looks_encrypted(plain.expose()) {
+        return Err(Fail::Input(format!(
+            "{} is already age-encrypted",
+            file.display()
+        )));
+    }
+    check_yaml(&plain)
+        .map_err(|p| yaml_fail(&file.display().to_string(), p, "nothing was encrypted"))?;
+    let out = out.unwrap_or_else(|| {
+        let mut s = file.as_os_str().to_owned();
+        s.push(".age");
+        PathBuf::from(s)
+    });
+    if out.exists() && !force {
+        return Err(Fail::Refused(format!(
+            "{} already exists; pass --force to replace it (or `labctl vault edit` it)",
+            out.display()
+        )));
+    }
+    let (rpath, rs) = recipients_for(recipients, &out)?;
+    let ct = encrypt(plain.expose(), &rs)?;
+    write_atomic(&out, &ct, mode_of(&out).unwrap_or(0o644), !force)
+        .map_err(|e| write_err(&out, e))?;
+    note(&format!(
+        "encrypted {} → {} for {} recipient(s) from {}",
+        file.display(),
+        out.display(),
+        rs.len(),
+        rpath.display()
+    ));
+    warn_if_not_a_recipient(vault_key, &rs, &out);
+    if in_place {
+        std::fs::remove_file(file).map_err(|e| {
+            Fail::Other(format!(
+                "encrypted, but cannot remove the plaintext {}: {e}",
+                file.display()
+            ))
+        })?;
+        note(&format!("removed the plaintext {}", file.display()));
+    } else {
+        note(&format!(
+            "warning: the plaintext {} is still on disk: delete it (or use --in-place) and make sure it is never committed",
+            file.display()
+        ));
+    }
+    Ok(0)
+}
+
+/// Encrypting for a set that excludes yourself is legal but usually a mistake worth a word.
+fn warn_if_not_a_recipient(vault_key: Option<&Path>, rs: &[age::x25519::Recipient], out: &Path) {
+    let Ok(keys) = Keyring::discover(vault_key) else {
+        return;
+    };
+    if keys.is_empty() {
+        return;
+    }
+    let listed: Vec<String> = rs.iter().map(|r| r.to_string()).collect();
+    if !keys.public_keys().iter().any(|k| listed.contains(k)) {
+        note(&format!(
+            "warning: none of your identities is a recipient: you will not be able to open {}",
+            out.display()
+        ));
+    }
+}
+
+fn cmd_decrypt(
+    file: &Path,
+    stdout: bool,
+    out: Option<&Path>,
+    force: bool,
+    vault_key: Option<&Path>,
+) -> R<i32> {
+    if !stdout && out.is_none() {
+        return Err(Fail::Input(format!(
+            "refusing to decrypt {} without a destination: pass --stdout to print the secrets, or --out FILE to write them to a 0600 file",
+            file.display()
+        )));
+    }
+    let keys = Keyring::discover(vault_key)?;
+    let plain = keys.decrypt_file(file)?;
+    match out {
+        Some(o) => {
+            if o.exists() && !force {
+                return Err(Fail::Refused(format!(
+                    "{} already exists; pass --force to replace it",
+                    o.display()
+                )));
+            }
+            write_atomic(o, plain.expose(), 0o600, !force).map_err(|e| write_err(o, e))?;
+            note(&format!(
+                "decrypted {} → {} (mode 0600); delete it when done",
+                file.display(),
+                o.display()
+            ));
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            so.write_all(plain.expose())
+                .and_then(|_| so.flush())
+                .map_err(|e| Fail::Other(format!("cannot write to stdout: {e}")))?;
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<i32> {
+    let keys = Keyring::discover(vault_key)?;
+    let plain = keys.decrypt_file(file)?;
+    check_yaml(&plain).map_err(|p| {
+        yaml_fail(
+            &file.display().to_string(),
+            p,
+            "fix it with `labctl vault edit`",
+        )
+    })?;
+    let text = std::str::from_utf8(plain.expose()).unwrap_or_default();
+    let doc: Secret<serde_json::Value> = Secret::new(if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_saphyr::from_str(text)
+            .map_err(|_| Fail::Input(format!("{}: invalid YAML", file.display())))?
+    });
+    let mut cur = doc.expose();
+    for (i, seg) in key.split('.').enumerate() {
+        let next = match cur {
+            serde_json::Value::Object(m) => m.get(seg),
+            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|n| a.get(n)),
+            _ => None,
+        };
+        cur = next.ok_or_else(|| {
+            let upto: Vec<&str> = key.split('.').take(i + 1).collect();
+            Fail::Input(format!(
+                "{}: no value at `{}`",
+                file.display(),
+                upto.join(".")
+            ))
+        })?;
+    }
+    let shown = Secret::new(match cur {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => v.to_string(),
+        v => serde_json::to_string(v).unwrap_or_default(),
+    });
+    println!("{}", shown.expose());
+    Ok(0)
+}
+
+fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<i32> {
+    let keys = Keyring::discover(vault_key)?;
+    // Resolve recipients before the editor opens, so a missing file is not found after the work.
+    let (_, rs) = recipients_for(recipients, file)?;
+    let old = if file.exists() {
+        keys.decrypt_file(file)?
+    } else {
+        Secret::new(Vec::new())
+    };
+
+    // The directory is 0700 and removed by Drop on every return path (and on unwinding).
+    let dir = tempfile::Builder::new()
+        .prefix("labctl-vault-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| Fail::Other(format!("cannot create a private temp directory: {e}")))?;
+    // Keep the plaintext name (vault.yml) so editors pick YAML highlighting.
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "vault.yml".into());
+    let name = name
+        .strip_suffix(".age")
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&name)
+        .to_string();
+    let tmp = dir.path().join(&name);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Fail::Other(format!("cannot create {}: {e}", tmp.display())))?;
+        f.write_all(old.expose()).map_err(|e| write_err(&tmp, e))?;
+    }
+
+    run_editor(&tmp)?;
+
+    let new = Secret::new(
+        std::fs::read(&tmp)
+            .map_err(|e| Fail::Other(format!("cannot read back the edited file: {e}")))?,
+    );
+    drop(dir);
+    if new.expose() == old.expose() {
+        note(&format!("no changes; {} left as it was", file.display()));
+        return Ok(0);
+    }
+    check_yaml(&new).map_err(|p| {
+        yaml_fail(
+            &format!("{} (edited copy)", file.display()),
+            p,
+            "the vault was not changed and the edits were discarded",
+        )
+    })?;
+    let ct = encrypt(new.expose(), &rs)?;
+    write_atomic(file, &ct, mode_of(file).unwrap_or(0o644), false)
+        .map_err(|e| write_err(file, e))?;
+    note(&format!(
+        "updated {} for {} recipient(s)",
+        file.display(),
+        rs.len()
+    ));
+    Ok(0)
+}
+
+fn run_editor(path: &Path) -> R<()> {
+    let editor = ["VISUAL", "EDITOR"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_string());
+    // `EDITOR="code --wait"` is common: split like a shell would.
+    let words = shlex::split(&editor)
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| vec![editor.clone()]);
+    let mut child = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .arg(path)
+        .spawn()
+        .map_err(|e| {
+            Fail::Other(format!(
+                "cannot start the editor `{editor}`: {e}; set $EDITOR; the vault was not changed"
+            ))
+        })?;
+    // Ctrl-C in the editor reaches us too; dying here would skip the temp dir cleanup. The child
+    // was spawned first so it keeps the default disposition.
+    let status = {
+        let _guard = IgnoreSigint::new();
+        child.wait()
+    };
+    let status = status.map_err(|e| Fail::Other(format!("waiting for the editor: {e}")))?;
+    if !status.success() {
+        return Err(Fail::Other(format!(
+            "the editor `{editor}` failed ({status}); the vault was not changed"
+        )));
+    }
+    Ok(())
+}
+
+struct IgnoreSigint(libc::sighandler_t);
+
+impl IgnoreSigint {
+    fn new() -> Self {
+        // SAFETY: swapping a signal disposition has no memory-safety preconditions.
+        IgnoreSigint(unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) })
+    }
+}
+
+impl Drop for IgnoreSigint {
+    fn drop(&mut self) {
+        if self.0 != libc::SIG_ERR {
+            // SAFETY: restores the disposition saved in `new`.
+            unsafe { libc::signal(libc::SIGINT, self.0) };
+        }
+    }
+}
+
+fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<i32> {
+    let files = if files.is_empty() {
+        let mut found = Vec::new();
+        find_vaults(Path::new("."), &mut found)
+            .map_err(|e| Fail::Other(format!("cannot list the current directory: {e}")))?;
+        found.sort();
+        if found.is_empty() {
+            note("no *.age files under the current directory");
+            return Ok(0);
+        }
+        found
+    } else {
+        files
+    };
+    let keys = Keyring::discover(vault_key)?;
+    let mut worst = 0;
+    for f in &files {
+        let r = (|| -> R<usize> {
+            let (_, rs) = recipients_for(recipients, f)?;
+            let plain = keys.decrypt_file(f)?;
+            let ct = encrypt(plain.expose(), &rs)?;
+            write_atomic(f, &ct, mode_of(f).unwrap_or(0o644), false)
+                .map_err(|e| write_err(f, e))?;
+            Ok(rs.len())
+        })();
+        match r {
+            Ok(n) => note(&format!("rekeyed {} for {n} recipient(s)", f.display())),
+            Err(e) => {
+                let code = e.report();
+                // A vault problem outranks a generic failure: it is the one the user must fix.
+                if worst != Exit::Vault.code() {
+                    worst = code;
+                }
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// `*.age` files below `dir`, not following symlinks, skipping build output and git internals.
+fn find_vaults(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let name = entry.file_name();
+        let path = entry.path();
+        if ty.is_dir() {
+            if name != "target" && name != ".git" {
+                find_vaults(&path, out)?;
+            }
+        } else if ty.is_file() && path.extension().is_some_and(|e| e == "age") {
+            out.push(
+                path.strip_prefix("./")
+                    .map(Path::to_path_buf)
+                    .unwrap_or(path),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_vaults_but_not_in_target_or_git() {
+        let t = tempfile::tempdir().unwrap();
+        for p in [
+            "a/x.yml.age",
+            "b/c/y.age",
+            "target/z.age",
+            ".git/w.age",
+            "a/not-a-vault.yml",
+        ] {
+            let p = t.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+        }
+        let mut found = Vec::new();
+        find_vaults(t.path(), &mut found).unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![t.path().join("a/x.yml.age"), t.path().join("b/c/y.age")]
+        );
+    }
+}

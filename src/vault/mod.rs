@@ -1,0 +1,152 @@
+//! Vaults: age-encrypted YAML files (`*.age`) that are decrypted only in memory.
+//!
+//! - `keys`: where identities come from (`Keyring`), key generation, keys derived for plan hashes.
+//! - `recipients`: the repo's `.age-recipients` (who can open the vaults).
+//! - `file`: decrypting and encrypting bytes, with errors a user can act on; atomic writes.
+//! - `cli`: `labctl vault …`.
+//!
+//! Plaintext only ever lives in a `Secret`. Error messages are built from file names, key sources,
+//! public keys and age's own error kinds — never from decrypted content — and YAML errors from
+//! vault content are reported by position with quoted fragments removed.
+
+mod cli;
+mod file;
+mod keys;
+mod recipients;
+
+use std::path::PathBuf;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use cli::{run, VaultCmd};
+pub use file::encrypt;
+pub use keys::{keygen, Keyring};
+// Part of the module's API; no other module calls these yet.
+#[allow(unused_imports)]
+pub use recipients::{find_recipients_file, load_recipients, RECIPIENTS_FILE};
+
+/// Everything that can go wrong opening or writing a vault. Every variant maps to exit code 4.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// A key source the user named (`--vault-key`, an env var) is missing or unreadable.
+    #[error("cannot read age identity file {} (from {origin}): {reason}", path.display())]
+    KeySource {
+        origin: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    /// A line of an identity file is not a usable identity. The line itself is never echoed: it
+    /// may be a (mangled) secret key.
+    #[error("{}:{line}: {reason}", path.display())]
+    KeyParse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error(
+        "cannot decrypt {}: no age identity found\n  identity sources tried: {tried}{recipients}\n  = help: create one with `labctl vault keygen` (and have its public key added to {RECIPIENTS_FILE}), or pass --vault-key FILE / set LABCTL_AGE_KEY_FILE",
+        file.display()
+    )]
+    NoIdentity {
+        file: PathBuf,
+        tried: String,
+        recipients: String,
+    },
+
+    #[error(
+        "cannot decrypt {}: none of your age identities can open it (the file is encrypted for {stanzas} recipient stanza(s))\n  identity sources tried: {tried}\n  your public key(s): {mine}{recipients}\n  = help: someone who can open the vault must add your public key to {RECIPIENTS_FILE} and run `labctl vault rekey`; if your key is listed there, the file may be stale (not rekeyed) or its header was modified",
+        file.display()
+    )]
+    NoMatchingKey {
+        file: PathBuf,
+        stanzas: usize,
+        tried: String,
+        mine: String,
+        recipients: String,
+    },
+
+    #[error(
+        "{} is corrupt or tampered ({detail}); refusing to use it\n  = help: restore it from version control (`git checkout -- {}`) or re-create it",
+        file.display(),
+        file.display()
+    )]
+    Corrupt { file: PathBuf, detail: String },
+
+    #[error("{} is not an age-encrypted file (no age header or armor); encrypt it with `labctl vault encrypt`", file.display())]
+    NotAgeFile { file: PathBuf },
+
+    #[error("{} is encrypted with a passphrase; labctl vaults use age keys: decrypt it with `age -d` and re-encrypt with `labctl vault encrypt`", file.display())]
+    Passphrase { file: PathBuf },
+
+    #[error("{}: {detail}", file.display())]
+    Unsupported { file: PathBuf, detail: String },
+
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+
+    /// A bad line in a recipients file, at `file:line:col`.
+    #[error("{at}: {reason}")]
+    Recipients { at: String, reason: String },
+
+    #[error("{} lists no recipients: add at least one age1… public key (one per line)", path.display())]
+    NoRecipients { path: PathBuf },
+
+    #[error("no {RECIPIENTS_FILE} file in {} or any parent directory: create one listing the age1… public keys that may open the vaults, or pass --recipients FILE", start.display())]
+    NoRecipientsFile { start: PathBuf },
+
+    #[error("cannot encrypt: {0}")]
+    Encrypt(String),
+}
+
+impl VaultError {
+    /// Vault and key problems share one exit code (see `crate::error::Exit::Vault`).
+    pub fn exit_code(&self) -> i32 {
+        crate::error::Exit::Vault.code()
+    }
+
+    pub(crate) fn io(path: &std::path::Path, err: std::io::Error) -> Self {
+        VaultError::Io {
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+}
+
+/// A keyed hash for display and plan files: a short, non-reversible tag of secret content that
+/// only holders of the key can recompute (an unkeyed hash of a short password is brute-forceable).
+#[allow(dead_code)] // API for plan/resources; they carry their own copy for now
+pub fn keyed_hash(key: &[u8; 32], data: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    let tag = mac.finalize().into_bytes();
+    let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("hmac-sha256:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_hash_format() {
+        let h = keyed_hash(&[7u8; 32], b"hunter2");
+        assert!(h.starts_with("hmac-sha256:"), "{h}");
+        let hex = h.strip_prefix("hmac-sha256:").unwrap();
+        assert_eq!(hex.len(), 16);
+        assert!(hex
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(h, keyed_hash(&[7u8; 32], b"hunter2"));
+        assert_ne!(h, keyed_hash(&[8u8; 32], b"hunter2"));
+        assert_ne!(h, keyed_hash(&[7u8; 32], b"hunter3"));
+    }
+
+    #[test]
+    fn every_error_is_exit_4() {
+        let e = VaultError::NotAgeFile { file: "x".into() };
+        assert_eq!(e.exit_code(), 4);
+    }
+}
