@@ -40,10 +40,18 @@ pub struct Loc {
 
 impl Loc {
     pub fn new(file: impl Into<PathBuf>, line: usize, col: usize) -> Self {
-        Loc { file: file.into(), line, col }
+        Loc {
+            file: file.into(),
+            line,
+            col,
+        }
     }
     pub fn file_only(file: &Path) -> Self {
-        Loc { file: file.to_path_buf(), line: 0, col: 0 }
+        Loc {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+        }
     }
 }
 
@@ -67,10 +75,18 @@ pub struct Diag {
 
 impl Diag {
     pub fn at(loc: Loc, message: impl Into<String>) -> Self {
-        Diag { loc: Some(loc), message: message.into(), help: None }
+        Diag {
+            loc: Some(loc),
+            message: message.into(),
+            help: None,
+        }
     }
     pub fn new(message: impl Into<String>) -> Self {
-        Diag { loc: None, message: message.into(), help: None }
+        Diag {
+            loc: None,
+            message: message.into(),
+            help: None,
+        }
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());

@@ -69,7 +69,10 @@ impl Node {
 
     /// A map's value by key.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.key_string() == key).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.key_string() == key)
+            .map(|(_, v)| v)
     }
 
     /// Keys may be written as numbers or booleans; vars treat them as strings, like Ansible.
@@ -101,12 +104,17 @@ impl Node {
             NodeV::Null => Value::Null,
             NodeV::Bool(b) => Value::Bool(*b),
             NodeV::Int(i) => Value::from(*i),
-            NodeV::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            NodeV::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             NodeV::Str(s) => Value::String(s.clone()),
             NodeV::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            NodeV::Map(entries) => {
-                Value::Object(entries.iter().map(|(k, v)| (k.key_string(), v.to_json())).collect())
-            }
+            NodeV::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_string(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 
@@ -115,10 +123,13 @@ impl Node {
         let mut cur = self;
         for seg in path.iter() {
             let next = match (seg, &cur.v) {
-                (serde_path_to_error::Segment::Seq { index }, NodeV::Seq(items)) => items.get(*index),
-                (serde_path_to_error::Segment::Map { key }, NodeV::Map(entries)) => {
-                    entries.iter().find(|(k, _)| &k.key_string() == key).map(|(_, v)| v)
+                (serde_path_to_error::Segment::Seq { index }, NodeV::Seq(items)) => {
+                    items.get(*index)
                 }
+                (serde_path_to_error::Segment::Map { key }, NodeV::Map(entries)) => entries
+                    .iter()
+                    .find(|(k, _)| &k.key_string() == key)
+                    .map(|(_, v)| v),
                 _ => None,
             };
             match next {
@@ -131,7 +142,10 @@ impl Node {
 
     /// The key node for a map entry, to point "unknown field" errors at the key itself.
     pub fn key_node(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.key_string() == key).map(|(k, _)| k)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.key_string() == key)
+            .map(|(k, _)| k)
     }
 }
 
@@ -176,7 +190,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(NodeV::Int(i))
     }
     fn visit_u64<E: de::Error>(self, u: u64) -> Result<NodeV, E> {
-        i64::try_from(u).map(NodeV::Int).map_err(|_| E::custom("integer too large"))
+        i64::try_from(u)
+            .map(NodeV::Int)
+            .map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, f: f64) -> Result<NodeV, E> {
         Ok(NodeV::Float(f))
@@ -210,8 +226,16 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
 /// Parse YAML text into a positioned tree. An empty document is `Null`.
 pub fn parse_node(file: &Path, text: &str) -> Result<Node, Diag> {
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---") {
-        return Ok(Node { line: 1, col: 1, v: NodeV::Null });
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---")
+    {
+        return Ok(Node {
+            line: 1,
+            col: 1,
+            v: NodeV::Null,
+        });
     }
     // YAML 1.2 booleans only: `y`, `no`, `on` stay strings (no Norway problem); specs that want
     // a bool say so, and a `yes` there gets an error pointing at it.
@@ -222,13 +246,20 @@ pub fn parse_node(file: &Path, text: &str) -> Result<Node, Diag> {
 
 /// Read and parse a YAML file.
 pub fn read_node(file: &Path) -> Result<Node, Diag> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Diag::at(Loc::file_only(file), format!("cannot read {}: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Diag::at(
+            Loc::file_only(file),
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
     parse_node(file, &text)
 }
 
 fn saphyr_diag(file: &Path, e: &serde_saphyr::Error) -> Diag {
-    let (line, col) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((0, 0));
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .unwrap_or((0, 0));
     // The crate's message carries its own location and snippet; we print ours, so keep the first
     // line and drop a trailing "at line X column Y".
     let msg = e.without_snippet().to_string();
@@ -241,7 +272,11 @@ fn saphyr_diag(file: &Path, e: &serde_saphyr::Error) -> Diag {
 }
 
 /// Deserialize a node into a typed value; errors point at the offending node.
-pub fn from_node<T: serde::de::DeserializeOwned>(file: &Path, node: &Node, what: &str) -> Result<T, Diag> {
+pub fn from_node<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    node: &Node,
+    what: &str,
+) -> Result<T, Diag> {
     from_value_at(file, node, node.to_json(), what)
 }
 
@@ -256,8 +291,15 @@ pub fn from_value_at<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().clone();
         let inner = e.into_inner().to_string();
-        let at = if path.iter().next().is_some() { format!(" at `{path}`") } else { String::new() };
-        Diag::at(error_loc(file, node, &path, &inner), format!("{what}{at}: {inner}"))
+        let at = if path.iter().next().is_some() {
+            format!(" at `{path}`")
+        } else {
+            String::new()
+        };
+        Diag::at(
+            error_loc(file, node, &path, &inner),
+            format!("{what}{at}: {inner}"),
+        )
     })
 }
 
@@ -269,7 +311,9 @@ pub fn error_loc(file: &Path, node: &Node, path: &serde_path_to_error::Path, mes
         let mut cur = node;
         for seg in segs.iter().take(segs.len().saturating_sub(1)) {
             let next = match (seg, &cur.v) {
-                (serde_path_to_error::Segment::Seq { index }, NodeV::Seq(items)) => items.get(*index),
+                (serde_path_to_error::Segment::Seq { index }, NodeV::Seq(items)) => {
+                    items.get(*index)
+                }
                 (serde_path_to_error::Segment::Map { key }, NodeV::Map(_)) => cur.get(key),
                 _ => None,
             };
@@ -336,16 +380,28 @@ mod tests {
         }
         let n = parse_node(&p(), "path: /x\nmoed: '0644'\n").unwrap();
         let d = from_node::<S>(&p(), &n, "file").unwrap_err();
-        assert_eq!(d.loc.as_ref().map(|l| (l.line, l.col)), Some((2, 1)), "{}", d.message);
+        assert_eq!(
+            d.loc.as_ref().map(|l| (l.line, l.col)),
+            Some((2, 1)),
+            "{}",
+            d.message
+        );
         assert!(d.message.contains("unknown field `moed`"), "{}", d.message);
 
         let n = parse_node(&p(), "path: /x\nmode: 420\n").unwrap();
         let d = from_node::<S>(&p(), &n, "file").unwrap_err();
-        assert_eq!(d.loc.as_ref().map(|l| (l.line, l.col)), Some((2, 7)), "{}", d.message);
+        assert_eq!(
+            d.loc.as_ref().map(|l| (l.line, l.col)),
+            Some((2, 7)),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
     fn empty_document_is_null() {
-        assert!(parse_node(&p(), "# just a comment\n---\n").unwrap().is_null());
+        assert!(parse_node(&p(), "# just a comment\n---\n")
+            .unwrap()
+            .is_null());
     }
 }

@@ -17,7 +17,12 @@ fn labctl(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("status: {:?}\n--- stdout\n{}--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status: {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn write(dir: &Path, rel: &str, body: &str) {
@@ -31,13 +36,24 @@ fn project() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    write(d.path(), "inventories/local/hosts.yml", "all:\n  hosts:\n    me:\n      ansible_connection: local\n");
+    write(
+        d.path(),
+        "inventories/local/hosts.yml",
+        "all:\n  hosts:\n    me:\n      ansible_connection: local\n",
+    );
     write(
         d.path(),
         "inventories/local/group_vars/all.yml",
-        &format!("base: {}\ngreeting: hello\nfiles: [one, two]\n", root.display()),
+        &format!(
+            "base: {}\ngreeting: hello\nfiles: [one, two]\n",
+            root.display()
+        ),
     );
-    write(d.path(), "site.yml", "- name: demo\n  hosts: all\n  roles:\n    - demo\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- name: demo\n  hosts: all\n  roles:\n    - demo\n",
+    );
     write(
         d.path(),
         "roles/demo/role.yml",
@@ -55,7 +71,11 @@ fn project() -> (tempfile::TempDir, PathBuf) {
     tags: [many]
 "#,
     );
-    write(d.path(), "roles/demo/templates/motd.j2", "{{ greeting }} from {{ inventory_hostname }}\n");
+    write(
+        d.path(),
+        "roles/demo/templates/motd.j2",
+        "{{ greeting }} from {{ inventory_hostname }}\n",
+    );
     (d, root)
 }
 
@@ -71,19 +91,45 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("+ demo/file:motd"), "{}", text(&o));
-    assert!(out.contains("+hello from me"), "unified diff shown: {}", text(&o));
-    assert!(out.contains("Plan: 3 to create, 0 to change"), "{}", text(&o));
+    assert!(
+        out.contains("+hello from me"),
+        "unified diff shown: {}",
+        text(&o)
+    );
+    assert!(
+        out.contains("Plan: 3 to create, 0 to change"),
+        "{}",
+        text(&o)
+    );
     assert!(!root.join("motd").exists(), "plan must not change anything");
 
     // Apply converges; a second apply changes nothing; plan then exits 0.
     let o = labctl(dir, &["apply", "-i", INV]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("changed=3"), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(root.join("motd")).unwrap(), "hello from me\n");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=3"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("motd")).unwrap(),
+        "hello from me\n"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(root.join("motd")).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(root.join("motd"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
     let o = labctl(dir, &["apply", "-i", INV]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("changed=0"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=0"),
+        "{}",
+        text(&o)
+    );
     let o = labctl(dir, &["plan", "-i", INV]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
@@ -94,19 +140,37 @@ fn plan_apply_converge_drift_and_stale_plans() {
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let changes = plan["hosts"][0]["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{plan:#}");
-    assert!(changes[0]["id"].as_str().unwrap().ends_with("two.txt"), "{plan:#}");
+    assert!(
+        changes[0]["id"].as_str().unwrap().ends_with("two.txt"),
+        "{plan:#}"
+    );
     let o = labctl(dir, &["apply", "-i", INV]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("changed=1"), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(root.join("two.txt")).unwrap(), "two\n");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("two.txt")).unwrap(),
+        "two\n"
+    );
 
     // --tags selects only tagged resources.
     std::fs::remove_file(root.join("motd")).unwrap();
     std::fs::remove_file(root.join("one.txt")).unwrap();
     let o = labctl(dir, &["apply", "-i", INV, "--tags", "motd"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("changed=1"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=1"),
+        "{}",
+        text(&o)
+    );
     assert!(root.join("motd").exists() && !root.join("one.txt").exists());
     let o = labctl(dir, &["apply", "-i", INV, "--skip-tags", "motd"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("changed=1"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=1"),
+        "{}",
+        text(&o)
+    );
     assert!(root.join("one.txt").exists());
 
     // A saved plan applies when nothing moved...
@@ -115,7 +179,10 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let o = labctl(dir, &["apply", "--plan", "plan.json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(root.join("one.txt")).unwrap(), "one\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("one.txt")).unwrap(),
+        "one\n"
+    );
 
     // ...and is refused, changing nothing, when the host moved after it was made.
     std::fs::write(root.join("one.txt"), "y\n").unwrap();
@@ -124,8 +191,15 @@ fn plan_apply_converge_drift_and_stale_plans() {
     std::fs::write(root.join("one.txt"), "z\n").unwrap();
     let o = labctl(dir, &["apply", "--plan", "plan.json"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("stale"), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(root.join("one.txt")).unwrap(), "z\n");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("stale"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("one.txt")).unwrap(),
+        "z\n"
+    );
 }
 
 #[test]
@@ -136,25 +210,53 @@ fn bad_input_names_file_line_column_and_contacts_nothing() {
     let o = labctl(dir, &["plan", "-i", INV]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("role.yml:5:5") && err.contains("unknown key `fiel`"), "{}", text(&o));
+    assert!(
+        err.contains("role.yml:5:5") && err.contains("unknown key `fiel`"),
+        "{}",
+        text(&o)
+    );
     assert!(std::fs::read_dir(&root).unwrap().next().is_none());
 
-    write(dir, "roles/demo/role.yml", "resources:\n  - file:\n      path: \"{{ base }}/x\"\n      mode: 0644\n");
+    write(
+        dir,
+        "roles/demo/role.yml",
+        "resources:\n  - file:\n      path: \"{{ base }}/x\"\n      mode: 0644\n",
+    );
     let o = labctl(dir, &["check", "-i", INV]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("role.yml:4:13") && err.contains("quoted string"), "{}", text(&o));
+    assert!(
+        err.contains("role.yml:4:13") && err.contains("quoted string"),
+        "{}",
+        text(&o)
+    );
 
-    write(dir, "roles/demo/role.yml", "resources:\n  - file: {path: \"{{ base }}/x\", template: t.j2}\n");
-    write(dir, "roles/demo/templates/t.j2", "ok\n{{ undefined_thing }}\n");
+    write(
+        dir,
+        "roles/demo/role.yml",
+        "resources:\n  - file: {path: \"{{ base }}/x\", template: t.j2}\n",
+    );
+    write(
+        dir,
+        "roles/demo/templates/t.j2",
+        "ok\n{{ undefined_thing }}\n",
+    );
     let o = labctl(dir, &["check", "-i", INV]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("t.j2:2:4") && err.contains("`undefined_thing`"), "{}", text(&o));
+    assert!(
+        err.contains("t.j2:2:4") && err.contains("`undefined_thing`"),
+        "{}",
+        text(&o)
+    );
 
     let o = labctl(dir, &["plan", "-i", INV, "--limit", "nosuchhost"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nosuchhost"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nosuchhost"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -73,37 +73,75 @@ pub async fn plan(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>)
 }
 
 /// Plan and apply every host. With `saved`, each host's fresh plan must match the saved one.
-pub async fn apply(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>) -> Vec<(HostPlan, Recap)> {
-    run_hosts(compiled, opts, events, saved, true).await.into_iter().map(|(p, r)| (p, r.expect("apply yields a recap"))).collect()
+pub async fn apply(
+    compiled: Arc<Compiled>,
+    opts: &Opts,
+    events: Arc<dyn Events>,
+    saved: Option<Arc<crate::plan::Plan>>,
+) -> Vec<(HostPlan, Recap)> {
+    run_hosts(compiled, opts, events, saved, true)
+        .await
+        .into_iter()
+        .map(|(p, r)| (p, r.expect("apply yields a recap")))
+        .collect()
 }
 
-async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
+async fn run_hosts(
+    compiled: Arc<Compiled>,
+    opts: &Opts,
+    events: Arc<dyn Events>,
+    saved: Option<Arc<crate::plan::Plan>>,
+    apply: bool,
+) -> Vec<(HostPlan, Option<Recap>)> {
     let n = compiled.hosts.len();
     if !apply {
         // Planning changes nothing, so every host is probed once, across all its plays.
-        return run_batch(compiled.clone(), (0..n).collect(), None, opts, events, saved, false).await;
+        return run_batch(
+            compiled.clone(),
+            (0..n).collect(),
+            None,
+            opts,
+            events,
+            saved,
+            false,
+        )
+        .await;
     }
     // Apply runs play by play (so e.g. k3s servers converge before agents join), each play in
     // batches of its `serial` (or --serial); a host that failed sits out the later plays.
     let mut acc: Vec<Option<(HostPlan, Option<Recap>)>> = (0..n).map(|_| None).collect();
     for (p, (_, play_serial)) in compiled.plays.iter().enumerate() {
-        let idxs: Vec<usize> = (0..n).filter(|&i| compiled.hosts[i].in_play(p) && !acc[i].as_ref().is_some_and(failed)).collect();
+        let idxs: Vec<usize> = (0..n)
+            .filter(|&i| compiled.hosts[i].in_play(p) && !acc[i].as_ref().is_some_and(failed))
+            .collect();
         if idxs.is_empty() {
             continue;
         }
         let batch = play_serial.or(opts.serial).unwrap_or(idxs.len()).max(1);
         for chunk in idxs.chunks(batch) {
             let done: Vec<(HostPlan, Option<Recap>)> = acc.iter().flatten().cloned().collect();
-            if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || over_fail_limit(&done, opts.max_fail_percent, n) {
+            if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+                || over_fail_limit(&done, opts.max_fail_percent, n)
+            {
                 for &i in chunk {
                     if acc[i].is_none() {
-                        let msg = "not started: the run was stopped (Ctrl-C or --max-fail-percent)".to_string();
+                        let msg = "not started: the run was stopped (Ctrl-C or --max-fail-percent)"
+                            .to_string();
                         acc[i] = Some(failed_plan(&compiled.hosts[i].host, msg, false, true));
                     }
                 }
                 continue;
             }
-            let results = run_batch(compiled.clone(), chunk.to_vec(), Some(p), opts, events.clone(), saved.clone(), true).await;
+            let results = run_batch(
+                compiled.clone(),
+                chunk.to_vec(),
+                Some(p),
+                opts,
+                events.clone(),
+                saved.clone(),
+                true,
+            )
+            .await;
             for (&i, r) in chunk.iter().zip(results) {
                 acc[i] = Some(match acc[i].take() {
                     None => r,
@@ -117,18 +155,39 @@ async fn run_hosts(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
                 let h = &compiled.hosts[i].host;
-                (HostPlan { host: h.clone(), changes: vec![], in_sync: 0, error: None, unreachable: false }, Some(empty_recap(h)))
+                (
+                    HostPlan {
+                        host: h.clone(),
+                        changes: vec![],
+                        in_sync: 0,
+                        error: None,
+                        unreachable: false,
+                    },
+                    Some(empty_recap(h)),
+                )
             })
         })
         .collect()
 }
 
 fn failed(r: &(HostPlan, Option<Recap>)) -> bool {
-    r.0.error.is_some() || r.1.as_ref().is_some_and(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable)
+    r.0.error.is_some()
+        || r.1
+            .as_ref()
+            .is_some_and(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable)
 }
 
 fn empty_recap(host: &str) -> Recap {
-    Recap { host: host.to_string(), ok: 0, changed: vec![], failed: vec![], handlers: vec![], unreachable: false, refused: None, skipped: 0 }
+    Recap {
+        host: host.to_string(),
+        ok: 0,
+        changed: vec![],
+        failed: vec![],
+        handlers: vec![],
+        unreachable: false,
+        refused: None,
+        skipped: 0,
+    }
 }
 
 /// One host's results from two plays, as one.
@@ -161,24 +220,53 @@ fn merge(a: (HostPlan, Option<Recap>), b: (HostPlan, Option<Recap>)) -> (HostPla
 /// Exceeded, not equalled, stops the run (Ansible's semantics).
 fn over_fail_limit(done: &[(HostPlan, Option<Recap>)], max: Option<u8>, total: usize) -> bool {
     let Some(max) = max else { return false };
-    let failed = done.iter().filter(|(p, r)| p.error.is_some() || r.as_ref().is_some_and(|r| !r.failed.is_empty() || r.refused.is_some())).count();
+    let failed = done
+        .iter()
+        .filter(|(p, r)| {
+            p.error.is_some()
+                || r.as_ref()
+                    .is_some_and(|r| !r.failed.is_empty() || r.refused.is_some())
+        })
+        .count();
     failed * 100 > max as usize * total
 }
 
-async fn run_batch(compiled: Arc<Compiled>, idxs: Vec<usize>, play: Option<usize>, opts: &Opts, events: Arc<dyn Events>, saved: Option<Arc<crate::plan::Plan>>, apply: bool) -> Vec<(HostPlan, Option<Recap>)> {
+async fn run_batch(
+    compiled: Arc<Compiled>,
+    idxs: Vec<usize>,
+    play: Option<usize>,
+    opts: &Opts,
+    events: Arc<dyn Events>,
+    saved: Option<Arc<crate::plan::Plan>>,
+    apply: bool,
+) -> Vec<(HostPlan, Option<Recap>)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.forks.max(1)));
     let mut tasks = Vec::new();
     for i in idxs {
-        let (c, o, ev, s, sem) = (compiled.clone(), opts.clone(), events.clone(), saved.clone(), sem.clone());
-        tasks.push((i, tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore is never closed");
-            let work = &c.hosts[i];
-            ev.host_started(&work.host);
-            let saved_host = s.as_ref().and_then(|p| p.hosts.iter().find(|h| h.host == work.host).cloned());
-            let r = host(work, play, &o, ev.as_ref(), apply, s.is_some(), saved_host).await;
-            ev.host_done(&work.host);
-            r
-        })));
+        let (c, o, ev, s, sem) = (
+            compiled.clone(),
+            opts.clone(),
+            events.clone(),
+            saved.clone(),
+            sem.clone(),
+        );
+        tasks.push((
+            i,
+            tokio::spawn(async move {
+                let _permit = sem
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
+                let work = &c.hosts[i];
+                ev.host_started(&work.host);
+                let saved_host = s
+                    .as_ref()
+                    .and_then(|p| p.hosts.iter().find(|h| h.host == work.host).cloned());
+                let r = host(work, play, &o, ev.as_ref(), apply, s.is_some(), saved_host).await;
+                ev.host_done(&work.host);
+                r
+            }),
+        ));
     }
     let mut out = Vec::new();
     for (i, t) in tasks {
@@ -188,8 +276,26 @@ async fn run_batch(compiled: Arc<Compiled>, idxs: Vec<usize>, play: Option<usize
                 let host = compiled.hosts[i].host.clone();
                 let msg = format!("internal error: {e}");
                 out.push((
-                    HostPlan { host: host.clone(), changes: vec![], in_sync: 0, error: Some(msg.clone()), unreachable: false },
-                    apply.then(|| Recap { host, ok: 0, changed: vec![], failed: vec![Failure { resource: "-".into(), message: msg }], handlers: vec![], unreachable: false, refused: None, skipped: 0 }),
+                    HostPlan {
+                        host: host.clone(),
+                        changes: vec![],
+                        in_sync: 0,
+                        error: Some(msg.clone()),
+                        unreachable: false,
+                    },
+                    apply.then(|| Recap {
+                        host,
+                        ok: 0,
+                        changed: vec![],
+                        failed: vec![Failure {
+                            resource: "-".into(),
+                            message: msg,
+                        }],
+                        handlers: vec![],
+                        unreachable: false,
+                        refused: None,
+                        skipped: 0,
+                    }),
                 ))
             }
         }
@@ -197,14 +303,45 @@ async fn run_batch(compiled: Arc<Compiled>, idxs: Vec<usize>, play: Option<usize
     out
 }
 
-fn failed_plan(host: &str, msg: String, unreachable: bool, apply: bool) -> (HostPlan, Option<Recap>) {
+fn failed_plan(
+    host: &str,
+    msg: String,
+    unreachable: bool,
+    apply: bool,
+) -> (HostPlan, Option<Recap>) {
     (
-        HostPlan { host: host.to_string(), changes: vec![], in_sync: 0, error: Some(msg.clone()), unreachable },
-        apply.then(|| Recap { host: host.to_string(), ok: 0, changed: vec![], failed: vec![Failure { resource: "(connection)".into(), message: msg }], handlers: vec![], unreachable, refused: None, skipped: 0 }),
+        HostPlan {
+            host: host.to_string(),
+            changes: vec![],
+            in_sync: 0,
+            error: Some(msg.clone()),
+            unreachable,
+        },
+        apply.then(|| Recap {
+            host: host.to_string(),
+            ok: 0,
+            changed: vec![],
+            failed: vec![Failure {
+                resource: "(connection)".into(),
+                message: msg,
+            }],
+            handlers: vec![],
+            unreachable,
+            refused: None,
+            skipped: 0,
+        }),
     )
 }
 
-async fn host(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>) -> (HostPlan, Option<Recap>) {
+async fn host(
+    work: &HostWork,
+    play: Option<usize>,
+    opts: &Opts,
+    ev: &dyn Events,
+    apply: bool,
+    from_saved: bool,
+    saved: Option<HostPlan>,
+) -> (HostPlan, Option<Recap>) {
     let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
         Ok(t) => t,
         Err(e) => {
@@ -218,9 +355,20 @@ async fn host(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn host_inner(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events, apply: bool, from_saved: bool, saved: Option<HostPlan>, t: &Transport) -> (HostPlan, Option<Recap>) {
+async fn host_inner(
+    work: &HostWork,
+    play: Option<usize>,
+    opts: &Opts,
+    ev: &dyn Events,
+    apply: bool,
+    from_saved: bool,
+    saved: Option<HostPlan>,
+    t: &Transport,
+) -> (HostPlan, Option<Recap>) {
     let items: Vec<&Item> = work.roles_in(play).flat_map(|r| r.items.iter()).collect();
-    let queries: Vec<FactQuery> = std::iter::once(facts::os::query()).chain(items.iter().flat_map(|i| i.inst.facts())).collect();
+    let queries: Vec<FactQuery> = std::iter::once(facts::os::query())
+        .chain(items.iter().flat_map(|i| i.inst.facts()))
+        .collect();
     let facts = match gather(t, &queries, opts).await {
         Ok(f) => f,
         Err(e) => return failed_plan(&work.host, e, false, apply),
@@ -244,16 +392,35 @@ async fn host_inner(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn 
         host: work.host.clone(),
         changes: changes.iter().flatten().cloned().collect(),
         in_sync,
-        error: if errors.is_empty() { None } else { Some(errors.join("\n")) },
+        error: if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("\n"))
+        },
         unreachable: false,
     };
     ev.host_probed(&work.host, plan.changes.len());
     if !apply {
         return (plan, None);
     }
-    let mut recap = Recap { host: work.host.clone(), ok: in_sync, changed: vec![], failed: vec![], handlers: vec![], unreachable: false, refused: None, skipped: 0 };
+    let mut recap = Recap {
+        host: work.host.clone(),
+        ok: in_sync,
+        changed: vec![],
+        failed: vec![],
+        handlers: vec![],
+        unreachable: false,
+        refused: None,
+        skipped: 0,
+    };
     if !errors.is_empty() {
-        recap.failed = errors.iter().map(|e| Failure { resource: "(plan)".into(), message: e.clone() }).collect();
+        recap.failed = errors
+            .iter()
+            .map(|e| Failure {
+                resource: "(plan)".into(),
+                message: e.clone(),
+            })
+            .collect();
         return (plan, Some(recap));
     }
     if from_saved {
@@ -285,7 +452,15 @@ async fn host_inner(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn 
 }
 
 /// Run the planned changes role by role, handlers after each role.
-async fn execute_all(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn Events, t: &Transport, mut changes: Vec<Option<Change>>, recap: &mut Recap) {
+async fn execute_all(
+    work: &HostWork,
+    play: Option<usize>,
+    opts: &Opts,
+    ev: &dyn Events,
+    t: &Transport,
+    mut changes: Vec<Option<Change>>,
+    recap: &mut Recap,
+) {
     let mut dirty = false;
     let mut idx = 0;
     let mut stop = false;
@@ -305,14 +480,19 @@ async fn execute_all(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn
             if dirty {
                 // Something already changed on this host: re-read this resource's facts.
                 let q: Vec<FactQuery> = item.inst.facts();
-                match gather(t, &q, opts).await.and_then(|f| diff_item(item, &f, opts).map_err(|e| format!("{}: {e}", item.id))) {
+                match gather(t, &q, opts).await.and_then(|f| {
+                    diff_item(item, &f, opts).map_err(|e| format!("{}: {e}", item.id))
+                }) {
                     Ok(Some(c)) => change = c,
                     Ok(None) => {
                         recap.ok += 1;
                         continue;
                     }
                     Err(e) => {
-                        recap.failed.push(Failure { resource: item.id.clone(), message: e });
+                        recap.failed.push(Failure {
+                            resource: item.id.clone(),
+                            message: e,
+                        });
                         stop = true;
                         continue;
                     }
@@ -330,7 +510,10 @@ async fn execute_all(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn
                     ev.change_done(&work.host, &change.id, true);
                 }
                 Err(e) => {
-                    recap.failed.push(Failure { resource: change.id.clone(), message: e });
+                    recap.failed.push(Failure {
+                        resource: change.id.clone(),
+                        message: e,
+                    });
                     ev.change_done(&work.host, &change.id, false);
                     // Stop this host, but still fire what was notified (RELIABILITY rule 6).
                     stop = true;
@@ -344,13 +527,19 @@ async fn execute_all(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn
             let steps = match h.inst.handler() {
                 Ok(s) => s,
                 Err(e) => {
-                    recap.failed.push(Failure { resource: format!("{}/handler:{}", role.role, h.name), message: e });
+                    recap.failed.push(Failure {
+                        resource: format!("{}/handler:{}", role.role, h.name),
+                        message: e,
+                    });
                     continue;
                 }
             };
             match execute(t, &steps, opts).await {
                 Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
-                Err(e) => recap.failed.push(Failure { resource: format!("{}/handler:{}", role.role, h.name), message: e }),
+                Err(e) => recap.failed.push(Failure {
+                    resource: format!("{}/handler:{}", role.role, h.name),
+                    message: e,
+                }),
             }
         }
     }
@@ -359,7 +548,11 @@ async fn execute_all(work: &HostWork, play: Option<usize>, opts: &Opts, ev: &dyn
 /// A saved plan applies only if the fresh plan is the same: same changes, same fingerprints.
 fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<String> {
     let Some(saved) = saved else {
-        return if fresh.changes.is_empty() { None } else { Some("the saved plan has no entry for this host, but it has changes now".into()) };
+        return if fresh.changes.is_empty() {
+            None
+        } else {
+            Some("the saved plan has no entry for this host, but it has changes now".into())
+        };
     };
     let key = |c: &Change| (c.id.clone(), c.action, c.fingerprint.clone());
     let a: Vec<_> = fresh.changes.iter().map(key).collect();
@@ -372,14 +565,25 @@ fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<String> {
         .iter()
         .filter(|c| !saved.changes.iter().any(|s| key(s) == key(c)))
         .map(|c| c.id.clone())
-        .chain(saved.changes.iter().filter(|s| !fresh.changes.iter().any(|c| c.id == s.id)).map(|s| format!("{} (no longer pending)", s.id)))
+        .chain(
+            saved
+                .changes
+                .iter()
+                .filter(|s| !fresh.changes.iter().any(|c| c.id == s.id))
+                .map(|s| format!("{} (no longer pending)", s.id)),
+        )
         .collect();
     Some(format!("the saved plan is stale: the host (or the repo) changed since it was made ({}); run `labctl plan` again", moved.join(", ")))
 }
 
 fn diff_item(item: &Item, facts: &Facts, opts: &Opts) -> Result<Option<Change>, String> {
-    let cx = DiffCx { secret: item.secret, hash_key: opts.hash_key };
-    let Some(d) = item.inst.diff(facts, &cx)? else { return Ok(None) };
+    let cx = DiffCx {
+        secret: item.secret,
+        hash_key: opts.hash_key,
+    };
+    let Some(d) = item.inst.diff(facts, &cx)? else {
+        return Ok(None);
+    };
     let keys: Vec<String> = item.inst.facts().into_iter().map(|q| q.key).collect();
     let fingerprint = fingerprint(&opts.hash_key, &item.id, facts, &keys, &d.steps);
     Ok(Some(Change {
@@ -409,20 +613,35 @@ fn fingerprint(key: &[u8; 32], id: &str, facts: &Facts, keys: &[String], steps: 
     for s in steps {
         s.digest_into(&mut |b: &[u8]| m.update(b));
     }
-    format!("hmac-sha256:{}", &crate::template::filters::hex(&m.finalize().into_bytes())[..24])
+    format!(
+        "hmac-sha256:{}",
+        &crate::template::filters::hex(&m.finalize().into_bytes())[..24]
+    )
 }
 
 async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, String> {
     let p = probe::build(queries);
-    let out = t.run(&p.script, None, opts.step_timeout).await.map_err(|e| e.to_string())?;
+    let out = t
+        .run(&p.script, None, opts.step_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
     let stdout = out.stdout_str();
-    p.parse(&stdout).map_err(|e| format!("probe failed: {e} (exit {}; stderr: {})", out.status, out.stderr_tail()))
+    p.parse(&stdout).map_err(|e| {
+        format!(
+            "probe failed: {e} (exit {}; stderr: {})",
+            out.status,
+            out.stderr_tail()
+        )
+    })
 }
 
 fn check_os(facts: &Facts) -> Result<(), String> {
     let os = facts::os::get(facts).map_err(|e| e.to_string())?;
     if os.family != "debian" {
-        return Err(format!("unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts", if os.id.is_empty() { "unknown" } else { &os.id }));
+        return Err(format!(
+            "unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts",
+            if os.id.is_empty() { "unknown" } else { &os.id }
+        ));
     }
     Ok(())
 }
@@ -430,20 +649,40 @@ fn check_os(facts: &Facts) -> Result<(), String> {
 async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), String> {
     let compiled = script::compile(steps);
     if steps.iter().any(|s| !matches!(s, Step::Fetch { .. })) {
-        let out = t.run(&compiled.script, Some(compiled.stdin.expose()), opts.step_timeout).await.map_err(|e| e.to_string())?;
+        let out = t
+            .run(
+                &compiled.script,
+                Some(compiled.stdin.expose()),
+                opts.step_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         if out.status != 0 {
             return Err(format!("exit {}: {}", out.status, out.stderr_tail()));
         }
     }
     for s in steps {
         if let Step::Fetch { path, dest, mode } = s {
-            let out = t.run(&format!("base64 -w0 -- {}", facts::q(path)), None, opts.step_timeout).await.map_err(|e| e.to_string())?;
+            let out = t
+                .run(
+                    &format!("base64 -w0 -- {}", facts::q(path)),
+                    None,
+                    opts.step_timeout,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
             if out.status != 0 {
-                return Err(format!("cannot read {path} on the host: {}", out.stderr_tail()));
+                return Err(format!(
+                    "cannot read {path} on the host: {}",
+                    out.stderr_tail()
+                ));
             }
             use base64::Engine as _;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(out.stdout_str().trim()).map_err(|_| format!("{path}: bad transfer"))?;
-            write_local(dest, &bytes, *mode).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(out.stdout_str().trim())
+                .map_err(|_| format!("{path}: bad transfer"))?;
+            write_local(dest, &bytes, *mode)
+                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
         }
     }
     Ok(())
@@ -455,8 +694,18 @@ pub fn write_local(dest: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = dest.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.labctl.{}", dest.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(), std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let tmp = dir.join(format!(
+        ".{}.labctl.{}",
+        dest.file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     let r = (|| {
         f.write_all(bytes)?;
         f.sync_all()?;

@@ -51,7 +51,15 @@ pub fn compile(steps: &[Step]) -> Compiled {
             Step::Sh { script: s } => {
                 script.push_str(&format!("( {s}\n) </dev/null || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n"));
             }
-            Step::Write { path, content, mode, owner, group, validate, secret } => {
+            Step::Write {
+                path,
+                content,
+                mode,
+                owner,
+                group,
+                validate,
+                secret,
+            } => {
                 let v = match validate {
                     // `%s` is the temp file: the command checks the new content before the rename.
                     Some(cmd) => format!("__validate={}; ", q(&cmd.replace("%s", "\"$__t\""))),
@@ -80,7 +88,10 @@ pub fn compile(steps: &[Step]) -> Compiled {
             }
         }
     }
-    Compiled { script, stdin: Secret::new(stdin) }
+    Compiled {
+        script,
+        stdin: Secret::new(stdin),
+    }
 }
 
 #[cfg(test)]
@@ -90,13 +101,33 @@ mod tests {
     use std::process::{Command, Stdio};
 
     fn run(c: &Compiled) -> std::process::Output {
-        let mut child = Command::new("sh").arg("-c").arg(&c.script).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(c.stdin.expose()).unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&c.script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(c.stdin.expose())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
     fn write(path: &str, body: &str, validate: Option<&str>) -> Step {
-        Step::Write { path: path.into(), content: Secret::new(body.as_bytes().to_vec()), mode: Some("0640".into()), owner: None, group: None, validate: validate.map(String::from), secret: false }
+        Step::Write {
+            path: path.into(),
+            content: Secret::new(body.as_bytes().to_vec()),
+            mode: Some("0640".into()),
+            owner: None,
+            group: None,
+            validate: validate.map(String::from),
+            secret: false,
+        }
     }
 
     #[test]
@@ -104,15 +135,30 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
         let b = d.path().join("b c");
-        let c = compile(&[write(a.to_str().unwrap(), "first\n", None), Step::sh("true"), write(b.to_str().unwrap(), "second", Some("grep -q sec %s"))]);
+        let c = compile(&[
+            write(a.to_str().unwrap(), "first\n", None),
+            Step::sh("true"),
+            write(b.to_str().unwrap(), "second", Some("grep -q sec %s")),
+        ]);
         assert!(!c.script.contains("first") && !c.script.contains("second"));
         let out = run(&c);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "first\n");
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "second");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o7777, 0o640);
-        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("labctl")).collect();
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("labctl"))
+            .collect();
         assert!(leftovers.is_empty());
     }
 
@@ -121,7 +167,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
         std::fs::write(&a, "old\n").unwrap();
-        let c = compile(&[write(a.to_str().unwrap(), "new\n", Some("grep -q nomatch %s"))]);
+        let c = compile(&[write(
+            a.to_str().unwrap(),
+            "new\n",
+            Some("grep -q nomatch %s"),
+        )]);
         let out = run(&c);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("validation failed"));
@@ -133,7 +183,10 @@ mod tests {
     fn a_failing_step_stops_the_rest() {
         let d = tempfile::tempdir().unwrap();
         let marker = d.path().join("m");
-        let c = compile(&[Step::sh("exit 7"), Step::sh(format!("touch {}", marker.display()))]);
+        let c = compile(&[
+            Step::sh("exit 7"),
+            Step::sh(format!("touch {}", marker.display())),
+        ]);
         let out = run(&c);
         assert_eq!(out.status.code(), Some(7));
         assert!(!marker.exists());

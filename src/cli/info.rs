@@ -23,20 +23,37 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
         Err(Stop(e)) => return Ok(e.code()),
     };
     let Some(work) = l.compiled.hosts.iter().find(|h| h.host == host) else {
-        sh.error(&format!("host `{host}` is in no play of {}", t.site.display()));
+        sh.error(&format!(
+            "host `{host}` is in no play of {}",
+            t.site.display()
+        ));
         return Ok(Exit::BadInput.code());
     };
-    let queries: Vec<FactQuery> = std::iter::once(facts::os::query()).chain(work.items().flat_map(|i| i.inst.facts())).collect();
+    let queries: Vec<FactQuery> = std::iter::once(facts::os::query())
+        .chain(work.items().flat_map(|i| i.inst.facts()))
+        .collect();
     let conn = work.conn.clone();
-    let policy = if c.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let policy = if c.accept_new_host_keys {
+        HostKeyPolicy::AcceptNew
+    } else {
+        HostKeyPolicy::Strict
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result: Result<facts::Facts, String> = rt.block_on(async {
-        let tr = Transport::connect(&conn, policy, Duration::from_secs(c.connect_timeout)).await.map_err(|e| e.to_string())?;
+        let tr = Transport::connect(&conn, policy, Duration::from_secs(c.connect_timeout))
+            .await
+            .map_err(|e| e.to_string())?;
         let p = probe::build(&queries);
-        let out = tr.run(&p.script, None, Duration::from_secs(c.step_timeout)).await.map_err(|e| e.to_string());
+        let out = tr
+            .run(&p.script, None, Duration::from_secs(c.step_timeout))
+            .await
+            .map_err(|e| e.to_string());
         tr.close().await;
         let out = out?;
-        p.parse(&out.stdout_str()).map_err(|e| format!("{e}: {}", out.stderr_tail()))
+        p.parse(&out.stdout_str())
+            .map_err(|e| format!("{e}: {}", out.stderr_tail()))
     });
     let f = match result {
         Ok(f) => f,
@@ -46,7 +63,12 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
         }
     };
     // File bodies and raw answers of secret resources are not printed: only parsed metadata.
-    let secret_keys: Vec<String> = work.items().filter(|i| i.secret).flat_map(|i| i.inst.facts()).map(|q| q.key).collect();
+    let secret_keys: Vec<String> = work
+        .items()
+        .filter(|i| i.secret)
+        .flat_map(|i| i.inst.facts())
+        .map(|q| q.key)
+        .collect();
     let mut out = serde_json::Map::new();
     out.insert("host".into(), json!(host));
     out.insert("os".into(), serde_json::to_value(facts::os::get(&f)?)?);
@@ -55,8 +77,13 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
         if k == facts::os::KEY {
             continue;
         }
-        let val = if let Some(path) = k.strip_prefix("file+content:").or_else(|| k.strip_prefix("file:")) {
-            let mut meta = serde_json::to_value(facts::file::parse(k, &v.out).map_err(|e| anyhow::anyhow!("{e}"))?)?;
+        let val = if let Some(path) = k
+            .strip_prefix("file+content:")
+            .or_else(|| k.strip_prefix("file:"))
+        {
+            let mut meta = serde_json::to_value(
+                facts::file::parse(k, &v.out).map_err(|e| anyhow::anyhow!("{e}"))?,
+            )?;
             if secret_keys.contains(k) {
                 meta["sha256"] = json!("<secret>");
             }
@@ -70,7 +97,10 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
     }
     out.insert("facts".into(), Value::Object(raw));
     let sh = Arc::new(sh);
-    sh.out(&format!("{}\n", serde_json::to_string_pretty(&Value::Object(out))?));
+    sh.out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&Value::Object(out))?
+    ));
     Ok(Exit::Ok.code())
 }
 
@@ -86,7 +116,21 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<
     };
     let show = |h: &str| -> Value {
         let v = inv.host_vars(h);
-        Value::Object(v.values.iter().map(|(k, val)| (k.clone(), if v.is_secret(k) { json!("<secret>") } else { val.clone() })).collect())
+        Value::Object(
+            v.values
+                .iter()
+                .map(|(k, val)| {
+                    (
+                        k.clone(),
+                        if v.is_secret(k) {
+                            json!("<secret>")
+                        } else {
+                            val.clone()
+                        },
+                    )
+                })
+                .collect(),
+        )
     };
     if let Some(h) = host {
         if !inv.hosts.contains_key(h) {
@@ -98,7 +142,8 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<
     }
     // ansible-inventory --list shape: _meta.hostvars plus one entry per group.
     let mut out = serde_json::Map::new();
-    let hostvars: serde_json::Map<String, Value> = inv.hosts.keys().map(|h| (h.clone(), show(h))).collect();
+    let hostvars: serde_json::Map<String, Value> =
+        inv.hosts.keys().map(|h| (h.clone(), show(h))).collect();
     out.insert("_meta".into(), json!({ "hostvars": hostvars }));
     for (name, g) in &inv.groups {
         let mut e = serde_json::Map::new();
@@ -111,8 +156,14 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<
         out.insert(name.clone(), Value::Object(e));
     }
     if !inv.unopened_vaults.is_empty() {
-        sh.warn(&format!("{} vault file(s) not opened (no key): their vars are missing", inv.unopened_vaults.len()));
+        sh.warn(&format!(
+            "{} vault file(s) not opened (no key): their vars are missing",
+            inv.unopened_vaults.len()
+        ));
     }
-    sh.out(&format!("{}\n", serde_json::to_string_pretty(&Value::Object(out))?));
+    sh.out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&Value::Object(out))?
+    ));
     Ok(Exit::Ok.code())
 }

@@ -35,12 +35,20 @@ pub fn keyring(sh: &Shell, g: &Global) -> Result<Keyring, Stop> {
 pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, Stop> {
     let decrypt = |p: &Path| -> Result<Secret<Vec<u8>>, VaultFail> {
         if keys.is_empty() {
-            return Err(VaultFail::NoKey(format!("no age identity found (tried: {})", keys.sources_tried().join(", "))));
+            return Err(VaultFail::NoKey(format!(
+                "no age identity found (tried: {})",
+                keys.sources_tried().join(", ")
+            )));
         }
-        keys.decrypt_file(p).map_err(|e| VaultFail::Error(e.to_string()))
+        keys.decrypt_file(p)
+            .map_err(|e| VaultFail::Error(e.to_string()))
     };
     Inventory::load(path, &decrypt).map_err(|d| {
-        let vault = d.0.iter().any(|x| x.loc.as_ref().is_some_and(|l| l.file.extension().is_some_and(|e| e == "age")));
+        let vault = d.0.iter().any(|x| {
+            x.loc
+                .as_ref()
+                .is_some_and(|l| l.file.extension().is_some_and(|e| e == "age"))
+        });
         report(sh, &d);
         Stop(if vault { Exit::Vault } else { Exit::BadInput })
     })
@@ -67,10 +75,17 @@ pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<
     let keys = keyring(sh, g)?;
     let inventory = inventory(sh, &t.inventory, &keys)?;
     if !inventory.unopened_vaults.is_empty() {
-        let files: Vec<String> = inventory.unopened_vaults.iter().map(|(p, _)| p.display().to_string()).collect();
+        let files: Vec<String> = inventory
+            .unopened_vaults
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
         let why = &inventory.unopened_vaults[0].1;
         if check_mode {
-            sh.warn(&format!("could not open vault file(s) {}: {why}; secrets are checked as placeholders", files.join(", ")));
+            sh.warn(&format!(
+                "could not open vault file(s) {}: {why}; secrets are checked as placeholders",
+                files.join(", ")
+            ));
         } else {
             sh.error(&format!("cannot open vault file(s) {}: {why}\n  = help: pass --vault-key FILE or set LABCTL_AGE_KEY_FILE", files.join(", ")));
             return Err(Stop(Exit::Vault));
@@ -91,17 +106,40 @@ pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<
         }
     }
     let engine = Engine::new(&site.root);
-    let sel = Selector { tags: t.tags.clone(), skip_tags: t.skip_tags.clone(), limit: t.limit.clone() };
+    let sel = Selector {
+        tags: t.tags.clone(),
+        skip_tags: t.skip_tags.clone(),
+        limit: t.limit.clone(),
+    };
     let placeholders = check_mode && !inventory.unopened_vaults.is_empty();
-    let compiled = select::compile(&site, &inventory, &sel, &extra, &engine, placeholders).map_err(|d| {
-        report(sh, &d);
-        Stop(Exit::BadInput)
-    })?;
+    let compiled = select::compile(&site, &inventory, &sel, &extra, &engine, placeholders)
+        .map_err(|d| {
+            report(sh, &d);
+            Stop(Exit::BadInput)
+        })?;
     sh.set_secrets(compiled.secret_strings.clone());
     let hash_key = hash_key(&keys);
-    let extra_hash = if t.extra_vars.is_empty() { None } else { Some(crate::resources::keyed_hash(&hash_key, t.extra_vars.join("\0").as_bytes())) };
-    let selection = crate::plan::Selection { tags: t.tags.clone(), skip_tags: t.skip_tags.clone(), limit: t.limit.clone(), extra_vars: extra_hash };
-    Ok(Loaded { site, inventory, compiled, hash_key, selection })
+    let extra_hash = if t.extra_vars.is_empty() {
+        None
+    } else {
+        Some(crate::resources::keyed_hash(
+            &hash_key,
+            t.extra_vars.join("\0").as_bytes(),
+        ))
+    };
+    let selection = crate::plan::Selection {
+        tags: t.tags.clone(),
+        skip_tags: t.skip_tags.clone(),
+        limit: t.limit.clone(),
+        extra_vars: extra_hash,
+    };
+    Ok(Loaded {
+        site,
+        inventory,
+        compiled,
+        hash_key,
+        selection,
+    })
 }
 
 /// The key for keyed hashes in plans: derived from the vault identity when there is one (so a
@@ -128,5 +166,8 @@ fn local_key() -> Option<[u8; 32]> {
 }
 
 pub fn config_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config"))).map(|d| d.join("labctl"))
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("labctl"))
 }

@@ -19,7 +19,11 @@ fn opts(c: &Conn, l: &Loaded) -> Opts {
         serial: c.serial,
         max_fail_percent: c.max_fail_percent,
         interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        host_keys: if c.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict },
+        host_keys: if c.accept_new_host_keys {
+            HostKeyPolicy::AcceptNew
+        } else {
+            HostKeyPolicy::Strict
+        },
         connect_timeout: Duration::from_secs(c.connect_timeout),
         step_timeout: Duration::from_secs(c.step_timeout),
         hash_key: l.hash_key,
@@ -27,11 +31,21 @@ fn opts(c: &Conn, l: &Loaded) -> Opts {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
-    Plan { format: PLAN_FORMAT, site: t.site.display().to_string(), inventory: t.inventory.display().to_string(), selection: l.selection.clone(), hosts }
+    Plan {
+        format: PLAN_FORMAT,
+        site: t.site.display().to_string(),
+        inventory: t.inventory.display().to_string(),
+        selection: l.selection.clone(),
+        hosts,
+    }
 }
 
 /// Exit code for host-level failures: unreachable-only is its own code.
@@ -41,7 +55,10 @@ fn failure_exit(hosts: &[HostPlan]) -> Option<Exit> {
         None
     } else if failed.iter().all(|h| h.unreachable) {
         Some(Exit::Unreachable)
-    } else if failed.iter().any(|h| h.error.as_deref().is_some_and(|e| e.contains("host key"))) {
+    } else if failed
+        .iter()
+        .any(|h| h.error.as_deref().is_some_and(|e| e.contains("host key")))
+    {
         Some(Exit::Refused)
     } else {
         Some(Exit::Failed)
@@ -60,7 +77,10 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
     let compiled = Arc::new(l.compiled);
     let hosts = runtime().block_on(apply::plan(compiled.clone(), &o, progress.clone()));
     progress.finish();
-    let l = Loaded { compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")), ..l };
+    let l = Loaded {
+        compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")),
+        ..l
+    };
     let plan = make_plan(&l, t, hosts);
     if g.json {
         sh.out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
@@ -69,13 +89,18 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
     }
     if let Some(path) = out {
         let json = serde_json::to_vec_pretty(&plan)?;
-        apply::write_local(path, &json, 0o644).map_err(|e| anyhow::anyhow!("cannot write plan file {}: {e}", path.display()))?;
+        apply::write_local(path, &json, 0o644)
+            .map_err(|e| anyhow::anyhow!("cannot write plan file {}: {e}", path.display()))?;
         sh.status("Saved", &format!("plan to {}", path.display()));
     }
     if let Some(e) = failure_exit(&plan.hosts) {
         return Ok(e.code());
     }
-    Ok(if plan.has_changes() { Exit::Drift.code() } else { Exit::Ok.code() })
+    Ok(if plan.has_changes() {
+        Exit::Drift.code()
+    } else {
+        Exit::Ok.code()
+    })
 }
 
 pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::Result<i32> {
@@ -83,16 +108,26 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
     let mut target = t.clone();
     let saved_plan = match saved {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read plan file {}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read plan file {}: {e}", p.display()))?;
             let plan: Plan = match serde_json::from_str(&text) {
                 Ok(p) => p,
                 Err(e) => {
-                    sh.error(&format!("{}:{}:{}: not a labctl plan file: {e}", p.display(), e.line(), e.column()));
+                    sh.error(&format!(
+                        "{}:{}:{}: not a labctl plan file: {e}",
+                        p.display(),
+                        e.line(),
+                        e.column()
+                    ));
                     return Ok(Exit::BadInput.code());
                 }
             };
             if plan.format != PLAN_FORMAT {
-                sh.error(&format!("{}: plan format {} is not supported by this labctl (expects {PLAN_FORMAT})", p.display(), plan.format));
+                sh.error(&format!(
+                    "{}: plan format {} is not supported by this labctl (expects {PLAN_FORMAT})",
+                    p.display(),
+                    plan.format
+                ));
                 return Ok(Exit::BadInput.code());
             }
             // The saved plan decides what is selected: the same site, inventory and selectors.
@@ -133,7 +168,12 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
             }
         }
     });
-    let results = rt.block_on(apply::apply(compiled, &o, progress.clone(), saved_plan.map(Arc::new)));
+    let results = rt.block_on(apply::apply(
+        compiled,
+        &o,
+        progress.clone(),
+        saved_plan.map(Arc::new),
+    ));
     progress.finish();
     let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) = results.into_iter().unzip();
     if g.json {
@@ -165,14 +205,28 @@ pub fn check(g: &Global, t: &Target) -> anyhow::Result<i32> {
     };
     let hosts = l.compiled.hosts.len();
     let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
-    let always: Vec<String> = l.compiled.hosts.iter().flat_map(|h| h.items()).filter(|i| i.kind == "command" && i.inst.facts().is_empty()).map(|i| i.id.clone()).collect();
+    let always: Vec<String> = l
+        .compiled
+        .hosts
+        .iter()
+        .flat_map(|h| h.items())
+        .filter(|i| i.kind == "command" && i.inst.facts().is_empty())
+        .map(|i| i.id.clone())
+        .collect();
     for a in always.iter().collect::<std::collections::BTreeSet<_>>() {
         sh.warn(&format!("{a} has neither `creates` nor `unless`: it runs on every apply and plan never shows zero drift"));
     }
     if g.json {
         sh.out(&format!("{}\n", serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len()})));
     } else {
-        sh.status("Checked", &format!("{} ({} roles, {hosts} hosts, {resources} resources rendered): no problems", t.site.display(), l.site.roles.len()));
+        sh.status(
+            "Checked",
+            &format!(
+                "{} ({} roles, {hosts} hosts, {resources} resources rendered): no problems",
+                t.site.display(),
+                l.site.roles.len()
+            ),
+        );
     }
     Ok(Exit::Ok.code())
 }

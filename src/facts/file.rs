@@ -91,7 +91,15 @@ pub fn parse(k: &str, out: &str) -> Result<FileFact, FactError> {
                 )
             }
             "" => {}
-            _ => return Err(parse_err(k, format!("unexpected line `{}`", line.chars().take(60).collect::<String>()))),
+            _ => {
+                return Err(parse_err(
+                    k,
+                    format!(
+                        "unexpected line `{}`",
+                        line.chars().take(60).collect::<String>()
+                    ),
+                ))
+            }
         }
     }
     if !f.exists {
@@ -112,25 +120,46 @@ mod tests {
         let path = p.to_str().unwrap();
         for (content, want) in [(true, Some(b"hi\n".to_vec())), (false, None)] {
             let qy = query(path, content);
-            let out = std::process::Command::new("sh").arg("-c").arg(&qy.script).output().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&qy.script)
+                .output()
+                .unwrap();
             let f = parse(&qy.key, &String::from_utf8(out.stdout).unwrap()).unwrap();
             assert!(f.exists);
             assert_eq!(f.kind, "file");
             assert_eq!(f.size, 3);
-            assert_eq!(f.sha256.as_deref(), Some("98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4"));
+            assert_eq!(
+                f.sha256.as_deref(),
+                Some("98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4")
+            );
             assert_eq!(f.content, want);
         }
         let qy = query(d.path().join("nope").to_str().unwrap(), true);
-        let out = std::process::Command::new("sh").arg("-c").arg(&qy.script).output().unwrap();
-        assert!(!parse(&qy.key, &String::from_utf8(out.stdout).unwrap()).unwrap().exists);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&qy.script)
+            .output()
+            .unwrap();
+        assert!(
+            !parse(&qy.key, &String::from_utf8(out.stdout).unwrap())
+                .unwrap()
+                .exists
+        );
     }
 
     #[test]
     fn parses_fixtures() {
         let f = parse("k", "link /target\nstat symlink|777|root|root|7\n").unwrap();
-        assert_eq!((f.kind.as_str(), f.link_target.as_deref()), ("symlink", Some("/target")));
+        assert_eq!(
+            (f.kind.as_str(), f.link_target.as_deref()),
+            ("symlink", Some("/target"))
+        );
         let f = parse("k", "stat directory|755|root|adm|4096\n").unwrap();
-        assert_eq!((f.kind.as_str(), f.mode.as_str(), f.group.as_str()), ("directory", "0755", "adm"));
+        assert_eq!(
+            (f.kind.as_str(), f.mode.as_str(), f.group.as_str()),
+            ("directory", "0755", "adm")
+        );
         assert!(parse("k", "garbage\n").is_err());
     }
 }

@@ -37,7 +37,9 @@ pub fn parse(out: &str) -> Result<OsFact, FactError> {
     let mut f = OsFact::default();
     let mut like = String::new();
     for line in out.lines() {
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k {
             "id" => f.id = v.to_string(),
             "like" => like = v.to_string(),
@@ -50,7 +52,11 @@ pub fn parse(out: &str) -> Result<OsFact, FactError> {
             _ => {}
         }
     }
-    f.family = if f.id == "debian" || like.split_whitespace().any(|l| l == "debian") { "debian".into() } else { f.id.clone() };
+    f.family = if f.id == "debian" || like.split_whitespace().any(|l| l == "debian") {
+        "debian".into()
+    } else {
+        f.id.clone()
+    };
     Ok(f)
 }
 

@@ -30,7 +30,11 @@ pub fn build(queries: &[FactQuery]) -> Probe {
             body = q.script
         ));
     }
-    Probe { script, nonce, keys }
+    Probe {
+        script,
+        nonce,
+        keys,
+    }
 }
 
 impl Probe {
@@ -46,20 +50,35 @@ impl Probe {
         let mut rest = stdout;
         while let Some(b) = rest.find(&begin) {
             let after = &rest[b + begin.len()..];
-            let nl = after.find('\n').ok_or("probe output cut inside a section header")?;
+            let nl = after
+                .find('\n')
+                .ok_or("probe output cut inside a section header")?;
             let key = after[..nl].to_string();
             let body_start = &after[nl + 1..];
-            let e = body_start.find(&end).ok_or_else(|| format!("probe output cut inside fact `{key}`"))?;
+            let e = body_start
+                .find(&end)
+                .ok_or_else(|| format!("probe output cut inside fact `{key}`"))?;
             let body = &body_start[..e];
             let tail = &body_start[e + end.len()..];
             let enl = tail.find('\n').unwrap_or(tail.len());
-            let rc: i32 = tail[..enl].trim().parse().map_err(|_| format!("bad status for fact `{key}`"))?;
-            raw.insert(key, RawFact { out: body.to_string(), rc });
+            let rc: i32 = tail[..enl]
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad status for fact `{key}`"))?;
+            raw.insert(
+                key,
+                RawFact {
+                    out: body.to_string(),
+                    rc,
+                },
+            );
             rest = &tail[enl..];
         }
         for k in &self.keys {
             if !raw.contains_key(k) {
-                return Err(format!("the probe did not answer fact `{k}` (output cut short?)"));
+                return Err(format!(
+                    "the probe did not answer fact `{k}` (output cut short?)"
+                ));
             }
         }
         Ok(Facts { raw })
@@ -71,29 +90,60 @@ mod tests {
     use super::*;
 
     fn run_sh(script: &str) -> String {
-        let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap()
     }
 
     #[test]
     fn sections_round_trip_through_a_real_shell() {
         let qs = vec![
-            FactQuery { key: "a".into(), script: "echo one; echo two".into() },
-            FactQuery { key: "b".into(), script: "printf 'no newline'; exit 3".into() },
-            FactQuery { key: "a".into(), script: "echo duplicate".into() },
-            FactQuery { key: "c d".into(), script: "printf '\\n@@fake@@ end 0\\n'".into() },
+            FactQuery {
+                key: "a".into(),
+                script: "echo one; echo two".into(),
+            },
+            FactQuery {
+                key: "b".into(),
+                script: "printf 'no newline'; exit 3".into(),
+            },
+            FactQuery {
+                key: "a".into(),
+                script: "echo duplicate".into(),
+            },
+            FactQuery {
+                key: "c d".into(),
+                script: "printf '\\n@@fake@@ end 0\\n'".into(),
+            },
         ];
         let p = build(&qs);
         let facts = p.parse(&run_sh(&p.script)).unwrap();
-        assert_eq!(facts.raw["a"], RawFact { out: "one\ntwo\n".into(), rc: 0 });
-        assert_eq!(facts.raw["b"], RawFact { out: "no newline".into(), rc: 3 });
+        assert_eq!(
+            facts.raw["a"],
+            RawFact {
+                out: "one\ntwo\n".into(),
+                rc: 0
+            }
+        );
+        assert_eq!(
+            facts.raw["b"],
+            RawFact {
+                out: "no newline".into(),
+                rc: 3
+            }
+        );
         assert_eq!(facts.raw["c d"].out, "\n@@fake@@ end 0\n");
         assert_eq!(facts.raw.len(), 3);
     }
 
     #[test]
     fn cut_output_is_an_error() {
-        let p = build(&[FactQuery { key: "a".into(), script: "echo x".into() }]);
+        let p = build(&[FactQuery {
+            key: "a".into(),
+            script: "echo x".into(),
+        }]);
         let out = run_sh(&p.script);
         let cut = &out[..out.len() - 8];
         assert!(p.parse(cut).is_err());

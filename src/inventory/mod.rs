@@ -75,9 +75,25 @@ impl Inventory {
     pub fn load(path: &Path, decrypt: Decrypt) -> Result<Inventory, Diags> {
         let mut diags = Diags::default();
         let node = yaml::read_node(path).map_err(Diags::from)?;
-        let mut inv = Inventory { path: path.to_path_buf(), ..Default::default() };
-        inv.groups.insert("all".into(), Group { name: "all".into(), ..Default::default() });
-        inv.groups.insert("ungrouped".into(), Group { name: "ungrouped".into(), parents: vec!["all".into()], ..Default::default() });
+        let mut inv = Inventory {
+            path: path.to_path_buf(),
+            ..Default::default()
+        };
+        inv.groups.insert(
+            "all".into(),
+            Group {
+                name: "all".into(),
+                ..Default::default()
+            },
+        );
+        inv.groups.insert(
+            "ungrouped".into(),
+            Group {
+                name: "ungrouped".into(),
+                parents: vec!["all".into()],
+                ..Default::default()
+            },
+        );
         inv.groups["all"].children.push("ungrouped".into());
 
         match &node.v {
@@ -89,7 +105,13 @@ impl Inventory {
                     inv.read_group(path, &name, k, v, parent, &mut diags);
                 }
             }
-            _ => diags.push(Diag::at(node.loc(path), format!("an inventory must be a map of groups (like `all:`), found {}", node.kind_name()))),
+            _ => diags.push(Diag::at(
+                node.loc(path),
+                format!(
+                    "an inventory must be a map of groups (like `all:`), found {}",
+                    node.kind_name()
+                ),
+            )),
         }
 
         // Hosts listed in no group other than `all` go to `ungrouped`, as in Ansible.
@@ -122,12 +144,29 @@ impl Inventory {
         diags.into_result().map(|_| inv)
     }
 
-    fn read_group(&mut self, file: &Path, name: &str, key: &Node, node: &Node, parent: Option<&str>, diags: &mut Diags) {
+    fn read_group(
+        &mut self,
+        file: &Path,
+        name: &str,
+        key: &Node,
+        node: &Node,
+        parent: Option<&str>,
+        diags: &mut Diags,
+    ) {
         if !valid_name(name) {
-            diags.push(Diag::at(key.loc(file), format!("`{name}` is not a valid group name (letters, digits, `_`, `-`)")));
+            diags.push(Diag::at(
+                key.loc(file),
+                format!("`{name}` is not a valid group name (letters, digits, `_`, `-`)"),
+            ));
             return;
         }
-        let g = self.groups.entry(name.to_string()).or_insert_with(|| Group { name: name.to_string(), ..Default::default() });
+        let g = self
+            .groups
+            .entry(name.to_string())
+            .or_insert_with(|| Group {
+                name: name.to_string(),
+                ..Default::default()
+            });
         if g.loc.is_none() {
             g.loc = Some(key.loc(file));
         }
@@ -144,7 +183,13 @@ impl Inventory {
             NodeV::Null => return,
             NodeV::Map(m) => m,
             _ => {
-                diags.push(Diag::at(node.loc(file), format!("group `{name}` must be a map with `hosts`, `children` or `vars`, found {}", node.kind_name())));
+                diags.push(Diag::at(
+                    node.loc(file),
+                    format!(
+                        "group `{name}` must be a map with `hosts`, `children` or `vars`, found {}",
+                        node.kind_name()
+                    ),
+                ));
                 return;
             }
         };
@@ -157,7 +202,13 @@ impl Inventory {
                             self.read_host(file, hk, hv, name, diags);
                         }
                     }
-                    _ => diags.push(Diag::at(v.loc(file), format!("`hosts` of group `{name}` must be a map of host names, found {}", v.kind_name()))),
+                    _ => diags.push(Diag::at(
+                        v.loc(file),
+                        format!(
+                            "`hosts` of group `{name}` must be a map of host names, found {}",
+                            v.kind_name()
+                        ),
+                    )),
                 },
                 "children" => match &v.v {
                     NodeV::Null => {}
@@ -167,15 +218,24 @@ impl Inventory {
                             self.read_group(file, &cname, ck, cv, Some(name), diags);
                         }
                     }
-                    _ => diags.push(Diag::at(v.loc(file), format!("`children` of group `{name}` must be a map of groups, found {}", v.kind_name()))),
+                    _ => diags.push(Diag::at(
+                        v.loc(file),
+                        format!(
+                            "`children` of group `{name}` must be a map of groups, found {}",
+                            v.kind_name()
+                        ),
+                    )),
                 },
                 "vars" => match vars_from_node(file, v) {
                     Ok(layer) => self.groups[name].vars.overlay(&layer),
                     Err(d) => diags.push(d),
                 },
                 other => diags.push(
-                    Diag::at(k.loc(file), format!("unknown key `{other}` in group `{name}`"))
-                        .help("a group holds only `hosts:`, `children:` and `vars:`"),
+                    Diag::at(
+                        k.loc(file),
+                        format!("unknown key `{other}` in group `{name}`"),
+                    )
+                    .help("a group holds only `hosts:`, `children:` and `vars:`"),
                 ),
             }
         }
@@ -184,7 +244,10 @@ impl Inventory {
     fn read_host(&mut self, file: &Path, key: &Node, node: &Node, group: &str, diags: &mut Diags) {
         let name = key.key_string();
         if !valid_host_name(&name) {
-            diags.push(Diag::at(key.loc(file), format!("`{name}` is not a valid host name")));
+            diags.push(Diag::at(
+                key.loc(file),
+                format!("`{name}` is not a valid host name"),
+            ));
             return;
         }
         let layer = match &node.v {
@@ -197,7 +260,11 @@ impl Inventory {
                 }
             },
         };
-        let h = self.hosts.entry(name.clone()).or_insert_with(|| Host { name: name.clone(), loc: Some(key.loc(file)), ..Default::default() });
+        let h = self.hosts.entry(name.clone()).or_insert_with(|| Host {
+            name: name.clone(),
+            loc: Some(key.loc(file)),
+            ..Default::default()
+        });
         h.vars.overlay(&layer);
         if !h.groups.iter().any(|g| g == group) {
             h.groups.push(group.to_string());
@@ -209,7 +276,13 @@ impl Inventory {
     }
 
     /// group_vars/NAME.yml, NAME.yaml, NAME.yml.age, or NAME/ (all files inside, sorted).
-    fn read_vars_dir(&mut self, base: &Path, name: &str, decrypt: Decrypt, diags: &mut Diags) -> VarLayer {
+    fn read_vars_dir(
+        &mut self,
+        base: &Path,
+        name: &str,
+        decrypt: Decrypt,
+        diags: &mut Diags,
+    ) -> VarLayer {
         let mut files: Vec<PathBuf> = Vec::new();
         for ext in ["yml", "yaml", "json", "yml.age", "yaml.age"] {
             let p = base.join(format!("{name}.{ext}"));
@@ -220,7 +293,12 @@ impl Inventory {
         let folder = base.join(name);
         if folder.is_dir() {
             let mut inner: Vec<PathBuf> = std::fs::read_dir(&folder)
-                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && is_vars_file(p)).collect())
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file() && is_vars_file(p))
+                        .collect()
+                })
                 .unwrap_or_default();
             inner.sort();
             files.extend(inner);
@@ -264,7 +342,9 @@ impl Inventory {
     /// A group_vars/ or host_vars/ entry for a group or host that does not exist is a typo.
     fn check_vars_dirs(&self, dir: &Path, diags: &mut Diags) {
         for sub in ["group_vars", "host_vars"] {
-            let Ok(rd) = std::fs::read_dir(dir.join(sub)) else { continue };
+            let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let fname = e.file_name().to_string_lossy().to_string();
                 if fname.starts_with('.') {
@@ -306,7 +386,11 @@ impl Inventory {
     /// `all` first, then by depth, then by name (Ansible's order).
     pub fn host_groups(&self, host: &str) -> Vec<String> {
         let mut seen = BTreeSet::new();
-        let mut todo: Vec<String> = self.hosts.get(host).map(|h| h.groups.clone()).unwrap_or_default();
+        let mut todo: Vec<String> = self
+            .hosts
+            .get(host)
+            .map(|h| h.groups.clone())
+            .unwrap_or_default();
         while let Some(g) = todo.pop() {
             if seen.insert(g.clone()) {
                 todo.extend(self.groups[&g].parents.iter().cloned());
@@ -322,7 +406,12 @@ impl Inventory {
         if g == "all" {
             return 0;
         }
-        1 + self.groups[g].parents.iter().map(|p| self.depth(p)).min().unwrap_or(0)
+        1 + self.groups[g]
+            .parents
+            .iter()
+            .map(|p| self.depth(p))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Group and host vars merged for one host (the inventory part of the precedence).
@@ -341,20 +430,31 @@ impl Inventory {
     pub fn groups_map(&self) -> IndexMap<String, Vec<String>> {
         let mut m = IndexMap::new();
         for name in self.groups.keys() {
-            let hosts: Vec<String> = self.hosts.keys().filter(|h| self.host_groups(h).contains(name)).cloned().collect();
+            let hosts: Vec<String> = self
+                .hosts
+                .keys()
+                .filter(|h| self.host_groups(h).contains(name))
+                .cloned()
+                .collect();
             m.insert(name.clone(), hosts);
         }
         m
     }
 
     /// Connection settings from the merged vars (templated values already rendered by the caller).
-    pub fn conn(host: &str, vars: &IndexMap<String, Value>, base_dir: &Path) -> Result<Conn, String> {
+    pub fn conn(
+        host: &str,
+        vars: &IndexMap<String, Value>,
+        base_dir: &Path,
+    ) -> Result<Conn, String> {
         let s = |k: &str| vars.get(k).and_then(value_as_string);
         let port = match vars.get("ansible_port") {
             None => 22,
             Some(v) => value_as_string(v)
                 .and_then(|s| s.parse::<u16>().ok())
-                .ok_or_else(|| format!("host `{host}`: ansible_port must be a port number, got {v}"))?,
+                .ok_or_else(|| {
+                    format!("host `{host}`: ansible_port must be a port number, got {v}")
+                })?,
         };
         let path = |k: &str| {
             s(k).map(|p| {
@@ -379,8 +479,14 @@ impl Inventory {
 }
 
 fn is_vars_file(p: &Path) -> bool {
-    let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    !n.starts_with('.') && [".yml", ".yaml", ".json", ".yml.age", ".yaml.age"].iter().any(|e| n.ends_with(e))
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    !n.starts_with('.')
+        && [".yml", ".yaml", ".json", ".yml.age", ".yaml.age"]
+            .iter()
+            .any(|e| n.ends_with(e))
 }
 
 /// A vars node must be a map with valid variable names.
@@ -392,27 +498,39 @@ pub fn vars_from_node(file: &Path, node: &Node) -> Result<VarLayer, Diag> {
             for (k, v) in entries {
                 let key = k.key_string();
                 if !valid_var_name(&key) {
-                    return Err(Diag::at(k.loc(file), format!("`{key}` is not a valid variable name")).help("use letters, digits and `_`, not starting with a digit"));
+                    return Err(Diag::at(
+                        k.loc(file),
+                        format!("`{key}` is not a valid variable name"),
+                    )
+                    .help("use letters, digits and `_`, not starting with a digit"));
                 }
                 m.insert(key, v.to_json());
             }
             Ok(VarLayer::from_map(m))
         }
-        _ => Err(Diag::at(node.loc(file), format!("vars must be a map, found {}", node.kind_name()))),
+        _ => Err(Diag::at(
+            node.loc(file),
+            format!("vars must be a map, found {}", node.kind_name()),
+        )),
     }
 }
 
 pub fn valid_var_name(s: &str) -> bool {
     let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn valid_host_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:[]".contains(c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:[]".contains(c))
 }
 
 pub fn value_as_string(v: &Value) -> Option<String> {
@@ -483,11 +601,22 @@ mod tests {
     fn groups_and_precedence() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "hosts.yml", INV);
-        write(d.path(), "group_vars/all.yml", "level: all-file\nfrom_all_file: yes\n");
-        write(d.path(), "group_vars/k3s_agents/main.yml", "level: agents-file\n");
+        write(
+            d.path(),
+            "group_vars/all.yml",
+            "level: all-file\nfrom_all_file: yes\n",
+        );
+        write(
+            d.path(),
+            "group_vars/k3s_agents/main.yml",
+            "level: agents-file\n",
+        );
         write(d.path(), "host_vars/s1.yml", "level: host-file\n");
         let inv = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap();
-        assert_eq!(inv.hosts.keys().collect::<Vec<_>>(), ["s1", "a1", "a2", "lone"]);
+        assert_eq!(
+            inv.hosts.keys().collect::<Vec<_>>(),
+            ["s1", "a1", "a2", "lone"]
+        );
         assert_eq!(inv.host_groups("a1"), ["all", "lab", "k3s_agents"]);
         assert_eq!(inv.host_vars("s1").values["level"], json!("host-file"));
         assert_eq!(inv.host_vars("a1").values["level"], json!("agents-file"));
@@ -501,12 +630,22 @@ mod tests {
     #[test]
     fn errors_have_positions_and_all_are_reported() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "hosts.yml", "all:\n  hostz:\n    a:\n  children:\n    g:\n      vars: [1]\n");
+        write(
+            d.path(),
+            "hosts.yml",
+            "all:\n  hostz:\n    a:\n  children:\n    g:\n      vars: [1]\n",
+        );
         write(d.path(), "group_vars/nosuch.yml", "x: 1\n");
         let e = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap_err();
         let msgs: Vec<String> = e.0.iter().map(|d| d.to_string()).collect();
-        assert!(msgs[0].contains("hosts.yml:2:3: unknown key `hostz`"), "{msgs:?}");
-        assert!(msgs[1].contains("hosts.yml:6:13: vars must be a map"), "{msgs:?}");
+        assert!(
+            msgs[0].contains("hosts.yml:2:3: unknown key `hostz`"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].contains("hosts.yml:6:13: vars must be a map"),
+            "{msgs:?}"
+        );
         assert!(msgs[2].contains("nosuch"), "{msgs:?}");
     }
 
@@ -514,7 +653,11 @@ mod tests {
     fn unopened_vaults_are_recorded_not_fatal() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "hosts.yml", "all:\n  hosts:\n    h:\n");
-        write(d.path(), "group_vars/all/vault.yml.age", "-----BEGIN AGE ENCRYPTED FILE-----\n");
+        write(
+            d.path(),
+            "group_vars/all/vault.yml.age",
+            "-----BEGIN AGE ENCRYPTED FILE-----\n",
+        );
         let inv = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap();
         assert_eq!(inv.unopened_vaults.len(), 1);
         assert_eq!(inv.groups["ungrouped"].hosts, vec!["h"]);
@@ -535,7 +678,11 @@ mod tests {
     #[test]
     fn group_cycles_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "hosts.yml", "a:\n  children:\n    b:\n      children:\n        a:\n");
+        write(
+            d.path(),
+            "hosts.yml",
+            "a:\n  children:\n    b:\n      children:\n        a:\n",
+        );
         let e = Inventory::load(&d.path().join("hosts.yml"), &no_vault).unwrap_err();
         assert!(e.to_string().contains("group cycle"), "{e}");
     }

@@ -9,7 +9,11 @@ pub fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, String> {
     let mut include: Vec<String> = Vec::new();
     let mut intersect: Vec<Vec<String>> = Vec::new();
     let mut exclude: Vec<String> = Vec::new();
-    let terms: Vec<&str> = pattern.split([':', ',']).map(str::trim).filter(|t| !t.is_empty()).collect();
+    let terms: Vec<&str> = pattern
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     if terms.is_empty() {
         return Err(format!("empty host pattern `{pattern}`"));
     }
@@ -37,7 +41,12 @@ fn term_hosts(inv: &Inventory, term: &str) -> Result<Vec<String>, String> {
         return Ok(inv.hosts.keys().cloned().collect());
     }
     if term.contains('*') {
-        let mut out: Vec<String> = inv.hosts.keys().filter(|h| glob(term, h)).cloned().collect();
+        let mut out: Vec<String> = inv
+            .hosts
+            .keys()
+            .filter(|h| glob(term, h))
+            .cloned()
+            .collect();
         for g in inv.groups.keys().filter(|g| glob(term, g)) {
             out.extend(group_hosts(inv, g));
         }
@@ -52,13 +61,26 @@ fn term_hosts(inv: &Inventory, term: &str) -> Result<Vec<String>, String> {
     if inv.hosts.contains_key(term) {
         return Ok(vec![term.to_string()]);
     }
-    let mut known: Vec<&str> = inv.groups.keys().map(String::as_str).chain(inv.hosts.keys().map(String::as_str)).collect();
+    let mut known: Vec<&str> = inv
+        .groups
+        .keys()
+        .map(String::as_str)
+        .chain(inv.hosts.keys().map(String::as_str))
+        .collect();
     known.sort();
-    Err(format!("`{term}` is neither a group nor a host in {} (known: {})", inv.path.display(), known.join(", ")))
+    Err(format!(
+        "`{term}` is neither a group nor a host in {} (known: {})",
+        inv.path.display(),
+        known.join(", ")
+    ))
 }
 
 fn group_hosts(inv: &Inventory, g: &str) -> Vec<String> {
-    inv.hosts.keys().filter(|h| inv.host_groups(h).iter().any(|x| x == g)).cloned().collect()
+    inv.hosts
+        .keys()
+        .filter(|h| inv.host_groups(h).iter().any(|x| x == g))
+        .cloned()
+        .collect()
 }
 
 fn glob(pat: &str, s: &str) -> bool {
@@ -97,7 +119,9 @@ mod tests {
             "all:\n  children:\n    servers:\n      hosts: {s1: , s2: }\n    agents:\n      hosts: {a1: , web-1: }\n",
         )
         .unwrap();
-        let no = |_: &Path| -> Result<Secret<Vec<u8>>, VaultFail> { Err(VaultFail::NoKey(String::new())) };
+        let no = |_: &Path| -> Result<Secret<Vec<u8>>, VaultFail> {
+            Err(VaultFail::NoKey(String::new()))
+        };
         Inventory::load(&p, &no).unwrap()
     }
 
@@ -111,7 +135,9 @@ mod tests {
         assert_eq!(select(&i, "all:&agents").unwrap(), ["a1", "web-1"]);
         assert_eq!(select(&i, "s*").unwrap(), ["s1", "s2"]);
         assert_eq!(select(&i, "web-*,s1").unwrap(), ["s1", "web-1"]);
-        assert!(select(&i, "servres").unwrap_err().contains("neither a group nor a host"));
+        assert!(select(&i, "servres")
+            .unwrap_err()
+            .contains("neither a group nor a host"));
         assert!(select(&i, "x*").is_err());
     }
 }

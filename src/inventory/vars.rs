@@ -19,7 +19,10 @@ pub struct VarLayer {
 
 impl VarLayer {
     pub fn from_map(values: IndexMap<String, Value>) -> Self {
-        VarLayer { values, secret: BTreeSet::new() }
+        VarLayer {
+            values,
+            secret: BTreeSet::new(),
+        }
     }
 
     pub fn secret(values: IndexMap<String, Value>) -> Self {
@@ -88,7 +91,9 @@ pub fn parse_extra_var(arg: &str) -> Result<VarLayer, String> {
         };
         return Ok(VarLayer::from_map(map.into_iter().collect()));
     }
-    let (k, v) = arg.split_once('=').ok_or_else(|| format!("-e expects key=value or @file.yml, got `{arg}`"))?;
+    let (k, v) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("-e expects key=value or @file.yml, got `{arg}`"))?;
     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("-e: `{k}` is not a valid variable name"));
     }
@@ -107,12 +112,21 @@ mod tests {
     use serde_json::json;
 
     fn layer(pairs: &[(&str, Value)]) -> VarLayer {
-        VarLayer::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        VarLayer::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
     fn later_layers_win_and_secrecy_follows_the_value() {
-        let mut sec = VarLayer::secret([("tok".to_string(), json!("s3cr3t-value"))].into_iter().collect());
+        let mut sec = VarLayer::secret(
+            [("tok".to_string(), json!("s3cr3t-value"))]
+                .into_iter()
+                .collect(),
+        );
         sec.values.insert("x".into(), json!(1));
         let low = layer(&[("x", json!(0)), ("y", json!("low"))]);
         let high = layer(&[("tok", json!("public")), ("y", json!("high"))]);
@@ -128,8 +142,14 @@ mod tests {
     #[test]
     fn extra_vars_are_typed() {
         assert_eq!(parse_extra_var("n=3").unwrap().values["n"], json!(3));
-        assert_eq!(parse_extra_var("s=hello world").unwrap().values["s"], json!("hello world"));
-        assert_eq!(parse_extra_var("l=[1, 2]").unwrap().values["l"], json!([1, 2]));
+        assert_eq!(
+            parse_extra_var("s=hello world").unwrap().values["s"],
+            json!("hello world")
+        );
+        assert_eq!(
+            parse_extra_var("l=[1, 2]").unwrap().values["l"],
+            json!([1, 2])
+        );
         assert!(parse_extra_var("novalue").is_err());
         assert!(parse_extra_var("bad-name=1").is_err());
     }

@@ -40,7 +40,12 @@ pub struct Drift {
 
 impl Drift {
     pub fn new(action: Action, reasons: Vec<String>, steps: Vec<Step>) -> Drift {
-        Drift { action, reasons, diff: None, steps }
+        Drift {
+            action,
+            reasons,
+            diff: None,
+            steps,
+        }
     }
     pub fn with_diff(mut self, diff: Option<String>) -> Drift {
         self.diff = diff;

@@ -19,15 +19,24 @@ pub enum Step {
         secret: bool,
     },
     /// A snippet that reads bytes on its stdin (e.g. `chpasswd -e`, `kubectl apply -f -`).
-    Stdin { script: String, data: Secret<Vec<u8>> },
+    Stdin {
+        script: String,
+        data: Secret<Vec<u8>>,
+    },
     /// Copy a host file to the controller (`fetch`): read over the connection, written
     /// atomically at `dest` on the controller with `mode`.
-    Fetch { path: String, dest: std::path::PathBuf, mode: u32 },
+    Fetch {
+        path: String,
+        dest: std::path::PathBuf,
+        mode: u32,
+    },
 }
 
 impl Step {
     pub fn sh(script: impl Into<String>) -> Step {
-        Step::Sh { script: script.into() }
+        Step::Sh {
+            script: script.into(),
+        }
     }
 
     /// Feed what defines this step (content included) into a keyed hash for fingerprints.
@@ -37,7 +46,15 @@ impl Step {
                 h(b"sh\0");
                 h(script.as_bytes());
             }
-            Step::Write { path, content, mode, owner, group, validate, secret } => {
+            Step::Write {
+                path,
+                content,
+                mode,
+                owner,
+                group,
+                validate,
+                secret,
+            } => {
                 h(b"write\0");
                 h(path.as_bytes());
                 h(content.expose());

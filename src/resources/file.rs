@@ -64,7 +64,14 @@ impl Resource for Type {
 
     fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
         check_path(&spec.path)?;
-        let sources = [spec.content.is_some(), spec.template.is_some(), spec.src.is_some()].iter().filter(|x| **x).count();
+        let sources = [
+            spec.content.is_some(),
+            spec.template.is_some(),
+            spec.src.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if spec.state == State::Absent {
             if sources > 0 || spec.mode.is_some() || spec.owner.is_some() || spec.group.is_some() {
                 return Err("`state: absent` takes only `path`".into());
@@ -76,7 +83,9 @@ impl Resource for Type {
         }
         if let Some(v) = &spec.validate {
             if !v.contains("%s") {
-                return Err("`validate` must contain `%s` (where the new file's temp path goes)".into());
+                return Err(
+                    "`validate` must contain `%s` (where the new file's temp path goes)".into(),
+                );
             }
         }
         spec.body = if let Some(c) = spec.content.take() {
@@ -96,18 +105,29 @@ impl Resource for Type {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        let seen = facts::file::get(facts, &spec.path, spec.body.is_some()).map_err(|e| e.to_string())?;
+        let seen =
+            facts::file::get(facts, &spec.path, spec.body.is_some()).map_err(|e| e.to_string())?;
         if spec.state == State::Absent {
             if !seen.exists {
                 return Ok(None);
             }
             if seen.kind == "directory" {
-                return Err(format!("{} is a directory; use `directory` with `state: absent`", spec.path));
+                return Err(format!(
+                    "{} is a directory; use `directory` with `state: absent`",
+                    spec.path
+                ));
             }
-            return Ok(Some(Drift::new(Action::Remove, vec!["present".into()], vec![Step::sh(format!("rm -f -- {}", q(&spec.path)))])));
+            return Ok(Some(Drift::new(
+                Action::Remove,
+                vec!["present".into()],
+                vec![Step::sh(format!("rm -f -- {}", q(&spec.path)))],
+            )));
         }
         if seen.exists && seen.kind == "directory" {
-            return Err(format!("{} is a directory on the host, not a file", spec.path));
+            return Err(format!(
+                "{} is a directory on the host, not a file",
+                spec.path
+            ));
         }
         let mut reasons = Vec::new();
         let mut content_changed = false;
@@ -123,7 +143,12 @@ impl Resource for Type {
                 content_changed = true;
             } else if seen.sha256.as_deref() != Some(want.as_str()) {
                 reasons.push("content differs".to_string());
-                diff = Some(content_diff(&spec.path, seen.content.as_deref(), body.expose(), cx));
+                diff = Some(content_diff(
+                    &spec.path,
+                    seen.content.as_deref(),
+                    body.expose(),
+                    cx,
+                ));
                 content_changed = true;
             }
         } else if !seen.exists {
@@ -135,23 +160,45 @@ impl Resource for Type {
         if content_changed {
             reasons.extend(meta.iter().filter(|_| seen.exists).cloned());
             let content = spec.body.clone().unwrap_or_else(|| Secret::new(Vec::new()));
-            let mode = spec.mode.clone().or_else(|| if seen.exists && seen.kind == "file" { Some(seen.mode.clone()) } else { None });
+            let mode = spec.mode.clone().or_else(|| {
+                if seen.exists && seen.kind == "file" {
+                    Some(seen.mode.clone())
+                } else {
+                    None
+                }
+            });
             let step = Step::Write {
                 path: spec.path.clone(),
                 content,
                 mode,
-                owner: spec.owner.clone().or_else(|| seen.exists.then(|| seen.owner.clone())),
-                group: spec.group.clone().or_else(|| seen.exists.then(|| seen.group.clone())),
+                owner: spec
+                    .owner
+                    .clone()
+                    .or_else(|| seen.exists.then(|| seen.owner.clone())),
+                group: spec
+                    .group
+                    .clone()
+                    .or_else(|| seen.exists.then(|| seen.group.clone())),
                 validate: spec.validate.clone(),
                 secret: cx.secret,
             };
-            let action = if seen.exists { Action::Update } else { Action::Create };
-            return Ok(Some(Drift::new(action, reasons, vec![step]).with_diff(diff)));
+            let action = if seen.exists {
+                Action::Update
+            } else {
+                Action::Create
+            };
+            return Ok(Some(
+                Drift::new(action, reasons, vec![step]).with_diff(diff),
+            ));
         }
         if meta.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Drift::new(Action::Update, meta, vec![Step::sh(meta_script(spec))])))
+        Ok(Some(Drift::new(
+            Action::Update,
+            meta,
+            vec![Step::sh(meta_script(spec))],
+        )))
     }
 }
 
@@ -177,10 +224,22 @@ fn meta_reasons(spec: &Spec, seen: &FileFact) -> Vec<String> {
 
 /// chown/chmod only: used when just metadata drifted (also by `directory`).
 pub fn meta_script(spec: &Spec) -> String {
-    meta_commands(&spec.path, spec.owner.as_deref(), spec.group.as_deref(), spec.mode.as_deref(), false)
+    meta_commands(
+        &spec.path,
+        spec.owner.as_deref(),
+        spec.group.as_deref(),
+        spec.mode.as_deref(),
+        false,
+    )
 }
 
-pub fn meta_commands(path: &str, owner: Option<&str>, group: Option<&str>, mode: Option<&str>, no_deref: bool) -> String {
+pub fn meta_commands(
+    path: &str,
+    owner: Option<&str>,
+    group: Option<&str>,
+    mode: Option<&str>,
+    no_deref: bool,
+) -> String {
     let mut cmds = Vec::new();
     let h = if no_deref { "-h " } else { "" };
     match (owner, group) {
@@ -201,7 +260,9 @@ pub fn check_path(p: &str) -> Result<(), String> {
         return Err(format!("path `{p}` must be absolute"));
     }
     if p.split('/').any(|c| c == "..") || p.contains('\n') || p.contains('\0') {
-        return Err(format!("path `{p}` must not contain `..` or control characters"));
+        return Err(format!(
+            "path `{p}` must not contain `..` or control characters"
+        ));
     }
     Ok(())
 }
@@ -236,11 +297,22 @@ mod tests {
     #[test]
     fn absent_is_created() {
         let s = prepared("path: /etc/x\ncontent: \"hello\\n\"\nmode: \"0640\"\n");
-        let d = Type::diff(&s, &facts(&[("file+content:/etc/x", ABSENT)]), &cx()).unwrap().unwrap();
+        let d = Type::diff(&s, &facts(&[("file+content:/etc/x", ABSENT)]), &cx())
+            .unwrap()
+            .unwrap();
         assert_eq!(d.action, Action::Create);
-        assert!(d.diff.as_deref().unwrap().contains("+hello"), "{:?}", d.diff);
+        assert!(
+            d.diff.as_deref().unwrap().contains("+hello"),
+            "{:?}",
+            d.diff
+        );
         match &d.steps[0] {
-            Step::Write { path, content, mode, .. } => {
+            Step::Write {
+                path,
+                content,
+                mode,
+                ..
+            } => {
                 assert_eq!((path.as_str(), mode.as_deref()), ("/etc/x", Some("0640")));
                 assert_eq!(content.expose(), b"hello\n");
             }
@@ -278,24 +350,47 @@ mod tests {
     #[test]
     fn secret_content_is_never_shown() {
         let s = prepared("path: /etc/x\ncontent: \"canary-secret-9\\n\"\n");
-        let f = facts(&[("file+content:/etc/x", &present("600", "root", "old-canary\n"))]);
+        let f = facts(&[(
+            "file+content:/etc/x",
+            &present("600", "root", "old-canary\n"),
+        )]);
         let d = Type::diff(&s, &f, &secret_cx()).unwrap().unwrap();
         let shown = format!("{:?} {:?} {:?}", d.diff, d.reasons, d.steps);
         assert!(!shown.contains("canary"), "{shown}");
-        assert!(d.diff.unwrap().starts_with("(secret changed: now hmac-sha256:"));
+        assert!(d
+            .diff
+            .unwrap()
+            .starts_with("(secret changed: now hmac-sha256:"));
     }
 
     #[test]
     fn absent_state_removes() {
         let s = spec::<Type>("path: /etc/x\nstate: absent\n");
-        let d = Type::diff(&s, &facts(&[("file:/etc/x", "stat regular file|644|root|root|1\nsha256 ab\n")]), &cx()).unwrap().unwrap();
-        assert_eq!((d.action, scripts(&d)), (Action::Remove, "rm -f -- /etc/x".to_string()));
-        assert!(Type::diff(&s, &facts(&[("file:/etc/x", ABSENT)]), &cx()).unwrap().is_none());
+        let d = Type::diff(
+            &s,
+            &facts(&[(
+                "file:/etc/x",
+                "stat regular file|644|root|root|1\nsha256 ab\n",
+            )]),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (d.action, scripts(&d)),
+            (Action::Remove, "rm -f -- /etc/x".to_string())
+        );
+        assert!(Type::diff(&s, &facts(&[("file:/etc/x", ABSENT)]), &cx())
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn integer_modes_are_refused_with_a_hint() {
         let e = spec_err::<Type>("path: /etc/x\nmode: 0644\n");
-        assert!(e.contains("t.yml:2:7") && e.contains("quoted string"), "{e}");
+        assert!(
+            e.contains("t.yml:2:7") && e.contains("quoted string"),
+            "{e}"
+        );
     }
 }

@@ -75,11 +75,30 @@ const COMMON_KEYS: &[&str] = &["name", "tags", "when", "notify", "loop"];
 impl Site {
     pub fn load(path: &Path) -> Result<Site, Diags> {
         let mut diags = Diags::default();
-        let root = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new(".")).to_path_buf();
+        let root = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         let node = yaml::read_node(path).map_err(Diags::from)?;
-        let mut site = Site { path: path.to_path_buf(), root: root.clone(), plays: Vec::new(), roles: IndexMap::new() };
+        let mut site = Site {
+            path: path.to_path_buf(),
+            root: root.clone(),
+            plays: Vec::new(),
+            roles: IndexMap::new(),
+        };
         let Some(plays) = node.as_seq() else {
-            return Err(Diag::at(node.loc(path), format!("a site file is a list of plays, found {}", node.kind_name())).into());
+            return Err(Diag::at(
+                node.loc(path),
+                format!("a site file is a list of plays, found {}", node.kind_name()),
+            )
+            .into());
         };
         for p in plays {
             let (play, d) = read_play(path, p);
@@ -88,7 +107,11 @@ impl Site {
                 site.plays.push(play);
             }
         }
-        let wanted: Vec<(String, Loc)> = site.plays.iter().flat_map(|p| p.roles.iter().map(|r| (r.name.clone(), r.loc.clone()))).collect();
+        let wanted: Vec<(String, Loc)> = site
+            .plays
+            .iter()
+            .flat_map(|p| p.roles.iter().map(|r| (r.name.clone(), r.loc.clone())))
+            .collect();
         let mut tried = std::collections::BTreeSet::new();
         for (name, loc) in wanted {
             if !tried.insert(name.clone()) {
@@ -98,7 +121,13 @@ impl Site {
                 Ok(Some(role)) => {
                     site.roles.insert(name, role);
                 }
-                Ok(None) => diags.push(Diag::at(loc, format!("role `{name}` not found (looked for {})", root.join("roles").join(&name).join("role.yml").display()))),
+                Ok(None) => diags.push(Diag::at(
+                    loc,
+                    format!(
+                        "role `{name}` not found (looked for {})",
+                        root.join("roles").join(&name).join("role.yml").display()
+                    ),
+                )),
                 Err(d) => diags.extend(d),
             }
         }
@@ -110,16 +139,36 @@ impl Site {
 fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
     let mut diags = Diags::default();
     let Some(entries) = node.as_map() else {
-        return (None, Diag::at(node.loc(file), format!("a play is a map with `hosts` and `roles`, found {}", node.kind_name())).into());
+        return (
+            None,
+            Diag::at(
+                node.loc(file),
+                format!(
+                    "a play is a map with `hosts` and `roles`, found {}",
+                    node.kind_name()
+                ),
+            )
+            .into(),
+        );
     };
-    let mut play = Play { name: String::new(), serial: None, hosts: String::new(), hosts_loc: node.loc(file), vars: VarLayer::default(), roles: Vec::new(), loc: node.loc(file) };
+    let mut play = Play {
+        name: String::new(),
+        serial: None,
+        hosts: String::new(),
+        hosts_loc: node.loc(file),
+        vars: VarLayer::default(),
+        roles: Vec::new(),
+        loc: node.loc(file),
+    };
     let mut has_hosts = false;
     for (k, v) in entries {
         match k.key_string().as_str() {
-            "name" => play.name = scalar(file, v, "name").unwrap_or_else(|d| {
-                diags.push(d);
-                String::new()
-            }),
+            "name" => {
+                play.name = scalar(file, v, "name").unwrap_or_else(|d| {
+                    diags.push(d);
+                    String::new()
+                })
+            }
             "hosts" => match scalar(file, v, "hosts") {
                 Ok(h) => {
                     play.hosts = h;
@@ -134,7 +183,10 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
             },
             "serial" => match &v.v {
                 NodeV::Int(n) if *n > 0 => play.serial = Some(*n as usize),
-                _ => diags.push(Diag::at(v.loc(file), "`serial` must be a positive number of hosts per batch")),
+                _ => diags.push(Diag::at(
+                    v.loc(file),
+                    "`serial` must be a positive number of hosts per batch",
+                )),
             },
             "roles" => match v.as_seq() {
                 Some(items) => {
@@ -145,9 +197,15 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
                         }
                     }
                 }
-                None => diags.push(Diag::at(v.loc(file), format!("`roles` must be a list, found {}", v.kind_name()))),
+                None => diags.push(Diag::at(
+                    v.loc(file),
+                    format!("`roles` must be a list, found {}", v.kind_name()),
+                )),
             },
-            other => diags.push(Diag::at(k.loc(file), format!("unknown key `{other}` in a play")).help("a play has `name`, `hosts`, `vars`, `roles` and `serial`")),
+            other => diags.push(
+                Diag::at(k.loc(file), format!("unknown key `{other}` in a play"))
+                    .help("a play has `name`, `hosts`, `vars`, `roles` and `serial`"),
+            ),
         }
     }
     if !has_hosts {
@@ -161,12 +219,25 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
 
 fn read_role_ref(file: &Path, node: &Node) -> Result<RoleRef, Diag> {
     if let Some(name) = node.as_str() {
-        return Ok(RoleRef { name: name.to_string(), tags: Vec::new(), vars: VarLayer::default(), loc: node.loc(file) });
+        return Ok(RoleRef {
+            name: name.to_string(),
+            tags: Vec::new(),
+            vars: VarLayer::default(),
+            loc: node.loc(file),
+        });
     }
     let Some(entries) = node.as_map() else {
-        return Err(Diag::at(node.loc(file), "a role entry is a name or a map with `role`"));
+        return Err(Diag::at(
+            node.loc(file),
+            "a role entry is a name or a map with `role`",
+        ));
     };
-    let mut r = RoleRef { name: String::new(), tags: Vec::new(), vars: VarLayer::default(), loc: node.loc(file) };
+    let mut r = RoleRef {
+        name: String::new(),
+        tags: Vec::new(),
+        vars: VarLayer::default(),
+        loc: node.loc(file),
+    };
     for (k, v) in entries {
         match k.key_string().as_str() {
             "role" => {
@@ -175,7 +246,13 @@ fn read_role_ref(file: &Path, node: &Node) -> Result<RoleRef, Diag> {
             }
             "tags" => r.tags = string_list(file, v, "tags")?,
             "vars" => r.vars = vars_from_node(file, v)?,
-            other => return Err(Diag::at(k.loc(file), format!("unknown key `{other}` in a role entry")).help("use `role`, `tags` and `vars`")),
+            other => {
+                return Err(Diag::at(
+                    k.loc(file),
+                    format!("unknown key `{other}` in a role entry"),
+                )
+                .help("use `role`, `tags` and `vars`"))
+            }
         }
     }
     if r.name.is_empty() {
@@ -194,7 +271,14 @@ impl Role {
         }
         let mut diags = Diags::default();
         let node = yaml::read_node(&file).map_err(Diags::from)?;
-        let mut role = Role { name: name.to_string(), dir: dir.clone(), file: file.clone(), defaults: VarLayer::default(), resources: Vec::new(), handlers: Vec::new() };
+        let mut role = Role {
+            name: name.to_string(),
+            dir: dir.clone(),
+            file: file.clone(),
+            defaults: VarLayer::default(),
+            resources: Vec::new(),
+            handlers: Vec::new(),
+        };
         for dname in ["defaults.yml", "defaults.yaml"] {
             let d = dir.join(dname);
             if d.is_file() {
@@ -227,14 +311,35 @@ impl Role {
                     }
                 }
             }
-            _ => diags.push(Diag::at(node.loc(&file), "role.yml must be a map with `resources:` and `handlers:`")),
+            _ => diags.push(Diag::at(
+                node.loc(&file),
+                "role.yml must be a map with `resources:` and `handlers:`",
+            )),
         }
         // Every notify must name a handler of this role.
         for r in &role.resources {
             for (n, loc) in &r.notify {
-                if !role.handlers.iter().any(|h| h.name.as_deref() == Some(n.as_str())) {
-                    let known: Vec<String> = role.handlers.iter().filter_map(|h| h.name.clone()).collect();
-                    diags.push(Diag::at(loc.clone(), format!("notify names no handler `{n}` in role `{name}`")).help(if known.is_empty() { "this role has no handlers".to_string() } else { format!("handlers: {}", known.join(", ")) }));
+                if !role
+                    .handlers
+                    .iter()
+                    .any(|h| h.name.as_deref() == Some(n.as_str()))
+                {
+                    let known: Vec<String> = role
+                        .handlers
+                        .iter()
+                        .filter_map(|h| h.name.clone())
+                        .collect();
+                    diags.push(
+                        Diag::at(
+                            loc.clone(),
+                            format!("notify names no handler `{n}` in role `{name}`"),
+                        )
+                        .help(if known.is_empty() {
+                            "this role has no handlers".to_string()
+                        } else {
+                            format!("handlers: {}", known.join(", "))
+                        }),
+                    );
                 }
             }
         }
@@ -244,9 +349,26 @@ impl Role {
 
 fn read_entry(file: &Path, node: &Node, handler: bool) -> Result<Entry, Diag> {
     let Some(entries) = node.as_map() else {
-        return Err(Diag::at(node.loc(file), format!("a resource is a map with one type key ({}), found {}", crate::resources::KINDS.join(", "), node.kind_name())));
+        return Err(Diag::at(
+            node.loc(file),
+            format!(
+                "a resource is a map with one type key ({}), found {}",
+                crate::resources::KINDS.join(", "),
+                node.kind_name()
+            ),
+        ));
     };
-    let mut e = Entry { file: file.to_path_buf(), loc: node.loc(file), kind: String::new(), spec: node.clone(), name: None, tags: Vec::new(), when: Vec::new(), notify: Vec::new(), loop_: None };
+    let mut e = Entry {
+        file: file.to_path_buf(),
+        loc: node.loc(file),
+        kind: String::new(),
+        spec: node.clone(),
+        name: None,
+        tags: Vec::new(),
+        when: Vec::new(),
+        notify: Vec::new(),
+        loop_: None,
+    };
     for (k, v) in entries {
         let key = k.key_string();
         match key.as_str() {
@@ -262,29 +384,53 @@ fn read_entry(file: &Path, node: &Node, handler: bool) -> Result<Entry, Diag> {
                     e.notify.push((scalar(file, i, "notify")?, i.loc(file)));
                 }
                 if handler {
-                    return Err(Diag::at(k.loc(file), "handlers cannot notify other handlers"));
+                    return Err(Diag::at(
+                        k.loc(file),
+                        "handlers cannot notify other handlers",
+                    ));
                 }
             }
             "loop" => e.loop_ = Some(v.clone()),
             _ if crate::resources::KINDS.contains(&key.as_str()) => {
                 if !e.kind.is_empty() {
-                    return Err(Diag::at(k.loc(file), format!("a resource has exactly one type key; found `{}` and `{key}`", e.kind)));
+                    return Err(Diag::at(
+                        k.loc(file),
+                        format!(
+                            "a resource has exactly one type key; found `{}` and `{key}`",
+                            e.kind
+                        ),
+                    ));
                 }
                 e.kind = key;
                 e.spec = v.clone();
                 e.loc = k.loc(file);
             }
             _ => {
-                return Err(Diag::at(k.loc(file), format!("unknown key `{key}` in a resource"))
-                    .help(format!("types: {}; common keys: {}", crate::resources::KINDS.join(", "), COMMON_KEYS.join(", "))));
+                return Err(
+                    Diag::at(k.loc(file), format!("unknown key `{key}` in a resource")).help(
+                        format!(
+                            "types: {}; common keys: {}",
+                            crate::resources::KINDS.join(", "),
+                            COMMON_KEYS.join(", ")
+                        ),
+                    ),
+                );
             }
         }
     }
     if e.kind.is_empty() {
-        return Err(Diag::at(node.loc(file), "resource has no type key").help(format!("add one of: {}", crate::resources::KINDS.join(", "))));
+        return Err(
+            Diag::at(node.loc(file), "resource has no type key").help(format!(
+                "add one of: {}",
+                crate::resources::KINDS.join(", ")
+            )),
+        );
     }
     if handler && e.name.is_none() {
-        return Err(Diag::at(node.loc(file), "a handler needs a `name` (that is what `notify` refers to)"));
+        return Err(Diag::at(
+            node.loc(file),
+            "a handler needs a `name` (that is what `notify` refers to)",
+        ));
     }
     Ok(e)
 }
@@ -293,14 +439,21 @@ fn scalar(file: &Path, n: &Node, what: &str) -> Result<String, Diag> {
     match &n.v {
         NodeV::Str(s) => Ok(s.clone()),
         NodeV::Int(_) | NodeV::Float(_) | NodeV::Bool(_) => Ok(n.key_string()),
-        _ => Err(Diag::at(n.loc(file), format!("`{what}` must be a string, found {}", n.kind_name()))),
+        _ => Err(Diag::at(
+            n.loc(file),
+            format!("`{what}` must be a string, found {}", n.kind_name()),
+        )),
     }
 }
 
 fn string_list(file: &Path, n: &Node, what: &str) -> Result<Vec<String>, Diag> {
     match &n.v {
         NodeV::Seq(items) => items.iter().map(|i| scalar(file, i, what)).collect(),
-        NodeV::Str(s) if what == "tags" => Ok(s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()),
+        NodeV::Str(s) if what == "tags" => Ok(s
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()),
         _ => Ok(vec![scalar(file, n, what)?]),
     }
 }
@@ -338,22 +491,43 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_place() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "site.yml", "- hosts: lab\n  roles: [r1, nosuch]\n  become: true\n");
+        write(
+            d.path(),
+            "site.yml",
+            "- hosts: lab\n  roles: [r1, nosuch]\n  become: true\n",
+        );
         write(d.path(), "roles/r1/role.yml", "resources:\n  - file: {path: /x}\n    notfy: h\n  - file: {path: /y}\n    notify: missing\n  - {}\n");
         let e = Site::load(&d.path().join("site.yml")).unwrap_err();
         let all = e.to_string();
-        assert!(all.contains("site.yml:3:3: unknown key `become` in a play"), "{all}");
-        assert!(all.contains("site.yml:2:15: role `nosuch` not found"), "{all}");
+        assert!(
+            all.contains("site.yml:3:3: unknown key `become` in a play"),
+            "{all}"
+        );
+        assert!(
+            all.contains("site.yml:2:15: role `nosuch` not found"),
+            "{all}"
+        );
         assert!(all.contains("role.yml:3:5: unknown key `notfy`"), "{all}");
-        assert!(all.contains("role.yml:6:5: resource has no type key"), "{all}");
+        assert!(
+            all.contains("role.yml:6:5: resource has no type key"),
+            "{all}"
+        );
     }
 
     #[test]
     fn notify_must_name_a_handler() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "site.yml", "- hosts: all\n  roles: [r1]\n");
-        write(d.path(), "roles/r1/role.yml", "resources:\n  - file: {path: /y}\n    notify: [missing]\n");
+        write(
+            d.path(),
+            "roles/r1/role.yml",
+            "resources:\n  - file: {path: /y}\n    notify: [missing]\n",
+        );
         let e = Site::load(&d.path().join("site.yml")).unwrap_err();
-        assert!(e.to_string().contains("role.yml:3:14: notify names no handler `missing`"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("role.yml:3:14: notify names no handler `missing`"),
+            "{e}"
+        );
     }
 }

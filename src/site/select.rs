@@ -74,7 +74,9 @@ impl HostWork {
 
     /// Roles of one play (None: all plays, as `plan` probes them at once).
     pub fn roles_in(&self, play: Option<usize>) -> impl Iterator<Item = &RoleWork> {
-        self.roles.iter().filter(move |r| play.is_none_or(|p| r.play == p))
+        self.roles
+            .iter()
+            .filter(move |r| play.is_none_or(|p| r.play == p))
     }
 
     pub fn in_play(&self, play: usize) -> bool {
@@ -92,7 +94,14 @@ pub struct Compiled {
 }
 
 /// Build every selected host's work. All problems are collected, not just the first.
-pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, engine: &Engine, placeholders: bool) -> Result<Compiled, Diags> {
+pub fn compile(
+    site: &Site,
+    inv: &Inventory,
+    sel: &Selector,
+    extra: &VarLayer,
+    engine: &Engine,
+    placeholders: bool,
+) -> Result<Compiled, Diags> {
     let mut diags = Diags::default();
     let limit: Option<Vec<String>> = match &sel.limit {
         Some(l) => match pattern::select(inv, l) {
@@ -112,23 +121,40 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
             Ok(l) => {
                 hostvars.insert(h.clone(), l);
             }
-            Err((k, e)) => diags.push(Diag::at(Loc::file_only(&inv.path), format!("host `{h}`: variable `{k}`: {}", e.message))),
+            Err((k, e)) => diags.push(Diag::at(
+                Loc::file_only(&inv.path),
+                format!("host `{h}`: variable `{k}`: {}", e.message),
+            )),
         }
     }
     if !diags.is_empty() {
         return Err(diags);
     }
-    let mut secret_strings: Vec<String> = hostvars.values().flat_map(|l| l.secret_strings()).collect();
+    let mut secret_strings: Vec<String> =
+        hostvars.values().flat_map(|l| l.secret_strings()).collect();
     secret_strings.sort();
     secret_strings.dedup();
-    let hostvars_value: Value = Value::Object(hostvars.iter().map(|(h, l)| (h.clone(), Value::Object(l.values.clone().into_iter().collect()))).collect());
+    let hostvars_value: Value = Value::Object(
+        hostvars
+            .iter()
+            .map(|(h, l)| {
+                (
+                    h.clone(),
+                    Value::Object(l.values.clone().into_iter().collect()),
+                )
+            })
+            .collect(),
+    );
 
     let mut hosts: IndexMap<String, HostWork> = IndexMap::new();
     for (play_idx, play) in site.plays.iter().enumerate() {
         let matched = match pattern::select(inv, &play.hosts) {
             Ok(h) => h,
             Err(e) => {
-                diags.push(Diag::at(play.hosts_loc.clone(), format!("play `{}`: {e}", play.name)));
+                diags.push(Diag::at(
+                    play.hosts_loc.clone(),
+                    format!("play `{}`: {e}", play.name),
+                ));
                 continue;
             }
         };
@@ -137,7 +163,9 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
                 continue;
             }
             for rref in &play.roles {
-                let Some(role) = site.roles.get(&rref.name) else { continue };
+                let Some(role) = site.roles.get(&rref.name) else {
+                    continue;
+                };
                 // Precedence, lowest first: role defaults, inventory (groups, host), play vars,
                 // role-entry vars, -e.
                 let mut layer = role.defaults.clone();
@@ -153,11 +181,21 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
                 let layer = match template::vars::resolve(engine, &layer, placeholders) {
                     Ok(l) => l,
                     Err((k, e)) => {
-                        diags.push(Diag::at(rref.loc.clone(), format!("host `{host}`, role `{}`: variable `{k}`: {}", role.name, e.message)));
+                        diags.push(Diag::at(
+                            rref.loc.clone(),
+                            format!(
+                                "host `{host}`, role `{}`: variable `{k}`: {}",
+                                role.name, e.message
+                            ),
+                        ));
                         continue;
                     }
                 };
-                let conn = match Inventory::conn(&host, &layer.values, inv.path.parent().unwrap_or(std::path::Path::new("."))) {
+                let conn = match Inventory::conn(
+                    &host,
+                    &layer.values,
+                    inv.path.parent().unwrap_or(std::path::Path::new(".")),
+                ) {
                     Ok(c) => c,
                     Err(e) => {
                         diags.push(Diag::at(Loc::file_only(&inv.path), e));
@@ -166,11 +204,29 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
                 };
                 let mut ctx = Ctx::new(&layer.values, layer.secret.clone(), secret_strings.clone());
                 ctx.placeholders = placeholders;
-                let role_tags: BTreeSet<String> = rref.tags.iter().cloned().chain([role.name.clone()]).collect();
-                let hw = hosts.entry(host.clone()).or_insert_with(|| HostWork { host: host.clone(), conn: conn.clone(), roles: Vec::new() });
-                let mut rw = RoleWork { role: role.name.clone(), play: play_idx, items: Vec::new(), handlers: Vec::new() };
+                let role_tags: BTreeSet<String> = rref
+                    .tags
+                    .iter()
+                    .cloned()
+                    .chain([role.name.clone()])
+                    .collect();
+                let hw = hosts.entry(host.clone()).or_insert_with(|| HostWork {
+                    host: host.clone(),
+                    conn: conn.clone(),
+                    roles: Vec::new(),
+                });
+                let mut rw = RoleWork {
+                    role: role.name.clone(),
+                    play: play_idx,
+                    items: Vec::new(),
+                    handlers: Vec::new(),
+                };
                 for entry in &role.resources {
-                    let tags: BTreeSet<String> = role_tags.iter().cloned().chain(entry.tags.iter().cloned()).collect();
+                    let tags: BTreeSet<String> = role_tags
+                        .iter()
+                        .cloned()
+                        .chain(entry.tags.iter().cloned())
+                        .collect();
                     if !sel.wants(&tags) {
                         continue;
                     }
@@ -202,9 +258,16 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
                                 diags.push(Diag::at(h.loc.clone(), e));
                                 continue;
                             }
-                            rw.handlers.push(HandlerItem { name: h.name.clone().unwrap_or_default(), inst, loc: h.loc.clone() });
+                            rw.handlers.push(HandlerItem {
+                                name: h.name.clone().unwrap_or_default(),
+                                inst,
+                                loc: h.loc.clone(),
+                            });
                         }
-                        Ok(_) => diags.push(Diag::at(h.loc.clone(), "handlers cannot use `loop` or `when`")),
+                        Ok(_) => diags.push(Diag::at(
+                            h.loc.clone(),
+                            "handlers cannot use `loop` or `when`",
+                        )),
                         Err(d) => diags.push(d.prefix(&host)),
                     }
                 }
@@ -216,11 +279,28 @@ pub fn compile(site: &Site, inv: &Inventory, sel: &Selector, extra: &VarLayer, e
         let mut seen: IndexMap<&str, &Loc> = IndexMap::new();
         for it in hw.items() {
             if let Some(first) = seen.insert(&it.id, &it.loc) {
-                diags.push(Diag::at(it.loc.clone(), format!("host `{}`: `{}` is managed twice (first at {first})", hw.host, it.id)).help("give one of them a distinct `name`, or merge them"));
+                diags.push(
+                    Diag::at(
+                        it.loc.clone(),
+                        format!(
+                            "host `{}`: `{}` is managed twice (first at {first})",
+                            hw.host, it.id
+                        ),
+                    )
+                    .help("give one of them a distinct `name`, or merge them"),
+                );
             }
         }
     }
-    diags.into_result().map(|_| Compiled { plays: site.plays.iter().map(|p| (p.name.clone(), p.serial)).collect(), hosts: hosts.into_values().collect(), secret_strings })
+    diags.into_result().map(|_| Compiled {
+        plays: site
+            .plays
+            .iter()
+            .map(|p| (p.name.clone(), p.serial))
+            .collect(),
+        hosts: hosts.into_values().collect(),
+        secret_strings,
+    })
 }
 
 impl std::fmt::Debug for Compiled {
@@ -233,10 +313,20 @@ impl std::fmt::Debug for Compiled {
 fn magic(inv: &Inventory, host: &str) -> VarLayer {
     let mut m = IndexMap::new();
     m.insert("inventory_hostname".to_string(), json!(host));
-    m.insert("inventory_hostname_short".to_string(), json!(host.split('.').next().unwrap_or(host)));
-    let groups: Vec<String> = inv.host_groups(host).into_iter().filter(|g| g != "all" && g != "ungrouped").collect();
+    m.insert(
+        "inventory_hostname_short".to_string(),
+        json!(host.split('.').next().unwrap_or(host)),
+    );
+    let groups: Vec<String> = inv
+        .host_groups(host)
+        .into_iter()
+        .filter(|g| g != "all" && g != "ungrouped")
+        .collect();
     m.insert("group_names".to_string(), json!(groups));
-    m.insert("groups".to_string(), serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null));
+    m.insert(
+        "groups".to_string(),
+        serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null),
+    );
     VarLayer::from_map(m)
 }
 
@@ -253,14 +343,27 @@ impl Prefix for Diag {
 type Built = (Option<String>, Box<dyn Instance>, bool);
 
 /// One entry → zero or more instances (zero when `when` is false, several with `loop`).
-fn expand(entry: &Entry, ctx: &Ctx, engine: &Engine, site: &Site, role_dir: &std::path::Path) -> Result<Vec<Built>, Diag> {
+fn expand(
+    entry: &Entry,
+    ctx: &Ctx,
+    engine: &Engine,
+    site: &Site,
+    role_dir: &std::path::Path,
+) -> Result<Vec<Built>, Diag> {
     let items: Vec<Option<Value>> = match &entry.loop_ {
         None => vec![None],
         Some(node) => {
-            let (v, _) = engine.render_value(&node.to_json(), ctx).map_err(|(p, e)| tdiag(&entry.file, node, &p, e, "loop"))?;
+            let (v, _) = engine
+                .render_value(&node.to_json(), ctx)
+                .map_err(|(p, e)| tdiag(&entry.file, node, &p, e, "loop"))?;
             match v {
                 Value::Array(a) => a.into_iter().map(Some).collect(),
-                other => return Err(Diag::at(node.loc(&entry.file), format!("`loop` must be a list, got {}", short(&other)))),
+                other => {
+                    return Err(Diag::at(
+                        node.loc(&entry.file),
+                        format!("`loop` must be a list, got {}", short(&other)),
+                    ))
+                }
             }
         }
     };
@@ -272,7 +375,9 @@ fn expand(entry: &Entry, ctx: &Ctx, engine: &Engine, site: &Site, role_dir: &std
         };
         let mut ok = true;
         for w in &entry.when {
-            let (v, _) = engine.eval(w, &c).map_err(|e| Diag::at(entry.loc.clone(), format!("`when: {w}`: {}", e.message)))?;
+            let (v, _) = engine
+                .eval(w, &c)
+                .map_err(|e| Diag::at(entry.loc.clone(), format!("`when: {w}`: {}", e.message)))?;
             if !crate::inventory::truthy(&v) && !matches!(v, Value::Array(ref a) if !a.is_empty()) {
                 ok = false;
             }
@@ -280,22 +385,45 @@ fn expand(entry: &Entry, ctx: &Ctx, engine: &Engine, site: &Site, role_dir: &std
         if !ok {
             continue;
         }
-        let (spec, tainted) = engine.render_value(&entry.spec.to_json(), &c).map_err(|(p, e)| tdiag(&entry.file, &entry.spec, &p, e, &entry.kind))?;
+        let (spec, tainted) = engine
+            .render_value(&entry.spec.to_json(), &c)
+            .map_err(|(p, e)| tdiag(&entry.file, &entry.spec, &p, e, &entry.kind))?;
         let name = match &entry.name {
-            Some(n) if template::is_template(n) => Some(engine.render_str(n, &c).map_err(|e| Diag::at(entry.loc.clone(), format!("`name`: {}", e.message)))?.text),
-            Some(n) if item.is_some() => Some(format!("{n} ({})", short(item.as_ref().unwrap_or(&Value::Null)))),
+            Some(n) if template::is_template(n) => Some(
+                engine
+                    .render_str(n, &c)
+                    .map_err(|e| Diag::at(entry.loc.clone(), format!("`name`: {}", e.message)))?
+                    .text,
+            ),
+            Some(n) if item.is_some() => Some(format!(
+                "{n} ({})",
+                short(item.as_ref().unwrap_or(&Value::Null))
+            )),
             other => other.clone(),
         };
-        let pcx = PrepareCx { engine, ctx: &c, role_dir, root: &site.root, tainted: std::cell::Cell::new(false) };
-        let built = resources::build(&entry.kind, spec.clone(), &pcx).expect("kind was checked at load");
+        let pcx = PrepareCx {
+            engine,
+            ctx: &c,
+            role_dir,
+            root: &site.root,
+            tainted: std::cell::Cell::new(false),
+        };
+        let built =
+            resources::build(&entry.kind, spec.clone(), &pcx).expect("kind was checked at load");
         match built {
             Ok(inst) => out.push((name, inst, tainted || pcx.tainted.get())),
             Err(BuildError::Spec { path, message }) => {
                 let loc = crate::yaml::error_loc(&entry.file, &entry.spec, &path, &message);
-                let at = if path.iter().next().is_some() { format!(" at `{path}`") } else { String::new() };
+                let at = if path.iter().next().is_some() {
+                    format!(" at `{path}`")
+                } else {
+                    String::new()
+                };
                 return Err(Diag::at(loc, format!("{}{at}: {message}", entry.kind)));
             }
-            Err(BuildError::Prepare(m)) => return Err(Diag::at(entry.loc.clone(), format!("{}: {m}", entry.kind))),
+            Err(BuildError::Prepare(m)) => {
+                return Err(Diag::at(entry.loc.clone(), format!("{}: {m}", entry.kind)))
+            }
         }
     }
     Ok(out)
@@ -315,7 +443,13 @@ fn short(v: &Value) -> String {
 
 /// A template error inside a YAML string: point at the string's node, then at the line/column
 /// inside the template when the string spans one line.
-fn tdiag(file: &std::path::Path, root: &Node, path: &[PathSeg], e: TemplateError, what: &str) -> Diag {
+fn tdiag(
+    file: &std::path::Path,
+    root: &Node,
+    path: &[PathSeg],
+    e: TemplateError,
+    what: &str,
+) -> Diag {
     let mut n = root;
     for seg in path {
         let next = match seg {
@@ -349,10 +483,22 @@ mod tests {
     fn setup() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "inv/hosts.yml", "all:\n  children:\n    lab:\n      hosts:\n        h1: {ansible_host: 10.0.0.1}\n        h2: {ansible_host: 10.0.0.2, motd: from-host}\n");
-        write(d.path(), "inv/group_vars/lab.yml", "motd: from-group\npw_ref: \"{{ vault_pw }}\"\n");
+        write(
+            d.path(),
+            "inv/group_vars/lab.yml",
+            "motd: from-group\npw_ref: \"{{ vault_pw }}\"\n",
+        );
         write(d.path(), "inv/group_vars/all/vault.yml.age", "x");
-        write(d.path(), "site.yml", "- hosts: lab\n  vars: {mode: \"0640\"}\n  roles: [r]\n");
-        write(d.path(), "roles/r/defaults.yml", "motd: from-defaults\nfiles: [a, b]\n");
+        write(
+            d.path(),
+            "site.yml",
+            "- hosts: lab\n  vars: {mode: \"0640\"}\n  roles: [r]\n",
+        );
+        write(
+            d.path(),
+            "roles/r/defaults.yml",
+            "motd: from-defaults\nfiles: [a, b]\n",
+        );
         write(
             d.path(),
             "roles/r/role.yml",
@@ -370,7 +516,10 @@ mod tests {
                 Err(VaultFail::NoKey("none".into()))
             }
         };
-        (Site::load(&d.join("site.yml")).unwrap(), Inventory::load(&d.join("inv/hosts.yml"), &dec).unwrap())
+        (
+            Site::load(&d.join("site.yml")).unwrap(),
+            Inventory::load(&d.join("inv/hosts.yml"), &dec).unwrap(),
+        )
     }
 
     #[test]
@@ -378,9 +527,29 @@ mod tests {
         let d = setup();
         let (site, inv) = load(d.path(), true);
         let engine = Engine::new(&site.root);
-        let c = compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, false).unwrap();
-        let ids: Vec<Vec<String>> = c.hosts.iter().map(|h| h.items().map(|i| i.id.clone()).collect()).collect();
-        assert_eq!(ids[0], ["r/file:/etc/motd", "r/file:/etc/lab/a", "r/file:/etc/lab/b", "r/file:/etc/pw"]);
+        let c = compile(
+            &site,
+            &inv,
+            &Selector::default(),
+            &VarLayer::default(),
+            &engine,
+            false,
+        )
+        .unwrap();
+        let ids: Vec<Vec<String>> = c
+            .hosts
+            .iter()
+            .map(|h| h.items().map(|i| i.id.clone()).collect())
+            .collect();
+        assert_eq!(
+            ids[0],
+            [
+                "r/file:/etc/motd",
+                "r/file:/etc/lab/a",
+                "r/file:/etc/lab/b",
+                "r/file:/etc/pw"
+            ]
+        );
         assert_eq!(ids[1].len(), 3, "when excludes h2");
         let pw = c.hosts[0].items().last().unwrap();
         assert!(pw.secret, "template using a vault var is secret");
@@ -393,15 +562,32 @@ mod tests {
         let d = setup();
         let (site, inv) = load(d.path(), true);
         let engine = Engine::new(&site.root);
-        let sel = Selector { tags: vec!["motd".into()], skip_tags: vec![], limit: Some("h2".into()) };
+        let sel = Selector {
+            tags: vec!["motd".into()],
+            skip_tags: vec![],
+            limit: Some("h2".into()),
+        };
         let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
         assert_eq!(c.hosts.len(), 1);
         assert_eq!(c.hosts[0].host, "h2");
-        assert_eq!(c.hosts[0].items().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["r/file:/etc/motd"]);
-        let sel = Selector { tags: vec![], skip_tags: vec!["r".into()], limit: None };
+        assert_eq!(
+            c.hosts[0]
+                .items()
+                .map(|i| i.id.as_str())
+                .collect::<Vec<_>>(),
+            ["r/file:/etc/motd"]
+        );
+        let sel = Selector {
+            tags: vec![],
+            skip_tags: vec!["r".into()],
+            limit: None,
+        };
         let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
         assert_eq!(c.hosts[0].items().count(), 0);
-        let bad = Selector { limit: Some("nosuch".into()), ..Default::default() };
+        let bad = Selector {
+            limit: Some("nosuch".into()),
+            ..Default::default()
+        };
         assert!(compile(&site, &inv, &bad, &VarLayer::default(), &engine, false).is_err());
     }
 
@@ -410,22 +596,69 @@ mod tests {
         let d = setup();
         let (site, inv) = load(d.path(), false);
         let engine = Engine::new(&site.root);
-        assert!(compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, false).is_err());
-        assert!(compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, true).is_ok());
+        assert!(compile(
+            &site,
+            &inv,
+            &Selector::default(),
+            &VarLayer::default(),
+            &engine,
+            false
+        )
+        .is_err());
+        assert!(compile(
+            &site,
+            &inv,
+            &Selector::default(),
+            &VarLayer::default(),
+            &engine,
+            true
+        )
+        .is_ok());
     }
 
     #[test]
     fn spec_errors_point_into_the_role() {
         let d = setup();
-        write(d.path(), "roles/r/role.yml", "resources:\n  - file:\n      path: /x\n      mod: \"0644\"\n");
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file:\n      path: /x\n      mod: \"0644\"\n",
+        );
         let (site, inv) = load(d.path(), true);
         let engine = Engine::new(&site.root);
-        let e = compile(&site, &inv, &Selector::default(), &VarLayer::default(), &engine, false).unwrap_err();
-        assert!(e.to_string().contains("role.yml:4:7: host `h1`: file at `mod`: unknown field `mod`"), "{e}");
-        write(d.path(), "roles/r/role.yml", "resources:\n  - file: {path: /x, template: t.j2}\n");
+        let e = compile(
+            &site,
+            &inv,
+            &Selector::default(),
+            &VarLayer::default(),
+            &engine,
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("role.yml:4:7: host `h1`: file at `mod`: unknown field `mod`"),
+            "{e}"
+        );
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /x, template: t.j2}\n",
+        );
         write(d.path(), "roles/r/templates/t.j2", "line1\n{{ nope }}\n");
         let (site, inv) = load(d.path(), true);
-        let e = compile(&site, &inv, &Selector::default(), &VarLayer::default(), &Engine::new(&site.root), false).unwrap_err();
-        assert!(e.to_string().contains("t.j2:2:4") && e.to_string().contains("`nope`"), "{e}");
+        let e = compile(
+            &site,
+            &inv,
+            &Selector::default(),
+            &VarLayer::default(),
+            &Engine::new(&site.root),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("t.j2:2:4") && e.to_string().contains("`nope`"),
+            "{e}"
+        );
     }
 }

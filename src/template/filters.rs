@@ -4,20 +4,30 @@ use base64::Engine as _;
 use minijinja::{Environment, Error, ErrorKind, Value};
 
 pub fn register(env: &mut Environment<'static>) {
-    env.add_filter("b64encode", |s: String| base64::engine::general_purpose::STANDARD.encode(s.as_bytes()));
+    env.add_filter("b64encode", |s: String| {
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    });
     env.add_filter("b64decode", |s: String| -> Result<String, Error> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim().as_bytes())
             .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: not base64"))?;
-        String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: not UTF-8"))
+        String::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: not UTF-8"))
     });
     env.add_filter("to_json", |v: Value| -> Result<String, Error> {
-        serde_json::to_string(&v).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_json: {e}")))
+        serde_json::to_string(&v)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_json: {e}")))
     });
     env.add_filter("to_yaml", to_yaml);
     env.add_filter("to_nice_yaml", to_yaml);
-    env.add_filter("quote", |s: String| shlex::try_quote(&s).map(|c| c.into_owned()).unwrap_or_else(|_| "''".into()));
-    env.add_filter("basename", |s: String| s.rsplit('/').next().unwrap_or("").to_string());
+    env.add_filter("quote", |s: String| {
+        shlex::try_quote(&s)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| "''".into())
+    });
+    env.add_filter("basename", |s: String| {
+        s.rsplit('/').next().unwrap_or("").to_string()
+    });
     env.add_filter("dirname", |s: String| match s.rfind('/') {
         Some(0) => "/".to_string(),
         Some(i) => s[..i].to_string(),
@@ -31,42 +41,97 @@ pub fn register(env: &mut Environment<'static>) {
     });
     env.add_filter("mandatory", |v: Value| -> Result<Value, Error> {
         if v.is_undefined() || v.is_none() {
-            Err(Error::new(ErrorKind::UndefinedError, "mandatory variable is not set"))
+            Err(Error::new(
+                ErrorKind::UndefinedError,
+                "mandatory variable is not set",
+            ))
         } else {
             Ok(v)
         }
     });
-    env.add_filter("regex_replace", |s: String, pat: String, rep: String| -> Result<String, Error> {
-        let re = regex::Regex::new(&pat).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("regex_replace: {e}")))?;
-        Ok(re.replace_all(&s, rep.replace("\\", "$").as_str()).into_owned())
-    });
-    env.add_filter("regex_search", |s: String, pat: String| -> Result<Value, Error> {
-        let re = regex::Regex::new(&pat).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("regex_search: {e}")))?;
-        Ok(re.find(&s).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
-    });
-    env.add_filter("hash", |s: String, algo: Option<String>| -> Result<String, Error> {
-        use sha2::Digest;
-        match algo.as_deref().unwrap_or("sha256") {
-            "sha256" => Ok(hex(&sha2::Sha256::digest(s.as_bytes()))),
-            other => Err(Error::new(ErrorKind::InvalidOperation, format!("hash: unsupported algorithm `{other}` (sha256 only)"))),
+    env.add_filter(
+        "regex_replace",
+        |s: String, pat: String, rep: String| -> Result<String, Error> {
+            let re = regex::Regex::new(&pat).map_err(|e| {
+                Error::new(ErrorKind::InvalidOperation, format!("regex_replace: {e}"))
+            })?;
+            Ok(re
+                .replace_all(&s, rep.replace("\\", "$").as_str())
+                .into_owned())
+        },
+    );
+    env.add_filter(
+        "regex_search",
+        |s: String, pat: String| -> Result<Value, Error> {
+            let re = regex::Regex::new(&pat).map_err(|e| {
+                Error::new(ErrorKind::InvalidOperation, format!("regex_search: {e}"))
+            })?;
+            Ok(re
+                .find(&s)
+                .map(|m| Value::from(m.as_str()))
+                .unwrap_or(Value::from(())))
+        },
+    );
+    env.add_filter(
+        "hash",
+        |s: String, algo: Option<String>| -> Result<String, Error> {
+            use sha2::Digest;
+            match algo.as_deref().unwrap_or("sha256") {
+                "sha256" => Ok(hex(&sha2::Sha256::digest(s.as_bytes()))),
+                other => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("hash: unsupported algorithm `{other}` (sha256 only)"),
+                )),
+            }
+        },
+    );
+    // Ansible's `combine`: maps merged left to right (shallow), for `map('combine', {...})`.
+    env.add_filter("combine", |a: Value, b: Value| -> Result<Value, Error> {
+        let mut out = std::collections::BTreeMap::new();
+        for v in [a, b] {
+            if v.is_none() || v.is_undefined() {
+                continue;
+            }
+            let keys = v
+                .try_iter()
+                .map_err(|_| Error::new(ErrorKind::InvalidOperation, "combine: expects maps"))?;
+            for k in keys {
+                let val = v.get_item(&k)?;
+                out.insert(k.to_string(), val);
+            }
         }
+        Ok(Value::from(out))
     });
-    env.add_filter("ternary", |v: Value, a: Value, b: Value| if v.is_true() { a } else { b });
+    env.add_filter(
+        "ternary",
+        |v: Value, a: Value, b: Value| if v.is_true() { a } else { b },
+    );
     // WireGuard: the public key of a base64 private key, so nobody copies public keys around.
     env.add_filter("wg_pubkey", |s: String| -> Result<String, Error> {
-        crate::template::filters::wg_pubkey(&s).map_err(|m| Error::new(ErrorKind::InvalidOperation, m))
+        crate::template::filters::wg_pubkey(&s)
+            .map_err(|m| Error::new(ErrorKind::InvalidOperation, m))
     });
     // `ipaddr`-lite for the common "host N of a subnet" case: "10.8.0.0/24" | ipv4_host(3) → "10.8.0.3".
-    env.add_filter("ipv4_host", |cidr: String, n: u32| -> Result<String, Error> {
-        let (net, _) = cidr.split_once('/').unwrap_or((cidr.as_str(), "32"));
-        let ip: std::net::Ipv4Addr = net.parse().map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("ipv4_host: `{cidr}` is not an IPv4 network")))?;
-        Ok(std::net::Ipv4Addr::from(u32::from(ip).wrapping_add(n)).to_string())
-    });
+    env.add_filter(
+        "ipv4_host",
+        |cidr: String, n: u32| -> Result<String, Error> {
+            let (net, _) = cidr.split_once('/').unwrap_or((cidr.as_str(), "32"));
+            let ip: std::net::Ipv4Addr = net.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("ipv4_host: `{cidr}` is not an IPv4 network"),
+                )
+            })?;
+            Ok(std::net::Ipv4Addr::from(u32::from(ip).wrapping_add(n)).to_string())
+        },
+    );
 }
 
 fn to_yaml(v: Value) -> Result<String, Error> {
-    let json = serde_json::to_value(&v).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))?;
-    serde_saphyr::to_string(&json).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
+    let json = serde_json::to_value(&v)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))?;
+    serde_saphyr::to_string(&json)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -77,7 +142,9 @@ pub fn wg_pubkey(private_b64: &str) -> Result<String, String> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(private_b64.trim())
         .map_err(|_| "wg_pubkey: the private key is not base64".to_string())?;
-    let bytes: [u8; 32] = raw.try_into().map_err(|_| "wg_pubkey: a WireGuard key is 32 bytes".to_string())?;
+    let bytes: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| "wg_pubkey: a WireGuard key is 32 bytes".to_string())?;
     let secret = x25519_dalek::StaticSecret::from(bytes);
     let public = x25519_dalek::PublicKey::from(&secret);
     Ok(base64::engine::general_purpose::STANDARD.encode(public.as_bytes()))

@@ -54,7 +54,11 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    pub fn new(vars: &indexmap::IndexMap<String, Value>, secret_names: BTreeSet<String>, secret_strings: Vec<String>) -> Ctx {
+    pub fn new(
+        vars: &indexmap::IndexMap<String, Value>,
+        secret_names: BTreeSet<String>,
+        secret_strings: Vec<String>,
+    ) -> Ctx {
         Ctx {
             value: minijinja::Value::from(minijinja::value::Serde(vars)),
             names: vars.keys().cloned().collect(),
@@ -68,7 +72,10 @@ impl Ctx {
     pub fn with(&self, name: &str, v: &Value, secret: bool) -> Ctx {
         let mut c = self.clone();
         let mut bound = std::collections::BTreeMap::new();
-        bound.insert(name.to_string(), minijinja::Value::from(minijinja::value::Serde(v)));
+        bound.insert(
+            name.to_string(),
+            minijinja::Value::from(minijinja::value::Serde(v)),
+        );
         c.value = minijinja::value::merge_maps([minijinja::Value::from(bound), self.value.clone()]);
         c.names.insert(name.to_string());
         if secret {
@@ -78,7 +85,8 @@ impl Ctx {
     }
 
     fn is_tainted(&self, used: &std::collections::HashSet<String>, out: &str) -> bool {
-        used.iter().any(|u| self.secret_names.contains(u)) || self.secret_strings.iter().any(|s| out.contains(s.as_str()))
+        used.iter().any(|u| self.secret_names.contains(u))
+            || self.secret_strings.iter().any(|s| out.contains(s.as_str()))
     }
 
     fn value_for(&self, used: &std::collections::HashSet<String>) -> minijinja::Value {
@@ -119,11 +127,17 @@ impl Engine {
             match std::fs::read_to_string(base.join(name)) {
                 Ok(s) => Ok(Some(s)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("cannot read template: {e}"))),
+                Err(e) => Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("cannot read template: {e}"),
+                )),
             }
         });
         filters::register(&mut env);
-        Engine { env, root: root.to_path_buf() }
+        Engine {
+            env,
+            root: root.to_path_buf(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -135,52 +149,103 @@ impl Engine {
         let file = Some(self.root.join(name));
         let tmpl = self.env.get_template(name).map_err(|e| {
             if e.kind() == minijinja::ErrorKind::TemplateNotFound {
-                TemplateError { message: format!("template `{name}` not found"), file: None, line: 0, col: 0 }
+                TemplateError {
+                    message: format!("template `{name}` not found"),
+                    file: None,
+                    line: 0,
+                    col: 0,
+                }
             } else {
                 to_error(&e, file.clone(), None)
             }
         })?;
         let used = tmpl.undeclared_variables(false);
-        let text = tmpl.render(ctx.value_for(&used)).map_err(|e| undefined_hint(to_error(&e, file.clone(), source_of(&self.root, name).as_deref()), &used, ctx))?;
-        Ok(Rendered { tainted: ctx.is_tainted(&used, &text), text })
+        let text = tmpl.render(ctx.value_for(&used)).map_err(|e| {
+            undefined_hint(
+                to_error(&e, file.clone(), source_of(&self.root, name).as_deref()),
+                &used,
+                ctx,
+            )
+        })?;
+        Ok(Rendered {
+            tainted: ctx.is_tainted(&used, &text),
+            text,
+        })
     }
 
     /// Render a string from YAML. Positions in errors are relative to the string.
     pub fn render_str(&self, src: &str, ctx: &Ctx) -> Result<Rendered, TemplateError> {
-        let tmpl = self.env.template_from_str(src).map_err(|e| to_error(&e, None, Some(src)))?;
+        let tmpl = self
+            .env
+            .template_from_str(src)
+            .map_err(|e| to_error(&e, None, Some(src)))?;
         let used = tmpl.undeclared_variables(false);
-        let text = tmpl.render(ctx.value_for(&used)).map_err(|e| undefined_hint(to_error(&e, None, Some(src)), &used, ctx))?;
-        Ok(Rendered { tainted: ctx.is_tainted(&used, &text), text })
+        let text = tmpl
+            .render(ctx.value_for(&used))
+            .map_err(|e| undefined_hint(to_error(&e, None, Some(src)), &used, ctx))?;
+        Ok(Rendered {
+            tainted: ctx.is_tainted(&used, &text),
+            text,
+        })
     }
 
     /// Evaluate an expression (`when:`, a bare `"{{ list_var }}"`) to a typed value.
     pub fn eval(&self, expr: &str, ctx: &Ctx) -> Result<(Value, bool), TemplateError> {
-        let e = self.env.compile_expression(expr).map_err(|e| to_error(&e, None, Some(expr)))?;
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| to_error(&e, None, Some(expr)))?;
         let used = e.undeclared_variables(false);
-        let v = e.eval(ctx.value_for(&used)).map_err(|err| undefined_hint(to_error(&err, None, Some(expr)), &used, ctx))?;
+        let v = e
+            .eval(ctx.value_for(&used))
+            .map_err(|err| undefined_hint(to_error(&err, None, Some(expr)), &used, ctx))?;
         if v.is_undefined() {
             let missing: Vec<&String> = used.iter().filter(|u| !ctx.names.contains(*u)).collect();
-            return Err(TemplateError { message: format!("undefined value in `{expr}`{}", names_hint(&missing)), file: None, line: 1, col: 1 });
+            return Err(TemplateError {
+                message: format!("undefined value in `{expr}`{}", names_hint(&missing)),
+                file: None,
+                line: 1,
+                col: 1,
+            });
         }
-        let json = serde_json::to_value(&v).map_err(|e| TemplateError { message: format!("value cannot be used: {e}"), file: None, line: 1, col: 1 })?;
+        let json = serde_json::to_value(&v).map_err(|e| TemplateError {
+            message: format!("value cannot be used: {e}"),
+            file: None,
+            line: 1,
+            col: 1,
+        })?;
         let tainted = used.iter().any(|u| ctx.secret_names.contains(u));
         Ok((json, tainted))
     }
 
     /// Render every template string inside a value tree. A string that is exactly one
     /// `{{ expr }}` keeps the expression's type (a list stays a list), like Ansible.
-    pub fn render_value(&self, v: &Value, ctx: &Ctx) -> Result<(Value, bool), (Vec<PathSeg>, TemplateError)> {
+    pub fn render_value(
+        &self,
+        v: &Value,
+        ctx: &Ctx,
+    ) -> Result<(Value, bool), (Vec<PathSeg>, TemplateError)> {
         let mut tainted = false;
         let out = self.render_value_inner(v, ctx, &mut tainted, &mut Vec::new())?;
         Ok((out, tainted))
     }
 
-    fn render_value_inner(&self, v: &Value, ctx: &Ctx, tainted: &mut bool, path: &mut Vec<PathSeg>) -> Result<Value, (Vec<PathSeg>, TemplateError)> {
+    fn render_value_inner(
+        &self,
+        v: &Value,
+        ctx: &Ctx,
+        tainted: &mut bool,
+        path: &mut Vec<PathSeg>,
+    ) -> Result<Value, (Vec<PathSeg>, TemplateError)> {
         Ok(match v {
             Value::String(s) if is_template(s) => {
                 if let Some(expr) = single_expression(s) {
                     let (val, t) = self.eval(expr, ctx).map_err(|e| (path.clone(), e))?;
-                    let t = t || ctx.secret_strings.iter().any(|sec| val.to_string().contains(sec.as_str()));
+                    let t = t
+                        || ctx
+                            .secret_strings
+                            .iter()
+                            .any(|sec| val.to_string().contains(sec.as_str()));
                     *tainted |= t;
                     val
                 } else {
@@ -212,8 +277,14 @@ impl Engine {
     }
 
     /// Names a template file refers to (for `check`).
-    pub fn file_variables(&self, name: &str) -> Result<std::collections::HashSet<String>, TemplateError> {
-        let t = self.env.get_template(name).map_err(|e| to_error(&e, Some(self.root.join(name)), None))?;
+    pub fn file_variables(
+        &self,
+        name: &str,
+    ) -> Result<std::collections::HashSet<String>, TemplateError> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| to_error(&e, Some(self.root.join(name)), None))?;
         Ok(t.undeclared_variables(false))
     }
 }
@@ -260,7 +331,12 @@ fn to_error(e: &minijinja::Error, file: Option<PathBuf>, src: Option<&str>) -> T
         }
         _ => 1,
     };
-    TemplateError { message, file, line, col }
+    TemplateError {
+        message,
+        file,
+        line,
+        col,
+    }
 }
 
 fn names_hint(missing: &[&String]) -> String {
@@ -273,7 +349,11 @@ fn names_hint(missing: &[&String]) -> String {
 }
 
 /// minijinja says "undefined value"; say which name, so the user knows what to define.
-fn undefined_hint(mut e: TemplateError, used: &std::collections::HashSet<String>, ctx: &Ctx) -> TemplateError {
+fn undefined_hint(
+    mut e: TemplateError,
+    used: &std::collections::HashSet<String>,
+    ctx: &Ctx,
+) -> TemplateError {
     if e.message.starts_with("undefined value") {
         let mut missing: Vec<&String> = used.iter().filter(|u| !ctx.names.contains(*u)).collect();
         missing.sort();
@@ -292,13 +372,20 @@ mod tests {
         vars.insert("name".to_string(), json!("lab"));
         vars.insert("pkgs".to_string(), json!(["a", "b"]));
         vars.insert("token".to_string(), json!("canary-token-1"));
-        Ctx::new(&vars, ["token".to_string()].into(), vec!["canary-token-1".into()])
+        Ctx::new(
+            &vars,
+            ["token".to_string()].into(),
+            vec!["canary-token-1".into()],
+        )
     }
 
     #[test]
     fn keeps_trailing_newline_and_is_strict() {
         let e = Engine::new(Path::new("."));
-        assert_eq!(e.render_str("hello {{ name }}\n", &ctx()).unwrap().text, "hello lab\n");
+        assert_eq!(
+            e.render_str("hello {{ name }}\n", &ctx()).unwrap().text,
+            "hello lab\n"
+        );
         let err = e.render_str("a\nb {{ nmae }}\n", &ctx()).unwrap_err();
         assert!(err.message.contains("undefined value"), "{}", err.message);
         assert!(err.message.contains("`nmae`"), "{}", err.message);
@@ -312,17 +399,27 @@ mod tests {
         assert!(e.render_str("t={{ token }}", &ctx()).unwrap().tainted);
         let mut c = ctx();
         c.secret_names.clear();
-        assert!(e.render_str("t={{ token }}", &c).unwrap().tainted, "content scan catches it");
+        assert!(
+            e.render_str("t={{ token }}", &c).unwrap().tainted,
+            "content scan catches it"
+        );
     }
 
     #[test]
     fn single_expression_keeps_type() {
         let e = Engine::new(Path::new("."));
-        let (v, _) = e.render_value(&json!({"packages": "{{ pkgs }}", "s": "x-{{ name }}"}), &ctx()).unwrap();
+        let (v, _) = e
+            .render_value(
+                &json!({"packages": "{{ pkgs }}", "s": "x-{{ name }}"}),
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(v, json!({"packages": ["a", "b"], "s": "x-lab"}));
         let (v, _) = e.render_value(&json!("{{ name }}\n"), &ctx()).unwrap();
         assert_eq!(v, json!("lab\n"));
-        let (path, err) = e.render_value(&json!({"a": [1, "{{ nope }}"]}), &ctx()).unwrap_err();
+        let (path, err) = e
+            .render_value(&json!({"a": [1, "{{ nope }}"]}), &ctx())
+            .unwrap_err();
         assert_eq!(path, vec![PathSeg::Key("a".into()), PathSeg::Index(1)]);
         assert!(err.message.contains("`nope`"), "{}", err.message);
     }
@@ -339,6 +436,9 @@ mod tests {
         let e = Engine::new(Path::new("."));
         let mut c = ctx();
         c.placeholders = true;
-        assert_eq!(e.render_str("{{ vault_pw }}", &c).unwrap().text, "<vault:vault_pw>");
+        assert_eq!(
+            e.render_str("{{ vault_pw }}", &c).unwrap().text,
+            "<vault:vault_pw>"
+        );
     }
 }

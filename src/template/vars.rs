@@ -11,10 +11,19 @@ use crate::inventory::VarLayer;
 
 const MAX_PASSES: usize = 8;
 
-pub fn resolve(engine: &Engine, layer: &VarLayer, placeholders: bool) -> Result<VarLayer, (String, TemplateError)> {
+pub fn resolve(
+    engine: &Engine,
+    layer: &VarLayer,
+    placeholders: bool,
+) -> Result<VarLayer, (String, TemplateError)> {
     let mut cur = layer.clone();
     for _ in 0..MAX_PASSES {
-        let templated: Vec<String> = cur.values.iter().filter(|(_, v)| has_template(v)).map(|(k, _)| k.clone()).collect();
+        let templated: Vec<String> = cur
+            .values
+            .iter()
+            .filter(|(_, v)| has_template(v))
+            .map(|(k, _)| k.clone())
+            .collect();
         if templated.is_empty() {
             return Ok(cur);
         }
@@ -23,7 +32,9 @@ pub fn resolve(engine: &Engine, layer: &VarLayer, placeholders: bool) -> Result<
         let mut next: IndexMap<String, Value> = cur.values.clone();
         let mut changed = false;
         for k in &templated {
-            let (v, tainted) = engine.render_value(&cur.values[k], &ctx).map_err(|(_, e)| (k.clone(), e))?;
+            let (v, tainted) = engine
+                .render_value(&cur.values[k], &ctx)
+                .map_err(|(_, e)| (k.clone(), e))?;
             if tainted {
                 cur.secret.insert(k.clone());
             }
@@ -83,7 +94,11 @@ mod tests {
 
     #[test]
     fn undefined_names_the_var() {
-        let l = VarLayer::from_map([("a".to_string(), json!("{{ nope }}"))].into_iter().collect());
+        let l = VarLayer::from_map(
+            [("a".to_string(), json!("{{ nope }}"))]
+                .into_iter()
+                .collect(),
+        );
         let (k, e) = resolve(&Engine::new(Path::new(".")), &l, false).unwrap_err();
         assert_eq!(k, "a");
         assert!(e.message.contains("`nope`"), "{}", e.message);

@@ -5,10 +5,10 @@
 //! known_hosts file for them. The state file records the PIDs so `down` can stop
 //! exactly what `up` started, even after a crash.
 
-mod secrets;
 mod host;
 mod net;
 mod rootfs;
+mod secrets;
 mod state;
 mod sys;
 

@@ -9,7 +9,10 @@ use base64::Engine as _;
 /// Random printable secret (hex), long enough that brute force is pointless.
 fn token(prefix: &str) -> String {
     let b: [u8; 16] = rand::random();
-    format!("{prefix}-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!(
+        "{prefix}-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
 }
 
 /// A WireGuard private key: 32 random bytes, clamped as `wg genkey` does.
@@ -25,8 +28,11 @@ fn wg_key() -> String {
 pub fn write(dir: &Path, hosts: &[String]) -> Result<()> {
     let key_path = dir.join("age.key");
     let (identity, public) = crate::vault::keygen();
-    crate::apply::write_local(&key_path, identity.expose().as_bytes(), 0o600).with_context(|| format!("cannot write {}", key_path.display()))?;
-    let mut y = String::from("# Throwaway secrets for this testbed (labctl testbed up).\nvault_wg_private_keys:\n");
+    crate::apply::write_local(&key_path, identity.expose().as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    let mut y = String::from(
+        "# Throwaway secrets for this testbed (labctl testbed up).\nvault_wg_private_keys:\n",
+    );
     for h in hosts {
         y.push_str(&format!("  {h}: \"{}\"\n", wg_key()));
     }
@@ -40,11 +46,14 @@ pub fn write(dir: &Path, hosts: &[String]) -> Result<()> {
     ] {
         y.push_str(&format!("{var}: \"{}\"\n", token(prefix)));
     }
-    let recipient: age::x25519::Recipient = public.parse().map_err(|e| anyhow::anyhow!("bad generated recipient: {e}"))?;
+    let recipient: age::x25519::Recipient = public
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad generated recipient: {e}"))?;
     let armored = crate::vault::encrypt(y.as_bytes(), &[recipient])?;
     let vault = dir.join("group_vars/all/vault.yml.age");
     std::fs::create_dir_all(vault.parent().expect("has a parent"))?;
-    crate::apply::write_local(&vault, &armored, 0o644).with_context(|| format!("cannot write {}", vault.display()))?;
+    crate::apply::write_local(&vault, &armored, 0o644)
+        .with_context(|| format!("cannot write {}", vault.display()))?;
     Ok(())
 }
 
@@ -55,10 +64,23 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         super::write(d.path(), &["a-1".into(), "a-2".into()]).unwrap();
         let keys = crate::vault::Keyring::discover(Some(&d.path().join("age.key"))).unwrap();
-        let plain = keys.decrypt_file(&d.path().join("group_vars/all/vault.yml.age")).unwrap();
+        let plain = keys
+            .decrypt_file(&d.path().join("group_vars/all/vault.yml.age"))
+            .unwrap();
         let text = String::from_utf8(plain.expose().clone()).unwrap();
-        assert!(text.contains("  a-1: \"") && text.contains("  a-2: \"") && text.contains("vault_k3s_token: \"k3s-"));
+        assert!(
+            text.contains("  a-1: \"")
+                && text.contains("  a-2: \"")
+                && text.contains("vault_k3s_token: \"k3s-")
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(d.path().join("age.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(d.path().join("age.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 }

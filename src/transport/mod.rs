@@ -43,8 +43,15 @@ pub enum TransportError {
 }
 
 pub enum Transport {
-    Ssh { session: openssh::Session, dest: String, become_: bool, user_is_root: bool },
-    Local { become_: bool },
+    Ssh {
+        session: openssh::Session,
+        dest: String,
+        become_: bool,
+        user_is_root: bool,
+    },
+    Local {
+        become_: bool,
+    },
 }
 
 /// Trust policy for unknown host keys. Changed keys are always refused.
@@ -55,9 +62,15 @@ pub enum HostKeyPolicy {
 }
 
 impl Transport {
-    pub async fn connect(conn: &Conn, policy: HostKeyPolicy, connect_timeout: Duration) -> Result<Transport, TransportError> {
+    pub async fn connect(
+        conn: &Conn,
+        policy: HostKeyPolicy,
+        connect_timeout: Duration,
+    ) -> Result<Transport, TransportError> {
         if conn.local {
-            return Ok(Transport::Local { become_: conn.become_ });
+            return Ok(Transport::Local {
+                become_: conn.become_,
+            });
         }
         let mut b = openssh::SessionBuilder::default();
         b.known_hosts_check(match policy {
@@ -67,7 +80,9 @@ impl Transport {
         b.port(conn.port);
         b.connect_timeout(connect_timeout);
         b.server_alive_interval(Duration::from_secs(15));
-        b.control_persist(openssh::ControlPersist::IdleFor(std::num::NonZeroUsize::new(30).expect("30 > 0")));
+        b.control_persist(openssh::ControlPersist::IdleFor(
+            std::num::NonZeroUsize::new(30).expect("30 > 0"),
+        ));
         if let Some(u) = &conn.user {
             b.user(u.clone());
         }
@@ -78,10 +93,23 @@ impl Transport {
             b.user_known_hosts_file(kh);
         }
         b.control_directory(control_dir());
-        let dest = format!("{}@{}:{}", conn.user.as_deref().unwrap_or("(ssh config user)"), conn.address, conn.port);
-        let session = b.connect_mux(&conn.address).await.map_err(|e| classify(&dest, e))?;
+        let dest = format!(
+            "{}@{}:{}",
+            conn.user.as_deref().unwrap_or("(ssh config user)"),
+            conn.address,
+            conn.port
+        );
+        let session = b
+            .connect_mux(&conn.address)
+            .await
+            .map_err(|e| classify(&dest, e))?;
         let user_is_root = conn.user.as_deref() == Some("root");
-        Ok(Transport::Ssh { session, dest, become_: conn.become_, user_is_root })
+        Ok(Transport::Ssh {
+            session,
+            dest,
+            become_: conn.become_,
+            user_is_root,
+        })
     }
 
     pub fn dest(&self) -> &str {
@@ -94,22 +122,43 @@ impl Transport {
     /// Run `script` with `sh -c`, feeding `stdin`. Times out after `timeout`.
     /// The remote side enforces the timeout too (coreutils `timeout` kills the script and, after
     /// 10 s, hard-kills it), so a hung step does not live on after labctl gave up on it.
-    pub async fn run(&self, script: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
+    pub async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
         let fut = self.run_raw(script, stdin, timeout.as_secs().max(1));
         match tokio::time::timeout(timeout + Duration::from_secs(15), fut).await {
             Ok(Ok(o)) if o.status == 124 || o.status == 137 => Err(TransportError::Lost {
                 dest: self.dest().to_string(),
-                why: format!("the step ran longer than {}s and was stopped (--step-timeout)", timeout.as_secs()),
+                why: format!(
+                    "the step ran longer than {}s and was stopped (--step-timeout)",
+                    timeout.as_secs()
+                ),
             }),
             Ok(r) => r,
-            Err(_) => Err(TransportError::Lost { dest: self.dest().to_string(), why: format!("no answer within {}s (step timeout)", timeout.as_secs()) }),
+            Err(_) => Err(TransportError::Lost {
+                dest: self.dest().to_string(),
+                why: format!("no answer within {}s (step timeout)", timeout.as_secs()),
+            }),
         }
     }
 
-    async fn run_raw(&self, script: &str, stdin: Option<&[u8]>, secs: u64) -> Result<Output, TransportError> {
+    async fn run_raw(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        secs: u64,
+    ) -> Result<Output, TransportError> {
         let secs = secs.to_string();
         let out = match self {
-            Transport::Ssh { session, dest, become_, user_is_root } => {
+            Transport::Ssh {
+                session,
+                dest,
+                become_,
+                user_is_root,
+            } => {
                 let mut cmd = if *become_ && !*user_is_root {
                     let mut c = session.command("sudo");
                     c.args(["-n", "--", "timeout", "-k", "10", &secs, "sh", "-c", script]);
@@ -119,17 +168,32 @@ impl Transport {
                     c.args(["-k", "10", &secs, "sh", "-c", script]);
                     c
                 };
-                cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() });
-                cmd.stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
-                let lost = |e: openssh::Error| TransportError::Lost { dest: dest.clone(), why: e.to_string() };
+                cmd.stdin(if stdin.is_some() {
+                    openssh::Stdio::piped()
+                } else {
+                    openssh::Stdio::null()
+                });
+                cmd.stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::piped());
+                let lost = |e: openssh::Error| TransportError::Lost {
+                    dest: dest.clone(),
+                    why: e.to_string(),
+                };
                 let mut child = cmd.spawn().await.map_err(lost)?;
                 if let (Some(data), Some(mut w)) = (stdin, child.stdin().take()) {
-                    w.write_all(data).await.map_err(|e| TransportError::Lost { dest: dest.clone(), why: e.to_string() })?;
+                    w.write_all(data).await.map_err(|e| TransportError::Lost {
+                        dest: dest.clone(),
+                        why: e.to_string(),
+                    })?;
                     w.shutdown().await.ok();
                     drop(w);
                 }
                 let o = child.wait_with_output().await.map_err(lost)?;
-                Output { status: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+                Output {
+                    status: o.status.code().unwrap_or(-1),
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                }
             }
             Transport::Local { become_ } => {
                 let mut cmd = if *become_ && !nix_is_root() {
@@ -141,19 +205,34 @@ impl Transport {
                     c.args(["-k", "10", &secs, "sh", "-c", script]);
                     c
                 };
-                cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-                cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-                let lost = |e: std::io::Error| TransportError::Lost { dest: "local".into(), why: e.to_string() };
+                cmd.stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                });
+                cmd.stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true);
+                let lost = |e: std::io::Error| TransportError::Lost {
+                    dest: "local".into(),
+                    why: e.to_string(),
+                };
                 let mut child = cmd.spawn().map_err(lost)?;
                 if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
                     w.write_all(data).await.map_err(lost)?;
                     drop(w);
                 }
                 let o = child.wait_with_output().await.map_err(lost)?;
-                Output { status: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: o.stderr }
+                Output {
+                    status: o.status.code().unwrap_or(-1),
+                    stdout: o.stdout,
+                    stderr: o.stderr,
+                }
             }
         };
-        if out.status != 0 && String::from_utf8_lossy(&out.stderr).contains("sudo: a password is required") {
+        if out.status != 0
+            && String::from_utf8_lossy(&out.stderr).contains("sudo: a password is required")
+        {
             return Err(TransportError::SudoPassword(self.dest().to_string()));
         }
         Ok(out)
@@ -166,7 +245,12 @@ impl Transport {
         const SCRIPT: &str = "exec 9>>/run/lock/labctl.lock || exit 70; \
             if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null";
         match self {
-            Transport::Ssh { session, dest, become_, user_is_root } => {
+            Transport::Ssh {
+                session,
+                dest,
+                become_,
+                user_is_root,
+            } => {
                 let mut cmd = if *become_ && !*user_is_root {
                     let mut c = session.command("sudo");
                     c.args(["-n", "--", "sh", "-c", SCRIPT]);
@@ -176,8 +260,13 @@ impl Transport {
                     c.args(["-c", SCRIPT]);
                     c
                 };
-                cmd.stdin(openssh::Stdio::piped()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::null());
-                let mut child = cmd.spawn().await.map_err(|e| format!("{dest}: cannot take the run lock: {e}"))?;
+                cmd.stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::null());
+                let mut child = cmd
+                    .spawn()
+                    .await
+                    .map_err(|e| format!("{dest}: cannot take the run lock: {e}"))?;
                 let out = child.stdout().take().ok_or("no stdout")?;
                 let line = first_line(out).await;
                 match line.as_str() {
@@ -201,7 +290,9 @@ impl Transport {
                 let out = child.stdout.take().ok_or("no stdout")?;
                 match first_line(out).await.as_str() {
                     "locked" => Ok(HostLock::Local(child)),
-                    "busy" => Err("another labctl run holds the local lock; wait for it to finish".into()),
+                    "busy" => {
+                        Err("another labctl run holds the local lock; wait for it to finish".into())
+                    }
                     other => Err(format!("cannot take the local run lock (got `{other}`)")),
                 }
             }
@@ -247,13 +338,19 @@ fn nix_is_root() -> bool {
     // SAFETY-free way to learn the uid without libc: /proc/self/status.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 fn control_dir() -> PathBuf {
     // Short path: unix socket paths are limited to ~108 bytes.
-    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let d = base.join("labctl-ssh");
     let _ = std::fs::create_dir_all(&d);
     #[cfg(unix)]
@@ -271,11 +368,22 @@ fn classify(dest: &str, e: openssh::Error) -> TransportError {
         _ => String::new(),
     };
     let all = format!("{why}: {detail}");
-    if all.contains("Host key verification failed") || all.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || all.contains("No ED25519 host key is known") || all.contains("host key") {
+    if all.contains("Host key verification failed")
+        || all.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || all.contains("No ED25519 host key is known")
+        || all.contains("host key")
+    {
         return TransportError::HostKey {
             dest: dest.to_string(),
             why: format!("{}; add the host to known_hosts (ssh-keyscan + verify the fingerprint), or pass --accept-new-host-keys for a first contact", detail.trim()),
         };
     }
-    TransportError::Unreachable { dest: dest.to_string(), why: if detail.is_empty() { why } else { format!("{why}: {}", detail.trim()) } }
+    TransportError::Unreachable {
+        dest: dest.to_string(),
+        why: if detail.is_empty() {
+            why
+        } else {
+            format!("{why}: {}", detail.trim())
+        },
+    }
 }

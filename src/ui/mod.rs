@@ -21,14 +21,28 @@ pub struct Shell {
 
 impl Shell {
     pub fn stdio(color: Option<bool>, verbose: u8) -> Shell {
-        let color = color.unwrap_or_else(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-        Shell { out: Mutex::new(Box::new(std::io::stdout())), err: Mutex::new(Box::new(std::io::stderr())), color, verbose, secrets: Vec::new() }
+        let color = color.unwrap_or_else(|| {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        });
+        Shell {
+            out: Mutex::new(Box::new(std::io::stdout())),
+            err: Mutex::new(Box::new(std::io::stderr())),
+            color,
+            verbose,
+            secrets: Vec::new(),
+        }
     }
 
     /// For tests: capture both streams.
     #[cfg(test)]
     pub fn buffered(out: Box<dyn Write + Send>, err: Box<dyn Write + Send>) -> Shell {
-        Shell { out: Mutex::new(out), err: Mutex::new(err), color: false, verbose: 0, secrets: Vec::new() }
+        Shell {
+            out: Mutex::new(out),
+            err: Mutex::new(err),
+            color: false,
+            verbose: 0,
+            secrets: Vec::new(),
+        }
     }
 
     pub fn set_secrets(&mut self, mut s: Vec<String>) {
@@ -63,17 +77,29 @@ impl Shell {
 
     /// A status line on stderr: `   Probing lab-1`, cargo style.
     pub fn status(&self, word: &str, msg: &str) {
-        let w = if self.color { format!("\x1b[1;32m{word:>12}\x1b[0m") } else { format!("{word:>12}") };
+        let w = if self.color {
+            format!("\x1b[1;32m{word:>12}\x1b[0m")
+        } else {
+            format!("{word:>12}")
+        };
         self.err(&format!("{w} {msg}\n"));
     }
 
     pub fn warn(&self, msg: &str) {
-        let w = if self.color { "\x1b[1;33mwarning\x1b[0m" } else { "warning" };
+        let w = if self.color {
+            "\x1b[1;33mwarning\x1b[0m"
+        } else {
+            "warning"
+        };
         self.err(&format!("{w}: {msg}\n"));
     }
 
     pub fn error(&self, msg: &str) {
-        let w = if self.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+        let w = if self.color {
+            "\x1b[1;31merror\x1b[0m"
+        } else {
+            "error"
+        };
         let msg = msg.strip_prefix("error: ").unwrap_or(msg);
         self.err(&format!("{w}: {msg}\n"));
     }
@@ -108,18 +134,35 @@ pub fn render_plan(sh: &Shell, plan: &Plan) -> String {
 
 fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
     if let Some(e) = &h.error {
-        let what = if h.unreachable { "unreachable" } else { "failed" };
-        s.push_str(&format!("{}: {}\n", sh.paint("1", &h.host), sh.paint("31", what)));
+        let what = if h.unreachable {
+            "unreachable"
+        } else {
+            "failed"
+        };
+        s.push_str(&format!(
+            "{}: {}\n",
+            sh.paint("1", &h.host),
+            sh.paint("31", what)
+        ));
         for l in e.lines() {
             s.push_str(&format!("    {l}\n"));
         }
         return;
     }
     if h.changes.is_empty() {
-        s.push_str(&format!("{}: in sync ({} resources)\n", sh.paint("1", &h.host), h.in_sync));
+        s.push_str(&format!(
+            "{}: in sync ({} resources)\n",
+            sh.paint("1", &h.host),
+            h.in_sync
+        ));
         return;
     }
-    s.push_str(&format!("{}: {} to change, {} in sync\n", sh.paint("1", &h.host), h.changes.len(), h.in_sync));
+    s.push_str(&format!(
+        "{}: {} to change, {} in sync\n",
+        sh.paint("1", &h.host),
+        h.changes.len(),
+        h.in_sync
+    ));
     for c in &h.changes {
         let sym = sh.paint(action_color(c.action), &c.action.symbol().to_string());
         s.push_str(&format!("  {sym} {}  {}\n", c.id, c.reasons.join(", ")));
@@ -155,7 +198,11 @@ pub fn summary_line(plan: &Plan) -> String {
         c.in_sync
     );
     if c.failed_hosts > 0 {
-        line.push_str(&format!(" {} host{} failed.", c.failed_hosts, if c.failed_hosts == 1 { "" } else { "s" }));
+        line.push_str(&format!(
+            " {} host{} failed.",
+            c.failed_hosts,
+            if c.failed_hosts == 1 { "" } else { "s" }
+        ));
     }
     line.push('\n');
     line
@@ -173,8 +220,14 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
             format!(
                 "ok={} {} {}",
                 r.ok,
-                sh.paint(if r.changed.is_empty() { "0" } else { "33" }, &format!("changed={}", r.changed.len())),
-                sh.paint(if r.failed.is_empty() { "0" } else { "31" }, &format!("failed={}", r.failed.len()))
+                sh.paint(
+                    if r.changed.is_empty() { "0" } else { "33" },
+                    &format!("changed={}", r.changed.len())
+                ),
+                sh.paint(
+                    if r.failed.is_empty() { "0" } else { "31" },
+                    &format!("failed={}", r.failed.len())
+                )
             )
         };
         s.push_str(&format!("{}  {state}\n", sh.paint("1", &r.host)));
@@ -185,15 +238,29 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
             s.push_str(&format!("    handler  {h}\n"));
         }
         for f in &r.failed {
-            s.push_str(&format!("    failed   {}: {}\n", f.resource, f.message.replace('\n', "\n             ")));
+            s.push_str(&format!(
+                "    failed   {}: {}\n",
+                f.resource,
+                f.message.replace('\n', "\n             ")
+            ));
         }
         if r.skipped > 0 {
-            s.push_str(&format!("    skipped  {} change(s) not started (interrupted)\n", r.skipped));
+            s.push_str(&format!(
+                "    skipped  {} change(s) not started (interrupted)\n",
+                r.skipped
+            ));
         }
     }
     let changed: usize = recaps.iter().map(|r| r.changed.len()).sum();
-    let failed = recaps.iter().filter(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable).count();
-    s.push_str(&format!("Apply: {changed} changed on {} host{}, {failed} failed.\n", recaps.len(), if recaps.len() == 1 { "" } else { "s" }));
+    let failed = recaps
+        .iter()
+        .filter(|r| !r.failed.is_empty() || r.refused.is_some() || r.unreachable)
+        .count();
+    s.push_str(&format!(
+        "Apply: {changed} changed on {} host{}, {failed} failed.\n",
+        recaps.len(),
+        if recaps.len() == 1 { "" } else { "s" }
+    ));
     s
 }
 
@@ -248,6 +315,9 @@ mod tests {
     fn scrubs_secrets_from_anything_printed() {
         let mut sh = Shell::buffered(Box::new(std::io::sink()), Box::new(std::io::sink()));
         sh.set_secrets(vec!["canary-1".into(), "canary-1-long".into()]);
-        assert_eq!(sh.scrub("x canary-1-long y canary-1"), "x <secret> y <secret>");
+        assert_eq!(
+            sh.scrub("x canary-1-long y canary-1"),
+            "x <secret> y <secret>"
+        );
     }
 }
