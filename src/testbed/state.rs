@@ -230,16 +230,19 @@ all:
         k3s_server:
           hosts:
             lab-1:
+              wg_address: 10.200.0.1
               ansible_host: 10.213.3.2
               ansible_user: root
               ansible_ssh_private_key_file: /t/lab/id_ed25519
         k3s_agents:
           hosts:
             lab-2:
+              wg_address: 10.200.0.2
               ansible_host: 10.213.4.2
               ansible_user: root
               ansible_ssh_private_key_file: /t/lab/id_ed25519
             lab-3:
+              wg_address: 10.200.0.3
               ansible_host: 10.213.5.2
               ansible_user: root
               ansible_ssh_private_key_file: /t/lab/id_ed25519

@@ -1,0 +1,341 @@
+//! Package facts (dpkg/apt): what is installed, what apt could install, and how old its lists are.
+//!
+//! Three queries, so resources that only remove packages do not pay for `apt-cache`, and the
+//! lists' age (one per host) is shared by every `apt` resource.
+
+use std::collections::BTreeMap;
+
+use super::{parse_err, q, FactError, FactQuery, Facts};
+
+/// One package as dpkg knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Installed {
+    /// dpkg's abbreviated status, e.g. `ii`, `rc`, `hi`.
+    pub status: String,
+    pub version: String,
+}
+
+impl Installed {
+    /// The second letter is the current state; the first is only the wanted one (`hi` = held
+    /// but installed, `rc` = removed with config files left).
+    pub fn is_installed(&self) -> bool {
+        self.status.as_bytes().get(1) == Some(&b'i')
+    }
+}
+
+/// dpkg's view of the asked names. A name dpkg has never heard of is simply absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PackagesFact {
+    pub packages: BTreeMap<String, Vec<Installed>>,
+}
+
+impl PackagesFact {
+    /// The installed version of `name`, if any.
+    pub fn installed(&self, name: &str) -> Option<&str> {
+        self.packages
+            .get(name)?
+            .iter()
+            .find(|p| p.is_installed())
+            .map(|p| p.version.as_str())
+    }
+}
+
+fn names_key(prefix: &str, names: &[&str]) -> String {
+    format!("{prefix}:{}", names.join(","))
+}
+
+/// Ask dpkg about `names` (bare package names, optionally `:arch`).
+pub fn query(names: &[&str]) -> FactQuery {
+    let list = names.iter().map(|n| q(n)).collect::<Vec<_>>().join(" ");
+    // One dpkg-query per name, so each answer line is tied to the name asked for (dpkg-query
+    // sorts its output and drops names it does not know).
+    FactQuery {
+        key: names_key("packages", names),
+        script: format!(
+            "command -v dpkg-query >/dev/null 2>&1 || {{ echo nodpkg; exit 0; }}; \
+             for p in {list}; do dpkg-query -W -f='${{db:Status-Abbrev}} ${{Version}}\\n' -- \"$p\" 2>/dev/null | \
+             while IFS= read -r l; do printf 'pkg %s %s\\n' \"$p\" \"$l\"; done; done; echo done"
+        ),
+    }
+}
+
+pub fn get(facts: &Facts, names: &[&str]) -> Result<PackagesFact, FactError> {
+    let k = names_key("packages", names);
+    parse(&k, &facts.get(&k)?.out)
+}
+
+pub fn parse(k: &str, out: &str) -> Result<PackagesFact, FactError> {
+    let mut f = PackagesFact::default();
+    let mut done = false;
+    for line in out.lines() {
+        let mut it = line.split_whitespace();
+        match it.next() {
+            Some("nodpkg") => {
+                return Err(parse_err(
+                    k,
+                    "dpkg-query is not on the host (not a Debian/Ubuntu system?)",
+                ))
+            }
+            Some("done") => done = true,
+            Some("pkg") => {
+                let name = it
+                    .next()
+                    .ok_or_else(|| parse_err(k, format!("bad line `{line}`")))?;
+                let status = it.next().unwrap_or("").to_string();
+                let version = it.next().unwrap_or("").to_string();
+                f.packages
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(Installed { status, version });
+            }
+            None => {}
+            Some(_) => {
+                return Err(parse_err(
+                    k,
+                    format!(
+                        "unexpected line `{}`",
+                        line.chars().take(60).collect::<String>()
+                    ),
+                ))
+            }
+        }
+    }
+    if !done {
+        return Err(parse_err(k, "answer cut short"));
+    }
+    Ok(f)
+}
+
+/// What `apt-get install NAME` would pick with the current lists: `None` = no candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct CandidatesFact {
+    pub candidates: BTreeMap<String, Option<String>>,
+}
+
+impl CandidatesFact {
+    /// The candidate for `name`; `None` when apt knows no installable version (or not the name).
+    pub fn candidate(&self, name: &str) -> Option<&str> {
+        let base = name.split(':').next().unwrap_or(name);
+        self.candidates
+            .get(name)
+            .or_else(|| self.candidates.get(base))
+            .and_then(|c| c.as_deref())
+    }
+}
+
+/// Ask apt which version it would install for each name.
+pub fn candidates_query(names: &[&str]) -> FactQuery {
+    let list = names.iter().map(|n| q(n)).collect::<Vec<_>>().join(" ");
+    // apt-cache prints nothing for names it has never heard of, `Candidate: (none)` for purely
+    // virtual or unavailable ones.
+    FactQuery {
+        key: names_key("apt-candidates", names),
+        script: format!(
+            "command -v apt-cache >/dev/null 2>&1 || {{ echo noapt; exit 0; }}; \
+             apt-cache policy -- {list} 2>/dev/null | \
+             awk '/^[^ ]/ {{ p = $1; sub(/:$/, \"\", p) }} /^  Candidate:/ {{ print \"candidate\", p, $2 }}'; echo done"
+        ),
+    }
+}
+
+pub fn candidates_get(facts: &Facts, names: &[&str]) -> Result<CandidatesFact, FactError> {
+    let k = names_key("apt-candidates", names);
+    candidates_parse(&k, &facts.get(&k)?.out)
+}
+
+pub fn candidates_parse(k: &str, out: &str) -> Result<CandidatesFact, FactError> {
+    let mut f = CandidatesFact::default();
+    let mut done = false;
+    for line in out.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["noapt"] => {
+                return Err(parse_err(
+                    k,
+                    "apt-cache is not on the host (not a Debian/Ubuntu system?)",
+                ))
+            }
+            ["done"] => done = true,
+            ["candidate", name, v] => {
+                let c = (*v != "(none)").then(|| v.to_string());
+                f.candidates.insert(name.to_string(), c);
+            }
+            [] => {}
+            _ => {
+                return Err(parse_err(
+                    k,
+                    format!(
+                        "unexpected line `{}`",
+                        line.chars().take(60).collect::<String>()
+                    ),
+                ))
+            }
+        }
+    }
+    if !done {
+        return Err(parse_err(k, "answer cut short"));
+    }
+    Ok(f)
+}
+
+pub const LISTS_KEY: &str = "apt-lists";
+
+/// How fresh apt's package lists are, measured on the host's own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ListsFact {
+    /// How many `*_Packages*` index files exist (0 = never updated, e.g. a fresh container).
+    pub count: u32,
+    /// Newest sign of an `apt-get update`, as epoch seconds (0 = none).
+    pub newest: i64,
+    /// The host's clock when the probe ran.
+    pub now: i64,
+}
+
+impl ListsFact {
+    /// Seconds since the last refresh; `None` when the lists were never fetched.
+    pub fn age(&self) -> Option<i64> {
+        (self.count > 0 && self.newest > 0).then(|| (self.now - self.newest).max(0))
+    }
+}
+
+/// The age of apt's lists. apt stamps downloaded lists with the server's Last-Modified time, so a
+/// stable release's lists look old right after an update; `lists/partial` (touched by every
+/// update run) and the periodic success stamp (Ubuntu touches it on every update) say when
+/// apt-get update last ran.
+pub fn lists_query() -> FactQuery {
+    FactQuery {
+        key: LISTS_KEY.into(),
+        script: "n=0; newest=0; \
+                 for f in /var/lib/apt/lists/*_Packages*; do [ -e \"$f\" ] && n=$((n+1)); done; \
+                 for f in /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists/*InRelease /var/lib/apt/lists/*_Release /var/lib/apt/lists/*_Packages*; do \
+                 [ -e \"$f\" ] || continue; m=$(stat -c %Y -- \"$f\" 2>/dev/null) || continue; [ \"$m\" -gt \"$newest\" ] && newest=$m; done; \
+                 printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$(date +%s)\""
+            .into(),
+    }
+}
+
+pub fn lists_get(facts: &Facts) -> Result<ListsFact, FactError> {
+    lists_parse(&facts.get(LISTS_KEY)?.out)
+}
+
+pub fn lists_parse(out: &str) -> Result<ListsFact, FactError> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("lists "))
+        .ok_or_else(|| parse_err(LISTS_KEY, "no `lists` line"))?;
+    let p: Vec<&str> = line.split_whitespace().collect();
+    let bad = || parse_err(LISTS_KEY, format!("bad line `{line}`"));
+    if p.len() != 4 {
+        return Err(bad());
+    }
+    Ok(ListsFact {
+        count: p[1].parse().map_err(|_| bad())?,
+        newest: p[2].parse().map_err(|_| bad())?,
+        now: p[3].parse().map_err(|_| bad())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn snippets_are_valid_sh() {
+        for qy in [
+            query(&["ufw", "curl"]),
+            candidates_query(&["ufw", "libc6:i386"]),
+            lists_query(),
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&qy.script)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                qy.key,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn snippets_answer_on_any_host() {
+        // Wherever the tests run (Debian or not), each snippet prints something parseable.
+        let qy = query(&["surely-not-a-package-xyz"]);
+        match parse(&qy.key, &sh(&qy.script)) {
+            Ok(f) => assert_eq!(f.installed("surely-not-a-package-xyz"), None),
+            Err(e) => assert!(
+                e.to_string().contains("dpkg-query is not on the host"),
+                "{e}"
+            ),
+        }
+        let l = lists_parse(&sh(&lists_query().script)).unwrap();
+        assert!(l.now > 1_600_000_000);
+    }
+
+    // Captured on Debian 12 (bookworm) with ufw installed: the snippet's output for
+    // `ufw nosuchpkg iptables` (nosuchpkg prints nothing).
+    const DPKG_BOOKWORM: &str = "pkg ufw ii  0.36.2-1\npkg iptables ii  1.8.9-2\ndone\n";
+
+    #[test]
+    fn parses_real_dpkg_output() {
+        let f = parse("k", DPKG_BOOKWORM).unwrap();
+        assert_eq!(f.installed("ufw"), Some("0.36.2-1"));
+        assert_eq!(f.installed("iptables"), Some("1.8.9-2"));
+        assert_eq!(f.installed("nosuchpkg"), None);
+        // Removed with config left, and held-but-installed.
+        let f = parse("k", "pkg nginx rc  1.22.1-9\npkg k3s hi  1.30\ndone\n").unwrap();
+        assert_eq!(
+            (f.installed("nginx"), f.installed("k3s")),
+            (None, Some("1.30"))
+        );
+        assert!(parse("k", "pkg ufw ii  0.36.2-1\n")
+            .unwrap_err()
+            .to_string()
+            .contains("cut short"));
+        assert!(parse("k", "nodpkg\n")
+            .unwrap_err()
+            .to_string()
+            .contains("not on the host"));
+    }
+
+    // Captured on Debian 12: `apt-cache policy -- ufw nosuchpkg mail-transport-agent curl`
+    // through the snippet's awk filter.
+    const POLICY_RAW: &str = "ufw:\n  Installed: 0.36.2-1\n  Candidate: 0.36.2-1\n  Version table:\n *** 0.36.2-1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n        100 /var/lib/dpkg/status\nmail-transport-agent:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\ncurl:\n  Installed: (none)\n  Candidate: 7.88.1-10+deb12u15\n  Version table:\n     7.88.1-10+deb12u15 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+
+    #[test]
+    fn parses_real_apt_cache_policy_through_the_filter() {
+        let qy = candidates_query(&["x"]);
+        // Run the snippet's awk on the captured policy text by replacing apt-cache with a cat.
+        let awk = qy.script.split("2>/dev/null | ").nth(1).unwrap();
+        let script = format!("printf '%s' {} | {awk}", q(POLICY_RAW));
+        let out = sh(&script);
+        assert_eq!(out, "candidate ufw 0.36.2-1\ncandidate mail-transport-agent (none)\ncandidate curl 7.88.1-10+deb12u15\ndone\n");
+        let f = candidates_parse("k", &out).unwrap();
+        assert_eq!(f.candidate("curl"), Some("7.88.1-10+deb12u15"));
+        assert_eq!(f.candidate("mail-transport-agent"), None);
+        assert_eq!(f.candidate("nosuchpkg"), None);
+        assert_eq!(f.candidate("curl:amd64"), Some("7.88.1-10+deb12u15"));
+    }
+
+    #[test]
+    fn parses_lists_age() {
+        // Debian 12 right after `apt-get update`: lists/partial carries the update time.
+        let l = lists_parse("lists 1 1795383322 1795383494\n").unwrap();
+        assert_eq!(l.age(), Some(172));
+        assert_eq!(lists_parse("lists 0 0 1795383494\n").unwrap().age(), None);
+        assert!(lists_parse("lists x\n").is_err());
+    }
+}

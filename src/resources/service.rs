@@ -1,0 +1,381 @@
+//! `service`: a systemd unit enabled/disabled and started/stopped; as a handler, restarted or reloaded.
+//!
+//! ```yaml
+//! resources:
+//!   - service: {name: k3s, enabled: true, state: started}
+//!   - service: {name: apache2, enabled: false, state: stopped}
+//! handlers:
+//!   - name: restart k3s
+//!     service: {name: k3s, state: restarted, daemon_reload: true}
+//!   - name: reload ssh
+//!     service: {name: ssh, state: reloaded}       # reload-or-restart
+//! ```
+//!
+//! A unit that is not on the host yet (an earlier resource in the same run may install it) is
+//! planned as a change, preceded by `systemctl daemon-reload`; apply fails if it is still missing.
+//! `restarted` and `reloaded` are events, not states: use them in handlers.
+
+use serde::Deserialize;
+
+use super::{q, DiffCx, Resource};
+use crate::facts::{self, FactQuery, Facts};
+use crate::plan::{Action, Drift, Step};
+
+pub struct Type;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub state: Option<State>,
+    #[serde(default)]
+    pub daemon_reload: bool,
+}
+
+fn check_name(n: &str) -> Result<(), String> {
+    let re = regex::Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]*$").expect("static regex");
+    if !re.is_match(n) || n.len() > 255 {
+        return Err(format!(
+            "`{n}` is not a systemd unit name (letters, digits, `: _ . @ \\ -`)"
+        ));
+    }
+    Ok(())
+}
+
+fn systemctl(verb: &str, name: &str) -> Step {
+    Step::sh(format!("systemctl {verb} {}", q(name)))
+}
+
+impl Resource for Type {
+    const KIND: &'static str = "service";
+    type Spec = Spec;
+
+    fn name(spec: &Spec) -> String {
+        spec.name.clone()
+    }
+
+    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), String> {
+        check_name(&spec.name)
+    }
+
+    fn facts(spec: &Spec) -> Vec<FactQuery> {
+        vec![facts::service::query(&spec.name)]
+    }
+
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
+        check_name(&spec.name)?;
+        if let Some(s @ (State::Restarted | State::Reloaded)) = spec.state {
+            let word = if s == State::Restarted {
+                "restarted"
+            } else {
+                "reloaded"
+            };
+            return Err(format!(
+                "`state: {word}` is an event, not a state: put it in a handler and `notify` it from the resources that change {}",
+                spec.name
+            ));
+        }
+        if spec.enabled.is_none() && spec.state.is_none() {
+            return Err("give `enabled` and/or `state` (started|stopped)".into());
+        }
+        let seen = facts::service::get(facts, &spec.name).map_err(|e| e.to_string())?;
+        let n = &spec.name;
+
+        if !seen.found() {
+            // Maybe an earlier resource in this run installs it (an `apt` package, a unit
+            // `file`): plan the change and let apply fail loudly if it is really missing.
+            let mut steps = vec![Step::sh("systemctl daemon-reload")];
+            if spec.enabled == Some(true) {
+                steps.push(systemctl("enable", n));
+            }
+            if spec.state == Some(State::Started) {
+                steps.push(systemctl("start", n));
+            }
+            if steps.len() == 1 {
+                // Wanted disabled/stopped, and there is nothing there to disable or stop.
+                return Ok(None);
+            }
+            return Ok(Some(Drift::new(
+                Action::Create,
+                vec![format!("unit {n} not found on host (yet)")],
+                steps,
+            )));
+        }
+
+        let mut reasons = Vec::new();
+        let mut steps = Vec::new();
+        let ufs = seen.unit_file_state.as_str();
+        if let Some(want) = spec.enabled {
+            if ufs == "masked" || ufs == "masked-runtime" || seen.load_state == "masked" {
+                if want {
+                    return Err(format!("unit {n} is masked on the host: unmask it (`systemctl unmask {n}`) or drop `enabled: true`"));
+                }
+            } else if ufs == "alias" {
+                return Err(format!("`{n}` is an alias of {}: name the unit itself (systemctl refuses to enable or disable an alias)", seen.id));
+            } else {
+                match (want, ufs) {
+                    // static/indirect/generated/transient units have no [Install] section of
+                    // their own: `systemctl enable` cannot change them, so insisting would plan
+                    // the same change forever. They are as enabled as they can be.
+                    (_, "static" | "indirect" | "generated" | "transient") => {}
+                    (true, "enabled") | (false, "disabled" | "linked" | "linked-runtime" | "") => {}
+                    (true, "enabled-runtime") => {
+                        reasons.push("enabled only until reboot (enabled-runtime)".to_string());
+                        steps.push(systemctl("enable", n));
+                    }
+                    (true, other) => {
+                        reasons.push(format!(
+                            "{} → enabled",
+                            if other.is_empty() {
+                                "not enabled"
+                            } else {
+                                other
+                            }
+                        ));
+                        steps.push(systemctl("enable", n));
+                    }
+                    (false, "enabled-runtime") => {
+                        reasons.push("enabled-runtime → disabled".to_string());
+                        steps.push(systemctl("disable --runtime", n));
+                    }
+                    (false, other) => {
+                        reasons.push(format!("{other} → disabled"));
+                        steps.push(systemctl("disable", n));
+                    }
+                }
+            }
+        }
+        match spec.state {
+            Some(State::Started) if !seen.running() => {
+                if seen.load_state == "masked" || ufs.starts_with("masked") {
+                    return Err(format!("unit {n} is masked on the host: it cannot be started; unmask it (`systemctl unmask {n}`)"));
+                }
+                reasons.push(format!("{} → started", seen.active_state));
+                steps.push(systemctl("start", n));
+            }
+            Some(State::Stopped)
+                if seen.active_state != "inactive" && seen.active_state != "failed" =>
+            {
+                reasons.push(format!("{} → stopped", seen.active_state));
+                steps.push(systemctl("stop", n));
+            }
+            _ => {}
+        }
+        if steps.is_empty() {
+            return Ok(None);
+        }
+        if spec.daemon_reload {
+            steps.insert(0, Step::sh("systemctl daemon-reload"));
+        }
+        Ok(Some(Drift::new(Action::Update, reasons, steps)))
+    }
+
+    fn handler(spec: &Spec) -> Result<Vec<Step>, String> {
+        check_name(&spec.name)?;
+        if spec.enabled.is_some() {
+            return Err(
+                "`enabled` has no meaning in a handler: declare it on a `service` resource".into(),
+            );
+        }
+        let mut steps = Vec::new();
+        if spec.daemon_reload {
+            steps.push(Step::sh("systemctl daemon-reload"));
+        }
+        match spec.state {
+            Some(State::Restarted) => steps.push(systemctl("restart", &spec.name)),
+            // reload-or-restart: units without ExecReload would otherwise fail the handler.
+            Some(State::Reloaded) => steps.push(systemctl("reload-or-restart", &spec.name)),
+            Some(State::Started) => steps.push(systemctl("start", &spec.name)),
+            Some(State::Stopped) => steps.push(systemctl("stop", &spec.name)),
+            None => {}
+        }
+        if steps.is_empty() {
+            return Err(
+                "a `service` handler needs `state: restarted|reloaded` (or `daemon_reload: true`)"
+                    .into(),
+            );
+        }
+        Ok(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testutil::*;
+
+    fn show(load: &str, active: &str, ufs: &str) -> String {
+        format!("Id=k3s.service\nLoadState={load}\nActiveState={active}\nSubState=x\nUnitFileState={ufs}\nsystemctl_rc=0\n")
+    }
+
+    fn diff(yaml: &str, out: &str) -> Result<Option<Drift>, String> {
+        let s = spec::<Type>(yaml);
+        let name = s.name.clone();
+        Type::diff(&s, &facts(&[(&format!("service:{name}"), out)]), &cx())
+    }
+
+    const WANT: &str = "name: k3s\nenabled: true\nstate: started\n";
+
+    #[test]
+    fn missing_unit_is_planned_not_refused() {
+        let d = diff(WANT, &show("not-found", "inactive", ""))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Create);
+        assert_eq!(d.reasons, ["unit k3s not found on host (yet)"]);
+        assert_eq!(
+            scripts(&d),
+            "systemctl daemon-reload\nsystemctl enable k3s\nsystemctl start k3s"
+        );
+        // Nothing to stop or disable when it does not exist.
+        assert!(diff(
+            "name: k3s\nenabled: false\nstate: stopped\n",
+            &show("not-found", "inactive", "")
+        )
+        .unwrap()
+        .is_none());
+    }
+
+    #[test]
+    fn running_and_enabled_is_in_sync() {
+        assert!(diff(WANT, &show("loaded", "active", "enabled"))
+            .unwrap()
+            .is_none());
+        assert!(diff(WANT, &show("loaded", "activating", "enabled"))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn drifted_is_fixed() {
+        let d = diff(WANT, &show("loaded", "failed", "disabled"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(d.reasons, ["disabled → enabled", "failed → started"]);
+        assert_eq!(scripts(&d), "systemctl enable k3s\nsystemctl start k3s");
+        let d = diff(
+            "name: k3s\nenabled: false\nstate: stopped\ndaemon_reload: true\n",
+            &show("loaded", "active", "enabled"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.reasons, ["enabled → disabled", "active → stopped"]);
+        assert_eq!(
+            scripts(&d),
+            "systemctl daemon-reload\nsystemctl disable k3s\nsystemctl stop k3s"
+        );
+        let d = diff(
+            "name: k3s\nenabled: true\n",
+            &show("loaded", "active", "enabled-runtime"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (d.reasons[0].as_str(), scripts(&d).as_str()),
+            (
+                "enabled only until reboot (enabled-runtime)",
+                "systemctl enable k3s"
+            )
+        );
+    }
+
+    #[test]
+    fn static_and_generated_units_count_as_enabled() {
+        for ufs in ["static", "generated", "indirect"] {
+            assert!(
+                diff(WANT, &show("loaded", "active", ufs))
+                    .unwrap()
+                    .is_none(),
+                "{ufs}"
+            );
+            assert!(
+                diff(
+                    "name: k3s\nenabled: false\n",
+                    &show("loaded", "active", ufs)
+                )
+                .unwrap()
+                .is_none(),
+                "{ufs}"
+            );
+        }
+        let d = diff(WANT, &show("loaded", "inactive", "static"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(scripts(&d), "systemctl start k3s");
+    }
+
+    #[test]
+    fn masked_and_alias_are_refused_with_a_hint() {
+        let e = diff(WANT, &show("masked", "inactive", "masked")).unwrap_err();
+        assert!(
+            e.contains("k3s is masked") && e.contains("systemctl unmask k3s"),
+            "{e}"
+        );
+        let e = diff(
+            "name: k3s\nenabled: true\n",
+            &show("loaded", "active", "alias"),
+        )
+        .unwrap_err();
+        assert!(e.contains("alias of k3s.service"), "{e}");
+    }
+
+    #[test]
+    fn restart_is_for_handlers() {
+        let e = diff(
+            "name: k3s\nstate: restarted\n",
+            &show("loaded", "active", "enabled"),
+        )
+        .unwrap_err();
+        assert!(e.contains("handler") && e.contains("notify"), "{e}");
+        let h = Type::handler(&spec::<Type>(
+            "name: k3s\nstate: restarted\ndaemon_reload: true\n",
+        ))
+        .unwrap();
+        let d = Drift::new(Action::Run, vec![], h);
+        assert_eq!(
+            scripts(&d),
+            "systemctl daemon-reload\nsystemctl restart k3s"
+        );
+        let h = Type::handler(&spec::<Type>("name: ssh\nstate: reloaded\n")).unwrap();
+        assert_eq!(
+            scripts(&Drift::new(Action::Run, vec![], h)),
+            "systemctl reload-or-restart ssh"
+        );
+        assert!(Type::handler(&spec::<Type>("name: ssh\n"))
+            .unwrap_err()
+            .contains("needs `state"));
+        assert!(Type::handler(&spec::<Type>(
+            "name: ssh\nenabled: true\nstate: restarted\n"
+        ))
+        .unwrap_err()
+        .contains("`enabled`"));
+    }
+
+    #[test]
+    fn spec_errors() {
+        let e = spec_err::<Type>("name: k3s\nstate: running\n");
+        assert!(e.contains("t.yml:2:8") && e.contains("running"), "{e}");
+        let e = spec_err::<Type>("name: k3s\nenable: true\n");
+        assert!(e.contains("t.yml:2:1") && e.contains("enable"), "{e}");
+        assert!(check_name("k3s; reboot")
+            .unwrap_err()
+            .contains("not a systemd unit name"));
+        assert!(check_name("getty@tty1.service").is_ok());
+        assert!(diff("name: k3s\n", &show("loaded", "active", "enabled"))
+            .unwrap_err()
+            .contains("give `enabled`"));
+    }
+}
