@@ -21,7 +21,8 @@ const WRITER: &str = r#"__lw() {
   if [ -z "$__mode" ]; then
     if [ -f "$__p" ]; then __mode=$(stat -c %a -- "$__p"); elif [ "$__secret" = 1 ]; then __mode=0600; else __mode=0644; fi
   fi
-  if [ -n "$__own" ] || [ -n "$__grp" ]; then chown "${__own:-root}:${__grp:-$(id -gn "${__own:-root}")}" "$__t" || { rm -f "$__t"; return 1; }; fi
+  if [ -n "$__own" ] || [ -n "$__grp" ]; then chown "${__own:-root}:${__grp:-$(id -gn "${__own:-root}")}" "$__t" || { rm -f "$__t"; return 1; }
+  elif [ -e "$__p" ]; then chown --reference="$__p" "$__t" || { rm -f "$__t"; return 1; }; fi
   chmod "$__mode" "$__t" || { rm -f "$__t"; return 1; }
   sync "$__t" 2>/dev/null || true
   if [ -n "${__validate:-}" ]; then

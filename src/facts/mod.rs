@@ -51,16 +51,27 @@ pub enum FactError {
 
 impl Facts {
     pub fn get(&self, key: &str) -> Result<&RawFact, FactError> {
-        self.raw.get(key).ok_or_else(|| FactError::Missing(key.to_string()))
+        self.raw
+            .get(key)
+            .ok_or_else(|| FactError::Missing(key.to_string()))
     }
 
     pub fn insert(&mut self, key: &str, out: &str, rc: i32) {
-        self.raw.insert(key.to_string(), RawFact { out: out.to_string(), rc });
+        self.raw.insert(
+            key.to_string(),
+            RawFact {
+                out: out.to_string(),
+                rc,
+            },
+        );
     }
 
     /// The raw answers for some keys, for fingerprints.
     pub fn subset(&self, keys: &[String]) -> Vec<(&str, &RawFact)> {
-        let mut v: Vec<(&str, &RawFact)> = keys.iter().filter_map(|k| self.raw.get_key_value(k).map(|(k, r)| (k.as_str(), r))).collect();
+        let mut v: Vec<(&str, &RawFact)> = keys
+            .iter()
+            .filter_map(|k| self.raw.get_key_value(k).map(|(k, r)| (k.as_str(), r)))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.dedup_by(|a, b| a.0 == b.0);
         v
@@ -69,9 +80,14 @@ impl Facts {
 
 /// Quote a string for the remote shell.
 pub fn q(s: &str) -> String {
-    shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| format!("'{}'", s.replace('\0', "").replace('\'', r"'\''")))
+    shlex::try_quote(s)
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| format!("'{}'", s.replace('\0', "").replace('\'', r"'\''")))
 }
 
 pub(crate) fn parse_err(key: &str, why: impl Into<String>) -> FactError {
-    FactError::Parse { key: key.to_string(), why: why.into() }
+    FactError::Parse {
+        key: key.to_string(),
+        why: why.into(),
+    }
 }

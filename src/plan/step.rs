@@ -13,6 +13,7 @@ pub enum Step {
         content: Secret<Vec<u8>>,
         /// None: keep an existing file's mode; new files get 0644, or 0600 when `secret`.
         mode: Option<String>,
+        /// None: keep an existing file's owner/group; new files are root's.
         owner: Option<String>,
         group: Option<String>,
         validate: Option<String>,

@@ -15,10 +15,6 @@ pub mod download;
 pub mod fetch;
 pub mod file;
 pub mod group;
-pub mod helm_release;
-pub mod helm_repo;
-pub mod k8s_manifest;
-pub mod k8s_secret;
 pub mod line;
 pub mod service;
 pub mod symlink;
@@ -202,14 +198,19 @@ macro_rules! registry {
 
 registry!(
     file,
+    directory,
+    symlink,
+    line,
+    user,
+    group,
+    authorized_key,
+    download,
+    fetch,
+    command,
     apt,
     service,
     sysctl,
     ufw,
-    helm_repo,
-    helm_release,
-    k8s_manifest,
-    k8s_secret
 );
 
 // ---- helpers shared by resource types ----

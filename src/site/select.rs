@@ -253,7 +253,12 @@ pub fn compile(
                 for h in &role.handlers {
                     match expand(h, &ctx, engine, site, &role.dir) {
                         Ok(mut items) if items.len() == 1 => {
-                            let (_, inst, _) = items.remove(0);
+                            let (_, inst, secret) = items.remove(0);
+                            // A handler's script would show in the host's process list.
+                            if secret && inst.kind() == "command" {
+                                diags.push(Diag::at(h.loc.clone(), format!("handler `{}` renders a secret into a command line; write the secret to a file with `file` and read it from there", h.name.clone().unwrap_or_default())));
+                                continue;
+                            }
                             if let Err(e) = inst.handler() {
                                 diags.push(Diag::at(h.loc.clone(), e));
                                 continue;

@@ -1,0 +1,257 @@
+//! `fetch`: copy a file from the host to the controller (the k3s kubeconfig, a join token).
+//!
+//! ```yaml
+//! - fetch:
+//!     src: /etc/rancher/k3s/k3s.yaml
+//!     dest: kubeconfig/{{ inventory_hostname }}.yaml   # relative to the project root
+//!     mode: "0600"                                     # the default: fetched files are often secret
+//! ```
+//!
+//! Compared by sha256 (and the local file's mode); the content is never shown in a plan. A `src`
+//! missing at plan time is planned anyway (an earlier resource may create it) and the fetch
+//! fails loudly at apply if it is still missing. Fetching from several hosts to one `dest`
+//! would overwrite each other: template the host's name into `dest`.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::file::check_path;
+use super::{deserialize_mode, DiffCx, PrepareCx, Resource};
+use crate::facts::{self, FactQuery, Facts};
+use crate::plan::{Action, Drift, Step};
+
+pub struct Type;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub src: String,
+    pub dest: String,
+    #[serde(default, deserialize_with = "deserialize_mode")]
+    pub mode: Option<String>,
+    /// Filled by `prepare`: `dest` resolved against the project root.
+    #[serde(skip)]
+    pub dest_abs: PathBuf,
+    /// Filled by `prepare`: the controller's copy, when there is one.
+    #[serde(skip)]
+    pub local: Option<Local>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    pub sha256: String,
+    pub mode: u32,
+}
+
+const DEFAULT_MODE: &str = "0600";
+
+pub fn check(spec: &Spec) -> Result<(), String> {
+    check_path(&spec.src)?;
+    let d = Path::new(&spec.dest);
+    if spec.dest.is_empty()
+        || d.is_absolute()
+        || d.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!("dest `{}` must be a path inside the project, relative to its root (no leading `/`, no `..`)", spec.dest));
+    }
+    if spec.dest.ends_with('/') {
+        return Err(format!(
+            "dest `{}` must name the file, not a directory",
+            spec.dest
+        ));
+    }
+    Ok(())
+}
+
+fn mode_bits(spec: &Spec) -> u32 {
+    let m = spec.mode.as_deref().unwrap_or(DEFAULT_MODE);
+    u32::from_str_radix(m, 8).expect("deserialize_mode keeps modes octal")
+}
+
+impl Resource for Type {
+    const KIND: &'static str = "fetch";
+    type Spec = Spec;
+
+    fn name(spec: &Spec) -> String {
+        spec.src.clone()
+    }
+
+    /// The only controller-side I/O of `fetch`: what the local copy looks like now.
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
+        check(spec)?;
+        spec.dest_abs = cx.root.join(&spec.dest);
+        spec.local = match std::fs::read(&spec.dest_abs) {
+            Ok(bytes) => {
+                use std::os::unix::fs::PermissionsExt;
+                let meta = std::fs::metadata(&spec.dest_abs)
+                    .map_err(|e| format!("cannot stat {}: {e}", spec.dest_abs.display()))?;
+                Some(Local {
+                    sha256: super::sha256_hex(&bytes),
+                    mode: meta.permissions().mode() & 0o7777,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("cannot read dest {}: {e}", spec.dest_abs.display())),
+        };
+        Ok(())
+    }
+
+    fn facts(spec: &Spec) -> Vec<FactQuery> {
+        vec![facts::file::query(&spec.src, false)]
+    }
+
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
+        check(spec)?;
+        let seen = facts::file::get(facts, &spec.src, false).map_err(|e| e.to_string())?;
+        if seen.exists && seen.kind != "file" {
+            return Err(format!(
+                "src {} is a {} on the host, not a file",
+                spec.src, seen.kind
+            ));
+        }
+        let mode = mode_bits(spec);
+        let reasons = match (&spec.local, seen.exists) {
+            // Planned anyway: see the module docs. The fetch step fails if src never appears.
+            (_, false) => vec!["src not found on host (yet?)".to_string()],
+            (None, true) => vec!["absent on the controller".to_string()],
+            (Some(l), true) => {
+                let mut r = Vec::new();
+                if seen.sha256.as_deref() != Some(l.sha256.as_str()) {
+                    r.push("content differs".to_string());
+                }
+                if l.mode != mode {
+                    r.push(format!("local mode {:04o} → {:04o}", l.mode, mode));
+                }
+                r
+            }
+        };
+        if reasons.is_empty() {
+            return Ok(None);
+        }
+        let action = if spec.local.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        Ok(Some(Drift::new(
+            action,
+            reasons,
+            vec![Step::Fetch {
+                path: spec.src.clone(),
+                dest: spec.dest_abs.clone(),
+                mode,
+            }],
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testutil::*;
+
+    const SRC: &str = "file:/etc/rancher/k3s/k3s.yaml";
+    const YAML: &str = "src: /etc/rancher/k3s/k3s.yaml\ndest: kubeconfig/server1.yaml\n";
+
+    fn remote(body: &str) -> String {
+        format!(
+            "stat regular file|600|root|root|{}\nsha256 {}\n",
+            body.len(),
+            crate::resources::sha256_hex(body.as_bytes())
+        )
+    }
+
+    /// Prepare against a real project root holding `local` (if any) at dest.
+    fn prepared(yaml: &str, local: Option<(&str, u32)>) -> (tempfile::TempDir, Spec) {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = spec::<Type>(yaml);
+        if let Some((body, mode)) = local {
+            let p = d.path().join(&s.dest);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let engine = crate::template::Engine::new(d.path());
+        let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
+        let cx = PrepareCx {
+            engine: &engine,
+            ctx: &ctx,
+            role_dir: d.path(),
+            root: d.path(),
+            tainted: std::cell::Cell::new(false),
+        };
+        Type::prepare(&mut s, &cx).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn absent_locally_is_fetched() {
+        let (root, s) = prepared(YAML, None);
+        let d = Type::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.action, d.reasons.clone()),
+            (Action::Create, vec!["absent on the controller".to_string()])
+        );
+        match &d.steps[..] {
+            [Step::Fetch { path, dest, mode }] => {
+                assert_eq!(path, "/etc/rancher/k3s/k3s.yaml");
+                assert_eq!(dest, &root.path().join("kubeconfig/server1.yaml"));
+                assert_eq!(*mode, 0o600);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn same_content_is_in_sync() {
+        let (_root, s) = prepared(YAML, Some(("apiVersion: v1\n", 0o600)));
+        assert!(
+            Type::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn changed_content_or_local_mode_is_fetched_again() {
+        let (_root, s) = prepared(YAML, Some(("old\n", 0o644)));
+        let d = Type::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(d.reasons, vec!["content differs", "local mode 0644 → 0600"]);
+        let (_root, s) = prepared(&format!("{YAML}mode: \"0640\"\n"), Some(("same\n", 0o640)));
+        assert!(Type::diff(&s, &facts(&[(SRC, &remote("same\n"))]), &cx())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn missing_src_is_planned_and_left_to_fail_at_apply() {
+        let (_root, s) = prepared(YAML, None);
+        let d = Type::diff(&s, &facts(&[(SRC, "absent\n")]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.reasons, vec!["src not found on host (yet?)"]);
+        assert!(matches!(d.steps[..], [Step::Fetch { .. }]));
+    }
+
+    #[test]
+    fn dest_must_stay_in_the_project() {
+        for bad in ["/etc/passwd", "../outside", "a/../../b", ""] {
+            let s = spec::<Type>(&format!("src: /x\ndest: \"{bad}\"\n"));
+            assert!(
+                check(&s).unwrap_err().contains("inside the project"),
+                "{bad}"
+            );
+        }
+        assert!(check(&spec::<Type>("src: relative\ndest: a\n"))
+            .unwrap_err()
+            .contains("absolute"));
+    }
+}

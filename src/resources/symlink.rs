@@ -1,0 +1,296 @@
+//! `symlink`: `path` is a symbolic link to `target`.
+//!
+//! ```yaml
+//! - symlink:
+//!     path: /usr/local/bin/kubectl
+//!     target: /usr/local/bin/k3s       # relative targets are relative to path's directory
+//!     owner: root                      # of the link itself (chown -h)
+//!     force: true                      # replace a regular file at path (never a directory)
+//! - symlink: {path: /etc/nginx/sites-enabled/default, state: absent}
+//! ```
+//!
+//! `state: absent` removes `path` only when it is a symlink; anything else there is left alone.
+
+use serde::Deserialize;
+
+use super::file::{check_path, meta_commands};
+use super::{q, DiffCx, PrepareCx, Resource};
+use crate::facts::{self, FactQuery, Facts};
+use crate::plan::{Action, Drift, Step};
+
+pub struct Type;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub path: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub state: State,
+}
+
+pub fn check(spec: &Spec) -> Result<(), String> {
+    check_path(&spec.path)?;
+    if spec.path.trim_end_matches('/').is_empty() || spec.path.ends_with('/') {
+        return Err(format!(
+            "path `{}` must name the link itself (no trailing `/`)",
+            spec.path
+        ));
+    }
+    match (spec.state, &spec.target) {
+        (State::Present, None) => Err("`target` is required (what the link points to)".into()),
+        (State::Present, Some(t)) if t.is_empty() || t.contains('\n') || t.contains('\0') => {
+            Err(format!("target `{t}` must be non-empty and one line"))
+        }
+        (State::Absent, _)
+            if spec.target.is_some()
+                || spec.owner.is_some()
+                || spec.group.is_some()
+                || spec.force =>
+        {
+            Err("`state: absent` takes only `path`".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Resource for Type {
+    const KIND: &'static str = "symlink";
+    type Spec = Spec;
+
+    fn name(spec: &Spec) -> String {
+        spec.path.clone()
+    }
+
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
+        check(spec)
+    }
+
+    fn facts(spec: &Spec) -> Vec<FactQuery> {
+        vec![facts::file::query(&spec.path, false)]
+    }
+
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
+        check(spec)?;
+        let seen = facts::file::get(facts, &spec.path, false).map_err(|e| e.to_string())?;
+        let p = q(&spec.path);
+        if spec.state == State::Absent {
+            if seen.exists && seen.kind == "symlink" {
+                return Ok(Some(Drift::new(
+                    Action::Remove,
+                    vec!["present".into()],
+                    vec![Step::sh(format!("rm -f -- {p}"))],
+                )));
+            }
+            return Ok(None);
+        }
+        let target = spec.target.as_deref().unwrap_or_default();
+        let (owner, group) = (spec.owner.as_deref(), spec.group.as_deref());
+        // -n: when path is a link to a directory, replace the link instead of creating one inside.
+        let mut link = format!("ln -sfn -- {} {p}", q(target));
+        let meta = meta_commands(&spec.path, owner, group, None, true);
+        if !meta.is_empty() {
+            link = format!("{link} && {meta}");
+        }
+        if !seen.exists {
+            return Ok(Some(Drift::new(
+                Action::Create,
+                vec!["absent".into()],
+                vec![Step::sh(link)],
+            )));
+        }
+        match seen.kind.as_str() {
+            "symlink" => {}
+            // `ln -sfn` onto a directory would put the link inside it.
+            "directory" => return Err(format!("{} is a directory on the host; labctl will not replace a directory with a link (remove it first)", spec.path)),
+            kind if !spec.force => {
+                let what = if kind == "file" { "a regular file" } else { "not a symlink" };
+                return Err(format!("{} is {what} on the host; set `force: true` to replace it with a link to {target}", spec.path));
+            }
+            _ => return Ok(Some(Drift::new(Action::Update, vec![format!("{} replaced by a link", seen.kind)], vec![Step::sh(link)]))),
+        }
+        if seen.link_target.as_deref() != Some(target) {
+            let reason = format!(
+                "target {} → {target}",
+                seen.link_target.as_deref().unwrap_or("?")
+            );
+            return Ok(Some(Drift::new(
+                Action::Update,
+                vec![reason],
+                vec![Step::sh(link)],
+            )));
+        }
+        let mut reasons = Vec::new();
+        let fix_owner = owner.filter(|o| *o != seen.owner);
+        let fix_group = group.filter(|g| *g != seen.group);
+        if let Some(o) = fix_owner {
+            reasons.push(format!("owner {} → {o}", seen.owner));
+        }
+        if let Some(g) = fix_group {
+            reasons.push(format!("group {} → {g}", seen.group));
+        }
+        if reasons.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Drift::new(
+            Action::Update,
+            reasons,
+            vec![Step::sh(meta_commands(
+                &spec.path, fix_owner, fix_group, None, true,
+            ))],
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testutil::*;
+
+    const KEY: &str = "file:/usr/local/bin/kubectl";
+    const YAML: &str = "path: /usr/local/bin/kubectl\ntarget: /usr/local/bin/k3s\n";
+
+    fn link_to(t: &str) -> String {
+        format!("link {t}\nstat symlink|777|root|root|{}\n", t.len())
+    }
+
+    #[test]
+    fn absent_is_created() {
+        let s = spec::<Type>("path: /usr/local/bin/kubectl\ntarget: k3s\nowner: app\n");
+        let d = Type::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Create);
+        assert_eq!(
+            scripts(&d),
+            "ln -sfn -- k3s /usr/local/bin/kubectl && chown -h app -- /usr/local/bin/kubectl"
+        );
+    }
+
+    #[test]
+    fn present_is_in_sync() {
+        let s = spec::<Type>(YAML);
+        assert!(
+            Type::diff(&s, &facts(&[(KEY, &link_to("/usr/local/bin/k3s"))]), &cx())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn wrong_target_is_relinked() {
+        let s = spec::<Type>(YAML);
+        let d = Type::diff(&s, &facts(&[(KEY, &link_to("/opt/old/k3s"))]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.reasons, vec!["target /opt/old/k3s → /usr/local/bin/k3s"]);
+        assert_eq!(
+            scripts(&d),
+            "ln -sfn -- /usr/local/bin/k3s /usr/local/bin/kubectl"
+        );
+    }
+
+    #[test]
+    fn link_owner_drift_uses_chown_h() {
+        let s =
+            spec::<Type>("path: /usr/local/bin/kubectl\ntarget: /usr/local/bin/k3s\ngroup: adm\n");
+        let d = Type::diff(&s, &facts(&[(KEY, &link_to("/usr/local/bin/k3s"))]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(scripts(&d), "chgrp -h adm -- /usr/local/bin/kubectl");
+    }
+
+    #[test]
+    fn file_in_the_way_needs_force() {
+        let file = "stat regular file|755|root|root|10\nsha256 ab\n";
+        let e = Type::diff(&spec::<Type>(YAML), &facts(&[(KEY, file)]), &cx()).unwrap_err();
+        assert!(
+            e.contains("regular file") && e.contains("force: true"),
+            "{e}"
+        );
+        let s = spec::<Type>(&format!("{YAML}force: true\n"));
+        let d = Type::diff(&s, &facts(&[(KEY, file)]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            scripts(&d),
+            "ln -sfn -- /usr/local/bin/k3s /usr/local/bin/kubectl"
+        );
+        let e = Type::diff(
+            &s,
+            &facts(&[(KEY, "stat directory|755|root|root|4096\n")]),
+            &cx(),
+        )
+        .unwrap_err();
+        assert!(e.contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn absent_state_removes_only_links() {
+        let s = spec::<Type>("path: /usr/local/bin/kubectl\nstate: absent\n");
+        let d = Type::diff(&s, &facts(&[(KEY, &link_to("/x"))]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.action, scripts(&d)),
+            (
+                Action::Remove,
+                "rm -f -- /usr/local/bin/kubectl".to_string()
+            )
+        );
+        assert!(Type::diff(
+            &s,
+            &facts(&[(KEY, "stat regular file|755|root|root|10\nsha256 ab\n")]),
+            &cx()
+        )
+        .unwrap()
+        .is_none());
+        assert!(check(&spec::<Type>("path: /x\n"))
+            .unwrap_err()
+            .contains("target"));
+    }
+
+    #[test]
+    fn ln_sfn_really_replaces_a_link_to_a_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, l) = (d.path().join("a"), d.path().join("b"), d.path().join("l"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        std::os::unix::fs::symlink(&a, &l).unwrap();
+        let s = spec::<Type>(&format!("path: {}\ntarget: {}\n", l.display(), b.display()));
+        let seen = format!("link {}\nstat symlink|777|root|root|1\n", a.display());
+        let drift = Type::diff(
+            &s,
+            &facts(&[(&format!("file:{}", l.display()), &seen)]),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(scripts(&drift))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read_link(&l).unwrap(), b);
+        assert!(
+            std::fs::read_dir(&a).unwrap().next().is_none(),
+            "no link was created inside the old target"
+        );
+    }
+}
