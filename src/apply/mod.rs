@@ -26,6 +26,8 @@ pub struct Opts {
     pub serial: Option<usize>,
     /// Stop before the next batch when more than this percentage of hosts failed.
     pub max_fail_percent: Option<u8>,
+    /// Every known secret string (for diffs of old content).
+    pub secrets: Arc<Vec<String>>,
     /// Set by the first Ctrl-C: start no new step, still fire notified handlers.
     pub interrupted: Arc<std::sync::atomic::AtomicBool>,
     pub host_keys: HostKeyPolicy,
@@ -110,25 +112,30 @@ async fn run_hosts(
     // Apply runs play by play (so e.g. k3s servers converge before agents join), each play in
     // batches of its `serial` (or --serial); a host that failed sits out the later plays.
     let mut acc: Vec<Option<(HostPlan, Option<Recap>)>> = (0..n).map(|_| None).collect();
-    for (p, (_, play_serial)) in compiled.plays.iter().enumerate() {
+    let mut fatal = false;
+    for (p, play) in compiled.plays.iter().enumerate() {
         let idxs: Vec<usize> = (0..n)
             .filter(|&i| compiled.hosts[i].in_play(p) && !acc[i].as_ref().is_some_and(failed))
             .collect();
         if idxs.is_empty() {
             continue;
         }
-        let batch = play_serial.or(opts.serial).unwrap_or(idxs.len()).max(1);
+        let batch = play.serial.or(opts.serial).unwrap_or(idxs.len()).max(1);
+        let limit = play.max_fail_percent.or(opts.max_fail_percent);
         for chunk in idxs.chunks(batch) {
             let done: Vec<(HostPlan, Option<Recap>)> = acc.iter().flatten().cloned().collect();
-            if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst)
-                || over_fail_limit(&done, opts.max_fail_percent, n)
-            {
+            fatal = fatal || over_fail_limit(&done, limit, n);
+            if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || fatal {
                 for &i in chunk {
-                    if acc[i].is_none() {
-                        let msg = "not started: the run was stopped (Ctrl-C or --max-fail-percent)"
-                            .to_string();
-                        acc[i] = Some(failed_plan(&compiled.hosts[i].host, msg, false, true));
-                    }
+                    let msg = format!(
+                        "play `{}` not started here: the run was stopped (Ctrl-C, or more hosts failed than the play's max_fail_percentage/--max-fail-percent allow)",
+                        play.name
+                    );
+                    let stopped = failed_plan(&compiled.hosts[i].host, msg, false, true);
+                    acc[i] = Some(match acc[i].take() {
+                        None => stopped,
+                        Some(prev) => merge(prev, stopped),
+                    });
                 }
                 continue;
             }
@@ -149,6 +156,8 @@ async fn run_hosts(
                 });
             }
         }
+        let done: Vec<(HostPlan, Option<Recap>)> = acc.iter().flatten().cloned().collect();
+        fatal = fatal || over_fail_limit(&done, limit, n);
     }
     acc.into_iter()
         .enumerate()
@@ -580,6 +589,7 @@ fn diff_item(item: &Item, facts: &Facts, opts: &Opts) -> Result<Option<Change>, 
     let cx = DiffCx {
         secret: item.secret,
         hash_key: opts.hash_key,
+        secrets: opts.secrets.clone(),
     };
     let Some(d) = item.inst.diff(facts, &cx)? else {
         return Ok(None);

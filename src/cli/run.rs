@@ -19,6 +19,7 @@ fn opts(c: &Conn, l: &Loaded) -> Opts {
         serial: c.serial,
         max_fail_percent: c.max_fail_percent,
         interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        secrets: Arc::new(l.compiled.secret_strings.clone()),
         host_keys: if c.accept_new_host_keys {
             HostKeyPolicy::AcceptNew
         } else {
@@ -88,7 +89,9 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
         sh.out(&ui::render_plan(&sh, &plan));
     }
     if let Some(path) = out {
-        let json = serde_json::to_vec_pretty(&plan)?;
+        // Scrubbed like everything printed: a last line of defence if a resource ever put a
+        // secret in a reason or diff.
+        let json = sh.scrub(&serde_json::to_string_pretty(&plan)?).into_bytes();
         apply::write_local(path, &json, 0o644)
             .map_err(|e| anyhow::anyhow!("cannot write plan file {}: {e}", path.display()))?;
         sh.status("Saved", &format!("plan to {}", path.display()));

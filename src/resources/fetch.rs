@@ -48,13 +48,14 @@ const DEFAULT_MODE: &str = "0600";
 
 pub fn check(spec: &Spec) -> Result<(), String> {
     check_path(&spec.src)?;
+    // Relative paths stay inside the project; an absolute or `~/` path is the user's explicit
+    // choice (e.g. ~/.kube/lab.yaml), as with Ansible's fetch. `..` is refused either way.
     let d = Path::new(&spec.dest);
     if spec.dest.is_empty()
-        || d.is_absolute()
         || d.components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir | Component::RootDir))
     {
-        return Err(format!("dest `{}` must be a path inside the project, relative to its root (no leading `/`, no `..`)", spec.dest));
+        return Err(format!("dest `{}` must be a file path without `..`", spec.dest));
     }
     if spec.dest.ends_with('/') {
         return Err(format!(
@@ -81,7 +82,8 @@ impl Resource for Type {
     /// The only controller-side I/O of `fetch`: what the local copy looks like now.
     fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
         check(spec)?;
-        spec.dest_abs = cx.root.join(&spec.dest);
+        // `~/x` → $HOME/x; absolute stays; relative is against the project root.
+        spec.dest_abs = cx.root.join(crate::inventory::expand_tilde(&spec.dest));
         spec.local = match std::fs::read(&spec.dest_abs) {
             Ok(bytes) => {
                 use std::os::unix::fs::PermissionsExt;
@@ -242,13 +244,14 @@ mod tests {
     }
 
     #[test]
-    fn dest_must_stay_in_the_project() {
-        for bad in ["/etc/passwd", "../outside", "a/../../b", ""] {
+    fn dest_has_no_parent_components() {
+        for bad in ["../outside", "a/../../b", "/a/../b", ""] {
             let s = spec::<Type>(&format!("src: /x\ndest: \"{bad}\"\n"));
-            assert!(
-                check(&s).unwrap_err().contains("inside the project"),
-                "{bad}"
-            );
+            assert!(check(&s).unwrap_err().contains("without `..`"), "{bad}");
+        }
+        for good in ["kubeconfig/lab.yaml", "/root/.kube/lab.yaml", "~/.kube/lab.yaml"] {
+            let s = spec::<Type>(&format!("src: /x\ndest: \"{good}\"\n"));
+            assert!(check(&s).is_ok(), "{good}");
         }
         assert!(check(&spec::<Type>("src: relative\ndest: a\n"))
             .unwrap_err()

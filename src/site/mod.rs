@@ -28,6 +28,9 @@ pub struct Play {
     pub name: String,
     /// Rolling batches for this play on apply (`serial: 1` = one host at a time).
     pub serial: Option<usize>,
+    /// Stop the whole run when more than this percentage of the play's hosts failed
+    /// (`max_fail_percentage`; `any_errors_fatal: true` is 0).
+    pub max_fail_percent: Option<u8>,
     pub hosts: String,
     pub hosts_loc: Loc,
     pub vars: VarLayer,
@@ -154,6 +157,7 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
     let mut play = Play {
         name: String::new(),
         serial: None,
+        max_fail_percent: None,
         hosts: String::new(),
         hosts_loc: node.loc(file),
         vars: VarLayer::default(),
@@ -181,6 +185,15 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
                 Ok(l) => play.vars = l,
                 Err(d) => diags.push(d),
             },
+            "max_fail_percentage" => match &v.v {
+                NodeV::Int(n) if (0..=100).contains(n) => play.max_fail_percent = Some(*n as u8),
+                _ => diags.push(Diag::at(v.loc(file), "`max_fail_percentage` must be a number from 0 to 100")),
+            },
+            "any_errors_fatal" => match &v.v {
+                NodeV::Bool(true) => play.max_fail_percent = Some(0),
+                NodeV::Bool(false) => {}
+                _ => diags.push(Diag::at(v.loc(file), "`any_errors_fatal` must be true or false")),
+            },
             "serial" => match &v.v {
                 NodeV::Int(n) if *n > 0 => play.serial = Some(*n as usize),
                 _ => diags.push(Diag::at(
@@ -204,7 +217,7 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
             },
             other => diags.push(
                 Diag::at(k.loc(file), format!("unknown key `{other}` in a play"))
-                    .help("a play has `name`, `hosts`, `vars`, `roles` and `serial`"),
+                    .help("a play has `name`, `hosts`, `vars`, `roles`, `serial`, `max_fail_percentage` and `any_errors_fatal`"),
             ),
         }
     }

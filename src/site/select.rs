@@ -61,6 +61,13 @@ pub struct RoleWork {
     pub handlers: Vec<HandlerItem>,
 }
 
+#[derive(Debug, Clone)]
+pub struct PlayInfo {
+    pub name: String,
+    pub serial: Option<usize>,
+    pub max_fail_percent: Option<u8>,
+}
+
 pub struct HostWork {
     pub host: String,
     pub conn: Conn,
@@ -86,8 +93,8 @@ impl HostWork {
 
 pub struct Compiled {
     // (Debug by hand: instances are trait objects.)
-    /// Per play: its name and `serial`.
-    pub plays: Vec<(String, Option<usize>)>,
+    /// Per play: its name, `serial` and failure threshold.
+    pub plays: Vec<PlayInfo>,
     pub hosts: Vec<HostWork>,
     /// Every secret string known (all hosts): for scrubbing any text that leaves labctl.
     pub secret_strings: Vec<String>,
@@ -301,7 +308,11 @@ pub fn compile(
         plays: site
             .plays
             .iter()
-            .map(|p| (p.name.clone(), p.serial))
+            .map(|p| PlayInfo {
+                name: p.name.clone(),
+                serial: p.serial,
+                max_fail_percent: p.max_fail_percent,
+            })
             .collect(),
         hosts: hosts.into_values().collect(),
         secret_strings,

@@ -96,9 +96,24 @@ impl Ctx {
         let missing: std::collections::BTreeMap<String, minijinja::Value> = used
             .iter()
             .filter(|u| !self.names.contains(*u))
-            .map(|u| (u.clone(), minijinja::Value::from(format!("<vault:{u}>"))))
+            .map(|u| (u.clone(), minijinja::Value::from_object(Placeholder(u.clone()))))
             .collect();
         minijinja::value::merge_maps([minijinja::Value::from(missing), self.value.clone()])
+    }
+}
+
+/// Stands in for a var from a vault that could not be opened (`check` without a key): any
+/// attribute or item of it is a placeholder too (`vault_keys[host]`), and it renders as
+/// `<vault:NAME>`, so templates render and everything else still gets checked.
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl minijinja::value::Object for Placeholder {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        Some(minijinja::Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<vault:{}>", self.0)
     }
 }
 
@@ -119,6 +134,9 @@ impl Engine {
             .build()
             .expect("default delimiters are valid");
         env.set_syntax(syntax);
+        // No HTML/JSON auto-escaping by file name (minijinja's default for .html/.json/.yaml):
+        // config files are not web pages, and Ansible users never escape.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         let base = root.to_path_buf();
         env.set_loader(move |name: &str| {
             if name.split('/').any(|c| c == "..") {
@@ -199,6 +217,9 @@ impl Engine {
         let v = e
             .eval(ctx.value_for(&used))
             .map_err(|err| undefined_hint(to_error(&err, None, Some(expr)), &used, ctx))?;
+        if let Some(p) = v.downcast_object_ref::<Placeholder>() {
+            return Ok((Value::String(format!("<vault:{}>", p.0)), true));
+        }
         if v.is_undefined() {
             let missing: Vec<&String> = used.iter().filter(|u| !ctx.names.contains(*u)).collect();
             return Err(TemplateError {
@@ -274,6 +295,12 @@ impl Engine {
             }
             other => other.clone(),
         })
+    }
+
+    /// Top-level names a template string refers to (empty when it does not parse: rendering
+    /// will report that).
+    pub fn names_in(&self, src: &str) -> std::collections::HashSet<String> {
+        self.env.template_from_str(src).map(|t| t.undeclared_variables(false)).unwrap_or_default()
     }
 
     /// Names a template file refers to (for `check`).
@@ -439,6 +466,10 @@ mod tests {
         assert_eq!(
             e.render_str("{{ vault_pw }}", &c).unwrap().text,
             "<vault:vault_pw>"
+        );
+        assert_eq!(
+            e.render_str("{{ vault_keys[name] }}", &c).unwrap().text,
+            "<vault:vault_keys.lab>"
         );
     }
 }

@@ -9,32 +9,45 @@ use serde_json::Value;
 use super::{is_template, Ctx, Engine, TemplateError};
 use crate::inventory::VarLayer;
 
-const MAX_PASSES: usize = 8;
-
+/// Resolve templated vars in dependency order: a var is rendered only once every var it refers
+/// to is plain, so `b: "{{ 'y' if a == 'x' }}"` sees `a` rendered, not its template text.
+/// A cycle (or a self-reference) is rendered as is, and rendering says what is wrong.
 pub fn resolve(
     engine: &Engine,
     layer: &VarLayer,
     placeholders: bool,
 ) -> Result<VarLayer, (String, TemplateError)> {
     let mut cur = layer.clone();
-    for _ in 0..MAX_PASSES {
+    let mut budget = cur.values.len() * 2 + 4;
+    loop {
         let templated: Vec<String> = cur
             .values
             .iter()
             .filter(|(_, v)| has_template(v))
             .map(|(k, _)| k.clone())
             .collect();
-        if templated.is_empty() {
+        if templated.is_empty() || budget == 0 {
             return Ok(cur);
+        }
+        budget -= 1;
+        let pending: std::collections::HashSet<&str> = templated.iter().map(String::as_str).collect();
+        let mut ready: Vec<&String> = templated
+            .iter()
+            .filter(|k| {
+                let mut names = std::collections::HashSet::new();
+                collect_names(engine, &cur.values[k.as_str()], &mut names);
+                !names.iter().any(|n| n != *k && pending.contains(n.as_str()))
+            })
+            .collect();
+        if ready.is_empty() {
+            ready = templated.iter().collect();
         }
         let mut ctx = Ctx::new(&cur.values, cur.secret.clone(), cur.secret_strings());
         ctx.placeholders = placeholders;
-        let mut next: IndexMap<String, Value> = cur.values.clone();
         let mut changed = false;
-        for k in &templated {
-            let (v, tainted) = engine
-                .render_value(&cur.values[k], &ctx)
-                .map_err(|(_, e)| (k.clone(), e))?;
+        let mut next: IndexMap<String, Value> = cur.values.clone();
+        for k in ready {
+            let (v, tainted) = engine.render_value(&cur.values[k], &ctx).map_err(|(_, e)| (k.clone(), e))?;
             if tainted {
                 cur.secret.insert(k.clone());
             }
@@ -45,12 +58,19 @@ pub fn resolve(
         }
         cur.values = next;
         if !changed {
-            break;
+            // A value that renders to template text on purpose: leave it.
+            return Ok(cur);
         }
     }
-    // Still templated after the passes: a cycle (`a: "{{ b }}"`, `b: "{{ a }}"`) or a value that
-    // renders to template text on purpose. Leave it; rendering it later will show what it is.
-    Ok(cur)
+}
+
+fn collect_names(engine: &Engine, v: &Value, out: &mut std::collections::HashSet<String>) {
+    match v {
+        Value::String(s) if is_template(s) => out.extend(engine.names_in(s)),
+        Value::Array(a) => a.iter().for_each(|x| collect_names(engine, x, out)),
+        Value::Object(o) => o.values().for_each(|x| collect_names(engine, x, out)),
+        _ => {}
+    }
 }
 
 fn has_template(v: &Value) -> bool {
@@ -90,6 +110,21 @@ mod tests {
         assert_eq!(r.values["token"], json!("sekrit-1"));
         assert!(r.is_secret("token"));
         assert!(!r.is_secret("a"));
+    }
+
+    #[test]
+    fn derived_vars_see_resolved_values() {
+        // Order matters: `b` compares `a`, which is itself a template.
+        let l = VarLayer::from_map(
+            [
+                ("b".to_string(), json!("{{ 'yes' if a == 'x' else 'no' }}")),
+                ("a".to_string(), json!("{{ 'x' }}")),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let r = resolve(&Engine::new(Path::new(".")), &l, false).unwrap();
+        assert_eq!(r.values["b"], json!("yes"));
     }
 
     #[test]
