@@ -7,6 +7,8 @@
 
 pub mod command;
 pub mod file;
+pub mod helm;
+pub mod k8s;
 pub mod os;
 pub mod packages;
 pub mod probe;

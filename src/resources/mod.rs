@@ -15,6 +15,10 @@ pub mod download;
 pub mod fetch;
 pub mod file;
 pub mod group;
+pub mod helm_release;
+pub mod helm_repo;
+pub mod k8s_manifest;
+pub mod k8s_secret;
 pub mod line;
 pub mod service;
 pub mod symlink;
@@ -38,12 +42,24 @@ pub struct DiffCx {
     pub secret: bool,
     /// Key for keyed hashes of secret content in plan output.
     pub hash_key: [u8; 32],
+    /// Every known secret string: the host's OLD content may hold one even when the new
+    /// content does not (a token rotated out by `-e`), and a diff would print it.
+    pub secrets: std::sync::Arc<Vec<String>>,
 }
 
 impl DiffCx {
     pub fn keyed_hash(&self, data: &[u8]) -> String {
         keyed_hash(&self.hash_key, data)
     }
+
+    /// True when the resource is secret or `data` contains a known secret.
+    pub fn is_secret(&self, data: &[u8]) -> bool {
+        self.secret || self.secrets.iter().any(|s| contains(data, s.as_bytes()))
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Controller-side inputs a spec may pull in before diffing (template files, `src` files).
@@ -211,6 +227,10 @@ registry!(
     service,
     sysctl,
     ufw,
+    helm_repo,
+    helm_release,
+    k8s_manifest,
+    k8s_secret
 );
 
 // ---- helpers shared by resource types ----
@@ -248,7 +268,7 @@ pub fn normalize_mode(s: &str) -> Result<String, String> {
 /// A unified diff of two texts for plan output, or a keyed-hash line when either side is secret
 /// or binary.
 pub fn content_diff(path: &str, old: Option<&[u8]>, new: &[u8], cx: &DiffCx) -> String {
-    if cx.secret {
+    if cx.is_secret(new) || old.is_some_and(|o| cx.is_secret(o)) {
         return format!("(secret changed: now {})", cx.keyed_hash(new));
     }
     let old_text = match old {
@@ -294,12 +314,14 @@ pub(crate) mod testutil {
         DiffCx {
             secret: false,
             hash_key: [7; 32],
+            secrets: Default::default(),
         }
     }
     pub fn secret_cx() -> DiffCx {
         DiffCx {
             secret: true,
             hash_key: [7; 32],
+            secrets: Default::default(),
         }
     }
     pub fn facts(pairs: &[(&str, &str)]) -> Facts {

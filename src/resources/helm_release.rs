@@ -1,0 +1,428 @@
+//! `helm_release`: a chart installed at a pinned version with our values.
+//!
+//! ```yaml
+//! - helm_release:
+//!     name: postgres
+//!     namespace: db
+//!     chart: bitnami/postgresql          # REPO/CHART (a `helm_repo` earlier) or oci://…
+//!     version: "16.7.4"                  # pinned, required
+//!     values_template: postgres.yaml.j2  # roles/R/templates/ or values/…
+//!     values: {primary: {resources: {}}} # optional, deep-merged over the template
+//!     create_namespace: true
+//!     wait: true
+//!     timeout: 5m
+//!     kubeconfig: /etc/rancher/k3s/k3s.yaml
+//! ```
+//!
+//! Upgraded only when the deployed chart version, the release status or the values differ:
+//! desired values (YAML → JSON, canonical) against `helm get values -o json`. Values travel on
+//! stdin (`-f -`, as JSON, which is YAML), never in argv; when they hold a secret the plan shows
+//! only which keys changed and a keyed hash.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::k8s_manifest::{
+    canonical, check_kubeconfig, default_kubeconfig, merge, paths, summarize, value_diff,
+    yaml_error,
+};
+use super::{q, DiffCx, PrepareCx, Resource};
+use crate::facts::{helm, FactQuery, Facts};
+use crate::plan::{Action, Drift, Step};
+use crate::secret::Secret;
+
+pub struct Type;
+
+fn yes() -> bool {
+    true
+}
+fn five_minutes() -> String {
+    "5m".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    pub namespace: String,
+    pub chart: String,
+    pub version: String,
+    #[serde(default)]
+    pub values_template: Option<String>,
+    #[serde(default)]
+    pub values: Option<Value>,
+    #[serde(default = "yes")]
+    pub create_namespace: bool,
+    #[serde(default = "yes")]
+    pub wait: bool,
+    #[serde(default = "five_minutes")]
+    pub timeout: String,
+    #[serde(default = "default_kubeconfig")]
+    pub kubeconfig: String,
+    /// Template merged with inline values, canonical. Filled by `prepare`.
+    #[serde(skip)]
+    pub desired: Option<Secret<Value>>,
+}
+
+impl Spec {
+    fn desired(&self) -> Value {
+        self.desired
+            .as_ref()
+            .map(|d| d.expose().clone())
+            .unwrap_or_else(|| Value::Object(Default::default()))
+    }
+
+    /// `bitnami/postgresql` → (Some("bitnami"), "postgresql"); `oci://r/x/chart` → (None, "chart").
+    fn repo_and_chart(&self) -> (Option<&str>, &str) {
+        if self.chart.starts_with("oci://") {
+            return (None, self.chart.rsplit('/').next().unwrap_or(&self.chart));
+        }
+        match self.chart.split_once('/') {
+            Some((r, c)) => (Some(r), c),
+            None => (None, &self.chart),
+        }
+    }
+}
+
+/// DNS-1123 label: helm and Kubernetes refuse anything else, so say it at `check` time.
+fn check_label(what: &str, v: &str, max: usize) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.len() <= max
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !v.starts_with('-')
+        && !v.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{v}` must be lowercase letters, digits and `-` (at most {max})"
+        ))
+    }
+}
+
+impl Resource for Type {
+    const KIND: &'static str = "helm_release";
+    type Spec = Spec;
+
+    fn name(spec: &Spec) -> String {
+        format!("{}/{}", spec.namespace, spec.name)
+    }
+
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
+        check_label("release name", &spec.name, 53)?;
+        check_label("namespace", &spec.namespace, 63)?;
+        check_kubeconfig(&spec.kubeconfig)?;
+        let (repo, chart) = spec.repo_and_chart();
+        if repo.is_none() && !spec.chart.starts_with("oci://") {
+            return Err(format!(
+                "chart `{}` must be REPO/CHART (from a `helm_repo`) or oci://…",
+                spec.chart
+            ));
+        }
+        if chart.is_empty() || spec.chart.chars().any(|c| c.is_whitespace()) {
+            return Err(format!("chart `{}` is not a chart reference", spec.chart));
+        }
+        let v = spec.version.trim();
+        if v.is_empty()
+            || v.contains(['^', '~', '*', '>', '<', ' ', ',', '|'])
+            || v.ends_with(".x")
+            || v == "latest"
+        {
+            return Err(format!(
+                "version `{}` must be pinned to one exact chart version (like \"16.7.4\")",
+                spec.version
+            ));
+        }
+        if !regex::Regex::new(r"^(\d+h)?(\d+m)?(\d+s)?$")
+            .expect("static regex")
+            .is_match(&spec.timeout)
+            || spec.timeout.is_empty()
+        {
+            return Err(format!(
+                "timeout `{}` must look like 5m, 90s or 1h30m",
+                spec.timeout
+            ));
+        }
+        let mut values = Value::Object(Default::default());
+        if let Some(t) = &spec.values_template {
+            let text = String::from_utf8(cx.render_template(t)?.into_inner())
+                .map_err(|_| format!("{t}: not UTF-8"))?;
+            let parsed: Value = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_saphyr::from_str(&text).map_err(|e| {
+                    yaml_error(
+                        &format!("values template {t}"),
+                        &e.to_string(),
+                        cx.tainted.get(),
+                    )
+                })?
+            };
+            match parsed {
+                Value::Null => {}
+                Value::Object(_) => values = parsed,
+                _ => return Err(format!("values template {t} must render to a mapping")),
+            }
+        }
+        match spec.values.take() {
+            None | Some(Value::Null) => {}
+            Some(inline @ Value::Object(_)) => merge(&mut values, &inline),
+            Some(_) => return Err("`values` must be a mapping".into()),
+        }
+        spec.desired = Some(Secret::new(canonical(&values)));
+        Ok(())
+    }
+
+    fn facts(spec: &Spec) -> Vec<FactQuery> {
+        vec![helm::release_query(
+            &spec.namespace,
+            &spec.name,
+            &spec.kubeconfig,
+        )]
+    }
+
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+        let want = spec.desired();
+        let label = format!("{}/{} values", spec.namespace, spec.name);
+        let seen = helm::release(facts, &spec.namespace, &spec.name, &spec.kubeconfig)
+            .map_err(|e| e.to_string())?;
+        let release = match seen {
+            Err(why) => {
+                let d = Drift::new(
+                    Action::Create,
+                    vec![format!("absent (helm unavailable: {why})")],
+                    vec![upgrade_step(spec, &want)],
+                );
+                return Ok(Some(d.with_diff(Some(value_diff(&label, None, &want, cx)))));
+            }
+            Ok(None) => {
+                let d = Drift::new(
+                    Action::Create,
+                    vec!["absent".into()],
+                    vec![upgrade_step(spec, &want)],
+                );
+                return Ok(Some(d.with_diff(Some(value_diff(&label, None, &want, cx)))));
+            }
+            Ok(Some(r)) => r,
+        };
+        let mut reasons = Vec::new();
+        let want_chart = format!("{}-{}", spec.repo_and_chart().1, spec.version);
+        if release.chart != want_chart {
+            reasons.push(format!("chart {} → {want_chart}", release.chart));
+        }
+        if release.status != "deployed" {
+            reasons.push(format!(
+                "status {} (not deployed)",
+                if release.status.is_empty() {
+                    "unknown"
+                } else {
+                    &release.status
+                }
+            ));
+        }
+        let live = canonical(&release.values);
+        let mut diff = None;
+        if live != want {
+            let mut p = Vec::new();
+            paths(&want, Some(&live), false, "", &mut p);
+            reasons.push(format!("values differ at {}", summarize(&p)));
+            diff = Some(value_diff(&label, Some(&live), &want, cx));
+        }
+        if reasons.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Drift::new(Action::Update, reasons, vec![upgrade_step(spec, &want)]).with_diff(diff),
+        ))
+    }
+}
+
+fn upgrade_step(spec: &Spec, values: &Value) -> Step {
+    let kc = q(&spec.kubeconfig);
+    let mut script = String::new();
+    // Refresh the repo index only when it lacks the pinned version: converged runs stay offline.
+    if let (Some(repo), chart) = spec.repo_and_chart() {
+        script.push_str(&format!(
+            "if ! helm search repo {} --version {} -o json </dev/null 2>/dev/null | grep -q '\"name\"'; then helm repo update {} </dev/null >&2; fi\n",
+            q(&format!("{repo}/{chart}")),
+            q(&spec.version),
+            q(repo)
+        ));
+    }
+    script.push_str(&format!(
+        "helm upgrade --install {} {} --version {} -n {}{}{} --timeout {} --kubeconfig {kc} -f -",
+        q(&spec.name),
+        q(&spec.chart),
+        q(&spec.version),
+        q(&spec.namespace),
+        if spec.create_namespace {
+            " --create-namespace"
+        } else {
+            ""
+        },
+        if spec.wait { " --wait" } else { "" },
+        q(&spec.timeout),
+    ));
+    let mut data = serde_json::to_vec(values).expect("JSON values serialize");
+    data.push(b'\n');
+    Step::Stdin {
+        script,
+        data: Secret::new(data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::helm::tests::b64;
+    use crate::resources::testutil::*;
+    use serde_json::json;
+
+    const SPEC: &str =
+        "name: postgres\nnamespace: db\nchart: bitnami/postgresql\nversion: \"16.7.4\"\n";
+
+    fn prepared(extra: &str, values: Value) -> Spec {
+        let mut s = spec::<Type>(&format!("{SPEC}{extra}"));
+        s.desired = Some(Secret::new(canonical(&values)));
+        s
+    }
+
+    fn seen(list: &str, values: Option<&str>) -> Facts {
+        let key = helm::release_query(
+            "db",
+            "postgres",
+            super::super::k8s_manifest::DEFAULT_KUBECONFIG,
+        )
+        .key;
+        let mut out = format!("json {}\n", b64(list));
+        if let Some(v) = values {
+            out.push_str(&format!("values {}\n", b64(v)));
+        }
+        facts(&[(&key, &out)])
+    }
+
+    const DEPLOYED: &str = r#"[{"name":"postgres","namespace":"db","revision":"3","status":"deployed","chart":"postgresql-16.7.4","app_version":"17.5.0"}]"#;
+
+    #[test]
+    fn absent_is_installed_with_values_on_stdin() {
+        let s = prepared(
+            "",
+            json!({"auth": {"existingSecret": "pg"}, "primary": {"service": {"type": "NodePort"}}}),
+        );
+        let d = Type::diff(&s, &seen("[]", None), &cx()).unwrap().unwrap();
+        assert_eq!(d.action, Action::Create);
+        let sc = scripts(&d);
+        assert!(
+            sc.contains("helm search repo bitnami/postgresql --version 16.7.4 -o json"),
+            "{sc}"
+        );
+        assert!(sc.contains("then helm repo update bitnami"), "{sc}");
+        assert!(sc.ends_with("helm upgrade --install postgres bitnami/postgresql --version 16.7.4 -n db --create-namespace --wait --timeout 5m --kubeconfig /etc/rancher/k3s/k3s.yaml -f -"), "{sc}");
+        match &d.steps[0] {
+            Step::Stdin { data, .. } => assert_eq!(
+                serde_json::from_slice::<Value>(data.expose()).unwrap()["primary"]["service"]
+                    ["type"],
+                "NodePort"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(d.diff.unwrap().contains("+    type: NodePort"));
+    }
+
+    #[test]
+    fn equal_values_and_version_are_in_sync_null_values_mean_empty() {
+        let s = prepared("", json!({"a": {"port": 30432.0, "b": true}}));
+        assert!(Type::diff(
+            &s,
+            &seen(DEPLOYED, Some(r#"{"a":{"b":true,"port":30432}}"#)),
+            &cx()
+        )
+        .unwrap()
+        .is_none());
+        let empty = prepared("", json!({}));
+        assert!(Type::diff(&empty, &seen(DEPLOYED, Some("null")), &cx())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn changed_values_version_or_status_upgrade() {
+        let s = prepared("", json!({"a": {"port": 30432}}));
+        let d = Type::diff(
+            &s,
+            &seen(DEPLOYED, Some(r#"{"a":{"port":30433},"old":1}"#)),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(d.reasons, vec!["values differ at a.port, old"]);
+        let diff = d.diff.unwrap();
+        assert!(
+            diff.contains("-  port: 30433")
+                && diff.contains("+  port: 30432")
+                && diff.contains("-old: 1"),
+            "{diff}"
+        );
+
+        let older = DEPLOYED
+            .replace("postgresql-16.7.4", "postgresql-16.6.0")
+            .replace("deployed", "failed");
+        let d = Type::diff(&s, &seen(&older, Some(r#"{"a":{"port":30432}}"#)), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.reasons,
+            vec![
+                "chart postgresql-16.6.0 → postgresql-16.7.4",
+                "status failed (not deployed)"
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_plan_output() {
+        let s = prepared("", json!({"auth": {"postgresPassword": "canary-pw-42"}}));
+        for f in [
+            seen("[]", None),
+            seen(
+                DEPLOYED,
+                Some(r#"{"auth":{"postgresPassword":"old-canary"}}"#),
+            ),
+        ] {
+            let d = Type::diff(&s, &f, &secret_cx()).unwrap().unwrap();
+            let shown = format!("{:?} {:?} {:?}", d.diff, d.reasons, d.steps);
+            assert!(!shown.contains("canary"), "{shown}");
+            assert!(d
+                .diff
+                .unwrap()
+                .contains("(secret changed: now hmac-sha256:"));
+            match &d.steps[0] {
+                Step::Stdin { script, .. } => assert!(!script.contains("canary")),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn helm_missing_plans_an_install_and_bad_specs_are_refused() {
+        let s = prepared("", json!({}));
+        let key = helm::release_query(
+            "db",
+            "postgres",
+            super::super::k8s_manifest::DEFAULT_KUBECONFIG,
+        )
+        .key;
+        let d = Type::diff(
+            &s,
+            &facts(&[(&key, "unavailable helm is not installed\n")]),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.action, Action::Create);
+        assert!(d.reasons[0].contains("helm is not installed"));
+        assert!(spec_err::<Type>("name: x\nnamespace: y\nchart: a/b\n").contains("version"));
+    }
+}

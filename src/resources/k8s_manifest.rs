@@ -1,0 +1,764 @@
+//! `k8s_manifest`: Kubernetes objects from a rendered manifest, applied server-side.
+//!
+//! ```yaml
+//! - k8s_manifest:
+//!     manifest: root-app.yaml.j2          # roles/R/templates/ or values/…; or `content: |` inline
+//!     kubeconfig: /etc/rancher/k3s/k3s.yaml   # the default
+//!     force_conflicts: false              # take over fields another manager owns
+//! ```
+//!
+//! Multi-document YAML (`---`) is one resource with one object per document. Drift is judged on
+//! the fields WE set only: each rendered object is compared with the live object restricted to
+//! our keys, recursively, so defaults, `status` and metadata the API server adds never count.
+//! Objects travel as JSON on stdin (`kubectl apply --server-side -f -`), one step per object.
+//! Secrets: use `k8s_secret`; a Secret here would always drift (`stringData` is write-only).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{q, DiffCx, PrepareCx, Resource};
+use crate::facts::k8s::{self, Seen};
+use crate::facts::{FactQuery, Facts};
+use crate::plan::{Action, Drift, Step};
+use crate::secret::Secret;
+
+/// k3s writes its admin kubeconfig here.
+pub const DEFAULT_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+
+pub fn default_kubeconfig() -> String {
+    DEFAULT_KUBECONFIG.to_string()
+}
+
+pub struct Type;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default)]
+    pub manifest: Option<String>,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default = "default_kubeconfig")]
+    pub kubeconfig: String,
+    #[serde(default)]
+    pub force_conflicts: bool,
+    #[serde(skip)]
+    pub objects: Vec<Obj>,
+}
+
+/// One rendered object, its identity lifted out for fact keys and plan lines.
+#[derive(Clone, Debug)]
+pub struct Obj {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub body: Secret<Value>,
+}
+
+impl Obj {
+    pub fn label(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{ns}/{}", self.kind, self.name),
+            None => format!("{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+impl Resource for Type {
+    const KIND: &'static str = "k8s_manifest";
+    type Spec = Spec;
+
+    fn name(spec: &Spec) -> String {
+        if let Some(m) = &spec.manifest {
+            return m.clone();
+        }
+        match spec.objects.as_slice() {
+            [] => "(empty manifest)".into(),
+            [o] => o.label(),
+            [o, rest @ ..] => format!("{} (+{} more)", o.label(), rest.len()),
+        }
+    }
+
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
+        check_kubeconfig(&spec.kubeconfig)?;
+        let text = match (&spec.manifest, spec.content.take()) {
+            (Some(_), Some(_)) => return Err("give only one of `manifest` or `content`".into()),
+            (None, None) => return Err("give `manifest` (a template) or `content`".into()),
+            (Some(m), None) => String::from_utf8(cx.render_template(m)?.into_inner())
+                .map_err(|_| "the manifest is not UTF-8".to_string())?,
+            (None, Some(c)) => c,
+        };
+        spec.objects = parse_objects(&text, cx.tainted.get())?;
+        if spec.objects.is_empty() {
+            return Err("the manifest holds no object".into());
+        }
+        Ok(())
+    }
+
+    fn facts(spec: &Spec) -> Vec<FactQuery> {
+        spec.objects
+            .iter()
+            .map(|o| {
+                k8s::object_query(
+                    &o.api_version,
+                    &o.kind,
+                    o.namespace.as_deref(),
+                    &o.name,
+                    &spec.kubeconfig,
+                )
+            })
+            .collect()
+    }
+
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+        let mut reasons = Vec::new();
+        let mut diffs = Vec::new();
+        let mut steps = Vec::new();
+        let mut present = 0;
+        for o in &spec.objects {
+            let seen = k8s::object(
+                facts,
+                &o.api_version,
+                &o.kind,
+                o.namespace.as_deref(),
+                &o.name,
+                &spec.kubeconfig,
+            )
+            .map_err(|e| e.to_string())?;
+            let want = o.body.expose();
+            let live = match seen {
+                Seen::Present(live) => {
+                    present += 1;
+                    if !differs(want, &live) {
+                        continue;
+                    }
+                    let paths = diff_paths(want, &live);
+                    reasons.push(format!("{} differs at {}", o.label(), summarize(&paths)));
+                    Some(restrict(want, &live))
+                }
+                Seen::Absent => {
+                    reasons.push(format!("{} absent", o.label()));
+                    None
+                }
+                Seen::Unavailable(why) => {
+                    reasons.push(format!("{} absent (kubectl unavailable: {why})", o.label()));
+                    None
+                }
+            };
+            diffs.push(value_diff(&o.label(), live.as_ref(), want, cx));
+            steps.push(apply_step(o, &spec.kubeconfig, spec.force_conflicts));
+        }
+        if steps.is_empty() {
+            return Ok(None);
+        }
+        let action = if present == 0 {
+            Action::Create
+        } else {
+            Action::Update
+        };
+        Ok(Some(
+            Drift::new(action, reasons, steps).with_diff(Some(diffs.join("\n"))),
+        ))
+    }
+}
+
+fn apply_step(o: &Obj, kubeconfig: &str, force: bool) -> Step {
+    let mut data = serde_json::to_vec(&canonical(o.body.expose())).expect("JSON values serialize");
+    data.push(b'\n');
+    let force = if force { " --force-conflicts" } else { "" };
+    Step::Stdin {
+        script: format!(
+            "kubectl apply --server-side --field-manager=labctl{force} --kubeconfig {} -f -",
+            q(kubeconfig)
+        ),
+        data: Secret::new(data),
+    }
+}
+
+pub fn check_kubeconfig(p: &str) -> Result<(), String> {
+    super::file::check_path(p).map_err(|e| format!("kubeconfig: {e}"))
+}
+
+/// Rendered YAML (maybe several `---` documents) → objects, each with apiVersion, kind and
+/// metadata.name. Parse errors of secret text name no content.
+pub fn parse_objects(text: &str, secret: bool) -> Result<Vec<Obj>, String> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| yaml_error("manifest", &e.to_string(), secret))?;
+    let mut out = Vec::new();
+    for (i, mut d) in docs.into_iter().enumerate() {
+        if d.is_null() {
+            continue;
+        }
+        let at = format!("manifest document {}", i + 1);
+        let Value::Object(m) = &mut d else {
+            return Err(format!("{at} is not a mapping"));
+        };
+        let s =
+            |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        let api_version = s(m, "apiVersion").ok_or_else(|| format!("{at} has no `apiVersion`"))?;
+        let kind = s(m, "kind").ok_or_else(|| format!("{at} has no `kind`"))?;
+        if kind == "List" || kind.ends_with("List") {
+            return Err(format!(
+                "{at} is a {kind}: write its items as `---` documents"
+            ));
+        }
+        m.remove("status");
+        let meta = m
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("{at} ({kind}) has no `metadata`"))?;
+        for k in SERVER_FIELDS {
+            meta.remove(*k);
+        }
+        let name =
+            s(meta, "name").ok_or_else(|| format!("{at} ({kind}) has no `metadata.name`"))?;
+        let namespace = s(meta, "namespace");
+        for (what, v) in [
+            ("kind", &kind),
+            ("name", &name),
+            ("apiVersion", &api_version),
+        ] {
+            if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("{at}: `{what}` must be a non-empty word"));
+            }
+        }
+        out.push(Obj {
+            api_version,
+            kind,
+            namespace,
+            name,
+            body: Secret::new(d),
+        });
+    }
+    Ok(out)
+}
+
+/// Metadata the API server owns: never part of what we manage.
+const SERVER_FIELDS: &[&str] = &[
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+];
+
+pub fn yaml_error(what: &str, message: &str, secret: bool) -> String {
+    if secret {
+        // The parser quotes the offending text, which may be a secret: keep only its position.
+        let pos = regex::Regex::new(r"line \d+,? col(umn)? \d+")
+            .ok()
+            .and_then(|r| r.find(message).map(|m| m.as_str().to_string()));
+        return format!(
+            "{what} is not valid YAML{} (details hidden: it holds a secret)",
+            pos.map(|p| format!(" at {p}")).unwrap_or_default()
+        );
+    }
+    format!("{what} is not valid YAML: {message}")
+}
+
+// ---- JSON helpers shared with helm_release and k8s_secret ----
+
+/// Sorted keys everywhere, integral floats as integers: one spelling per value, so equal
+/// values compare and hash equal whatever YAML or JSON they came from.
+pub fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => v.clone(),
+        },
+        _ => v.clone(),
+    }
+}
+
+/// Deep merge: maps merge key by key, anything else in `over` replaces.
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+fn same_scalar(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// Does `live`, restricted to the keys in `want`, differ from `want`? The API server drops
+/// empty maps and lists, so an empty desired field matches a missing live one.
+pub fn differs(want: &Value, live: &Value) -> bool {
+    match (want, live) {
+        (Value::Object(w), Value::Object(l)) => w.iter().any(|(k, wv)| match l.get(k) {
+            Some(lv) => differs(wv, lv),
+            None => !empty(wv),
+        }),
+        (Value::Array(w), Value::Array(l)) => {
+            w.len() != l.len() || w.iter().zip(l).any(|(a, b)| differs(a, b))
+        }
+        _ => !same_scalar(want, live),
+    }
+}
+
+/// The live object cut down to the keys we set, for a readable diff.
+pub fn restrict(want: &Value, live: &Value) -> Value {
+    match (want, live) {
+        (Value::Object(w), Value::Object(l)) => Value::Object(
+            w.keys()
+                .filter_map(|k| l.get(k).map(|lv| (k.clone(), restrict(&w[k], lv))))
+                .collect(),
+        ),
+        (Value::Array(w), Value::Array(l)) => Value::Array(
+            l.iter()
+                .enumerate()
+                .map(|(i, lv)| {
+                    w.get(i)
+                        .map(|wv| restrict(wv, lv))
+                        .unwrap_or_else(|| lv.clone())
+                })
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
+}
+
+/// Dotted paths (keys only, never values) where `live` differs from `want` (subset semantics
+/// when `subset`, exact equality otherwise).
+pub fn paths(want: &Value, live: Option<&Value>, subset: bool, at: &str, out: &mut Vec<String>) {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (want, live) {
+        (Value::Object(w), Some(Value::Object(l))) => {
+            for (k, wv) in w {
+                match l.get(k) {
+                    Some(lv) => paths(wv, Some(lv), subset, &join(k), out),
+                    None if subset && empty(wv) => {}
+                    None => out.push(join(k)),
+                }
+            }
+            if !subset {
+                for k in l.keys().filter(|k| !w.contains_key(*k)) {
+                    out.push(join(k));
+                }
+            }
+        }
+        (Value::Array(w), Some(Value::Array(l))) if w.len() == l.len() => {
+            for (i, (a, b)) in w.iter().zip(l).enumerate() {
+                paths(a, Some(b), subset, &format!("{at}[{i}]"), out);
+            }
+        }
+        (w, Some(l)) if !w.is_object() && !w.is_array() && same_scalar(w, l) => {}
+        _ => out.push(if at.is_empty() {
+            "(root)".into()
+        } else {
+            at.to_string()
+        }),
+    }
+}
+
+fn diff_paths(want: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    paths(want, Some(live), true, "", &mut out);
+    out
+}
+
+pub fn summarize(paths: &[String]) -> String {
+    match paths.len() {
+        0 => "(nothing)".into(),
+        1..=4 => paths.join(", "),
+        n => format!("{} and {} more", paths[..3].join(", "), n - 3),
+    }
+}
+
+pub fn to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(&canonical(v))
+        .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+/// A unified diff of two values as canonical YAML, or only a keyed hash when secret.
+pub fn value_diff(label: &str, old: Option<&Value>, new: &Value, cx: &DiffCx) -> String {
+    if cx.secret {
+        let h = cx.keyed_hash(&serde_json::to_vec(&canonical(new)).unwrap_or_default());
+        return format!("{label}: (secret changed: now {h})");
+    }
+    let old_text = old.map(to_yaml).unwrap_or_default();
+    similar::TextDiff::from_lines(&old_text, &to_yaml(new))
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{label} (live)"), &format!("{label} (desired)"))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::helm::tests::b64;
+    use crate::resources::testutil::*;
+    use serde_json::json;
+
+    const KC: &str = DEFAULT_KUBECONFIG;
+
+    fn prepared(text: &str) -> Spec {
+        let mut s = spec::<Type>("content: x\n");
+        s.content = None;
+        s.objects = parse_objects(text, false).unwrap();
+        s
+    }
+
+    const TWO: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: db}\ndata: {k: v}\n---\n\
+                       apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: b, namespace: db}\nspec: {schedule: \"0 2 * * *\", suspend: false}\n";
+
+    fn live(objs: &[(&str, &str, Option<Value>)]) -> Facts {
+        let mut pairs = Vec::new();
+        for (av, kind, v) in objs {
+            let name = if *kind == "ConfigMap" { "a" } else { "b" };
+            let key = k8s::object_query(av, kind, Some("db"), name, KC).key;
+            let out = match v {
+                Some(v) => format!("json {}\n", b64(&v.to_string())),
+                None => "absent\n".into(),
+            };
+            pairs.push((key, out));
+        }
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        facts(&refs)
+    }
+
+    fn server_view(mut v: Value) -> Value {
+        v["metadata"]["uid"] = json!("1234");
+        v["metadata"]["resourceVersion"] = json!("99");
+        v["metadata"]["managedFields"] = json!([{"manager": "labctl"}]);
+        v["metadata"]["annotations"] = json!({"added.by/kubectl": "x"});
+        v["status"] = json!({"lastScheduleTime": "now"});
+        if v["kind"] == "CronJob" {
+            v["spec"]["concurrencyPolicy"] = json!("Allow");
+        }
+        v
+    }
+
+    #[test]
+    fn multi_document_manifest_parses_with_identities() {
+        let s = prepared(TWO);
+        assert_eq!(
+            s.objects.iter().map(Obj::label).collect::<Vec<_>>(),
+            vec!["ConfigMap/db/a", "CronJob/db/b"]
+        );
+        assert_eq!(Type::facts(&s).len(), 2);
+        assert!(parse_objects("kind: X\n", false)
+            .unwrap_err()
+            .contains("apiVersion"));
+        assert!(
+            parse_objects("apiVersion: v1\nkind: X\nmetadata: {}\n", false)
+                .unwrap_err()
+                .contains("metadata.name")
+        );
+    }
+
+    #[test]
+    fn absent_is_created_with_one_stdin_apply_per_object() {
+        let s = prepared(TWO);
+        let d = Type::diff(
+            &s,
+            &live(&[("v1", "ConfigMap", None), ("batch/v1", "CronJob", None)]),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.action, Action::Create);
+        assert_eq!(d.steps.len(), 2);
+        match &d.steps[1] {
+            Step::Stdin { script, data } => {
+                assert_eq!(script, "kubectl apply --server-side --field-manager=labctl --kubeconfig /etc/rancher/k3s/k3s.yaml -f -");
+                let v: Value = serde_json::from_slice(data.expose()).unwrap();
+                assert_eq!(v["spec"]["schedule"], "0 2 * * *");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_added_fields_are_not_drift_but_our_fields_are() {
+        let s = prepared(TWO);
+        let objs: Vec<Value> = s.objects.iter().map(|o| o.body.expose().clone()).collect();
+        let f = live(&[
+            ("v1", "ConfigMap", Some(server_view(objs[0].clone()))),
+            ("batch/v1", "CronJob", Some(server_view(objs[1].clone()))),
+        ]);
+        assert!(Type::diff(&s, &f, &cx()).unwrap().is_none());
+
+        let mut changed = server_view(objs[1].clone());
+        changed["spec"]["schedule"] = json!("0 3 * * *");
+        let f = live(&[
+            ("v1", "ConfigMap", Some(server_view(objs[0].clone()))),
+            ("batch/v1", "CronJob", Some(changed)),
+        ]);
+        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(d.reasons, vec!["CronJob/db/b differs at spec.schedule"]);
+        assert_eq!(d.steps.len(), 1, "only the drifted object is applied");
+        let diff = d.diff.unwrap();
+        assert!(
+            diff.contains("-  schedule: 0 3 * * *") && diff.contains("+  schedule: 0 2 * * *"),
+            "{diff}"
+        );
+        assert!(
+            !diff.contains("concurrencyPolicy") && !diff.contains("uid"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn unavailable_cluster_plans_a_create() {
+        let s = prepared(TWO);
+        let key =
+            |kind: &str, n: &str, av: &str| k8s::object_query(av, kind, Some("db"), n, KC).key;
+        let f = facts(&[
+            (
+                &key("ConfigMap", "a", "v1"),
+                "unavailable kubectl is not installed\n",
+            ),
+            (
+                &key("CronJob", "b", "batch/v1"),
+                "unavailable kubectl is not installed\n",
+            ),
+        ]);
+        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        assert_eq!(d.action, Action::Create);
+        assert!(d.reasons[0].contains("kubectl is not installed"));
+    }
+
+    #[test]
+    fn secret_manifests_show_only_a_keyed_hash() {
+        let s = prepared("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: db}\ndata: {k: canary-77}\n");
+        let d = Type::diff(
+            &s,
+            &live(&[(
+                "v1",
+                "ConfigMap",
+                Some(json!({"data": {"k": "old-canary"}})),
+            )]),
+            &secret_cx(),
+        )
+        .unwrap()
+        .unwrap();
+        let shown = format!("{:?} {:?}", d.diff, d.reasons);
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("hmac-sha256:"), "{shown}");
+        assert!(
+            yaml_error("values", "bad at line 2 column 3: 'canary'", true)
+                .ends_with("at line 2 column 3 (details hidden: it holds a secret)")
+        );
+    }
+
+    #[test]
+    fn helpers_canonicalise_merge_and_compare() {
+        assert_eq!(
+            canonical(&json!({"b": 1.0, "a": [2.5]})).to_string(),
+            r#"{"a":[2.5],"b":1}"#
+        );
+        let mut base = json!({"a": {"x": 1, "y": 2}, "l": [1]});
+        merge(&mut base, &json!({"a": {"y": 3}, "l": [2]}));
+        assert_eq!(base, json!({"a": {"x": 1, "y": 3}, "l": [2]}));
+        assert!(!differs(
+            &json!({"a": {}, "n": 1}),
+            &json!({"n": 1.0, "extra": true})
+        ));
+        assert!(differs(&json!({"l": [1, 2]}), &json!({"l": [1]})));
+        let mut p = Vec::new();
+        paths(
+            &json!({"a": 1, "b": {"c": 2}}),
+            Some(&json!({"a": 1, "b": {"c": 3}, "d": 0})),
+            false,
+            "",
+            &mut p,
+        );
+        assert_eq!(p, vec!["b.c", "d"]);
+    }
+}
+
+/// The shipped roles' values files and manifests render, parse, and carry the keys each chart
+/// or object needs (what `labctl check` renders, checked deeper).
+#[cfg(test)]
+mod role_templates {
+    use super::*;
+    use crate::template::{Ctx, Engine};
+    use std::path::Path;
+
+    fn ctx(role: &str) -> Ctx {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text =
+            std::fs::read_to_string(root.join(format!("roles/{role}/defaults.yml"))).unwrap();
+        let mut vars: indexmap::IndexMap<String, Value> = serde_saphyr::from_str(&text).unwrap();
+        // Vars that point at the vault get literal stand-ins, as if resolved.
+        for (_, v) in vars.iter_mut() {
+            if v.as_str().is_some_and(|s| s.contains("vault_")) {
+                *v = Value::String("canary-from-vault".into());
+            }
+        }
+        vars.insert("postgres_namespace".into(), json!("db"));
+        let secret = vec!["canary-from-vault".to_string()];
+        Ctx::new(&vars, Default::default(), secret)
+    }
+
+    fn render(role: &str, name: &str) -> (String, bool) {
+        let e = Engine::new(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let r = e
+            .render_file(&format!("roles/{role}/templates/{name}"), &ctx(role))
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        (r.text, r.tainted)
+    }
+
+    fn values(role: &str, name: &str) -> Value {
+        serde_saphyr::from_str(&render(role, name).0).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    use serde_json::json;
+
+    #[test]
+    fn chart_values_have_the_keys_the_charts_read() {
+        let pg = values("postgres", "postgres-values.yaml.j2");
+        assert_eq!(pg["auth"]["existingSecret"], "postgres-auth");
+        assert_eq!(
+            pg["auth"]["secretKeys"]["adminPasswordKey"],
+            "postgres-password"
+        );
+        assert_eq!(pg["auth"]["secretKeys"]["userPasswordKey"], "password");
+        assert_eq!(pg["primary"]["service"]["type"], "NodePort");
+        assert_eq!(pg["primary"]["service"]["nodePorts"]["postgresql"], 30432);
+        assert_eq!(pg["primary"]["persistence"]["storageClass"], "local-path");
+
+        let rd = values("redis", "redis-values.yaml.j2");
+        assert_eq!(
+            (
+                rd["architecture"].as_str(),
+                rd["auth"]["existingSecretPasswordKey"].as_str()
+            ),
+            (Some("standalone"), Some("redis-password"))
+        );
+        assert_eq!(rd["master"]["service"]["nodePorts"]["redis"], 30379);
+
+        let (text, tainted) = render("argocd", "argocd-values.yaml.j2");
+        assert!(tainted, "the bcrypt hash comes from the vault");
+        let ac: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(
+            ac["configs"]["secret"]["argocdServerAdminPassword"],
+            "canary-from-vault"
+        );
+
+        let (text, tainted) = render("monitoring", "monitoring-values.yaml.j2");
+        assert!(tainted);
+        let mo: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(mo["prometheus"]["prometheusSpec"]["retention"], "15d");
+        assert!(
+            mo["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
+                ["resources"]["requests"]["storage"]
+                .is_string()
+        );
+        assert_eq!(mo["grafana"]["adminPassword"], "canary-from-vault");
+        let am = &mo["alertmanager"]["config"];
+        assert_eq!(am["global"]["smtp_auth_password"], "canary-from-vault");
+        for k in ["group_wait", "group_interval", "repeat_interval"] {
+            assert!(am["route"][k].is_string(), "{k}");
+        }
+    }
+
+    #[test]
+    fn manifests_parse_into_the_expected_objects() {
+        let labels = |role: &str, name: &str| {
+            parse_objects(&render(role, name).0, false)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .iter()
+                .map(Obj::label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels("argocd", "root-app.yaml.j2"),
+            vec!["Application/argocd/root"]
+        );
+        let app = parse_objects(&render("argocd", "root-app.yaml.j2").0, false).unwrap();
+        let sync = &app[0].body.expose()["spec"]["syncPolicy"]["automated"];
+        assert_eq!(
+            (sync["prune"].as_bool(), sync["selfHeal"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            labels("monitoring", "lab-rules.yaml.j2"),
+            vec!["PrometheusRule/monitoring/lab-rules"]
+        );
+        let rules = parse_objects(&render("monitoring", "lab-rules.yaml.j2").0, false).unwrap();
+        let exprs = rules[0].body.expose()["spec"]["groups"][0]["rules"].to_string();
+        assert!(
+            exprs.contains("* 100 > 80")
+                && exprs.contains("namespace=\\\"db\\\"")
+                && exprs.contains("[1h]) > 3"),
+            "{exprs}"
+        );
+        assert!(
+            exprs.contains("{{ $labels.mountpoint }}"),
+            "alert templates stay literal: {exprs}"
+        );
+
+        let objs = parse_objects(&render("backups", "pg-backup.k8s.j2").0, false).unwrap();
+        assert_eq!(
+            objs.iter().map(Obj::label).collect::<Vec<_>>(),
+            vec![
+                "ConfigMap/db/pg-backup-scripts",
+                "PersistentVolumeClaim/db/pg-backups",
+                "CronJob/db/pg-backup",
+                "CronJob/db/pg-restore-drill"
+            ]
+        );
+        // The CronJob runs exactly the tested scripts, byte for byte.
+        for f in ["pg-backup.sh", "pg-restore-drill.sh"] {
+            let want = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("scripts")
+                    .join(f),
+            )
+            .unwrap();
+            assert_eq!(
+                objs[0].body.expose()["data"][f].as_str().unwrap(),
+                want,
+                "{f}"
+            );
+        }
+        assert_eq!(objs[2].body.expose()["spec"]["schedule"], "0 2 * * *");
+    }
+}

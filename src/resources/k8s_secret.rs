@@ -1,0 +1,386 @@
+//! `k8s_secret`: a namespaced Secret holding exactly the keys given, usually vault values.
+//!
+//! ```yaml
+//! - k8s_secret:
+//!     name: postgres-auth
+//!     namespace: db
+//!     type: Opaque                      # the default
+//!     data:
+//!       postgres-password: "{{ vault_postgres_admin_password }}"
+//!       password: "{{ vault_postgres_app_password }}"
+//!     kubeconfig: /etc/rancher/k3s/k3s.yaml
+//! ```
+//!
+//! Values are always treated as secret, whatever their origin: the probe hashes each live value
+//! on the host (no cleartext comes back), the plan shows keyed hashes only, and the Secret
+//! travels as JSON on stdin. A live key we do not list is drift and is removed (`kubectl
+//! replace`), so a chart never reads a stale key.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::k8s_manifest::{check_kubeconfig, default_kubeconfig};
+use super::{q, DiffCx, PrepareCx, Resource};
+use crate::facts::k8s::{self, Seen};
+use crate::facts::{FactQuery, Facts};
+use crate::plan::{Action, Drift, Step};
+use crate::secret::Secret;
+
+pub struct Type;
+
+fn opaque() -> String {
+    "Opaque".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    pub namespace: String,
+    /// Scalars only; numbers and booleans are stored as their text.
+    data: BTreeMap<String, Value>,
+    #[serde(default = "opaque", rename = "type")]
+    pub type_: String,
+    #[serde(default = "default_kubeconfig")]
+    pub kubeconfig: String,
+    #[serde(skip)]
+    pub values: BTreeMap<String, Secret<String>>,
+}
+
+impl Resource for Type {
+    const KIND: &'static str = "k8s_secret";
+    type Spec = Spec;
+
+    fn name(spec: &Spec) -> String {
+        format!("{}/{}", spec.namespace, spec.name)
+    }
+
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
+        spec.take_values()
+    }
+
+    fn facts(spec: &Spec) -> Vec<FactQuery> {
+        vec![k8s::secret_query(
+            &spec.namespace,
+            &spec.name,
+            &spec.kubeconfig,
+        )]
+    }
+
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+        let seen = k8s::secret(facts, &spec.namespace, &spec.name, &spec.kubeconfig)
+            .map_err(|e| e.to_string())?;
+        let shown = |keys: &mut dyn Iterator<Item = &String>| {
+            keys.map(|k| {
+                format!(
+                    "{k}: (secret: {})",
+                    cx.keyed_hash(spec.values[k].expose().as_bytes())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+        };
+        let live = match seen {
+            Seen::Absent | Seen::Unavailable(_) => {
+                let why = match seen {
+                    Seen::Unavailable(w) => format!("absent (kubectl unavailable: {w})"),
+                    _ => "absent".into(),
+                };
+                let d = Drift::new(Action::Create, vec![why], vec![apply_step(spec)]);
+                return Ok(Some(d.with_diff(Some(shown(&mut spec.values.keys())))));
+            }
+            Seen::Present(l) => l,
+        };
+        let mut reasons = Vec::new();
+        let mut changed = Vec::new();
+        for (k, v) in &spec.values {
+            match live.sha256.get(k) {
+                None => {
+                    reasons.push(format!("key {k} missing"));
+                    changed.push(k);
+                }
+                Some(h) if *h != super::sha256_hex(v.expose().as_bytes()) => {
+                    reasons.push(format!("key {k} changed"));
+                    changed.push(k);
+                }
+                Some(_) => {}
+            }
+        }
+        let extra: Vec<&String> = live
+            .sha256
+            .keys()
+            .filter(|k| !spec.values.contains_key(*k))
+            .collect();
+        reasons.extend(extra.iter().map(|k| format!("extra key {k}")));
+        let type_changed = live.type_ != spec.type_;
+        if type_changed {
+            reasons.push(format!("type {} → {}", live.type_, spec.type_));
+        }
+        if reasons.is_empty() {
+            return Ok(None);
+        }
+        let target = format!(
+            "secret {} -n {} --kubeconfig {}",
+            q(&spec.name),
+            q(&spec.namespace),
+            q(&spec.kubeconfig)
+        );
+        let steps = if type_changed {
+            // A Secret's type is immutable: recreate it.
+            vec![
+                Step::sh(format!("kubectl delete {target} --wait=true")),
+                apply_step(spec),
+            ]
+        } else if !extra.is_empty() {
+            // Server-side apply keeps keys other managers set; replace makes the key set exact.
+            vec![Step::Stdin {
+                script: format!("kubectl replace --kubeconfig {} -f -", q(&spec.kubeconfig)),
+                data: manifest(spec),
+            }]
+        } else {
+            vec![apply_step(spec)]
+        };
+        let mut diff = shown(&mut changed.into_iter());
+        for k in extra {
+            diff.push_str(&format!("\n{k}: (removed)"));
+        }
+        Ok(Some(
+            Drift::new(Action::Update, reasons, steps)
+                .with_diff(Some(diff.trim_start().to_string())),
+        ))
+    }
+}
+
+impl Spec {
+    fn take_values(&mut self) -> Result<(), String> {
+        check_kubeconfig(&self.kubeconfig)?;
+        let dns = |what: &str, v: &str, max: usize| {
+            if v.is_empty()
+                || v.len() > max
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            {
+                Err(format!(
+                    "{what} `{v}` must be lowercase letters, digits, `-` or `.`"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        dns("secret name", &self.name, 253)?;
+        dns("namespace", &self.namespace, 63)?;
+        if self.type_.is_empty() || self.type_.chars().any(|c| c.is_whitespace()) {
+            return Err(format!("type `{}` is not a Secret type", self.type_));
+        }
+        if self.data.is_empty() {
+            return Err("`data` must list at least one key".into());
+        }
+        for (k, v) in std::mem::take(&mut self.data) {
+            if k.is_empty()
+                || k.len() > 253
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(format!(
+                    "data key `{k}` must be letters, digits, `-`, `_` or `.`"
+                ));
+            }
+            let s = match v {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                // Never echo the value: it is likely a secret.
+                _ => {
+                    return Err(format!(
+                        "data key `{k}` must be a string, number or boolean"
+                    ))
+                }
+            };
+            self.values.insert(k, Secret::new(s));
+        }
+        Ok(())
+    }
+}
+
+fn manifest(spec: &Spec) -> Secret<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data: serde_json::Map<String, Value> = spec
+        .values
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(b64.encode(v.expose()))))
+        .collect();
+    let obj = json!({
+        "apiVersion": "v1",
+        "data": data,
+        "kind": "Secret",
+        "metadata": {"labels": {"app.kubernetes.io/managed-by": "labctl"}, "name": spec.name, "namespace": spec.namespace},
+        "type": spec.type_,
+    });
+    let mut bytes = serde_json::to_vec(&obj).expect("JSON values serialize");
+    bytes.push(b'\n');
+    Secret::new(bytes)
+}
+
+fn apply_step(spec: &Spec) -> Step {
+    Step::Stdin {
+        script: format!("kubectl apply --server-side --field-manager=labctl --force-conflicts --kubeconfig {} -f -", q(&spec.kubeconfig)),
+        data: manifest(spec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::k8s_manifest::DEFAULT_KUBECONFIG;
+    use crate::resources::sha256_hex;
+    use crate::resources::testutil::*;
+
+    fn prepared(yaml: &str) -> Spec {
+        let mut s = spec::<Type>(yaml);
+        s.take_values().unwrap();
+        s
+    }
+
+    const SPEC: &str = "name: pg\nnamespace: db\ndata:\n  postgres-password: canary-admin-1\n  password: canary-app-2\n";
+
+    fn live(type_: &str, keys: &[(&str, &str)]) -> Facts {
+        let key = k8s::secret_query("db", "pg", DEFAULT_KUBECONFIG).key;
+        let mut out = format!("present {type_}\n");
+        for (k, v) in keys {
+            out.push_str(&format!("key {k} {}\n", sha256_hex(v.as_bytes())));
+        }
+        facts(&[(&key, &out)])
+    }
+
+    fn assert_no_canary(d: &Drift) {
+        let shown = format!("{:?} {:?} {:?} {}", d.diff, d.reasons, d.steps, scripts(d));
+        assert!(!shown.contains("canary"), "{shown}");
+    }
+
+    #[test]
+    fn absent_is_created_over_stdin() {
+        let s = prepared(SPEC);
+        let key = k8s::secret_query("db", "pg", DEFAULT_KUBECONFIG).key;
+        let d = Type::diff(&s, &facts(&[(&key, "absent\n")]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Create);
+        assert_no_canary(&d);
+        match &d.steps[0] {
+            Step::Stdin { script, data } => {
+                assert!(
+                    script.starts_with("kubectl apply --server-side"),
+                    "{script}"
+                );
+                let v: Value = serde_json::from_slice(data.expose()).unwrap();
+                assert_eq!(
+                    v["data"]["password"],
+                    base64::engine::general_purpose::STANDARD.encode("canary-app-2")
+                );
+                assert_eq!(
+                    (v["type"].as_str(), v["metadata"]["namespace"].as_str()),
+                    (Some("Opaque"), Some("db"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(d.diff.unwrap().contains("password: (secret: hmac-sha256:"));
+    }
+
+    #[test]
+    fn equal_is_in_sync() {
+        let s = prepared(SPEC);
+        assert!(Type::diff(
+            &s,
+            &live(
+                "Opaque",
+                &[
+                    ("postgres-password", "canary-admin-1"),
+                    ("password", "canary-app-2")
+                ]
+            ),
+            &cx()
+        )
+        .unwrap()
+        .is_none());
+    }
+
+    #[test]
+    fn changed_and_extra_keys_are_drift_shown_as_keyed_hashes() {
+        let s = prepared(SPEC);
+        let d = Type::diff(
+            &s,
+            &live(
+                "Opaque",
+                &[
+                    ("postgres-password", "canary-admin-1"),
+                    ("password", "canary-old"),
+                ],
+            ),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (d.action, d.reasons.clone()),
+            (Action::Update, vec!["key password changed".to_string()])
+        );
+        assert_no_canary(&d);
+        assert!(scripts(&d).contains("kubectl apply --server-side"));
+
+        let d = Type::diff(
+            &s,
+            &live(
+                "Opaque",
+                &[
+                    ("postgres-password", "canary-admin-1"),
+                    ("password", "canary-app-2"),
+                    ("stale", "x"),
+                ],
+            ),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.reasons, vec!["extra key stale"]);
+        assert!(
+            scripts(&d).starts_with("<stdin> | kubectl replace"),
+            "{}",
+            scripts(&d)
+        );
+        assert_no_canary(&d);
+
+        let d = Type::diff(
+            &s,
+            &live(
+                "kubernetes.io/basic-auth",
+                &[
+                    ("postgres-password", "canary-admin-1"),
+                    ("password", "canary-app-2"),
+                ],
+            ),
+            &cx(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            scripts(&d).starts_with("kubectl delete secret pg -n db"),
+            "{}",
+            scripts(&d)
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_refused_without_echoing_values() {
+        let mut s = spec::<Type>("name: pg\nnamespace: db\ndata:\n  'bad key': canary\n");
+        let e = s.take_values().unwrap_err();
+        assert!(e.contains("bad key") && !e.contains("canary"), "{e}");
+        let mut s = spec::<Type>("name: pg\nnamespace: db\ndata:\n  k: {nested: canary}\n");
+        assert!(!s.take_values().unwrap_err().contains("canary"));
+    }
+}
