@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, CLI tests, and the end-to-end suite on disposable test hosts.
+# Run as root on Debian 12 (the end-to-end tests boot systemd-nspawn hosts). Without root, the
+# end-to-end tests are skipped and say so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$(id -u)" = 0 ] && [ "${LABCTL_E2E:-1}" = 1 ]; then
+  export LABCTL_E2E=1
+else
+  echo "test: not root (or LABCTL_E2E=0): end-to-end tests on test hosts will be skipped" >&2
+  export LABCTL_E2E=0
+fi
+# The end-to-end tests share the two cores with the build; two at a time keeps boots fast.
+cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "$@"

@@ -1,0 +1,251 @@
+//! End to end on real test hosts over real SSH: every resource type converges, a second run is a
+//! no-op, drift is found and fixed exactly, selectors select, stale saved plans are refused.
+//! Host state is checked out of band (nsenter into the host), never through labctl.
+
+mod common;
+
+use std::path::Path;
+
+use common::{e2e_enabled, labctl, show, Testbed};
+
+fn site() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/e2e/site.yml")
+        .display()
+        .to_string()
+}
+
+struct Run {
+    tb: Testbed,
+    fetch_dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn args<'a>(&'a self, cmd: &'a str, extra: &[&'a str], fetch: &'a str) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            cmd.into(),
+            site(),
+            "-i".into(),
+            self.tb.inventory.display().to_string(),
+            "-e".into(),
+            fetch.into(),
+            "--vault-key".into(),
+            self.tb.dir.join("age.key").display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+    fn labctl(&self, cmd: &str, extra: &[&str]) -> std::process::Output {
+        let fetch = format!("e2e_fetch_dest={}", self.fetch_dir.path().display());
+        let a = self.args(cmd, extra, &fetch);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        labctl(&refs)
+    }
+    fn plan_json(&self, extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut e = vec!["--json"];
+        e.extend_from_slice(extra);
+        let o = self.labctl("plan", &e);
+        let v = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("plan --json output:\n{}", show(&o)));
+        (o.status.code().unwrap_or(-1), v)
+    }
+}
+
+fn change_ids(plan: &serde_json::Value, host: &str) -> Vec<String> {
+    plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .map(|h| {
+            h["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_type_converges_then_drift_is_found_and_fixed() {
+    if !e2e_enabled() {
+        return;
+    }
+    let run = Run {
+        tb: Testbed::up("e2eng", 2),
+        fetch_dir: tempfile::tempdir().unwrap(),
+    };
+    let (h1, h2) = (run.tb.hosts[0].name.clone(), run.tb.hosts[1].name.clone());
+
+    // Plan on fresh hosts: everything pending, nothing changed.
+    let (code, plan) = run.plan_json(&[]);
+    assert_eq!(code, 2, "{plan:#}");
+    assert!(change_ids(&plan, &h1).len() >= 14, "{plan:#}");
+    assert!(
+        !run.tb.sh(&h1, "test -e /etc/labctl-e2e").status.success(),
+        "plan must change nothing"
+    );
+
+    // First apply converges.
+    let o = run.labctl("apply", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    for h in [&h1, &h2] {
+        run.tb.sh_ok(
+            h,
+            "dpkg-query -W -f='${Status}' jq | grep -q 'install ok installed'",
+        );
+        assert_eq!(
+            run.tb.sh_ok(h, "cat /etc/labctl-e2e/app.conf"),
+            format!("# e2e app config for {h}\ngreeting = hello\n")
+        );
+        assert_eq!(
+            run.tb
+                .sh_ok(h, "stat -c %a /etc/labctl-e2e/app.conf")
+                .trim(),
+            "640"
+        );
+        assert_eq!(run.tb.sh_ok(h, "stat -c %a /srv/e2e").trim(), "750");
+        assert_eq!(
+            run.tb.sh_ok(h, "readlink /srv/e2e/current").trim(),
+            "/etc/labctl-e2e"
+        );
+        assert_eq!(
+            run.tb.sh_ok(h, "cat /etc/labctl-e2e/lines.conf"),
+            "port = 8080\n"
+        );
+        assert_eq!(
+            run.tb.sh_ok(h, "cat /proc/sys/net/ipv4/ip_forward").trim(),
+            "1"
+        );
+        assert_eq!(
+            run.tb
+                .sh_ok(h, "systemctl is-active labctl-e2e.service")
+                .trim(),
+            "active"
+        );
+        assert_eq!(
+            run.tb
+                .sh_ok(h, "systemctl is-enabled labctl-e2e.service")
+                .trim(),
+            "enabled"
+        );
+        assert!(run.tb.sh_ok(h, "id -nG e2e-user").contains("e2e-group"));
+        assert!(run
+            .tb
+            .sh_ok(h, "cat ~e2e-user/.ssh/authorized_keys")
+            .contains("e2e@test"));
+        run.tb.sh_ok(h, "test -s /etc/labctl-e2e/stamp");
+        let fetched =
+            std::fs::read_to_string(run.fetch_dir.path().join(format!("{h}.hostname"))).unwrap();
+        assert_eq!(fetched.trim(), h.as_str());
+    }
+
+    // Second apply: zero changes, no restarts; plan exits 0.
+    let restarts = |h: &str| {
+        run.tb.sh_ok(
+            h,
+            "systemctl show -p NRestarts,ExecMainStartTimestamp labctl-e2e.service",
+        )
+    };
+    let before = restarts(&h1);
+    let o = run.labctl("apply", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("changed=0").count(), 2, "{}", show(&o));
+    assert_eq!(restarts(&h1), before, "a converged apply restarts nothing");
+    let (code, plan) = run.plan_json(&[]);
+    assert_eq!(code, 0, "{plan:#}");
+
+    // Drift out of band on host 1: one file, one service, one package.
+    run.tb.sh_ok(&h1, "echo tampered >> /etc/labctl-e2e/app.conf && systemctl stop labctl-e2e.service && DEBIAN_FRONTEND=noninteractive apt-get remove -y -q jq >/dev/null");
+    let (code, plan) = run.plan_json(&[]);
+    assert_eq!(code, 2, "{plan:#}");
+    let mut ids = change_ids(&plan, &h1);
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            "e2e/apt:package".to_string(),
+            "e2e/file:app config".into(),
+            "e2e/service:labctl-e2e.service".into()
+        ],
+        "{plan:#}"
+    );
+    assert!(change_ids(&plan, &h2).is_empty(), "{plan:#}");
+    let o = run.labctl("apply", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("changed=3") && out.contains("handler  e2e/restart e2e"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        !out.contains("changed  e2e/directory"),
+        "only the drifted resources are touched: {out}"
+    );
+    run.tb.sh_ok(&h1, "dpkg-query -W jq && systemctl is-active labctl-e2e.service && ! grep -q tampered /etc/labctl-e2e/app.conf");
+
+    // --limit touches only the selected host; --tags only the selected resources.
+    for h in [&h1, &h2] {
+        run.tb.sh_ok(
+            h,
+            "echo x >> /etc/labctl-e2e/app.conf && rm /etc/labctl-e2e/lines.conf",
+        );
+    }
+    let o = run.labctl("apply", &["--limit", &h2, "--tags", "config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        run.tb
+            .sh(&h1, "grep -qx x /etc/labctl-e2e/app.conf")
+            .status
+            .success(),
+        "host 1 untouched"
+    );
+    assert!(
+        !run.tb
+            .sh(&h2, "grep -qx x /etc/labctl-e2e/app.conf")
+            .status
+            .success(),
+        "host 2 fixed"
+    );
+    assert!(
+        !run.tb
+            .sh(&h2, "test -e /etc/labctl-e2e/lines.conf")
+            .status
+            .success(),
+        "untagged resource untouched"
+    );
+
+    // A saved plan is refused (nothing changed) once the host moved.
+    let plan_file = run.fetch_dir.path().join("plan.json");
+    let pf = plan_file.display().to_string();
+    let o = run.labctl("plan", &["--out", &pf]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    run.tb.sh_ok(&h1, "echo moved >> /etc/labctl-e2e/app.conf");
+    let key = run.tb.dir.join("age.key").display().to_string();
+    let o = labctl(&[
+        "apply",
+        "--vault-key",
+        &key,
+        "--plan",
+        &pf,
+        "-e",
+        &format!("e2e_fetch_dest={}", run.fetch_dir.path().display()),
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert!(
+        run.tb
+            .sh(&h1, "grep -qx moved /etc/labctl-e2e/app.conf")
+            .status
+            .success(),
+        "refused plan changed nothing"
+    );
+    assert!(run
+        .tb
+        .sh(&h1, "grep -qx x /etc/labctl-e2e/app.conf")
+        .status
+        .success());
+}
