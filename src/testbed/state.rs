@@ -111,6 +111,8 @@ pub fn inventory_yaml(hosts: &[InvHost], key: &Path, known_hosts: &Path) -> Stri
         "    labctl_known_hosts: {}\n",
         scalar(&known_hosts.to_string_lossy())
     ));
+    // Containers share the machine's kernel: kernel-wide sysctls cannot be set inside.
+    y.push_str("    sysctl_kernel: false\n");
     y.push_str("  children:\n    lab:\n      children:\n");
     let groups: [(&str, &[InvHost]); 2] = [
         ("k3s_server", &hosts[..hosts.len().min(1)]),
@@ -224,6 +226,7 @@ mod tests {
 all:
   vars:
     labctl_known_hosts: /t/lab/known_hosts
+    sysctl_kernel: false
   children:
     lab:
       children:

@@ -1,0 +1,155 @@
+//! base-hardening and wireguard on two fresh test hosts, checked out of band: the hosts reach
+//! each other over wg0, ufw has exactly the expected rules, sshd runs hardened, the admin user
+//! logs in with its key and sudo; a second apply changes nothing; one var change touches only
+//! what depends on it; a broken sshd drop-in is refused and SSH keeps working.
+
+mod common;
+
+use std::path::Path;
+
+use common::{e2e_enabled, labctl, show, Testbed};
+
+fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel).display().to_string()
+}
+
+struct Lab {
+    tb: Testbed,
+    vars: std::path::PathBuf,
+}
+
+impl Lab {
+    fn run(&self, cmd: &str, extra: &[&str]) -> std::process::Output {
+        let key = self.tb.dir.join("age.key").display().to_string();
+        let inv = self.tb.inventory.display().to_string();
+        let vars = format!("@{}", self.vars.display());
+        let site = repo("site.yml");
+        let mut args = vec![cmd, &site, "-i", &inv, "--vault-key", &key, "--tags", "base-hardening,wireguard", "-e", &vars];
+        args.extend_from_slice(extra);
+        labctl(&args)
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn host_roles_harden_and_connect_two_hosts() {
+    if !e2e_enabled() {
+        return;
+    }
+    let tb = Testbed::up("e2erole", 2);
+    let admin_pub = std::fs::read_to_string(tb.dir.join("id_ed25519.pub")).expect("testbed public key");
+    let vars = tb.dir.join("test-vars.yml");
+    std::fs::write(&vars, format!("admin_authorized_keys:\n  - \"{}\"\n", admin_pub.trim())).unwrap();
+    let lab = Lab { tb, vars };
+    let (h1, h2) = (lab.tb.hosts[0].name.clone(), lab.tb.hosts[1].name.clone());
+    let a2 = lab.tb.hosts[1].address.clone();
+
+    let o = lab.run("apply", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    // WireGuard: each host reaches the other through wg0.
+    for h in [&h1, &h2] {
+        lab.tb.sh_ok(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q iputils-ping >/dev/null");
+        assert_eq!(lab.tb.sh_ok(h, "stat -c %a /etc/wireguard/wg0.conf").trim(), "600");
+        assert_eq!(lab.tb.sh_ok(h, "systemctl is-enabled wg-quick@wg0").trim(), "enabled");
+    }
+    lab.tb.sh_ok(&h1, "ping -c1 -W5 10.200.0.2");
+    lab.tb.sh_ok(&h2, "ping -c1 -W5 10.200.0.1");
+
+    // ufw: exactly the expected rules (IPv4 table).
+    let status = lab.tb.sh_ok(&h1, "ufw status | grep -v '(v6)'");
+    assert!(status.contains("Status: active"), "{status}");
+    let mut rules: Vec<String> = status
+        .lines()
+        .filter(|l| l.contains("ALLOW"))
+        .map(|l| l.split('#').next().unwrap().split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    rules.sort();
+    let mut want = vec![
+        "22/tcp ALLOW Anywhere",
+        "80/tcp ALLOW Anywhere",
+        "443/tcp ALLOW Anywhere",
+        "51820/udp ALLOW Anywhere",
+        "6443/tcp ALLOW 10.200.0.0/24",
+        "10250/tcp ALLOW 10.200.0.0/24",
+        "30432/tcp ALLOW 10.200.0.0/24",
+        "30379/tcp ALLOW 10.200.0.0/24",
+    ];
+    want.sort();
+    assert_eq!(rules, want, "{status}");
+    assert!(lab.tb.sh_ok(&h1, "ufw status verbose").contains("Default: deny (incoming), allow (outgoing)"));
+
+    // sshd runs hardened.
+    let t = lab.tb.sh_ok(&h1, "sshd -T");
+    for line in ["passwordauthentication no", "maxauthtries 3", "x11forwarding no", "kbdinteractiveauthentication no"] {
+        assert!(t.lines().any(|l| l == line), "sshd -T lacks `{line}`");
+    }
+
+    // The admin user logs in with its key and has passwordless sudo.
+    let o = lab.tb.ssh("labadmin", &a2, "sudo -n id -u");
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+
+    // Converged: a second apply changes nothing; plan exits 0.
+    let o = lab.run("apply", &[]);
+    assert_eq!(stdout(&o).matches("changed=0").count(), 2, "{}", show(&o));
+    let o = lab.run("plan", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    // One var, one effect: a new admin peer changes only wg0.conf and restarts only WireGuard.
+    let peer = "-e";
+    let peer_val = r#"wg_peers=[{"name": "laptop", "public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "address": "10.200.0.100"}]"#;
+    let o = lab.run("plan", &[peer, peer_val, "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for h in plan["hosts"].as_array().unwrap() {
+        let ids: Vec<&str> = h["changes"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["wireguard/file:wireguard config"], "{plan:#}");
+    }
+    let o = lab.run("apply", &[peer, peer_val]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(out.matches("changed  wireguard/file:wireguard config").count(), 2, "{out}");
+    assert_eq!(out.matches("handler  wireguard/restart wireguard").count(), 2, "{out}");
+    assert!(!out.contains("reload ssh"), "{out}");
+    assert!(lab.tb.sh_ok(&h1, "wg show wg0 peers").contains("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="));
+
+    // A new port changes only the firewall.
+    let o = lab.run("apply", &[peer, peer_val, "-e", r#"firewall_extra_rules=[{"port": "8080", "proto": "tcp"}]"#]);
+    let out = stdout(&o);
+    assert_eq!(out.matches("changed  base-hardening/ufw:firewall").count(), 2, "{out}");
+    assert_eq!(out.matches("    changed  ").count(), 2, "{out}");
+    assert!(lab.tb.sh_ok(&h1, "ufw status").contains("8080/tcp"));
+
+    // A broken sshd drop-in is refused by validation; the old one stays; SSH still works.
+    let before = lab.tb.sh_ok(&h1, "cat /etc/ssh/sshd_config.d/50-labctl-hardening.conf");
+    let o = lab.run("apply", &[peer, peer_val, "-e", r#"ssh_extra_settings={"NoSuchKeyword": "yes"}"#, "--limit", &h1]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stdout(&o).contains("validation failed"), "{}", show(&o));
+    assert_eq!(lab.tb.sh_ok(&h1, "cat /etc/ssh/sshd_config.d/50-labctl-hardening.conf"), before);
+    assert_eq!(lab.tb.sh_ok(&h1, "ls -A /etc/ssh/sshd_config.d | grep -c labctl.conf.labctl || true").trim(), "0");
+    let o = lab.tb.ssh("labadmin", &lab.tb.hosts[0].address, "true");
+    assert!(o.status.success(), "still able to log in: {}", show(&o));
+}
+
+#[test]
+fn example_inventory_checks_with_and_without_its_key() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .current_dir(dir)
+        .args(["check", "-i", "inventories/lab/hosts.yml"])
+        .env("XDG_CONFIG_HOME", std::env::temp_dir().join("labctl-no-config"))
+        .env_remove("LABCTL_AGE_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("could not open vault"), "{}", show(&o));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .current_dir(dir)
+        .args(["check", "-i", "inventories/lab/hosts.yml", "--vault-key", "inventories/lab/EXAMPLE-ONLY.agekey.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
