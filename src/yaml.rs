@@ -63,6 +63,7 @@ impl Node {
         }
     }
 
+    #[cfg(test)]
     pub fn is_null(&self) -> bool {
         matches!(self.v, NodeV::Null)
     }
@@ -272,6 +273,7 @@ fn saphyr_diag(file: &Path, e: &serde_saphyr::Error) -> Diag {
 }
 
 /// Deserialize a node into a typed value; errors point at the offending node.
+#[cfg(test)]
 pub fn from_node<T: serde::de::DeserializeOwned>(
     file: &Path,
     node: &Node,
@@ -282,6 +284,7 @@ pub fn from_node<T: serde::de::DeserializeOwned>(
 
 /// Deserialize an already rendered value that came from `node`; errors are mapped back to the
 /// node's positions (rendering keeps the tree's shape for everything that was not a template).
+#[cfg(test)]
 pub fn from_value_at<T: serde::de::DeserializeOwned>(
     file: &Path,
     node: &Node,

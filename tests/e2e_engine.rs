@@ -249,3 +249,90 @@ fn every_type_converges_then_drift_is_found_and_fixed() {
         .status
         .success());
 }
+
+#[test]
+fn become_host_keys_and_unreachable_hosts() {
+    if !e2e_enabled() {
+        return;
+    }
+    let tb = Testbed::up("e2econn", 1);
+    let h = tb.hosts[0].name.clone();
+    let addr = tb.hosts[0].address.clone();
+    let site = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/conn/site.yml")
+        .display()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = |known_hosts: &Path, user: &str, become_: bool, ghost: bool| -> String {
+        let p = dir.path().join(format!("inv-{user}-{become_}-{ghost}.yml"));
+        let mut y = format!(
+            "all:\n  vars:\n    labctl_known_hosts: {}\n    ansible_ssh_private_key_file: {}\n  hosts:\n    {h}: {{ansible_host: {addr}, ansible_user: {user}, ansible_become: {become_}}}\n",
+            known_hosts.display(),
+            tb.key().display()
+        );
+        if ghost {
+            // Nothing listens on port 1 of this machine's loopback: an unreachable host.
+            y.push_str(
+                "    ghost: {ansible_host: 127.0.0.1, ansible_port: 1, ansible_user: root}\n",
+            );
+        }
+        std::fs::write(&p, y).unwrap();
+        p.display().to_string()
+    };
+
+    // Become: `tester` has passwordless sudo; labctl runs `sudo -n` and writes a root file.
+    let i = inv(&tb.known_hosts(), "tester", true, false);
+    let o = labctl(&["apply", &site, "-i", &i]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        tb.sh_ok(&h, "stat -c %U:%a /etc/labctl-conn").trim(),
+        "root:644"
+    );
+    // Without become, the same user cannot write /etc: a failed step, reported per resource.
+    tb.sh_ok(&h, "rm /etc/labctl-conn");
+    let i = inv(&tb.known_hosts(), "tester", false, false);
+    let o = labctl(&["apply", &site, "-i", &i]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("failed   conn/file:/etc/labctl-conn"),
+        "{}",
+        show(&o)
+    );
+
+    // A changed host key is refused (exit 5), and nothing is contacted beyond the handshake.
+    let other = dir.path().join("other_key");
+    let kg = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(kg.status.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let bad_kh = dir.path().join("known_hosts_changed");
+    let key_part: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    std::fs::write(&bad_kh, format!("{addr} {}\n", key_part.join(" "))).unwrap();
+    let i = inv(&bad_kh, "root", false, false);
+    let o = labctl(&["plan", &site, "-i", &i]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .to_lowercase()
+            .contains("host key"),
+        "{}",
+        show(&o)
+    );
+
+    // An unreachable host is reported; the other host is still planned and applied.
+    let i = inv(&tb.known_hosts(), "root", false, true);
+    let o = labctl(&["plan", &site, "-i", &i, "--connect-timeout", "3"]);
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ghost: unreachable") && out.contains("+ conn/file:/etc/labctl-conn"),
+        "{}",
+        show(&o)
+    );
+    let o = labctl(&["apply", &site, "-i", &i, "--connect-timeout", "3"]);
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    tb.sh_ok(&h, "test -f /etc/labctl-conn");
+}

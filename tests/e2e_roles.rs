@@ -10,7 +10,10 @@ use std::path::Path;
 use common::{e2e_enabled, labctl, show, Testbed};
 
 fn repo(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .display()
+        .to_string()
 }
 
 struct Lab {
@@ -24,7 +27,18 @@ impl Lab {
         let inv = self.tb.inventory.display().to_string();
         let vars = format!("@{}", self.vars.display());
         let site = repo("site.yml");
-        let mut args = vec![cmd, &site, "-i", &inv, "--vault-key", &key, "--tags", "base-hardening,wireguard", "-e", &vars];
+        let mut args = vec![
+            cmd,
+            &site,
+            "-i",
+            &inv,
+            "--vault-key",
+            &key,
+            "--tags",
+            "base-hardening,wireguard",
+            "-e",
+            &vars,
+        ];
         args.extend_from_slice(extra);
         labctl(&args)
     }
@@ -40,9 +54,14 @@ fn host_roles_harden_and_connect_two_hosts() {
         return;
     }
     let tb = Testbed::up("e2erole", 2);
-    let admin_pub = std::fs::read_to_string(tb.dir.join("id_ed25519.pub")).expect("testbed public key");
+    let admin_pub =
+        std::fs::read_to_string(tb.dir.join("id_ed25519.pub")).expect("testbed public key");
     let vars = tb.dir.join("test-vars.yml");
-    std::fs::write(&vars, format!("admin_authorized_keys:\n  - \"{}\"\n", admin_pub.trim())).unwrap();
+    std::fs::write(
+        &vars,
+        format!("admin_authorized_keys:\n  - \"{}\"\n", admin_pub.trim()),
+    )
+    .unwrap();
     let lab = Lab { tb, vars };
     let (h1, h2) = (lab.tb.hosts[0].name.clone(), lab.tb.hosts[1].name.clone());
     let a2 = lab.tb.hosts[1].address.clone();
@@ -52,9 +71,18 @@ fn host_roles_harden_and_connect_two_hosts() {
 
     // WireGuard: each host reaches the other through wg0.
     for h in [&h1, &h2] {
-        lab.tb.sh_ok(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q iputils-ping >/dev/null");
-        assert_eq!(lab.tb.sh_ok(h, "stat -c %a /etc/wireguard/wg0.conf").trim(), "600");
-        assert_eq!(lab.tb.sh_ok(h, "systemctl is-enabled wg-quick@wg0").trim(), "enabled");
+        lab.tb.sh_ok(
+            h,
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q iputils-ping >/dev/null",
+        );
+        assert_eq!(
+            lab.tb.sh_ok(h, "stat -c %a /etc/wireguard/wg0.conf").trim(),
+            "600"
+        );
+        assert_eq!(
+            lab.tb.sh_ok(h, "systemctl is-enabled wg-quick@wg0").trim(),
+            "enabled"
+        );
     }
     lab.tb.sh_ok(&h1, "ping -c1 -W5 10.200.0.2");
     lab.tb.sh_ok(&h2, "ping -c1 -W5 10.200.0.1");
@@ -65,7 +93,14 @@ fn host_roles_harden_and_connect_two_hosts() {
     let mut rules: Vec<String> = status
         .lines()
         .filter(|l| l.contains("ALLOW"))
-        .map(|l| l.split('#').next().unwrap().split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     rules.sort();
     let mut want = vec![
@@ -80,11 +115,19 @@ fn host_roles_harden_and_connect_two_hosts() {
     ];
     want.sort();
     assert_eq!(rules, want, "{status}");
-    assert!(lab.tb.sh_ok(&h1, "ufw status verbose").contains("Default: deny (incoming), allow (outgoing)"));
+    assert!(lab
+        .tb
+        .sh_ok(&h1, "ufw status verbose")
+        .contains("Default: deny (incoming), allow (outgoing)"));
 
     // sshd runs hardened.
     let t = lab.tb.sh_ok(&h1, "sshd -T");
-    for line in ["passwordauthentication no", "maxauthtries 3", "x11forwarding no", "kbdinteractiveauthentication no"] {
+    for line in [
+        "passwordauthentication no",
+        "maxauthtries 3",
+        "x11forwarding no",
+        "kbdinteractiveauthentication no",
+    ] {
         assert!(t.lines().any(|l| l == line), "sshd -T lacks `{line}`");
     }
 
@@ -105,31 +148,84 @@ fn host_roles_harden_and_connect_two_hosts() {
     let o = lab.run("plan", &[peer, peer_val, "--json"]);
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for h in plan["hosts"].as_array().unwrap() {
-        let ids: Vec<&str> = h["changes"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = h["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, ["wireguard/file:wireguard config"], "{plan:#}");
     }
     let o = lab.run("apply", &[peer, peer_val]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(out.matches("changed  wireguard/file:wireguard config").count(), 2, "{out}");
-    assert_eq!(out.matches("handler  wireguard/restart wireguard").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("changed  wireguard/file:wireguard config")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("handler  wireguard/restart wireguard").count(),
+        2,
+        "{out}"
+    );
     assert!(!out.contains("reload ssh"), "{out}");
-    assert!(lab.tb.sh_ok(&h1, "wg show wg0 peers").contains("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="));
+    assert!(lab
+        .tb
+        .sh_ok(&h1, "wg show wg0 peers")
+        .contains("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="));
 
     // A new port changes only the firewall.
-    let o = lab.run("apply", &[peer, peer_val, "-e", r#"firewall_extra_rules=[{"port": "8080", "proto": "tcp"}]"#]);
+    let o = lab.run(
+        "apply",
+        &[
+            peer,
+            peer_val,
+            "-e",
+            r#"firewall_extra_rules=[{"port": "8080", "proto": "tcp"}]"#,
+        ],
+    );
     let out = stdout(&o);
-    assert_eq!(out.matches("changed  base-hardening/ufw:firewall").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("changed  base-hardening/ufw:firewall").count(),
+        2,
+        "{out}"
+    );
     assert_eq!(out.matches("    changed  ").count(), 2, "{out}");
     assert!(lab.tb.sh_ok(&h1, "ufw status").contains("8080/tcp"));
 
     // A broken sshd drop-in is refused by validation; the old one stays; SSH still works.
-    let before = lab.tb.sh_ok(&h1, "cat /etc/ssh/sshd_config.d/50-labctl-hardening.conf");
-    let o = lab.run("apply", &[peer, peer_val, "-e", r#"ssh_extra_settings={"NoSuchKeyword": "yes"}"#, "--limit", &h1]);
+    let before = lab
+        .tb
+        .sh_ok(&h1, "cat /etc/ssh/sshd_config.d/50-labctl-hardening.conf");
+    let o = lab.run(
+        "apply",
+        &[
+            peer,
+            peer_val,
+            "-e",
+            r#"ssh_extra_settings={"NoSuchKeyword": "yes"}"#,
+            "--limit",
+            &h1,
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(stdout(&o).contains("validation failed"), "{}", show(&o));
-    assert_eq!(lab.tb.sh_ok(&h1, "cat /etc/ssh/sshd_config.d/50-labctl-hardening.conf"), before);
-    assert_eq!(lab.tb.sh_ok(&h1, "ls -A /etc/ssh/sshd_config.d | grep -c labctl.conf.labctl || true").trim(), "0");
+    assert_eq!(
+        lab.tb
+            .sh_ok(&h1, "cat /etc/ssh/sshd_config.d/50-labctl-hardening.conf"),
+        before
+    );
+    assert_eq!(
+        lab.tb
+            .sh_ok(
+                &h1,
+                "ls -A /etc/ssh/sshd_config.d | grep -c labctl.conf.labctl || true"
+            )
+            .trim(),
+        "0"
+    );
     let o = lab.tb.ssh("labadmin", &lab.tb.hosts[0].address, "true");
     assert!(o.status.success(), "still able to log in: {}", show(&o));
 }
@@ -140,16 +236,100 @@ fn example_inventory_checks_with_and_without_its_key() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
         .current_dir(dir)
         .args(["check", "-i", "inventories/lab/hosts.yml"])
-        .env("XDG_CONFIG_HOME", std::env::temp_dir().join("labctl-no-config"))
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("labctl-no-config"),
+        )
         .env_remove("LABCTL_AGE_KEY_FILE")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("could not open vault"), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("could not open vault"),
+        "{}",
+        show(&o)
+    );
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
         .current_dir(dir)
-        .args(["check", "-i", "inventories/lab/hosts.yml", "--vault-key", "inventories/lab/EXAMPLE-ONLY.agekey.txt"])
+        .args([
+            "check",
+            "-i",
+            "inventories/lab/hosts.yml",
+            "--vault-key",
+            "inventories/lab/EXAMPLE-ONLY.agekey.txt",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
+
+#[test]
+fn peer_config_derives_the_nodes_public_keys() {
+    // Runs without hosts: the example inventory and its example-only key.
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .current_dir(dir)
+        .args([
+            "wireguard",
+            "peer-config",
+            "laptop",
+            "-i",
+            "inventories/lab/hosts.yml",
+            "--vault-key",
+            "inventories/lab/EXAMPLE-ONLY.agekey.txt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let conf = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(conf.contains("Address = 10.200.0.100/32"), "{conf}");
+    assert_eq!(conf.matches("[Peer]").count(), 2, "{conf}");
+    assert!(conf.contains("Endpoint = 203.0.113.10:51820"), "{conf}");
+    // The public keys are the ones `wg pubkey` derives from the vault's private keys.
+    let v = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .current_dir(dir)
+        .args([
+            "vault",
+            "get",
+            "inventories/lab/group_vars/all/vault.yml.age",
+            "vault_wg_private_keys.lab-server-1",
+            "--vault-key",
+            "inventories/lab/EXAMPLE-ONLY.agekey.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", show(&v));
+    let mut wg = std::process::Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wg (wireguard-tools) is installed by scripts/setup.sh");
+    use std::io::Write;
+    wg.stdin.take().unwrap().write_all(&v.stdout).unwrap();
+    let public = String::from_utf8(wg.wait_with_output().unwrap().stdout).unwrap();
+    assert!(
+        conf.contains(&format!("PublicKey = {}", public.trim())),
+        "{conf}\nwant {public}"
+    );
+    // An unknown peer is a clear error.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .current_dir(dir)
+        .args([
+            "wireguard",
+            "peer-config",
+            "nobody",
+            "-i",
+            "inventories/lab/hosts.yml",
+            "--vault-key",
+            "inventories/lab/EXAMPLE-ONLY.agekey.txt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("known: laptop"),
+        "{}",
+        show(&o)
+    );
 }

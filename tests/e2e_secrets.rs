@@ -165,7 +165,10 @@ fn canaries_reach_only_their_destination_files() {
     );
     // Stop the sampler first, and search with a pattern that does not match its own command
     // line (`canar[y]-…`), or the search would find itself in the sampled process list.
-    tb.sh_ok(&h, "kill $(cat /run/sampler.pid) 2>/dev/null; sleep 0.2; true");
+    tb.sh_ok(
+        &h,
+        "kill $(cat /run/sampler.pid) 2>/dev/null; sleep 0.2; true",
+    );
     let pat = canary.replacen("canary", "canar[y]", 1);
     let found = tb.sh_ok(&h, &format!("grep -rl -- '{pat}' /var/log/labctl-ps.log /tmp /var/tmp /root /run 2>/dev/null || true; journalctl --no-pager 2>/dev/null | grep -c -- '{pat}' || true"));
     assert_eq!(
@@ -175,9 +178,7 @@ fn canaries_reach_only_their_destination_files() {
     );
     let everywhere = tb.sh_ok(
         &h,
-        &format!(
-            "grep -rl --exclude-dir=proc --exclude-dir=sys -- '{pat}' / 2>/dev/null || true"
-        ),
+        &format!("grep -rl --exclude-dir=proc --exclude-dir=sys -- '{pat}' / 2>/dev/null || true"),
     );
     let mut files: Vec<&str> = everywhere.lines().collect();
     files.sort();

@@ -65,9 +65,6 @@ pub trait Events: Send + Sync {
     fn host_done(&self, _host: &str) {}
 }
 
-pub struct NoEvents;
-impl Events for NoEvents {}
-
 /// Plan every host. Never changes anything.
 pub async fn plan(compiled: Arc<Compiled>, opts: &Opts, events: Arc<dyn Events>) -> Vec<HostPlan> {
     let results = run_hosts(compiled, opts, events, None, false).await;
@@ -631,10 +628,21 @@ fn fingerprint(key: &[u8; 32], id: &str, facts: &Facts, keys: &[String], steps: 
 
 async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, String> {
     let p = probe::build(queries);
+    let started = std::time::Instant::now();
     let out = t
         .run(&p.script, None, opts.step_timeout)
         .await
         .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        host = t.dest(),
+        facts = p.keys().len(),
+        bytes = out.stdout.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "probe"
+    );
+    if !out.stderr.is_empty() {
+        tracing::debug!(host = t.dest(), stderr = %out.stderr_tail(), "probe stderr");
+    }
     let stdout = out.stdout_str();
     p.parse(&stdout).map_err(|e| {
         format!(
@@ -658,6 +666,7 @@ fn check_os(facts: &Facts) -> Result<(), String> {
 
 async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), String> {
     let compiled = script::compile(steps);
+    let started = std::time::Instant::now();
     if steps.iter().any(|s| !matches!(s, Step::Fetch { .. })) {
         let out = t
             .run(
@@ -667,6 +676,17 @@ async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), Strin
             )
             .await
             .map_err(|e| e.to_string())?;
+        tracing::debug!(
+            host = t.dest(),
+            steps = steps.len(),
+            stdin_bytes = compiled.stdin.expose().len(),
+            exit = out.status,
+            ms = started.elapsed().as_millis() as u64,
+            "steps"
+        );
+        if !out.stderr.is_empty() {
+            tracing::debug!(host = t.dest(), stderr = %out.stderr_tail(), "steps stderr");
+        }
         if out.status != 0 {
             return Err(format!("exit {}: {}", out.status, out.stderr_tail()));
         }
@@ -730,4 +750,91 @@ pub fn write_local(dest: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts_with_os(out: &str) -> Facts {
+        let mut f = Facts::default();
+        f.insert(facts::os::KEY, out, 0);
+        f
+    }
+
+    #[test]
+    fn only_debian_family_hosts_are_managed() {
+        let debian = "id=debian\nlike=\nversion=12\ncodename=bookworm\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
+        let ubuntu = "id=ubuntu\nlike=debian\nversion=24.04\ncodename=noble\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
+        let rocky = "id=rocky\nlike=rhel centos fedora\nversion=9\ncodename=\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
+        assert!(check_os(&facts_with_os(debian)).is_ok());
+        assert!(check_os(&facts_with_os(ubuntu)).is_ok());
+        let e = check_os(&facts_with_os(rocky)).unwrap_err();
+        assert!(
+            e.contains("unsupported OS `rocky`") && e.contains("Debian and Ubuntu"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn saved_plans_must_match_exactly() {
+        let ch = |id: &str, fp: &str| Change {
+            id: id.into(),
+            role: "r".into(),
+            kind: "file".into(),
+            name: id.into(),
+            action: crate::plan::Action::Update,
+            reasons: vec![],
+            diff: None,
+            notify: vec![],
+            fingerprint: fp.into(),
+            steps: vec![],
+        };
+        let hp = |c: Vec<Change>| HostPlan {
+            host: "h".into(),
+            changes: c,
+            in_sync: 0,
+            error: None,
+            unreachable: false,
+        };
+        assert!(stale(&hp(vec![ch("a", "1")]), Some(&hp(vec![ch("a", "1")]))).is_none());
+        assert!(
+            stale(&hp(vec![ch("a", "2")]), Some(&hp(vec![ch("a", "1")])))
+                .unwrap()
+                .contains("stale")
+        );
+        assert!(stale(&hp(vec![]), Some(&hp(vec![ch("a", "1")])))
+            .unwrap()
+            .contains("no longer pending"));
+        assert!(stale(&hp(vec![ch("b", "1")]), None).is_some());
+        assert!(stale(&hp(vec![]), None).is_none());
+    }
+
+    #[test]
+    fn fail_limit_is_exceeded_not_equalled() {
+        let ok = (
+            HostPlan {
+                host: "a".into(),
+                changes: vec![],
+                in_sync: 0,
+                error: None,
+                unreachable: false,
+            },
+            None,
+        );
+        let bad = (
+            HostPlan {
+                host: "b".into(),
+                changes: vec![],
+                in_sync: 0,
+                error: Some("x".into()),
+                unreachable: false,
+            },
+            None,
+        );
+        assert!(!over_fail_limit(&[ok.clone(), bad.clone()], Some(50), 2));
+        assert!(over_fail_limit(&[ok.clone(), bad.clone()], Some(49), 2));
+        assert!(over_fail_limit(&[bad.clone()], Some(0), 4));
+        assert!(!over_fail_limit(&[bad], None, 1));
+    }
 }

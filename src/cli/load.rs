@@ -19,7 +19,6 @@ pub struct Stop(pub Exit);
 
 pub struct Loaded {
     pub site: Site,
-    pub inventory: Inventory,
     pub compiled: Compiled,
     pub hash_key: [u8; 32],
     pub selection: crate::plan::Selection,
@@ -135,7 +134,6 @@ pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<
     };
     Ok(Loaded {
         site,
-        inventory,
         compiled,
         hash_key,
         selection,

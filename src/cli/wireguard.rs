@@ -66,6 +66,7 @@ pub fn peer_config(
     };
     let mut layer = defaults;
     layer.overlay(&inv.host_vars(&first));
+    layer.overlay(&crate::site::select::magic(&inv, &first));
     let engine = Engine::new(site_root);
     let resolved = match template::vars::resolve(&engine, &layer, false) {
         Ok(l) => l,

@@ -58,6 +58,7 @@ impl Facts {
             .ok_or_else(|| FactError::Missing(key.to_string()))
     }
 
+    #[cfg(test)]
     pub fn insert(&mut self, key: &str, out: &str, rc: i32) {
         self.raw.insert(
             key.to_string(),

@@ -20,7 +20,6 @@ pub use vars::VarLayer;
 
 #[derive(Debug, Clone, Default)]
 pub struct Group {
-    pub name: String,
     pub parents: Vec<String>,
     pub children: Vec<String>,
     pub hosts: Vec<String>,
@@ -35,7 +34,6 @@ pub struct Host {
     /// Groups listing this host directly.
     pub groups: Vec<String>,
     pub vars: VarLayer,
-    pub loc: Option<Loc>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -79,17 +77,10 @@ impl Inventory {
             path: path.to_path_buf(),
             ..Default::default()
         };
-        inv.groups.insert(
-            "all".into(),
-            Group {
-                name: "all".into(),
-                ..Default::default()
-            },
-        );
+        inv.groups.insert("all".into(), Group::default());
         inv.groups.insert(
             "ungrouped".into(),
             Group {
-                name: "ungrouped".into(),
                 parents: vec!["all".into()],
                 ..Default::default()
             },
@@ -160,13 +151,7 @@ impl Inventory {
             ));
             return;
         }
-        let g = self
-            .groups
-            .entry(name.to_string())
-            .or_insert_with(|| Group {
-                name: name.to_string(),
-                ..Default::default()
-            });
+        let g = self.groups.entry(name.to_string()).or_default();
         if g.loc.is_none() {
             g.loc = Some(key.loc(file));
         }
@@ -262,7 +247,6 @@ impl Inventory {
         };
         let h = self.hosts.entry(name.clone()).or_insert_with(|| Host {
             name: name.clone(),
-            loc: Some(key.loc(file)),
             ..Default::default()
         });
         h.vars.overlay(&layer);

@@ -72,6 +72,7 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
 }
 
 /// Merge layers in the order given, lowest precedence first.
+#[cfg(test)]
 pub fn merge<'a>(layers: impl IntoIterator<Item = &'a VarLayer>) -> VarLayer {
     let mut out = VarLayer::default();
     for l in layers {

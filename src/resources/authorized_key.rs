@@ -28,13 +28,7 @@ use crate::secret::Secret;
 
 pub struct Type;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
+pub use super::State;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -52,10 +52,17 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     // choice (e.g. ~/.kube/lab.yaml), as with Ansible's fetch. `..` is refused either way.
     let d = Path::new(&spec.dest);
     if spec.dest.is_empty()
-        || d.components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir | Component::RootDir))
+        || d.components().any(|c| {
+            !matches!(
+                c,
+                Component::Normal(_) | Component::CurDir | Component::RootDir
+            )
+        })
     {
-        return Err(format!("dest `{}` must be a file path without `..`", spec.dest));
+        return Err(format!(
+            "dest `{}` must be a file path without `..`",
+            spec.dest
+        ));
     }
     if spec.dest.ends_with('/') {
         return Err(format!(
@@ -249,7 +256,11 @@ mod tests {
             let s = spec::<Type>(&format!("src: /x\ndest: \"{bad}\"\n"));
             assert!(check(&s).unwrap_err().contains("without `..`"), "{bad}");
         }
-        for good in ["kubeconfig/lab.yaml", "/root/.kube/lab.yaml", "~/.kube/lab.yaml"] {
+        for good in [
+            "kubeconfig/lab.yaml",
+            "/root/.kube/lab.yaml",
+            "~/.kube/lab.yaml",
+        ] {
             let s = spec::<Type>(&format!("src: /x\ndest: \"{good}\"\n"));
             assert!(check(&s).is_ok(), "{good}");
         }

@@ -19,13 +19,7 @@ use crate::plan::{Action, Drift, Step};
 
 pub struct Type;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
+pub use super::State;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

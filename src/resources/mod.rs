@@ -235,6 +235,15 @@ registry!(
 
 // ---- helpers shared by resource types ----
 
+/// `state:` of the types that manage something that exists or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
 /// File modes are strings of octal digits ("0644"). YAML `0644` is an integer (and `644` is
 /// decimal 644), so integers are refused with a hint instead of being misread.
 pub fn deserialize_mode<'de, D: serde::Deserializer<'de>>(

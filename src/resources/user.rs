@@ -27,13 +27,7 @@ use crate::secret::Secret;
 
 pub struct Type;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
+pub use super::State;
 
 fn yes() -> bool {
     true

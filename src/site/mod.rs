@@ -16,7 +16,6 @@ use crate::yaml::{self, Node, NodeV};
 
 #[derive(Debug, Clone)]
 pub struct Site {
-    pub path: PathBuf,
     /// The folder holding site.yml: roles/, values/ and templates are found from here.
     pub root: PathBuf,
     pub plays: Vec<Play>,
@@ -35,7 +34,6 @@ pub struct Play {
     pub hosts_loc: Loc,
     pub vars: VarLayer,
     pub roles: Vec<RoleRef>,
-    pub loc: Loc,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +48,6 @@ pub struct RoleRef {
 pub struct Role {
     pub name: String,
     pub dir: PathBuf,
-    pub file: PathBuf,
     pub defaults: VarLayer,
     pub resources: Vec<Entry>,
     pub handlers: Vec<Entry>,
@@ -91,7 +88,6 @@ impl Site {
             .to_path_buf();
         let node = yaml::read_node(path).map_err(Diags::from)?;
         let mut site = Site {
-            path: path.to_path_buf(),
             root: root.clone(),
             plays: Vec::new(),
             roles: IndexMap::new(),
@@ -162,7 +158,6 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
         hosts_loc: node.loc(file),
         vars: VarLayer::default(),
         roles: Vec::new(),
-        loc: node.loc(file),
     };
     let mut has_hosts = false;
     for (k, v) in entries {
@@ -287,7 +282,6 @@ impl Role {
         let mut role = Role {
             name: name.to_string(),
             dir: dir.clone(),
-            file: file.clone(),
             defaults: VarLayer::default(),
             resources: Vec::new(),
             handlers: Vec::new(),

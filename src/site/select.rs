@@ -50,7 +50,6 @@ pub struct Item {
 pub struct HandlerItem {
     pub name: String,
     pub inst: Box<dyn Instance>,
-    pub loc: Loc,
 }
 
 pub struct RoleWork {
@@ -273,7 +272,6 @@ pub fn compile(
                             rw.handlers.push(HandlerItem {
                                 name: h.name.clone().unwrap_or_default(),
                                 inst,
-                                loc: h.loc.clone(),
                             });
                         }
                         Ok(_) => diags.push(Diag::at(
@@ -326,7 +324,7 @@ impl std::fmt::Debug for Compiled {
 }
 
 /// Vars every template can use, as in Ansible.
-fn magic(inv: &Inventory, host: &str) -> VarLayer {
+pub(crate) fn magic(inv: &Inventory, host: &str) -> VarLayer {
     let mut m = IndexMap::new();
     m.insert("inventory_hostname".to_string(), json!(host));
     m.insert(

@@ -96,7 +96,12 @@ impl Ctx {
         let missing: std::collections::BTreeMap<String, minijinja::Value> = used
             .iter()
             .filter(|u| !self.names.contains(*u))
-            .map(|u| (u.clone(), minijinja::Value::from_object(Placeholder(u.clone()))))
+            .map(|u| {
+                (
+                    u.clone(),
+                    minijinja::Value::from_object(Placeholder(u.clone())),
+                )
+            })
             .collect();
         minijinja::value::merge_maps([minijinja::Value::from(missing), self.value.clone()])
     }
@@ -110,7 +115,10 @@ struct Placeholder(String);
 
 impl minijinja::value::Object for Placeholder {
     fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
-        Some(minijinja::Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+        Some(minijinja::Value::from_object(Placeholder(format!(
+            "{}.{key}",
+            self.0
+        ))))
     }
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "<vault:{}>", self.0)
@@ -156,10 +164,6 @@ impl Engine {
             env,
             root: root.to_path_buf(),
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Render a template file (a path relative to the project root).
@@ -300,19 +304,10 @@ impl Engine {
     /// Top-level names a template string refers to (empty when it does not parse: rendering
     /// will report that).
     pub fn names_in(&self, src: &str) -> std::collections::HashSet<String> {
-        self.env.template_from_str(src).map(|t| t.undeclared_variables(false)).unwrap_or_default()
-    }
-
-    /// Names a template file refers to (for `check`).
-    pub fn file_variables(
-        &self,
-        name: &str,
-    ) -> Result<std::collections::HashSet<String>, TemplateError> {
-        let t = self
-            .env
-            .get_template(name)
-            .map_err(|e| to_error(&e, Some(self.root.join(name)), None))?;
-        Ok(t.undeclared_variables(false))
+        self.env
+            .template_from_str(src)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default()
     }
 }
 

@@ -30,13 +30,16 @@ pub fn resolve(
             return Ok(cur);
         }
         budget -= 1;
-        let pending: std::collections::HashSet<&str> = templated.iter().map(String::as_str).collect();
+        let pending: std::collections::HashSet<&str> =
+            templated.iter().map(String::as_str).collect();
         let mut ready: Vec<&String> = templated
             .iter()
             .filter(|k| {
                 let mut names = std::collections::HashSet::new();
                 collect_names(engine, &cur.values[k.as_str()], &mut names);
-                !names.iter().any(|n| n != *k && pending.contains(n.as_str()))
+                !names
+                    .iter()
+                    .any(|n| n != *k && pending.contains(n.as_str()))
             })
             .collect();
         if ready.is_empty() {
@@ -47,7 +50,9 @@ pub fn resolve(
         let mut changed = false;
         let mut next: IndexMap<String, Value> = cur.values.clone();
         for k in ready {
-            let (v, tainted) = engine.render_value(&cur.values[k], &ctx).map_err(|(_, e)| (k.clone(), e))?;
+            let (v, tainted) = engine
+                .render_value(&cur.values[k], &ctx)
+                .map_err(|(_, e)| (k.clone(), e))?;
             if tainted {
                 cur.secret.insert(k.clone());
             }

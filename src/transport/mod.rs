@@ -242,7 +242,11 @@ impl Transport {
     /// stdin is this connection. It is released when we drop it, or when the connection dies
     /// (EOF on stdin ends the holder), so a crashed run never leaves a stale lock.
     pub async fn lock(&self) -> Result<HostLock<'_>, String> {
-        const SCRIPT: &str = "exec 9>>/run/lock/labctl.lock || exit 70; \
+        // flock needs only a read-only descriptor, so a run without become can share the
+        // lock file a root run created (and /run/lock is world-writable for the first one).
+        const SCRIPT: &str =
+            "f=/run/lock/labctl.lock; [ -e \"$f\" ] || (umask 022; : >> \"$f\") 2>/dev/null; \
+            exec 9<\"$f\" || exit 70; \
             if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null";
         match self {
             Transport::Ssh {

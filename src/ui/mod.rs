@@ -48,6 +48,7 @@ impl Shell {
     pub fn set_secrets(&mut self, mut s: Vec<String>) {
         // Longest first, so a secret containing another is replaced whole.
         s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        *LOG_SECRETS.write().expect("log secrets lock") = s.clone();
         self.secrets = s;
     }
 
@@ -110,6 +111,29 @@ impl Shell {
         } else {
             s.to_string()
         }
+    }
+}
+
+/// Log lines (`-v`, `-vv`) bypass the Shell, and may carry remote stderr: they are scrubbed
+/// with the same secrets through this writer.
+static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let mut t = text.into_owned();
+        for secret in LOG_SECRETS.read().expect("log secrets lock").iter() {
+            if t.contains(secret.as_str()) {
+                t = t.replace(secret.as_str(), "<secret>");
+            }
+        }
+        std::io::stderr().write_all(t.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
