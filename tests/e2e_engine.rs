@@ -336,3 +336,62 @@ fn become_host_keys_and_unreachable_hosts() {
     assert_eq!(o.status.code(), Some(6), "{}", show(&o));
     tb.sh_ok(&h, "test -f /etc/labctl-conn");
 }
+
+#[test]
+fn host_lock_and_ctrl_c() {
+    if !e2e_enabled() {
+        return;
+    }
+    let tb = Testbed::up("e2eint", 1);
+    let h = tb.hosts[0].name.clone();
+    let site = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/interrupt/site.yml")
+        .display()
+        .to_string();
+    let key = tb.dir.join("age.key").display().to_string();
+    let inv = tb.inventory.display().to_string();
+
+    // Another run holds the host's lock: apply is refused (exit 5) and changes nothing.
+    tb.sh_ok(
+        &h,
+        "nohup flock /run/lock/labctl.lock sleep 8 >/dev/null 2>&1 & sleep 0.3",
+    );
+    let o = labctl(&["apply", &site, "-i", &inv, "--vault-key", &key]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("another labctl run holds the host's lock"),
+        "{}",
+        show(&o)
+    );
+    assert!(!tb.sh(&h, "test -e /etc/slow-first").status.success());
+    tb.sh_ok(&h, "flock /run/lock/labctl.lock true");
+
+    // First Ctrl-C during the slow step: it finishes, the next is not started, the handler it
+    // notified still runs, exit 130.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(["apply", &site, "-i", &inv, "--vault-key", &key])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SIGINT to the child we started, by its PID.
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", show(&o));
+    tb.sh_ok(&h, "test -e /etc/slow-first && test -e /etc/slow-handler");
+    assert!(
+        !tb.sh(&h, "test -e /etc/slow-second").status.success(),
+        "no new step after Ctrl-C"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("skipped  1 change(s)"), "{}", show(&o));
+    // The next run finishes the job.
+    let o = labctl(&["apply", &site, "-i", &inv, "--vault-key", &key]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    tb.sh_ok(&h, "test -e /etc/slow-second");
+}
