@@ -834,7 +834,7 @@ mod tests {
         );
         assert!(!over_fail_limit(&[ok.clone(), bad.clone()], Some(50), 2));
         assert!(over_fail_limit(&[ok.clone(), bad.clone()], Some(49), 2));
-        assert!(over_fail_limit(&[bad.clone()], Some(0), 4));
+        assert!(over_fail_limit(std::slice::from_ref(&bad), Some(0), 4));
         assert!(!over_fail_limit(&[bad], None, 1));
     }
 }

@@ -417,7 +417,7 @@ pub fn value_diff(label: &str, old: Option<&Value>, new: &Value, cx: &DiffCx) ->
         return format!("{label}: (secret changed: now {h})");
     }
     let old_text = old.map(to_yaml).unwrap_or_default();
-    similar::TextDiff::from_lines(&old_text, &to_yaml(new))
+    similar::TextDiff::from_lines(&old_text, &*to_yaml(new))
         .unified_diff()
         .context_radius(3)
         .header(&format!("{label} (live)"), &format!("{label} (desired)"))
