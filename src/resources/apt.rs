@@ -112,7 +112,10 @@ impl Resource for Type {
         let names = spec.names();
         let mut v = vec![packages::query(&names)];
         if spec.state != State::Absent {
-            v.push(packages::candidates_query(&names));
+            v.push(packages::candidates_query(
+                &names,
+                spec.state == State::Present,
+            ));
             v.push(packages::lists_query());
         }
         v
@@ -139,7 +142,8 @@ impl Resource for Type {
             return Ok(Some(Drift::new(Action::Remove, reasons, vec![step])));
         }
 
-        let cands = packages::candidates_get(facts, &names).map_err(|e| e.to_string())?;
+        let cands = packages::candidates_get(facts, &names, spec.state == State::Present)
+            .map_err(|e| e.to_string())?;
         let lists = packages::lists_get(facts).map_err(|e| e.to_string())?;
         let mut reasons = Vec::new();
         let mut todo: Vec<&str> = Vec::new();
@@ -283,6 +287,10 @@ mod tests {
                 &format!("apt-candidates:{names}"),
                 &format!("{cands}done\n"),
             ),
+            (
+                &format!("apt-candidates:{names}:missing"),
+                &format!("{cands}done\n"),
+            ),
             ("apt-lists", &lists),
         ])
     }
@@ -300,7 +308,11 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["packages:curl,ufw", "apt-candidates:curl,ufw", "apt-lists"]
+            [
+                "packages:curl,ufw",
+                "apt-candidates:curl,ufw:missing",
+                "apt-lists"
+            ]
         );
         let keys: Vec<String> = Type::facts(&spec::<Type>("name: snapd\nstate: absent\n"))
             .into_iter()
