@@ -42,10 +42,12 @@ pub fn query(path: &str, content: bool) -> FactQuery {
     };
     FactQuery {
         key: key(path, content),
+        // Shell builtins wherever possible: a probe stats dozens of files, and every process
+        // counts (one stat and one sha256sum per file; no cut/sed pipelines).
         script: format!(
             "if [ -L {p} ]; then printf 'link %s\\n' \"$(readlink -- {p})\"; stat -c 'stat symlink|%a|%U|%G|%s' -- {p}; \
-             elif [ -e {p} ]; then stat -c 'stat %F|%a|%U|%G|%s' -- {p}; \
-             if [ -f {p} ]; then s=$(stat -c %s -- {p}); sha256sum -- {p} | cut -d' ' -f1 | sed 's/^/sha256 /'; {body}fi; \
+             elif [ -e {p} ]; then st=$(stat -c '%F|%a|%U|%G|%s' -- {p}) && echo \"stat $st\"; \
+             if [ -f {p} ]; then s=${{st##*|}}; h=$(sha256sum -- {p}) && echo \"sha256 ${{h%% *}}\"; {body}fi; \
              else echo absent; fi"
         ),
     }
