@@ -1,0 +1,870 @@
+#!/usr/bin/env python3
+"""bench harness: labctl vs Ansible vs pyinfra on the same disposable hosts.
+
+Run through bench/run.sh (which builds labctl and the virtualenv first). Writes
+BENCHMARKS.md at the repository root and the raw figures to bench/results/latest.json.
+Not a test: nothing in CI runs this.
+"""
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent
+ROOT = BENCH.parent
+LABCTL = ROOT / "target" / "release" / "labctl"
+VENV_BIN = BENCH / ".venv" / "bin"
+TB_DIR = BENCH / ".testbed"
+WORK = BENCH / ".work"
+RESULTS = BENCH / "results"
+TOOLS = ["labctl", "ansible", "pyinfra"]
+PARALLEL = 10  # labctl --forks, ansible forks (ansible.cfg has 20), pyinfra --parallel: all >= hosts
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+USER_KEY_DATA = "AAAAC3NzaC1lZDI1NTE5AAAAIGO5x48dGQ7ridzYIa53mwT8oJXQcvRjY7p1hABE3EPO"
+
+LOG = None
+
+
+def log(msg):
+    line = f"[{datetime.datetime.now():%H:%M:%S}] {msg}"
+    print(line, flush=True)
+    if LOG:
+        LOG.write(line + "\n")
+        LOG.flush()
+
+
+class BenchError(Exception):
+    pass
+
+
+def run(cmd, cwd=None, env=None, check=True, timeout=1800):
+    """Runs cmd, returns (seconds, rc, stdout+stderr without colour codes)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout)
+    dt = time.perf_counter() - t0
+    out = ANSI.sub("", p.stdout.decode("utf-8", "replace"))
+    if LOG:
+        LOG.write(f"$ {' '.join(shlex.quote(str(c)) for c in cmd)}  (cwd={cwd}) -> rc {p.returncode} in {dt:.3f}s\n")
+        LOG.write(out[-6000:] + "\n")
+        LOG.flush()
+    if check and p.returncode != 0:
+        raise BenchError(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{out[-4000:]}")
+    return dt, p.returncode, out
+
+
+# ---------------------------------------------------------------- test hosts
+
+class Lab:
+    """One `labctl testbed` incarnation plus the inventories the three tools read."""
+
+    def __init__(self, name, n):
+        self.name, self.n = name, n
+        self.dir = TB_DIR / name
+        self.hosts = []
+        self.incarnation = 0
+
+    # -- lifecycle
+    def down(self):
+        run([LABCTL, "testbed", "down", "--name", self.name, "--dir", TB_DIR], check=False)
+
+    def fresh(self):
+        """down + up + inventories + out-of-band host setup (python3 for Ansible, sshd VERBOSE)."""
+        self.down()
+        run([LABCTL, "testbed", "up", "--hosts", str(self.n), "--name", self.name, "--dir", TB_DIR])
+        _, _, out = run([LABCTL, "testbed", "status", "--json", "--name", self.name, "--dir", TB_DIR])
+        st = json.loads(out[out.index("["):])
+        self.hosts = [{"name": h["name"], "address": h["address"], "pid": h["init_pid"]} for h in st]
+        if len(self.hosts) != self.n or not all(h["ssh"] for h in st):
+            raise BenchError(f"testbed {self.name}: expected {self.n} hosts with sshd up: {st}")
+        self.incarnation += 1
+        self.write_inventories()
+        self.prepare()
+
+    def prepare(self):
+        # Out of band, once per fresh host, untimed. python3 is only for Ansible (labctl and
+        # pyinfra need nothing on the host). `apt-get update` + the periodic stamp make the
+        # package lists fresh for all three tools alike, so none of them refreshes them in a
+        # timed run (labctl: update_cache auto; Ansible: cache_valid_time; pyinfra: cache_time).
+        script = (
+            "set -e; printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-bench-loglevel.conf; "
+            "systemctl reload ssh; export DEBIAN_FRONTEND=noninteractive; "
+            "apt-get update -qq; apt-get install -y -qq python3 >/dev/null; "
+            "mkdir -p /var/lib/apt/periodic; touch /var/lib/apt/periodic/update-success-stamp"
+        )
+        self.each(lambda h: self.ssh(h, script))
+
+    def each(self, fn):
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(self.hosts))) as ex:
+            return list(ex.map(fn, self.hosts))
+
+    # -- access
+    @property
+    def key(self):
+        return self.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self):
+        return self.dir / "known_hosts"
+
+    def ssh_cmd(self, h, command):
+        return ["ssh", "-F", "/dev/null", "-i", str(self.key), "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ControlMaster=no",
+                "-o", "ControlPath=none", f"root@{h['address']}", command]
+
+    def ssh(self, h, command, check=True):
+        return run(self.ssh_cmd(h, command), check=check)
+
+    def ns(self, h, script, check=True):
+        """Runs script inside the host's namespaces (not over ssh): for counting and checks."""
+        return run(["nsenter", "-t", str(h["pid"]), "-m", "-u", "-i", "-n", "-p", "--", "sh", "-c", script],
+                   check=check, env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                     "LANG": "C.UTF-8"})
+
+    # -- inventories
+    def write_inventories(self):
+        WORK.mkdir(parents=True, exist_ok=True)
+        peers = [h["address"] for h in self.hosts]
+        lines = [
+            "# Written by bench/lib/harness.py for testbed " + self.name + " (read by labctl AND Ansible).",
+            "all:",
+            "  vars:",
+            f"    labctl_known_hosts: {self.known_hosts}",
+            f"    ansible_ssh_common_args: \"-o UserKnownHostsFile={self.known_hosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes\"",
+            f"    bench_peers: {json.dumps(peers)}",
+            "  children:",
+            "    bench:",
+            "      hosts:",
+        ]
+        for i, h in enumerate(self.hosts, 1):
+            lines += [
+                f"        {h['name']}:",
+                f"          ansible_host: {h['address']}",
+                "          ansible_user: root",
+                f"          ansible_ssh_private_key_file: {self.key}",
+                f"          bench_site: rack-{(i - 1) % 2 + 1}",
+                f"          bench_index: {i}",
+            ]
+        self.inv_yml = WORK / f"{self.name}.inventory.yml"
+        self.inv_yml.write_text("\n".join(lines) + "\n")
+        py = ["# Written by bench/lib/harness.py for testbed " + self.name + " (read by pyinfra).", "bench = ["]
+        for i, h in enumerate(self.hosts, 1):
+            data = {
+                "ssh_hostname": h["address"], "ssh_user": "root", "ssh_key": str(self.key),
+                "ssh_known_hosts_file": str(self.known_hosts), "ssh_strict_host_key_checking": "yes",
+                "inventory_hostname": h["name"], "bench_site": f"rack-{(i - 1) % 2 + 1}",
+                "bench_index": i, "bench_peers": peers,
+            }
+            py.append(f"    ({h['name']!r}, {data!r}),")
+        py.append("]")
+        self.inv_py = WORK / f"{self.name}.inventory.py"
+        self.inv_py.write_text("\n".join(py) + "\n")
+        # Ansible's ControlPersist masters are per incarnation: a master to a host that was
+        # torn down must never be reused by the next incarnation's host at the same address.
+        self.cp_dir = WORK / "cp" / f"{self.name}-{self.incarnation}"
+        self.cp_dir.mkdir(parents=True, exist_ok=True)
+
+    def close_ansible_masters(self):
+        for base in [WORK / "cp"]:
+            if not base.exists():
+                continue
+            for sock in base.rglob("*"):
+                if sock.is_socket():
+                    run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "bench"], check=False, timeout=20)
+                    try:
+                        sock.unlink()
+                    except FileNotFoundError:
+                        pass
+
+    # -- the three tools
+    def tool_cmd(self, tool, mode):
+        """(argv, cwd, env) for tool in mode: apply | dry."""
+        if tool == "labctl":
+            sub = "apply" if mode == "apply" else "plan"
+            return ([str(LABCTL), sub, "site.yml", "-i", str(self.inv_yml), "--forks", str(PARALLEL),
+                     "--color", "never"], BENCH / "labctl", {})
+        if tool == "ansible":
+            argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inv_yml), "playbook.yml"]
+            if mode == "dry":
+                argv[2:2] = []
+                argv += ["--check", "--diff"]
+            return (argv, BENCH / "ansible", {
+                "ANSIBLE_CONFIG": str(BENCH / "ansible" / "ansible.cfg"),
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.cp_dir),
+                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "True",
+            })
+        if tool == "pyinfra":
+            argv = [str(VENV_BIN / "pyinfra"), "--parallel", str(PARALLEL)]
+            argv += ["--dry"] if mode == "dry" else ["-y"]
+            argv += [str(self.inv_py), "deploy.py"]
+            return (argv, BENCH / "pyinfra", {"PYINFRA_PROGRESS": "off", "NO_COLOR": "1"})
+        raise ValueError(tool)
+
+    def run_tool(self, tool, mode):
+        argv, cwd, env = self.tool_cmd(tool, mode)
+        dt, rc, out = run(argv, cwd=cwd, env=env, check=False)
+        changes = parse_changes(tool, mode, rc, out, self.n)
+        return dt, changes, out
+
+    # -- out-of-band state checks
+    def check_state(self, label):
+        """Host state the workload must leave, checked inside each host (not through any tool)."""
+        def one(args):
+            i, h = args
+            checks = [
+                "dpkg-query -W -f='${Status}\\n' ufw cron curl jq rsync tree | grep -vq 'install ok installed' && exit 11 || true",
+                "ufw status verbose | grep -q 'Status: active' || exit 12",
+                "ufw status verbose | grep -q 'deny (incoming), allow (outgoing)' || exit 13",
+                "for r in 22/tcp 80/tcp 443/tcp 51820/udp; do ufw status | grep -Eq \"^$r +ALLOW +Anywhere\" || exit 14; done",
+                "[ \"$(sysctl -n net.ipv4.conf.all.rp_filter net.ipv4.conf.all.send_redirects net.ipv4.tcp_keepalive_time net.core.somaxconn net.ipv4.tcp_fin_timeout | tr '\\n' ' ')\" = '2 0 600 1024 30 ' ] || exit 15",
+                "grep -q '^MaxAuthTries 4$' /etc/ssh/sshd_config.d/50-bench.conf || exit 16",
+                "sshd -T | grep -q '^clientaliveinterval 300$' || exit 17",
+                "id -nG benchadm | grep -qw sudo || exit 18",
+                f"grep -q '{USER_KEY_DATA}' ~benchadm/.ssh/authorized_keys || exit 19",
+                "[ \"$(stat -c %a /etc/sudoers.d/50-bench)\" = 440 ] && visudo -c >/dev/null || exit 20",
+                f"for n in 1 2 3 4 5 6 7 8 9 10; do grep -qx \"id = $(({i} * 100 + n))\" /etc/lab/bench-$n.conf || exit 21; done",
+                "[ \"$(stat -c %a /etc/lab /srv/bench /srv/bench/data /srv/bench/data/cache /srv/bench/logs | tr '\\n' ' ')\" = '755 755 750 700 755 ' ] || exit 22",
+                "systemctl is-active -q cron && systemctl is-enabled -q cron || exit 23",
+                "[ \"$(readlink /etc/localtime)\" = /usr/share/zoneinfo/Europe/Berlin ] || exit 24",
+                "[ \"$(cat /etc/timezone)\" = Europe/Berlin ] || exit 25",
+            ]
+            _, rc, out = self.ns(h, "\n".join(checks), check=False)
+            digest_script = ("cd / && sha256sum etc/lab/bench-*.conf etc/ssh/sshd_config.d/50-bench.conf etc/sudoers.d/50-bench "
+                             "etc/timezone home/benchadm/.ssh/authorized_keys etc/sysctl.d/60-bench.conf")
+            _, _, dig = self.ns(h, digest_script, check=False)
+            files = {}
+            for line in dig.splitlines():
+                parts = line.split()
+                if len(parts) == 2:
+                    files["/" + parts[1]] = parts[0][:12]
+            return h["name"], rc, files
+        res = self.each_indexed(one)
+        bad = [(n, rc) for n, rc, _ in res if rc != 0]
+        if bad:
+            raise BenchError(f"{label}: out-of-band state check failed (host, exit code of the failed check): {bad}")
+        return {n: d for n, _, d in res}
+
+    def each_indexed(self, fn):
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(self.hosts))) as ex:
+            return list(ex.map(fn, enumerate(self.hosts, 1)))
+
+    # -- drift
+    def drift(self):
+        """One file and one service drifted per host, out of band over ssh."""
+        self.each(lambda h: self.ssh(h, "printf 'drifted\\n' >> /etc/lab/bench-3.conf; systemctl stop cron"))
+
+    # -- sshd log counting
+    def mark(self, tag):
+        self.each(lambda h: self.ns(h, f"logger -t bench-marker {tag}"))
+
+    def sshd_log(self, begin, end):
+        """Per host: sshd journal lines (epoch, message) between two markers."""
+        def one(h):
+            _, _, out = self.ns(h, "journalctl -o short-unix --no-pager -t sshd -t bench-marker --since -30min")
+            lines, inside = [], False
+            for line in out.splitlines():
+                m = re.match(r"^(\d+\.\d+) \S+ ([\w-]+)\[\d+\]: (.*)$", line)
+                if not m:
+                    continue
+                ts, ident, msg = float(m.group(1)), m.group(2), m.group(3)
+                if ident == "bench-marker":
+                    if msg == begin:
+                        inside = True
+                    elif msg == end:
+                        inside = False
+                    continue
+                if inside:
+                    lines.append((ts, msg))
+            return lines
+        return self.each(one)
+
+
+def parse_changes(tool, mode, rc, out, n):
+    """Changes reported (or, for dry runs, planned) by the tool, summed over hosts; None = failure."""
+    if tool == "labctl":
+        if mode == "dry":
+            if rc == 0:
+                return 0
+            m = re.search(r"Plan: (\d+) to create, (\d+) to change, (\d+) to remove, (\d+) to run", out)
+            return sum(map(int, m.groups())) if rc == 2 and m else None
+        if rc != 0:
+            return None
+        recaps = re.findall(r"^\S+\s+ok=\d+ changed=(\d+) failed=(\d+)", out, re.M)
+        if len(recaps) != n or any(int(f) for _, f in recaps):
+            return None
+        return sum(int(c) for c, _ in recaps)
+    if tool == "ansible":
+        if rc != 0:
+            return None
+        recap = re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out, re.M)
+        if len(recap) != n or any(int(u) or int(f) for _, u, f in recap):
+            return None
+        return sum(int(c) for c, _, _ in recap)
+    if tool == "pyinfra":
+        if rc != 0:
+            return None
+        if mode == "apply":
+            m = re.search(r"^\s*Grand total\s+(\d+)\s+(\d+|-)\s+(\d+|-)\s+(\d+|-)\s*$", out, re.M)
+            if not m or m.group(3) != "-":
+                return None
+            return 0 if m.group(2) == "-" else int(m.group(2))
+        # --dry: the "Detected changes" table; the Change column counts hosts per operation.
+        lines = out.splitlines()
+        try:
+            i = next(k for k, l in enumerate(lines) if "Detected changes:" in l)
+        except StopIteration:
+            return None
+        header = lines[i + 1]
+        c0, c1 = header.index("Change"), header.index("Conditional Change")
+        total = 0
+        for l in lines[i + 2:]:
+            if not l.strip():
+                break
+            cell = l[c0:c1].strip()
+            if cell and cell != "-":
+                total += int(cell.split()[0])
+        return total
+    raise ValueError(tool)
+
+
+# ---------------------------------------------------------------- measuring
+
+def stats(xs):
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "runs": xs}
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.fast = args.fast_reps
+        self.slow = args.slow_reps
+        self.res = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "quick": args.quick, "fast_reps": self.fast, "slow_reps": self.slow,
+                    "hosts": args.hosts, "load": {}, "n": {}}
+
+    def load(self, tag):
+        self.res["load"][tag] = open("/proc/loadavg").read().split()[:3]
+
+    def expect(self, what, changes, want):
+        """want: 0, or 'some' (> 0)."""
+        ok = changes is not None and ((changes == 0) if want == 0 else (changes > 0))
+        if not ok:
+            raise BenchError(f"{what}: expected {'0' if want == 0 else 'some'} changes, tool reported {changes}")
+
+    def timed(self, lab, tool, mode, reps, want, label):
+        xs = []
+        for r in range(reps):
+            dt, ch, out = lab.run_tool(tool, mode)
+            self.expect(f"{label} {tool} {mode} run {r + 1}", ch, want)
+            xs.append(dt)
+            log(f"  {label:10} {tool:8} {mode:5} {dt:7.2f}s  changes={ch}")
+        return xs
+
+    def run_n(self, n):
+        R = self.res["n"][str(n)] = {"first": {}, "converged": {}, "dry": {}, "drift_plan": {},
+                                     "drift_apply": {}, "drift_total": {}, "first_changes": {},
+                                     "drift_changes": {}, "counts": {}, "floor": {}, "digests": {},
+                                     "timeline": {}}
+        lab = Lab(f"bench{n}", n)
+        try:
+            # Pre-warm the shared apt archive cache (untimed): every .deb the workload needs.
+            log(f"== {n} host(s): warming the package cache (untimed)")
+            lab.fresh()
+            lab.run_tool("labctl", "apply")
+
+            # (4) first run from fresh hosts
+            for tool in TOOLS:
+                xs, chs = [], []
+                for r in range(self.slow):
+                    lab.fresh()
+                    dt, ch, out = lab.run_tool(tool, "apply")
+                    self.expect(f"first run {tool} #{r + 1}", ch, "some")
+                    xs.append(dt)
+                    chs.append(ch)
+                    log(f"  first      {tool:8} apply {dt:7.2f}s  changes={ch}")
+                    if r == 0:
+                        # The second run of each tool must report 0 changes, the host state must match.
+                        dt2, ch2, _ = lab.run_tool(tool, "apply")
+                        self.expect(f"second run after first {tool}", ch2, 0)
+                        R["digests"][tool] = lab.check_state(f"after {tool}'s first run")
+                        log(f"  second     {tool:8} apply {dt2:7.2f}s  changes={ch2}; state checks pass")
+                R["first"][tool] = stats(xs)
+                R["first_changes"][tool] = chs
+
+            # (1) converged, (2) dry, (3) drift, and counts: one tool at a time on the same hosts.
+            for tool in TOOLS:
+                log(f"== {n} host(s): {tool} on a converged lab")
+                _, ch, _ = lab.run_tool(tool, "apply")  # converge to this tool's own view, untimed
+                if ch is None:
+                    raise BenchError(f"{tool}: warm-up apply failed")
+                R["converged"][tool] = stats(self.timed(lab, tool, "apply", self.fast, 0, "converged"))
+                R["dry"][tool] = stats(self.timed(lab, tool, "dry", self.fast, 0, "dry"))
+                lab.check_state(f"{tool} converged")
+                R["counts"][tool] = self.count(lab, tool)
+                plans, applies, totals, dchs = [], [], [], []
+                for r in range(self.slow):
+                    lab.drift()
+                    dp, chp, _ = lab.run_tool(tool, "dry")
+                    self.expect(f"drift plan {tool}", chp, "some")
+                    da, cha, _ = lab.run_tool(tool, "apply")
+                    self.expect(f"drift apply {tool}", cha, "some")
+                    plans.append(dp)
+                    applies.append(da)
+                    totals.append(dp + da)
+                    dchs.append((chp, cha))
+                    log(f"  drift      {tool:8} plan {dp:6.2f}s ({chp} changes) + apply {da:6.2f}s ({cha} changes)")
+                    lab.check_state(f"{tool} after drift apply")
+                R["drift_plan"][tool] = stats(plans)
+                R["drift_apply"][tool] = stats(applies)
+                R["drift_total"][tool] = stats(totals)
+                R["drift_changes"][tool] = dchs
+
+            # (5) the floor: `ssh host true`, fresh connection.
+            one, alln = [], []
+            for r in range(self.fast):
+                dt, _, _ = lab.ssh(lab.hosts[0], "true")
+                one.append(dt)
+                t0 = time.perf_counter()
+                lab.each(lambda h: lab.ssh(h, "true"))
+                alln.append(time.perf_counter() - t0)
+            R["floor"]["one"] = stats(one)
+            R["floor"]["all"] = stats(alln)
+            log(f"  floor      ssh true one host median {statistics.median(one):.3f}s, all {n} in parallel {statistics.median(alln):.3f}s")
+            R["profile"] = self.profile(lab)
+        finally:
+            lab.close_ansible_masters()
+            if not self.args.keep:
+                lab.down()
+
+    def count(self, lab, tool):
+        """SSH connections and remote commands per host for one no-op dry run and one no-op
+        converged run, from the hosts' sshd logs (LogLevel VERBOSE). Ansible starts cold (no
+        ControlPersist master left from an earlier run) so its connection is counted too."""
+        out = {}
+        for mode in ("dry", "apply"):
+            lab.close_ansible_masters()
+            tag = uuid.uuid4().hex[:8]
+            lab.mark(f"BEGIN-{tag}")
+            dt, ch, _ = lab.run_tool(tool, mode)
+            self.expect(f"count run {tool} {mode}", ch, 0)
+            time.sleep(1.0)  # let the last sshd messages reach the journal
+            lab.mark(f"END-{tag}")
+            per_host = []
+            for lines in lab.sshd_log(f"BEGIN-{tag}", f"END-{tag}"):
+                conns = sum(1 for _, m in lines if m.startswith("Accepted publickey"))
+                cmds = sum(1 for _, m in lines if m.startswith("Starting session: command"))
+                sftp = sum(1 for _, m in lines if m.startswith("Starting session: subsystem"))
+                shells = sum(1 for _, m in lines if m.startswith("Starting session: shell"))
+                per_host.append({"connections": conns, "commands": cmds, "sftp": sftp, "shells": shells})
+                if tool == "labctl" and mode == "dry":
+                    out["labctl_timeline"] = timeline(lines)
+            out[mode] = per_host
+            log(f"  count      {tool:8} {mode:5} per host: " + ", ".join(
+                f"{p['connections']} conn/{p['commands']} exec/{p['sftp']} sftp" for p in per_host))
+        return out
+
+    def profile(self, lab):
+        """Where labctl's no-op plan spends its time: every process it starts on the controller,
+        and every process its probe starts on the first host (strace attached to that host's
+        sshd from outside the container). strace slows both sides; this is attribution, not timing."""
+        if not shutil.which("strace"):
+            return None
+        argv, cwd, env = lab.tool_cmd("labctl", "dry")
+        ctl, hst = WORK / f"strace-{lab.name}-controller.txt", WORK / f"strace-{lab.name}-host.txt"
+        _, _, sp = run(["pgrep", "-P", str(lab.hosts[0]["pid"]), "-x", "sshd"], check=False)
+        host_trace = None
+        if sp.split():
+            host_trace = subprocess.Popen(["strace", "-f", "-ttt", "-e", "trace=execve", "-o", str(hst), "-p", sp.split()[0]],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+        run(["strace", "-f", "-ttt", "-e", "trace=execve,connect,exit_group", "-o", str(ctl)] + argv,
+            cwd=cwd, env=env, check=False)
+        if host_trace:
+            time.sleep(0.5)
+            host_trace.terminate()
+            host_trace.wait()
+        prof = {"controller": [], "host": None}
+        t0 = None
+        for line in ctl.read_text().splitlines():
+            m = re.match(r"^(\d+)\s+(\d+\.\d+) (.*)$", line)
+            if not m or "ENOENT" in line or "resumed>" in line:
+                continue
+            ts, what = float(m.group(2)), m.group(3)
+            t0 = t0 or ts
+            if what.startswith("execve("):
+                args = re.findall(r'"((?:[^"\\]|\\.)*)"', what)[1:4]
+                desc = "exec " + " ".join(args) + (" … (ssh master: TCP + key exchange + auth)" if "-M" in what else "")
+            elif what.startswith("connect(") and "sin_port=htons(22)" in what:
+                desc = "TCP connect to port 22"
+            elif what.startswith("connect(") and "master" in what:
+                desc = "mux request to the ssh master (open the probe's session / wait / close)"
+            elif what.startswith("+++ exited"):
+                desc = what.strip("+ ")
+            else:
+                continue
+            prof["controller"].append((round(ts - t0, 3), m.group(1), desc))
+        if host_trace and hst.exists():
+            execs = []
+            for line in hst.read_text().splitlines():
+                m = re.match(r'^\d+\s+(\d+\.\d+) execve\("([^"]+)".*= 0$', line)
+                if m:
+                    execs.append((float(m.group(1)), m.group(2).rsplit("/", 1)[-1]))
+            if execs:
+                counts = {}
+                for _, b in execs:
+                    counts[b] = counts.get(b, 0) + 1
+                sh_start = next((t for t, b in execs if b in ("sh", "bash")), execs[0][0])
+                prof["host"] = {"processes": len(execs), "by_binary": sorted(counts.items(), key=lambda kv: -kv[1]),
+                                "sshd_to_first_shell": round(sh_start - execs[0][0], 3),
+                                "first_shell_to_last_exec": round(execs[-1][0] - sh_start, 3)}
+        return prof
+
+
+def timeline(lines):
+    """Seconds between sshd events of one labctl plan on one host."""
+    def first(prefix):
+        return next((t for t, m in lines if m.startswith(prefix)), None)
+    c = first("Connection from")
+    a = first("Accepted publickey")
+    s = first("Starting session: command")
+    e = first("Close session")
+    if None in (c, a, s, e):
+        return None
+    return {"connect_to_auth": round(a - c, 3), "auth_to_exec": round(s - a, 3), "exec_to_close": round(e - s, 3)}
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode().strip()
+        except Exception as e:  # noqa: BLE001
+            return f"? ({e})"
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+    return {
+        "nproc": sh("nproc"), "cpu": cpu, "memory": f"{int(mem) / 1024 / 1024:.1f} GiB",
+        "kernel": platform.release(), "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
+        "labctl": sh(f"{LABCTL} --version"), "ansible": sh(f"{VENV_BIN}/ansible --version | head -1"),
+        "ansible_pkg": sh(f"{VENV_BIN}/pip show ansible 2>/dev/null | sed -n 's/^Version: //p'"),
+        "pyinfra": sh(f"{VENV_BIN}/pyinfra --version"), "python": sh(f"{VENV_BIN}/python --version"),
+        "openssh": sh("ssh -V 2>&1"), "git": sh(f"git -C {ROOT} rev-parse --short HEAD") + (" (dirty tree)" if sh(f"git -C {ROOT} status --porcelain") else ""),
+    }
+
+
+def fmt(s):
+    return f"{s['min']:.2f} / **{s['median']:.2f}** / {s['max']:.2f}"
+
+
+def ratio(s, base):
+    return f"{s['median'] / base['median']:.1f}×" if base and base["median"] > 0 else "–"
+
+
+def report(res, cmdline):
+    m = res["machine"]
+    L = []
+    w = L.append
+    w("# Benchmarks: labctl vs Ansible vs pyinfra")
+    w("")
+    w("Generated by `bench/run.sh` (see [bench/README.md](bench/README.md)); do not edit by hand.")
+    w("")
+    if res["quick"]:
+        w("> **Quick mode** (`--quick`): few repetitions, for checking the harness. Re-run without "
+          "`--quick` on a quiet machine for figures worth quoting.")
+        w("")
+    w(f"Run {res['started']} → {res['finished']}, command: `{cmdline}`, "
+      f"{res['fast_reps']} runs of each fast figure, {res['slow_reps']} of each slow one (first run, drift).")
+    w("")
+    w("## Machine")
+    w("")
+    w(f"- {m['os']}, kernel {m['kernel']}, {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM")
+    lo = res["load"]
+    w(f"- load average (1/5/15 min) at start {' '.join(lo.get('start', []))}, at end {' '.join(lo.get('end', []))}"
+      " — anything well above 0 means other work shared the CPUs and the figures are noisy")
+    w(f"- labctl: `{m['labctl']}` (release build, commit {m['git']})")
+    w(f"- Ansible: `{m['ansible']}` (PyPI package `ansible` {m['ansible_pkg']}, which bundles community.general and ansible.posix)")
+    w(f"- pyinfra: `{m['pyinfra']}`; controller {m['python']}; {m['openssh']}")
+    w("- hosts: `labctl testbed` (Debian 12 minbase, systemd-nspawn containers on this machine, "
+      "one veth each); the controller and the hosts share the same CPUs")
+    w("")
+    w("## Results")
+    w("")
+    w("Wall-clock seconds, **min / median / max**; the ratio is the tool's median over labctl's median in the same run "
+      "(higher = slower than labctl).")
+    for n in res["hosts"]:
+        R = res["n"].get(str(n))
+        if not R:
+            continue
+        w("")
+        w(f"### {n} host{'s' if n > 1 else ''}")
+        w("")
+        w("| figure | labctl | Ansible | ratio | pyinfra | ratio |")
+        w("|---|---|---|---|---|---|")
+        rows = [("1. converged run (apply, nothing to do)", "converged"),
+                ("2. dry run on a converged lab (plan / --check --diff / --dry)", "dry"),
+                ("3. drift: dry run", "drift_plan"), ("3. drift: apply", "drift_apply"),
+                ("3. drift: dry run + apply", "drift_total"),
+                ("4. first run, fresh hosts, warm package cache", "first")]
+        for label, key in rows:
+            d = R.get(key, {})
+            if not all(t in d for t in TOOLS):
+                continue
+            base = d["labctl"]
+            w(f"| {label} | {fmt(base)} | {fmt(d['ansible'])} | {ratio(d['ansible'], base)} | "
+              f"{fmt(d['pyinfra'])} | {ratio(d['pyinfra'], base)} |")
+        fl = R.get("floor", {})
+        if fl:
+            w(f"| 5. floor: `ssh host true`, fresh connection, one host | {fmt(fl['one'])} | | | | |")
+            if n > 1:
+                w(f"| 5. floor: `ssh host true` to all {n} hosts in parallel | {fmt(fl['all'])} | | | | |")
+        w("")
+        fc = R.get("first_changes", {})
+        dc = R.get("drift_changes", {})
+        w("Changes reported (summed over hosts): first run " + ", ".join(f"{t} {fc.get(t)}" for t in TOOLS) +
+          "; every tool's second run and every converged/dry run above reported **0**; drift (dry run, apply) " +
+          ", ".join(f"{t} {dc.get(t)}" for t in TOOLS) + ".")
+        w("")
+        cnt = R.get("counts", {})
+        if cnt:
+            w("SSH connections and remote commands **per host** for one no-op run (sshd `LogLevel VERBOSE` on the hosts: "
+              "`Accepted publickey` = a connection, `Starting session: command` = a remote command, "
+              "`Starting session: subsystem` = an sftp session; Ansible counted cold, without a master left by an earlier run):")
+            w("")
+            w("| tool | dry run: connections | commands | sftp | converged run: connections | commands | sftp |")
+            w("|---|---|---|---|---|---|---|")
+            for t in TOOLS:
+                c = cnt.get(t)
+                if not c:
+                    continue
+
+                def rng(mode, k):
+                    xs = [p[k] for p in c[mode]]
+                    return str(xs[0]) if min(xs) == max(xs) else f"{min(xs)}–{max(xs)}"
+                w(f"| {t} | {rng('dry', 'connections')} | {rng('dry', 'commands')} | {rng('dry', 'sftp')} | "
+                  f"{rng('apply', 'connections')} | {rng('apply', 'commands')} | {rng('apply', 'sftp')} |")
+            w("")
+        dg = R.get("digests", {})
+        if dg:
+            differ = set()
+            for host in dg.get("labctl", {}):
+                for f in dg["labctl"][host]:
+                    if len({dg.get(t, {}).get(host, {}).get(f) for t in TOOLS}) != 1:
+                        differ.add(f)
+            nfiles = len(next(iter(dg["labctl"].values()), {})) if dg.get("labctl") else 0
+            w("Host state after each tool's first run passed the same out-of-band checks (packages, ufw status and rules, "
+              "live sysctl values, sshd effective config, user + key + sudoers, the ten files' per-host values, "
+              f"directory modes, cron active + enabled, timezone). Of the {nfiles} managed files, the bodies (sha256) are "
+              + ("**identical** across the three tools." if not differ else
+                 "identical across the three tools except " + ", ".join(f"`{f}`" for f in sorted(differ)) +
+                 " (same settings, each tool's own layout: see bench/results/latest.json, `digests`)."))
+            w("")
+    w("## Targets (issue 8)")
+    w("")
+    w(targets(res))
+    w("")
+    w("## Where labctl's time goes")
+    w("")
+    for n in res["hosts"]:
+        R = res["n"].get(str(n))
+        if not R:
+            continue
+        tl = (R.get("counts", {}).get("labctl") or {}).get("labctl_timeline")
+        if tl:
+            w(f"- {n} host(s), one no-op `labctl plan`, from the first host's sshd log: TCP accepted → key accepted "
+              f"{tl['connect_to_auth']:.3f} s, key accepted → probe started {tl['auth_to_exec']:.3f} s, "
+              f"probe started → probe finished {tl['exec_to_close']:.3f} s (the probe runs on the host).")
+        prof = R.get("profile")
+        if prof:
+            w(f"- {n} host(s), `strace -f -ttt -e trace=execve,connect,exit_group labctl plan …` on the controller "
+              "(seconds since labctl started; strace slows everything down):")
+            w("")
+            w("  ```")
+            seen = set()
+            for ts, pid, what in prof["controller"]:
+                what = what.replace("connect to the ssh master's socket (a session: the probe)",
+                                    "mux request to the ssh master (open the probe's session / wait / close)")
+                if (pid, what) in seen and what.startswith("exec"):
+                    continue  # strace prints an execve again when it resumes
+                seen.add((pid, what))
+                w(f"  {ts:7.3f}  pid {pid:>7}  {what[:140]}")
+            w("  ```")
+            hp = prof.get("host")
+            if hp:
+                w(f"- {n} host(s), on the first host during that plan (`strace -f -e trace=execve -p` on the host's sshd): "
+                  f"**{hp['processes']} processes** started: sshd → first shell {hp['sshd_to_first_shell']:.3f} s "
+                  f"(key exchange, auth, PAM session incl. Debian's pam_motd running /etc/update-motd.d), first shell → "
+                  f"last process {hp['first_shell_to_last_exec']:.3f} s (the probe). By binary: "
+                  + ", ".join(f"{b} {c}" for b, c in hp["by_binary"][:14]) + ".")
+                per_file = sum(c for b, c in hp["by_binary"] if b in ("stat", "sha256sum", "cut", "sed", "base64", "tr"))
+                w(f"  Reading: a no-op plan is labctl's own start-up (load, render: the first line above), then one ssh "
+                  f"handshake (the floor), then the probe. The probe's time is process start-ups, not work: {per_file} of its "
+                  f"{hp['processes']} processes are `stat`/`sha256sum`/`cut`/`sed`/`base64`/`tr` run once per managed path or "
+                  "key; reading all paths with one `stat` and one `sha256sum` per probe would remove most of them.")
+    w("")
+    w("## How it was measured")
+    w("")
+    w(METHOD)
+    return "\n".join(L) + "\n"
+
+
+def targets(res):
+    out = []
+    for n in res["hosts"]:
+        R = res["n"].get(str(n))
+        if not R or not R.get("converged"):
+            continue
+        for key, label in (("converged", "converged run"), ("dry", "dry run")):
+            d = R[key]
+            a = d["ansible"]["median"] / d["labctl"]["median"]
+            p = d["pyinfra"]["median"] / d["labctl"]["median"]
+            out.append(f"- {n} host(s), {label}: Ansible/labctl **{a:.1f}×** (target ≥ 20×: {'met' if a >= 20 else 'MISSED'}), "
+                       f"pyinfra/labctl **{p:.1f}×** (target ≥ 5×: {'met' if p >= 5 else 'MISSED'})")
+        fl = R["floor"]["all"]["median"] if n > 1 else R["floor"]["one"]["median"]
+        pl = R["dry"]["labctl"]["median"]
+        tl = ((R.get("counts") or {}).get("labctl") or {}).get("labctl_timeline") or {}
+        probe = tl.get("exec_to_close", 0.0)
+        fp = fl + probe
+        out.append(f"- {n} host(s), no-op plan {pl:.3f} s vs floor (`ssh true`, {'all hosts in parallel' if n > 1 else 'one host'}) "
+                   f"{fl:.3f} s + one probe {probe:.3f} s (probe time on the host, from sshd's log) = {fp:.3f} s: "
+                   f"**{pl / fp:.2f}×** (target ≤ 2×: {'met' if pl <= 2 * fp else 'MISSED'}); "
+                   f"{pl / fl:.1f}× the bare `ssh true`")
+        c = (R.get("counts") or {}).get("labctl")
+        if c:
+            conns = max(p["connections"] for p in c["dry"])
+            cmds = max(p["commands"] + p["sftp"] for p in c["dry"])
+            out.append(f"- {n} host(s), no-op plan: at most {conns} SSH connection(s) and {cmds} remote command(s) per host "
+                       f"(target 1 and ≤ 2: {'met' if conns <= 1 and cmds <= 2 else 'MISSED'})")
+    ns = [n for n in res["hosts"] if res["n"].get(str(n), {}).get("dry")]
+    if len(ns) > 1:
+        a, b = res["n"][str(ns[0])]["dry"]["labctl"]["median"], res["n"][str(ns[-1])]["dry"]["labctl"]["median"]
+        R1, R5 = res["n"][str(ns[0])], res["n"][str(ns[-1])]
+        f1 = R1["floor"]["one"]["median"]
+        f5 = R5["floor"]["all"]["median"]
+        p1 = ((R1.get("counts") or {}).get("labctl") or {}).get("labctl_timeline") or {}
+        p5 = ((R5.get("counts") or {}).get("labctl") or {}).get("labctl_timeline") or {}
+        flat = b / a <= 1.25
+        out.append(f"- flat from {ns[0]} to {ns[-1]} hosts: no-op plan {a:.3f} s → {b:.3f} s (**{b / a:.2f}×**; "
+                   f"target flat, read as ≤ 1.25×: {'met' if flat else 'MISSED'}). Over the same step the floor itself goes "
+                   f"{f1:.3f} s → {f5:.3f} s ({f5 / f1:.2f}×: {ns[-1]} handshakes at once)"
+                   + (f" and one host's probe {p1['exec_to_close']:.3f} s → {p5['exec_to_close']:.3f} s "
+                      f"({p5['exec_to_close'] / p1['exec_to_close']:.1f}×)" if p1 and p5 else "")
+                   + f": the hosts are containers on the controller's {res['machine']['nproc']} CPUs, so {ns[-1]} probes "
+                   "(each ~140 short processes, see below) and handshakes run in parallel on the same CPUs. On real VMs "
+                   "each probe has its own CPU; here only fewer processes per probe would flatten the curve.")
+    return "\n".join(out)
+
+
+METHOD = """\
+The workload (`bench/labctl/`, `bench/ansible/`, `bench/pyinfra/`, described in bench/README.md) is the same
+about-25-step base-hardening role in each tool's own format. Each tool is configured as a performance-aware
+user would: labctl `--forks 10`; Ansible with `pipelining = True`, `ControlMaster=auto -o ControlPersist=60s`,
+`forks = 20`, `gathering = explicit` (`gather_facts: false`: the playbook uses no facts); pyinfra
+`--parallel 10`. labctl and Ansible read the very same inventory file; pyinfra reads the same hosts and vars
+as `inventory.py`. Host keys are checked strictly against the testbed's `known_hosts` by all three.
+
+Per number of hosts, on hosts from `labctl testbed up` (each tool on the same hosts, one tool at a time):
+
+1. **fresh hosts, out of band, untimed** (`bench/lib/harness.py: Lab.prepare`), over ssh: `LogLevel VERBOSE`
+   in an sshd drop-in + reload; `apt-get update` + `apt-get install -y python3` (**Ansible needs python3 on
+   the host; labctl and pyinfra do not** — the minimal Debian image has none) + touch
+   `/var/lib/apt/periodic/update-success-stamp`, so the package lists are fresh for all three tools and none
+   of them refreshes them inside a timed run.
+2. **warm package cache**: one untimed `labctl apply` fills the testbed's shared apt archive cache, so the
+   first runs below install from a local cache, not the network.
+3. **first run** (figure 4): for each tool, `testbed down` + `up` + step 1, then the timed apply. After the
+   first repetition, the tool runs again and must report 0 changes, and the host state is checked out of
+   band (`nsenter` into each host, not through any tool; same checks for all three tools).
+4. then, for each tool: an untimed apply (to converge to the tool's own view of the state), the timed
+   **converged runs** (figure 1: `labctl apply` / `ansible-playbook playbook.yml` / `pyinfra -y`) and
+   **dry runs** (figure 2: `labctl plan` / `ansible-playbook --check --diff` / `pyinfra --dry`), each of
+   which must report 0 changes (labctl: recap `changed=` / plan exit 0; Ansible: PLAY RECAP `changed=`;
+   pyinfra: the `Success` column of `Grand total` / the `Change` column of `Detected changes`); the
+   **counts** (one no-op dry run and one no-op converged run between two `logger` markers in each host's
+   journal); then the **drift runs** (figure 3): over ssh, a line appended to `/etc/lab/bench-3.conf` and
+   `systemctl stop cron` on every host; then the timed dry run (must report changes) and apply (must
+   report changes), and the out-of-band state checks again.
+5. **floor** (figure 5): `ssh -o ControlMaster=no host true` with the testbed's key and known_hosts, one host,
+   and all hosts in parallel.
+
+The exact commands, per tool (`INV` = `bench/.work/benchN.inventory.yml`, `INV_PY` = the same as pyinfra
+inventory):
+
+```sh
+cd bench/labctl  && ../../target/release/labctl apply site.yml -i INV --forks 10 --color never
+cd bench/labctl  && ../../target/release/labctl plan  site.yml -i INV --forks 10 --color never
+cd bench/ansible && ANSIBLE_CONFIG=ansible.cfg ../.venv/bin/ansible-playbook -i INV playbook.yml
+cd bench/ansible && ANSIBLE_CONFIG=ansible.cfg ../.venv/bin/ansible-playbook -i INV playbook.yml --check --diff
+cd bench/pyinfra && ../.venv/bin/pyinfra --parallel 10 -y    INV_PY deploy.py
+cd bench/pyinfra && ../.venv/bin/pyinfra --parallel 10 --dry INV_PY deploy.py
+ssh -F /dev/null -i KEY -o UserKnownHostsFile=KNOWN_HOSTS -o StrictHostKeyChecking=yes -o BatchMode=yes \\
+    -o IdentitiesOnly=yes -o ControlMaster=no -o ControlPath=none root@HOST true
+```
+
+Every command's full output is in `bench/results/latest.log` after a run. Notes on fairness:
+Ansible's ControlPersist master outlives a run by design, so its repeated converged and dry runs (figures 1–3)
+reuse the previous run's SSH connection, as a user's consecutive runs would; labctl opens a new connection per
+run. pyinfra has no ufw operation and no validate-before-replace for uploads: its deploy reads
+`ufw status verbose` as a fact and emits only the `ufw` commands needed, and runs `sshd -t` / `visudo -cf`
+right after the drop-ins change (conditional operations). Ansible uses `community.general.ufw` and
+`ansible.posix.sysctl` / `authorized_key` from the `ansible` PyPI package (Galaxy is not needed).
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--hosts", default="1,5")
+    ap.add_argument("--keep", action="store_true", help="leave the test hosts running")
+    ap.add_argument("--cmdline", default="bench/run.sh")
+    ap.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/latest.json")
+    a = ap.parse_args()
+    if a.report_only:
+        res = json.loads((RESULTS / "latest.json").read_text())
+        (ROOT / "BENCHMARKS.md").write_text(report(res, res.get("cmdline", a.cmdline)))
+        print(f"wrote {ROOT / 'BENCHMARKS.md'} from {RESULTS / 'latest.json'}")
+        return
+    a.hosts = [int(x) for x in a.hosts.split(",") if x]
+    a.fast_reps, a.slow_reps = (3, 1) if a.quick else (5, 3)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    global LOG
+    LOG = open(RESULTS / "latest.log", "w")
+    b = Bench(a)
+    b.res["machine"] = machine()
+    b.res["cmdline"] = a.cmdline
+    b.load("start")
+    err = None
+    try:
+        for n in a.hosts:
+            b.run_n(n)
+    except (BenchError, subprocess.TimeoutExpired) as e:
+        err = str(e)
+        log(f"FAILED: {e}")
+    b.load("end")
+    b.res["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    b.res["error"] = err
+    (RESULTS / "latest.json").write_text(json.dumps(b.res, indent=1))
+    if err:
+        log("not writing BENCHMARKS.md: the run failed (see bench/results/latest.log)")
+        sys.exit(1)
+    (ROOT / "BENCHMARKS.md").write_text(report(b.res, a.cmdline))
+    log(f"wrote {ROOT / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
