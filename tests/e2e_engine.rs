@@ -374,7 +374,16 @@ fn host_lock_and_ctrl_c() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Send Ctrl-C only once the slow step is really running on the host (seen out of band),
+    // whatever the machine's load.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !tb.sh(&h, "test -e /run/slow-started").status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // SIGINT to the child we started, by its PID.
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
