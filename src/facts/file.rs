@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, unexpected, FactError, FactQuery, Facts};
 
 /// Bodies up to this size come back with the probe, so plans can show a diff without a second
 /// round trip. Bigger files are compared by sha256 only.
@@ -93,15 +93,7 @@ pub fn parse(k: &str, out: &str) -> Result<FileFact, FactError> {
                 )
             }
             "" => {}
-            _ => {
-                return Err(parse_err(
-                    k,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            _ => return Err(unexpected(k, line)),
         }
     }
     if !f.exists {

@@ -88,6 +88,17 @@ pub fn q(s: &str) -> String {
         .unwrap_or_else(|_| format!("'{}'", s.replace('\0', "").replace('\'', r"'\''")))
 }
 
+/// A line a parser does not know: quoted (shortened) so the user sees what the host said.
+pub(crate) fn unexpected(key: &str, line: &str) -> FactError {
+    parse_err(
+        key,
+        format!(
+            "unexpected line `{}`",
+            line.chars().take(60).collect::<String>()
+        ),
+    )
+}
+
 pub(crate) fn parse_err(key: &str, why: impl Into<String>) -> FactError {
     FactError::Parse {
         key: key.to_string(),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, unexpected, FactError, FactQuery, Facts};
 
 /// One package as dpkg knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -110,15 +110,7 @@ pub fn parse(k: &str, out: &str) -> Result<PackagesFact, FactError> {
                 }
             }
             None => {}
-            Some(_) => {
-                return Err(parse_err(
-                    k,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            Some(_) => return Err(unexpected(k, line)),
         }
     }
     if !done {
@@ -202,15 +194,7 @@ pub fn candidates_parse(k: &str, out: &str) -> Result<CandidatesFact, FactError>
                 f.candidates.insert(name.to_string(), c);
             }
             [] => {}
-            _ => {
-                return Err(parse_err(
-                    k,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            _ => return Err(unexpected(k, line)),
         }
     }
     if !done {

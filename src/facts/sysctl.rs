@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, unexpected, FactError, FactQuery, Facts};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Live {
@@ -78,15 +78,7 @@ pub fn parse(k: &str, out: &str) -> Result<SysctlFact, FactError> {
             }
             "done" => done = true,
             "" => {}
-            _ => {
-                return Err(parse_err(
-                    k,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            _ => return Err(unexpected(k, line)),
         }
     }
     if !done {

@@ -2,7 +2,7 @@
 //! calls), while `/etc/ufw/user*.rules` carry every rule as a stable `### tuple ###` line whether
 //! ufw is enabled or not.
 
-use super::{parse_err, FactError, FactQuery, Facts};
+use super::{parse_err, unexpected, FactError, FactQuery, Facts};
 
 pub const KEY: &str = "ufw";
 
@@ -81,15 +81,7 @@ pub fn parse(out: &str) -> Result<UfwFact, FactError> {
             "v6" => f.v6.push(parse_tuple(rest)?),
             "done" => done = true,
             "" => {}
-            _ => {
-                return Err(parse_err(
-                    KEY,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            _ => return Err(unexpected(KEY, line)),
         }
     }
     if !done {

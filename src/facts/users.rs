@@ -4,7 +4,7 @@
 //! The shadow hash itself never leaves the host: `labctl facts` prints facts, so the probe sends
 //! only the sha256 of the hash field and `user` compares it with the sha256 of the wanted hash.
 
-use super::{file, parse_err, q, FactError, FactQuery, Facts};
+use super::{file, parse_err, q, unexpected, FactError, FactQuery, Facts};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UserFact {
@@ -88,15 +88,7 @@ pub fn parse_user(k: &str, out: &str) -> Result<UserFact, FactError> {
             "groups" => f.groups = rest.split_whitespace().map(String::from).collect(),
             "shadow" => f.shadow_sha256 = (rest.trim() != "none").then(|| rest.trim().to_string()),
             "" => {}
-            _ => {
-                return Err(parse_err(
-                    k,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            _ => return Err(unexpected(k, line)),
         }
     }
     if !f.exists {
@@ -165,15 +157,7 @@ pub fn parse_group(k: &str, out: &str) -> Result<GroupFact, FactError> {
                 });
             }
             "" => {}
-            _ => {
-                return Err(parse_err(
-                    k,
-                    format!(
-                        "unexpected line `{}`",
-                        line.chars().take(60).collect::<String>()
-                    ),
-                ))
-            }
+            _ => return Err(unexpected(k, line)),
         }
     }
     Err(parse_err(k, "no answer (getent failed?)"))
