@@ -6,6 +6,7 @@ mod apply;
 mod cli;
 mod error;
 mod facts;
+mod fsutil;
 mod inventory;
 mod plan;
 mod resources;

@@ -530,7 +530,7 @@ async fn execute_all(
             if !notified.contains(&h.name) {
                 continue;
             }
-            let steps = match h.inst.handler() {
+            let steps = match h.inst.handler(h.secret) {
                 Ok(s) => s,
                 Err(e) => {
                     recap.failed.push(Failure {
@@ -711,45 +711,15 @@ async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), Strin
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(out.stdout_str().trim())
                 .map_err(|_| format!("{path}: bad transfer"))?;
-            write_local(dest, &bytes, *mode)
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            crate::fsutil::write_atomic(dest, &bytes, *mode, false)
                 .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
         }
     }
     Ok(())
-}
-
-/// Atomic write on the controller (for `fetch`).
-pub fn write_local(dest: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = dest.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.labctl.{}",
-        dest.file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let r = (|| {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&tmp, dest)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
 }
 
 #[cfg(test)]

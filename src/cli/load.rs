@@ -159,7 +159,7 @@ fn local_key() -> Option<[u8; 32]> {
     }
     let k: [u8; 32] = rand::random();
     std::fs::create_dir_all(&dir).ok()?;
-    crate::apply::write_local(&p, &k, 0o600).ok()?;
+    crate::fsutil::write_atomic(&p, &k, 0o600, false).ok()?;
     Some(k)
 }
 

@@ -92,7 +92,7 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
         // Scrubbed like everything printed: a last line of defence if a resource ever put a
         // secret in a reason or diff.
         let json = sh.scrub(&serde_json::to_string_pretty(&plan)?).into_bytes();
-        apply::write_local(path, &json, 0o644)
+        crate::fsutil::write_atomic(path, &json, 0o644, false)
             .map_err(|e| anyhow::anyhow!("cannot write plan file {}: {e}", path.display()))?;
         sh.status("Saved", &format!("plan to {}", path.display()));
     }

@@ -66,7 +66,8 @@ pub fn peer_config(
     };
     let mut layer = defaults;
     layer.overlay(&inv.host_vars(&first));
-    layer.overlay(&crate::site::select::magic(&inv, &first));
+    let groups = serde_json::to_value(inv.groups_map()).unwrap_or_default();
+    layer.overlay(&crate::site::select::magic(&inv, &first, &groups));
     let engine = Engine::new(site_root);
     let resolved = match template::vars::resolve(&engine, &layer, false) {
         Ok(l) => l,

@@ -105,3 +105,33 @@ pub(crate) fn parse_err(key: &str, why: impl Into<String>) -> FactError {
         why: why.into(),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Fact snippets are tested through a real `sh`, as the host runs them.
+
+    /// Run a script with `sh -c`; its stdout.
+    pub fn run_sh(script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The script parses as POSIX sh (`sh -n`).
+    pub fn assert_valid_sh(script: &str) {
+        let out = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "not valid sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

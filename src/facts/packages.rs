@@ -264,14 +264,7 @@ pub fn lists_parse(out: &str) -> Result<ListsFact, FactError> {
 mod tests {
     use super::*;
 
-    fn sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::facts::testutil::run_sh as sh;
 
     #[test]
     fn snippets_are_valid_sh() {

@@ -89,14 +89,7 @@ impl Probe {
 mod tests {
     use super::*;
 
-    fn run_sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::facts::testutil::run_sh;
 
     #[test]
     fn sections_round_trip_through_a_real_shell() {

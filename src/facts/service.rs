@@ -92,19 +92,9 @@ mod tests {
     #[test]
     fn snippet_is_valid_sh_and_always_answers() {
         let qy = query("ssh.service");
-        let out = std::process::Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(&qy.script)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&qy.script)
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
+        crate::facts::testutil::assert_valid_sh(&qy.script);
+        let stdout = crate::facts::testutil::run_sh(&qy.script);
+        let text = stdout;
         assert!(text.contains("systemctl_rc="), "{text}");
     }
 

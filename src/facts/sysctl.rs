@@ -91,14 +91,7 @@ pub fn parse(k: &str, out: &str) -> Result<SysctlFact, FactError> {
 mod tests {
     use super::*;
 
-    fn sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::facts::testutil::run_sh as sh;
 
     #[test]
     fn snippet_is_valid_sh() {

@@ -152,19 +152,9 @@ mod tests {
     #[test]
     fn snippet_is_valid_sh_and_answers_without_ufw() {
         let qy = query();
-        let out = std::process::Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(&qy.script)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&qy.script)
-            .output()
-            .unwrap();
-        let f = parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        crate::facts::testutil::assert_valid_sh(&qy.script);
+        let stdout = crate::facts::testutil::run_sh(&qy.script);
+        let f = parse(&stdout).unwrap();
         // Whatever this machine has, the answer parses; without ufw it is simply empty.
         if !f.installed {
             assert!(f.v4.is_empty() || std::path::Path::new("/etc/ufw/user.rules").exists());

@@ -290,14 +290,7 @@ pub fn get_foreign_owned(
 mod tests {
     use super::*;
 
-    fn run_sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::facts::testutil::run_sh;
 
     fn whoami() -> String {
         run_sh("id -un").trim().to_string()

@@ -30,6 +30,9 @@ use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, command::Unless, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
+/// Scripts show in the host's process list, so neither a resource nor a handler may hold one.
+const SECRET_REFUSED: &str = "this `command` uses a secret, and scripts show in the host's process list: write the secret with `file` (mode \"0600\") and read it from there";
+
 pub struct Type;
 
 #[derive(Debug, Deserialize)]
@@ -116,7 +119,7 @@ impl Resource for Type {
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
         if cx.secret {
-            return Err("this `command` uses a secret, and scripts show in the host's process list: write the secret with `file` (mode \"0600\") and read it from there".into());
+            return Err(SECRET_REFUSED.into());
         }
         let mut reasons = Vec::new();
         if let Some(c) = &spec.creates {
@@ -150,7 +153,10 @@ impl Resource for Type {
         )))
     }
 
-    fn handler(spec: &Spec) -> Result<Vec<Step>, String> {
+    fn handler(spec: &Spec, secret: bool) -> Result<Vec<Step>, String> {
+        if secret {
+            return Err(SECRET_REFUSED.into());
+        }
         check(spec)?;
         Ok(vec![Step::sh(script(spec))])
     }
@@ -159,6 +165,11 @@ impl Resource for Type {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Handlers built from specs without secrets.
+    fn handler(s: &Spec) -> Result<Vec<Step>, String> {
+        Type::handler(s, false)
+    }
     use crate::resources::testutil::*;
 
     const INSTALL: &str = "run: curl -sfL https://get.k3s.io | sh -\ncreates: /usr/local/bin/k3s\n";
@@ -264,7 +275,11 @@ mod tests {
     #[test]
     fn as_a_handler_it_just_runs() {
         let s = spec::<Type>("run: systemctl restart k3s\n");
-        let steps = Type::handler(&s).unwrap();
+        let steps = handler(&s).unwrap();
+        assert!(
+            Type::handler(&s, true).unwrap_err().contains("secret"),
+            "a secret never reaches a handler's script"
+        );
         assert!(matches!(&steps[..], [Step::Sh { script }] if script == "systemctl restart k3s"));
     }
 

@@ -139,7 +139,8 @@ pub trait Resource {
     /// Pure: what differs, and the steps that fix it. `Ok(None)` = in sync.
     fn diff(spec: &Self::Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
     /// The steps this resource runs when used as a handler (`service` restart, `command`).
-    fn handler(_spec: &Self::Spec) -> Result<Vec<Step>, String> {
+    /// `secret`: the rendered spec touched a secret (as `DiffCx::secret` for `diff`).
+    fn handler(_spec: &Self::Spec, _secret: bool) -> Result<Vec<Step>, String> {
         Err(format!(
             "a `{}` cannot be a handler (use `service` or `command`)",
             Self::KIND
@@ -153,7 +154,7 @@ pub trait Instance: Send + Sync {
     fn name(&self) -> String;
     fn facts(&self) -> Vec<FactQuery>;
     fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
-    fn handler(&self) -> Result<Vec<Step>, String>;
+    fn handler(&self, secret: bool) -> Result<Vec<Step>, String>;
 }
 
 struct Typed<R: Resource>(R::Spec);
@@ -171,8 +172,8 @@ impl<R: Resource + 'static> Instance for Typed<R> {
     fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         R::diff(&self.0, facts, cx)
     }
-    fn handler(&self) -> Result<Vec<Step>, String> {
-        R::handler(&self.0)
+    fn handler(&self, secret: bool) -> Result<Vec<Step>, String> {
+        R::handler(&self.0, secret)
     }
 }
 

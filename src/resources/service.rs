@@ -182,7 +182,7 @@ impl Resource for Type {
         Ok(Some(Drift::new(Action::Update, reasons, steps)))
     }
 
-    fn handler(spec: &Spec) -> Result<Vec<Step>, String> {
+    fn handler(spec: &Spec, _secret: bool) -> Result<Vec<Step>, String> {
         check_name(&spec.name)?;
         if spec.enabled.is_some() {
             return Err(
@@ -214,6 +214,11 @@ impl Resource for Type {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Handlers built from specs without secrets.
+    fn handler(s: &Spec) -> Result<Vec<Step>, String> {
+        Type::handler(s, false)
+    }
     use crate::resources::testutil::*;
 
     fn show(load: &str, active: &str, ufs: &str) -> String {
@@ -340,7 +345,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("handler") && e.contains("notify"), "{e}");
-        let h = Type::handler(&spec::<Type>(
+        let h = handler(&spec::<Type>(
             "name: k3s\nstate: restarted\ndaemon_reload: true\n",
         ))
         .unwrap();
@@ -349,15 +354,15 @@ mod tests {
             scripts(&d),
             "systemctl daemon-reload\nsystemctl restart k3s"
         );
-        let h = Type::handler(&spec::<Type>("name: ssh\nstate: reloaded\n")).unwrap();
+        let h = handler(&spec::<Type>("name: ssh\nstate: reloaded\n")).unwrap();
         assert_eq!(
             scripts(&Drift::new(Action::Run, vec![], h)),
             "systemctl reload-or-restart ssh"
         );
-        assert!(Type::handler(&spec::<Type>("name: ssh\n"))
+        assert!(handler(&spec::<Type>("name: ssh\n"))
             .unwrap_err()
             .contains("needs `state"));
-        assert!(Type::handler(&spec::<Type>(
+        assert!(handler(&spec::<Type>(
             "name: ssh\nenabled: true\nstate: restarted\n"
         ))
         .unwrap_err()

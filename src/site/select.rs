@@ -50,6 +50,8 @@ pub struct Item {
 pub struct HandlerItem {
     pub name: String,
     pub inst: Box<dyn Instance>,
+    /// The rendered handler touched a secret.
+    pub secret: bool,
 }
 
 pub struct RoleWork {
@@ -119,10 +121,17 @@ pub fn compile(
 
     // Inventory-level vars of every host (for `hostvars`), templated vars resolved.
     let mut hostvars: IndexMap<String, VarLayer> = IndexMap::new();
+    // Magic vars (inventory_hostname, group_names, groups) once per host for the whole run.
+    let groups_value = serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null);
+    let magics: IndexMap<&str, VarLayer> = inv
+        .hosts
+        .keys()
+        .map(|h| (h.as_str(), magic(inv, h, &groups_value)))
+        .collect();
     for h in inv.hosts.keys() {
         let mut layer = inv.host_vars(h);
         layer.overlay(extra);
-        layer.overlay(&magic(inv, h));
+        layer.overlay(&magics[h.as_str()]);
         match template::vars::resolve(engine, &layer, placeholders) {
             Ok(l) => {
                 hostvars.insert(h.clone(), l);
@@ -179,7 +188,7 @@ pub fn compile(
                 layer.overlay(&play.vars);
                 layer.overlay(&rref.vars);
                 layer.overlay(extra);
-                layer.overlay(&magic(inv, &host));
+                layer.overlay(&magics[host.as_str()]);
                 let mut m = IndexMap::new();
                 m.insert("hostvars".to_string(), hostvars_value.clone());
                 m.insert("role_name".to_string(), json!(role.name));
@@ -260,18 +269,14 @@ pub fn compile(
                     match expand(h, &ctx, engine, site, &role.dir) {
                         Ok(mut items) if items.len() == 1 => {
                             let (_, inst, secret) = items.remove(0);
-                            // A handler's script would show in the host's process list.
-                            if secret && inst.kind() == "command" {
-                                diags.push(Diag::at(h.loc.clone(), format!("handler `{}` renders a secret into a command line; write the secret to a file with `file` and read it from there", h.name.clone().unwrap_or_default())));
-                                continue;
-                            }
-                            if let Err(e) = inst.handler() {
+                            if let Err(e) = inst.handler(secret) {
                                 diags.push(Diag::at(h.loc.clone(), e));
                                 continue;
                             }
                             rw.handlers.push(HandlerItem {
                                 name: h.name.clone().unwrap_or_default(),
                                 inst,
+                                secret,
                             });
                         }
                         Ok(_) => diags.push(Diag::at(
@@ -324,7 +329,8 @@ impl std::fmt::Debug for Compiled {
 }
 
 /// Vars every template can use, as in Ansible.
-pub(crate) fn magic(inv: &Inventory, host: &str) -> VarLayer {
+/// `groups` is `inv.groups_map()` as a value: computed once per run, not per host and role.
+pub(crate) fn magic(inv: &Inventory, host: &str, groups_map: &Value) -> VarLayer {
     let mut m = IndexMap::new();
     m.insert("inventory_hostname".to_string(), json!(host));
     m.insert(
@@ -337,10 +343,7 @@ pub(crate) fn magic(inv: &Inventory, host: &str) -> VarLayer {
         .filter(|g| g != "all" && g != "ungrouped")
         .collect();
     m.insert("group_names".to_string(), json!(groups));
-    m.insert(
-        "groups".to_string(),
-        serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null),
-    );
+    m.insert("groups".to_string(), groups_map.clone());
     VarLayer::from_map(m)
 }
 

@@ -28,7 +28,7 @@ fn wg_key() -> String {
 pub fn write(dir: &Path, hosts: &[String]) -> Result<()> {
     let key_path = dir.join("age.key");
     let (identity, public) = crate::vault::keygen();
-    crate::apply::write_local(&key_path, identity.expose().as_bytes(), 0o600)
+    crate::fsutil::write_atomic(&key_path, identity.expose().as_bytes(), 0o600, false)
         .with_context(|| format!("cannot write {}", key_path.display()))?;
     let mut y = String::from(
         "# Throwaway secrets for this testbed (labctl testbed up).\nvault_wg_private_keys:\n",
@@ -52,7 +52,7 @@ pub fn write(dir: &Path, hosts: &[String]) -> Result<()> {
     let armored = crate::vault::encrypt(y.as_bytes(), &[recipient])?;
     let vault = dir.join("group_vars/all/vault.yml.age");
     std::fs::create_dir_all(vault.parent().expect("has a parent"))?;
-    crate::apply::write_local(&vault, &armored, 0o644)
+    crate::fsutil::write_atomic(&vault, &armored, 0o644, false)
         .with_context(|| format!("cannot write {}", vault.display()))?;
     Ok(())
 }

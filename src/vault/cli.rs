@@ -7,11 +7,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::file::{check_yaml, write_atomic, YamlProblem};
+use super::file::{check_yaml, YamlProblem};
 use super::keys::{default_key_path, Keyring};
 use super::recipients::{find_recipients_file, load_recipients};
 use super::{encrypt, keygen, VaultError};
 use crate::error::Exit;
+use crate::fsutil::write_atomic;
 use crate::secret::Secret;
 
 #[derive(Debug, clap::Subcommand)]
