@@ -6,12 +6,11 @@
 //!     Redis from Debian's packages.
 //! Host state is checked out of band (nsenter), never through labctl.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{e2e_enabled, labctl, show, Testbed};
+use crate::common::{e2e_enabled, labctl, show, Testbed};
 
 const CANARY_ADMIN: &str = "canary-pg-admin-5ad1";
 const CANARY_APP: &str = "canary-pg-app-77c2";

@@ -2,11 +2,10 @@
 //! no-op, drift is found and fixed exactly, selectors select, stale saved plans are refused.
 //! Host state is checked out of band (nsenter into the host), never through labctl.
 
-mod common;
 
 use std::path::Path;
 
-use common::{e2e_enabled, labctl, show, Testbed};
+use crate::common::{e2e_enabled, labctl, show, Testbed};
 
 fn site() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

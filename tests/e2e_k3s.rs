@@ -8,11 +8,10 @@
 //! state is checked out of band (nsenter), never through labctl. base-hardening is not applied:
 //! the k3s role must stand on its own.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{e2e_enabled, labctl, show, Testbed};
+use crate::common::{e2e_enabled, labctl, show, Testbed};
 
 const V1: &str = "v1.31.4+k3s1";
 const V2: &str = "v1.31.5+k3s1";

@@ -3,11 +3,10 @@
 //! logs in with its key and sudo; a second apply changes nothing; one var change touches only
 //! what depends on it; a broken sshd drop-in is refused and SSH keeps working.
 
-mod common;
 
 use std::path::Path;
 
-use common::{e2e_enabled, labctl, show, Testbed};
+use crate::common::{e2e_enabled, labctl, show, Testbed};
 
 fn repo(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,12 +2,11 @@
 //! never in check/plan/apply output (human, --json, -vv), the plan file, error messages, the
 //! host's process list sampled during apply, its temp dirs, $HOME or its journal.
 
-mod common;
 
 use std::path::Path;
 use std::process::Output;
 
-use common::{e2e_enabled, labctl, show, Testbed};
+use crate::common::{e2e_enabled, labctl, show, Testbed};
 
 fn site() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,9 +1,8 @@
 //! E2E: `labctl testbed up/status/down` with real systemd-nspawn hosts. Needs root and
 //! `LABCTL_E2E=1`.
 
-mod common;
 
-use common::{e2e_enabled, labctl, pid_alive, show, testbeds_dir, Testbed};
+use crate::common::{e2e_enabled, labctl, pid_alive, show, testbeds_dir, Testbed};
 use std::path::Path;
 
 #[test]

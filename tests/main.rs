@@ -1,0 +1,14 @@
+//! One integration test binary, linked once (as just and ripgrep do): each file below is a
+//! module. End-to-end modules boot disposable hosts with `labctl testbed` and skip, saying so,
+//! unless `LABCTL_E2E=1`.
+
+mod common;
+
+mod cli_local;
+mod e2e_cluster;
+mod e2e_engine;
+mod e2e_k3s;
+mod e2e_roles;
+mod e2e_secrets;
+mod testbed;
+mod vault_cli;
