@@ -20,6 +20,39 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Real programs the tests run against instead of stand-ins (Debian's packages): PostgreSQL and
+# Redis (backups, restores, exporters), Prometheus/Alertmanager tools (rules, routing, mail),
+# S3 clients. Installed only when missing, and never left running by the install.
+extra=()
+for pair in psql:postgresql-client pg_ctlcluster:postgresql redis-server:redis-server \
+            promtool:prometheus amtool:prometheus-alertmanager \
+            prometheus-postgres-exporter:prometheus-postgres-exporter \
+            prometheus-redis-exporter:prometheus-redis-exporter \
+            aws:awscli rclone:rclone s3cmd:s3cmd; do
+  cmd=${pair%%:*}; pkg=${pair##*:}
+  # Debian's own binaries only: a pyenv shim of the same name is not the package.
+  [ -x "/usr/bin/$cmd" ] || extra+=("$pkg")
+done
+if [ ${#extra[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing ${extra[*]}" >&2
+  apt-get update -qq
+  # policy-rc.d 101: the packages' postinst must not start servers on this machine.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+# PyPI tools in a private venv (never the system's Python): ansible-core to compare
+# `ansible-inventory --list`, moto's S3 server, aiosmtpd as an SMTP sink.
+export LABCTL_TEST_VENV="${LABCTL_TEST_VENV:-$HOME/.cache/labctl/test-venv}"
+if [ ! -x "$LABCTL_TEST_VENV/bin/moto_server" ] || [ ! -x "$LABCTL_TEST_VENV/bin/ansible-inventory" ] \
+   || ! "$LABCTL_TEST_VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  echo "setup: creating $LABCTL_TEST_VENV (ansible-core, moto[server], aiosmtpd)" >&2
+  python3 -m venv "$LABCTL_TEST_VENV"
+  "$LABCTL_TEST_VENV/bin/pip" install -q --disable-pip-version-check \
+    'ansible-core==2.19.14' 'moto[server]==5.2.5' 'aiosmtpd==1.4.6'
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
