@@ -6,7 +6,6 @@
 //!     Redis from Debian's packages.
 //! Host state is checked out of band (nsenter), never through labctl.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -2,7 +2,6 @@
 //! no-op, drift is found and fixed exactly, selectors select, stale saved plans are refused.
 //! Host state is checked out of band (nsenter into the host), never through labctl.
 
-
 use std::path::Path;
 
 use crate::common::{e2e_enabled, labctl, show, Testbed};

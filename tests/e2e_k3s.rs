@@ -8,7 +8,6 @@
 //! state is checked out of band (nsenter), never through labctl. base-hardening is not applied:
 //! the k3s role must stand on its own.
 
-
 use std::path::{Path, PathBuf};
 
 use crate::common::{e2e_enabled, labctl, show, Testbed};

@@ -3,7 +3,6 @@
 //! logs in with its key and sudo; a second apply changes nothing; one var change touches only
 //! what depends on it; a broken sshd drop-in is refused and SSH keeps working.
 
-
 use std::path::Path;
 
 use crate::common::{e2e_enabled, labctl, show, Testbed};

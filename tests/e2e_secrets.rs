@@ -2,7 +2,6 @@
 //! never in check/plan/apply output (human, --json, -vv), the plan file, error messages, the
 //! host's process list sampled during apply, its temp dirs, $HOME or its journal.
 
-
 use std::path::Path;
 use std::process::Output;
 

@@ -1,7 +1,6 @@
 //! E2E: `labctl testbed up/status/down` with real systemd-nspawn hosts. Needs root and
 //! `LABCTL_E2E=1`.
 
-
 use crate::common::{e2e_enabled, labctl, pid_alive, show, testbeds_dir, Testbed};
 use std::path::Path;
 

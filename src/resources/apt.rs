@@ -21,7 +21,7 @@ use super::{q, DiffCx, Resource};
 use crate::facts::{packages, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Apt;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,7 +96,7 @@ fn check_package(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl Resource for Type {
+impl Resource for Apt {
     const KIND: &'static str = "apt";
     type Spec = Spec;
 
@@ -296,13 +296,13 @@ mod tests {
     }
 
     fn diff(yaml: &str, facts: &Facts) -> Option<Drift> {
-        let s = spec::<Type>(yaml);
-        Type::diff(&s, facts, &cx()).unwrap()
+        let s = spec::<Apt>(yaml);
+        Apt::diff(&s, facts, &cx()).unwrap()
     }
 
     #[test]
     fn facts_asked() {
-        let keys: Vec<String> = Type::facts(&spec::<Type>("packages: [curl, \"ufw=0.36.2-1\"]\n"))
+        let keys: Vec<String> = Apt::facts(&spec::<Apt>("packages: [curl, \"ufw=0.36.2-1\"]\n"))
             .into_iter()
             .map(|q| q.key)
             .collect();
@@ -314,7 +314,7 @@ mod tests {
                 "apt-lists"
             ]
         );
-        let keys: Vec<String> = Type::facts(&spec::<Type>("name: snapd\nstate: absent\n"))
+        let keys: Vec<String> = Apt::facts(&spec::<Apt>("name: snapd\nstate: absent\n"))
             .into_iter()
             .map(|q| q.key)
             .collect();
@@ -467,26 +467,26 @@ mod tests {
 
     #[test]
     fn spec_errors_name_the_field() {
-        let e = spec_err::<Type>("packages: [curl]\nstate: purged\n");
+        let e = spec_err::<Apt>("packages: [curl]\nstate: purged\n");
         assert!(e.contains("t.yml:2:8") && e.contains("purged"), "{e}");
-        let e = spec_err::<Type>("packages: [curl]\nupdate: yes\n");
+        let e = spec_err::<Apt>("packages: [curl]\nupdate: yes\n");
         assert!(e.contains("t.yml:2:1") && e.contains("update"), "{e}");
-        let s = spec::<Type>("packages: [\"Curl; rm -rf /\"]\n");
+        let s = spec::<Apt>("packages: [\"Curl; rm -rf /\"]\n");
         assert!(validate(&s)
             .unwrap_err()
             .contains("`Curl; rm -rf /` is not a Debian package name"));
-        assert!(validate(&spec::<Type>("state: present\n"))
+        assert!(validate(&spec::<Apt>("state: present\n"))
             .unwrap_err()
             .contains("give `packages"));
         assert!(
-            validate(&spec::<Type>("packages: [\"ab=1\"]\nstate: absent\n"))
+            validate(&spec::<Apt>("packages: [\"ab=1\"]\nstate: absent\n"))
                 .unwrap_err()
                 .contains("without `=version`")
         );
-        assert!(validate(&spec::<Type>("packages: [curl, \"curl=1\"]\n"))
+        assert!(validate(&spec::<Apt>("packages: [curl, \"curl=1\"]\n"))
             .unwrap_err()
             .contains("listed twice"));
-        assert!(validate(&spec::<Type>(
+        assert!(validate(&spec::<Apt>(
             "name: \"libc6:i386=2.36-9\"\npackages: [g++, libstdc++6]\n"
         ))
         .is_ok());

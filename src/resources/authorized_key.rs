@@ -26,7 +26,7 @@ use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct AuthorizedKey;
 
 pub use super::State;
 
@@ -288,7 +288,7 @@ pub fn edit(spec: &Spec, old: &str) -> Result<Option<(String, Vec<String>)>, Str
     Ok(Some((body, reasons)))
 }
 
-impl Resource for Type {
+impl Resource for AuthorizedKey {
     const KIND: &'static str = "authorized_key";
     type Spec = Spec;
 
@@ -475,8 +475,8 @@ mod tests {
 
     #[test]
     fn absent_file_is_created_with_its_directory() {
-        let s = spec::<Type>(&yaml(&[key(1, "alice@laptop")], ""));
-        let d = Type::diff(&s, &facts(&[(KEY, &seen(None, "", ""))]), &cx())
+        let s = spec::<AuthorizedKey>(&yaml(&[key(1, "alice@laptop")], ""));
+        let d = AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(None, "", ""))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -487,10 +487,10 @@ mod tests {
 
     #[test]
     fn present_is_in_sync_whatever_the_comment() {
-        let s = spec::<Type>(&yaml(&[key(1, "alice@new-laptop")], ""));
+        let s = spec::<AuthorizedKey>(&yaml(&[key(1, "alice@new-laptop")], ""));
         let old = format!("{}\n{}\n", key(2, "other"), key(1, "alice@old"));
         assert!(
-            Type::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
+            AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
                 .unwrap()
                 .is_none()
         );
@@ -498,9 +498,9 @@ mod tests {
 
     #[test]
     fn missing_key_is_appended_and_others_kept() {
-        let s = spec::<Type>(&yaml(&[key(1, "alice"), key(3, "carol")], ""));
+        let s = spec::<AuthorizedKey>(&yaml(&[key(1, "alice"), key(3, "carol")], ""));
         let old = format!("# managed by hand\n{}\n{}", key(2, "other"), key(1, ""));
-        let d = Type::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
+        let d = AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Update);
@@ -520,8 +520,8 @@ mod tests {
     #[test]
     fn changed_options_replace_the_line() {
         let opt = format!("from=\"10.0.0.0/8\",no-pty {}", key(1, "ci"));
-        let s = spec::<Type>(&yaml(std::slice::from_ref(&opt), ""));
-        let d = Type::diff(
+        let s = spec::<AuthorizedKey>(&yaml(std::slice::from_ref(&opt), ""));
+        let d = AuthorizedKey::diff(
             &s,
             &facts(&[(
                 KEY,
@@ -537,13 +537,13 @@ mod tests {
 
     #[test]
     fn exclusive_removes_everything_else() {
-        let s = spec::<Type>(&yaml(&[key(1, "alice")], "exclusive: true\n"));
+        let s = spec::<AuthorizedKey>(&yaml(&[key(1, "alice")], "exclusive: true\n"));
         let old = format!(
             "{}\n# note\n{}\n",
             key(1, "alice-old-comment"),
             key(2, "mallory")
         );
-        let d = Type::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
+        let d = AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -557,7 +557,7 @@ mod tests {
         // Exactly the listed keys already (comment differs): in sync.
         let old = format!("{}\n", key(1, "alice-old-comment"));
         assert!(
-            Type::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
+            AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
                 .unwrap()
                 .is_none()
         );
@@ -565,28 +565,30 @@ mod tests {
 
     #[test]
     fn absent_state_removes_the_key() {
-        let s = spec::<Type>(&format!(
+        let s = spec::<AuthorizedKey>(&format!(
             "user: bob\nkey: '{}'\nstate: absent\n",
             key(2, "mallory")
         ));
         let old = format!("{}\n{}\n", key(1, "alice"), key(2, "renamed"));
-        let d = Type::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
+        let d = AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(Some(&old), "600", "bob"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.reasons, vec!["key renamed present"]);
         assert_eq!(body(&d), format!("{}\n", key(1, "alice")));
-        assert!(Type::diff(&s, &facts(&[(KEY, &seen(None, "", ""))]), &cx())
-            .unwrap()
-            .is_none());
-        assert!(Type::diff(&s, &facts(&[(KEY, "nouser\n")]), &cx())
+        assert!(
+            AuthorizedKey::diff(&s, &facts(&[(KEY, &seen(None, "", ""))]), &cx())
+                .unwrap()
+                .is_none()
+        );
+        assert!(AuthorizedKey::diff(&s, &facts(&[(KEY, "nouser\n")]), &cx())
             .unwrap()
             .is_none());
     }
 
     #[test]
     fn wrong_owner_or_mode_is_fixed_without_rewriting() {
-        let s = spec::<Type>(&yaml(&[key(1, "alice")], ""));
-        let d = Type::diff(
+        let s = spec::<AuthorizedKey>(&yaml(&[key(1, "alice")], ""));
+        let d = AuthorizedKey::diff(
             &s,
             &facts(&[(
                 KEY,
@@ -602,8 +604,8 @@ mod tests {
 
     #[test]
     fn missing_user_fails_at_apply_not_at_plan() {
-        let s = spec::<Type>(&yaml(&[key(1, "alice")], ""));
-        let d = Type::diff(&s, &facts(&[(KEY, "nouser\n")]), &cx())
+        let s = spec::<AuthorizedKey>(&yaml(&[key(1, "alice")], ""));
+        let d = AuthorizedKey::diff(&s, &facts(&[(KEY, "nouser\n")]), &cx())
             .unwrap()
             .unwrap();
         assert!(
@@ -617,23 +619,30 @@ mod tests {
     fn bad_keys_are_named_by_comment_never_shown_whole() {
         let good = key(1, "alice");
         let cut = format!("{} bob@desk", &good[..40]);
-        let e = check(&spec::<Type>(&yaml(std::slice::from_ref(&cut), ""))).unwrap_err();
+        let e = check(&spec::<AuthorizedKey>(&yaml(
+            std::slice::from_ref(&cut),
+            "",
+        )))
+        .unwrap_err();
         assert!(e.contains("`bob@desk`") && !e.contains(&cut[12..40]), "{e}");
-        let e = check(&spec::<Type>("user: bob\nkey: hunter2-not-a-key\n")).unwrap_err();
+        let e = check(&spec::<AuthorizedKey>(
+            "user: bob\nkey: hunter2-not-a-key\n",
+        ))
+        .unwrap_err();
         assert!(
             e.contains("`hunter2-not-a-ke…`") && e.contains("not an OpenSSH public key"),
             "{e}"
         );
-        let e = check(&spec::<Type>(
+        let e = check(&spec::<AuthorizedKey>(
             "user: bob\nkey: \"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3Blbn\"\n",
         ))
         .unwrap_err();
         assert!(e.contains("PRIVATE") && !e.contains("b3Blbn"), "{e}");
-        assert!(check(&spec::<Type>("user: bob\n"))
+        assert!(check(&spec::<AuthorizedKey>("user: bob\n"))
             .unwrap_err()
             .contains("at least one key"));
         // Several keys in one entry (a file lookup), with comments and blank lines.
-        let s = spec::<Type>(&format!(
+        let s = spec::<AuthorizedKey>(&format!(
             "user: bob\nkey: \"# team\\n{}\\n\\n{}\\n\"\n",
             key(1, "a"),
             key(2, "b")

@@ -33,7 +33,7 @@ use crate::plan::{Action, Drift, Step};
 /// Scripts show in the host's process list, so neither a resource nor a handler may hold one.
 const SECRET_REFUSED: &str = "this `command` uses a secret, and scripts show in the host's process list: write the secret with `file` (mode \"0600\") and read it from there";
 
-pub struct Type;
+pub struct Command;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +80,7 @@ fn script(spec: &Spec) -> String {
     }
 }
 
-impl Resource for Type {
+impl Resource for Command {
     const KIND: &'static str = "command";
     type Spec = Spec;
 
@@ -168,7 +168,7 @@ mod tests {
 
     /// Handlers built from specs without secrets.
     fn handler(s: &Spec) -> Result<Vec<Step>, String> {
-        Type::handler(s, false)
+        Command::handler(s, false)
     }
     use crate::resources::testutil::*;
 
@@ -176,8 +176,8 @@ mod tests {
 
     #[test]
     fn creates_absent_runs() {
-        let s = spec::<Type>(INSTALL);
-        let d = Type::diff(
+        let s = spec::<Command>(INSTALL);
+        let d = Command::diff(
             &s,
             &facts(&[("creates:/usr/local/bin/k3s", "absent\n")]),
             &cx(),
@@ -197,8 +197,8 @@ mod tests {
 
     #[test]
     fn creates_present_is_in_sync() {
-        let s = spec::<Type>(INSTALL);
-        assert!(Type::diff(
+        let s = spec::<Command>(INSTALL);
+        assert!(Command::diff(
             &s,
             &facts(&[("creates:/usr/local/bin/k3s", "present\n")]),
             &cx()
@@ -209,21 +209,21 @@ mod tests {
 
     #[test]
     fn unless_status_decides() {
-        let s = spec::<Type>(
+        let s = spec::<Command>(
             "cmd: kubectl create namespace lab\nunless: kubectl get namespace lab\nchdir: /root\n",
         );
         let key = facts::command::unless_query("kubectl get namespace lab", Some("/root")).key;
         assert_eq!(
-            Type::facts(&s)
+            Command::facts(&s)
                 .iter()
                 .map(|q| q.key.clone())
                 .collect::<Vec<_>>(),
             vec![key.clone()]
         );
-        assert!(Type::diff(&s, &facts(&[(&key, "status 0\n")]), &cx())
+        assert!(Command::diff(&s, &facts(&[(&key, "status 0\n")]), &cx())
             .unwrap()
             .is_none());
-        let d = Type::diff(&s, &facts(&[(&key, "status 1\n")]), &cx())
+        let d = Command::diff(&s, &facts(&[(&key, "status 1\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.reasons, vec!["`unless` exited 1"]);
@@ -231,7 +231,7 @@ mod tests {
             scripts(&d),
             "cd -- /root || exit 1\nkubectl create namespace lab"
         );
-        let d = Type::diff(&s, &facts(&[(&key, "nodir\n")]), &cx())
+        let d = Command::diff(&s, &facts(&[(&key, "nodir\n")]), &cx())
             .unwrap()
             .unwrap();
         assert!(d.reasons[0].contains("chdir does not exist"));
@@ -239,16 +239,16 @@ mod tests {
 
     #[test]
     fn either_guard_skips() {
-        let s = spec::<Type>("run: make install\ncreates: /opt/x\nunless: 'false'\n");
+        let s = spec::<Command>("run: make install\ncreates: /opt/x\nunless: 'false'\n");
         let key = facts::command::unless_query("false", None).key;
-        assert!(Type::diff(
+        assert!(Command::diff(
             &s,
             &facts(&[("creates:/opt/x", "present\n"), (&key, "status 1\n")]),
             &cx()
         )
         .unwrap()
         .is_none());
-        let d = Type::diff(
+        let d = Command::diff(
             &s,
             &facts(&[("creates:/opt/x", "absent\n"), (&key, "status 1\n")]),
             &cx(),
@@ -263,21 +263,21 @@ mod tests {
 
     #[test]
     fn unguarded_runs_every_time() {
-        let s = spec::<Type>("run: |\n  apt-get clean\n  # done\n");
+        let s = spec::<Command>("run: |\n  apt-get clean\n  # done\n");
         assert!(always_runs(&s));
-        assert!(Type::facts(&s).is_empty());
-        let d = Type::diff(&s, &facts(&[]), &cx()).unwrap().unwrap();
+        assert!(Command::facts(&s).is_empty());
+        let d = Command::diff(&s, &facts(&[]), &cx()).unwrap().unwrap();
         assert_eq!(d.reasons, vec!["no `creates`/`unless`: runs every time"]);
         assert_eq!(scripts(&d), "apt-get clean\n# done");
-        assert_eq!(Type::name(&s), "apt-get clean…");
+        assert_eq!(Command::name(&s), "apt-get clean…");
     }
 
     #[test]
     fn as_a_handler_it_just_runs() {
-        let s = spec::<Type>("run: systemctl restart k3s\n");
+        let s = spec::<Command>("run: systemctl restart k3s\n");
         let steps = handler(&s).unwrap();
         assert!(
-            Type::handler(&s, true).unwrap_err().contains("secret"),
+            Command::handler(&s, true).unwrap_err().contains("secret"),
             "a secret never reaches a handler's script"
         );
         assert!(matches!(&steps[..], [Step::Sh { script }] if script == "systemctl restart k3s"));
@@ -285,13 +285,13 @@ mod tests {
 
     #[test]
     fn secrets_and_bad_specs_are_refused() {
-        let s = spec::<Type>("run: echo hi\n");
-        assert!(Type::diff(&s, &facts(&[]), &secret_cx())
+        let s = spec::<Command>("run: echo hi\n");
+        assert!(Command::diff(&s, &facts(&[]), &secret_cx())
             .unwrap_err()
             .contains("secret"));
-        assert!(check(&spec::<Type>("run: x\ncreates: relative\n"))
+        assert!(check(&spec::<Command>("run: x\ncreates: relative\n"))
             .unwrap_err()
             .starts_with("creates:"));
-        assert!(spec_err::<Type>("run: x\nremoves: /y\n").contains("removes"));
+        assert!(spec_err::<Command>("run: x\nremoves: /y\n").contains("removes"));
     }
 }

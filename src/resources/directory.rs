@@ -24,7 +24,7 @@ use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Directory;
 
 pub use super::State;
 
@@ -107,7 +107,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-impl Resource for Type {
+impl Resource for Directory {
     const KIND: &'static str = "directory";
     type Spec = Spec;
 
@@ -238,8 +238,8 @@ mod tests {
 
     #[test]
     fn absent_is_created() {
-        let s = spec::<Type>("path: /srv/a b\nowner: app\nmode: \"0750\"\n");
-        let d = Type::diff(&s, &facts(&[("file:/srv/a b", "absent\n")]), &cx())
+        let s = spec::<Directory>("path: /srv/a b\nowner: app\nmode: \"0750\"\n");
+        let d = Directory::diff(&s, &facts(&[("file:/srv/a b", "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -251,21 +251,21 @@ mod tests {
 
     #[test]
     fn present_is_in_sync() {
-        let s = spec::<Type>("path: /srv/a\nowner: root\nmode: \"0755\"\n");
-        assert!(Type::diff(&s, &facts(&[("file:/srv/a", DIR)]), &cx())
+        let s = spec::<Directory>("path: /srv/a\nowner: root\nmode: \"0755\"\n");
+        assert!(Directory::diff(&s, &facts(&[("file:/srv/a", DIR)]), &cx())
             .unwrap()
             .is_none());
         // Nothing asked about metadata: any existing directory will do.
-        let s = spec::<Type>("path: /srv/a\n");
-        assert!(Type::diff(&s, &facts(&[("file:/srv/a", DIR)]), &cx())
+        let s = spec::<Directory>("path: /srv/a\n");
+        assert!(Directory::diff(&s, &facts(&[("file:/srv/a", DIR)]), &cx())
             .unwrap()
             .is_none());
     }
 
     #[test]
     fn drifted_metadata_is_fixed() {
-        let s = spec::<Type>("path: /srv/a\nowner: app\ngroup: root\nmode: \"0700\"\n");
-        let d = Type::diff(&s, &facts(&[("file:/srv/a", DIR)]), &cx())
+        let s = spec::<Directory>("path: /srv/a\nowner: app\ngroup: root\nmode: \"0700\"\n");
+        let d = Directory::diff(&s, &facts(&[("file:/srv/a", DIR)]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Update);
@@ -275,28 +275,28 @@ mod tests {
 
     #[test]
     fn recurse_chowns_the_tree_only_when_something_below_differs() {
-        let s = spec::<Type>("path: /srv/a\nowner: root\ngroup: app\nrecurse: true\n");
-        let keys: Vec<String> = Type::facts(&s).into_iter().map(|q| q.key).collect();
+        let s = spec::<Directory>("path: /srv/a\nowner: root\ngroup: app\nrecurse: true\n");
+        let keys: Vec<String> = Directory::facts(&s).into_iter().map(|q| q.key).collect();
         assert_eq!(keys, vec!["file:/srv/a", "owned:/srv/a:root:app"]);
         let top_ok = "stat directory|755|root|app|4096\n";
         let clean = facts(&[
             ("file:/srv/a", top_ok),
             ("owned:/srv/a:root:app", "clean\n"),
         ]);
-        assert!(Type::diff(&s, &clean, &cx()).unwrap().is_none());
+        assert!(Directory::diff(&s, &clean, &cx()).unwrap().is_none());
         let foreign = facts(&[
             ("file:/srv/a", top_ok),
             ("owned:/srv/a:root:app", "foreign\n"),
         ]);
-        let d = Type::diff(&s, &foreign, &cx()).unwrap().unwrap();
+        let d = Directory::diff(&s, &foreign, &cx()).unwrap().unwrap();
         assert_eq!(scripts(&d), "chown -R -h root:app -- /srv/a");
-        assert!(spec_err::<Type>("path: /srv/a\nrecurse: true\nbogus: 1\n").contains("bogus"));
+        assert!(spec_err::<Directory>("path: /srv/a\nrecurse: true\nbogus: 1\n").contains("bogus"));
     }
 
     #[test]
     fn absent_state_removes_directories_only() {
-        let s = spec::<Type>("path: /opt/old\nstate: absent\n");
-        let d = Type::diff(&s, &facts(&[("file:/opt/old", DIR)]), &cx())
+        let s = spec::<Directory>("path: /opt/old\nstate: absent\n");
+        let d = Directory::diff(&s, &facts(&[("file:/opt/old", DIR)]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -304,11 +304,11 @@ mod tests {
             (Action::Remove, "rm -rf -- /opt/old".to_string())
         );
         assert!(
-            Type::diff(&s, &facts(&[("file:/opt/old", "absent\n")]), &cx())
+            Directory::diff(&s, &facts(&[("file:/opt/old", "absent\n")]), &cx())
                 .unwrap()
                 .is_none()
         );
-        let e = Type::diff(
+        let e = Directory::diff(
             &s,
             &facts(&[(
                 "file:/opt/old",
@@ -323,18 +323,18 @@ mod tests {
     #[test]
     fn refuses_to_remove_system_directories() {
         for p in ["/etc", "/", "//etc/", "/usr/./", "/var/lib", "/home"] {
-            let s = spec::<Type>(&format!("path: \"{p}\"\nstate: absent\n"));
+            let s = spec::<Directory>(&format!("path: \"{p}\"\nstate: absent\n"));
             let e = check(&s).unwrap_err();
             assert!(e.contains("refusing to remove"), "{p}: {e}");
-            assert!(Type::diff(&s, &facts(&[(&format!("file:{p}"), DIR)]), &cx()).is_err());
+            assert!(Directory::diff(&s, &facts(&[(&format!("file:{p}"), DIR)]), &cx()).is_err());
         }
-        assert!(check(&spec::<Type>("path: /etc/myapp\nstate: absent\n")).is_ok());
+        assert!(check(&spec::<Directory>("path: /etc/myapp\nstate: absent\n")).is_ok());
     }
 
     #[test]
     fn a_file_in_the_way_is_an_error() {
-        let s = spec::<Type>("path: /srv/a\n");
-        let e = Type::diff(
+        let s = spec::<Directory>("path: /srv/a\n");
+        let e = Directory::diff(
             &s,
             &facts(&[("file:/srv/a", "link /x\nstat symlink|777|root|root|2\n")]),
             &cx(),

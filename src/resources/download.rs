@@ -25,7 +25,7 @@ use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct Download;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +72,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-impl Resource for Type {
+impl Resource for Download {
     const KIND: &'static str = "download";
     type Spec = Spec;
 
@@ -282,8 +282,8 @@ mod tests {
 
     #[test]
     fn absent_is_downloaded() {
-        let s = spec::<Type>(&yaml("mode: \"0755\"\n"));
-        let d = Type::diff(
+        let s = spec::<Download>(&yaml("mode: \"0755\"\n"));
+        let d = Download::diff(
             &s,
             &facts(&[("file:/usr/local/bin/k3s", "absent\n")]),
             &cx(),
@@ -306,8 +306,8 @@ mod tests {
 
     #[test]
     fn present_is_in_sync() {
-        let s = spec::<Type>(&yaml("mode: \"0755\"\n"));
-        assert!(Type::diff(
+        let s = spec::<Download>(&yaml("mode: \"0755\"\n"));
+        assert!(Download::diff(
             &s,
             &facts(&[("file:/usr/local/bin/k3s", &file(SHA, "755"))]),
             &cx()
@@ -318,8 +318,8 @@ mod tests {
 
     #[test]
     fn drifted_content_is_downloaded_again_keeping_metadata() {
-        let s = spec::<Type>(&yaml(""));
-        let d = Type::diff(
+        let s = spec::<Download>(&yaml(""));
+        let d = Download::diff(
             &s,
             &facts(&[("file:/usr/local/bin/k3s", &file(&"a".repeat(64), "750"))]),
             &cx(),
@@ -340,8 +340,8 @@ mod tests {
 
     #[test]
     fn drifted_mode_only_is_a_chmod() {
-        let s = spec::<Type>(&yaml("mode: \"0755\"\n"));
-        let d = Type::diff(
+        let s = spec::<Download>(&yaml("mode: \"0755\"\n"));
+        let d = Download::diff(
             &s,
             &facts(&[("file:/usr/local/bin/k3s", &file(SHA, "644"))]),
             &cx(),
@@ -358,21 +358,21 @@ mod tests {
             "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
             &"g".repeat(64),
         ] {
-            let mut s = spec::<Type>(&format!(
+            let mut s = spec::<Download>(&format!(
                 "url: https://example.com/k3s\ndest: /usr/local/bin/k3s\nsha256: \"{bad}\"\n"
             ));
-            let e = with_prepare(|cx| Type::prepare(&mut s, cx)).unwrap_err();
+            let e = with_prepare(|cx| Download::prepare(&mut s, cx)).unwrap_err();
             assert!(e.contains("64 hex digits"), "{e}");
         }
-        let mut s = spec::<Type>(&yaml("").replace(SHA, &SHA.to_uppercase()));
-        with_prepare(|cx| Type::prepare(&mut s, cx)).unwrap();
+        let mut s = spec::<Download>(&yaml("").replace(SHA, &SHA.to_uppercase()));
+        with_prepare(|cx| Download::prepare(&mut s, cx)).unwrap();
         assert_eq!(s.sha256, SHA);
-        let mut s = spec::<Type>(&yaml("").replace("https://", "ftp://"));
-        assert!(with_prepare(|cx| Type::prepare(&mut s, cx))
+        let mut s = spec::<Download>(&yaml("").replace("https://", "ftp://"));
+        assert!(with_prepare(|cx| Download::prepare(&mut s, cx))
             .unwrap_err()
             .contains("https://"));
-        assert!(spec_err::<Type>("url: https://x\ndest: /x\n").contains("sha256"));
-        let e = spec_err::<Type>(&format!(
+        assert!(spec_err::<Download>("url: https://x\ndest: /x\n").contains("sha256"));
+        let e = spec_err::<Download>(&format!(
             "url: https://x\ndest: /x\nsha256: {}\n",
             "1".repeat(64)
         ));
@@ -381,11 +381,11 @@ mod tests {
 
     #[test]
     fn secret_urls_travel_on_stdin() {
-        let s = spec::<Type>(&yaml("").replace(
+        let s = spec::<Download>(&yaml("").replace(
             "https://example.com/k3s",
             "https://example.com/k3s?token=canary9",
         ));
-        let d = Type::diff(
+        let d = Download::diff(
             &s,
             &facts(&[("file:/usr/local/bin/k3s", "absent\n")]),
             &secret_cx(),
@@ -419,11 +419,11 @@ mod tests {
         let dest = out.join("tool");
         std::fs::create_dir(&out).unwrap();
         let run = |sha: &str| {
-            let s = spec::<Type>(&format!(
+            let s = spec::<Download>(&format!(
                 "url: https://example.com/tool\ndest: {}\nsha256: \"{sha}\"\nmode: \"0750\"\n",
                 dest.display()
             ));
-            let drift = Type::diff(
+            let drift = Download::diff(
                 &s,
                 &facts(&[(&format!("file:{}", dest.display()), "absent\n")]),
                 &cx(),
@@ -478,11 +478,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dest = d.path().join("tool");
-        let s = spec::<Type>(&format!(
+        let s = spec::<Download>(&format!(
             "url: https://example.com/t?token=canary\ndest: {}\nsha256: {SHA}\n",
             dest.display()
         ));
-        let drift = Type::diff(
+        let drift = Download::diff(
             &s,
             &facts(&[(&format!("file:{}", dest.display()), "absent\n")]),
             &secret_cx(),

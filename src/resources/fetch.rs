@@ -21,7 +21,7 @@ use super::{deserialize_mode, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Fetch;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +78,7 @@ fn mode_bits(spec: &Spec) -> u32 {
     u32::from_str_radix(m, 8).expect("deserialize_mode keeps modes octal")
 }
 
-impl Resource for Type {
+impl Resource for Fetch {
     const KIND: &'static str = "fetch";
     type Spec = Spec;
 
@@ -175,7 +175,7 @@ mod tests {
     /// Prepare against a real project root holding `local` (if any) at dest.
     fn prepared(yaml: &str, local: Option<(&str, u32)>) -> (tempfile::TempDir, Spec) {
         let d = tempfile::tempdir().unwrap();
-        let mut s = spec::<Type>(yaml);
+        let mut s = spec::<Fetch>(yaml);
         if let Some((body, mode)) = local {
             let p = d.path().join(&s.dest);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -192,14 +192,14 @@ mod tests {
             root: d.path(),
             tainted: std::cell::Cell::new(false),
         };
-        Type::prepare(&mut s, &cx).unwrap();
+        Fetch::prepare(&mut s, &cx).unwrap();
         (d, s)
     }
 
     #[test]
     fn absent_locally_is_fetched() {
         let (root, s) = prepared(YAML, None);
-        let d = Type::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
+        let d = Fetch::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -220,7 +220,7 @@ mod tests {
     fn same_content_is_in_sync() {
         let (_root, s) = prepared(YAML, Some(("apiVersion: v1\n", 0o600)));
         assert!(
-            Type::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
+            Fetch::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
                 .unwrap()
                 .is_none()
         );
@@ -229,13 +229,13 @@ mod tests {
     #[test]
     fn changed_content_or_local_mode_is_fetched_again() {
         let (_root, s) = prepared(YAML, Some(("old\n", 0o644)));
-        let d = Type::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
+        let d = Fetch::diff(&s, &facts(&[(SRC, &remote("apiVersion: v1\n"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Update);
         assert_eq!(d.reasons, vec!["content differs", "local mode 0644 → 0600"]);
         let (_root, s) = prepared(&format!("{YAML}mode: \"0640\"\n"), Some(("same\n", 0o640)));
-        assert!(Type::diff(&s, &facts(&[(SRC, &remote("same\n"))]), &cx())
+        assert!(Fetch::diff(&s, &facts(&[(SRC, &remote("same\n"))]), &cx())
             .unwrap()
             .is_none());
     }
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn missing_src_is_planned_and_left_to_fail_at_apply() {
         let (_root, s) = prepared(YAML, None);
-        let d = Type::diff(&s, &facts(&[(SRC, "absent\n")]), &cx())
+        let d = Fetch::diff(&s, &facts(&[(SRC, "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.reasons, vec!["src not found on host (yet?)"]);
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn dest_has_no_parent_components() {
         for bad in ["../outside", "a/../../b", "/a/../b", ""] {
-            let s = spec::<Type>(&format!("src: /x\ndest: \"{bad}\"\n"));
+            let s = spec::<Fetch>(&format!("src: /x\ndest: \"{bad}\"\n"));
             assert!(check(&s).unwrap_err().contains("without `..`"), "{bad}");
         }
         for good in [
@@ -261,10 +261,10 @@ mod tests {
             "/root/.kube/lab.yaml",
             "~/.kube/lab.yaml",
         ] {
-            let s = spec::<Type>(&format!("src: /x\ndest: \"{good}\"\n"));
+            let s = spec::<Fetch>(&format!("src: /x\ndest: \"{good}\"\n"));
             assert!(check(&s).is_ok(), "{good}");
         }
-        assert!(check(&spec::<Type>("src: relative\ndest: a\n"))
+        assert!(check(&spec::<Fetch>("src: relative\ndest: a\n"))
             .unwrap_err()
             .contains("absolute"));
     }

@@ -19,7 +19,7 @@ use crate::facts::{self, file::FileFact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct File;
 
 pub use super::State;
 
@@ -48,7 +48,7 @@ pub struct Spec {
     pub body: Option<Secret<Vec<u8>>>,
 }
 
-impl Resource for Type {
+impl Resource for File {
     const KIND: &'static str = "file";
     type Spec = Spec;
 
@@ -267,7 +267,7 @@ mod tests {
     use crate::resources::testutil::*;
 
     fn prepared(yaml: &str) -> Spec {
-        let mut s = spec::<Type>(yaml);
+        let mut s = spec::<File>(yaml);
         if let Some(c) = s.content.take() {
             s.body = Some(Secret::new(c.into_bytes()));
         }
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn absent_is_created() {
         let s = prepared("path: /etc/x\ncontent: \"hello\\n\"\nmode: \"0640\"\n");
-        let d = Type::diff(&s, &facts(&[("file+content:/etc/x", ABSENT)]), &cx())
+        let d = File::diff(&s, &facts(&[("file+content:/etc/x", ABSENT)]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -319,14 +319,14 @@ mod tests {
         let s = prepared("path: /etc/x\ncontent: \"hello\\n\"\nmode: \"0644\"\nowner: root\n");
         assert_eq!(crate::resources::sha256_hex(b"hello\n"), HELLO_SHA);
         let f = facts(&[("file+content:/etc/x", &present("644", "root", "hello\n"))]);
-        assert!(Type::diff(&s, &f, &cx()).unwrap().is_none());
+        assert!(File::diff(&s, &f, &cx()).unwrap().is_none());
     }
 
     #[test]
     fn drifted_content_and_mode_are_fixed() {
         let s = prepared("path: /etc/x\ncontent: \"hello\\n\"\nmode: \"0600\"\n");
         let f = facts(&[("file+content:/etc/x", &present("644", "root", "bye\n"))]);
-        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        let d = File::diff(&s, &f, &cx()).unwrap().unwrap();
         assert_eq!(d.action, Action::Update);
         assert_eq!(d.reasons, vec!["content differs", "mode 0644 → 0600"]);
         let diff = d.diff.unwrap();
@@ -337,7 +337,7 @@ mod tests {
     fn only_metadata_drift_uses_chmod() {
         let s = prepared("path: /etc/x\ncontent: \"hello\\n\"\nmode: \"0600\"\nowner: app\n");
         let f = facts(&[("file+content:/etc/x", &present("644", "root", "hello\n"))]);
-        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        let d = File::diff(&s, &f, &cx()).unwrap().unwrap();
         assert_eq!(scripts(&d), "chown app -- /etc/x && chmod 0600 -- /etc/x");
     }
 
@@ -348,7 +348,7 @@ mod tests {
             "file+content:/etc/x",
             &present("600", "root", "old-canary\n"),
         )]);
-        let d = Type::diff(&s, &f, &secret_cx()).unwrap().unwrap();
+        let d = File::diff(&s, &f, &secret_cx()).unwrap().unwrap();
         let shown = format!("{:?} {:?} {:?}", d.diff, d.reasons, d.steps);
         assert!(!shown.contains("canary"), "{shown}");
         assert!(d
@@ -359,8 +359,8 @@ mod tests {
 
     #[test]
     fn absent_state_removes() {
-        let s = spec::<Type>("path: /etc/x\nstate: absent\n");
-        let d = Type::diff(
+        let s = spec::<File>("path: /etc/x\nstate: absent\n");
+        let d = File::diff(
             &s,
             &facts(&[(
                 "file:/etc/x",
@@ -374,14 +374,14 @@ mod tests {
             (d.action, scripts(&d)),
             (Action::Remove, "rm -f -- /etc/x".to_string())
         );
-        assert!(Type::diff(&s, &facts(&[("file:/etc/x", ABSENT)]), &cx())
+        assert!(File::diff(&s, &facts(&[("file:/etc/x", ABSENT)]), &cx())
             .unwrap()
             .is_none());
     }
 
     #[test]
     fn integer_modes_are_refused_with_a_hint() {
-        let e = spec_err::<Type>("path: /etc/x\nmode: 0644\n");
+        let e = spec_err::<File>("path: /etc/x\nmode: 0644\n");
         assert!(
             e.contains("t.yml:2:7") && e.contains("quoted string"),
             "{e}"

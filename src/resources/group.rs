@@ -17,7 +17,7 @@ use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Group;
 
 pub use super::State;
 
@@ -34,7 +34,7 @@ pub struct Spec {
     pub state: State,
 }
 
-impl Resource for Type {
+impl Resource for Group {
     const KIND: &'static str = "group";
     type Spec = Spec;
 
@@ -96,16 +96,16 @@ mod tests {
 
     #[test]
     fn absent_is_created() {
-        let s = spec::<Type>("name: docker\nsystem: true\ngid: 998\n");
-        let d = Type::diff(&s, &facts(&[("group:docker", "absent\n")]), &cx())
+        let s = spec::<Group>("name: docker\nsystem: true\ngid: 998\n");
+        let d = Group::diff(&s, &facts(&[("group:docker", "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
             (d.action, scripts(&d)),
             (Action::Create, "groupadd -r -g 998 -- docker".to_string())
         );
-        let s = spec::<Type>("name: docker\n");
-        let d = Type::diff(&s, &facts(&[("group:docker", "absent\n")]), &cx())
+        let s = spec::<Group>("name: docker\n");
+        let d = Group::diff(&s, &facts(&[("group:docker", "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(scripts(&d), "groupadd -- docker");
@@ -119,9 +119,13 @@ mod tests {
             "name: docker\nsystem: true\n",
         ] {
             assert!(
-                Type::diff(&spec::<Type>(y), &facts(&[("group:docker", DOCKER)]), &cx())
-                    .unwrap()
-                    .is_none(),
+                Group::diff(
+                    &spec::<Group>(y),
+                    &facts(&[("group:docker", DOCKER)]),
+                    &cx()
+                )
+                .unwrap()
+                .is_none(),
                 "{y}"
             );
         }
@@ -129,8 +133,8 @@ mod tests {
 
     #[test]
     fn drifted_gid_is_fixed() {
-        let s = spec::<Type>("name: docker\ngid: 1500\n");
-        let d = Type::diff(&s, &facts(&[("group:docker", DOCKER)]), &cx())
+        let s = spec::<Group>("name: docker\ngid: 1500\n");
+        let d = Group::diff(&s, &facts(&[("group:docker", DOCKER)]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.reasons, vec!["gid 998 → 1500"]);
@@ -139,8 +143,8 @@ mod tests {
 
     #[test]
     fn absent_state_removes() {
-        let s = spec::<Type>("name: docker\nstate: absent\n");
-        let d = Type::diff(&s, &facts(&[("group:docker", DOCKER)]), &cx())
+        let s = spec::<Group>("name: docker\nstate: absent\n");
+        let d = Group::diff(&s, &facts(&[("group:docker", DOCKER)]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -148,12 +152,12 @@ mod tests {
             (Action::Remove, "groupdel -- docker".to_string())
         );
         assert!(
-            Type::diff(&s, &facts(&[("group:docker", "absent\n")]), &cx())
+            Group::diff(&s, &facts(&[("group:docker", "absent\n")]), &cx())
                 .unwrap()
                 .is_none()
         );
         assert!(
-            Type::diff(&spec::<Type>("name: \"a;b\"\n"), &facts(&[]), &cx())
+            Group::diff(&spec::<Group>("name: \"a;b\"\n"), &facts(&[]), &cx())
                 .unwrap_err()
                 .contains("not a valid")
         );

@@ -31,7 +31,7 @@ use crate::facts::{helm, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct HelmRelease;
 
 fn yes() -> bool {
     true
@@ -101,7 +101,7 @@ fn check_label(what: &str, v: &str, max: usize) -> Result<(), String> {
     }
 }
 
-impl Resource for Type {
+impl Resource for HelmRelease {
     const KIND: &'static str = "helm_release";
     type Spec = Spec;
 
@@ -283,7 +283,7 @@ mod tests {
         "name: postgres\nnamespace: db\nchart: bitnami/postgresql\nversion: \"16.7.4\"\n";
 
     fn prepared(extra: &str, values: Value) -> Spec {
-        let mut s = spec::<Type>(&format!("{SPEC}{extra}"));
+        let mut s = spec::<HelmRelease>(&format!("{SPEC}{extra}"));
         s.desired = Some(Secret::new(canonical(&values)));
         s
     }
@@ -310,7 +310,9 @@ mod tests {
             "",
             json!({"auth": {"existingSecret": "pg"}, "primary": {"service": {"type": "NodePort"}}}),
         );
-        let d = Type::diff(&s, &seen("[]", None), &cx()).unwrap().unwrap();
+        let d = HelmRelease::diff(&s, &seen("[]", None), &cx())
+            .unwrap()
+            .unwrap();
         assert_eq!(d.action, Action::Create);
         let sc = scripts(&d);
         assert!(
@@ -333,7 +335,7 @@ mod tests {
     #[test]
     fn equal_values_and_version_are_in_sync_null_values_mean_empty() {
         let s = prepared("", json!({"a": {"port": 30432.0, "b": true}}));
-        assert!(Type::diff(
+        assert!(HelmRelease::diff(
             &s,
             &seen(DEPLOYED, Some(r#"{"a":{"b":true,"port":30432}}"#)),
             &cx()
@@ -341,15 +343,17 @@ mod tests {
         .unwrap()
         .is_none());
         let empty = prepared("", json!({}));
-        assert!(Type::diff(&empty, &seen(DEPLOYED, Some("null")), &cx())
-            .unwrap()
-            .is_none());
+        assert!(
+            HelmRelease::diff(&empty, &seen(DEPLOYED, Some("null")), &cx())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn changed_values_version_or_status_upgrade() {
         let s = prepared("", json!({"a": {"port": 30432}}));
-        let d = Type::diff(
+        let d = HelmRelease::diff(
             &s,
             &seen(DEPLOYED, Some(r#"{"a":{"port":30433},"old":1}"#)),
             &cx(),
@@ -369,7 +373,7 @@ mod tests {
         let older = DEPLOYED
             .replace("postgresql-16.7.4", "postgresql-16.6.0")
             .replace("deployed", "failed");
-        let d = Type::diff(&s, &seen(&older, Some(r#"{"a":{"port":30432}}"#)), &cx())
+        let d = HelmRelease::diff(&s, &seen(&older, Some(r#"{"a":{"port":30432}}"#)), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -391,7 +395,7 @@ mod tests {
                 Some(r#"{"auth":{"postgresPassword":"old-canary"}}"#),
             ),
         ] {
-            let d = Type::diff(&s, &f, &secret_cx()).unwrap().unwrap();
+            let d = HelmRelease::diff(&s, &f, &secret_cx()).unwrap().unwrap();
             let shown = format!("{:?} {:?} {:?}", d.diff, d.reasons, d.steps);
             assert!(!shown.contains("canary"), "{shown}");
             assert!(d
@@ -414,7 +418,7 @@ mod tests {
             super::super::k8s_manifest::DEFAULT_KUBECONFIG,
         )
         .key;
-        let d = Type::diff(
+        let d = HelmRelease::diff(
             &s,
             &facts(&[(&key, "unavailable helm is not installed\n")]),
             &cx(),
@@ -423,6 +427,6 @@ mod tests {
         .unwrap();
         assert_eq!(d.action, Action::Create);
         assert!(d.reasons[0].contains("helm is not installed"));
-        assert!(spec_err::<Type>("name: x\nnamespace: y\nchart: a/b\n").contains("version"));
+        assert!(spec_err::<HelmRelease>("name: x\nnamespace: y\nchart: a/b\n").contains("version"));
     }
 }

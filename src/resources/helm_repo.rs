@@ -14,7 +14,7 @@ use super::{q, DiffCx, Resource};
 use crate::facts::{helm, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct HelmRepo;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +23,7 @@ pub struct Spec {
     pub url: String,
 }
 
-impl Resource for Type {
+impl Resource for HelmRepo {
     const KIND: &'static str = "helm_repo";
     type Spec = Spec;
 
@@ -106,8 +106,8 @@ mod tests {
 
     #[test]
     fn absent_is_added_equal_is_in_sync_moved_url_is_forced() {
-        let s = spec::<Type>("name: bitnami\nurl: https://charts.bitnami.com/bitnami\n");
-        let d = Type::diff(&s, &listed("[]"), &cx()).unwrap().unwrap();
+        let s = spec::<HelmRepo>("name: bitnami\nurl: https://charts.bitnami.com/bitnami\n");
+        let d = HelmRepo::diff(&s, &listed("[]"), &cx()).unwrap().unwrap();
         assert_eq!(
             (d.action, scripts(&d)),
             (
@@ -115,14 +115,14 @@ mod tests {
                 "helm repo add bitnami https://charts.bitnami.com/bitnami".to_string()
             )
         );
-        assert!(Type::diff(
+        assert!(HelmRepo::diff(
             &s,
             &listed(r#"[{"name":"bitnami","url":"https://charts.bitnami.com/bitnami/"}]"#),
             &cx()
         )
         .unwrap()
         .is_none());
-        let d = Type::diff(
+        let d = HelmRepo::diff(
             &s,
             &listed(r#"[{"name":"bitnami","url":"https://example.org/old"}]"#),
             &cx(),
@@ -139,8 +139,8 @@ mod tests {
 
     #[test]
     fn missing_helm_plans_a_create() {
-        let s = spec::<Type>("name: argo\nurl: https://argoproj.github.io/argo-helm\n");
-        let d = Type::diff(
+        let s = spec::<HelmRepo>("name: argo\nurl: https://argoproj.github.io/argo-helm\n");
+        let d = HelmRepo::diff(
             &s,
             &facts(&[(helm::REPOS_KEY, "unavailable helm is not installed\n")]),
             &cx(),

@@ -29,7 +29,7 @@ pub fn default_kubeconfig() -> String {
     DEFAULT_KUBECONFIG.to_string()
 }
 
-pub struct Type;
+pub struct K8sManifest;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +65,7 @@ impl Obj {
     }
 }
 
-impl Resource for Type {
+impl Resource for K8sManifest {
     const KIND: &'static str = "k8s_manifest";
     type Spec = Spec;
 
@@ -434,7 +434,7 @@ mod tests {
     const KC: &str = DEFAULT_KUBECONFIG;
 
     fn prepared(text: &str) -> Spec {
-        let mut s = spec::<Type>("content: x\n");
+        let mut s = spec::<K8sManifest>("content: x\n");
         s.content = None;
         s.objects = parse_objects(text, false).unwrap();
         s
@@ -480,7 +480,7 @@ mod tests {
             s.objects.iter().map(Obj::label).collect::<Vec<_>>(),
             vec!["ConfigMap/db/a", "CronJob/db/b"]
         );
-        assert_eq!(Type::facts(&s).len(), 2);
+        assert_eq!(K8sManifest::facts(&s).len(), 2);
         assert!(parse_objects("kind: X\n", false)
             .unwrap_err()
             .contains("apiVersion"));
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn absent_is_created_with_one_stdin_apply_per_object() {
         let s = prepared(TWO);
-        let d = Type::diff(
+        let d = K8sManifest::diff(
             &s,
             &live(&[("v1", "ConfigMap", None), ("batch/v1", "CronJob", None)]),
             &cx(),
@@ -521,7 +521,7 @@ mod tests {
             ("v1", "ConfigMap", Some(server_view(objs[0].clone()))),
             ("batch/v1", "CronJob", Some(server_view(objs[1].clone()))),
         ]);
-        assert!(Type::diff(&s, &f, &cx()).unwrap().is_none());
+        assert!(K8sManifest::diff(&s, &f, &cx()).unwrap().is_none());
 
         let mut changed = server_view(objs[1].clone());
         changed["spec"]["schedule"] = json!("0 3 * * *");
@@ -529,7 +529,7 @@ mod tests {
             ("v1", "ConfigMap", Some(server_view(objs[0].clone()))),
             ("batch/v1", "CronJob", Some(changed)),
         ]);
-        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        let d = K8sManifest::diff(&s, &f, &cx()).unwrap().unwrap();
         assert_eq!(d.action, Action::Update);
         assert_eq!(d.reasons, vec!["CronJob/db/b differs at spec.schedule"]);
         assert_eq!(d.steps.len(), 1, "only the drifted object is applied");
@@ -559,7 +559,7 @@ mod tests {
                 "unavailable kubectl is not installed\n",
             ),
         ]);
-        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        let d = K8sManifest::diff(&s, &f, &cx()).unwrap().unwrap();
         assert_eq!(d.action, Action::Create);
         assert!(d.reasons[0].contains("kubectl is not installed"));
     }
@@ -567,7 +567,7 @@ mod tests {
     #[test]
     fn secret_manifests_show_only_a_keyed_hash() {
         let s = prepared("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: db}\ndata: {k: canary-77}\n");
-        let d = Type::diff(
+        let d = K8sManifest::diff(
             &s,
             &live(&[(
                 "v1",

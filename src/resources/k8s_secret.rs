@@ -29,7 +29,7 @@ use crate::facts::{FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct K8sSecret;
 
 fn opaque() -> String {
     "Opaque".into()
@@ -50,7 +50,7 @@ pub struct Spec {
     pub values: BTreeMap<String, Secret<String>>,
 }
 
-impl Resource for Type {
+impl Resource for K8sSecret {
     const KIND: &'static str = "k8s_secret";
     type Spec = Spec;
 
@@ -241,7 +241,7 @@ mod tests {
     use crate::resources::testutil::*;
 
     fn prepared(yaml: &str) -> Spec {
-        let mut s = spec::<Type>(yaml);
+        let mut s = spec::<K8sSecret>(yaml);
         s.take_values().unwrap();
         s
     }
@@ -266,7 +266,7 @@ mod tests {
     fn absent_is_created_over_stdin() {
         let s = prepared(SPEC);
         let key = k8s::secret_query("db", "pg", DEFAULT_KUBECONFIG).key;
-        let d = Type::diff(&s, &facts(&[(&key, "absent\n")]), &cx())
+        let d = K8sSecret::diff(&s, &facts(&[(&key, "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn equal_is_in_sync() {
         let s = prepared(SPEC);
-        assert!(Type::diff(
+        assert!(K8sSecret::diff(
             &s,
             &live(
                 "Opaque",
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn changed_and_extra_keys_are_drift_shown_as_keyed_hashes() {
         let s = prepared(SPEC);
-        let d = Type::diff(
+        let d = K8sSecret::diff(
             &s,
             &live(
                 "Opaque",
@@ -333,7 +333,7 @@ mod tests {
         assert_no_canary(&d);
         assert!(scripts(&d).contains("kubectl apply --server-side"));
 
-        let d = Type::diff(
+        let d = K8sSecret::diff(
             &s,
             &live(
                 "Opaque",
@@ -355,7 +355,7 @@ mod tests {
         );
         assert_no_canary(&d);
 
-        let d = Type::diff(
+        let d = K8sSecret::diff(
             &s,
             &live(
                 "kubernetes.io/basic-auth",
@@ -377,10 +377,10 @@ mod tests {
 
     #[test]
     fn bad_keys_are_refused_without_echoing_values() {
-        let mut s = spec::<Type>("name: pg\nnamespace: db\ndata:\n  'bad key': canary\n");
+        let mut s = spec::<K8sSecret>("name: pg\nnamespace: db\ndata:\n  'bad key': canary\n");
         let e = s.take_values().unwrap_err();
         assert!(e.contains("bad key") && !e.contains("canary"), "{e}");
-        let mut s = spec::<Type>("name: pg\nnamespace: db\ndata:\n  k: {nested: canary}\n");
+        let mut s = spec::<K8sSecret>("name: pg\nnamespace: db\ndata:\n  k: {nested: canary}\n");
         assert!(!s.take_values().unwrap_err().contains("canary"));
     }
 }

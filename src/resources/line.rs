@@ -35,7 +35,7 @@ use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct Line;
 
 pub use super::State;
 
@@ -196,7 +196,7 @@ pub fn edit(spec: &Spec, old: &str) -> Result<Option<String>, String> {
     ))
 }
 
-impl Resource for Type {
+impl Resource for Line {
     const KIND: &'static str = "line";
     type Spec = Spec;
 
@@ -346,15 +346,15 @@ mod tests {
     }
 
     fn new_text(yaml: &str, old: &str) -> Option<String> {
-        edit(&spec::<Type>(yaml), old).unwrap()
+        edit(&spec::<Line>(yaml), old).unwrap()
     }
 
     const PW: &str = "path: /etc/ssh/sshd_config\nregexp: '^#?PasswordAuthentication\\s'\nline: PasswordAuthentication no\n";
 
     #[test]
     fn absent_file_is_created_when_asked() {
-        let s = spec::<Type>("path: /etc/ssh/sshd_config\nline: br_netfilter\ncreate: true\n");
-        let d = Type::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
+        let s = spec::<Line>("path: /etc/ssh/sshd_config\nline: br_netfilter\ncreate: true\n");
+        let d = Line::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -364,8 +364,8 @@ mod tests {
 
     #[test]
     fn absent_file_without_create_fails_loudly_at_apply() {
-        let s = spec::<Type>(PW);
-        let d = Type::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
+        let s = spec::<Line>(PW);
+        let d = Line::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(scripts(&d), "echo 'labctl: /etc/ssh/sshd_config does not exist (set `create: true` to create it)' >&2; exit 1");
@@ -373,16 +373,16 @@ mod tests {
 
     #[test]
     fn present_line_is_in_sync() {
-        let s = spec::<Type>(PW);
+        let s = spec::<Line>(PW);
         let f = facts(&[(KEY, &present("Port 22\nPasswordAuthentication no\n"))]);
-        assert!(Type::diff(&s, &f, &cx()).unwrap().is_none());
+        assert!(Line::diff(&s, &f, &cx()).unwrap().is_none());
     }
 
     #[test]
     fn regexp_replaces_the_last_match_keeping_owner_and_mode() {
-        let s = spec::<Type>(PW);
+        let s = spec::<Line>(PW);
         let old = "#PasswordAuthentication yes\nPort 22\nPasswordAuthentication yes\nUsePAM yes\n";
-        let d = Type::diff(&s, &facts(&[(KEY, &present(old))]), &cx())
+        let d = Line::diff(&s, &facts(&[(KEY, &present(old))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Update);
@@ -477,8 +477,8 @@ mod tests {
             new_text("path: /x\nline: b\nstate: absent\n", "a\nb\nbb\n").as_deref(),
             Some("a\nbb\n")
         );
-        let s = spec::<Type>("path: /etc/fstab\nline: x\nstate: absent\n");
-        assert!(Type::diff(
+        let s = spec::<Line>("path: /etc/fstab\nline: x\nstate: absent\n");
+        assert!(Line::diff(
             &s,
             &facts(&[("file+content:/etc/fstab", "absent\n")]),
             &cx()
@@ -489,34 +489,34 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused() {
-        assert!(check(&spec::<Type>("path: /x\nregexp: '('\nline: a\n"))
+        assert!(check(&spec::<Line>("path: /x\nregexp: '('\nline: a\n"))
             .unwrap_err()
             .contains("`regexp`"));
-        assert!(check(&spec::<Type>("path: /x\nregexp: a\n"))
+        assert!(check(&spec::<Line>("path: /x\nregexp: a\n"))
             .unwrap_err()
             .contains("`line` is required"));
-        assert!(check(&spec::<Type>("path: /x\nstate: absent\n"))
+        assert!(check(&spec::<Line>("path: /x\nstate: absent\n"))
             .unwrap_err()
             .contains("needs `regexp` or `line`"));
-        assert!(check(&spec::<Type>("path: /x\nline: \"a\\nb\"\n"))
+        assert!(check(&spec::<Line>("path: /x\nline: \"a\\nb\"\n"))
             .unwrap_err()
             .contains("single line"));
-        assert!(spec_err::<Type>("path: /x\nline: a\ninsertafter: b\n").contains("insertafter"));
+        assert!(spec_err::<Line>("path: /x\nline: a\ninsertafter: b\n").contains("insertafter"));
     }
 
     #[test]
     fn big_symlinked_or_binary_files_are_errors() {
-        let s = spec::<Type>(PW);
+        let s = spec::<Line>(PW);
         let big = "stat regular file|644|root|root|300000\nsha256 ab\n";
-        assert!(Type::diff(&s, &facts(&[(KEY, big)]), &cx())
+        assert!(Line::diff(&s, &facts(&[(KEY, big)]), &cx())
             .unwrap_err()
             .contains("256 KiB"));
         let link = "link /etc/x\nstat symlink|777|root|root|6\n";
-        assert!(Type::diff(&s, &facts(&[(KEY, link)]), &cx())
+        assert!(Line::diff(&s, &facts(&[(KEY, link)]), &cx())
             .unwrap_err()
             .contains("symlink"));
         let bin = "stat regular file|644|root|root|2\nsha256 ab\ncontent //4=\n";
-        assert!(Type::diff(&s, &facts(&[(KEY, bin)]), &cx())
+        assert!(Line::diff(&s, &facts(&[(KEY, bin)]), &cx())
             .unwrap_err()
             .contains("UTF-8"));
     }
@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn ids_differ_per_edit() {
         assert_eq!(
-            Type::name(&spec::<Type>(PW)),
+            Line::name(&spec::<Line>(PW)),
             "/etc/ssh/sshd_config:^#?PasswordAuthentication\\s"
         );
     }

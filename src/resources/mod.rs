@@ -4,8 +4,8 @@
 //! a diff from (spec, facts) to an optional `Drift` carrying the steps that fix it. No I/O here:
 //! every type is tested with fixtures, no host needed (pyinfra's lesson).
 //!
-//! To add a type: write `src/resources/NAME.rs` with a unit struct implementing `Resource`, then
-//! add `NAME::Type` to `registry!`.
+//! To add a type: write `src/resources/NAME.rs` with a unit struct (`pub struct Name;`) implementing
+//! `Resource`, then add `NAME::Name` to `registry!`.
 
 pub mod apt;
 pub mod authorized_key;
@@ -201,37 +201,37 @@ fn make<R: Resource + 'static>(
 }
 
 macro_rules! registry {
-    ($($m:ident),* $(,)?) => {
+    ($($m:ident :: $t:ident),* $(,)?) => {
         /// Every resource type's YAML key.
-        pub const KINDS: &[&str] = &[$($m::Type::KIND),*];
+        pub const KINDS: &[&str] = &[$($m::$t::KIND),*];
 
         /// Build an instance of `kind` from its rendered spec. None when the kind is unknown.
         pub fn build(kind: &str, value: Value, cx: &PrepareCx) -> Option<Result<Box<dyn Instance>, BuildError>> {
-            $(if kind == $m::Type::KIND { return Some(make::<$m::Type>(value, cx)); })*
+            $(if kind == $m::$t::KIND { return Some(make::<$m::$t>(value, cx)); })*
             None
         }
     };
 }
 
 registry!(
-    file,
-    directory,
-    symlink,
-    line,
-    user,
-    group,
-    authorized_key,
-    download,
-    fetch,
-    command,
-    apt,
-    service,
-    sysctl,
-    ufw,
-    helm_repo,
-    helm_release,
-    k8s_manifest,
-    k8s_secret
+    file::File,
+    directory::Directory,
+    symlink::Symlink,
+    line::Line,
+    user::User,
+    group::Group,
+    authorized_key::AuthorizedKey,
+    download::Download,
+    fetch::Fetch,
+    command::Command,
+    apt::Apt,
+    service::Service,
+    sysctl::Sysctl,
+    ufw::Ufw,
+    helm_repo::HelmRepo,
+    helm_release::HelmRelease,
+    k8s_manifest::K8sManifest,
+    k8s_secret::K8sSecret,
 );
 
 // ---- helpers shared by resource types ----

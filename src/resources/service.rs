@@ -21,7 +21,7 @@ use super::{q, DiffCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Service;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,7 +58,7 @@ fn systemctl(verb: &str, name: &str) -> Step {
     Step::sh(format!("systemctl {verb} {}", q(name)))
 }
 
-impl Resource for Type {
+impl Resource for Service {
     const KIND: &'static str = "service";
     type Spec = Spec;
 
@@ -217,7 +217,7 @@ mod tests {
 
     /// Handlers built from specs without secrets.
     fn handler(s: &Spec) -> Result<Vec<Step>, String> {
-        Type::handler(s, false)
+        Service::handler(s, false)
     }
     use crate::resources::testutil::*;
 
@@ -226,9 +226,9 @@ mod tests {
     }
 
     fn diff(yaml: &str, out: &str) -> Result<Option<Drift>, String> {
-        let s = spec::<Type>(yaml);
+        let s = spec::<Service>(yaml);
         let name = s.name.clone();
-        Type::diff(&s, &facts(&[(&format!("service:{name}"), out)]), &cx())
+        Service::diff(&s, &facts(&[(&format!("service:{name}"), out)]), &cx())
     }
 
     const WANT: &str = "name: k3s\nenabled: true\nstate: started\n";
@@ -345,7 +345,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("handler") && e.contains("notify"), "{e}");
-        let h = handler(&spec::<Type>(
+        let h = handler(&spec::<Service>(
             "name: k3s\nstate: restarted\ndaemon_reload: true\n",
         ))
         .unwrap();
@@ -354,15 +354,15 @@ mod tests {
             scripts(&d),
             "systemctl daemon-reload\nsystemctl restart k3s"
         );
-        let h = handler(&spec::<Type>("name: ssh\nstate: reloaded\n")).unwrap();
+        let h = handler(&spec::<Service>("name: ssh\nstate: reloaded\n")).unwrap();
         assert_eq!(
             scripts(&Drift::new(Action::Run, vec![], h)),
             "systemctl reload-or-restart ssh"
         );
-        assert!(handler(&spec::<Type>("name: ssh\n"))
+        assert!(handler(&spec::<Service>("name: ssh\n"))
             .unwrap_err()
             .contains("needs `state"));
-        assert!(handler(&spec::<Type>(
+        assert!(handler(&spec::<Service>(
             "name: ssh\nenabled: true\nstate: restarted\n"
         ))
         .unwrap_err()
@@ -371,9 +371,9 @@ mod tests {
 
     #[test]
     fn spec_errors() {
-        let e = spec_err::<Type>("name: k3s\nstate: running\n");
+        let e = spec_err::<Service>("name: k3s\nstate: running\n");
         assert!(e.contains("t.yml:2:8") && e.contains("running"), "{e}");
-        let e = spec_err::<Type>("name: k3s\nenable: true\n");
+        let e = spec_err::<Service>("name: k3s\nenable: true\n");
         assert!(e.contains("t.yml:2:1") && e.contains("enable"), "{e}");
         assert!(check_name("k3s; reboot")
             .unwrap_err()

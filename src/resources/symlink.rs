@@ -18,7 +18,7 @@ use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Symlink;
 
 pub use super::State;
 
@@ -63,7 +63,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     }
 }
 
-impl Resource for Type {
+impl Resource for Symlink {
     const KIND: &'static str = "symlink";
     type Spec = Spec;
 
@@ -165,8 +165,8 @@ mod tests {
 
     #[test]
     fn absent_is_created() {
-        let s = spec::<Type>("path: /usr/local/bin/kubectl\ntarget: k3s\nowner: app\n");
-        let d = Type::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
+        let s = spec::<Symlink>("path: /usr/local/bin/kubectl\ntarget: k3s\nowner: app\n");
+        let d = Symlink::diff(&s, &facts(&[(KEY, "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -178,9 +178,9 @@ mod tests {
 
     #[test]
     fn present_is_in_sync() {
-        let s = spec::<Type>(YAML);
+        let s = spec::<Symlink>(YAML);
         assert!(
-            Type::diff(&s, &facts(&[(KEY, &link_to("/usr/local/bin/k3s"))]), &cx())
+            Symlink::diff(&s, &facts(&[(KEY, &link_to("/usr/local/bin/k3s"))]), &cx())
                 .unwrap()
                 .is_none()
         );
@@ -188,8 +188,8 @@ mod tests {
 
     #[test]
     fn wrong_target_is_relinked() {
-        let s = spec::<Type>(YAML);
-        let d = Type::diff(&s, &facts(&[(KEY, &link_to("/opt/old/k3s"))]), &cx())
+        let s = spec::<Symlink>(YAML);
+        let d = Symlink::diff(&s, &facts(&[(KEY, &link_to("/opt/old/k3s"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.reasons, vec!["target /opt/old/k3s → /usr/local/bin/k3s"]);
@@ -201,9 +201,10 @@ mod tests {
 
     #[test]
     fn link_owner_drift_uses_chown_h() {
-        let s =
-            spec::<Type>("path: /usr/local/bin/kubectl\ntarget: /usr/local/bin/k3s\ngroup: adm\n");
-        let d = Type::diff(&s, &facts(&[(KEY, &link_to("/usr/local/bin/k3s"))]), &cx())
+        let s = spec::<Symlink>(
+            "path: /usr/local/bin/kubectl\ntarget: /usr/local/bin/k3s\ngroup: adm\n",
+        );
+        let d = Symlink::diff(&s, &facts(&[(KEY, &link_to("/usr/local/bin/k3s"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(scripts(&d), "chgrp -h adm -- /usr/local/bin/kubectl");
@@ -212,20 +213,20 @@ mod tests {
     #[test]
     fn file_in_the_way_needs_force() {
         let file = "stat regular file|755|root|root|10\nsha256 ab\n";
-        let e = Type::diff(&spec::<Type>(YAML), &facts(&[(KEY, file)]), &cx()).unwrap_err();
+        let e = Symlink::diff(&spec::<Symlink>(YAML), &facts(&[(KEY, file)]), &cx()).unwrap_err();
         assert!(
             e.contains("regular file") && e.contains("force: true"),
             "{e}"
         );
-        let s = spec::<Type>(&format!("{YAML}force: true\n"));
-        let d = Type::diff(&s, &facts(&[(KEY, file)]), &cx())
+        let s = spec::<Symlink>(&format!("{YAML}force: true\n"));
+        let d = Symlink::diff(&s, &facts(&[(KEY, file)]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
             scripts(&d),
             "ln -sfn -- /usr/local/bin/k3s /usr/local/bin/kubectl"
         );
-        let e = Type::diff(
+        let e = Symlink::diff(
             &s,
             &facts(&[(KEY, "stat directory|755|root|root|4096\n")]),
             &cx(),
@@ -236,8 +237,8 @@ mod tests {
 
     #[test]
     fn absent_state_removes_only_links() {
-        let s = spec::<Type>("path: /usr/local/bin/kubectl\nstate: absent\n");
-        let d = Type::diff(&s, &facts(&[(KEY, &link_to("/x"))]), &cx())
+        let s = spec::<Symlink>("path: /usr/local/bin/kubectl\nstate: absent\n");
+        let d = Symlink::diff(&s, &facts(&[(KEY, &link_to("/x"))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -247,14 +248,14 @@ mod tests {
                 "rm -f -- /usr/local/bin/kubectl".to_string()
             )
         );
-        assert!(Type::diff(
+        assert!(Symlink::diff(
             &s,
             &facts(&[(KEY, "stat regular file|755|root|root|10\nsha256 ab\n")]),
             &cx()
         )
         .unwrap()
         .is_none());
-        assert!(check(&spec::<Type>("path: /x\n"))
+        assert!(check(&spec::<Symlink>("path: /x\n"))
             .unwrap_err()
             .contains("target"));
     }
@@ -266,9 +267,9 @@ mod tests {
         std::fs::create_dir(&a).unwrap();
         std::fs::create_dir(&b).unwrap();
         std::os::unix::fs::symlink(&a, &l).unwrap();
-        let s = spec::<Type>(&format!("path: {}\ntarget: {}\n", l.display(), b.display()));
+        let s = spec::<Symlink>(&format!("path: {}\ntarget: {}\n", l.display(), b.display()));
         let seen = format!("link {}\nstat symlink|777|root|root|1\n", a.display());
-        let drift = Type::diff(
+        let drift = Symlink::diff(
             &s,
             &facts(&[(&format!("file:{}", l.display()), &seen)]),
             &cx(),

@@ -22,7 +22,7 @@ use crate::facts::{self, sysctl::Live, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct Sysctl;
 
 fn yes() -> bool {
     true
@@ -92,7 +92,7 @@ fn validate(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-impl Resource for Type {
+impl Resource for Sysctl {
     const KIND: &'static str = "sysctl";
     type Spec = Spec;
 
@@ -211,12 +211,12 @@ mod tests {
     }
 
     fn diff(yaml: &str, file: Option<&str>, live: &str) -> Option<Drift> {
-        let s = spec::<Type>(yaml);
+        let s = spec::<Sysctl>(yaml);
         let f = facts(&[
             (&format!("file+content:{F}"), &file_fact(file)),
             (KEY, live),
         ]);
-        Type::diff(&s, &f, &cx()).unwrap()
+        Sysctl::diff(&s, &f, &cx()).unwrap()
     }
 
     #[test]
@@ -294,7 +294,7 @@ mod tests {
     fn missing_key_is_drift_not_an_error() {
         let y =
             "file: /etc/sysctl.d/60-k3s.conf\nvalues: {net.bridge.bridge-nf-call-iptables: 1}\n";
-        let s = spec::<Type>(y);
+        let s = spec::<Sysctl>(y);
         let body = s.body();
         let f = facts(&[
             (&format!("file+content:{F}"), &file_fact(Some(&body))),
@@ -303,7 +303,7 @@ mod tests {
                 "missing net.bridge.bridge-nf-call-iptables\ndone\n",
             ),
         ]);
-        let d = Type::diff(&s, &f, &cx()).unwrap().unwrap();
+        let d = Sysctl::diff(&s, &f, &cx()).unwrap().unwrap();
         assert_eq!(d.reasons, ["net.bridge.bridge-nf-call-iptables not present in the kernel (yet): is its module loaded?"]);
         assert_eq!(scripts(&d), format!("sysctl -p {F}"));
     }
@@ -311,24 +311,24 @@ mod tests {
     #[test]
     fn apply_false_manages_only_the_file() {
         let y = format!("{YAML}apply: false\n");
-        let s = spec::<Type>(&y);
-        assert_eq!(Type::facts(&s).len(), 1);
+        let s = spec::<Sysctl>(&y);
+        assert_eq!(Sysctl::facts(&s).len(), 1);
         let f = facts(&[(&format!("file+content:{F}"), &file_fact(Some(BODY)))]);
-        assert!(Type::diff(&s, &f, &cx()).unwrap().is_none());
+        assert!(Sysctl::diff(&s, &f, &cx()).unwrap().is_none());
     }
 
     #[test]
     fn spec_errors() {
-        let e = spec_err::<Type>("file: /etc/sysctl.d/a.conf\nvalues: {a.b: [1]}\n");
+        let e = spec_err::<Sysctl>("file: /etc/sysctl.d/a.conf\nvalues: {a.b: [1]}\n");
         assert!(
             e.contains("t.yml:2") && e.contains("value of `a.b` must be a number or a string"),
             "{e}"
         );
-        let e = spec_err::<Type>("file: /etc/sysctl.d/a.conf\nvalues: {a.b: 1}\nreload: true\n");
+        let e = spec_err::<Sysctl>("file: /etc/sysctl.d/a.conf\nvalues: {a.b: 1}\nreload: true\n");
         assert!(e.contains("t.yml:3:1") && e.contains("reload"), "{e}");
-        let e = spec_err::<Type>("values: {a.b: 1}\n");
+        let e = spec_err::<Sysctl>("values: {a.b: 1}\n");
         assert!(e.contains("file"), "{e}");
-        let bad = |y: &str| validate(&spec::<Type>(y)).unwrap_err();
+        let bad = |y: &str| validate(&spec::<Sysctl>(y)).unwrap_err();
         assert!(bad("file: /etc/sysctl.d/a\nvalues: {a.b: 1}\n").contains("must end in `.conf`"));
         assert!(bad("file: sysctl.conf\nvalues: {a.b: 1}\n").contains("absolute"));
         assert!(bad("file: /etc/sysctl.d/a.conf\nvalues: {\"a b\": 1}\n")

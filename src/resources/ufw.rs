@@ -29,7 +29,7 @@ use super::{q, DiffCx, Resource};
 use crate::facts::{self, ufw::Tuple, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
-pub struct Type;
+pub struct Ufw;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -399,7 +399,7 @@ fn delete_command(t: &Tuple) -> String {
     w.join(" ")
 }
 
-impl Resource for Type {
+impl Resource for Ufw {
     const KIND: &'static str = "ufw";
     type Spec = Spec;
 
@@ -556,8 +556,8 @@ mod tests {
         "rules:\n  - {port: \"22\", comment: ssh}\n  - {port: 6443, from: 10.0.0.0/24}\n";
 
     fn diff(yaml: &str, fact: &str) -> Result<Option<Drift>, String> {
-        let s = spec::<Type>(yaml);
-        Type::diff(&s, &facts(&[("ufw", &format!("{fact}done\n"))]), &cx())
+        let s = spec::<Ufw>(yaml);
+        Ufw::diff(&s, &facts(&[("ufw", &format!("{fact}done\n"))]), &cx())
     }
 
     #[test]
@@ -709,13 +709,13 @@ mod tests {
 
     #[test]
     fn spec_errors() {
-        let e = spec_err::<Type>("rules: [{port: \"22\", proto: icmp}]\n");
+        let e = spec_err::<Ufw>("rules: [{port: \"22\", proto: icmp}]\n");
         assert!(e.contains("t.yml:1") && e.contains("icmp"), "{e}");
-        let e = spec_err::<Type>("rules: [{port: \"22\", src: any}]\n");
+        let e = spec_err::<Ufw>("rules: [{port: \"22\", src: any}]\n");
         assert!(e.contains("src"), "{e}");
-        let e = spec_err::<Type>("default_incoming: drop\n");
+        let e = spec_err::<Ufw>("default_incoming: drop\n");
         assert!(e.contains("t.yml:1:19") && e.contains("drop"), "{e}");
-        let bad = |y: &str| validate(&spec::<Type>(y)).unwrap_err();
+        let bad = |y: &str| validate(&spec::<Ufw>(y)).unwrap_err();
         assert_eq!(
             bad("rules: [{port: \"22\"}, {port: \"22\", from: 10.1.2.3/8}]\n"),
             "rules[1]: from `10.1.2.3/8` has host bits set: write 10.0.0.0/8"

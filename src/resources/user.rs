@@ -25,7 +25,7 @@ use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
-pub struct Type;
+pub struct User;
 
 pub use super::State;
 
@@ -125,7 +125,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-impl Resource for Type {
+impl Resource for User {
     const KIND: &'static str = "user";
     type Spec = Spec;
 
@@ -290,8 +290,8 @@ mod tests {
 
     #[test]
     fn absent_is_created() {
-        let s = spec::<Type>(&format!("name: bob\nuid: 1001\ngroups: [sudo, docker]\nshell: /bin/bash\npassword_hash: '{HASH}'\n"));
-        let d = Type::diff(&s, &facts(&[("user:bob", "absent\n")]), &cx())
+        let s = spec::<User>(&format!("name: bob\nuid: 1001\ngroups: [sudo, docker]\nshell: /bin/bash\npassword_hash: '{HASH}'\n"));
+        let d = User::diff(&s, &facts(&[("user:bob", "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(d.action, Action::Create);
@@ -305,8 +305,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let sys = spec::<Type>("name: prometheus\nsystem: true\nshell: /usr/sbin/nologin\n");
-        let d = Type::diff(&sys, &facts(&[("user:prometheus", "absent\n")]), &cx())
+        let sys = spec::<User>("name: prometheus\nsystem: true\nshell: /usr/sbin/nologin\n");
+        let d = User::diff(&sys, &facts(&[("user:prometheus", "absent\n")]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -317,8 +317,8 @@ mod tests {
 
     #[test]
     fn present_is_in_sync() {
-        let s = spec::<Type>(&format!("name: bob\nuid: 1001\ngroup: bob\ngroups: [sudo]\nshell: /bin/bash\nhome: /home/bob\npassword_hash: '{HASH}'\n"));
-        assert!(Type::diff(
+        let s = spec::<User>(&format!("name: bob\nuid: 1001\ngroup: bob\ngroups: [sudo]\nshell: /bin/bash\nhome: /home/bob\npassword_hash: '{HASH}'\n"));
+        assert!(User::diff(
             &s,
             &facts(&[("user:bob", &bob("bob sudo docker", Some(HASH)))]),
             &cx()
@@ -329,8 +329,8 @@ mod tests {
 
     #[test]
     fn drifted_attributes_are_fixed_in_one_usermod() {
-        let s = spec::<Type>("name: bob\nuid: 2000\nshell: /bin/zsh\nhome: /srv/bob\n");
-        let d = Type::diff(&s, &facts(&[("user:bob", &bob("bob", None))]), &cx())
+        let s = spec::<User>("name: bob\nuid: 2000\nshell: /bin/zsh\nhome: /srv/bob\n");
+        let d = User::diff(&s, &facts(&[("user:bob", &bob("bob", None))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -349,8 +349,8 @@ mod tests {
 
     #[test]
     fn groups_append_adds_only_missing() {
-        let s = spec::<Type>("name: bob\ngroups: [sudo, docker]\n");
-        let d = Type::diff(
+        let s = spec::<User>("name: bob\ngroups: [sudo, docker]\n");
+        let d = User::diff(
             &s,
             &facts(&[("user:bob", &bob("bob sudo adm", None))]),
             &cx(),
@@ -363,8 +363,8 @@ mod tests {
 
     #[test]
     fn groups_exact_replaces_the_list() {
-        let s = spec::<Type>("name: bob\ngroups: [sudo, docker]\nappend: false\n");
-        let d = Type::diff(
+        let s = spec::<User>("name: bob\ngroups: [sudo, docker]\nappend: false\n");
+        let d = User::diff(
             &s,
             &facts(&[("user:bob", &bob("bob sudo adm", None))]),
             &cx(),
@@ -374,16 +374,16 @@ mod tests {
         assert_eq!(d.reasons, vec!["groups adm,sudo → docker,sudo"]);
         assert_eq!(scripts(&d), "usermod -G 'docker,sudo' -- bob");
         // Same set in another order, primary group listed too: in sync.
-        let s = spec::<Type>("name: bob\ngroups: [sudo, bob, adm]\nappend: false\n");
-        assert!(Type::diff(
+        let s = spec::<User>("name: bob\ngroups: [sudo, bob, adm]\nappend: false\n");
+        assert!(User::diff(
             &s,
             &facts(&[("user:bob", &bob("bob adm sudo", None))]),
             &cx()
         )
         .unwrap()
         .is_none());
-        let s = spec::<Type>("name: bob\ngroups: []\nappend: false\n");
-        let d = Type::diff(&s, &facts(&[("user:bob", &bob("bob adm", None))]), &cx())
+        let s = spec::<User>("name: bob\ngroups: []\nappend: false\n");
+        let d = User::diff(&s, &facts(&[("user:bob", &bob("bob adm", None))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(scripts(&d), "usermod -G '' -- bob");
@@ -391,8 +391,8 @@ mod tests {
 
     #[test]
     fn password_hash_is_compared_by_sha_and_never_shown() {
-        let s = spec::<Type>(&format!("name: bob\npassword_hash: '{HASH}'\n"));
-        let d = Type::diff(
+        let s = spec::<User>(&format!("name: bob\npassword_hash: '{HASH}'\n"));
+        let d = User::diff(
             &s,
             &facts(&[("user:bob", &bob("bob", Some("$6$old$hash")))]),
             &cx(),
@@ -405,7 +405,7 @@ mod tests {
         assert!(!shown.contains("abcdefgh"), "{shown}");
         // No shadow entry at all: set it.
         assert!(
-            Type::diff(&s, &facts(&[("user:bob", &bob("bob", None))]), &cx())
+            User::diff(&s, &facts(&[("user:bob", &bob("bob", None))]), &cx())
                 .unwrap()
                 .is_some()
         );
@@ -413,29 +413,29 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_without_echoing_the_hash() {
-        let e = check(&spec::<Type>("name: bob\npassword_hash: hunter2\n")).unwrap_err();
+        let e = check(&spec::<User>("name: bob\npassword_hash: hunter2\n")).unwrap_err();
         assert!(e.contains("crypt hash") && !e.contains("hunter2"), "{e}");
-        assert!(check(&spec::<Type>("name: \"-rf\"\n")).is_err());
-        assert!(check(&spec::<Type>("name: bob\ngroups: [\"a b\"]\n"))
+        assert!(check(&spec::<User>("name: \"-rf\"\n")).is_err());
+        assert!(check(&spec::<User>("name: bob\ngroups: [\"a b\"]\n"))
             .unwrap_err()
             .contains("`a b`"));
-        assert!(check(&spec::<Type>("name: bob\nshell: bash\n"))
+        assert!(check(&spec::<User>("name: bob\nshell: bash\n"))
             .unwrap_err()
             .contains("shell"));
-        assert!(spec_err::<Type>("name: bob\npassword: x\n").contains("password"));
+        assert!(spec_err::<User>("name: bob\npassword: x\n").contains("password"));
     }
 
     #[test]
     fn absent_state_removes() {
-        let s = spec::<Type>("name: bob\nstate: absent\n");
-        let d = Type::diff(&s, &facts(&[("user:bob", &bob("bob", None))]), &cx())
+        let s = spec::<User>("name: bob\nstate: absent\n");
+        let d = User::diff(&s, &facts(&[("user:bob", &bob("bob", None))]), &cx())
             .unwrap()
             .unwrap();
         assert_eq!(
             (d.action, scripts(&d)),
             (Action::Remove, "userdel -- bob".to_string())
         );
-        assert!(Type::diff(&s, &facts(&[("user:bob", "absent\n")]), &cx())
+        assert!(User::diff(&s, &facts(&[("user:bob", "absent\n")]), &cx())
             .unwrap()
             .is_none());
     }
