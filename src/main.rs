@@ -4,6 +4,7 @@
 
 mod apply;
 mod cli;
+mod digest;
 mod error;
 mod facts;
 mod fsutil;
@@ -11,6 +12,7 @@ mod inventory;
 mod plan;
 mod resources;
 mod secret;
+mod sh;
 mod site;
 mod template;
 mod testbed;

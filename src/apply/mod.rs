@@ -609,8 +609,7 @@ fn diff_item(item: &Item, facts: &Facts, opts: &Opts) -> Result<Option<Change>, 
 
 /// Keyed: plan files must not carry an unkeyed hash of anything secret (RELIABILITY rule 3).
 fn fingerprint(key: &[u8; 32], id: &str, facts: &Facts, keys: &[String], steps: &[Step]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    let mut m = crate::digest::Keyed::new(key);
     m.update(id.as_bytes());
     for (k, raw) in facts.subset(keys) {
         m.update(k.as_bytes());
@@ -620,10 +619,7 @@ fn fingerprint(key: &[u8; 32], id: &str, facts: &Facts, keys: &[String], steps: 
     for s in steps {
         s.digest_into(&mut |b: &[u8]| m.update(b));
     }
-    format!(
-        "hmac-sha256:{}",
-        &crate::template::filters::hex(&m.finalize().into_bytes())[..24]
-    )
+    m.fingerprint()
 }
 
 async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, String> {
@@ -695,7 +691,7 @@ async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), Strin
         if let Step::Fetch { path, dest, mode } = s {
             let out = t
                 .run(
-                    &format!("base64 -w0 -- {}", facts::q(path)),
+                    &format!("base64 -w0 -- {}", crate::sh::q(path)),
                     None,
                     opts.step_timeout,
                 )

@@ -4,9 +4,9 @@
 //! `head -c` (GNU head reads no more than asked from a pipe), so one execution can carry many
 //! files and no content ever appears in the script.
 
-use crate::facts::q;
 use crate::plan::Step;
 use crate::secret::Secret;
+use crate::sh::q;
 
 /// The atomic writer (RELIABILITY rule 1): exclusive temp file in the target's directory, mode
 /// 0600 from creation (mktemp), exact length check, owner/mode, fsync, validate, rename, fsync dir.

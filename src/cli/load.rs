@@ -121,7 +121,7 @@ pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<
     let extra_hash = if t.extra_vars.is_empty() {
         None
     } else {
-        Some(crate::resources::keyed_hash(
+        Some(crate::digest::keyed_hash(
             &hash_key,
             t.extra_vars.join("\0").as_bytes(),
         ))

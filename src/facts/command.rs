@@ -39,7 +39,7 @@ pub fn get_creates(facts: &Facts, path: &str) -> Result<bool, FactError> {
 /// Keys must be one line (they travel in the probe's section headers), and the script may be
 /// long, so the key holds a digest of what runs.
 fn unless_key(script: &str, chdir: Option<&str>) -> String {
-    let id = crate::resources::sha256_hex(format!("{}\0{script}", chdir.unwrap_or("")).as_bytes());
+    let id = crate::digest::sha256_hex(format!("{}\0{script}", chdir.unwrap_or("")).as_bytes());
     format!("unless:{}", &id[..16])
 }
 

@@ -244,10 +244,7 @@ mod tests {
             panic!("{out}")
         };
         assert_eq!(f.type_, "Opaque");
-        assert_eq!(
-            f.sha256["password"],
-            crate::resources::sha256_hex(b"s3cret")
-        );
+        assert_eq!(f.sha256["password"], crate::digest::sha256_hex(b"s3cret"));
     }
 
     #[test]

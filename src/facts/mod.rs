@@ -81,12 +81,8 @@ impl Facts {
     }
 }
 
-/// Quote a string for the remote shell.
-pub fn q(s: &str) -> String {
-    shlex::try_quote(s)
-        .map(|c| c.into_owned())
-        .unwrap_or_else(|_| format!("'{}'", s.replace('\0', "").replace('\'', r"'\''")))
-}
+/// Fact scripts quote with the ground-floor `sh::q`.
+pub(crate) use crate::sh::q;
 
 /// A line a parser does not know: quoted (shortened) so the user sees what the host said.
 pub(crate) fn unexpected(key: &str, line: &str) -> FactError {

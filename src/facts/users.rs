@@ -349,7 +349,7 @@ mod tests {
     fn shadow_digest_is_of_the_field_without_newline() {
         // The probe pipes `printf '%s'` into sha256sum: same bytes as sha256_hex(hash) in Rust.
         let out = run_sh("printf '%s' '$6$salt$abc' | sha256sum | cut -d' ' -f1");
-        assert_eq!(out.trim(), crate::resources::sha256_hex(b"$6$salt$abc"));
+        assert_eq!(out.trim(), crate::digest::sha256_hex(b"$6$salt$abc"));
     }
 
     #[test]

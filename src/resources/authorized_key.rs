@@ -19,7 +19,7 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::file::{check_path, meta_commands};
+use super::support::fs::{check_path, meta_commands};
 use super::user::check_name;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
@@ -443,7 +443,7 @@ mod tests {
             Some(b) => format!(
                 "{head}stat regular file|{mode}|{owner}|bob|{}\nsha256 {}\ncontent {}\n",
                 b.len(),
-                crate::resources::sha256_hex(b.as_bytes()),
+                crate::digest::sha256_hex(b.as_bytes()),
                 base64::engine::general_purpose::STANDARD.encode(b)
             ),
         }

@@ -25,7 +25,7 @@
 
 use serde::Deserialize;
 
-use super::file::check_path;
+use super::support::fs::check_path;
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, command::Unless, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};

@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 
-use super::file::{check_path, meta_commands};
+use super::support::fs::{check_path, meta_commands};
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};

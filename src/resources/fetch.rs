@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::file::check_path;
+use super::support::fs::check_path;
 use super::{deserialize_mode, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -97,7 +97,7 @@ impl Resource for Fetch {
                 let meta = std::fs::metadata(&spec.dest_abs)
                     .map_err(|e| format!("cannot stat {}: {e}", spec.dest_abs.display()))?;
                 Some(Local {
-                    sha256: super::sha256_hex(&bytes),
+                    sha256: crate::digest::sha256_hex(&bytes),
                     mode: meta.permissions().mode() & 0o7777,
                 })
             }
@@ -168,7 +168,7 @@ mod tests {
         format!(
             "stat regular file|600|root|root|{}\nsha256 {}\n",
             body.len(),
-            crate::resources::sha256_hex(body.as_bytes())
+            crate::digest::sha256_hex(body.as_bytes())
         )
     }
 

@@ -14,6 +14,7 @@
 
 use serde::Deserialize;
 
+use super::support::fs::{check_path, meta_commands};
 use super::{content_diff, deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, file::FileFact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -127,7 +128,7 @@ impl Resource for File {
         let mut content_changed = false;
         let mut diff = None;
         if let Some(body) = &spec.body {
-            let want = super::sha256_hex(body.expose());
+            let want = crate::digest::sha256_hex(body.expose());
             if !seen.exists {
                 reasons.push("absent".to_string());
                 diff = Some(content_diff(&spec.path, None, body.expose(), cx));
@@ -216,7 +217,7 @@ fn meta_reasons(spec: &Spec, seen: &FileFact) -> Vec<String> {
     r
 }
 
-/// chown/chmod only: used when just metadata drifted (also by `directory`).
+/// chown/chmod only: used when just metadata drifted.
 pub fn meta_script(spec: &Spec) -> String {
     meta_commands(
         &spec.path,
@@ -225,40 +226,6 @@ pub fn meta_script(spec: &Spec) -> String {
         spec.mode.as_deref(),
         false,
     )
-}
-
-pub fn meta_commands(
-    path: &str,
-    owner: Option<&str>,
-    group: Option<&str>,
-    mode: Option<&str>,
-    no_deref: bool,
-) -> String {
-    let mut cmds = Vec::new();
-    let h = if no_deref { "-h " } else { "" };
-    match (owner, group) {
-        (Some(o), Some(g)) => cmds.push(format!("chown {h}{}:{} -- {}", q(o), q(g), q(path))),
-        (Some(o), None) => cmds.push(format!("chown {h}{} -- {}", q(o), q(path))),
-        (None, Some(g)) => cmds.push(format!("chgrp {h}{} -- {}", q(g), q(path))),
-        (None, None) => {}
-    }
-    if let Some(m) = mode {
-        cmds.push(format!("chmod {m} -- {}", q(path)));
-    }
-    cmds.join(" && ")
-}
-
-/// Paths must be absolute and plain: no `..`, no newlines (they travel in scripts).
-pub fn check_path(p: &str) -> Result<(), String> {
-    if !p.starts_with('/') {
-        return Err(format!("path `{p}` must be absolute"));
-    }
-    if p.split('/').any(|c| c == "..") || p.contains('\n') || p.contains('\0') {
-        return Err(format!(
-            "path `{p}` must not contain `..` or control characters"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -280,7 +247,7 @@ mod tests {
 
     fn present(mode: &str, owner: &str, body: &str) -> String {
         use base64::Engine as _;
-        let sha = crate::resources::sha256_hex(body.as_bytes());
+        let sha = crate::digest::sha256_hex(body.as_bytes());
         format!(
             "stat regular file|{mode}|{owner}|root|{}\nsha256 {sha}\ncontent {}\n",
             body.len(),
@@ -317,7 +284,7 @@ mod tests {
     #[test]
     fn equal_is_in_sync() {
         let s = prepared("path: /etc/x\ncontent: \"hello\\n\"\nmode: \"0644\"\nowner: root\n");
-        assert_eq!(crate::resources::sha256_hex(b"hello\n"), HELLO_SHA);
+        assert_eq!(crate::digest::sha256_hex(b"hello\n"), HELLO_SHA);
         let f = facts(&[("file+content:/etc/x", &present("644", "root", "hello\n"))]);
         assert!(File::diff(&s, &f, &cx()).unwrap().is_none());
     }

@@ -22,10 +22,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::k8s_manifest::{
-    canonical, check_kubeconfig, default_kubeconfig, merge, paths, summarize, value_diff,
-    yaml_error,
-};
+use super::support::json::{canonical, merge, paths, summarize, value_diff};
+use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::{helm, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -292,7 +290,7 @@ mod tests {
         let key = helm::release_query(
             "db",
             "postgres",
-            super::super::k8s_manifest::DEFAULT_KUBECONFIG,
+            crate::resources::support::kube::DEFAULT_KUBECONFIG,
         )
         .key;
         let mut out = format!("json {}\n", b64(list));
@@ -415,7 +413,7 @@ mod tests {
         let key = helm::release_query(
             "db",
             "postgres",
-            super::super::k8s_manifest::DEFAULT_KUBECONFIG,
+            crate::resources::support::kube::DEFAULT_KUBECONFIG,
         )
         .key;
         let d = HelmRelease::diff(

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::k8s_manifest::{check_kubeconfig, default_kubeconfig};
+use super::support::kube::{check_kubeconfig, default_kubeconfig};
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::k8s::{self, Seen};
 use crate::facts::{FactQuery, Facts};
@@ -102,7 +102,7 @@ impl Resource for K8sSecret {
                     reasons.push(format!("key {k} missing"));
                     changed.push(k);
                 }
-                Some(h) if *h != super::sha256_hex(v.expose().as_bytes()) => {
+                Some(h) if *h != crate::digest::sha256_hex(v.expose().as_bytes()) => {
                     reasons.push(format!("key {k} changed"));
                     changed.push(k);
                 }
@@ -236,8 +236,8 @@ fn apply_step(spec: &Spec) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::k8s_manifest::DEFAULT_KUBECONFIG;
-    use crate::resources::sha256_hex;
+    use crate::digest::sha256_hex;
+    use crate::resources::support::kube::DEFAULT_KUBECONFIG;
     use crate::resources::testutil::*;
 
     fn prepared(yaml: &str) -> Spec {

@@ -29,7 +29,7 @@
 use regex::Regex;
 use serde::Deserialize;
 
-use super::file::check_path;
+use super::support::fs::check_path;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
 use crate::facts::{self, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -322,7 +322,7 @@ mod tests {
         format!(
             "stat regular file|600|root|ssh|{}\nsha256 {}\ncontent {}\n",
             body.len(),
-            crate::resources::sha256_hex(body.as_bytes()),
+            crate::digest::sha256_hex(body.as_bytes()),
             base64::engine::general_purpose::STANDARD.encode(body)
         )
     }

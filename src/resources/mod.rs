@@ -26,6 +26,8 @@ pub mod sysctl;
 pub mod ufw;
 pub mod user;
 
+pub mod support;
+
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -49,7 +51,7 @@ pub struct DiffCx {
 
 impl DiffCx {
     pub fn keyed_hash(&self, data: &[u8]) -> String {
-        keyed_hash(&self.hash_key, data)
+        crate::digest::keyed_hash(&self.hash_key, data)
     }
 
     /// True when the resource is secret or `data` contains a known secret.
@@ -234,86 +236,10 @@ registry!(
     k8s_secret::K8sSecret,
 );
 
-// ---- helpers shared by resource types ----
+pub use support::{content_diff, deserialize_mode, State};
 
-/// `state:` of the types that manage something that exists or not.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
-
-/// File modes are strings of octal digits ("0644"). YAML `0644` is an integer (and `644` is
-/// decimal 644), so integers are refused with a hint instead of being misread.
-pub fn deserialize_mode<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<String>, D::Error> {
-    use serde::Deserialize;
-    let v = Option::<Value>::deserialize(d)?;
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => normalize_mode(&s).map(Some).map_err(serde::de::Error::custom),
-        Some(Value::Number(n)) => Err(serde::de::Error::custom(format!(
-            "mode must be a quoted string like \"0644\", not the number {n} (YAML reads 0644 as octal 420 and 644 as decimal)"
-        ))),
-        Some(other) => Err(serde::de::Error::custom(format!("mode must be a string like \"0644\", got {other}"))),
-    }
-}
-
-/// "644" / "0644" / "01777" → four or more octal digits, normalized to 4 digits minimum.
-pub fn normalize_mode(s: &str) -> Result<String, String> {
-    let t = s.trim();
-    if t.is_empty() || t.len() > 5 || !t.chars().all(|c| ('0'..='7').contains(&c)) {
-        return Err(format!("mode `{s}` is not octal (like \"0644\")"));
-    }
-    let m = u32::from_str_radix(t, 8).map_err(|_| format!("mode `{s}` is not octal"))?;
-    if m > 0o7777 {
-        return Err(format!("mode `{s}` is out of range"));
-    }
-    Ok(format!("{m:04o}"))
-}
-
-/// A unified diff of two texts for plan output, or a keyed-hash line when either side is secret
-/// or binary.
-pub fn content_diff(path: &str, old: Option<&[u8]>, new: &[u8], cx: &DiffCx) -> String {
-    if cx.is_secret(new) || old.is_some_and(|o| cx.is_secret(o)) {
-        return format!("(secret changed: now {})", cx.keyed_hash(new));
-    }
-    let old_text = match old {
-        Some(o) => match std::str::from_utf8(o) {
-            Ok(t) => t,
-            Err(_) => {
-                return format!(
-                    "(binary content changed: {} bytes → {} bytes)",
-                    o.len(),
-                    new.len()
-                )
-            }
-        },
-        None => "",
-    };
-    let Ok(new_text) = std::str::from_utf8(new) else {
-        return format!("(binary content: {} bytes)", new.len());
-    };
-    similar::TextDiff::from_lines(old_text, new_text)
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("{path} (on host)"), &format!("{path} (desired)"))
-        .to_string()
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    crate::template::filters::hex(&sha2::Sha256::digest(data))
-}
-
-/// Keyed hashes for secret content in plan output: one definition, in the vault module.
-pub use crate::vault::keyed_hash;
-
-/// Shell-quote for step scripts.
-pub use crate::facts::q;
+/// Step scripts quote with the ground-floor `sh::q`.
+pub use crate::sh::q;
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -17,7 +17,8 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::{content_diff, file::check_path, q, DiffCx, Resource};
+use super::support::fs::check_path;
+use super::{content_diff, q, DiffCx, Resource};
 use crate::facts::{self, sysctl::Live, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
@@ -125,7 +126,7 @@ impl Resource for Sysctl {
         let mut reasons = Vec::new();
         let mut steps = Vec::new();
         let mut diff = None;
-        let want_sha = super::sha256_hex(body.as_bytes());
+        let want_sha = crate::digest::sha256_hex(body.as_bytes());
         if !seen.exists || seen.sha256.as_deref() != Some(want_sha.as_str()) {
             reasons.push(if seen.exists {
                 format!("{} differs", spec.file)
@@ -204,7 +205,7 @@ mod tests {
             Some(b) => format!(
                 "stat regular file|644|root|root|{}\nsha256 {}\ncontent {}\n",
                 b.len(),
-                crate::resources::sha256_hex(b.as_bytes()),
+                crate::digest::sha256_hex(b.as_bytes()),
                 base64::engine::general_purpose::STANDARD.encode(b)
             ),
         }

@@ -244,7 +244,7 @@ impl Resource for User {
         }
         if let Some(h) = &spec.password_hash {
             if seen.shadow_sha256.as_deref()
-                != Some(super::sha256_hex(h.expose().as_bytes()).as_str())
+                != Some(crate::digest::sha256_hex(h.expose().as_bytes()).as_str())
             {
                 reasons.push("password hash differs".into());
                 steps.extend(password_step(spec));
@@ -283,7 +283,7 @@ mod tests {
 
     fn bob(groups: &str, shadow: Option<&str>) -> String {
         let sha = shadow
-            .map(|h| crate::resources::sha256_hex(h.as_bytes()))
+            .map(|h| crate::digest::sha256_hex(h.as_bytes()))
             .unwrap_or_else(|| "none".into());
         format!("passwd bob:x:1001:1001:,,,:/home/bob:/bin/bash\nprimary bob\ngroups {groups}\nshadow {sha}\n")
     }

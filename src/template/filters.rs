@@ -75,9 +75,8 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter(
         "hash",
         |s: String, algo: Option<String>| -> Result<String, Error> {
-            use sha2::Digest;
             match algo.as_deref().unwrap_or("sha256") {
-                "sha256" => Ok(hex(&sha2::Sha256::digest(s.as_bytes()))),
+                "sha256" => Ok(crate::digest::sha256_hex(s.as_bytes())),
                 other => Err(Error::new(
                     ErrorKind::InvalidOperation,
                     format!("hash: unsupported algorithm `{other}` (sha256 only)"),
@@ -132,10 +131,6 @@ fn to_yaml(v: Value) -> Result<String, Error> {
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))?;
     serde_saphyr::to_string(&json)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn wg_pubkey(private_b64: &str) -> Result<String, String> {

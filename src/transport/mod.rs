@@ -151,7 +151,6 @@ impl Transport {
         stdin: Option<&[u8]>,
         secs: u64,
     ) -> Result<Output, TransportError> {
-        let secs = secs.to_string();
         let out = match self {
             Transport::Ssh {
                 session,
@@ -159,15 +158,9 @@ impl Transport {
                 become_,
                 user_is_root,
             } => {
-                let mut cmd = if *become_ && !*user_is_root {
-                    let mut c = session.command("sudo");
-                    c.args(["-n", "--", "timeout", "-k", "10", &secs, "sh", "-c", script]);
-                    c
-                } else {
-                    let mut c = session.command("timeout");
-                    c.args(["-k", "10", &secs, "sh", "-c", script]);
-                    c
-                };
+                let argv = crate::sh::argv(script, *become_ && !*user_is_root, Some(secs));
+                let mut cmd = session.command(&argv[0]);
+                cmd.args(&argv[1..]);
                 cmd.stdin(if stdin.is_some() {
                     openssh::Stdio::piped()
                 } else {
@@ -196,15 +189,9 @@ impl Transport {
                 }
             }
             Transport::Local { become_ } => {
-                let mut cmd = if *become_ && !nix_is_root() {
-                    let mut c = tokio::process::Command::new("sudo");
-                    c.args(["-n", "--", "timeout", "-k", "10", &secs, "sh", "-c", script]);
-                    c
-                } else {
-                    let mut c = tokio::process::Command::new("timeout");
-                    c.args(["-k", "10", &secs, "sh", "-c", script]);
-                    c
-                };
+                let argv = crate::sh::argv(script, *become_ && !nix_is_root(), Some(secs));
+                let mut cmd = tokio::process::Command::new(&argv[0]);
+                cmd.args(&argv[1..]);
                 cmd.stdin(if stdin.is_some() {
                     Stdio::piped()
                 } else {
@@ -255,15 +242,9 @@ impl Transport {
                 become_,
                 user_is_root,
             } => {
-                let mut cmd = if *become_ && !*user_is_root {
-                    let mut c = session.command("sudo");
-                    c.args(["-n", "--", "sh", "-c", SCRIPT]);
-                    c
-                } else {
-                    let mut c = session.command("sh");
-                    c.args(["-c", SCRIPT]);
-                    c
-                };
+                let argv = crate::sh::argv(SCRIPT, *become_ && !*user_is_root, None);
+                let mut cmd = session.command(&argv[0]);
+                cmd.args(&argv[1..]);
                 cmd.stdin(openssh::Stdio::piped())
                     .stdout(openssh::Stdio::piped())
                     .stderr(openssh::Stdio::null());
@@ -282,7 +263,7 @@ impl Transport {
             Transport::Local { .. } => {
                 // Local runs (tests, localhost) lock in the user's runtime dir: no root needed.
                 let path = control_dir().join("local.lock");
-                let script = format!("exec 9>>{}; if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null", crate::facts::q(&path.display().to_string()));
+                let script = format!("exec 9>>{}; if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null", crate::sh::q(&path.display().to_string()));
                 let mut child = tokio::process::Command::new("sh")
                     .args(["-c", &script])
                     .stdin(Stdio::piped())

@@ -13,11 +13,23 @@ use crate::secret::Secret;
 const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 const AGE_V1: &[u8] = b"age-encryption.org/v1\n";
 
-pub(crate) fn decrypt(
-    keys: &Keyring,
-    data: &[u8],
-    file: &Path,
-) -> Result<Secret<Vec<u8>>, VaultError> {
+// Decryption lives here, beside the age format handling, so `keys` never imports `file`.
+impl Keyring {
+    pub fn decrypt_file(&self, path: &Path) -> Result<Secret<Vec<u8>>, VaultError> {
+        let data = std::fs::read(path).map_err(|e| VaultError::io(path, e))?;
+        self.decrypt_bytes(&data, path)
+    }
+
+    pub fn decrypt_bytes(
+        &self,
+        data: &[u8],
+        name_for_errors: &Path,
+    ) -> Result<Secret<Vec<u8>>, VaultError> {
+        decrypt(self, data, name_for_errors)
+    }
+}
+
+fn decrypt(keys: &Keyring, data: &[u8], file: &Path) -> Result<Secret<Vec<u8>>, VaultError> {
     let corrupt = |detail: &str| VaultError::Corrupt {
         file: file.to_path_buf(),
         detail: detail.to_string(),

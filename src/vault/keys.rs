@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::VaultError;
 use crate::secret::Secret;
@@ -117,23 +115,10 @@ impl Keyring {
     pub fn derive_key(&self, context: &str) -> Option<[u8; 32]> {
         let first = self.identities.first()?;
         let secret = first.to_string();
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(context.as_bytes());
-        Some(mac.finalize().into_bytes().into())
-    }
-
-    pub fn decrypt_file(&self, path: &Path) -> Result<Secret<Vec<u8>>, VaultError> {
-        let data = std::fs::read(path).map_err(|e| VaultError::io(path, e))?;
-        self.decrypt_bytes(&data, path)
-    }
-
-    pub fn decrypt_bytes(
-        &self,
-        data: &[u8],
-        name_for_errors: &Path,
-    ) -> Result<Secret<Vec<u8>>, VaultError> {
-        super::file::decrypt(self, data, name_for_errors)
+        Some(crate::digest::hmac(
+            secret.expose_secret().as_bytes(),
+            context.as_bytes(),
+        ))
     }
 }
 

@@ -16,9 +16,6 @@ mod recipients;
 
 use std::path::PathBuf;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 pub use cli::{run, VaultCmd};
 pub use file::encrypt;
 pub use keys::{keygen, Keyring};
@@ -115,34 +112,9 @@ impl VaultError {
     }
 }
 
-/// A keyed hash for display and plan files: a short, non-reversible tag of secret content that
-/// only holders of the key can recompute (an unkeyed hash of a short password is brute-forceable).
-#[allow(dead_code)] // API for plan/resources; they carry their own copy for now
-pub fn keyed_hash(key: &[u8; 32], data: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    let tag = mac.finalize().into_bytes();
-    let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("hmac-sha256:{hex}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keyed_hash_format() {
-        let h = keyed_hash(&[7u8; 32], b"hunter2");
-        assert!(h.starts_with("hmac-sha256:"), "{h}");
-        let hex = h.strip_prefix("hmac-sha256:").unwrap();
-        assert_eq!(hex.len(), 16);
-        assert!(hex
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        assert_eq!(h, keyed_hash(&[7u8; 32], b"hunter2"));
-        assert_ne!(h, keyed_hash(&[8u8; 32], b"hunter2"));
-        assert_ne!(h, keyed_hash(&[7u8; 32], b"hunter3"));
-    }
 
     #[test]
     fn every_error_is_exit_4() {
