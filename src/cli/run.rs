@@ -76,7 +76,7 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
     let o = opts(c, &l);
     let progress = Progress::new(sh.clone(), "probing", g.json);
     let compiled = Arc::new(l.compiled);
-    let hosts = runtime().block_on(apply::plan(compiled.clone(), &o, progress.clone()));
+    let hosts = runtime().block_on(apply::plan_hosts(compiled.clone(), &o, progress.clone()));
     progress.finish();
     let l = Loaded {
         compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")),
@@ -171,14 +171,15 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
             }
         }
     });
-    let results = rt.block_on(apply::apply(
+    let results = rt.block_on(apply::apply_hosts(
         compiled,
         &o,
         progress.clone(),
         saved_plan.map(Arc::new),
     ));
     progress.finish();
-    let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) = results.into_iter().unzip();
+    let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) =
+        results.into_iter().map(|o| (o.plan, o.recap)).unzip();
     if g.json {
         let v = serde_json::json!({ "hosts": recaps });
         sh.out(&format!("{}\n", serde_json::to_string_pretty(&v)?));

@@ -1,5 +1,6 @@
 //! The plan: a plain value. Printable, serialisable (never with a secret), and what apply runs.
 
+pub mod build;
 pub mod step;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,242 @@
+//! Making a host's plan: pure functions over (items, facts). No I/O: `apply` probes the host and
+//! hands the facts in; everything here is tested with fixtures.
+
+use std::sync::Arc;
+
+use super::{Change, HostPlan, Step};
+use crate::facts::{self, Facts};
+use crate::resources::DiffCx;
+use crate::site::select::Item;
+
+/// What one item's diff came to.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    InSync,
+    Change(Change),
+    /// The diff failed; the message names the item.
+    Error(String),
+}
+
+/// Besides items and facts, planning needs only these: the key for keyed hashes and
+/// fingerprints, and every known secret string (for diffs of old content).
+#[derive(Clone)]
+pub struct Keys {
+    pub hash_key: [u8; 32],
+    pub secrets: Arc<Vec<String>>,
+}
+
+/// Each item's verdict, in item order.
+pub fn plan_items(items: &[&Item], facts: &Facts, keys: &Keys) -> Vec<Planned> {
+    items
+        .iter()
+        .map(|item| match diff_item(item, facts, keys) {
+            Ok(Some(c)) => Planned::Change(c),
+            Ok(None) => Planned::InSync,
+            Err(e) => Planned::Error(e),
+        })
+        .collect()
+}
+
+/// The plan a host shows: its changes, how many items are in sync, and the diff errors.
+pub fn host_plan(host: &str, planned: &[Planned]) -> HostPlan {
+    let errors: Vec<&str> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Error(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    HostPlan {
+        host: host.to_string(),
+        changes: planned
+            .iter()
+            .filter_map(|p| match p {
+                Planned::Change(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect(),
+        in_sync: planned
+            .iter()
+            .filter(|p| matches!(p, Planned::InSync))
+            .count(),
+        error: if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("\n"))
+        },
+        unreachable: false,
+    }
+}
+
+/// One item against the host's facts. `Ok(None)` = in sync; errors name the item.
+pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Change>, String> {
+    let cx = DiffCx {
+        secret: item.secret,
+        hash_key: keys.hash_key,
+        secrets: keys.secrets.clone(),
+    };
+    let Some(d) = item
+        .inst
+        .diff(facts, &cx)
+        .map_err(|e| format!("{}: {e}", item.id))?
+    else {
+        return Ok(None);
+    };
+    let fact_keys: Vec<String> = item.inst.facts().into_iter().map(|q| q.key).collect();
+    let fingerprint = fingerprint(&keys.hash_key, &item.id, facts, &fact_keys, &d.steps);
+    Ok(Some(Change {
+        id: item.id.clone(),
+        role: item.role.clone(),
+        kind: item.kind.clone(),
+        name: item.name.clone(),
+        action: d.action,
+        reasons: d.reasons,
+        diff: d.diff,
+        notify: item.notify.clone(),
+        fingerprint,
+        steps: d.steps,
+    }))
+}
+
+/// Keyed: plan files must not carry an unkeyed hash of anything secret (RELIABILITY rule 3).
+pub fn fingerprint(
+    key: &[u8; 32],
+    id: &str,
+    facts: &Facts,
+    keys: &[String],
+    steps: &[Step],
+) -> String {
+    let mut m = crate::digest::Keyed::new(key);
+    m.update(id.as_bytes());
+    for (k, raw) in facts.subset(keys) {
+        m.update(k.as_bytes());
+        m.update(&raw.rc.to_le_bytes());
+        m.update(raw.out.as_bytes());
+    }
+    for s in steps {
+        s.digest_into(&mut |b: &[u8]| m.update(b));
+    }
+    m.fingerprint()
+}
+
+/// A saved plan applies only if the fresh plan is the same: same changes, same fingerprints.
+pub fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<String> {
+    let Some(saved) = saved else {
+        return if fresh.changes.is_empty() {
+            None
+        } else {
+            Some("the saved plan has no entry for this host, but it has changes now".into())
+        };
+    };
+    let key = |c: &Change| (c.id.clone(), c.action, c.fingerprint.clone());
+    let a: Vec<_> = fresh.changes.iter().map(key).collect();
+    let b: Vec<_> = saved.changes.iter().map(key).collect();
+    if a == b {
+        return None;
+    }
+    let moved: Vec<String> = fresh
+        .changes
+        .iter()
+        .filter(|c| !saved.changes.iter().any(|s| key(s) == key(c)))
+        .map(|c| c.id.clone())
+        .chain(
+            saved
+                .changes
+                .iter()
+                .filter(|s| !fresh.changes.iter().any(|c| c.id == s.id))
+                .map(|s| format!("{} (no longer pending)", s.id)),
+        )
+        .collect();
+    Some(format!("the saved plan is stale: the host (or the repo) changed since it was made ({}); run `labctl plan` again", moved.join(", ")))
+}
+
+/// labctl manages Debian-family hosts only; anything else is refused before any diff.
+pub fn check_os(facts: &Facts) -> Result<(), String> {
+    let os = facts::os::get(facts).map_err(|e| e.to_string())?;
+    if os.family != "debian" {
+        return Err(format!(
+            "unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts",
+            if os.id.is_empty() { "unknown" } else { &os.id }
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts_with_os(out: &str) -> Facts {
+        let mut f = Facts::default();
+        f.insert(facts::os::KEY, out, 0);
+        f
+    }
+
+    #[test]
+    fn only_debian_family_hosts_are_managed() {
+        let debian = "id=debian\nlike=\nversion=12\ncodename=bookworm\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
+        let ubuntu = "id=ubuntu\nlike=debian\nversion=24.04\ncodename=noble\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
+        let rocky = "id=rocky\nlike=rhel centos fedora\nversion=9\ncodename=\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
+        assert!(check_os(&facts_with_os(debian)).is_ok());
+        assert!(check_os(&facts_with_os(ubuntu)).is_ok());
+        let e = check_os(&facts_with_os(rocky)).unwrap_err();
+        assert!(
+            e.contains("unsupported OS `rocky`") && e.contains("Debian and Ubuntu"),
+            "{e}"
+        );
+    }
+
+    fn ch(id: &str, fp: &str) -> Change {
+        Change {
+            id: id.into(),
+            role: "r".into(),
+            kind: "file".into(),
+            name: id.into(),
+            action: crate::plan::Action::Update,
+            reasons: vec![],
+            diff: None,
+            notify: vec![],
+            fingerprint: fp.into(),
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn saved_plans_must_match_exactly() {
+        let hp = |c: Vec<Change>| HostPlan {
+            host: "h".into(),
+            changes: c,
+            in_sync: 0,
+            error: None,
+            unreachable: false,
+        };
+        assert!(stale(&hp(vec![ch("a", "1")]), Some(&hp(vec![ch("a", "1")]))).is_none());
+        assert!(
+            stale(&hp(vec![ch("a", "2")]), Some(&hp(vec![ch("a", "1")])))
+                .unwrap()
+                .contains("stale")
+        );
+        assert!(stale(&hp(vec![]), Some(&hp(vec![ch("a", "1")])))
+            .unwrap()
+            .contains("no longer pending"));
+        assert!(stale(&hp(vec![ch("b", "1")]), None).is_some());
+        assert!(stale(&hp(vec![]), None).is_none());
+    }
+
+    #[test]
+    fn host_plan_counts_in_sync_changes_and_errors() {
+        let p = host_plan(
+            "h",
+            &[
+                Planned::InSync,
+                Planned::Change(ch("a", "1")),
+                Planned::Error("r/file:/x: boom".into()),
+                Planned::Error("r/file:/y: bang".into()),
+                Planned::InSync,
+            ],
+        );
+        assert_eq!(p.in_sync, 2);
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.error.as_deref(), Some("r/file:/x: boom\nr/file:/y: bang"));
+    }
+}
