@@ -11,6 +11,8 @@ mod fsutil;
 mod inventory;
 mod plan;
 mod resources;
+#[cfg(test)]
+mod role_checks;
 mod secret;
 mod sh;
 mod site;

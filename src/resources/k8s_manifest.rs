@@ -541,7 +541,7 @@ mod role_templates {
             vec!["PrometheusRule/monitoring/lab-rules"]
         );
         let rules = parse_objects(&render("monitoring", "lab-rules.yaml.j2").0, false).unwrap();
-        let exprs = rules[0].body.expose()["spec"]["groups"][0]["rules"].to_string();
+        let exprs = rules[0].body.expose()["spec"]["groups"].to_string();
         assert!(
             exprs.contains("* 100 > 80")
                 && exprs.contains("namespace=\\\"db\\\"")
