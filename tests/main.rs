@@ -4,6 +4,7 @@
 
 mod common;
 
+mod ansible_inventory;
 mod cli_local;
 mod e2e_cluster;
 mod e2e_engine;

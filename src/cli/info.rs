@@ -140,20 +140,27 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<
         sh.out(&format!("{}\n", serde_json::to_string_pretty(&show(h))?));
         return Ok(0);
     }
-    // ansible-inventory --list shape: _meta.hostvars plus one entry per group.
+    // ansible-inventory --list shape: _meta.hostvars (hosts that have vars) plus one entry per
+    // group that has hosts or children; `all` lists children only (its hosts are `ungrouped`).
     let mut out = serde_json::Map::new();
-    let hostvars: serde_json::Map<String, Value> =
-        inv.hosts.keys().map(|h| (h.clone(), show(h))).collect();
+    let hostvars: serde_json::Map<String, Value> = inv
+        .hosts
+        .keys()
+        .map(|h| (h.clone(), show(h)))
+        .filter(|(_, v)| v.as_object().is_some_and(|m| !m.is_empty()))
+        .collect();
     out.insert("_meta".into(), json!({ "hostvars": hostvars }));
     for (name, g) in &inv.groups {
         let mut e = serde_json::Map::new();
-        if !g.hosts.is_empty() {
+        if !g.hosts.is_empty() && name != "all" {
             e.insert("hosts".into(), json!(g.hosts));
         }
         if !g.children.is_empty() {
             e.insert("children".into(), json!(g.children));
         }
-        out.insert(name.clone(), Value::Object(e));
+        if !e.is_empty() {
+            out.insert(name.clone(), Value::Object(e));
+        }
     }
     if !inv.unopened_vaults.is_empty() {
         sh.warn(&format!(

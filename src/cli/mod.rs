@@ -143,8 +143,11 @@ enum Cmd {
         )]
         inventory: PathBuf,
         /// Only this host's vars
-        #[arg(long)]
+        #[arg(long, conflicts_with = "list")]
         host: Option<String>,
+        /// Every host and group (the default; accepted as ansible-inventory spells it)
+        #[arg(long)]
+        list: bool,
     },
     /// WireGuard helpers
     Wireguard {
@@ -230,7 +233,9 @@ pub fn main() -> i32 {
         Cmd::Apply { target, conn, plan } => run::apply(&g, &target, &conn, plan.as_deref()),
         Cmd::Check { target } => run::check(&g, &target),
         Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
-        Cmd::Inventory { inventory, host } => info::inventory(&g, &inventory, host.as_deref()),
+        Cmd::Inventory {
+            inventory, host, ..
+        } => info::inventory(&g, &inventory, host.as_deref()),
         Cmd::Wireguard {
             cmd:
                 WgCmd::PeerConfig {

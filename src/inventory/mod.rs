@@ -4,7 +4,9 @@
 //! `group_vars/` and `host_vars/` beside the inventory file hold `NAME.yml`, `NAME.yaml` or a
 //! folder `NAME/` of such files; `*.age` files there are vaults whose vars are secret.
 
+mod ini;
 pub mod pattern;
+pub mod pyliteral;
 pub mod vars;
 
 use std::collections::BTreeSet;
@@ -72,7 +74,6 @@ pub struct Conn {
 impl Inventory {
     pub fn load(path: &Path, decrypt: Decrypt) -> Result<Inventory, Diags> {
         let mut diags = Diags::default();
-        let node = yaml::read_node(path).map_err(Diags::from)?;
         let mut inv = Inventory {
             path: path.to_path_buf(),
             ..Default::default()
@@ -87,22 +88,29 @@ impl Inventory {
         );
         inv.groups["all"].children.push("ungrouped".into());
 
-        match &node.v {
-            NodeV::Null => {}
-            NodeV::Map(entries) => {
-                for (k, v) in entries {
-                    let name = k.key_string();
-                    let parent = if name == "all" { None } else { Some("all") };
-                    inv.read_group(path, &name, k, v, parent, &mut diags);
-                }
-            }
-            _ => diags.push(Diag::at(
-                node.loc(path),
-                format!(
-                    "an inventory must be a map of groups (like `all:`), found {}",
-                    node.kind_name()
-                ),
-            )),
+        // Ansible's rule: YAML for .yml/.yaml/.json, the INI format for anything else
+        // (`hosts`, `hosts.ini`, `inventory`).
+        if is_yaml_name(path) {
+            inv.read_yaml(path, &mut diags)?;
+        } else {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Diags::from(Diag::at(
+                    Loc::file_only(path),
+                    format!("cannot read the inventory: {e}"),
+                ))
+            })?;
+            ini::read(&mut inv, path, &text, &mut diags);
+        }
+
+        // A group no other group claims is a child of `all`, as Ansible reconciles it.
+        let orphans: Vec<String> = inv
+            .groups
+            .iter()
+            .filter(|(n, g)| n.as_str() != "all" && g.parents.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for g in orphans {
+            inv.link("all", &g);
         }
 
         // Hosts listed in no group other than `all` go to `ungrouped`, as in Ansible.
@@ -135,6 +143,63 @@ impl Inventory {
         diags.into_result().map(|_| inv)
     }
 
+    fn read_yaml(&mut self, path: &Path, diags: &mut Diags) -> Result<(), Diags> {
+        let node = yaml::read_node(path).map_err(Diags::from)?;
+        match &node.v {
+            NodeV::Null => {}
+            NodeV::Map(entries) => {
+                for (k, v) in entries {
+                    // Top-level groups other than `all` find their parent at reconciliation.
+                    self.read_group(path, &k.key_string(), k, v, None, diags);
+                }
+            }
+            _ => diags.push(Diag::at(
+                node.loc(path),
+                format!(
+                    "an inventory must be a map of groups (like `all:`), found {}",
+                    node.kind_name()
+                ),
+            )),
+        }
+        Ok(())
+    }
+
+    /// Declare a group (first declaration wins for its location).
+    fn ensure_group(&mut self, name: &str, loc: Loc) {
+        let g = self.groups.entry(name.to_string()).or_default();
+        if g.loc.is_none() {
+            g.loc = Some(loc);
+        }
+    }
+
+    /// Make `child` a child group of `parent` (both already declared).
+    fn link(&mut self, parent: &str, child: &str) {
+        let g = &mut self.groups[child];
+        if !g.parents.iter().any(|x| x == parent) {
+            g.parents.push(parent.to_string());
+        }
+        let pg = &mut self.groups[parent];
+        if !pg.children.iter().any(|x| x == child) {
+            pg.children.push(child.to_string());
+        }
+    }
+
+    /// Put a host in a group, its vars over any it already had.
+    fn add_host(&mut self, name: &str, group: &str, layer: &VarLayer) {
+        let h = self.hosts.entry(name.to_string()).or_insert_with(|| Host {
+            name: name.to_string(),
+            ..Default::default()
+        });
+        h.vars.overlay(layer);
+        if !h.groups.iter().any(|g| g == group) {
+            h.groups.push(group.to_string());
+        }
+        let g = &mut self.groups[group];
+        if !g.hosts.iter().any(|x| x == name) {
+            g.hosts.push(name.to_string());
+        }
+    }
+
     fn read_group(
         &mut self,
         file: &Path,
@@ -151,18 +216,9 @@ impl Inventory {
             ));
             return;
         }
-        let g = self.groups.entry(name.to_string()).or_default();
-        if g.loc.is_none() {
-            g.loc = Some(key.loc(file));
-        }
+        self.ensure_group(name, key.loc(file));
         if let Some(p) = parent {
-            if !g.parents.iter().any(|x| x == p) {
-                g.parents.push(p.to_string());
-            }
-            let pg = self.groups.get_mut(p).expect("parent group exists");
-            if !pg.children.iter().any(|x| x == name) {
-                pg.children.push(name.to_string());
-            }
+            self.link(p, name);
         }
         let entries = match &node.v {
             NodeV::Null => return,
@@ -227,15 +283,16 @@ impl Inventory {
     }
 
     fn read_host(&mut self, file: &Path, key: &Node, node: &Node, group: &str, diags: &mut Diags) {
-        let name = key.key_string();
-        if !valid_host_name(&name) {
-            diags.push(Diag::at(
-                key.loc(file),
-                format!("`{name}` is not a valid host name"),
-            ));
-            return;
-        }
-        let layer = match &node.v {
+        let pattern = key.key_string();
+        // The YAML plugin expands `node[01:03]` and `host:2222` as the INI one does.
+        let (names, port) = match ini::expand_host_pattern(&pattern) {
+            Ok(x) => x,
+            Err(e) => {
+                diags.push(Diag::at(key.loc(file), e));
+                return;
+            }
+        };
+        let mut layer = match &node.v {
             NodeV::Null => VarLayer::default(),
             _ => match vars_from_node(file, node) {
                 Ok(l) => l,
@@ -245,17 +302,20 @@ impl Inventory {
                 }
             },
         };
-        let h = self.hosts.entry(name.clone()).or_insert_with(|| Host {
-            name: name.clone(),
-            ..Default::default()
-        });
-        h.vars.overlay(&layer);
-        if !h.groups.iter().any(|g| g == group) {
-            h.groups.push(group.to_string());
+        if let Some(p) = port {
+            layer
+                .values
+                .shift_insert(0, "ansible_port".into(), Value::from(p));
         }
-        let g = &mut self.groups[group];
-        if !g.hosts.contains(&name) {
-            g.hosts.push(name);
+        for name in names {
+            if !valid_host_name(&name) {
+                diags.push(Diag::at(
+                    key.loc(file),
+                    format!("`{name}` is not a valid host name"),
+                ));
+                return;
+            }
+            self.add_host(&name, group, &layer);
         }
     }
 
@@ -317,7 +377,9 @@ impl Inventory {
                 d
             })?;
             let layer = vars_from_node(f, &node)?;
-            return Ok(Some(VarLayer::secret(layer.values)));
+            let mut secret = VarLayer::secret(layer.values);
+            secret.locs = layer.locs;
+            return Ok(Some(secret));
         }
         let node = yaml::read_node(f)?;
         vars_from_node(f, &node).map(Some)
@@ -363,11 +425,15 @@ impl Inventory {
             stack.pop();
             Ok(())
         }
-        visit(self, "all", &mut Vec::new())
+        // From every group: a cycle need not hang under `all`.
+        for g in self.groups.keys() {
+            visit(self, g, &mut Vec::new())?;
+        }
+        Ok(())
     }
 
     /// All groups a host belongs to, directly or through parents, in merge order:
-    /// `all` first, then by depth, then by name (Ansible's order).
+    /// `all` first, then by depth (the longest path from `all`), then by name (Ansible's order).
     pub fn host_groups(&self, host: &str) -> Vec<String> {
         let mut seen = BTreeSet::new();
         let mut todo: Vec<String> = self
@@ -394,7 +460,7 @@ impl Inventory {
             .parents
             .iter()
             .map(|p| self.depth(p))
-            .min()
+            .max()
             .unwrap_or(0)
     }
 
@@ -462,6 +528,11 @@ impl Inventory {
     }
 }
 
+fn is_yaml_name(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|e| e == "yml" || e == "yaml" || e == "json")
+}
+
 fn is_vars_file(p: &Path) -> bool {
     let n = p
         .file_name()
@@ -479,6 +550,7 @@ pub fn vars_from_node(file: &Path, node: &Node) -> Result<VarLayer, Diag> {
         NodeV::Null => Ok(VarLayer::default()),
         NodeV::Map(entries) => {
             let mut m = IndexMap::new();
+            let mut locs = std::collections::BTreeMap::new();
             for (k, v) in entries {
                 let key = k.key_string();
                 if !valid_var_name(&key) {
@@ -488,9 +560,12 @@ pub fn vars_from_node(file: &Path, node: &Node) -> Result<VarLayer, Diag> {
                     )
                     .help("use letters, digits and `_`, not starting with a digit"));
                 }
+                locs.insert(key.clone(), v.loc(file));
                 m.insert(key, v.to_json());
             }
-            Ok(VarLayer::from_map(m))
+            let mut layer = VarLayer::from_map(m);
+            layer.locs = locs;
+            Ok(layer)
         }
         _ => Err(Diag::at(
             node.loc(file),

@@ -5,7 +5,9 @@
 //! < host vars (inline before host_vars/ files) < play vars < role-entry vars < `-e key=value`.
 //! Maps are replaced, not deep-merged, like Ansible's default `hash_behaviour=replace`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Loc;
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -15,19 +17,25 @@ use serde_json::Value;
 pub struct VarLayer {
     pub values: IndexMap<String, Value>,
     pub secret: BTreeSet<String>,
+    /// Where each var was written (when known): errors in templated vars point there.
+    pub locs: BTreeMap<String, Loc>,
 }
 
 impl VarLayer {
     pub fn from_map(values: IndexMap<String, Value>) -> Self {
         VarLayer {
             values,
-            secret: BTreeSet::new(),
+            ..Default::default()
         }
     }
 
     pub fn secret(values: IndexMap<String, Value>) -> Self {
         let secret = values.keys().cloned().collect();
-        VarLayer { values, secret }
+        VarLayer {
+            values,
+            secret,
+            ..Default::default()
+        }
     }
 
     /// Put `other` over `self`: its keys win, and a key's secrecy follows the winning value.
@@ -39,6 +47,10 @@ impl VarLayer {
             } else {
                 self.secret.remove(k);
             }
+            match other.locs.get(k) {
+                Some(l) => self.locs.insert(k.clone(), l.clone()),
+                None => self.locs.remove(k),
+            };
         }
     }
 
