@@ -71,8 +71,11 @@ pub fn peer_config(
     let engine = Engine::new(site_root);
     let resolved = match template::vars::resolve(&engine, &layer, false) {
         Ok(l) => l,
-        Err((k, e)) => {
-            sh.error(&format!("variable `{k}`: {}", e.message));
+        Err(e) => {
+            sh.error(
+                &e.diag(crate::error::Loc::file_only(inventory), "")
+                    .to_string(),
+            );
             return Ok(Exit::BadInput.code());
         }
     };

@@ -29,6 +29,17 @@ impl VarLayer {
         }
     }
 
+    /// A layer from literal pairs (tests).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, Value)]) -> Self {
+        Self::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
     pub fn secret(values: IndexMap<String, Value>) -> Self {
         let secret = values.keys().cloned().collect();
         VarLayer {
@@ -125,12 +136,7 @@ mod tests {
     use serde_json::json;
 
     fn layer(pairs: &[(&str, Value)]) -> VarLayer {
-        VarLayer::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
+        VarLayer::from_pairs(pairs)
     }
 
     #[test]

@@ -120,7 +120,6 @@ pub fn compile(
     };
 
     // Inventory-level vars of every host (for `hostvars`), templated vars resolved.
-    let mut hostvars: IndexMap<String, VarLayer> = IndexMap::new();
     // Magic vars (inventory_hostname, group_names, groups) once per host for the whole run.
     let groups_value = serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null);
     let magics: IndexMap<&str, VarLayer> = inv
@@ -128,19 +127,38 @@ pub fn compile(
         .keys()
         .map(|h| (h.as_str(), magic(inv, h, &groups_value)))
         .collect();
-    for h in inv.hosts.keys() {
-        let mut layer = inv.host_vars(h);
-        layer.overlay(extra);
-        layer.overlay(&magics[h.as_str()]);
-        match template::vars::resolve(engine, &layer, placeholders) {
-            Ok(l) => {
-                hostvars.insert(h.clone(), l);
-            }
-            Err((k, e)) => diags.push(Diag::at(
-                Loc::file_only(&inv.path),
-                format!("host `{h}`: variable `{k}`: {}", e.message),
-            )),
-        }
+    // Lazily, as Ansible does: a var may read another host's through `hostvars`.
+    let layers: IndexMap<String, VarLayer> = inv
+        .hosts
+        .keys()
+        .map(|h| {
+            let mut layer = inv.host_vars(h);
+            layer.overlay(extra);
+            layer.overlay(&magics[h.as_str()]);
+            (h.clone(), layer)
+        })
+        .collect();
+    let (hostvars, errors) = template::vars::resolve_hosts(engine, layers, placeholders);
+    // A group var that fails fails the same way on every host of the group: say it once.
+    let mut same: IndexMap<(Option<Loc>, String, String), Vec<String>> = IndexMap::new();
+    for e in errors {
+        same.entry((e.loc.clone(), e.key.clone(), e.message.clone()))
+            .or_default()
+            .push(e.host.clone());
+    }
+    for ((loc, key, message), hosts) in same {
+        let who = match hosts.as_slice() {
+            [one] => format!("host `{one}`: "),
+            [first, rest @ ..] => format!("host `{first}` (and {} more): ", rest.len()),
+            [] => String::new(),
+        };
+        let e = template::vars::VarError {
+            host: hosts[0].clone(),
+            key,
+            loc,
+            message,
+        };
+        diags.push(e.diag(Loc::file_only(&inv.path), &who));
     }
     if !diags.is_empty() {
         return Err(diags);
@@ -195,13 +213,10 @@ pub fn compile(
                 layer.overlay(&VarLayer::from_map(m));
                 let layer = match template::vars::resolve(engine, &layer, placeholders) {
                     Ok(l) => l,
-                    Err((k, e)) => {
-                        diags.push(Diag::at(
+                    Err(e) => {
+                        diags.push(e.diag(
                             rref.loc.clone(),
-                            format!(
-                                "host `{host}`, role `{}`: variable `{k}`: {}",
-                                role.name, e.message
-                            ),
+                            &format!("host `{host}`, role `{}`: ", role.name),
                         ));
                         continue;
                     }

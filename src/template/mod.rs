@@ -68,6 +68,22 @@ impl Ctx {
         }
     }
 
+    /// A context over an already built value (lazily resolved vars, see `vars`).
+    pub fn from_value(
+        value: minijinja::Value,
+        names: BTreeSet<String>,
+        secret_names: BTreeSet<String>,
+        secret_strings: Arc<Vec<String>>,
+    ) -> Ctx {
+        Ctx {
+            value,
+            names,
+            secret_names,
+            secret_strings,
+            placeholders: false,
+        }
+    }
+
     /// A copy with extra names bound (e.g. `item` in a loop).
     pub fn with(&self, name: &str, v: &Value, secret: bool) -> Ctx {
         let mut c = self.clone();
@@ -127,8 +143,9 @@ impl minijinja::value::Object for Placeholder {
 
 /// The environment, with a loader rooted at the project directory: template names are paths
 /// relative to it (`roles/k3s/templates/config.yaml.j2`, `values/postgres.yaml.j2`).
+#[derive(Clone)]
 pub struct Engine {
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
     root: PathBuf,
 }
 
@@ -161,7 +178,7 @@ impl Engine {
         });
         filters::register(&mut env);
         Engine {
-            env,
+            env: Arc::new(env),
             root: root.to_path_buf(),
         }
     }
@@ -299,15 +316,6 @@ impl Engine {
             }
             other => other.clone(),
         })
-    }
-
-    /// Top-level names a template string refers to (empty when it does not parse: rendering
-    /// will report that).
-    pub fn names_in(&self, src: &str) -> std::collections::HashSet<String> {
-        self.env
-            .template_from_str(src)
-            .map(|t| t.undeclared_variables(false))
-            .unwrap_or_default()
     }
 }
 
