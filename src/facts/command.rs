@@ -15,15 +15,15 @@ fn creates_key(path: &str) -> String {
 /// `present` or `absent` (a dangling symlink counts as present: something was created).
 pub fn creates_query(path: &str) -> FactQuery {
     let p = q(path);
-    FactQuery {
-        key: creates_key(path),
-        script: format!("if [ -e {p} ] || [ -L {p} ]; then echo present; else echo absent; fi"),
-    }
+    FactQuery::single(
+        creates_key(path),
+        format!("if [ -e {p} ] || [ -L {p} ]; then echo present; else echo absent; fi"),
+    )
 }
 
 pub fn get_creates(facts: &Facts, path: &str) -> Result<bool, FactError> {
     let k = creates_key(path);
-    match facts.get(&k)?.out.trim() {
+    match facts.raw_answer(&k)?.out.trim() {
         "present" => Ok(true),
         "absent" => Ok(false),
         other => Err(parse_err(
@@ -49,13 +49,13 @@ pub fn unless_query(script: &str, chdir: Option<&str>) -> FactQuery {
         Some(d) => format!("cd -- {} 2>/dev/null || {{ echo nodir; exit 0; }}; ", q(d)),
         None => String::new(),
     };
-    FactQuery {
-        key: unless_key(script, chdir),
-        script: format!(
+    FactQuery::single(
+        unless_key(script, chdir),
+        format!(
             "{cd}timeout {UNLESS_TIMEOUT} sh -c {} >/dev/null 2>&1 </dev/null; echo \"status $?\"",
             q(script)
         ),
-    }
+    )
 }
 
 /// What the `unless` check said.
@@ -69,7 +69,7 @@ pub enum Unless {
 
 pub fn get_unless(facts: &Facts, script: &str, chdir: Option<&str>) -> Result<Unless, FactError> {
     let k = unless_key(script, chdir);
-    let out = facts.get(&k)?.out.trim().to_string();
+    let out = facts.raw_answer(&k)?.out.trim().to_string();
     if out == "nodir" {
         return Ok(Unless::NoDir);
     }

@@ -17,14 +17,14 @@ pub const REPOS_KEY: &str = "helm:repos";
 /// helm's `repo list` fails with "no repositories to show" when none are configured (older
 /// releases even with `-o json`); that is an empty list, not an error.
 pub fn repos_query() -> FactQuery {
-    FactQuery {
-        key: REPOS_KEY.to_string(),
-        script: "if ! command -v helm >/dev/null 2>&1; then echo 'unavailable helm is not installed'; exit 0; fi; \
+    FactQuery::single(
+        REPOS_KEY.to_string(),
+        "if ! command -v helm >/dev/null 2>&1; then echo 'unavailable helm is not installed'; exit 0; fi; \
                  if out=$(helm repo list -o json 2>/dev/null); then printf 'json '; printf '%s' \"$out\" | base64 -w0; echo; \
                  else err=$(helm repo list -o json 2>&1 >/dev/null); \
                  case \"$err\" in *'no repositories'*) echo 'json W10=';; *) printf 'error '; printf '%s' \"$err\" | head -n1 | base64 -w0; echo;; esac; fi"
             .to_string(),
-    }
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct Repo {
 }
 
 pub fn repos(facts: &Facts) -> Result<Result<Vec<Repo>, Unavailable>, FactError> {
-    let raw = &facts.get(REPOS_KEY)?.out;
+    let raw = &facts.raw_answer(REPOS_KEY)?.out;
     let k = REPOS_KEY;
     match tagged(k, raw)? {
         Tagged::Unavailable(why) => Ok(Err(why)),
@@ -69,9 +69,9 @@ fn release_key(namespace: &str, name: &str, kubeconfig: &str) -> String {
 pub fn release_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery {
     let (ns, n, kc) = (q(namespace), q(name), q(kubeconfig));
     let filter = q(&format!("^{}$", regex::escape(name)));
-    FactQuery {
-        key: release_key(namespace, name, kubeconfig),
-        script: format!(
+    FactQuery::single(
+        release_key(namespace, name, kubeconfig),
+        format!(
             "if ! command -v helm >/dev/null 2>&1; then echo 'unavailable helm is not installed'; exit 0; fi; \
              if [ ! -r {kc} ]; then echo 'unavailable no kubeconfig at '{kc}; exit 0; fi; \
              if ! l=$(helm list --kubeconfig {kc} -n {ns} -o json --filter {filter} 2>&1); then \
@@ -80,7 +80,7 @@ pub fn release_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery
              case \"$l\" in *'\"name\"'*) \
              if v=$(helm get values {n} --kubeconfig {kc} -n {ns} -o json 2>/dev/null); then printf 'values '; printf '%s' \"$v\" | base64 -w0; echo; fi;; esac"
         ),
-    }
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +101,7 @@ pub fn release(
     kubeconfig: &str,
 ) -> Result<Result<Option<Release>, Unavailable>, FactError> {
     let k = release_key(namespace, name, kubeconfig);
-    let raw = &facts.get(&k)?.out;
+    let raw = &facts.raw_answer(&k)?.out;
     let mut lines = raw.lines().filter(|l| !l.is_empty());
     let first = lines.next().ok_or_else(|| parse_err(&k, "no answer"))?;
     let list = match tagged(&k, first)? {

@@ -74,14 +74,14 @@ pub fn object_query(
         q(&resource_arg(api_version, kind)),
         q(name)
     );
-    FactQuery {
-        key: object_key(api_version, kind, namespace, name, kubeconfig),
-        script: format!(
+    FactQuery::single(
+        object_key(api_version, kind, namespace, name, kubeconfig),
+        format!(
             "{}if o=$({get} 2>/dev/null); then printf 'json '; printf '%s' \"$o\" | base64 -w0; echo; else {}; fi",
             guard(&kc),
             classify(&get)
         ),
-    }
+    )
 }
 
 pub fn object(
@@ -93,7 +93,7 @@ pub fn object(
     kubeconfig: &str,
 ) -> Result<Seen<Value>, FactError> {
     let k = object_key(api_version, kind, namespace, name, kubeconfig);
-    let out = &facts.get(&k)?.out;
+    let out = &facts.raw_answer(&k)?.out;
     let line = out
         .lines()
         .find(|l| !l.is_empty())
@@ -162,16 +162,16 @@ pub fn secret_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery 
         q(namespace),
         q(&format!("go-template={SECRET_TEMPLATE}"))
     );
-    FactQuery {
-        key: secret_key(namespace, name, kubeconfig),
-        script: format!(
+    FactQuery::single(
+        secret_key(namespace, name, kubeconfig),
+        format!(
             "{}if o=$({get} 2>/dev/null); then printf '%s\\n' \"$o\" | {{ read -r t; echo \"present $t\"; \
              while read -r k v; do [ -n \"$k\" ] || continue; h=$(printf '%s' \"$v\" | base64 -d | sha256sum | cut -d' ' -f1); echo \"key $k $h\"; done; }}; \
              else {}; fi",
             guard(&kc),
             classify(&get)
         ),
-    }
+    )
 }
 
 pub fn secret(
@@ -181,7 +181,7 @@ pub fn secret(
     kubeconfig: &str,
 ) -> Result<Seen<SecretFact>, FactError> {
     let k = secret_key(namespace, name, kubeconfig);
-    let out = &facts.get(&k)?.out;
+    let out = &facts.raw_answer(&k)?.out;
     let mut lines = out.lines().filter(|l| !l.is_empty());
     let first = lines.next().ok_or_else(|| parse_err(&k, "no answer"))?;
     let (tag, rest) = first.split_once(' ').unwrap_or((first, ""));

@@ -1,9 +1,18 @@
 //! Facts: what a host looks like, read without side effects.
 //!
-//! A fact query is a key plus a POSIX shell snippet. Planning a host collects the queries of every
-//! selected resource, dedupes them by key, and runs them all as ONE script (see `probe`). Each
-//! family (file, packages, service, …) has a module with `query(..)` to ask and `get(..)` to parse
-//! its answer, so resources never parse shell output themselves.
+//! A fact query is a typed value implementing [`Fact`]: its key, the POSIX shell snippet that
+//! answers it, and the parser of that answer. A resource builds its query value once and uses the
+//! same value to ask (`Fact::query`, collected into the probe) and to read (`Facts::get`), so the
+//! two cannot drift apart. Planning a host collects the queries of every selected resource,
+//! dedupes them by key, and runs them all as ONE script (see `probe`).
+//!
+//! Naming: family module `NAME`, query struct `XQuery`, its output `XFact` (`file::FileQuery` →
+//! `file::FileFact`). The wire format of a family (script + parser + fixture builders for tests)
+//! lives in its one file.
+//!
+//! A family may also [`Merge`]: the probe then answers all of that family's queries with ONE
+//! snippet (one `stat` for every file, one `systemctl show` for every unit), and splits its answer
+//! back into one answer per query key, so fingerprints and parsers still see per-query answers.
 
 pub mod command;
 pub mod file;
@@ -19,7 +28,52 @@ pub mod users;
 
 use std::collections::BTreeMap;
 
-/// One thing to observe on a host.
+/// A typed fact query. See the module docs.
+pub trait Fact {
+    type Output;
+    /// Unique per observation, e.g. `file:/etc/hosts`.
+    fn key(&self) -> String;
+    /// A POSIX sh snippet printing the answer (see [`FactQuery::script`]).
+    fn script(&self) -> String;
+    /// Read this query's answer.
+    fn parse(&self, out: &str) -> Result<Self::Output, FactError>;
+    /// Set by families whose queries the probe answers together.
+    fn merge(&self) -> Option<Merge> {
+        None
+    }
+    /// The type-erased query the probe runs.
+    fn query(&self) -> FactQuery {
+        FactQuery {
+            key: self.key(),
+            script: self.script(),
+            merge: self.merge(),
+        }
+    }
+}
+
+/// How the probe answers many queries of one family with one snippet.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    /// Queries with the same family are merged.
+    pub family: &'static str,
+    /// This query's part of the merged snippet (a path, a unit name, …).
+    pub arg: String,
+    /// The snippet answering every arg at once. It runs in the probe's own shell (no subshell),
+    /// so it must not `exit`, and its variables start with `__FAMILY`.
+    pub script: fn(&[&str]) -> String,
+    /// Split the snippet's output into one answer per arg, in order; each answer is what
+    /// `Fact::parse` reads.
+    pub split: fn(&[&str], &str) -> Result<Vec<String>, String>,
+}
+
+impl PartialEq for Merge {
+    fn eq(&self, o: &Self) -> bool {
+        self.family == o.family && self.arg == o.arg
+    }
+}
+impl Eq for Merge {}
+
+/// One thing to observe on a host, type-erased (built by [`Fact::query`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactQuery {
     /// Unique per observation, e.g. `file:/etc/hosts`. Two resources asking the same key share
@@ -28,6 +82,19 @@ pub struct FactQuery {
     /// A POSIX sh snippet printing the answer on stdout. It runs in a subshell as root (or the
     /// become user), must not change anything, and must not print the probe's delimiter.
     pub script: String,
+    /// Set when the probe may answer this query together with its family's others.
+    pub merge: Option<Merge>,
+}
+
+impl FactQuery {
+    /// A query answered on its own (no merging).
+    pub fn single(key: impl Into<String>, script: impl Into<String>) -> Self {
+        FactQuery {
+            key: key.into(),
+            script: script.into(),
+            merge: None,
+        }
+    }
 }
 
 /// A query's raw answer.
@@ -52,7 +119,13 @@ pub enum FactError {
 }
 
 impl Facts {
-    pub fn get(&self, key: &str) -> Result<&RawFact, FactError> {
+    /// Read a typed query's answer: the same value the resource asked with.
+    pub fn get<F: Fact + ?Sized>(&self, query: &F) -> Result<F::Output, FactError> {
+        query.parse(&self.raw_answer(&query.key())?.out)
+    }
+
+    /// The raw answer to a key.
+    pub fn raw_answer(&self, key: &str) -> Result<&RawFact, FactError> {
         self.raw
             .get(key)
             .ok_or_else(|| FactError::Missing(key.to_string()))

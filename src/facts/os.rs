@@ -19,18 +19,17 @@ pub struct OsFact {
 }
 
 pub fn query() -> FactQuery {
-    FactQuery {
-        key: KEY.into(),
-        script: "[ -r /etc/os-release ] && . /etc/os-release; \
+    FactQuery::single(
+        KEY,
+        "[ -r /etc/os-release ] && . /etc/os-release; \
                  printf 'id=%s\\nlike=%s\\nversion=%s\\ncodename=%s\\n' \"$ID\" \"$ID_LIKE\" \"$VERSION_ID\" \"$VERSION_CODENAME\"; \
                  printf 'hostname=%s\\narch=%s\\nuid=%s\\n' \"$(hostname 2>/dev/null || cat /etc/hostname)\" \"$(uname -m)\" \"$(id -u)\"; \
-                 [ -d /run/systemd/system ] && echo systemd=1 || echo systemd=0"
-            .into(),
-    }
+                 [ -d /run/systemd/system ] && echo systemd=1 || echo systemd=0",
+    )
 }
 
 pub fn get(facts: &Facts) -> Result<OsFact, FactError> {
-    parse(&facts.get(KEY)?.out)
+    parse(&facts.raw_answer(KEY)?.out)
 }
 
 pub fn parse(out: &str) -> Result<OsFact, FactError> {

@@ -50,18 +50,18 @@ pub fn query(names: &[&str]) -> FactQuery {
     // ONE dpkg-query for all names (a process per name cost ~20 ms each); every line names its
     // package and architecture, so answers map back to the asked names in any order, and a name
     // dpkg does not know is simply absent.
-    FactQuery {
-        key: names_key("packages", names),
-        script: format!(
+    FactQuery::single(
+        names_key("packages", names),
+        format!(
             "command -v dpkg-query >/dev/null 2>&1 || {{ echo nodpkg; exit 0; }}; \
              dpkg-query -W -f='dpkg ${{Package}} ${{Architecture}} ${{db:Status-Abbrev}} ${{Version}}\\n' -- {list} 2>/dev/null; echo done"
         ),
-    }
+    )
 }
 
 pub fn get(facts: &Facts, names: &[&str]) -> Result<PackagesFact, FactError> {
     let k = names_key("packages", names);
-    parse(&k, &facts.get(&k)?.out)
+    parse(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn parse(k: &str, out: &str) -> Result<PackagesFact, FactError> {
@@ -152,15 +152,15 @@ pub fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
     };
     // apt-cache prints nothing for names it has never heard of, `Candidate: (none)` for purely
     // virtual or unavailable ones. Names are validated (Debian's charset), so $want splits safely.
-    FactQuery {
-        key: format!("{}{}", names_key("apt-candidates", names), if only_missing { ":missing" } else { "" }),
-        script: format!(
+    FactQuery::single(
+        format!("{}{}", names_key("apt-candidates", names), if only_missing { ":missing" } else { "" }),
+        format!(
             "command -v apt-cache >/dev/null 2>&1 || {{ echo noapt; exit 0; }}; want=; {pre}\
              for p in {list}; do {filter}want=\"$want $p\"; done; \
              if [ -n \"$want\" ]; then apt-cache policy -- $want 2>/dev/null | \
              awk '/^[^ ]/ {{ p = $1; sub(/:$/, \"\", p) }} /^  Candidate:/ {{ print \"candidate\", p, $2 }}'; fi; echo done"
         ),
-    }
+    )
 }
 
 pub fn candidates_get(
@@ -173,7 +173,7 @@ pub fn candidates_get(
         names_key("apt-candidates", names),
         if only_missing { ":missing" } else { "" }
     );
-    candidates_parse(&k, &facts.get(&k)?.out)
+    candidates_parse(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn candidates_parse(k: &str, out: &str) -> Result<CandidatesFact, FactError> {
@@ -228,19 +228,18 @@ impl ListsFact {
 /// update run) and the periodic success stamp (Ubuntu touches it on every update) say when
 /// apt-get update last ran.
 pub fn lists_query() -> FactQuery {
-    FactQuery {
-        key: LISTS_KEY.into(),
-        script: "n=0; newest=0; \
+    FactQuery::single(
+        LISTS_KEY,
+        "n=0; newest=0; \
                  for f in /var/lib/apt/lists/*_Packages*; do [ -e \"$f\" ] && n=$((n+1)); done; \
                  for f in /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists/*InRelease /var/lib/apt/lists/*_Release /var/lib/apt/lists/*_Packages*; do \
                  [ -e \"$f\" ] || continue; m=$(stat -c %Y -- \"$f\" 2>/dev/null) || continue; [ \"$m\" -gt \"$newest\" ] && newest=$m; done; \
-                 printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$(date +%s)\""
-            .into(),
-    }
+                 printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$(date +%s)\"",
+    )
 }
 
 pub fn lists_get(facts: &Facts) -> Result<ListsFact, FactError> {
-    lists_parse(&facts.get(LISTS_KEY)?.out)
+    lists_parse(&facts.raw_answer(LISTS_KEY)?.out)
 }
 
 pub fn lists_parse(out: &str) -> Result<ListsFact, FactError> {

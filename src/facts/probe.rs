@@ -2,15 +2,35 @@
 //!
 //! Each query runs in its own subshell between delimiter lines that carry a random nonce, so no
 //! file content or command output can forge a section boundary. File bodies travel base64.
+//!
+//! Queries of a merging family (`FactQuery::merge`) share ONE section, answered by the family's
+//! merged snippet in the probe's own shell (no subshell, so no fork); its answer is split back
+//! into one answer per query key here, on the controller.
 
 use std::collections::BTreeMap;
 
-use super::{FactQuery, Facts, RawFact};
+use super::{FactQuery, Facts, Merge, RawFact};
 
 pub struct Probe {
     pub script: String,
     nonce: String,
     keys: Vec<String>,
+    groups: Vec<Group>,
+}
+
+/// One merged section: its family and the (key, arg) of every query it answers.
+struct Group {
+    merge: Merge,
+    members: Vec<(String, String)>,
+}
+
+impl Group {
+    fn section(&self) -> String {
+        format!("+{}", self.merge.family)
+    }
+    fn args(&self) -> Vec<&str> {
+        self.members.iter().map(|(_, a)| a.as_str()).collect()
+    }
 }
 
 /// Build the probe for a set of queries (deduplicated by key, first one wins).
@@ -19,21 +39,38 @@ pub fn build(queries: &[FactQuery]) -> Probe {
     let mut seen = std::collections::BTreeSet::new();
     let mut script = String::from("LC_ALL=C; export LC_ALL\n");
     let mut keys = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let section = |script: &mut String, key: &str, open: &str, body: &str, close: &str| {
+        script.push_str(&format!(
+            "printf '\\n@@{nonce}@@ begin %s\\n' {key}\n{open} {body}\n{close} </dev/null\nprintf '\\n@@{nonce}@@ end %s\\n' \"$?\"\n",
+            key = super::q(key),
+        ));
+    };
     for q in queries {
         if !seen.insert(q.key.clone()) {
             continue;
         }
         keys.push(q.key.clone());
-        script.push_str(&format!(
-            "printf '\\n@@{nonce}@@ begin %s\\n' {key}\n( {body}\n) </dev/null\nprintf '\\n@@{nonce}@@ end %s\\n' \"$?\"\n",
-            key = super::q(&q.key),
-            body = q.script
-        ));
+        match &q.merge {
+            Some(m) => match groups.iter_mut().find(|g| g.merge.family == m.family) {
+                Some(g) => g.members.push((q.key.clone(), m.arg.clone())),
+                None => groups.push(Group {
+                    merge: m.clone(),
+                    members: vec![(q.key.clone(), m.arg.clone())],
+                }),
+            },
+            None => section(&mut script, &q.key, "(", &q.script, ")"),
+        }
+    }
+    for g in &groups {
+        let body = (g.merge.script)(&g.args());
+        section(&mut script, &g.section(), "{", &body, "}");
     }
     Probe {
         script,
         nonce,
         keys,
+        groups,
     }
 }
 
@@ -74,6 +111,30 @@ impl Probe {
             );
             rest = &tail[enl..];
         }
+        for g in &self.groups {
+            let Some(section) = raw.remove(&g.section()) else {
+                continue;
+            };
+            let parts = (g.merge.split)(&g.args(), &section.out)
+                .map_err(|e| format!("fact family `{}`: {e}", g.merge.family))?;
+            if parts.len() != g.members.len() {
+                return Err(format!(
+                    "fact family `{}` answered {} of {} queries",
+                    g.merge.family,
+                    parts.len(),
+                    g.members.len()
+                ));
+            }
+            for ((key, _), out) in g.members.iter().zip(parts) {
+                raw.insert(
+                    key.clone(),
+                    RawFact {
+                        out,
+                        rc: section.rc,
+                    },
+                );
+            }
+        }
         for k in &self.keys {
             if !raw.contains_key(k) {
                 return Err(format!(
@@ -94,22 +155,10 @@ mod tests {
     #[test]
     fn sections_round_trip_through_a_real_shell() {
         let qs = vec![
-            FactQuery {
-                key: "a".into(),
-                script: "echo one; echo two".into(),
-            },
-            FactQuery {
-                key: "b".into(),
-                script: "printf 'no newline'; exit 3".into(),
-            },
-            FactQuery {
-                key: "a".into(),
-                script: "echo duplicate".into(),
-            },
-            FactQuery {
-                key: "c d".into(),
-                script: "printf '\\n@@fake@@ end 0\\n'".into(),
-            },
+            FactQuery::single("a", "echo one; echo two"),
+            FactQuery::single("b", "printf 'no newline'; exit 3"),
+            FactQuery::single("a", "echo duplicate"),
+            FactQuery::single("c d", "printf '\\n@@fake@@ end 0\\n'"),
         ];
         let p = build(&qs);
         let facts = p.parse(&run_sh(&p.script)).unwrap();
@@ -133,12 +182,53 @@ mod tests {
 
     #[test]
     fn cut_output_is_an_error() {
-        let p = build(&[FactQuery {
-            key: "a".into(),
-            script: "echo x".into(),
-        }]);
+        let p = build(&[FactQuery::single("a", "echo x")]);
         let out = run_sh(&p.script);
         let cut = &out[..out.len() - 8];
         assert!(p.parse(cut).is_err());
+    }
+
+    fn echo_family(arg: &str) -> FactQuery {
+        FactQuery {
+            key: format!("echo:{arg}"),
+            script: String::new(),
+            merge: Some(Merge {
+                family: "echo",
+                arg: arg.into(),
+                script: |args| {
+                    let words: Vec<String> = args.iter().map(|a| crate::sh::q(a)).collect();
+                    format!("printf '%s\\n' {}", words.join(" "))
+                },
+                split: |args, out| {
+                    let v: Vec<String> = out.lines().map(|l| format!("said {l}")).collect();
+                    if v.len() != args.len() {
+                        return Err("short".into());
+                    }
+                    Ok(v)
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn a_merging_family_answers_every_query_in_one_section() {
+        let qs = vec![
+            echo_family("x y"),
+            FactQuery::single("s", "echo single"),
+            echo_family("z"),
+            echo_family("x y"),
+        ];
+        let p = build(&qs);
+        // One merged snippet, run without a subshell; the single query keeps its subshell.
+        assert_eq!(p.script.matches("printf '%s\\n'").count(), 1);
+        assert!(p.script.contains("{ printf"));
+        let facts = p.parse(&run_sh(&p.script)).unwrap();
+        assert_eq!(facts.raw["echo:x y"].out, "said x y");
+        assert_eq!(facts.raw["echo:z"].out, "said z");
+        assert_eq!(facts.raw["s"].out, "single\n");
+        assert_eq!(facts.raw.len(), 3);
+        // A family that cannot split its answer fails the probe, naming the family.
+        let e = p.parse("").unwrap_err();
+        assert!(e.contains("did not answer"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! systemd unit facts: `systemctl show` of the unit's load, activity and enablement.
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, Fact, FactError, Merge};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ServiceFact {
@@ -30,25 +30,80 @@ impl ServiceFact {
     }
 }
 
-fn key(name: &str) -> String {
-    format!("service:{name}")
+/// One unit's state. Every unit of a probe is asked in ONE `systemctl show` (`Merge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceQuery {
+    pub name: String,
 }
 
-pub fn query(name: &str) -> FactQuery {
-    // `show` answers even for units that do not exist (LoadState=not-found); without a running
-    // systemd it prints nothing, which `parse` reports with the exit status.
-    FactQuery {
-        key: key(name),
-        script: format!(
-            "systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState -- {} 2>/dev/null; echo \"systemctl_rc=$?\"",
-            q(name)
-        ),
+impl ServiceQuery {
+    pub fn new(name: &str) -> Self {
+        ServiceQuery {
+            name: name.to_string(),
+        }
     }
 }
 
-pub fn get(facts: &Facts, name: &str) -> Result<ServiceFact, FactError> {
-    let k = key(name);
-    parse(&k, &facts.get(&k)?.out)
+impl Fact for ServiceQuery {
+    type Output = ServiceFact;
+    fn key(&self) -> String {
+        format!("service:{}", self.name)
+    }
+    fn script(&self) -> String {
+        merged_script(&[&self.name])
+    }
+    fn parse(&self, out: &str) -> Result<ServiceFact, FactError> {
+        parse(&self.key(), out)
+    }
+    fn merge(&self) -> Option<Merge> {
+        Some(Merge {
+            family: "service",
+            arg: self.name.clone(),
+            script: merged_script,
+            split,
+        })
+    }
+}
+
+/// `show` answers even for units that do not exist (LoadState=not-found), one block per unit in
+/// the order asked, blocks separated by an empty line; without a running systemd it prints
+/// nothing, which `parse` reports with the exit status.
+pub fn merged_script(units: &[&str]) -> String {
+    let list: Vec<String> = units.iter().map(|u| q(u)).collect();
+    format!(
+        "systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState -- {} 2>/dev/null; echo \"systemctl_rc=$?\"",
+        list.join(" ")
+    )
+}
+
+/// One block per unit, each followed by the shared `systemctl_rc=` line.
+pub fn split(units: &[&str], out: &str) -> Result<Vec<String>, String> {
+    let rc = out
+        .lines()
+        .find(|l| l.starts_with("systemctl_rc="))
+        .ok_or("answer cut short")?;
+    let blocks: Vec<String> = out
+        .split("\n\n")
+        .map(|b| {
+            b.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with("systemctl_rc="))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        })
+        .filter(|b| !b.is_empty())
+        .collect();
+    if blocks.is_empty() {
+        // No systemd: every unit reads the exit status alone.
+        return Ok(vec![format!("{rc}\n"); units.len()]);
+    }
+    if blocks.len() != units.len() {
+        return Err(format!(
+            "systemctl show answered {} of {} units",
+            blocks.len(),
+            units.len()
+        ));
+    }
+    Ok(blocks.into_iter().map(|b| format!("{b}{rc}\n")).collect())
 }
 
 pub fn parse(k: &str, out: &str) -> Result<ServiceFact, FactError> {
@@ -85,17 +140,44 @@ pub fn parse(k: &str, out: &str) -> Result<ServiceFact, FactError> {
     Ok(f)
 }
 
+/// Answers as the probe gives them, for tests of the types that read unit facts.
+#[cfg(test)]
+pub mod fixture {
+    pub fn unit(id: &str, load: &str, active: &str, sub: &str, file: &str) -> String {
+        format!("Id={id}\nLoadState={load}\nActiveState={active}\nSubState={sub}\nUnitFileState={file}\nsystemctl_rc=0\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn snippet_is_valid_sh_and_always_answers() {
-        let qy = query("ssh.service");
-        crate::facts::testutil::assert_valid_sh(&qy.script);
-        let stdout = crate::facts::testutil::run_sh(&qy.script);
-        let text = stdout;
+        let qy = ServiceQuery::new("ssh.service");
+        crate::facts::testutil::assert_valid_sh(&qy.script());
+        let text = crate::facts::testutil::run_sh(&qy.script());
         assert!(text.contains("systemctl_rc="), "{text}");
+        let parts = split(&["ssh.service"], &text).unwrap();
+        assert!(parts[0].contains("systemctl_rc="));
+    }
+
+    #[test]
+    fn splits_one_show_of_many_units() {
+        let out = "Id=ssh.service\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n\nId=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nsystemctl_rc=0\n";
+        let parts = split(&["ssh", "nope"], out).unwrap();
+        assert!(parse("k", &parts[0]).unwrap().running());
+        assert!(!parse("k", &parts[1]).unwrap().found());
+        assert_eq!(
+            parts[1],
+            fixture::unit("nope.service", "not-found", "inactive", "dead", "")
+        );
+        assert!(split(&["a", "b", "c"], out).is_err());
+        let none = split(&["a", "b"], "systemctl_rc=1\n").unwrap();
+        assert!(parse("k", &none[1])
+            .unwrap_err()
+            .to_string()
+            .contains("exit 1"));
     }
 
     // The shape of `systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState` on

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{parse_err, q, unexpected, FactError, FactQuery, Facts};
+use super::{parse_err, q, unexpected, Fact, FactError, Merge};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Live {
@@ -19,10 +19,6 @@ pub struct SysctlFact {
     pub values: BTreeMap<String, Live>,
 }
 
-fn key(keys: &[&str]) -> String {
-    format!("sysctl:{}", keys.join(","))
-}
-
 /// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`. A key written with slashes is already
 /// a path (that is how sysctl names interfaces with dots in them: `net/ipv4/conf/eth0.10/rp_filter`).
 pub fn proc_path(k: &str) -> String {
@@ -33,26 +29,108 @@ pub fn proc_path(k: &str) -> String {
     }
 }
 
-pub fn query(keys: &[&str]) -> FactQuery {
-    let mut script = String::new();
-    for k in keys {
-        let p = q(&proc_path(k));
-        let kq = q(k);
-        script.push_str(&format!(
-            "if [ -e {p} ]; then if v=$(tr '\\t\\n' '  ' 2>/dev/null < {p}); then printf 'val %s %s\\n' {kq} \"$v\"; \
-             else printf 'unreadable %s\\n' {kq}; fi; else printf 'missing %s\\n' {kq}; fi\n"
-        ));
+/// Live values of some keys. All sysctl queries of a probe are answered together, with shell
+/// builtins only (`read` from /proc/sys): no process at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlQuery {
+    pub keys: Vec<String>,
+}
+
+impl SysctlQuery {
+    pub fn new(keys: &[&str]) -> Self {
+        SysctlQuery {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        }
     }
-    script.push_str("echo done");
-    FactQuery {
-        key: key(keys),
-        script,
+    fn arg(&self) -> String {
+        self.keys.join("\n")
     }
 }
 
-pub fn get(facts: &Facts, keys: &[&str]) -> Result<SysctlFact, FactError> {
-    let k = key(keys);
-    parse(&k, &facts.get(&k)?.out)
+impl Fact for SysctlQuery {
+    type Output = SysctlFact;
+    fn key(&self) -> String {
+        format!("sysctl:{}", self.keys.join(","))
+    }
+    fn script(&self) -> String {
+        merged_script(&[&self.arg()])
+    }
+    fn parse(&self, out: &str) -> Result<SysctlFact, FactError> {
+        parse(&self.key(), out)
+    }
+    fn merge(&self) -> Option<Merge> {
+        Some(Merge {
+            family: "sysctl",
+            arg: self.arg(),
+            script: merged_script,
+            split,
+        })
+    }
+}
+
+/// Every key of every arg (newline-separated keys): missing ones by the `[ -e ]` builtin, all
+/// the others read by ONE `grep`. (The shell's `read` cannot be used: it reads a byte at a time,
+/// and /proc/sys answers a read at a non-zero offset with end-of-file.) A key that exists but
+/// printed nothing could not be read (write-only keys such as `vm.drop_caches`).
+pub fn merged_script(args: &[&str]) -> String {
+    let mut script = String::new();
+    let mut paths = Vec::new();
+    for k in unique_keys(args) {
+        let p = q(&proc_path(k));
+        script.push_str(&format!("[ -e {p} ] || printf 'missing %s\\n' {};\n", q(k)));
+        paths.push(p);
+    }
+    script.push_str(&format!(
+        "echo @read; grep -Hs '' -- {} </dev/null; echo done",
+        paths.join(" ")
+    ));
+    script
+}
+
+fn unique_keys<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = args.iter().flat_map(|a| a.lines()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Each arg gets a `val`, `missing` or `unreadable` line per key, then `done`.
+pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
+    let (head, read) = out.split_once("@read\n").ok_or("answer cut short")?;
+    let read = read
+        .strip_suffix("done\n")
+        .or_else(|| read.strip_suffix("done"))
+        .ok_or("answer cut short")?;
+    let missing: std::collections::BTreeSet<&str> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("missing "))
+        .collect();
+    let mut lines = std::collections::BTreeMap::new();
+    for k in unique_keys(args) {
+        let line = if missing.contains(k) {
+            format!("missing {k}")
+        } else {
+            let prefix = format!("{}:", proc_path(k));
+            let v: Vec<&str> = read
+                .lines()
+                .filter_map(|l| l.strip_prefix(prefix.as_str()))
+                .collect();
+            if v.is_empty() {
+                format!("unreadable {k}")
+            } else {
+                format!("val {k} {}", v.join(" "))
+            }
+        };
+        lines.insert(k, line);
+    }
+    Ok(args
+        .iter()
+        .map(|a| {
+            let mut s: String = a.lines().map(|k| format!("{}\n", lines[k])).collect();
+            s.push_str("done\n");
+            s
+        })
+        .collect())
 }
 
 /// Collapse runs of whitespace to one space and trim, so `32768 60999` equals `32768\t60999`.
@@ -95,18 +173,8 @@ mod tests {
 
     #[test]
     fn snippet_is_valid_sh() {
-        let qy = query(&["net.ipv4.ip_forward", "net/ipv4/conf/eth0.10/rp_filter"]);
-        let out = std::process::Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(&qy.script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let qy = SysctlQuery::new(&["net.ipv4.ip_forward", "net/ipv4/conf/eth0.10/rp_filter"]);
+        crate::facts::testutil::assert_valid_sh(&qy.script());
     }
 
     #[test]
@@ -117,8 +185,13 @@ mod tests {
             "net.ipv4.ip_local_port_range",
             "no.such.key_xyz",
         ];
-        let qy = query(&keys);
-        let f = parse(&qy.key, &sh(&qy.script)).unwrap();
+        let qy = SysctlQuery::new(&keys);
+        let other = SysctlQuery::new(&["kernel.ostype"]);
+        let args = [qy.arg(), other.arg()];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let parts = split(&args, &sh(&merged_script(&args))).unwrap();
+        let f = qy.parse(&parts[0]).unwrap();
+        assert_eq!(other.parse(&parts[1]).unwrap().values.len(), 1);
         assert_eq!(f.values["kernel.ostype"], Live::Value("Linux".into()));
         match &f.values["net.ipv4.ip_local_port_range"] {
             Live::Value(v) => assert!(!v.contains('\t') && v.split(' ').count() == 2, "{v:?}"),

@@ -47,20 +47,19 @@ pub struct UfwFact {
 }
 
 pub fn query() -> FactQuery {
-    FactQuery {
-        key: KEY.into(),
-        script: "if command -v ufw >/dev/null 2>&1; then echo installed yes; else echo installed no; fi; \
+    FactQuery::single(
+        KEY,
+        "if command -v ufw >/dev/null 2>&1; then echo installed yes; else echo installed no; fi; \
                  [ -r /etc/ufw/ufw.conf ] && sed -n 's/^ENABLED=/enabled /p' /etc/ufw/ufw.conf; \
                  [ -r /etc/default/ufw ] && sed -n -e 's/^DEFAULT_INPUT_POLICY=/input /p' -e 's/^DEFAULT_OUTPUT_POLICY=/output /p' /etc/default/ufw; \
                  [ -r /etc/ufw/user.rules ] && sed -n 's/^### tuple ### /v4 /p' /etc/ufw/user.rules; \
                  [ -r /etc/ufw/user6.rules ] && sed -n 's/^### tuple ### /v6 /p' /etc/ufw/user6.rules; \
-                 echo done"
-            .into(),
-    }
+                 echo done",
+    )
 }
 
 pub fn get(facts: &Facts) -> Result<UfwFact, FactError> {
-    parse(&facts.get(KEY)?.out)
+    parse(&facts.raw_answer(KEY)?.out)
 }
 
 fn unquote(v: &str) -> String {

@@ -4,7 +4,7 @@
 //! The shadow hash itself never leaves the host: `labctl facts` prints facts, so the probe sends
 //! only the sha256 of the hash field and `user` compares it with the sha256 of the wanted hash.
 
-use super::{file, parse_err, q, unexpected, FactError, FactQuery, Facts};
+use super::{file, parse_err, q, unexpected, Fact, FactError, FactQuery, Facts, Merge};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UserFact {
@@ -51,21 +51,21 @@ fn group_key(name: &str) -> String {
 /// `passwd …`, `primary …`, `groups …`, `shadow <sha256>|none`, or `absent`.
 pub fn user_query(name: &str) -> FactQuery {
     let n = q(name);
-    FactQuery {
-        key: user_key(name),
-        script: format!(
+    FactQuery::single(
+        user_key(name),
+        format!(
             "if e=$(getent passwd {n}); then printf 'passwd %s\\n' \"$e\"; \
              printf 'primary %s\\n' \"$(id -gn {n})\"; printf 'groups %s\\n' \"$(id -nG {n})\"; \
              s=$(getent shadow {n} | cut -d: -f2); \
              if [ -n \"$s\" ]; then printf '%s' \"$s\" | sha256sum | cut -d' ' -f1 | sed 's/^/shadow /'; else echo 'shadow none'; fi; \
              else echo absent; fi"
         ),
-    }
+    )
 }
 
 pub fn get_user(facts: &Facts, name: &str) -> Result<UserFact, FactError> {
     let k = user_key(name);
-    parse_user(&k, &facts.get(&k)?.out)
+    parse_user(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn parse_user(k: &str, out: &str) -> Result<UserFact, FactError> {
@@ -120,17 +120,15 @@ pub fn parse_passwd(k: &str, line: &str) -> Result<UserFact, FactError> {
 /// `group name:x:gid:members` or `absent`.
 pub fn group_query(name: &str) -> FactQuery {
     let n = q(name);
-    FactQuery {
-        key: group_key(name),
-        script: format!(
-            "if e=$(getent group {n}); then printf 'group %s\\n' \"$e\"; else echo absent; fi"
-        ),
-    }
+    FactQuery::single(
+        group_key(name),
+        format!("if e=$(getent group {n}); then printf 'group %s\\n' \"$e\"; else echo absent; fi"),
+    )
 }
 
 pub fn get_group(facts: &Facts, name: &str) -> Result<GroupFact, FactError> {
     let k = group_key(name);
-    parse_group(&k, &facts.get(&k)?.out)
+    parse_group(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn parse_group(k: &str, out: &str) -> Result<GroupFact, FactError> {
@@ -175,40 +173,121 @@ pub struct AuthorizedKeysFact {
     pub file: file::FileFact,
 }
 
-fn authorized_keys_key(user: &str, path: Option<&str>) -> String {
-    format!("authorized_keys:{user}:{}", path.unwrap_or("~"))
+/// A user's authorized_keys (at `path`, or in the home the host resolves). All of a probe's
+/// are answered by one snippet (`Merge`), and each answer is split back into
+/// `home …`, `primary …`, `path …` lines plus the file fact's own answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKeysQuery {
+    pub user: String,
+    pub path: Option<String>,
+}
+
+impl AuthorizedKeysQuery {
+    pub fn new(user: &str, path: Option<&str>) -> Self {
+        AuthorizedKeysQuery {
+            user: user.to_string(),
+            path: path.map(String::from),
+        }
+    }
+    fn arg(&self) -> String {
+        format!("{}\n{}", self.user, self.path.as_deref().unwrap_or(""))
+    }
+}
+
+impl Fact for AuthorizedKeysQuery {
+    type Output = AuthorizedKeysFact;
+    fn key(&self) -> String {
+        format!(
+            "authorized_keys:{}:{}",
+            self.user,
+            self.path.as_deref().unwrap_or("~")
+        )
+    }
+    fn script(&self) -> String {
+        authorized_keys_script(&[&self.arg()])
+    }
+    fn parse(&self, out: &str) -> Result<AuthorizedKeysFact, FactError> {
+        parse_authorized_keys(&self.key(), out)
+    }
+    fn merge(&self) -> Option<Merge> {
+        Some(Merge {
+            family: "authorized_keys",
+            arg: self.arg(),
+            script: authorized_keys_script,
+            split: authorized_keys_split,
+        })
+    }
 }
 
 /// Stand-in path spliced out of the file fact's snippet for the shell variable holding the real
 /// one; it never reaches a host.
 const PLACEHOLDER: &str = "/labctl-placeholder-path";
 
-pub fn authorized_keys_query(user: &str, path: Option<&str>) -> FactQuery {
-    let u = q(user);
-    let set_path = match path {
-        Some(p) => format!("__f={}", q(p)),
-        None => "__f=\"$__h/.ssh/authorized_keys\"".to_string(),
-    };
-    let file_script = file::query(PLACEHOLDER, true)
-        .script
-        .replace(&q(PLACEHOLDER), "\"$__f\"");
-    FactQuery {
-        key: authorized_keys_key(user, path),
-        script: format!(
-            "if e=$(getent passwd {u}); then __h=$(printf '%s' \"$e\" | cut -d: -f6); {set_path}; \
-             printf 'home %s\\nprimary %s\\npath %s\\n' \"$__h\" \"$(id -gn {u})\" \"$__f\"; {file_script}; \
-             else echo nouser; fi"
-        ),
+/// Per arg (`USER\nPATH`, PATH empty for the home's file): `@ak N`, then `nouser`, or the
+/// home/primary/path lines and the file fact's merged answer for that one path.
+fn authorized_keys_script(args: &[&str]) -> String {
+    let file_script =
+        file::merged_script(&[&format!("c{PLACEHOLDER}")]).replace(&q(PLACEHOLDER), "\"$__f\"");
+    let mut s = String::new();
+    for (i, a) in args.iter().enumerate() {
+        let (user, path) = a.split_once('\n').unwrap_or((a, ""));
+        let u = q(user);
+        let set_path = if path.is_empty() {
+            "__f=\"$__h/.ssh/authorized_keys\"".to_string()
+        } else {
+            format!("__f={}", q(path))
+        };
+        // The home is passwd's 6th field, cut by parameter expansion (no process).
+        s.push_str(&format!(
+            "echo '@ak {i}'; if e=$(getent passwd {u}); then __h=${{e%:*}}; __h=${{__h##*:}}; {set_path}; \
+             printf 'home %s\\nprimary %s\\npath %s\\n' \"$__h\" \"$(id -gn {u})\" \"$__f\"; {file_script}
+             else echo nouser; fi\n"
+        ));
     }
+    s.push_str("echo '@ak end'");
+    s
 }
 
-pub fn get_authorized_keys(
-    facts: &Facts,
-    user: &str,
-    path: Option<&str>,
-) -> Result<AuthorizedKeysFact, FactError> {
-    let k = authorized_keys_key(user, path);
-    parse_authorized_keys(&k, &facts.get(&k)?.out)
+fn authorized_keys_split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
+    if !out.lines().any(|l| l == "@ak end") {
+        return Err("answer cut short".into());
+    }
+    let mut chunks: Vec<Vec<&str>> = Vec::new();
+    for line in out.lines() {
+        if line == "@ak end" {
+            break;
+        }
+        if line.starts_with("@ak ") {
+            chunks.push(Vec::new());
+        } else if let Some(c) = chunks.last_mut() {
+            c.push(line);
+        }
+    }
+    if chunks.len() != args.len() {
+        return Err(format!("answered {} of {} users", chunks.len(), args.len()));
+    }
+    chunks
+        .into_iter()
+        .map(|lines| {
+            let mut head = String::new();
+            let mut rest = String::new();
+            let mut path = None;
+            for l in lines {
+                match l.split_once(' ').map(|(t, _)| t).unwrap_or(l) {
+                    "nouser" | "home" | "primary" => head.push_str(&format!("{l}\n")),
+                    "path" => {
+                        path = Some(&l[5..]);
+                        head.push_str(&format!("{l}\n"));
+                    }
+                    _ => rest.push_str(&format!("{l}\n")),
+                }
+            }
+            if let Some(p) = path {
+                head.push_str(&file::split(&[&format!("c{p}")], &rest)?.remove(0));
+            }
+            Ok(head)
+        })
+        .collect()
 }
 
 pub fn parse_authorized_keys(k: &str, out: &str) -> Result<AuthorizedKeysFact, FactError> {
@@ -254,13 +333,13 @@ pub fn foreign_owned_query(path: &str, owner: Option<&str>, group: Option<&str>)
     } else {
         tests.join(" -o ")
     };
-    FactQuery {
-        key: format!("owned:{path}:{}:{}", owner.unwrap_or(""), group.unwrap_or("")),
-        script: format!(
+    FactQuery::single(
+        format!("owned:{path}:{}:{}", owner.unwrap_or(""), group.unwrap_or("")),
+        format!(
             "if [ -d {p} ] && [ ! -L {p} ]; then if x=$(find {p} \\( {expr} \\) -print -quit 2>/dev/null); then \
              if [ -n \"$x\" ]; then echo foreign; else echo clean; fi; else echo unknown; fi; else echo absent; fi"
         ),
-    }
+    )
 }
 
 /// Some(true) when something under the tree needs a chown, None when the directory is absent.
@@ -271,7 +350,7 @@ pub fn get_foreign_owned(
     group: Option<&str>,
 ) -> Result<Option<bool>, FactError> {
     let k = foreign_owned_query(path, owner, group).key;
-    match facts.get(&k)?.out.trim() {
+    match facts.raw_answer(&k)?.out.trim() {
         "absent" => Ok(None),
         "clean" => Ok(Some(false)),
         // `unknown`: cannot tell (an owner created later in this run); a chown -R is harmless.
@@ -358,8 +437,13 @@ mod tests {
         let p = d.path().join("keys");
         std::fs::write(&p, "ssh-ed25519 AAAA x\n").unwrap();
         let me = whoami();
-        let qy = authorized_keys_query(&me, Some(p.to_str().unwrap()));
-        let f = parse_authorized_keys(&qy.key, &run_sh(&qy.script)).unwrap();
+        let ask = |qy: &AuthorizedKeysQuery| {
+            let out = run_sh(&qy.script());
+            authorized_keys_split(&[&qy.arg()], &out)
+                .and_then(|mut v| qy.parse(&v.remove(0)).map_err(|e| e.to_string()))
+        };
+        let qy = AuthorizedKeysQuery::new(&me, Some(p.to_str().unwrap()));
+        let f = ask(&qy).unwrap();
         assert!(f.user_exists && f.file.exists, "{f:?}");
         assert_eq!(f.path, p.to_str().unwrap());
         assert_eq!(
@@ -367,20 +451,16 @@ mod tests {
             Some(&b"ssh-ed25519 AAAA x\n"[..])
         );
 
-        let qy = authorized_keys_query("root", None);
-        assert!(qy.script.contains("\"$__f\"") && !qy.script.contains(PLACEHOLDER));
-        let f = parse_authorized_keys(&qy.key, &run_sh(&qy.script));
+        let qy = AuthorizedKeysQuery::new("root", None);
+        assert!(qy.script().contains("\"$__f\"") && !qy.script().contains(PLACEHOLDER));
+        let f = ask(&qy);
         // Without root the stat of /root/.ssh may fail; with root it parses either way.
         if whoami() == "root" {
             let f = f.unwrap();
             assert!(f.path.ends_with("/.ssh/authorized_keys"), "{f:?}");
         }
-        let qy = authorized_keys_query("labctl-no-such-user", None);
-        assert!(
-            !parse_authorized_keys(&qy.key, &run_sh(&qy.script))
-                .unwrap()
-                .user_exists
-        );
+        let qy = AuthorizedKeysQuery::new("labctl-no-such-user", None);
+        assert!(!ask(&qy).unwrap().user_exists);
     }
 
     #[test]

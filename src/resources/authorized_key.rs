@@ -22,7 +22,8 @@ use serde::Deserialize;
 use super::support::fs::{check_path, meta_commands};
 use super::user::check_name;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::users::AuthorizedKeysQuery;
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -288,6 +289,11 @@ pub fn edit(spec: &Spec, old: &str) -> Result<Option<(String, Vec<String>)>, Str
     Ok(Some((body, reasons)))
 }
 
+/// The one query `facts` asks and `diff` reads.
+fn seen_query(spec: &Spec) -> AuthorizedKeysQuery {
+    AuthorizedKeysQuery::new(&spec.user, spec.path.as_deref())
+}
+
 impl Resource for AuthorizedKey {
     const KIND: &'static str = "authorized_key";
     type Spec = Spec;
@@ -304,16 +310,12 @@ impl Resource for AuthorizedKey {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::users::authorized_keys_query(
-            &spec.user,
-            spec.path.as_deref(),
-        )]
+        vec![seen_query(spec).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
-        let seen = facts::users::get_authorized_keys(facts, &spec.user, spec.path.as_deref())
-            .map_err(|e| e.to_string())?;
+        let seen = facts.get(&seen_query(spec)).map_err(|e| e.to_string())?;
         if !seen.user_exists {
             if spec.state == State::Absent {
                 return Ok(None);
@@ -332,7 +334,7 @@ impl Resource for AuthorizedKey {
         }
         let file = &seen.file;
         let path = seen.path.as_str();
-        if file.exists && file.kind != "file" {
+        if file.exists && file.kind != crate::facts::file::FileKind::File {
             return Err(format!(
                 "{path} is a {} on the host, not a file; set `path` to the real file",
                 file.kind

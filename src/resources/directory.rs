@@ -21,7 +21,8 @@ use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::file::{FileKind, FileQuery};
+use crate::facts::{self, Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct Directory;
@@ -120,7 +121,7 @@ impl Resource for Directory {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        let mut v = vec![facts::file::query(&spec.path, false)];
+        let mut v = vec![FileQuery::new(&spec.path, false).query()];
         if spec.recurse {
             v.push(facts::users::foreign_owned_query(
                 &spec.path,
@@ -133,12 +134,14 @@ impl Resource for Directory {
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
-        let seen = facts::file::get(facts, &spec.path, false).map_err(|e| e.to_string())?;
+        let seen = facts
+            .get(&FileQuery::new(&spec.path, false))
+            .map_err(|e| e.to_string())?;
         if spec.state == State::Absent {
             if !seen.exists {
                 return Ok(None);
             }
-            if seen.kind != "directory" {
+            if seen.kind != FileKind::Directory {
                 return Err(format!("{} is a {} on the host, not a directory; remove it with `file` (or `symlink`) `state: absent`", spec.path, seen.kind));
             }
             return Ok(Some(Drift::new(
@@ -147,7 +150,7 @@ impl Resource for Directory {
                 vec![Step::sh(format!("rm -rf -- {}", q(&spec.path)))],
             )));
         }
-        if seen.exists && seen.kind != "directory" {
+        if seen.exists && seen.kind != FileKind::Directory {
             let what = match &seen.link_target {
                 Some(t) => format!("a symlink to {t}"),
                 None => format!("a {}", seen.kind),

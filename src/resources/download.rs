@@ -21,7 +21,8 @@ use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::file::{FileKind, FileQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -87,14 +88,16 @@ impl Resource for Download {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::file::query(&spec.dest, false)]
+        vec![FileQuery::new(&spec.dest, false).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
         let want = spec.sha256.to_ascii_lowercase();
-        let seen = facts::file::get(facts, &spec.dest, false).map_err(|e| e.to_string())?;
-        if seen.exists && seen.kind != "file" {
+        let seen = facts
+            .get(&FileQuery::new(&spec.dest, false))
+            .map_err(|e| e.to_string())?;
+        if seen.exists && seen.kind != FileKind::File {
             return Err(format!(
                 "{} is a {} on the host, not a file",
                 spec.dest, seen.kind

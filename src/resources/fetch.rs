@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use super::support::fs::check_path;
 use super::{deserialize_mode, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::file::{FileKind, FileQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct Fetch;
@@ -108,13 +109,15 @@ impl Resource for Fetch {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::file::query(&spec.src, false)]
+        vec![FileQuery::new(&spec.src, false).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
-        let seen = facts::file::get(facts, &spec.src, false).map_err(|e| e.to_string())?;
-        if seen.exists && seen.kind != "file" {
+        let seen = facts
+            .get(&FileQuery::new(&spec.src, false))
+            .map_err(|e| e.to_string())?;
+        if seen.exists && seen.kind != FileKind::File {
             return Err(format!(
                 "src {} is a {} on the host, not a file",
                 spec.src, seen.kind

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
 use super::{content_diff, deserialize_mode, q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, file::FileFact, FactQuery, Facts};
+use crate::facts::file::{FileFact, FileKind, FileQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -96,17 +97,16 @@ impl Resource for File {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::file::query(&spec.path, spec.body.is_some())]
+        vec![seen_query(spec).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        let seen =
-            facts::file::get(facts, &spec.path, spec.body.is_some()).map_err(|e| e.to_string())?;
+        let seen = facts.get(&seen_query(spec)).map_err(|e| e.to_string())?;
         if spec.state == State::Absent {
             if !seen.exists {
                 return Ok(None);
             }
-            if seen.kind == "directory" {
+            if seen.kind == FileKind::Directory {
                 return Err(format!(
                     "{} is a directory; use `directory` with `state: absent`",
                     spec.path
@@ -118,7 +118,7 @@ impl Resource for File {
                 vec![Step::sh(format!("rm -f -- {}", q(&spec.path)))],
             )));
         }
-        if seen.exists && seen.kind == "directory" {
+        if seen.exists && seen.kind == FileKind::Directory {
             return Err(format!(
                 "{} is a directory on the host, not a file",
                 spec.path
@@ -133,7 +133,7 @@ impl Resource for File {
                 reasons.push("absent".to_string());
                 diff = Some(content_diff(&spec.path, None, body.expose(), cx));
                 content_changed = true;
-            } else if seen.kind == "symlink" {
+            } else if seen.kind == FileKind::Symlink {
                 reasons.push("is a symlink".to_string());
                 content_changed = true;
             } else if seen.sha256.as_deref() != Some(want.as_str()) {
@@ -156,7 +156,7 @@ impl Resource for File {
             reasons.extend(meta.iter().filter(|_| seen.exists).cloned());
             let content = spec.body.clone().unwrap_or_else(|| Secret::new(Vec::new()));
             let mode = spec.mode.clone().or_else(|| {
-                if seen.exists && seen.kind == "file" {
+                if seen.exists && seen.kind == FileKind::File {
                     Some(seen.mode.clone())
                 } else {
                     None
@@ -195,6 +195,11 @@ impl Resource for File {
             vec![Step::sh(meta_script(spec))],
         )))
     }
+}
+
+/// The one query `facts` asks and `diff` reads.
+fn seen_query(spec: &Spec) -> FileQuery {
+    FileQuery::new(&spec.path, spec.body.is_some())
 }
 
 fn meta_reasons(spec: &Spec, seen: &FileFact) -> Vec<String> {

@@ -31,7 +31,8 @@ use serde::Deserialize;
 
 use super::support::fs::check_path;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::file::{FileKind, FileQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -217,7 +218,7 @@ impl Resource for Line {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::file::query(&spec.path, true)]
+        vec![FileQuery::new(&spec.path, true).query()]
     }
 
     /// Writes the whole file computed from the content probed at plan time. That is safe against
@@ -226,7 +227,9 @@ impl Resource for Line {
     /// `line` on the same file, is seen), and a saved plan is refused when the file moved since.
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
-        let seen = facts::file::get(facts, &spec.path, true).map_err(|e| e.to_string())?;
+        let seen = facts
+            .get(&FileQuery::new(&spec.path, true))
+            .map_err(|e| e.to_string())?;
         if !seen.exists {
             if spec.state == State::Absent {
                 return Ok(None);
@@ -251,9 +254,9 @@ impl Resource for Line {
                 Drift::new(Action::Create, vec!["absent".into()], vec![step]).with_diff(Some(diff)),
             ));
         }
-        match seen.kind.as_str() {
-            "file" => {}
-            "symlink" => {
+        match seen.kind {
+            FileKind::File => {}
+            FileKind::Symlink => {
                 return Err(format!(
                 "{} is a symlink (to {}); point `path` at the real file so the link stays a link",
                 spec.path,

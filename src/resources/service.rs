@@ -18,7 +18,8 @@
 use serde::Deserialize;
 
 use super::{q, DiffCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::service::ServiceQuery;
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct Service;
@@ -71,7 +72,7 @@ impl Resource for Service {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::service::query(&spec.name)]
+        vec![ServiceQuery::new(&spec.name).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
@@ -90,7 +91,9 @@ impl Resource for Service {
         if spec.enabled.is_none() && spec.state.is_none() {
             return Err("give `enabled` and/or `state` (started|stopped)".into());
         }
-        let seen = facts::service::get(facts, &spec.name).map_err(|e| e.to_string())?;
+        let seen = facts
+            .get(&ServiceQuery::new(&spec.name))
+            .map_err(|e| e.to_string())?;
         let n = &spec.name;
 
         if !seen.found() {

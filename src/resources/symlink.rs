@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
 use super::{q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::file::{FileKind, FileQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct Symlink;
@@ -76,15 +77,17 @@ impl Resource for Symlink {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::file::query(&spec.path, false)]
+        vec![FileQuery::new(&spec.path, false).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
-        let seen = facts::file::get(facts, &spec.path, false).map_err(|e| e.to_string())?;
+        let seen = facts
+            .get(&FileQuery::new(&spec.path, false))
+            .map_err(|e| e.to_string())?;
         let p = q(&spec.path);
         if spec.state == State::Absent {
-            if seen.exists && seen.kind == "symlink" {
+            if seen.exists && seen.kind == FileKind::Symlink {
                 return Ok(Some(Drift::new(
                     Action::Remove,
                     vec!["present".into()],
@@ -108,12 +111,12 @@ impl Resource for Symlink {
                 vec![Step::sh(link)],
             )));
         }
-        match seen.kind.as_str() {
-            "symlink" => {}
+        match seen.kind {
+            FileKind::Symlink => {}
             // `ln -sfn` onto a directory would put the link inside it.
-            "directory" => return Err(format!("{} is a directory on the host; labctl will not replace a directory with a link (remove it first)", spec.path)),
+            FileKind::Directory => return Err(format!("{} is a directory on the host; labctl will not replace a directory with a link (remove it first)", spec.path)),
             kind if !spec.force => {
-                let what = if kind == "file" { "a regular file" } else { "not a symlink" };
+                let what = if kind == FileKind::File { "a regular file" } else { "not a symlink" };
                 return Err(format!("{} is {what} on the host; set `force: true` to replace it with a link to {target}", spec.path));
             }
             _ => return Ok(Some(Drift::new(Action::Update, vec![format!("{} replaced by a link", seen.kind)], vec![Step::sh(link)]))),

@@ -19,7 +19,9 @@ use serde::Deserialize;
 
 use super::support::fs::check_path;
 use super::{content_diff, q, DiffCx, Resource};
-use crate::facts::{self, sysctl::Live, FactQuery, Facts};
+use crate::facts::file::{FileKind, FileQuery};
+use crate::facts::sysctl::{self, Live, SysctlQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -62,7 +64,7 @@ impl Spec {
     pub fn body(&self) -> String {
         let mut s = String::from("# managed by labctl\n");
         for (k, v) in &self.values {
-            s.push_str(&format!("{k} = {}\n", facts::sysctl::normalize(v)));
+            s.push_str(&format!("{k} = {}\n", sysctl::normalize(v)));
         }
         s
     }
@@ -93,6 +95,14 @@ fn validate(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
+/// The drop-in file and the live values: the queries `facts` asks and `diff` reads.
+fn queries(spec: &Spec) -> (FileQuery, SysctlQuery) {
+    (
+        FileQuery::new(&spec.file, true),
+        SysctlQuery::new(&spec.keys()),
+    )
+}
+
 impl Resource for Sysctl {
     const KIND: &'static str = "sysctl";
     type Spec = Spec;
@@ -106,17 +116,19 @@ impl Resource for Sysctl {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        let mut v = vec![facts::file::query(&spec.file, true)];
+        let (file, live) = queries(spec);
+        let mut v = vec![file.query()];
         if spec.apply {
-            v.push(facts::sysctl::query(&spec.keys()));
+            v.push(live.query());
         }
         v
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         validate(spec)?;
-        let seen = facts::file::get(facts, &spec.file, true).map_err(|e| e.to_string())?;
-        if seen.exists && seen.kind != "file" {
+        let (file, live) = queries(spec);
+        let seen = facts.get(&file).map_err(|e| e.to_string())?;
+        if seen.exists && seen.kind != FileKind::File {
             return Err(format!(
                 "{} is a {} on the host, not a file",
                 spec.file, seen.kind
@@ -150,10 +162,10 @@ impl Resource for Sysctl {
             });
         }
         if spec.apply {
-            let live = facts::sysctl::get(facts, &spec.keys()).map_err(|e| e.to_string())?;
+            let live = facts.get(&live).map_err(|e| e.to_string())?;
             let mut live_drift = false;
             for (k, v) in &spec.values {
-                let want = facts::sysctl::normalize(v);
+                let want = sysctl::normalize(v);
                 match live.values.get(k) {
                     Some(Live::Value(have)) if *have == want => {}
                     Some(Live::Value(have)) => {
