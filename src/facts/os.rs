@@ -23,7 +23,7 @@ pub fn query() -> FactQuery {
         KEY,
         "[ -r /etc/os-release ] && . /etc/os-release; \
                  printf 'id=%s\\nlike=%s\\nversion=%s\\ncodename=%s\\n' \"$ID\" \"$ID_LIKE\" \"$VERSION_ID\" \"$VERSION_CODENAME\"; \
-                 printf 'hostname=%s\\narch=%s\\nuid=%s\\n' \"$(hostname 2>/dev/null || cat /etc/hostname)\" \"$(uname -m)\" \"$(id -u)\"; \
+                 __u=$(uname -n -m) || __u=\"$(cat /etc/hostname) unknown\"; printf 'hostname=%s\\narch=%s\\nuid=%s\\n' \"${__u% *}\" \"${__u##* }\" \"$(id -u)\"; \
                  [ -d /run/systemd/system ] && echo systemd=1 || echo systemd=0",
     )
 }

@@ -144,7 +144,8 @@ pub fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
     // Installed names (bare and with :arch), space-separated, from one dpkg-query.
     let (pre, filter) = if only_missing {
         (
-            format!("have=\" $(dpkg-query -W -f='${{db:Status-Abbrev}} ${{Package}} ${{Package}}:${{Architecture}}\\n' -- {list} 2>/dev/null | awk '$1 ~ /^.i/ {{ print $2; print $3 }}' | tr '\\n' ' ') \"; "),
+            // One dpkg-query; the installed names are picked out by a builtin `read` loop.
+            format!("have=' '; while read -r __st __n __na; do case $__st in ?i*) have=\"$have$__n $__na \";; esac; done <<__LABCTL_DPKG__\n$(dpkg-query -W -f='${{db:Status-Abbrev}} ${{Package}} ${{Package}}:${{Architecture}}\\n' -- {list} 2>/dev/null)\n__LABCTL_DPKG__\n"),
             "case \"$have\" in *\" $p \"*) continue;; esac; ",
         )
     } else {
@@ -230,10 +231,12 @@ impl ListsFact {
 pub fn lists_query() -> FactQuery {
     FactQuery::single(
         LISTS_KEY,
+        // One stat for every candidate file (not one per file).
         "n=0; newest=0; \
-                 for f in /var/lib/apt/lists/*_Packages*; do [ -e \"$f\" ] && n=$((n+1)); done; \
+                 for f in /var/lib/apt/lists/*_Packages*; do [ -e \"$f\" ] && n=$((n+1)); done; set --; \
                  for f in /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists/*InRelease /var/lib/apt/lists/*_Release /var/lib/apt/lists/*_Packages*; do \
-                 [ -e \"$f\" ] || continue; m=$(stat -c %Y -- \"$f\" 2>/dev/null) || continue; [ \"$m\" -gt \"$newest\" ] && newest=$m; done; \
+                 [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done; \
+                 if [ $# -gt 0 ]; then for m in $(stat -c %Y -- \"$@\" 2>/dev/null); do [ \"$m\" -gt \"$newest\" ] && newest=$m; done; fi; \
                  printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$(date +%s)\"",
     )
 }

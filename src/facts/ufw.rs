@@ -50,10 +50,12 @@ pub fn query() -> FactQuery {
     FactQuery::single(
         KEY,
         "if command -v ufw >/dev/null 2>&1; then echo installed yes; else echo installed no; fi; \
-                 [ -r /etc/ufw/ufw.conf ] && sed -n 's/^ENABLED=/enabled /p' /etc/ufw/ufw.conf; \
-                 [ -r /etc/default/ufw ] && sed -n -e 's/^DEFAULT_INPUT_POLICY=/input /p' -e 's/^DEFAULT_OUTPUT_POLICY=/output /p' /etc/default/ufw; \
-                 [ -r /etc/ufw/user.rules ] && sed -n 's/^### tuple ### /v4 /p' /etc/ufw/user.rules; \
-                 [ -r /etc/ufw/user6.rules ] && sed -n 's/^### tuple ### /v6 /p' /etc/ufw/user6.rules; \
+                 __ur() { [ -r \"$1\" ] || return 0; while IFS= read -r __l || [ -n \"$__l\" ]; do case $__l in \
+                 ENABLED=*) echo \"enabled ${__l#ENABLED=}\";; \
+                 DEFAULT_INPUT_POLICY=*) echo \"input ${__l#DEFAULT_INPUT_POLICY=}\";; \
+                 DEFAULT_OUTPUT_POLICY=*) echo \"output ${__l#DEFAULT_OUTPUT_POLICY=}\";; \
+                 '### tuple ### '*) echo \"$2 ${__l#'### tuple ### '}\";; esac; done < \"$1\"; }; \
+                 __ur /etc/ufw/ufw.conf; __ur /etc/default/ufw; __ur /etc/ufw/user.rules v4; __ur /etc/ufw/user6.rules v6; \
                  echo done",
     )
 }

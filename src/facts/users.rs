@@ -56,8 +56,8 @@ pub fn user_query(name: &str) -> FactQuery {
         format!(
             "if e=$(getent passwd {n}); then printf 'passwd %s\\n' \"$e\"; \
              printf 'primary %s\\n' \"$(id -gn {n})\"; printf 'groups %s\\n' \"$(id -nG {n})\"; \
-             s=$(getent shadow {n} | cut -d: -f2); \
-             if [ -n \"$s\" ]; then printf '%s' \"$s\" | sha256sum | cut -d' ' -f1 | sed 's/^/shadow /'; else echo 'shadow none'; fi; \
+             s=$(getent shadow {n}); s=${{s#*:}}; s=${{s%%:*}}; \
+             if [ -n \"$s\" ]; then h=$(printf '%s' \"$s\" | sha256sum) && echo \"shadow ${{h%% *}}\"; else echo 'shadow none'; fi; \
              else echo absent; fi"
         ),
     )
