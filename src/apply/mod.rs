@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use crate::facts::{self, probe, FactQuery, Facts};
 use crate::plan::build::{self, Keys, Planned};
-use crate::plan::{HostPlan, Plan, Step};
+use crate::plan::{HostError, HostPlan, Plan, Step};
 use crate::site::select::{Compiled, HostWork, Item};
-use crate::transport::{HostKeyPolicy, Transport, TransportError};
+use crate::transport::{HostKeyPolicy, Transport};
 
 #[derive(Debug, Clone)]
 pub struct Opts {
@@ -45,8 +45,9 @@ pub struct Recap {
     pub failed: Vec<Failure>,
     pub handlers: Vec<String>,
     pub unreachable: bool,
-    /// `apply --plan` refused this host: its facts moved since the plan.
-    pub refused: Option<String>,
+    /// Refused this host: its facts moved since the saved plan, or another run holds its lock.
+    #[serde(serialize_with = "crate::plan::error::as_message")]
+    pub refused: Option<HostError>,
     /// Steps left undone after Ctrl-C or an exceeded --max-fail-percent.
     pub skipped: usize,
 }
@@ -75,27 +76,20 @@ pub struct HostOutcome {
 impl HostOutcome {
     fn empty(host: &str) -> HostOutcome {
         HostOutcome {
-            plan: HostPlan {
-                host: host.to_string(),
-                changes: vec![],
-                in_sync: 0,
-                error: None,
-                unreachable: false,
-            },
+            plan: HostPlan::new(host),
             recap: Recap::empty(host),
         }
     }
 
     /// The host failed before any change: `resource` says where ("(connection)", "-").
-    fn failed(host: &str, resource: &str, msg: String, unreachable: bool) -> HostOutcome {
+    fn failed(host: &str, resource: &str, error: HostError) -> HostOutcome {
         let mut o = HostOutcome::empty(host);
-        o.plan.error = Some(msg.clone());
-        o.plan.unreachable = unreachable;
-        o.recap.unreachable = unreachable;
+        o.recap.unreachable = matches!(error, HostError::Unreachable(_));
         o.recap.failed.push(Failure {
             resource: resource.into(),
-            message: msg,
+            message: error.to_string(),
         });
+        o.plan.error = Some(error);
         o
     }
 
@@ -113,11 +107,8 @@ impl HostOutcome {
         let (pb, y) = (b.plan, b.recap);
         pa.changes.extend(pb.changes);
         pa.in_sync += pb.in_sync;
-        pa.unreachable |= pb.unreachable;
-        pa.error = match (pa.error, pb.error) {
-            (Some(x), Some(y)) => Some(format!("{x}\n{y}")),
-            (x, y) => x.or(y),
-        };
+        // A host that failed sits out later plays, so at most one play has an error.
+        pa.error = pa.error.or(pb.error);
         x.ok += y.ok;
         x.changed.extend(y.changed);
         x.failed.extend(y.failed);
@@ -185,7 +176,7 @@ pub async fn plan_hosts(
         let o = o.clone();
         async move { plan_one(&c.hosts[i], &o, ev.as_ref()).await }
     };
-    let on_panic = |host: &str, msg: String| HostOutcome::failed(host, "-", msg, false).plan;
+    let on_panic = |host: &str, msg: String| HostPlan::failed(host, HostError::Internal(msg));
     for_each_host(&compiled, &idxs, opts.forks, &events, job, on_panic).await
 }
 
@@ -230,8 +221,7 @@ pub async fn apply_hosts(
                         HostOutcome::failed(
                             &compiled.hosts[i].host,
                             "(connection)",
-                            msg.clone(),
-                            false,
+                            HostError::Stopped(msg.clone()),
                         )
                     })
                     .collect()
@@ -241,7 +231,9 @@ pub async fn apply_hosts(
                     let (o, s) = (o.clone(), s.clone());
                     async move { apply_one(&c.hosts[i], p, &o, ev.as_ref(), s.as_deref()).await }
                 };
-                let on_panic = |host: &str, msg: String| HostOutcome::failed(host, "-", msg, false);
+                let on_panic = |host: &str, msg: String| {
+                    HostOutcome::failed(host, "-", HostError::Internal(msg))
+                };
                 for_each_host(&compiled, chunk, opts.forks, &events, job, on_panic).await
             };
             for (&i, r) in chunk.iter().zip(results) {
@@ -324,11 +316,7 @@ where
 async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
     let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
         Ok(t) => t,
-        Err(e) => {
-            let unreachable = matches!(e, TransportError::Unreachable { .. });
-            return HostOutcome::failed(&work.host, "(connection)", e.to_string(), unreachable)
-                .plan;
-        }
+        Err(e) => return HostPlan::failed(&work.host, e.into()),
     };
     let cx = HostCx {
         work,
@@ -341,7 +329,7 @@ async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
     t.close().await;
     match r {
         Ok((plan, _)) => plan,
-        Err(e) => HostOutcome::failed(&work.host, "(connection)", e, false).plan,
+        Err(e) => HostPlan::failed(&work.host, e),
     }
 }
 
@@ -354,10 +342,7 @@ async fn apply_one(
 ) -> HostOutcome {
     let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
         Ok(t) => t,
-        Err(e) => {
-            let unreachable = matches!(e, TransportError::Unreachable { .. });
-            return HostOutcome::failed(&work.host, "(connection)", e.to_string(), unreachable);
-        }
+        Err(e) => return HostOutcome::failed(&work.host, "(connection)", e.into()),
     };
     let cx = HostCx {
         work,
@@ -373,7 +358,7 @@ async fn apply_one(
 
 /// Probe once and diff every item: the host's plan, and each item's verdict in item order.
 /// Err: the host as a whole could not be planned (probe failed, unsupported OS).
-async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), String> {
+async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), HostError> {
     let items = cx.items();
     let queries: Vec<FactQuery> = std::iter::once(facts::os::query())
         .chain(items.iter().flat_map(|i| i.inst.facts()))
@@ -390,7 +375,7 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
     let host = &cx.work.host;
     let (plan, planned) = match probe_and_plan(cx).await {
         Ok(p) => p,
-        Err(e) => return HostOutcome::failed(host, "(connection)", e, false),
+        Err(e) => return HostOutcome::failed(host, "(connection)", e),
     };
     let mut recap = Recap::empty(host);
     recap.ok = plan.in_sync;
@@ -428,7 +413,7 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
     let lock = match cx.t.lock().await {
         Ok(l) => l,
         Err(e) => {
-            recap.refused = Some(e);
+            recap.refused = Some(HostError::Locked(e));
             return HostOutcome { plan, recap };
         }
     };
@@ -468,6 +453,7 @@ async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) 
                 let q: Vec<FactQuery> = item.inst.facts();
                 match gather(t, &q, opts)
                     .await
+                    .map_err(|e| e.to_string())
                     .and_then(|f| build::diff_item(item, &f, &opts.keys()))
                 {
                     Ok(Some(c)) => change = c,
@@ -532,13 +518,10 @@ async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) 
     }
 }
 
-async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, String> {
+async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, HostError> {
     let p = probe::build(queries);
     let started = std::time::Instant::now();
-    let out = t
-        .run(&p.script, None, opts.step_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = t.run(&p.script, None, opts.step_timeout).await?;
     tracing::debug!(
         host = t.dest(),
         facts = p.keys().len(),
@@ -551,11 +534,11 @@ async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Fac
     }
     let stdout = out.stdout_str();
     p.parse(&stdout).map_err(|e| {
-        format!(
+        HostError::Probe(format!(
             "probe failed: {e} (exit {}; stderr: {})",
             out.status,
             out.stderr_tail()
-        )
+        ))
     })
 }
 
@@ -625,7 +608,7 @@ mod tests {
     fn fail_limit_is_exceeded_not_equalled() {
         let ok = HostOutcome::empty("a");
         let mut bad = HostOutcome::empty("b");
-        bad.plan.error = Some("x".into());
+        bad.plan.error = Some(HostError::Probe("x".into()));
         assert!(!over_fail_limit([&ok, &bad].into_iter(), Some(50), 2));
         assert!(over_fail_limit([&ok, &bad].into_iter(), Some(49), 2));
         assert!(over_fail_limit([&bad].into_iter(), Some(0), 4));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::apply::{self, Opts};
 use crate::error::Exit;
-use crate::plan::{HostPlan, Plan, PLAN_FORMAT};
+use crate::plan::{HostError, HostPlan, Plan, PLAN_FORMAT};
 use crate::transport::HostKeyPolicy;
 use crate::ui::{self, progress::Progress, Shell};
 
@@ -49,21 +49,12 @@ fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
     }
 }
 
-/// Exit code for host-level failures: unreachable-only is its own code.
-fn failure_exit(hosts: &[HostPlan]) -> Option<Exit> {
-    let failed: Vec<&HostPlan> = hosts.iter().filter(|h| h.error.is_some()).collect();
-    if failed.is_empty() {
-        None
-    } else if failed.iter().all(|h| h.unreachable) {
-        Some(Exit::Unreachable)
-    } else if failed
-        .iter()
-        .any(|h| h.error.as_deref().is_some_and(|e| e.contains("host key")))
-    {
-        Some(Exit::Refused)
-    } else {
-        Some(Exit::Failed)
-    }
+/// Exit code for host-level failures and refusals.
+fn failure_exit<'a>(
+    hosts: &'a [HostPlan],
+    refused: impl IntoIterator<Item = &'a HostError>,
+) -> Option<Exit> {
+    HostError::exit_of(hosts.iter().filter_map(|h| h.error.as_ref()).chain(refused))
 }
 
 pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Result<i32> {
@@ -96,7 +87,7 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
             .map_err(|e| anyhow::anyhow!("cannot write plan file {}: {e}", path.display()))?;
         sh.status("Saved", &format!("plan to {}", path.display()));
     }
-    if let Some(e) = failure_exit(&plan.hosts) {
+    if let Some(e) = failure_exit(&plan.hosts, []) {
         return Ok(e.code());
     }
     Ok(if plan.has_changes() {
@@ -189,10 +180,7 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
     if o.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(Exit::Interrupted.code());
     }
-    if recaps.iter().any(|r| r.refused.is_some()) {
-        return Ok(Exit::Refused.code());
-    }
-    if let Some(e) = failure_exit(&plans) {
+    if let Some(e) = failure_exit(&plans, recaps.iter().filter_map(|r| r.refused.as_ref())) {
         return Ok(e.code());
     }
     if recaps.iter().any(|r| !r.failed.is_empty()) {

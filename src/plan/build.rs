@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Change, HostPlan, Step};
+use super::{Change, HostError, HostPlan, Step};
 use crate::facts::{self, Facts};
 use crate::resources::DiffCx;
 use crate::site::select::Item;
@@ -62,9 +62,8 @@ pub fn host_plan(host: &str, planned: &[Planned]) -> HostPlan {
         error: if errors.is_empty() {
             None
         } else {
-            Some(errors.join("\n"))
+            Some(HostError::Plan(errors.join("\n")))
         },
-        unreachable: false,
     }
 }
 
@@ -120,12 +119,14 @@ pub fn fingerprint(
 }
 
 /// A saved plan applies only if the fresh plan is the same: same changes, same fingerprints.
-pub fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<String> {
+pub fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<HostError> {
     let Some(saved) = saved else {
         return if fresh.changes.is_empty() {
             None
         } else {
-            Some("the saved plan has no entry for this host, but it has changes now".into())
+            Some(HostError::Stale(
+                "the saved plan has no entry for this host, but it has changes now".into(),
+            ))
         };
     };
     let key = |c: &Change| (c.id.clone(), c.action, c.fingerprint.clone());
@@ -147,17 +148,17 @@ pub fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<String> {
                 .map(|s| format!("{} (no longer pending)", s.id)),
         )
         .collect();
-    Some(format!("the saved plan is stale: the host (or the repo) changed since it was made ({}); run `labctl plan` again", moved.join(", ")))
+    Some(HostError::Stale(format!("the saved plan is stale: the host (or the repo) changed since it was made ({}); run `labctl plan` again", moved.join(", "))))
 }
 
 /// labctl manages Debian-family hosts only; anything else is refused before any diff.
-pub fn check_os(facts: &Facts) -> Result<(), String> {
-    let os = facts::os::get(facts).map_err(|e| e.to_string())?;
+pub fn check_os(facts: &Facts) -> Result<(), HostError> {
+    let os = facts::os::get(facts).map_err(|e| HostError::Probe(e.to_string()))?;
     if os.family != "debian" {
-        return Err(format!(
+        return Err(HostError::Probe(format!(
             "unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts",
             if os.id.is_empty() { "unknown" } else { &os.id }
-        ));
+        )));
     }
     Ok(())
 }
@@ -179,7 +180,7 @@ mod tests {
         let rocky = "id=rocky\nlike=rhel centos fedora\nversion=9\ncodename=\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n";
         assert!(check_os(&facts_with_os(debian)).is_ok());
         assert!(check_os(&facts_with_os(ubuntu)).is_ok());
-        let e = check_os(&facts_with_os(rocky)).unwrap_err();
+        let e = check_os(&facts_with_os(rocky)).unwrap_err().to_string();
         assert!(
             e.contains("unsupported OS `rocky`") && e.contains("Debian and Ubuntu"),
             "{e}"
@@ -204,20 +205,19 @@ mod tests {
     #[test]
     fn saved_plans_must_match_exactly() {
         let hp = |c: Vec<Change>| HostPlan {
-            host: "h".into(),
             changes: c,
-            in_sync: 0,
-            error: None,
-            unreachable: false,
+            ..HostPlan::new("h")
         };
         assert!(stale(&hp(vec![ch("a", "1")]), Some(&hp(vec![ch("a", "1")]))).is_none());
         assert!(
             stale(&hp(vec![ch("a", "2")]), Some(&hp(vec![ch("a", "1")])))
                 .unwrap()
+                .to_string()
                 .contains("stale")
         );
         assert!(stale(&hp(vec![]), Some(&hp(vec![ch("a", "1")])))
             .unwrap()
+            .to_string()
             .contains("no longer pending"));
         assert!(stale(&hp(vec![ch("b", "1")]), None).is_some());
         assert!(stale(&hp(vec![]), None).is_none());
@@ -237,6 +237,9 @@ mod tests {
         );
         assert_eq!(p.in_sync, 2);
         assert_eq!(p.changes.len(), 1);
-        assert_eq!(p.error.as_deref(), Some("r/file:/x: boom\nr/file:/y: bang"));
+        assert_eq!(
+            p.error.map(|e| e.to_string()).as_deref(),
+            Some("r/file:/x: boom\nr/file:/y: bang")
+        );
     }
 }

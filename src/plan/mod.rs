@@ -1,8 +1,10 @@
 //! The plan: a plain value. Printable, serialisable (never with a secret), and what apply runs.
 
 pub mod build;
+pub mod error;
 pub mod step;
 
+pub use error::HostError;
 use serde::{Deserialize, Serialize};
 pub use step::Step;
 
@@ -77,15 +79,78 @@ pub struct Change {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "HostPlanFile", from = "HostPlanFile")]
 pub struct HostPlan {
     pub host: String,
     pub changes: Vec<Change>,
     /// Resources already in the desired state.
     pub in_sync: usize,
+    /// The host as a whole failed (then `changes` is empty).
+    pub error: Option<HostError>,
+}
+
+impl HostPlan {
+    pub fn new(host: &str) -> HostPlan {
+        HostPlan {
+            host: host.to_string(),
+            changes: vec![],
+            in_sync: 0,
+            error: None,
+        }
+    }
+
+    pub fn failed(host: &str, error: HostError) -> HostPlan {
+        HostPlan {
+            error: Some(error),
+            ..HostPlan::new(host)
+        }
+    }
+
+    pub fn unreachable(&self) -> bool {
+        matches!(self.error, Some(HostError::Unreachable(_)))
+    }
+}
+
+/// A host's plan as plan files and `--json` spell it: the error as its message, plus a flag.
+#[derive(Serialize, Deserialize)]
+struct HostPlanFile {
+    host: String,
+    changes: Vec<Change>,
+    in_sync: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    error: Option<String>,
     #[serde(default)]
-    pub unreachable: bool,
+    unreachable: bool,
+}
+
+impl From<HostPlan> for HostPlanFile {
+    fn from(h: HostPlan) -> Self {
+        let unreachable = h.unreachable();
+        HostPlanFile {
+            host: h.host,
+            changes: h.changes,
+            in_sync: h.in_sync,
+            error: h.error.map(|e| e.to_string()),
+            unreachable,
+        }
+    }
+}
+
+impl From<HostPlanFile> for HostPlan {
+    fn from(f: HostPlanFile) -> Self {
+        HostPlan {
+            host: f.host,
+            changes: f.changes,
+            in_sync: f.in_sync,
+            error: f.error.map(|m| {
+                if f.unreachable {
+                    HostError::Unreachable(m)
+                } else {
+                    HostError::Recorded(m)
+                }
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,5 +240,23 @@ mod tests {
         assert!(!json.contains("canary"), "{json}");
         let back: Change = serde_json::from_str(&json).unwrap();
         assert!(back.steps.is_empty());
+    }
+
+    #[test]
+    fn host_errors_keep_the_plan_file_shape() {
+        let h = HostPlan::failed("h", HostError::Unreachable("cannot connect to h".into()));
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"host": "h", "changes": [], "in_sync": 0,
+                "error": "cannot connect to h", "unreachable": true})
+        );
+        let back: HostPlan = serde_json::from_value(json).unwrap();
+        assert!(back.unreachable());
+        let ok = serde_json::to_value(HostPlan::new("h")).unwrap();
+        assert_eq!(
+            ok,
+            serde_json::json!({"host": "h", "changes": [], "in_sync": 0, "unreachable": false})
+        );
     }
 }

@@ -158,7 +158,7 @@ pub fn render_plan(sh: &Shell, plan: &Plan) -> String {
 
 fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
     if let Some(e) = &h.error {
-        let what = if h.unreachable {
+        let what = if h.unreachable() {
             "unreachable"
         } else {
             "failed"
@@ -168,7 +168,7 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
             sh.paint("1", &h.host),
             sh.paint("31", what)
         ));
-        for l in e.lines() {
+        for l in e.to_string().lines() {
             s.push_str(&format!("    {l}\n"));
         }
         return;
@@ -291,7 +291,7 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Change, Selection, PLAN_FORMAT};
+    use crate::plan::{Change, HostError, Selection, PLAN_FORMAT};
 
     fn sample() -> Plan {
         let ch = |id: &str, a: Action, reasons: &[&str], diff: Option<&str>| Change {
@@ -321,10 +321,9 @@ mod tests {
                     ],
                     in_sync: 7,
                     error: None,
-                    unreachable: false,
                 },
-                HostPlan { host: "lab-2".into(), changes: vec![], in_sync: 10, error: None, unreachable: false },
-                HostPlan { host: "lab-3".into(), changes: vec![], in_sync: 0, error: Some("cannot connect to root@10.0.0.3:22: timed out".into()), unreachable: true },
+                HostPlan { host: "lab-2".into(), changes: vec![], in_sync: 10, error: None },
+                HostPlan::failed("lab-3", HostError::Unreachable("cannot connect to root@10.0.0.3:22: timed out".into())),
             ],
         }
     }
