@@ -11,5 +11,6 @@ mod e2e_engine;
 mod e2e_k3s;
 mod e2e_roles;
 mod e2e_secrets;
+mod faults;
 mod testbed;
 mod vault_cli;

@@ -13,7 +13,7 @@ pub mod script;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::facts::{self, probe, FactQuery, Facts};
+use crate::facts::{self, probe, Fact, FactQuery, Facts};
 use crate::plan::build::{self, Keys, Planned};
 use crate::plan::{HostError, HostPlan, Plan, Step};
 use crate::site::select::{Compiled, HostWork, Item};
@@ -34,6 +34,36 @@ pub struct Opts {
     pub connect_timeout: Duration,
     pub step_timeout: Duration,
     pub hash_key: [u8; 32],
+    /// Who this run is: recorded with pending handlers and the host lock.
+    pub run: Arc<RunInfo>,
+}
+
+/// Identifies one labctl run to other runs (in the host lock and the handler journal).
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// Random, 12 hex digits.
+    pub id: String,
+    /// The controller's host name.
+    pub controller: String,
+    /// UTC start time, RFC 3339.
+    pub started: String,
+}
+
+impl RunInfo {
+    pub fn new() -> RunInfo {
+        let controller = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        RunInfo {
+            id: format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
+            controller: if controller.is_empty() {
+                "unknown".into()
+            } else {
+                controller
+            },
+            started: crate::vault::rfc3339_now(),
+        }
+    }
 }
 
 /// What happened on one host.
@@ -360,13 +390,23 @@ async fn apply_one(
 /// Err: the host as a whole could not be planned (probe failed, unsupported OS).
 async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), HostError> {
     let items = cx.items();
-    let queries: Vec<FactQuery> = std::iter::once(facts::os::query())
+    let queries: Vec<FactQuery> = [facts::os::query(), facts::journal::JournalQuery.query()]
+        .into_iter()
         .chain(items.iter().flat_map(|i| i.inst.facts()))
         .collect();
     let facts = gather(cx.t, &queries, cx.opts).await?;
     build::check_os(&facts)?;
     let planned = build::plan_items(&items, &facts, &cx.opts.keys());
-    let plan = build::host_plan(&cx.work.host, &planned);
+    let mut plan = build::host_plan(&cx.work.host, &planned);
+    // Handlers an interrupted run left pending on the host are changes too (rule 6).
+    let journal = facts
+        .get(&facts::journal::JournalQuery)
+        .map_err(|e| HostError::Probe(e.to_string()))?;
+    plan.changes.extend(build::pending_handlers(
+        cx.work.roles_in(cx.play),
+        &journal,
+        &cx.opts.keys(),
+    ));
     cx.ev.host_probed(&cx.work.host, plan.changes.len());
     Ok((plan, planned))
 }
@@ -417,13 +457,25 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
             return HostOutcome { plan, recap };
         }
     };
-    execute_all(cx, planned, &mut recap).await;
+    let pending: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == build::HANDLER_KIND)
+        .map(|c| c.id.clone())
+        .collect();
+    execute_all(cx, planned, &pending, &mut recap).await;
     lock.release().await;
     HostOutcome { plan, recap }
 }
 
-/// Run the planned changes role by role, handlers after each role.
-async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) {
+/// Run the planned changes role by role, handlers after each role. `pending` are ids of
+/// handlers an earlier run recorded but never fired: they fire with their role's handlers.
+async fn execute_all(
+    cx: &HostCx<'_>,
+    planned: Vec<Planned>,
+    pending: &[String],
+    recap: &mut Recap,
+) {
     let HostCx {
         work,
         play,
@@ -435,7 +487,12 @@ async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) 
     let mut dirty = false;
     let mut stop = false;
     for role in work.roles_in(play) {
-        let mut notified: Vec<String> = Vec::new();
+        let mut notified: Vec<String> = role
+            .handlers
+            .iter()
+            .filter(|h| pending.contains(&build::handler_id(&role.role, &h.name)))
+            .map(|h| h.name.clone())
+            .collect();
         for item in &role.items {
             let verdict = planned.next();
             if stop {
@@ -471,7 +528,22 @@ async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) 
                     }
                 }
             }
-            match execute(t, &change.steps, opts).await {
+            // Record the handlers this change notifies on the host first, in the same
+            // execution, so they survive a controller that dies right after (rule 6).
+            let journal: Vec<String> = item
+                .notify
+                .iter()
+                .filter(|n| role.handlers.iter().any(|h| &h.name == *n))
+                .map(|n| build::handler_key(&role.role, n))
+                .collect();
+            let steps: Vec<Step> = if journal.is_empty() {
+                change.steps.clone()
+            } else {
+                std::iter::once(Step::sh(facts::journal::record(&journal, &opts.run.id)))
+                    .chain(change.steps.iter().cloned())
+                    .collect()
+            };
+            match execute(t, &steps, opts).await {
                 Ok(()) => {
                     dirty = true;
                     recap.changed.push(change.id.clone());
@@ -498,10 +570,16 @@ async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) 
                 continue;
             }
             let steps = match h.inst.handler(h.secret) {
-                Ok(s) => s,
+                // Cleared in the same execution, only once the handler succeeded.
+                Ok(mut s) => {
+                    s.push(Step::sh(facts::journal::clear(&build::handler_key(
+                        &role.role, &h.name,
+                    ))));
+                    s
+                }
                 Err(e) => {
                     recap.failed.push(Failure {
-                        resource: format!("{}/handler:{}", role.role, h.name),
+                        resource: build::handler_id(&role.role, &h.name),
                         message: e,
                     });
                     continue;
@@ -510,7 +588,7 @@ async fn execute_all(cx: &HostCx<'_>, planned: Vec<Planned>, recap: &mut Recap) 
             match execute(t, &steps, opts).await {
                 Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
                 Err(e) => recap.failed.push(Failure {
-                    resource: format!("{}/handler:{}", role.role, h.name),
+                    resource: build::handler_id(&role.role, &h.name),
                     message: e,
                 }),
             }

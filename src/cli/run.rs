@@ -28,6 +28,7 @@ fn opts(c: &Conn, l: &Loaded) -> Opts {
         connect_timeout: Duration::from_secs(c.connect_timeout),
         step_timeout: Duration::from_secs(c.step_timeout),
         hash_key: l.hash_key,
+        run: Arc::new(apply::RunInfo::new()),
     }
 }
 

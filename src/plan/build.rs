@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Change, HostError, HostPlan, Step};
 use crate::facts::{self, Facts};
 use crate::resources::DiffCx;
-use crate::site::select::Item;
+use crate::site::select::{Item, RoleWork};
 
 /// What one item's diff came to.
 #[derive(Debug, Clone)]
@@ -149,6 +149,61 @@ pub fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<HostError> {
         )
         .collect();
     Some(HostError::Stale(format!("the saved plan is stale: the host (or the repo) changed since it was made ({}); run `labctl plan` again", moved.join(", "))))
+}
+
+/// `Change::kind` of a handler an interrupted run left pending.
+pub const HANDLER_KIND: &str = "handler";
+
+/// The handler's name in the journal on the host.
+pub fn handler_key(role: &str, handler: &str) -> String {
+    format!("{role}/{handler}")
+}
+
+/// The handler's id in plans and recaps.
+pub fn handler_id(role: &str, handler: &str) -> String {
+    format!("{role}/handler:{handler}")
+}
+
+/// Handlers of these roles that an earlier run recorded on the host but never fired: each is a
+/// change, so plan shows it and apply fires it. Entries of roles not selected now stay recorded.
+pub fn pending_handlers<'a>(
+    roles: impl Iterator<Item = &'a RoleWork>,
+    journal: &[facts::journal::Pending],
+    keys: &Keys,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for role in roles {
+        for h in &role.handlers {
+            let key = handler_key(&role.role, &h.name);
+            let Some(p) = journal.iter().find(|p| p.key == key) else {
+                continue;
+            };
+            let mut f = Facts::default();
+            f.raw.insert(
+                key.clone(),
+                facts::RawFact {
+                    out: format!("{} {}", p.since, p.run),
+                    rc: 0,
+                },
+            );
+            out.push(Change {
+                id: handler_id(&role.role, &h.name),
+                role: role.role.clone(),
+                kind: HANDLER_KIND.into(),
+                name: h.name.clone(),
+                action: super::Action::Run,
+                reasons: vec![format!(
+                    "pending since {}, from an interrupted run",
+                    p.since
+                )],
+                diff: None,
+                notify: vec![],
+                fingerprint: fingerprint(&keys.hash_key, &key, &f, &[key.clone()], &[]),
+                steps: vec![],
+            });
+        }
+    }
+    out
 }
 
 /// labctl manages Debian-family hosts only; anything else is refused before any diff.

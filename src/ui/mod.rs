@@ -189,6 +189,16 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
     ));
     for c in &h.changes {
         let sym = sh.paint(action_color(c.action), &c.action.symbol().to_string());
+        if c.kind == crate::plan::build::HANDLER_KIND {
+            // A handler an interrupted run left pending on the host (the handler journal).
+            s.push_str(&format!(
+                "  {sym} {} ({})  [role {}]\n",
+                c.name,
+                c.reasons.join(", "),
+                c.role
+            ));
+            continue;
+        }
         s.push_str(&format!("  {sym} {}  {}\n", c.id, c.reasons.join(", ")));
         if let Some(d) = &c.diff {
             for l in d.lines() {

@@ -231,7 +231,7 @@ pub fn keygen() -> (Secret<String>, String) {
 }
 
 /// UTC time as age-keygen prints it, without pulling in a date crate for one line.
-fn rfc3339_now() -> String {
+pub(crate) fn rfc3339_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

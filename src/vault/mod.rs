@@ -12,6 +12,7 @@
 mod cli;
 mod file;
 mod keys;
+pub(crate) use keys::rfc3339_now;
 mod recipients;
 
 use std::path::PathBuf;
