@@ -30,6 +30,50 @@ impl Exit {
     }
 }
 
+/// Why a subcommand stopped early. Every subcommand returns `Result<Exit, CliError>`: `Ok` is
+/// the outcome of a command that ran (drift, failed hosts included), `Err` a stop before or
+/// instead of it. `main` turns either into the process's exit code, and nothing else does.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Already shown to the user (diagnostics, a list of missing programs): only the code is left.
+    #[error("exit {}", .0.code())]
+    Reported(Exit),
+    /// Printed as `error: MESSAGE`.
+    #[error("{message}")]
+    Fail { exit: Exit, message: String },
+    /// Unexpected, such as an I/O error on the controller: printed with its causes, exit 1.
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn new(exit: Exit, message: impl Into<String>) -> CliError {
+        CliError::Fail {
+            exit,
+            message: message.into(),
+        }
+    }
+
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Reported(e) | CliError::Fail { exit: e, .. } => *e,
+            CliError::Other(_) => Exit::Failed,
+        }
+    }
+}
+
+impl From<serde_json::Error> for CliError {
+    fn from(e: serde_json::Error) -> Self {
+        CliError::Other(e.into())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Other(e.into())
+    }
+}
+
 /// A place in a file, 1-based, as editors count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Loc {

@@ -1,33 +1,27 @@
 //! `facts` and `inventory`: what labctl sees.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::error::Exit;
+use crate::error::{CliError, Exit};
 use crate::facts::{self, probe, FactQuery};
 use crate::transport::{HostKeyPolicy, Transport};
-use crate::ui::Shell;
 
-use super::load::{self, Stop};
+use super::load;
 use super::{Conn, Global, Target};
 
-pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32> {
-    let mut sh = Shell::stdio(g.color, g.verbose);
+pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliError> {
+    let sh = &g.sh;
     let mut target = t.clone();
     target.limit = Some(host.to_string());
-    let l = match load::load(&mut sh, g, &target, false) {
-        Ok(l) => l,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
+    let l = load::load(sh, g, &target, false)?;
     let Some(work) = l.compiled.hosts.iter().find(|h| h.host == host) else {
-        sh.error(&format!(
-            "host `{host}` is in no play of {}",
-            t.site.display()
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!("host `{host}` is in no play of {}", t.site.display()),
         ));
-        return Ok(Exit::BadInput.code());
     };
     let queries: Vec<FactQuery> = std::iter::once(facts::os::query())
         .chain(work.items().flat_map(|i| i.inst.facts()))
@@ -58,8 +52,7 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
     let f = match result {
         Ok(f) => f,
         Err(e) => {
-            sh.error(&format!("{host}: {e}"));
-            return Ok(Exit::Failed.code());
+            return Err(CliError::new(Exit::Failed, format!("{host}: {e}")));
         }
     };
     // File bodies and raw answers of secret resources are not printed: only parsed metadata.
@@ -71,7 +64,10 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
         .collect();
     let mut out = serde_json::Map::new();
     out.insert("host".into(), json!(host));
-    out.insert("os".into(), serde_json::to_value(facts::os::get(&f)?)?);
+    out.insert(
+        "os".into(),
+        serde_json::to_value(facts::os::get(&f).map_err(anyhow::Error::from)?)?,
+    );
     let mut raw = serde_json::Map::new();
     for (k, v) in &f.raw {
         if k == facts::os::KEY {
@@ -96,24 +92,17 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> anyhow::Result<i32
         raw.insert(k.clone(), val);
     }
     out.insert("facts".into(), Value::Object(raw));
-    let sh = Arc::new(sh);
     sh.out(&format!(
         "{}\n",
         serde_json::to_string_pretty(&Value::Object(out))?
     ));
-    Ok(Exit::Ok.code())
+    Ok(Exit::Ok)
 }
 
-pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<i32> {
-    let sh = Shell::stdio(g.color, g.verbose);
-    let keys = match load::keyring(&sh, g) {
-        Ok(k) => k,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
-    let inv = match load::inventory(&sh, path, &keys) {
-        Ok(i) => i,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
+pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, CliError> {
+    let sh = &g.sh;
+    let keys = load::keyring(g)?;
+    let inv = load::inventory(sh, path, &keys)?;
     let show = |h: &str| -> Value {
         let v = inv.host_vars(h);
         Value::Object(
@@ -134,11 +123,13 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<
     };
     if let Some(h) = host {
         if !inv.hosts.contains_key(h) {
-            sh.error(&format!("no host `{h}` in {}", path.display()));
-            return Ok(Exit::BadInput.code());
+            return Err(CliError::new(
+                Exit::BadInput,
+                format!("no host `{h}` in {}", path.display()),
+            ));
         }
         sh.out(&format!("{}\n", serde_json::to_string_pretty(&show(h))?));
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     // ansible-inventory --list shape: _meta.hostvars (hosts that have vars) plus one entry per
     // group that has hosts or children; `all` lists children only (its hosts are `ungrouped`).
@@ -172,5 +163,5 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> anyhow::Result<
         "{}\n",
         serde_json::to_string_pretty(&Value::Object(out))?
     ));
-    Ok(Exit::Ok.code())
+    Ok(Exit::Ok)
 }

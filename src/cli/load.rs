@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Diags, Exit};
+use crate::error::{CliError, Diags, Exit};
 use crate::inventory::{vars, Inventory, VarLayer, VaultFail};
 use crate::secret::Secret;
 use crate::site::select::{self, Compiled, Selector};
@@ -14,9 +14,6 @@ use crate::vault::Keyring;
 
 use super::{Global, Target};
 
-/// A failure before any host was contacted, with its exit code.
-pub struct Stop(pub Exit);
-
 pub struct Loaded {
     pub site: Site,
     pub compiled: Compiled,
@@ -24,14 +21,11 @@ pub struct Loaded {
     pub selection: crate::plan::Selection,
 }
 
-pub fn keyring(sh: &Shell, g: &Global) -> Result<Keyring, Stop> {
-    Keyring::discover(g.vault_key.as_deref()).map_err(|e| {
-        sh.error(&e.to_string());
-        Stop(Exit::Vault)
-    })
+pub fn keyring(g: &Global) -> Result<Keyring, CliError> {
+    Keyring::discover(g.vault_key.as_deref()).map_err(|e| CliError::new(Exit::Vault, e.to_string()))
 }
 
-pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, Stop> {
+pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, CliError> {
     let decrypt = |p: &Path| -> Result<Secret<Vec<u8>>, VaultFail> {
         if keys.is_empty() {
             return Err(VaultFail::NoKey(format!(
@@ -49,7 +43,7 @@ pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, S
                 .is_some_and(|l| l.file.extension().is_some_and(|e| e == "age"))
         });
         report(sh, &d);
-        Stop(if vault { Exit::Vault } else { Exit::BadInput })
+        CliError::Reported(if vault { Exit::Vault } else { Exit::BadInput })
     })
 }
 
@@ -70,8 +64,8 @@ fn sh_paint_error(sh: &Shell, s: &str) -> String {
 }
 
 /// Load and compile. `check_mode`: unopened vaults become placeholders instead of a stop.
-pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Loaded, Stop> {
-    let keys = keyring(sh, g)?;
+pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Loaded, CliError> {
+    let keys = keyring(g)?;
     let inventory = inventory(sh, &t.inventory, &keys)?;
     if !inventory.unopened_vaults.is_empty() {
         let files: Vec<String> = inventory
@@ -86,22 +80,18 @@ pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<
                 files.join(", ")
             ));
         } else {
-            sh.error(&format!("cannot open vault file(s) {}: {why}\n  = help: pass --vault-key FILE or set LABCTL_AGE_KEY_FILE", files.join(", ")));
-            return Err(Stop(Exit::Vault));
+            return Err(CliError::new(Exit::Vault, format!("cannot open vault file(s) {}: {why}\n  = help: pass --vault-key FILE or set LABCTL_AGE_KEY_FILE", files.join(", "))));
         }
     }
     let site = Site::load(&t.site).map_err(|d| {
         report(sh, &d);
-        Stop(Exit::BadInput)
+        CliError::Reported(Exit::BadInput)
     })?;
     let mut extra = VarLayer::default();
     for e in &t.extra_vars {
         match vars::parse_extra_var(e) {
             Ok(l) => extra.overlay(&l),
-            Err(m) => {
-                sh.error(&m);
-                return Err(Stop(Exit::BadInput));
-            }
+            Err(m) => return Err(CliError::new(Exit::BadInput, m)),
         }
     }
     let engine = Engine::new(&site.root);
@@ -114,7 +104,7 @@ pub fn load(sh: &mut Shell, g: &Global, t: &Target, check_mode: bool) -> Result<
     let compiled = select::compile(&site, &inventory, &sel, &extra, &engine, placeholders)
         .map_err(|d| {
             report(sh, &d);
-            Stop(Exit::BadInput)
+            CliError::Reported(Exit::BadInput)
         })?;
     sh.set_secrets(compiled.secret_strings.clone());
     let hash_key = hash_key(&keys);

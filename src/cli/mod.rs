@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::error::Exit;
+use crate::error::{CliError, Exit};
 
 const EXIT_CODES: &str = "Exit codes:
   0    success (plan: no drift)
@@ -197,9 +197,10 @@ enum WgCmd {
 }
 
 pub struct Global {
+    /// The one output shell of this run: every subcommand prints through it.
+    pub sh: std::sync::Arc<crate::ui::Shell>,
     pub verbose: u8,
     pub json: bool,
-    pub color: Option<bool>,
     pub vault_key: Option<PathBuf>,
 }
 
@@ -217,14 +218,15 @@ pub fn main() -> i32 {
             };
         }
     };
+    let color = match cli.color.as_str() {
+        "always" => Some(true),
+        "never" => Some(false),
+        _ => None,
+    };
     let g = Global {
+        sh: std::sync::Arc::new(crate::ui::Shell::stdio(color, cli.verbose)),
         verbose: cli.verbose,
         json: cli.json,
-        color: match cli.color.as_str() {
-            "always" => Some(true),
-            "never" => Some(false),
-            _ => None,
-        },
         vault_key: cli.vault_key,
     };
     init_logging(g.verbose);
@@ -248,26 +250,25 @@ pub fn main() -> i32 {
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
-            Ok(0)
+            Ok(Exit::Ok)
         }
-        Cmd::Man { out } => man(&out),
+        Cmd::Man { out } => man(&g, &out),
     };
     match r {
-        Ok(code) => code,
+        Ok(exit) | Err(CliError::Reported(exit)) => exit.code(),
         Err(e) => {
-            let sh = crate::ui::Shell::stdio(g.color, g.verbose);
-            sh.error(&format!("{e:#}"));
-            Exit::Failed.code()
+            g.sh.error(&e.to_string());
+            e.exit().code()
         }
     }
 }
 
-fn man(out: &std::path::Path) -> anyhow::Result<i32> {
+fn man(g: &Global, out: &std::path::Path) -> Result<Exit, CliError> {
     std::fs::create_dir_all(out)?;
     let cmd = Cli::command();
     clap_mangen::generate_to(cmd, out)?;
-    eprintln!("man pages written to {}", out.display());
-    Ok(0)
+    g.sh.err(&format!("man pages written to {}\n", out.display()));
+    Ok(Exit::Ok)
 }
 
 fn init_logging(verbose: u8) {

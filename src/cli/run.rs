@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::{self, Opts};
-use crate::error::Exit;
+use crate::error::{CliError, Exit};
 use crate::plan::{HostError, HostPlan, Plan, PLAN_FORMAT};
 use crate::transport::HostKeyPolicy;
-use crate::ui::{self, progress::Progress, Shell};
+use crate::ui::{self, progress::Progress};
 
-use super::load::{self, Loaded, Stop};
+use super::load::{self, Loaded};
 use super::{Conn, Global, Target};
 
 fn opts(c: &Conn, l: &Loaded) -> Opts {
@@ -58,13 +58,9 @@ fn failure_exit<'a>(
     HostError::exit_of(hosts.iter().filter_map(|h| h.error.as_ref()).chain(refused))
 }
 
-pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Result<i32> {
-    let mut sh = Shell::stdio(g.color, g.verbose);
-    let l = match load::load(&mut sh, g, t, false) {
-        Ok(l) => l,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
-    let sh = Arc::new(sh);
+pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
+    let sh = &g.sh;
+    let l = load::load(sh, g, t, false)?;
     let o = opts(c, &l);
     let progress = Progress::new(sh.clone(), "probing", g.json);
     let compiled = Arc::new(l.compiled);
@@ -89,17 +85,17 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> anyhow::Res
         sh.status("Saved", &format!("plan to {}", path.display()));
     }
     if let Some(e) = failure_exit(&plan.hosts, []) {
-        return Ok(e.code());
+        return Ok(e);
     }
     Ok(if plan.has_changes() {
-        Exit::Drift.code()
+        Exit::Drift
     } else {
-        Exit::Ok.code()
+        Exit::Ok
     })
 }
 
-pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::Result<i32> {
-    let mut sh = Shell::stdio(g.color, g.verbose);
+pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<Exit, CliError> {
+    let sh = &g.sh;
     let mut target = t.clone();
     let saved_plan = match saved {
         Some(p) => {
@@ -108,22 +104,26 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
             let plan: Plan = match serde_json::from_str(&text) {
                 Ok(p) => p,
                 Err(e) => {
-                    sh.error(&format!(
-                        "{}:{}:{}: not a labctl plan file: {e}",
-                        p.display(),
-                        e.line(),
-                        e.column()
+                    return Err(CliError::new(
+                        Exit::BadInput,
+                        format!(
+                            "{}:{}:{}: not a labctl plan file: {e}",
+                            p.display(),
+                            e.line(),
+                            e.column()
+                        ),
                     ));
-                    return Ok(Exit::BadInput.code());
                 }
             };
             if plan.format != PLAN_FORMAT {
-                sh.error(&format!(
+                return Err(CliError::new(
+                    Exit::BadInput,
+                    format!(
                     "{}: plan format {} is not supported by this labctl (expects {PLAN_FORMAT})",
                     p.display(),
                     plan.format
+                ),
                 ));
-                return Ok(Exit::BadInput.code());
             }
             // The saved plan decides what is selected: the same site, inventory and selectors.
             target.site = plan.site.clone().into();
@@ -135,17 +135,15 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
         }
         None => None,
     };
-    let l = match load::load(&mut sh, g, &target, false) {
-        Ok(l) => l,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
+    let l = load::load(sh, g, &target, false)?;
     if let Some(p) = &saved_plan {
         if p.selection.extra_vars != l.selection.extra_vars {
-            sh.error("the saved plan was made with different -e extra vars; pass the same ones");
-            return Ok(Exit::Refused.code());
+            return Err(CliError::new(
+                Exit::Refused,
+                "the saved plan was made with different -e extra vars; pass the same ones",
+            ));
         }
     }
-    let sh = Arc::new(sh);
     let o = opts(c, &l);
     let progress = Progress::new(sh.clone(), "applying", g.json);
     let compiled = Arc::new(l.compiled);
@@ -179,23 +177,20 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> anyhow::
         sh.out(&ui::render_recap(&sh, &recaps));
     }
     if o.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok(Exit::Interrupted.code());
+        return Ok(Exit::Interrupted);
     }
     if let Some(e) = failure_exit(&plans, recaps.iter().filter_map(|r| r.refused.as_ref())) {
-        return Ok(e.code());
+        return Ok(e);
     }
     if recaps.iter().any(|r| !r.failed.is_empty()) {
-        return Ok(Exit::Failed.code());
+        return Ok(Exit::Failed);
     }
-    Ok(Exit::Ok.code())
+    Ok(Exit::Ok)
 }
 
-pub fn check(g: &Global, t: &Target) -> anyhow::Result<i32> {
-    let mut sh = Shell::stdio(g.color, g.verbose);
-    let l = match load::load(&mut sh, g, t, true) {
-        Ok(l) => l,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
+pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
+    let sh = &g.sh;
+    let l = load::load(sh, g, t, true)?;
     let hosts = l.compiled.hosts.len();
     let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
     let always: Vec<String> = l
@@ -221,5 +216,5 @@ pub fn check(g: &Global, t: &Target) -> anyhow::Result<i32> {
             ),
         );
     }
-    Ok(Exit::Ok.code())
+    Ok(Exit::Ok)
 }

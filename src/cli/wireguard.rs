@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use crate::error::Exit;
+use crate::error::{CliError, Exit};
 use crate::site::Role;
 use crate::template::{self, Ctx, Engine};
-use crate::ui::Shell;
 
-use super::load::{self, Stop};
+use super::load;
 use super::Global;
 
 /// A template, not code: users can read exactly what the laptop gets.
@@ -36,33 +35,26 @@ pub fn peer_config(
     peer: &str,
     inventory: &Path,
     site_root: &Path,
-) -> anyhow::Result<i32> {
-    let sh = Shell::stdio(g.color, g.verbose);
-    let keys = match load::keyring(&sh, g) {
-        Ok(k) => k,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
-    let inv = match load::inventory(&sh, inventory, &keys) {
-        Ok(i) => i,
-        Err(Stop(e)) => return Ok(e.code()),
-    };
+) -> Result<Exit, CliError> {
+    let sh = &g.sh;
+    let keys = load::keyring(g)?;
+    let inv = load::inventory(sh, inventory, &keys)?;
     if !inv.unopened_vaults.is_empty() {
-        sh.error(
+        return Err(CliError::new(
+            Exit::Vault,
             "the WireGuard keys are in the vault, which could not be opened (pass --vault-key)",
-        );
-        return Ok(Exit::Vault.code());
+        ));
     }
     let defaults = match Role::load(site_root, "wireguard") {
         Ok(Some(r)) => r.defaults,
         Ok(None) => Default::default(),
         Err(d) => {
-            load::report(&sh, &d);
-            return Ok(Exit::BadInput.code());
+            load::report(sh, &d);
+            return Err(CliError::Reported(Exit::BadInput));
         }
     };
     let Some(first) = inv.hosts.keys().next().cloned() else {
-        sh.error("the inventory has no hosts");
-        return Ok(Exit::BadInput.code());
+        return Err(CliError::new(Exit::BadInput, "the inventory has no hosts"));
     };
     let mut layer = defaults;
     layer.overlay(&inv.host_vars(&first));
@@ -72,11 +64,11 @@ pub fn peer_config(
     let resolved = match template::vars::resolve(&engine, &layer, false) {
         Ok(l) => l,
         Err(e) => {
-            sh.error(
+            return Err(CliError::new(
+                Exit::BadInput,
                 &e.diag(crate::error::Loc::file_only(inventory), "")
                     .to_string(),
-            );
-            return Ok(Exit::BadInput.code());
+            ));
         }
     };
     let group = resolved
@@ -100,15 +92,17 @@ pub fn peer_config(
             .iter()
             .filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(String::from))
             .collect();
-        sh.error(&format!(
-            "no peer `{peer}` in wg_peers (known: {})",
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!(
+                "no peer `{peer}` in wg_peers (known: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
         ));
-        return Ok(Exit::BadInput.code());
     };
     let mut vars = resolved.values.clone();
     let hostvars: serde_json::Map<String, serde_json::Value> = inv
@@ -137,9 +131,11 @@ pub fn peer_config(
         // Printing this is the point of the command (like `vault decrypt --stdout`): no scrubbing.
         Ok(r) => print!("{}", r.text),
         Err(e) => {
-            sh.error(&format!("cannot render the peer config: {}", e.message));
-            return Ok(Exit::BadInput.code());
+            return Err(CliError::new(
+                Exit::BadInput,
+                format!("cannot render the peer config: {}", e.message),
+            ));
         }
     }
-    Ok(Exit::Ok.code())
+    Ok(Exit::Ok)
 }

@@ -13,15 +13,14 @@ mod state;
 mod sys;
 
 use anyhow::{bail, Context, Result};
+
+use crate::error::{CliError, Exit};
 use host::{HostFiles, Paths, Spawn};
 use state::{HostState, InvHost, RootMode, State, STATE_VERSION};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 use sys::{run as run_cmd, FileLock};
-
-/// Exit code for missing prerequisites (the project's "bad input" code).
-const EXIT_PREREQ: i32 = 3;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TestbedCmd {
@@ -62,7 +61,8 @@ pub enum TestbedCmd {
     },
 }
 
-pub fn run(cmd: TestbedCmd) -> Result<i32> {
+/// Missing prerequisites are bad input (exit 3); they are listed before returning.
+pub fn run(cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
     sys::ensure_sbin_in_path();
     match cmd {
         TestbedCmd::Up {
@@ -73,27 +73,26 @@ pub fn run(cmd: TestbedCmd) -> Result<i32> {
         } => {
             validate_name(&name)?;
             if !(1..=60).contains(&hosts) {
-                bail!("--hosts must be between 1 and 60, got {hosts}");
+                return Err(
+                    anyhow::anyhow!("--hosts must be between 1 and 60, got {hosts}").into(),
+                );
             }
-            if let Some(code) = check_prereqs(Need::Up) {
-                return Ok(code);
-            }
-            up(&name, &abs(&dir)?, hosts, Duration::from_secs(timeout))
+            check_prereqs(Need::Up)?;
+            up(&name, &abs(&dir)?, hosts, Duration::from_secs(timeout))?;
         }
         TestbedCmd::Down { name, dir, all } => {
             if !all {
                 validate_name(&name)?;
             }
-            if let Some(code) = check_prereqs(Need::Down) {
-                return Ok(code);
-            }
-            down(&name, &abs(&dir)?, all)
+            check_prereqs(Need::Down)?;
+            return Ok(down(&name, &abs(&dir)?, all)?);
         }
         TestbedCmd::Status { name, dir, json } => {
             validate_name(&name)?;
-            status(&name, &abs(&dir)?, json)
+            status(&name, &abs(&dir)?, json)?;
         }
     }
+    Ok(Exit::Ok)
 }
 
 /// Host names become hostnames, machine names and file names.
@@ -131,7 +130,7 @@ enum Need {
 }
 
 /// Prints what is missing and how to get it; returns the exit code if anything is.
-fn check_prereqs(need: Need) -> Option<i32> {
+fn check_prereqs(need: Need) -> std::result::Result<(), CliError> {
     let mut missing: Vec<String> = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
     if !cfg!(target_os = "linux") {
@@ -163,7 +162,7 @@ fn check_prereqs(need: Need) -> Option<i32> {
         missing.push("/dev/net/tun (load the module: `modprobe tun`)".into());
     }
     if missing.is_empty() {
-        return None;
+        return Ok(());
     }
     eprintln!("labctl testbed: missing prerequisites:");
     for m in &missing {
@@ -172,7 +171,7 @@ fn check_prereqs(need: Need) -> Option<i32> {
     if !packages.is_empty() {
         eprintln!("Fix: apt-get install -y {}", packages.join(" "));
     }
-    Some(EXIT_PREREQ)
+    Err(CliError::Reported(Exit::BadInput))
 }
 
 struct Files {
@@ -199,7 +198,7 @@ impl Files {
     }
 }
 
-fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<i32> {
+fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
     let started = Instant::now();
     let f = Files::new(base, name);
     let _lock = FileLock::exclusive(&f.lock)?;
@@ -211,7 +210,7 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<i32> {
                 hosts_word(st.hosts.len()),
                 f.inventory.display()
             );
-            return Ok(0);
+            return Ok(());
         }
         eprintln!(
             "testbed: {name} is only partly up (a crash or a host stopped); cleaning it up first"
@@ -320,7 +319,7 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<i32> {
         f.known_hosts.display(),
         st.hosts[0].address
     );
-    Ok(0)
+    Ok(())
 }
 
 /// Prepares, boots and waits for every host; records PIDs in the state as soon as known.
@@ -530,7 +529,7 @@ fn teardown(st: &State, f: &Files) -> Result<()> {
     host::remove_tree(&f.dir)
 }
 
-fn down(name: &str, base: &Path, all: bool) -> Result<i32> {
+fn down(name: &str, base: &Path, all: bool) -> Result<Exit> {
     let mut targets: Vec<(String, PathBuf)> = Vec::new();
     if all {
         if let Ok(rd) = std::fs::read_dir(base) {
@@ -596,7 +595,7 @@ fn down(name: &str, base: &Path, all: bool) -> Result<i32> {
             failed = true;
         }
     }
-    Ok(if failed { 1 } else { 0 })
+    Ok(if failed { Exit::Failed } else { Exit::Ok })
 }
 
 #[derive(serde::Serialize)]
@@ -611,7 +610,7 @@ struct HostStatus<'a> {
     ssh: bool,
 }
 
-fn status(name: &str, base: &Path, json: bool) -> Result<i32> {
+fn status(name: &str, base: &Path, json: bool) -> Result<()> {
     let f = Files::new(base, name);
     let Some(st) = State::load(&f.state)? else {
         if json {
@@ -619,7 +618,7 @@ fn status(name: &str, base: &Path, json: bool) -> Result<i32> {
         } else {
             println!("testbed {name}: not up (no {})", f.state.display());
         }
-        return Ok(0);
+        return Ok(());
     };
     let rows: Vec<HostStatus> = std::thread::scope(|s| {
         let handles: Vec<_> = st
@@ -648,7 +647,7 @@ fn status(name: &str, base: &Path, json: bool) -> Result<i32> {
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+        return Ok(());
     }
     println!(
         "testbed {name} ({:?} roots, inventory {})",
@@ -670,7 +669,7 @@ fn status(name: &str, base: &Path, json: bool) -> Result<i32> {
             if r.ssh { "answers" } else { "-" }
         );
     }
-    Ok(0)
+    Ok(())
 }
 
 #[cfg(test)]

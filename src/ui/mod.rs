@@ -16,7 +16,8 @@ pub struct Shell {
     err: Mutex<Box<dyn Write + Send>>,
     pub color: bool,
     pub verbose: u8,
-    secrets: Vec<String>,
+    /// Known secret strings, longest first; set once the vars are loaded.
+    secrets: std::sync::RwLock<Vec<String>>,
 }
 
 impl Shell {
@@ -29,7 +30,7 @@ impl Shell {
             err: Mutex::new(Box::new(std::io::stderr())),
             color,
             verbose,
-            secrets: Vec::new(),
+            secrets: Default::default(),
         }
     }
 
@@ -41,20 +42,20 @@ impl Shell {
             err: Mutex::new(err),
             color: false,
             verbose: 0,
-            secrets: Vec::new(),
+            secrets: Default::default(),
         }
     }
 
-    pub fn set_secrets(&mut self, mut s: Vec<String>) {
+    pub fn set_secrets(&self, mut s: Vec<String>) {
         // Longest first, so a secret containing another is replaced whole.
         s.sort_by_key(|x| std::cmp::Reverse(x.len()));
         *LOG_SECRETS.write().expect("log secrets lock") = s.clone();
-        self.secrets = s;
+        *self.secrets.write().expect("secrets lock") = s;
     }
 
     pub fn scrub(&self, text: &str) -> String {
         let mut t = text.to_string();
-        for s in &self.secrets {
+        for s in self.secrets.read().expect("secrets lock").iter() {
             if t.contains(s.as_str()) {
                 t = t.replace(s.as_str(), "<secret>");
             }

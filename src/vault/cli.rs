@@ -11,7 +11,7 @@ use super::file::{check_yaml, YamlProblem};
 use super::keys::{default_key_path, Keyring};
 use super::recipients::{find_recipients_file, load_recipients};
 use super::{encrypt, keygen, VaultError};
-use crate::error::Exit;
+use crate::error::{CliError, Exit};
 use crate::fsutil::write_atomic;
 use crate::secret::Secret;
 
@@ -115,6 +115,8 @@ enum Fail {
     Refused(String),
     /// Anything else (exit 1): an editor that failed, a write error.
     Other(String),
+    /// Already reported file by file (`rekey`).
+    Reported(Exit),
 }
 
 impl From<VaultError> for Fail {
@@ -124,24 +126,32 @@ impl From<VaultError> for Fail {
 }
 
 impl Fail {
-    fn report(self) -> i32 {
-        let (msg, code) = match self {
-            Fail::Vault(e) => {
-                let code = e.exit_code();
-                (e.to_string(), code)
-            }
-            Fail::Input(m) => (m, Exit::BadInput.code()),
-            Fail::Refused(m) => (m, Exit::Refused.code()),
-            Fail::Other(m) => (m, Exit::Failed.code()),
+    fn exit(&self) -> Exit {
+        match self {
+            Fail::Vault(e) => e.exit(),
+            Fail::Input(_) => Exit::BadInput,
+            Fail::Refused(_) => Exit::Refused,
+            Fail::Other(_) => Exit::Failed,
+            Fail::Reported(e) => *e,
+        }
+    }
+}
+
+impl From<Fail> for CliError {
+    fn from(f: Fail) -> Self {
+        let exit = f.exit();
+        let message = match f {
+            Fail::Reported(e) => return CliError::Reported(e),
+            Fail::Vault(e) => e.to_string(),
+            Fail::Input(m) | Fail::Refused(m) | Fail::Other(m) => m,
         };
-        eprintln!("error: {msg}");
-        code
+        CliError::new(exit, message)
     }
 }
 
 type R<T> = Result<T, Fail>;
 
-pub fn run(cmd: VaultCmd, vault_key: Option<&Path>) -> anyhow::Result<i32> {
+pub fn run(cmd: VaultCmd, vault_key: Option<&Path>) -> Result<Exit, CliError> {
     let r = match cmd {
         VaultCmd::Keygen { out } => cmd_keygen(out),
         VaultCmd::Encrypt {
@@ -169,7 +179,7 @@ pub fn run(cmd: VaultCmd, vault_key: Option<&Path>) -> anyhow::Result<i32> {
         VaultCmd::Rekey { files, recipients } => cmd_rekey(files, recipients.as_deref(), vault_key),
         VaultCmd::Get { file, key } => cmd_get(&file, &key, vault_key),
     };
-    Ok(r.unwrap_or_else(Fail::report))
+    Ok(r?)
 }
 
 fn note(msg: &str) {
@@ -180,7 +190,7 @@ fn write_err(path: &Path, e: std::io::Error) -> Fail {
     Fail::Other(format!("cannot write {}: {e}", path.display()))
 }
 
-fn cmd_keygen(out: Option<PathBuf>) -> R<i32> {
+fn cmd_keygen(out: Option<PathBuf>) -> R<Exit> {
     let path = match out {
         Some(p) => p,
         None => default_key_path().ok_or_else(|| {
@@ -220,7 +230,7 @@ fn cmd_keygen(out: Option<PathBuf>) -> R<i32> {
         super::RECIPIENTS_FILE
     ));
     println!("{public}");
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 fn recipients_for(
@@ -274,7 +284,7 @@ fn cmd_encrypt(
     out: Option<PathBuf>,
     force: bool,
     vault_key: Option<&Path>,
-) -> R<i32> {
+) -> R<Exit> {
     let plain = Secret::new(
         std::fs::read(file)
             .map_err(|e| Fail::Input(format!("cannot read {}: {e}", file.display())))?,
@@ -324,7 +334,7 @@ fn cmd_encrypt(
             file.display()
         ));
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// Encrypting for a set that excludes yourself is legal but usually a mistake worth a word.
@@ -350,7 +360,7 @@ fn cmd_decrypt(
     out: Option<&Path>,
     force: bool,
     vault_key: Option<&Path>,
-) -> R<i32> {
+) -> R<Exit> {
     if !stdout && out.is_none() {
         return Err(Fail::Input(format!(
             "refusing to decrypt {} without a destination: pass --stdout to print the secrets, or --out FILE to write them to a 0600 file",
@@ -381,10 +391,10 @@ fn cmd_decrypt(
                 .map_err(|e| Fail::Other(format!("cannot write to stdout: {e}")))?;
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
-fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<i32> {
+fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
     let keys = Keyring::discover(vault_key)?;
     let plain = keys.decrypt_file(file)?;
     check_yaml(&plain).map_err(|p| {
@@ -424,10 +434,10 @@ fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<i32> {
         v => serde_json::to_string(v).unwrap_or_default(),
     });
     println!("{}", shown.expose());
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
-fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<i32> {
+fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<Exit> {
     let keys = Keyring::discover(vault_key)?;
     // Resolve recipients before the editor opens, so a missing file is not found after the work.
     let (_, rs) = recipients_for(recipients, file)?;
@@ -474,7 +484,7 @@ fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) ->
     drop(dir);
     if new.expose() == old.expose() {
         note(&format!("no changes; {} left as it was", file.display()));
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     check_yaml(&new).map_err(|p| {
         yaml_fail(
@@ -491,7 +501,7 @@ fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) ->
         file.display(),
         rs.len()
     ));
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 fn run_editor(path: &Path) -> R<()> {
@@ -546,7 +556,7 @@ impl Drop for IgnoreSigint {
     }
 }
 
-fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<i32> {
+fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<Exit> {
     let files = if files.is_empty() {
         let mut found = Vec::new();
         find_vaults(Path::new("."), &mut found)
@@ -554,14 +564,14 @@ fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&
         found.sort();
         if found.is_empty() {
             note("no *.age files under the current directory");
-            return Ok(0);
+            return Ok(Exit::Ok);
         }
         found
     } else {
         files
     };
     let keys = Keyring::discover(vault_key)?;
-    let mut worst = 0;
+    let mut worst = Exit::Ok;
     for f in &files {
         let r = (|| -> R<usize> {
             let (_, rs) = recipients_for(recipients, f)?;
@@ -574,15 +584,20 @@ fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&
         match r {
             Ok(n) => note(&format!("rekeyed {} for {n} recipient(s)", f.display())),
             Err(e) => {
-                let code = e.report();
+                // Every file is tried; each failure is reported as it happens.
+                let exit = e.exit();
+                note(&format!("error: {}", CliError::from(e)));
                 // A vault problem outranks a generic failure: it is the one the user must fix.
-                if worst != Exit::Vault.code() {
-                    worst = code;
+                if worst != Exit::Vault {
+                    worst = exit;
                 }
             }
         }
     }
-    Ok(worst)
+    match worst {
+        Exit::Ok => Ok(Exit::Ok),
+        e => Err(Fail::Reported(e)),
+    }
 }
 
 /// `*.age` files below `dir`, not following symlinks, skipping build output and git internals.

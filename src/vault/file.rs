@@ -341,7 +341,7 @@ mod tests {
         assert!(m.contains("encrypted for 1 recipient stanza(s)"), "{m}");
         assert!(m.contains("test key (1 identity)"), "{m}");
         assert!(m.contains(&other.public_keys()[0]), "{m}");
-        assert_eq!(e.exit_code(), 4);
+        assert_eq!(e.exit().code(), 4);
         assert_no_canary(&e);
     }
 

@@ -101,8 +101,8 @@ pub enum VaultError {
 
 impl VaultError {
     /// Vault and key problems share one exit code (see `crate::error::Exit::Vault`).
-    pub fn exit_code(&self) -> i32 {
-        crate::error::Exit::Vault.code()
+    pub fn exit(&self) -> crate::error::Exit {
+        crate::error::Exit::Vault
     }
 
     pub(crate) fn io(path: &std::path::Path, err: std::io::Error) -> Self {
@@ -120,6 +120,6 @@ mod tests {
     #[test]
     fn every_error_is_exit_4() {
         let e = VaultError::NotAgeFile { file: "x".into() };
-        assert_eq!(e.exit_code(), 4);
+        assert_eq!(e.exit().code(), 4);
     }
 }
