@@ -137,7 +137,7 @@ fn plan_apply_converge_drift_and_stale_plans() {
     std::fs::write(root.join("two.txt"), "tampered\n").unwrap();
     let o = labctl(dir, &["plan", "-i", INV, "--json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = crate::common::json_data(&o);
     let changes = plan["hosts"][0]["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{plan:#}");
     assert!(

@@ -43,8 +43,7 @@ impl Run {
         let mut e = vec!["--json"];
         e.extend_from_slice(extra);
         let o = self.labctl("plan", &e);
-        let v = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|_| panic!("plan --json output:\n{}", show(&o)));
+        let v = crate::common::json_data(&o);
         (o.status.code().unwrap_or(-1), v)
     }
 }

@@ -135,8 +135,7 @@ impl Lab {
 
     fn plan(&self, overlays: &[&str]) -> (i32, serde_json::Value) {
         let o = self.run("plan", overlays, &["--json"]);
-        let v = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|_| panic!("plan --json output:\n{}", show(&o)));
+        let v = crate::common::json_data(&o);
         (o.status.code().unwrap_or(-1), v)
     }
 

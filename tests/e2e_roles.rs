@@ -144,7 +144,7 @@ fn host_roles_harden_and_connect_two_hosts() {
     let peer = "-e";
     let peer_val = r#"wg_peers=[{"name": "laptop", "public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "address": "10.200.0.100"}]"#;
     let o = lab.run("plan", &[peer, peer_val, "--json"]);
-    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = crate::common::json_data(&o);
     for h in plan["hosts"].as_array().unwrap() {
         let ids: Vec<&str> = h["changes"]
             .as_array()

@@ -156,5 +156,5 @@ fn testbed_status_of_unknown_testbed_is_empty() {
         &dir.path().to_string_lossy(),
     ]);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert_eq!(crate::common::json_data(&out), serde_json::json!([]));
 }

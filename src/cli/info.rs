@@ -92,11 +92,18 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
         raw.insert(k.clone(), val);
     }
     out.insert("facts".into(), Value::Object(raw));
-    sh.out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(&Value::Object(out))?
-    ));
+    print_json(g, "facts", &Value::Object(out))?;
     Ok(Exit::Ok)
+}
+
+/// `facts` and `inventory` print JSON either way; `--json` wraps it in the common envelope.
+fn print_json(g: &Global, command: &str, v: &Value) -> Result<(), CliError> {
+    if g.json {
+        g.sh.out(&crate::ui::json_envelope(command, v)?);
+    } else {
+        g.sh.out(&format!("{}\n", serde_json::to_string_pretty(v)?));
+    }
+    Ok(())
 }
 
 pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, CliError> {
@@ -128,7 +135,7 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, Cl
                 format!("no host `{h}` in {}", path.display()),
             ));
         }
-        sh.out(&format!("{}\n", serde_json::to_string_pretty(&show(h))?));
+        print_json(g, "inventory", &show(h))?;
         return Ok(Exit::Ok);
     }
     // ansible-inventory --list shape: _meta.hostvars (hosts that have vars) plus one entry per
@@ -141,13 +148,13 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, Cl
         .filter(|(_, v)| v.as_object().is_some_and(|m| !m.is_empty()))
         .collect();
     out.insert("_meta".into(), json!({ "hostvars": hostvars }));
-    for (name, g) in &inv.groups {
+    for (name, group) in &inv.groups {
         let mut e = serde_json::Map::new();
-        if !g.hosts.is_empty() && name != "all" {
-            e.insert("hosts".into(), json!(g.hosts));
+        if !group.hosts.is_empty() && name != "all" {
+            e.insert("hosts".into(), json!(group.hosts));
         }
-        if !g.children.is_empty() {
-            e.insert("children".into(), json!(g.children));
+        if !group.children.is_empty() {
+            e.insert("children".into(), json!(group.children));
         }
         if !e.is_empty() {
             out.insert(name.clone(), Value::Object(e));
@@ -159,9 +166,6 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, Cl
             inv.unopened_vaults.len()
         ));
     }
-    sh.out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(&Value::Object(out))?
-    ));
+    print_json(g, "inventory", &Value::Object(out))?;
     Ok(Exit::Ok)
 }

@@ -72,7 +72,7 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit
     };
     let plan = make_plan(&l, t, hosts);
     if g.json {
-        sh.out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
+        sh.out(&ui::json_envelope("plan", &plan)?);
     } else {
         sh.out(&ui::render_plan(&sh, &plan));
     }
@@ -171,8 +171,10 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
     let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) =
         results.into_iter().map(|o| (o.plan, o.recap)).unzip();
     if g.json {
-        let v = serde_json::json!({ "hosts": recaps });
-        sh.out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+        sh.out(&ui::json_envelope(
+            "apply",
+            &serde_json::json!({ "hosts": recaps }),
+        )?);
     } else {
         sh.out(&ui::render_recap(&sh, &recaps));
     }
@@ -205,7 +207,10 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
         sh.warn(&format!("{a} has neither `creates` nor `unless`: it runs on every apply and plan never shows zero drift"));
     }
     if g.json {
-        sh.out(&format!("{}\n", serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len()})));
+        sh.out(&ui::json_envelope(
+            "check",
+            &serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len()}),
+        )?);
     } else {
         sh.status(
             "Checked",

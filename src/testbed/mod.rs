@@ -55,7 +55,7 @@ pub enum TestbedCmd {
         name: String,
         #[arg(long, default_value = "./.testbed")]
         dir: PathBuf,
-        /// Machine-readable: an array of host objects
+        /// Machine-readable: the JSON envelope, its `data` an array of host objects
         #[arg(long)]
         json: bool,
     },
@@ -614,7 +614,7 @@ fn status(name: &str, base: &Path, json: bool) -> Result<()> {
     let f = Files::new(base, name);
     let Some(st) = State::load(&f.state)? else {
         if json {
-            println!("[]");
+            print!("{}", crate::ui::json_envelope("testbed status", &[(); 0])?);
         } else {
             println!("testbed {name}: not up (no {})", f.state.display());
         }
@@ -646,7 +646,7 @@ fn status(name: &str, base: &Path, json: bool) -> Result<()> {
             .collect()
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        print!("{}", crate::ui::json_envelope("testbed status", &rows)?);
         return Ok(());
     }
     println!(

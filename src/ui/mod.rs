@@ -115,6 +115,20 @@ impl Shell {
     }
 }
 
+/// Version of the `--json` envelope. Bump it when a command's `data` changes incompatibly.
+pub const JSON_VERSION: u32 = 1;
+
+/// Every `--json` output has one shape, so a script can check what it reads:
+/// `{"version": 1, "command": "plan", "data": …}`.
+pub fn json_envelope(command: &str, data: &impl serde::Serialize) -> serde_json::Result<String> {
+    let v = serde_json::json!({
+        "version": JSON_VERSION,
+        "command": command,
+        "data": data,
+    });
+    Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
+}
+
 /// Log lines (`-v`, `-vv`) bypass the Shell, and may carry remote stderr: they are scrubbed
 /// with the same secrets through this writer.
 static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());

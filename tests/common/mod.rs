@@ -17,6 +17,14 @@ pub fn e2e_enabled() -> bool {
     }
 }
 
+/// The `data` of a `--json` output, after checking the envelope's version.
+pub fn json_data(out: &Output) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", show(out)));
+    assert_eq!(v["version"], 1, "--json envelope version:\n{}", show(out));
+    v["data"].take()
+}
+
 /// Runs the built `labctl` binary.
 pub fn labctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labctl"))
@@ -111,7 +119,7 @@ impl Testbed {
             "labctl testbed status failed:\n{}",
             show(&out)
         );
-        serde_json::from_slice(&out.stdout)
+        serde_json::from_value(json_data(&out))
             .unwrap_or_else(|e| panic!("status --json is not a JSON array ({e}):\n{}", show(&out)))
     }
 
