@@ -73,35 +73,6 @@ pub fn register(env: &mut Environment<'static>) {
         },
     );
     env.add_filter(
-        "hash",
-        |s: String, algo: Option<String>| -> Result<String, Error> {
-            match algo.as_deref().unwrap_or("sha256") {
-                "sha256" => Ok(crate::digest::sha256_hex(s.as_bytes())),
-                other => Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("hash: unsupported algorithm `{other}` (sha256 only)"),
-                )),
-            }
-        },
-    );
-    // Ansible's `combine`: maps merged left to right (shallow), for `map('combine', {...})`.
-    env.add_filter("combine", |a: Value, b: Value| -> Result<Value, Error> {
-        let mut out = std::collections::BTreeMap::new();
-        for v in [a, b] {
-            if v.is_none() || v.is_undefined() {
-                continue;
-            }
-            let keys = v
-                .try_iter()
-                .map_err(|_| Error::new(ErrorKind::InvalidOperation, "combine: expects maps"))?;
-            for k in keys {
-                let val = v.get_item(&k)?;
-                out.insert(k.to_string(), val);
-            }
-        }
-        Ok(Value::from(out))
-    });
-    env.add_filter(
         "ternary",
         |v: Value, a: Value, b: Value| if v.is_true() { a } else { b },
     );

@@ -8,7 +8,10 @@
 //! Rendering reports taint: output is secret when the template names a secret variable or
 //! contains a secret's text.
 
+pub mod ansible;
 pub mod filters;
+mod ipaddr;
+mod lookups;
 pub mod vars;
 
 use std::collections::BTreeSet;
@@ -168,7 +171,7 @@ impl Engine {
                 return Ok(None);
             }
             match std::fs::read_to_string(base.join(name)) {
-                Ok(s) => Ok(Some(s)),
+                Ok(s) => Ok(Some(ansible::strip_collection_prefixes(&s).into_owned())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(minijinja::Error::new(
                     minijinja::ErrorKind::InvalidOperation,
@@ -177,6 +180,8 @@ impl Engine {
             }
         });
         filters::register(&mut env);
+        ansible::register(&mut env);
+        lookups::register(&mut env, root);
         Engine {
             env: Arc::new(env),
             root: root.to_path_buf(),
@@ -214,9 +219,10 @@ impl Engine {
 
     /// Render a string from YAML. Positions in errors are relative to the string.
     pub fn render_str(&self, src: &str, ctx: &Ctx) -> Result<Rendered, TemplateError> {
+        let src2 = ansible::strip_collection_prefixes(src);
         let tmpl = self
             .env
-            .template_from_str(src)
+            .template_from_str(&src2)
             .map_err(|e| to_error(&e, None, Some(src)))?;
         let used = tmpl.undeclared_variables(false);
         let text = tmpl
@@ -230,9 +236,10 @@ impl Engine {
 
     /// Evaluate an expression (`when:`, a bare `"{{ list_var }}"`) to a typed value.
     pub fn eval(&self, expr: &str, ctx: &Ctx) -> Result<(Value, bool), TemplateError> {
+        let expr2 = ansible::strip_collection_prefixes(expr);
         let e = self
             .env
-            .compile_expression(expr)
+            .compile_expression(&expr2)
             .map_err(|e| to_error(&e, None, Some(expr)))?;
         let used = e.undeclared_variables(false);
         let v = e
@@ -309,14 +316,27 @@ impl Engine {
                 let mut out = serde_json::Map::new();
                 for (k, x) in m {
                     path.push(PathSeg::Key(k.clone()));
-                    out.insert(k.clone(), self.render_value_inner(x, ctx, tainted, path)?);
+                    let v = self.render_value_inner(x, ctx, tainted, path)?;
                     path.pop();
+                    // Ansible's `omit`: the field is left out, as if never written.
+                    if v.as_str() != Some(ansible::OMIT) {
+                        out.insert(k.clone(), v);
+                    }
                 }
                 Value::Object(out)
             }
             other => other.clone(),
         })
     }
+}
+
+/// Render `src` over `vars` with an engine rooted at `root`; errors as `ERROR message` (tests).
+#[cfg(test)]
+pub fn render_for_test(root: &Path, vars: &indexmap::IndexMap<String, Value>, src: &str) -> String {
+    Engine::new(root)
+        .render_str(src, &Ctx::new(vars, Default::default(), vec![]))
+        .map(|r| r.text)
+        .unwrap_or_else(|e| format!("ERROR {}", e.message))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -347,6 +367,7 @@ fn to_error(e: &minijinja::Error, file: Option<PathBuf>, src: Option<&str>) -> T
     // `{}` only: the alternate form would append debug info with variable values.
     let mut message = format!("{}", e.kind());
     if let Some(d) = e.detail() {
+        let d = ansible::explain_unknown(e.kind(), d).unwrap_or_else(|| d.to_string());
         message = format!("{message}: {d}");
     }
     let file = match e.name() {
