@@ -14,3 +14,4 @@ mod e2e_secrets;
 mod faults;
 mod testbed;
 mod vault_cli;
+mod wireguard_cli;

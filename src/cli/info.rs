@@ -111,7 +111,7 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, Cl
     let keys = load::keyring(g)?;
     let inv = load::inventory(sh, path, &keys)?;
     let show = |h: &str| -> Value {
-        let v = inv.host_vars(h);
+        let v = crate::site::vars::inventory(&inv, h);
         Value::Object(
             v.values
                 .iter()

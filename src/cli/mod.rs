@@ -178,21 +178,13 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum WgCmd {
-    /// Print the client config for an admin peer listed in `wg_peers` (import it on the laptop)
+    /// Print the client config for an admin peer listed in `wg_peers` (import it on the laptop).
+    /// The vars are the wireguard role's, as `plan` sees them (play vars and -e included)
     PeerConfig {
         /// The peer's `name` in wg_peers
         peer: String,
-        /// Inventory file
-        #[arg(
-            short = 'i',
-            long,
-            env = "LABCTL_INVENTORY",
-            default_value = "inventories/lab/hosts.yml"
-        )]
-        inventory: PathBuf,
-        /// Project folder holding roles/ (for the wireguard role's defaults)
-        #[arg(long, default_value = ".")]
-        project: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -239,13 +231,8 @@ pub fn main() -> i32 {
             inventory, host, ..
         } => info::inventory(&g, &inventory, host.as_deref()),
         Cmd::Wireguard {
-            cmd:
-                WgCmd::PeerConfig {
-                    peer,
-                    inventory,
-                    project,
-                },
-        } => wireguard::peer_config(&g, &peer, &inventory, &project),
+            cmd: WgCmd::PeerConfig { peer, target },
+        } => wireguard::peer_config(&g, &peer, &target),
         Cmd::Vault { cmd } => crate::vault::run(cmd, g.vault_key.as_deref()),
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
         Cmd::Completions { shell } => {

@@ -5,6 +5,7 @@
 //! A resource entry is a map with exactly one type key plus the common keys below.
 
 pub mod select;
+pub mod vars;
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
 
-use super::{Entry, Site};
+use super::{vars, Entry, Site};
 use crate::error::{Diag, Diags, Loc};
 use crate::inventory::{pattern, Conn, Inventory, VarLayer};
 use crate::resources::{self, BuildError, Instance, PrepareCx};
@@ -58,6 +58,8 @@ pub struct RoleWork {
     pub role: String,
     /// Index of the play this role runs in: apply runs plays in order.
     pub play: usize,
+    /// The role's vars on this host, every layer stacked and resolved (see `site::vars`).
+    pub vars: VarLayer,
     pub items: Vec<Item>,
     pub handlers: Vec<HandlerItem>,
 }
@@ -132,10 +134,12 @@ pub fn compile(
         .hosts
         .keys()
         .map(|h| {
-            let mut layer = inv.host_vars(h);
-            layer.overlay(extra);
-            layer.overlay(&magics[h.as_str()]);
-            (h.clone(), layer)
+            let layers = vars::Layers {
+                extra: Some(extra),
+                magic: Some(&magics[h.as_str()]),
+                ..Default::default()
+            };
+            (h.clone(), vars::stack(inv, h, &layers))
         })
         .collect();
     let (hostvars, errors) = template::vars::resolve_hosts(engine, layers, placeholders);
@@ -199,14 +203,17 @@ pub fn compile(
                 let Some(role) = site.roles.get(&rref.name) else {
                     continue;
                 };
-                // Precedence, lowest first: role defaults, inventory (groups, host), play vars,
-                // role-entry vars, -e.
-                let mut layer = role.defaults.clone();
-                layer.overlay(&inv.host_vars(&host));
-                layer.overlay(&play.vars);
-                layer.overlay(&rref.vars);
-                layer.overlay(extra);
-                layer.overlay(&magics[host.as_str()]);
+                let mut layer = vars::stack(
+                    inv,
+                    &host,
+                    &vars::Layers {
+                        role_defaults: Some(&role.defaults),
+                        play: Some(&play.vars),
+                        role_entry: Some(&rref.vars),
+                        extra: Some(extra),
+                        magic: Some(&magics[host.as_str()]),
+                    },
+                );
                 let mut m = IndexMap::new();
                 m.insert("hostvars".to_string(), hostvars_value.clone());
                 m.insert("role_name".to_string(), json!(role.name));
@@ -248,6 +255,7 @@ pub fn compile(
                 let mut rw = RoleWork {
                     role: role.name.clone(),
                     play: play_idx,
+                    vars: layer.clone(),
                     items: Vec::new(),
                     handlers: Vec::new(),
                 };
