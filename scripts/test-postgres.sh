@@ -8,7 +8,7 @@
 #   the password, never on the command line:
 #     PGPASSWORD=…           in the environment, or
 #     PG_PASSWORD_FILE=FILE  a file holding only the password, mode 0600, e.g.
-#       labctl vault get vault_postgres_admin_password > ~/.pg-lab && chmod 600 ~/.pg-lab
+#       (umask 077; labctl vault get inventories/lab/group_vars/all/vault.yml.age vault_postgres_password > ~/.pg-lab)
 # Needs psql (Debian: postgresql-client).
 set -eu
 

@@ -13,10 +13,13 @@
 //!       - {port: "8472", proto: udp, from: 10.0.0.0/24, comment: flannel vxlan}
 //!       - {port: "30000:32767", proto: tcp}
 //!       - {port: "2222", rule: limit}
+//!       - {from: 10.42.0.0/16, comment: k3s pods}          # no port: every port (and proto any)
+//!       - {port: "8472", proto: udp, interface: wg0, from: [10.200.0.1, 10.200.0.2]}
 //! ```
 //!
-//! Rules are incoming, and their `from` is `any` or an IPv4 address/CIDR. ufw gives a `from: any`
-//! rule an IPv6 twin; the twin belongs to the rule (it is neither required nor purged). Rule order
+//! Rules are incoming, and their `from` is `any`, an IPv4 address/CIDR, or a list of them (one
+//! rule each). Without `port` a rule admits every port. `interface` limits a rule to packets
+//! coming in on that interface (`ufw allow in on wg0 …`). ufw gives a `from: any` rule an IPv6 twin; the twin belongs to the rule (it is neither required nor purged). Rule order
 //! is not managed. Rules are added before `ufw --force enable` runs, and a spec that would enable
 //! a deny-by-default firewall without allowing `ssh_port`/tcp is refused: labctl would lock
 //! itself out mid-run.
@@ -118,31 +121,90 @@ impl RuleAction {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Rule {
-    /// `"22"`, `"30000:32767"`, `"80,443"` (a YAML integer is accepted too).
-    #[serde(deserialize_with = "port")]
+    /// `"22"`, `"30000:32767"`, `"80,443"`, or `"any"` (every port).
     pub port: String,
-    #[serde(default)]
     pub proto: Proto,
     /// `any`, an IPv4 address or an IPv4 CIDR.
-    #[serde(default, rename = "from")]
     pub from_: Option<String>,
-    #[serde(default)]
+    /// Only packets coming in on this interface (`in_wg0` in user.rules).
+    pub interface: Option<String>,
     pub rule: RuleAction,
-    #[serde(default)]
     pub comment: Option<String>,
 }
 
-fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+/// A rule as written: `from` may list several sources, `port` and `proto` may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    /// `"22"`, `"30000:32767"`, `"80,443"` (a YAML integer is accepted too); none = every port.
+    #[serde(default, deserialize_with = "port")]
+    port: Option<String>,
+    /// Default `tcp` with a port, `any` without one.
+    #[serde(default)]
+    proto: Option<Proto>,
+    #[serde(default, rename = "from")]
+    from_: Option<OneOrMany>,
+    #[serde(default)]
+    interface: Option<String>,
+    #[serde(default)]
+    rule: RuleAction,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) if s == "any" => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(s)),
+        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(serde::de::Error::custom(format!(
             "port must be a string like \"22\" or \"30000:32767\", got {other}"
         ))),
     }
+}
+
+/// One `Rule` per source of each written rule.
+fn rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> {
+    let raw = Vec::<RawRule>::deserialize(d)?;
+    let mut out = Vec::new();
+    for r in raw {
+        let sources: Vec<Option<String>> = match r.from_ {
+            None => vec![None],
+            Some(OneOrMany::One(s)) => vec![Some(s)],
+            Some(OneOrMany::Many(v)) if v.is_empty() => {
+                return Err(serde::de::Error::custom(
+                    "from: an empty list would make no rule at all; leave `from` out for `any`",
+                ))
+            }
+            Some(OneOrMany::Many(v)) => v.into_iter().map(Some).collect(),
+        };
+        let proto = r.proto.unwrap_or(if r.port.is_some() {
+            Proto::Tcp
+        } else {
+            Proto::Any
+        });
+        for from_ in sources {
+            out.push(Rule {
+                port: r.port.clone().unwrap_or_else(|| "any".into()),
+                proto,
+                from_,
+                interface: r.interface.clone(),
+                rule: r.rule,
+                comment: r.comment.clone(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,7 +216,7 @@ pub struct Spec {
     pub default_incoming: Policy,
     #[serde(default = "allow")]
     pub default_outgoing: Policy,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rules")]
     pub rules: Vec<Rule>,
     #[serde(default = "yes")]
     pub purge: bool,
@@ -188,7 +250,10 @@ impl Rule {
             dst: any,
             sport: "any".into(),
             src,
-            direction: "in".into(),
+            direction: match &self.interface {
+                Some(i) => format!("in_{i}"),
+                None => "in".into(),
+            },
             comment: self.comment.clone(),
             ..Tuple::default()
         }
@@ -199,8 +264,13 @@ impl Rule {
         } else {
             format!(" from {}", self.src())
         };
+        let on = self
+            .interface
+            .as_deref()
+            .map(|i| format!(" in on {i}"))
+            .unwrap_or_default();
         format!(
-            "{} {}/{}{from}",
+            "{} {}/{}{from}{on}",
             self.rule.word(),
             self.port,
             self.proto.word()
@@ -222,23 +292,34 @@ impl Rule {
             .as_deref()
             .map(|c| format!(" comment {}", q(c)))
             .unwrap_or_default();
+        let on = self
+            .interface
+            .as_deref()
+            .map(|i| format!("in on {} ", q(i)))
+            .unwrap_or_default();
+        let port = if self.port == "any" {
+            String::new()
+        } else {
+            format!(" port {}", self.port)
+        };
         format!(
-            "ufw {} {proto}from {from} to any port {}{comment}",
+            "ufw {} {on}{proto}from {from} to any{port}{comment}",
             self.rule.word(),
-            self.port
         )
     }
     /// Does this rule let a new SSH connection in on `port`/tcp?
     fn admits_ssh(&self, port: u16) -> bool {
         matches!(self.rule, RuleAction::Allow | RuleAction::Limit)
             && self.proto != Proto::Udp
-            && self.port.split(',').any(|p| match p.split_once(':') {
-                Some((a, b)) => {
-                    a.parse::<u16>().is_ok_and(|a| a <= port)
-                        && b.parse::<u16>().is_ok_and(|b| port <= b)
-                }
-                None => p.parse::<u16>() == Ok(port),
-            })
+            && self.interface.is_none()
+            && (self.port == "any"
+                || self.port.split(',').any(|p| match p.split_once(':') {
+                    Some((a, b)) => {
+                        a.parse::<u16>().is_ok_and(|a| a <= port)
+                            && b.parse::<u16>().is_ok_and(|b| port <= b)
+                    }
+                    None => p.parse::<u16>() == Ok(port),
+                }))
     }
 }
 
@@ -318,7 +399,20 @@ fn check_port(p: &str, proto: Proto) -> Result<(), String> {
 fn validate(spec: &Spec) -> Result<(), String> {
     for (i, r) in spec.rules.iter().enumerate() {
         let at = |e: String| format!("rules[{i}]: {e}");
-        check_port(&r.port, r.proto).map_err(at)?;
+        if r.port != "any" {
+            check_port(&r.port, r.proto).map_err(at)?;
+        }
+        if let Some(iface) = &r.interface {
+            // Linux interface names: at most 15 bytes, no spaces or slashes.
+            if iface.is_empty()
+                || iface.len() > 15
+                || !iface
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+            {
+                return Err(at(format!("interface `{iface}` is not a network interface name")));
+            }
+        }
         if let Some(f) = r.from_.as_deref().filter(|f| *f != "any") {
             normalize_cidr(f).map_err(at)?;
         }
@@ -705,6 +799,52 @@ mod tests {
         // Not enabling, or allowing by default: nothing to lock out.
         assert!(diff("state: disabled\n", BASE).is_ok());
         assert!(diff("default_incoming: allow\n", BASE).is_ok());
+    }
+
+    #[test]
+    fn any_port_interfaces_and_source_lists() {
+        let y = "rules:\n  - {port: \"22\"}\n  - {from: 10.42.0.0/16, comment: pods}\n  \
+                 - {port: \"8472\", proto: udp, interface: wg0, from: [10.200.0.1, 10.200.0.2]}\n";
+        let fresh = "installed yes\nenabled yes\ninput \"DROP\"\noutput \"ACCEPT\"\n";
+        let d = diff(y, &format!("{fresh}{SSH4}")).unwrap().unwrap();
+        assert_eq!(
+            d.reasons,
+            [
+                "rule allow any/any from 10.42.0.0/16 missing",
+                "rule allow 8472/udp from 10.200.0.1 in on wg0 missing",
+                "rule allow 8472/udp from 10.200.0.2 in on wg0 missing"
+            ]
+        );
+        assert_eq!(
+            scripts(&d),
+            "ufw allow from 10.42.0.0/16 to any comment pods\n\
+             ufw allow in on wg0 proto udp from 10.200.0.1 to any port 8472\n\
+             ufw allow in on wg0 proto udp from 10.200.0.2 to any port 8472"
+        );
+        // What ufw then writes to user.rules: in sync, and purge keeps every one of them.
+        let have = "v4 allow any any 0.0.0.0/0 any 10.42.0.0/16 in comment=706f6473\n\
+                    v4 allow udp 8472 0.0.0.0/0 any 10.200.0.1 in_wg0\n\
+                    v4 allow udp 8472 0.0.0.0/0 any 10.200.0.2 in_wg0\n";
+        assert!(diff(y, &format!("{fresh}{SSH4}{have}")).unwrap().is_none());
+        // The same port without the interface is another rule: purged, and its own add.
+        let other = "v4 allow udp 8472 0.0.0.0/0 any 10.200.0.9 in_wg0\n";
+        let d = diff(y, &format!("{fresh}{SSH4}{have}{other}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            scripts(&d),
+            "ufw --force delete allow in on wg0 proto udp from 10.200.0.9 to any port 8472"
+        );
+        // A rule limited to an interface does not count as keeping SSH open.
+        let e = diff("rules: [{port: \"22\", interface: wg0}]\n", BASE).unwrap_err();
+        assert!(e.contains("lock labctl"), "{e}");
+        let e = spec_err::<Type>("rules: [{port: \"22\", from: []}]\n");
+        assert!(e.contains("empty list"), "{e}");
+        let bad = validate(&spec::<Type>(
+            "rules: [{port: \"22\"}, {port: \"1\", interface: \"wg 0\"}]\n",
+        ))
+        .unwrap_err();
+        assert!(bad.contains("not a network interface name"), "{bad}");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Item {
     pub notify: Vec<String>,
     pub secret: bool,
     pub loc: Loc,
+    #[cfg_attr(not(test), allow(dead_code))]
+    /// The spec as rendered from the role, before the type prepared it: what whole-site tests
+    /// inspect (images, namespaces, firewall rules). May hold secrets: never print it.
+    pub rendered: Value,
 }
 
 pub struct HandlerItem {
@@ -270,7 +274,7 @@ pub fn compile(
                     }
                     match expand(entry, &ctx, engine, site, &role.dir) {
                         Ok(items) => {
-                            for (name_override, inst, secret) in items {
+                            for (name_override, inst, secret, rendered) in items {
                                 let name = name_override.unwrap_or_else(|| inst.name());
                                 let id = format!("{}/{}:{}", role.name, inst.kind(), name);
                                 rw.items.push(Item {
@@ -282,6 +286,7 @@ pub fn compile(
                                     notify: entry.notify.iter().map(|(n, _)| n.clone()).collect(),
                                     secret,
                                     loc: entry.loc.clone(),
+                                    rendered,
                                 });
                             }
                         }
@@ -291,7 +296,7 @@ pub fn compile(
                 for h in &role.handlers {
                     match expand(h, &ctx, engine, site, &role.dir) {
                         Ok(mut items) if items.len() == 1 => {
-                            let (_, inst, secret) = items.remove(0);
+                            let (_, inst, secret, _) = items.remove(0);
                             if let Err(e) = inst.handler(secret) {
                                 diags.push(Diag::at(h.loc.clone(), e));
                                 continue;
@@ -380,7 +385,8 @@ impl Prefix for Diag {
     }
 }
 
-type Built = (Option<String>, Box<dyn Instance>, bool);
+/// (name override, instance, touched a secret, the rendered spec)
+type Built = (Option<String>, Box<dyn Instance>, bool, Value);
 
 /// One entry → zero or more instances (zero when `when` is false, several with `loop`).
 fn expand(
@@ -451,7 +457,7 @@ fn expand(
         let built =
             resources::build(&entry.kind, spec.clone(), &pcx).expect("kind was checked at load");
         match built {
-            Ok(inst) => out.push((name, inst, tainted || pcx.tainted.get())),
+            Ok(inst) => out.push((name, inst, tainted || pcx.tainted.get(), spec)),
             Err(BuildError::Spec { path, message }) => {
                 let loc = crate::yaml::error_loc(&entry.file, &entry.spec, &path, &message);
                 let at = if path.iter().next().is_some() {

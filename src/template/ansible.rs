@@ -461,7 +461,6 @@ const ANSIBLE_FILTERS: &[&str] = &[
     "difference",
     "expanduser",
     "expandvars",
-    "extract",
     "fileglob",
     "from_yaml_all",
     "human_readable",

@@ -72,6 +72,25 @@ pub fn register(env: &mut Environment<'static>) {
                 .unwrap_or(Value::from(())))
         },
     );
+    // Ansible's `extract`: `groups['k3s_agents'] | map('extract', hostvars, 'wg_address')` turns
+    // host names into one var of each host (a missing var is an error, as in strict templates).
+    env.add_filter(
+        "extract",
+        |key: Value, container: Value, morekey: Option<Value>| -> Result<Value, Error> {
+            let v = container.get_item(&key)?;
+            let v = match morekey {
+                Some(k) if !v.is_undefined() => v.get_item(&k)?,
+                _ => v,
+            };
+            if v.is_undefined() {
+                return Err(Error::new(
+                    ErrorKind::UndefinedError,
+                    format!("extract: nothing at {key}"),
+                ));
+            }
+            Ok(v)
+        },
+    );
     env.add_filter(
         "ternary",
         |v: Value, a: Value, b: Value| if v.is_true() { a } else { b },
@@ -122,6 +141,24 @@ pub fn wg_pubkey(private_b64: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extract_picks_one_var_of_each_host() {
+        let mut env = minijinja::Environment::new();
+        super::register(&mut env);
+        let ctx = minijinja::context! {
+            hosts => vec!["a", "b"],
+            hostvars => minijinja::context! { a => minijinja::context!{ ip => "10.0.0.1" }, b => minijinja::context!{ ip => "10.0.0.2" } },
+        };
+        let out = env
+            .render_str("{{ hosts | map('extract', hostvars, 'ip') | join(',') }}", ctx.clone())
+            .unwrap();
+        assert_eq!(out, "10.0.0.1,10.0.0.2");
+        let err = env
+            .render_str("{{ hosts | map('extract', hostvars, 'nope') | join(',') }}", ctx)
+            .unwrap_err();
+        assert!(err.to_string().contains("extract: nothing at a"), "{err}");
+    }
+
     #[test]
     fn wg_pubkey_matches_wg_tool() {
         // The key pair from the wg-quick(8) example; `echo PRIVATE | wg pubkey` gives PUBLIC.
