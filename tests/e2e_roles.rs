@@ -107,9 +107,15 @@ fn host_roles_harden_and_connect_two_hosts() {
         "443/tcp ALLOW Anywhere",
         "51820/udp ALLOW Anywhere",
         "6443/tcp ALLOW 10.200.0.0/24",
-        "10250/tcp ALLOW 10.200.0.0/24",
         "30432/tcp ALLOW 10.200.0.0/24",
         "30379/tcp ALLOW 10.200.0.0/24",
+        // What k3s needs, derived from its CIDRs and the nodes' VPN addresses.
+        "Anywhere ALLOW 10.42.0.0/16",
+        "Anywhere ALLOW 10.43.0.0/16",
+        "8472/udp on wg0 ALLOW 10.200.0.1",
+        "8472/udp on wg0 ALLOW 10.200.0.2",
+        "10250/tcp on wg0 ALLOW 10.200.0.1",
+        "10250/tcp on wg0 ALLOW 10.200.0.2",
     ];
     want.sort();
     assert_eq!(rules, want, "{status}");

@@ -455,10 +455,16 @@ mod role_templates {
         Ctx::new(&vars, Default::default(), secret)
     }
 
+    /// `name` is `values/FILE` (chart values users edit) or a file in `roles/ROLE/templates/`.
     fn render(role: &str, name: &str) -> (String, bool) {
         let e = Engine::new(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let path = if name.starts_with("values/") {
+            name.to_string()
+        } else {
+            format!("roles/{role}/templates/{name}")
+        };
         let r = e
-            .render_file(&format!("roles/{role}/templates/{name}"), &ctx(role))
+            .render_file(&path, &ctx(role))
             .unwrap_or_else(|err| panic!("{name}: {err}"));
         (r.text, r.tainted)
     }
@@ -471,37 +477,27 @@ mod role_templates {
 
     #[test]
     fn chart_values_have_the_keys_the_charts_read() {
-        let pg = values("postgres", "postgres-values.yaml.j2");
-        assert_eq!(pg["auth"]["existingSecret"], "postgres-auth");
+        let op = values("postgres", "values/cnpg-operator.yaml.j2");
         assert_eq!(
-            pg["auth"]["secretKeys"]["adminPasswordKey"],
-            "postgres-password"
+            op["image"]["repository"],
+            "ghcr.io/cloudnative-pg/cloudnative-pg"
         );
-        assert_eq!(pg["auth"]["secretKeys"]["userPasswordKey"], "password");
-        assert_eq!(pg["primary"]["service"]["type"], "NodePort");
-        assert_eq!(pg["primary"]["service"]["nodePorts"]["postgresql"], 30432);
-        assert_eq!(pg["primary"]["persistence"]["storageClass"], "local-path");
+        assert_eq!(op["crds"]["create"], true);
 
-        let rd = values("redis", "redis-values.yaml.j2");
-        assert_eq!(
-            (
-                rd["architecture"].as_str(),
-                rd["auth"]["existingSecretPasswordKey"].as_str()
-            ),
-            (Some("standalone"), Some("redis-password"))
-        );
-        assert_eq!(rd["master"]["service"]["nodePorts"]["redis"], 30379);
-
-        let (text, tainted) = render("argocd", "argocd-values.yaml.j2");
+        let (text, tainted) = render("argocd", "values/argocd.yaml.j2");
         assert!(tainted, "the bcrypt hash comes from the vault");
         let ac: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(
             ac["configs"]["secret"]["argocdServerAdminPassword"],
             "canary-from-vault"
         );
+        assert_eq!(
+            ac["global"]["image"]["repository"],
+            "quay.io/argoproj/argocd"
+        );
 
-        let (text, tainted) = render("monitoring", "monitoring-values.yaml.j2");
-        assert!(tainted);
+        let (text, tainted) = render("monitoring", "values/monitoring.yaml.j2");
+        assert!(tainted, "the SMTP password comes from the vault");
         let mo: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(mo["prometheus"]["prometheusSpec"]["retention"], "15d");
         assert!(
@@ -509,12 +505,11 @@ mod role_templates {
                 ["resources"]["requests"]["storage"]
                 .is_string()
         );
-        assert_eq!(mo["grafana"]["adminPassword"], "canary-from-vault");
-        let am = &mo["alertmanager"]["config"];
-        assert_eq!(am["global"]["smtp_auth_password"], "canary-from-vault");
-        for k in ["group_wait", "group_interval", "repeat_interval"] {
-            assert!(am["route"][k].is_string(), "{k}");
-        }
+        assert_eq!(mo["grafana"]["admin"]["existingSecret"], "grafana-admin");
+        assert!(
+            mo["grafana"].get("adminPassword").is_none(),
+            "the Grafana password is in its Secret, not the values"
+        );
     }
 
     #[test]
@@ -530,6 +525,28 @@ mod role_templates {
             labels("argocd", "root-app.yaml.j2"),
             vec!["Application/argocd/root"]
         );
+        assert_eq!(
+            labels("postgres", "postgres-cluster.yaml.j2"),
+            vec!["Cluster/db/postgres", "Service/db/postgres-nodeport"]
+        );
+        let pg = parse_objects(&render("postgres", "postgres-cluster.yaml.j2").0, false).unwrap();
+        let spec = &pg[0].body.expose()["spec"];
+        assert_eq!(spec["superuserSecret"]["name"], "postgres-superuser");
+        assert_eq!(
+            spec["bootstrap"]["initdb"]["secret"]["name"],
+            "postgres-app"
+        );
+        assert_eq!(pg[1].body.expose()["spec"]["ports"][0]["nodePort"], 30432);
+        assert_eq!(
+            labels("redis", "redis.k8s.j2"),
+            vec!["Service/cache/redis", "StatefulSet/cache/redis"]
+        );
+        let (text, tainted) = render("redis", "redis.k8s.j2");
+        assert!(
+            !tainted,
+            "the Redis manifest holds no secret: the password is in the Secret"
+        );
+        assert!(text.contains("maxmemory 256mb\\n"), "{text}");
         let app = parse_objects(&render("argocd", "root-app.yaml.j2").0, false).unwrap();
         let sync = &app[0].body.expose()["spec"]["syncPolicy"]["automated"];
         assert_eq!(

@@ -410,7 +410,9 @@ fn validate(spec: &Spec) -> Result<(), String> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
             {
-                return Err(at(format!("interface `{iface}` is not a network interface name")));
+                return Err(at(format!(
+                    "interface `{iface}` is not a network interface name"
+                )));
             }
         }
         if let Some(f) = r.from_.as_deref().filter(|f| *f != "any") {
@@ -838,9 +840,9 @@ mod tests {
         // A rule limited to an interface does not count as keeping SSH open.
         let e = diff("rules: [{port: \"22\", interface: wg0}]\n", BASE).unwrap_err();
         assert!(e.contains("lock labctl"), "{e}");
-        let e = spec_err::<Type>("rules: [{port: \"22\", from: []}]\n");
+        let e = spec_err::<Ufw>("rules: [{port: \"22\", from: []}]\n");
         assert!(e.contains("empty list"), "{e}");
-        let bad = validate(&spec::<Type>(
+        let bad = validate(&spec::<Ufw>(
             "rules: [{port: \"22\"}, {port: \"1\", interface: \"wg 0\"}]\n",
         ))
         .unwrap_err();

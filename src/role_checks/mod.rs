@@ -5,6 +5,7 @@
 //! A program that is not installed makes its test say "skipped" and pass: `scripts/setup.sh`
 //! installs every one of them, and CI runs it first.
 
+mod cluster;
 mod monitoring;
 
 use std::net::TcpListener;
@@ -46,6 +47,14 @@ pub fn render(role: &str, name: &str, ctx: &Ctx) -> (String, bool) {
     let r = Engine::new(&root())
         .render_file(&format!("roles/{role}/templates/{name}"), ctx)
         .unwrap_or_else(|e| panic!("{role}/{name}: {e}"));
+    (r.text, r.tainted)
+}
+
+/// `values/NAME` (the per-service chart values users edit) rendered for `ctx`.
+pub fn render_values(name: &str, ctx: &Ctx) -> (String, bool) {
+    let r = Engine::new(&root())
+        .render_file(&format!("values/{name}"), ctx)
+        .unwrap_or_else(|e| panic!("values/{name}: {e}"));
     (r.text, r.tainted)
 }
 

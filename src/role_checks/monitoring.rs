@@ -95,7 +95,7 @@ fn alertmanager_config(overrides: &[(&str, Value)]) -> (String, Value) {
     let (text, tainted) = render("monitoring", "alertmanager.yaml.j2", &ctx);
     assert!(tainted, "the SMTP password comes from the vault");
     // The chart gets exactly this file as `alertmanager.config`.
-    let (values, _) = render("monitoring", "monitoring-values.yaml.j2", &ctx);
+    let (values, _) = render_values("monitoring.yaml.j2", &ctx);
     let values = yaml(&values);
     let cfg = yaml(&text);
     assert_eq!(values["alertmanager"]["config"], cfg);
@@ -152,11 +152,7 @@ fn alertmanager_config_passes_amtool_and_routes_as_documented() {
     assert!(sel(&cfg["inhibit_rules"]) >= 3);
 
     // Grafana mails through the same account.
-    let (values, _) = render(
-        "monitoring",
-        "monitoring-values.yaml.j2",
-        &role_ctx("monitoring", &[]),
-    );
+    let (values, _) = render_values("monitoring.yaml.j2", &role_ctx("monitoring", &[]));
     let smtp = &yaml(&values)["grafana"]["grafana.ini"]["smtp"];
     assert_eq!(smtp["enabled"], true);
     assert_eq!(smtp["host"], "smtp.example.org:587");

@@ -50,18 +50,256 @@ pub fn items<'a>(c: &'a Compiled, host: &str) -> Vec<&'a Item> {
         .collect()
 }
 
+/// Kinds the API server knows without a CRD (the ones the shipped roles use, and their kin).
+const BUILTIN_KINDS: &[&str] = &[
+    "Namespace",
+    "Secret",
+    "ConfigMap",
+    "Service",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "CronJob",
+    "Job",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Ingress",
+    "NetworkPolicy",
+];
+
+/// The CRDs each chart the roles install ships (from the charts' `crds/` or templates).
+fn crds_of(chart: &str) -> &'static [&'static str] {
+    match chart {
+        "cnpg/cloudnative-pg" => &["Cluster", "Backup", "ScheduledBackup", "Pooler", "Database"],
+        "argo/argo-cd" => &["Application", "AppProject", "ApplicationSet"],
+        "prometheus-community/kube-prometheus-stack" => &[
+            "PrometheusRule",
+            "ServiceMonitor",
+            "PodMonitor",
+            "Prometheus",
+            "Alertmanager",
+            "AlertmanagerConfig",
+            "Probe",
+            "ScrapeConfig",
+            "ThanosRuler",
+        ],
+        _ => &[],
+    }
+}
+
+/// (kind, namespace) of each object a `k8s_manifest` applies, from its fact queries
+/// (`k8s:KUBECONFIG:API/KIND/NS/NAME`, NS `-` for cluster-scoped objects).
+fn manifest_objects(it: &Item) -> Vec<(String, Option<String>, String)> {
+    it.inst
+        .facts()
+        .iter()
+        .filter_map(|f| {
+            let rest = f.key.strip_prefix("k8s:")?;
+            let parts: Vec<&str> = rest.rsplitn(4, '/').collect();
+            let (name, ns, kind) = (parts[0], parts[1], parts[2]);
+            Some((
+                kind.to_string(),
+                (ns != "-").then(|| ns.to_string()),
+                name.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Walk one host's resources in apply order, as a real API server would meet them: every
+/// namespaced object needs its namespace, every custom kind its CRD, both from EARLIER resources.
+pub fn cluster_order_problems(items: &[&Item]) -> Vec<String> {
+    let mut namespaces: Vec<String> = ["default", "kube-system", "kube-public", "kube-node-lease"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut kinds: Vec<String> = BUILTIN_KINDS.iter().map(|s| s.to_string()).collect();
+    let mut problems = Vec::new();
+    for it in items {
+        let r = &it.rendered;
+        match it.kind.as_str() {
+            "k8s_manifest" => {
+                for (kind, ns, name) in manifest_objects(it) {
+                    if !kinds.contains(&kind) {
+                        problems.push(format!("{}: {kind} {name} before its CRD", it.id));
+                    }
+                    match ns {
+                        Some(ns) if !namespaces.contains(&ns) => {
+                            problems.push(format!("{}: {kind} {name} before namespace {ns}", it.id))
+                        }
+                        _ => {}
+                    }
+                    if kind == "Namespace" {
+                        namespaces.push(name);
+                    }
+                }
+            }
+            "k8s_secret" => {
+                let ns = r["namespace"].as_str().unwrap_or_default().to_string();
+                if !namespaces.contains(&ns) {
+                    problems.push(format!("{}: Secret before namespace {ns}", it.id));
+                }
+            }
+            "helm_release" => {
+                let ns = r["namespace"].as_str().unwrap_or_default().to_string();
+                if r["create_namespace"] == false && !namespaces.contains(&ns) {
+                    problems.push(format!("{}: release before namespace {ns}", it.id));
+                }
+                namespaces.push(ns);
+                kinds.extend(
+                    crds_of(r["chart"].as_str().unwrap_or_default())
+                        .iter()
+                        .map(|s| s.to_string()),
+                );
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rendered<'a>(c: &'a Compiled, host: &str, id: &str) -> &'a Value {
+        &items(c, host)
+            .into_iter()
+            .find(|i| i.id == id)
+            .unwrap_or_else(|| panic!("{host} has no {id}"))
+            .rendered
+    }
+
+    /// Defect 2: a Secret applied before its namespace exists stops a real first install.
     #[test]
-    fn dump() {
+    fn namespaces_and_crds_exist_before_anything_uses_them() {
         let c = compile_lab(&[]);
-        for it in items(&c, "lab-server-1") {
-            if it.kind == "ufw" {
-                eprintln!("{}", serde_json::to_string_pretty(&it.rendered).unwrap());
+        let server = items(&c, "lab-server-1");
+        assert_eq!(cluster_order_problems(&server), Vec::<String>::new());
+        // The check itself sees the old order (Secret first, chart with --create-namespace later).
+        let pos = |id: &str| server.iter().position(|i| i.id == id).unwrap();
+        let mut old = server.clone();
+        let secret = old.remove(pos("postgres/k8s_secret:postgres superuser secret"));
+        old.insert(0, secret);
+        assert!(cluster_order_problems(&old)[0].contains("Secret before namespace db"));
+        let mut old = server.clone();
+        let rules = old.remove(pos("monitoring/k8s_manifest:lab alert rules"));
+        old.insert(0, rules);
+        assert!(cluster_order_problems(&old)[0].contains("PrometheusRule lab-rules before its CRD"));
+    }
+
+    /// Defect 3: ufw on every node lets k3s's own traffic in, derived from the cluster's CIDRs
+    /// and every node's VPN address.
+    #[test]
+    fn the_firewall_lets_k3s_through() {
+        let c = compile_lab(&[]);
+        for host in ["lab-server-1", "lab-agent-1"] {
+            let rules = rendered(&c, host, "base-hardening/ufw:firewall")["rules"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let has = |want: Value| {
+                rules.iter().any(|r| {
+                    want.as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(k, v)| r.get(k) == Some(v))
+                })
+            };
+            for cidr in ["10.42.0.0/16", "10.43.0.0/16"] {
+                assert!(
+                    has(serde_json::json!({"from": cidr})),
+                    "{host}: {cidr} any port: {rules:#?}"
+                );
+            }
+            let nodes = serde_json::json!(["10.200.0.1", "10.200.0.2"]);
+            for (port, proto) in [("8472", "udp"), ("10250", "tcp")] {
+                assert!(
+                    has(
+                        serde_json::json!({"port": port, "proto": proto, "interface": "wg0", "from": nodes})
+                    ),
+                    "{host}: {port}/{proto} between nodes: {rules:#?}"
+                );
+            }
+            // Nothing opens the kubelet to the whole VPN (laptops included).
+            assert!(!has(
+                serde_json::json!({"port": "10250", "from": "10.200.0.0/24"})
+            ));
+        }
+        // Other CIDRs in the inventory move the rules along.
+        let c = compile_lab(&[("k3s_cluster_cidr", serde_json::json!("10.52.0.0/16"))]);
+        let rules =
+            rendered(&c, "lab-server-1", "base-hardening/ufw:firewall")["rules"].to_string();
+        assert!(
+            rules.contains("10.52.0.0/16") && !rules.contains("10.42.0.0/16"),
+            "{rules}"
+        );
+    }
+
+    /// Defect 7: the fetched cluster-admin kubeconfig lands where git ignores it, mode 0600.
+    #[test]
+    fn the_fetched_kubeconfig_is_git_ignored_and_private() {
+        let c = compile_lab(&[]);
+        let f = rendered(&c, "lab-server-1", "k3s/fetch:kubeconfig on the controller");
+        let dest = f["dest"].as_str().unwrap();
+        assert_eq!(f["mode"], "0600");
+        let o = std::process::Command::new("git")
+            .args(["check-ignore", "--no-index", "-q", dest])
+            .current_dir(root())
+            .output()
+            .expect("git runs");
+        assert!(o.status.success(), "{dest} is not ignored by .gitignore");
+    }
+
+    /// Defect 6: a vault password change must reach the running service, never a silent
+    /// mismatch between the Secret and what the service checks.
+    #[test]
+    fn every_password_secret_reaches_its_running_service() {
+        let c = compile_lab(&[]);
+        let server = items(&c, "lab-server-1");
+        let secrets: Vec<&&Item> = server.iter().filter(|i| i.kind == "k8s_secret").collect();
+        assert!(
+            secrets.len() >= 4,
+            "{:?}",
+            secrets.iter().map(|i| &i.id).collect::<Vec<_>>()
+        );
+        for s in &secrets {
+            let name = s.rendered["name"].as_str().unwrap();
+            match name {
+                // CloudNativePG's instance manager re-reads these (basic-auth) Secrets and
+                // ALTERs the roles' passwords itself; the Cluster must name exactly them.
+                "postgres-superuser" | "postgres-app" => {
+                    assert_eq!(s.rendered["type"], "kubernetes.io/basic-auth", "{name}");
+                    let mut keys: Vec<&String> =
+                        s.rendered["data"].as_object().unwrap().keys().collect();
+                    keys.sort();
+                    assert_eq!(keys, ["password", "username"], "{name}");
+                }
+                // Read only at start / first boot: a handler pushes the change.
+                "redis-auth" => assert_eq!(s.notify, ["restart redis"]),
+                "grafana-admin" => assert_eq!(s.notify, ["rotate grafana admin password"]),
+                other => panic!("{other}: no rotation path is known for this Secret"),
             }
         }
-        panic!();
+        let role = |name: &str| {
+            c.hosts[0]
+                .roles
+                .iter()
+                .find(|r| r.role == name)
+                .unwrap_or_else(|| panic!("no role {name}"))
+        };
+        for (r, h) in [
+            ("redis", "restart redis"),
+            ("monitoring", "rotate grafana admin password"),
+        ] {
+            assert!(
+                role(r).handlers.iter().any(|x| x.name == h),
+                "{r} has no handler {h}"
+            );
+        }
     }
 }

@@ -150,11 +150,17 @@ mod tests {
             hostvars => minijinja::context! { a => minijinja::context!{ ip => "10.0.0.1" }, b => minijinja::context!{ ip => "10.0.0.2" } },
         };
         let out = env
-            .render_str("{{ hosts | map('extract', hostvars, 'ip') | join(',') }}", ctx.clone())
+            .render_str(
+                "{{ hosts | map('extract', hostvars, 'ip') | join(',') }}",
+                ctx.clone(),
+            )
             .unwrap();
         assert_eq!(out, "10.0.0.1,10.0.0.2");
         let err = env
-            .render_str("{{ hosts | map('extract', hostvars, 'nope') | join(',') }}", ctx)
+            .render_str(
+                "{{ hosts | map('extract', hostvars, 'nope') | join(',') }}",
+                ctx,
+            )
             .unwrap_err();
         assert!(err.to_string().contains("extract: nothing at a"), "{err}");
     }

@@ -1,0 +1,275 @@
+//! The cluster roles' templates and chart values, rendered from their defaults, checked for
+//! what breaks a first real install: images nobody serves any more, NodePorts on the public
+//! address, monitoring that alerts forever on k3s.
+
+use serde_json::{json, Value};
+
+use super::*;
+
+/// Every template or values file that becomes Kubernetes objects or chart values, with the role
+/// whose defaults render it.
+const CLUSTER_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "postgres",
+        "roles/postgres/templates/postgres-cluster.yaml.j2",
+    ),
+    ("postgres", "values/cnpg-operator.yaml.j2"),
+    ("redis", "roles/redis/templates/redis.k8s.j2"),
+    ("argocd", "values/argocd.yaml.j2"),
+    ("argocd", "roles/argocd/templates/root-app.yaml.j2"),
+    ("monitoring", "values/monitoring.yaml.j2"),
+    (
+        "monitoring",
+        "roles/monitoring/templates/postgres-exporter-values.yaml.j2",
+    ),
+    (
+        "monitoring",
+        "roles/monitoring/templates/redis-exporter-values.yaml.j2",
+    ),
+    ("backups", "roles/backups/templates/pg-backup.k8s.j2"),
+];
+
+fn render_path(role: &str, path: &str, ctx: &Ctx) -> String {
+    Engine::new(&root())
+        .render_file(path, ctx)
+        .unwrap_or_else(|e| panic!("{role}: {path}: {e}"))
+        .text
+}
+
+fn docs(text: &str) -> Vec<Value> {
+    text.split("\n---")
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(yaml)
+        .collect()
+}
+
+/// Registries and repositories known to serve nothing maintained (Bitnami's free versioned
+/// images went to the frozen docker.io/bitnamilegacy in 2025).
+fn unmaintained(reference: &str) -> bool {
+    let r = reference.trim_start_matches("docker.io/");
+    r.starts_with("bitnami/") || r.starts_with("bitnamilegacy/")
+}
+
+fn pinned(tag: &str) -> bool {
+    !tag.is_empty() && tag != "latest" && !tag.contains("{{")
+}
+
+/// Every image reference in rendered objects or values, as problems (empty = all good).
+/// Strings under `image`/`imageName` must be REGISTRY/REPO:TAG; maps under `image` must carry
+/// a repository and a pinned tag.
+pub fn image_problems(at: &str, v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let here = format!("{at}.{k}");
+                match (k.as_str(), x) {
+                    ("image" | "imageName", Value::String(s)) => {
+                        let (name, tag) = s.rsplit_once(':').unwrap_or((s, ""));
+                        if !name.contains('/')
+                            || !name.split('/').next().unwrap_or("").contains('.')
+                        {
+                            out.push(format!("{here}: `{s}` does not name its registry"));
+                        }
+                        if !pinned(tag) || tag.contains('/') {
+                            out.push(format!("{here}: `{s}` has no pinned tag"));
+                        }
+                        if unmaintained(s) {
+                            out.push(format!("{here}: `{s}` is not maintained any more"));
+                        }
+                    }
+                    ("image", Value::Object(img)) if img.contains_key("repository") => {
+                        let repo = img["repository"].as_str().unwrap_or("");
+                        let reg = img.get("registry").and_then(Value::as_str).unwrap_or("");
+                        let tag = img.get("tag").and_then(Value::as_str).unwrap_or("");
+                        if !pinned(tag) {
+                            out.push(format!("{here}: {reg}/{repo} has no pinned tag (the chart's default would change under you)"));
+                        }
+                        let full = if reg.is_empty() {
+                            repo.to_string()
+                        } else {
+                            format!("{reg}/{repo}")
+                        };
+                        if unmaintained(&full) {
+                            out.push(format!("{here}: `{full}` is not maintained any more"));
+                        }
+                    }
+                    _ => image_problems(&here, x, out),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                image_problems(&format!("{at}[{i}]"), x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Lines of a template source that set an image literally instead of from a var.
+fn literal_image_lines(src: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"^\s*-?\s*(image|imageName|registry|repository|tag)\s*:\s*(\S.*)$")
+        .expect("static regex");
+    src.lines()
+        .filter_map(|l| re.captures(l))
+        .filter(|c| !c[2].contains("{{") && !c[2].starts_with('#'))
+        .map(|c| c[0].trim().to_string())
+        .collect()
+}
+
+/// Defect 1: every image labctl deploys is a var (registry, repository, tag) with a pinned tag
+/// from a maintained source.
+#[test]
+fn every_deployed_image_is_a_pinned_var_from_a_maintained_source() {
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (role, path) in CLUSTER_TEMPLATES {
+        let src = std::fs::read_to_string(root().join(path)).unwrap();
+        for l in literal_image_lines(&src) {
+            problems.push(format!("{path}: `{l}` is not a var"));
+        }
+        let text = render_path(role, path, &role_ctx(role, &[]));
+        for (i, d) in docs(&text).iter().enumerate() {
+            image_problems(&format!("{path}#{i}"), d, &mut problems);
+            seen += d.to_string().matches("\"image").count();
+        }
+    }
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(
+        seen >= 15,
+        "only {seen} image references found: the walk missed some"
+    );
+    // Every image var in the defaults is pinned too (an override must replace a pinned value).
+    for role in ["postgres", "redis", "argocd", "monitoring", "backups"] {
+        let text =
+            std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap();
+        let vars: indexmap::IndexMap<String, Value> = serde_saphyr::from_str(&text).unwrap();
+        for (k, v) in &vars {
+            if k.ends_with("_image_tag") {
+                assert!(pinned(v.as_str().unwrap_or("")), "{role}: {k} = {v}");
+            }
+            if k == "monitoring_images" {
+                for (n, img) in v.as_object().unwrap() {
+                    assert!(pinned(img["tag"].as_str().unwrap_or("")), "{n}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_image_check_refuses_what_broke_real_installs() {
+    let mut p = Vec::new();
+    image_problems(
+        "t",
+        &json!({"image": "docker.io/bitnami/postgresql:17.5.0"}),
+        &mut p,
+    );
+    image_problems("t", &json!({"image": "redis"}), &mut p);
+    image_problems("t", &json!({"image": "ghcr.io/x/y:latest"}), &mut p);
+    image_problems(
+        "t",
+        &json!({"primary": {"image": {"registry": "docker.io", "repository": "bitnami/postgresql", "tag": ""}}}),
+        &mut p,
+    );
+    image_problems(
+        "t",
+        &json!({"image": {"repository": "quay.io/argoproj/argocd", "tag": ""}}),
+        &mut p,
+    );
+    assert_eq!(p.len(), 7, "{p:#?}");
+    assert_eq!(
+        literal_image_lines("image: {{ x }}\n  tag: \"1.2\"\n  repository: {{ y }}\n"),
+        ["tag: \"1.2\""]
+    );
+}
+
+/// A role's defaults with `overrides`, templated vars resolved as `apply` resolves them.
+fn resolved_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
+    let text = std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap();
+    let mut values: indexmap::IndexMap<String, Value> = serde_saphyr::from_str(&text).unwrap();
+    for (k, v) in overrides {
+        values.insert((*k).to_string(), v.clone());
+    }
+    let layer = crate::inventory::VarLayer::from_map(values);
+    let l = crate::template::vars::resolve(&Engine::new(&root()), &layer, false)
+        .unwrap_or_else(|(k, e)| panic!("{role}: {k}: {}", e.message));
+    Ctx::new(&l.values, Default::default(), vec![])
+}
+
+/// Defect 4: kube-proxy answers NodePorts only on the node's VPN address, so a NodePort never
+/// faces the internet whatever the firewall says.
+#[test]
+fn nodeports_are_bound_to_the_vpn_address() {
+    let groups = json!({"k3s_server": ["s1"], "k3s_agents": ["a1"]});
+    for (host, wg, names) in [
+        ("s1", "10.200.0.1", ["k3s_server"]),
+        ("a1", "10.200.0.2", ["k3s_agents"]),
+    ] {
+        let ctx = resolved_ctx(
+            "k3s",
+            &[
+                ("inventory_hostname", json!(host)),
+                ("wg_address", json!(wg)),
+                ("groups", groups.clone()),
+                ("group_names", json!(names)),
+                ("hostvars", json!({"s1": {"wg_address": "10.200.0.1"}})),
+                ("k3s_token", json!(VAULT_CANARY)),
+            ],
+        );
+        let cfg = yaml(&render_path(
+            "k3s",
+            "roles/k3s/templates/k3s-config.j2",
+            &ctx,
+        ));
+        assert_eq!(
+            cfg["kube-proxy-arg"],
+            json!([format!("nodeport-addresses={wg}/32")]),
+            "{host}: {cfg:#}"
+        );
+        if host == "s1" {
+            assert_eq!(
+                (cfg["cluster-cidr"].as_str(), cfg["service-cidr"].as_str()),
+                (Some("10.42.0.0/16"), Some("10.43.0.0/16"))
+            );
+        }
+    }
+    // Both roles read the same CIDR vars with the same defaults: the firewall follows the cluster.
+    let defaults = |role: &str| -> indexmap::IndexMap<String, Value> {
+        serde_saphyr::from_str(
+            &std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let (k3s, fw) = (defaults("k3s"), defaults("base-hardening"));
+    for k in ["k3s_cluster_cidr", "k3s_service_cidr"] {
+        assert_eq!(k3s[k], fw[k], "{k}");
+    }
+}
+
+/// Defect 5: k3s has no separate controller manager, scheduler, kube-proxy or etcd to scrape.
+#[test]
+fn monitoring_does_not_alert_forever_on_k3s() {
+    let (text, _) = render_values("monitoring.yaml.j2", &role_ctx("monitoring", &[]));
+    let v = yaml(&text);
+    for c in [
+        "kubeControllerManager",
+        "kubeScheduler",
+        "kubeProxy",
+        "kubeEtcd",
+    ] {
+        assert_eq!(v[c]["enabled"], false, "{c}");
+    }
+    for r in [
+        "etcd",
+        "kubeControllerManager",
+        "kubeSchedulerAlerting",
+        "kubeSchedulerRecording",
+        "kubeProxy",
+    ] {
+        assert_eq!(v["defaultRules"]["rules"][r], false, "{r}");
+    }
+}
