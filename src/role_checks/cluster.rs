@@ -196,7 +196,7 @@ fn resolved_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
     }
     let layer = crate::inventory::VarLayer::from_map(values);
     let l = crate::template::vars::resolve(&Engine::new(&root()), &layer, false)
-        .unwrap_or_else(|(k, e)| panic!("{role}: {k}: {}", e.message));
+        .unwrap_or_else(|e| panic!("{role}: {e:?}"));
     Ctx::new(&l.values, Default::default(), vec![])
 }
 
