@@ -1,5 +1,6 @@
 //! Command line: clap definitions and one function per subcommand.
 
+mod adhoc;
 mod info;
 mod load;
 mod run;
@@ -164,6 +165,44 @@ enum Cmd {
         #[command(subcommand)]
         cmd: crate::testbed::TestbedCmd,
     },
+    /// Run a shell command on the hosts a pattern selects, in parallel (like `ansible PATTERN -m shell -a`)
+    Run {
+        /// Host pattern: `all`, a group, a host, `web*`, `~regex`, `group[0]`, `a:!b`
+        pattern: String,
+        /// The command line, after `--`
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+        #[arg(
+            short = 'i',
+            long,
+            env = "LABCTL_INVENTORY",
+            default_value = "inventories/lab/hosts.yml"
+        )]
+        inventory: PathBuf,
+        /// Run as root (sudo -n), whatever ansible_become says
+        #[arg(short = 'b', long = "become")]
+        become_: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Run kubectl on the first k3s server (group `k3s_server`, or `server`), as root
+    Kubectl {
+        /// kubectl's arguments, after `--`
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+        /// Run it on this host instead
+        #[arg(long, value_name = "HOST")]
+        on: Option<String>,
+        #[arg(
+            short = 'i',
+            long,
+            env = "LABCTL_INVENTORY",
+            default_value = "inventories/lab/hosts.yml"
+        )]
+        inventory: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -235,6 +274,19 @@ pub fn main() -> i32 {
         } => wireguard::peer_config(&g, &peer, &target),
         Cmd::Vault { cmd } => crate::vault::run(cmd, g.vault_key.as_deref()),
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
+        Cmd::Run {
+            pattern,
+            command,
+            inventory,
+            become_,
+            conn,
+        } => adhoc::run(&g, &inventory, &pattern, &command, become_, &conn),
+        Cmd::Kubectl {
+            args,
+            on,
+            inventory,
+            conn,
+        } => adhoc::kubectl(&g, &inventory, &args, on.as_deref(), &conn),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
             Ok(Exit::Ok)

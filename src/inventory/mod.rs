@@ -62,7 +62,8 @@ pub enum VaultFail {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Conn {
     pub address: String,
-    pub port: u16,
+    /// None: whatever ~/.ssh/config (or ssh's default) says.
+    pub port: Option<u16>,
     pub user: Option<String>,
     pub key_file: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
@@ -497,14 +498,29 @@ impl Inventory {
         vars: &IndexMap<String, Value>,
         base_dir: &Path,
     ) -> Result<Conn, String> {
-        let s = |k: &str| vars.get(k).and_then(value_as_string);
-        let port = match vars.get("ansible_port") {
-            None => 22,
-            Some(v) => value_as_string(v)
-                .and_then(|s| s.parse::<u16>().ok())
-                .ok_or_else(|| {
-                    format!("host `{host}`: ansible_port must be a port number, got {v}")
-                })?,
+        // Ansible's older `ansible_ssh_*` spellings still work; the current name wins.
+        let get = |k: &str| {
+            vars.get(k).or_else(|| {
+                let alias = match k {
+                    "ansible_host" => "ansible_ssh_host",
+                    "ansible_port" => "ansible_ssh_port",
+                    "ansible_user" => "ansible_ssh_user",
+                    "ansible_ssh_private_key_file" => "ansible_private_key_file",
+                    _ => return None,
+                };
+                vars.get(alias)
+            })
+        };
+        let s = |k: &str| get(k).and_then(value_as_string);
+        let port = match get("ansible_port") {
+            None => None,
+            Some(v) => Some(
+                value_as_string(v)
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .ok_or_else(|| {
+                        format!("host `{host}`: ansible_port must be a port number, got {v}")
+                    })?,
+            ),
         };
         let path = |k: &str| {
             s(k).map(|p| {
@@ -682,7 +698,22 @@ mod tests {
         assert_eq!(inv.host_vars("lone").values["level"], json!("all-file"));
         assert_eq!(inv.host_vars("lone").values["only_all"], json!(1));
         let c = Inventory::conn("a2", &inv.host_vars("a2").values, d.path()).unwrap();
-        assert_eq!((c.address.as_str(), c.port), ("a2", 2222));
+        assert_eq!((c.address.as_str(), c.port), ("a2", Some(2222)));
+        let c = Inventory::conn("a1", &inv.host_vars("a1").values, d.path()).unwrap();
+        assert_eq!(c.port, None, "no port unless the inventory sets one");
+        let old: IndexMap<String, Value> = [
+            ("ansible_ssh_host", json!("10.1.1.1")),
+            ("ansible_ssh_port", json!("2200")),
+            ("ansible_ssh_user", json!("pi")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let c = Inventory::conn("x", &old, d.path()).unwrap();
+        assert_eq!(
+            (c.address.as_str(), c.port, c.user.as_deref()),
+            ("10.1.1.1", Some(2200), Some("pi"))
+        );
         assert_eq!(inv.groups_map()["lab"], vec!["s1", "a1", "a2"]);
     }
 

@@ -37,6 +37,8 @@ pub struct Play {
     pub hosts_loc: Loc,
     pub vars: VarLayer,
     pub roles: Vec<RoleRef>,
+    /// Only the first selected host runs this play (cluster-wide work on one k3s server).
+    pub run_once: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -71,9 +73,11 @@ pub struct Entry {
     pub notify: Vec<(String, Loc)>,
     /// `loop:` a list or a `"{{ expr }}"`; each item is bound to `item`.
     pub loop_: Option<Node>,
+    /// Only the play's first selected host runs it (as Ansible's `run_once`).
+    pub run_once: bool,
 }
 
-const COMMON_KEYS: &[&str] = &["name", "tags", "when", "notify", "loop"];
+const COMMON_KEYS: &[&str] = &["name", "tags", "when", "notify", "loop", "run_once"];
 
 impl Site {
     pub fn load(path: &Path) -> Result<Site, Diags> {
@@ -161,6 +165,7 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
         hosts_loc: node.loc(file),
         vars: VarLayer::default(),
         roles: Vec::new(),
+        run_once: false,
     };
     let mut has_hosts = false;
     for (k, v) in entries {
@@ -186,6 +191,10 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
             "max_fail_percentage" => match &v.v {
                 NodeV::Int(n) if (0..=100).contains(n) => play.max_fail_percent = Some(*n as u8),
                 _ => diags.push(Diag::at(v.loc(file), "`max_fail_percentage` must be a number from 0 to 100")),
+            },
+            "run_once" => match &v.v {
+                NodeV::Bool(b) => play.run_once = *b,
+                _ => diags.push(Diag::at(v.loc(file), "`run_once` must be true or false")),
             },
             "any_errors_fatal" => match &v.v {
                 NodeV::Bool(true) => play.max_fail_percent = Some(0),
@@ -215,7 +224,7 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
             },
             other => diags.push(
                 Diag::at(k.loc(file), format!("unknown key `{other}` in a play"))
-                    .help("a play has `name`, `hosts`, `vars`, `roles`, `serial`, `max_fail_percentage` and `any_errors_fatal`"),
+                    .help("a play has `name`, `hosts`, `vars`, `roles`, `serial`, `max_fail_percentage`, `any_errors_fatal` and `run_once`"),
             ),
         }
     }
@@ -378,6 +387,7 @@ fn read_entry(file: &Path, node: &Node, handler: bool) -> Result<Entry, Diag> {
         when: Vec::new(),
         notify: Vec::new(),
         loop_: None,
+        run_once: false,
     };
     for (k, v) in entries {
         let key = k.key_string();
@@ -401,6 +411,10 @@ fn read_entry(file: &Path, node: &Node, handler: bool) -> Result<Entry, Diag> {
                 }
             }
             "loop" => e.loop_ = Some(v.clone()),
+            "run_once" => match &v.v {
+                NodeV::Bool(b) => e.run_once = *b,
+                _ => return Err(Diag::at(v.loc(file), "`run_once` must be true or false")),
+            },
             _ if crate::resources::KINDS.contains(&key.as_str()) => {
                 if !e.kind.is_empty() {
                     return Err(Diag::at(

@@ -107,6 +107,55 @@ pub struct Compiled {
     pub secret_strings: Vec<String>,
 }
 
+/// Inventory-level vars of every host (what `hostvars` holds), with `-e` and the magic vars
+/// (inventory_hostname, group_names, groups), templated vars resolved lazily, as Ansible does:
+/// a var may read another host's through `hostvars`.
+pub fn inventory_hostvars(
+    inv: &Inventory,
+    extra: &VarLayer,
+    engine: &Engine,
+    placeholders: bool,
+) -> Result<IndexMap<String, VarLayer>, Diags> {
+    let groups_value = serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null);
+    let layers: IndexMap<String, VarLayer> = inv
+        .hosts
+        .keys()
+        .map(|h| {
+            let magic = magic(inv, h, &groups_value);
+            let layers = vars::Layers {
+                extra: Some(extra),
+                magic: Some(&magic),
+                ..Default::default()
+            };
+            (h.clone(), vars::stack(inv, h, &layers))
+        })
+        .collect();
+    let (hostvars, errors) = template::vars::resolve_hosts(engine, layers, placeholders);
+    // A group var that fails fails the same way on every host of the group: say it once.
+    let mut same: IndexMap<(Option<Loc>, String, String), Vec<String>> = IndexMap::new();
+    for e in errors {
+        same.entry((e.loc.clone(), e.key.clone(), e.message.clone()))
+            .or_default()
+            .push(e.host.clone());
+    }
+    let mut diags = Diags::default();
+    for ((loc, key, message), hosts) in same {
+        let who = match hosts.as_slice() {
+            [one] => format!("host `{one}`: "),
+            [first, rest @ ..] => format!("host `{first}` (and {} more): ", rest.len()),
+            [] => String::new(),
+        };
+        let e = template::vars::VarError {
+            host: hosts[0].clone(),
+            key,
+            loc,
+            message,
+        };
+        diags.push(e.diag(Loc::file_only(&inv.path), &who));
+    }
+    diags.into_result().map(|_| hostvars)
+}
+
 /// Build every selected host's work. All problems are collected, not just the first.
 pub fn compile(
     site: &Site,
@@ -125,49 +174,13 @@ pub fn compile(
         None => None,
     };
 
-    // Inventory-level vars of every host (for `hostvars`), templated vars resolved.
-    // Magic vars (inventory_hostname, group_names, groups) once per host for the whole run.
     let groups_value = serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null);
     let magics: IndexMap<&str, VarLayer> = inv
         .hosts
         .keys()
         .map(|h| (h.as_str(), magic(inv, h, &groups_value)))
         .collect();
-    // Lazily, as Ansible does: a var may read another host's through `hostvars`.
-    let layers: IndexMap<String, VarLayer> = inv
-        .hosts
-        .keys()
-        .map(|h| {
-            let layers = vars::Layers {
-                extra: Some(extra),
-                magic: Some(&magics[h.as_str()]),
-                ..Default::default()
-            };
-            (h.clone(), vars::stack(inv, h, &layers))
-        })
-        .collect();
-    let (hostvars, errors) = template::vars::resolve_hosts(engine, layers, placeholders);
-    // A group var that fails fails the same way on every host of the group: say it once.
-    let mut same: IndexMap<(Option<Loc>, String, String), Vec<String>> = IndexMap::new();
-    for e in errors {
-        same.entry((e.loc.clone(), e.key.clone(), e.message.clone()))
-            .or_default()
-            .push(e.host.clone());
-    }
-    for ((loc, key, message), hosts) in same {
-        let who = match hosts.as_slice() {
-            [one] => format!("host `{one}`: "),
-            [first, rest @ ..] => format!("host `{first}` (and {} more): ", rest.len()),
-            [] => String::new(),
-        };
-        let e = template::vars::VarError {
-            host: hosts[0].clone(),
-            key,
-            loc,
-            message,
-        };
-        diags.push(e.diag(Loc::file_only(&inv.path), &who));
-    }
+    let hostvars = inventory_hostvars(inv, extra, engine, placeholders)?;
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -199,8 +212,15 @@ pub fn compile(
                 continue;
             }
         };
+        let matched: Vec<String> = matched
+            .into_iter()
+            .filter(|h| limit.as_ref().is_none_or(|l| l.contains(h)))
+            .collect();
+        // `run_once`: the first selected host of the play does it, for all of them.
+        let first = matched.first().cloned();
         for host in matched {
-            if limit.as_ref().is_some_and(|l| !l.contains(&host)) {
+            let is_first = first.as_deref() == Some(host.as_str());
+            if play.run_once && !is_first {
                 continue;
             }
             for rref in &play.roles {
@@ -264,6 +284,9 @@ pub fn compile(
                     handlers: Vec::new(),
                 };
                 for entry in &role.resources {
+                    if entry.run_once && !is_first {
+                        continue;
+                    }
                     let tags: BTreeSet<String> = role_tags
                         .iter()
                         .cloned()
@@ -601,6 +624,60 @@ mod tests {
         assert!(pw.secret, "template using a vault var is secret");
         assert!(!c.hosts[0].items().next().unwrap().secret);
         assert_eq!(c.secret_strings, vec!["canary-pw-77"]);
+    }
+
+    #[test]
+    fn run_once_on_a_resource_and_on_a_play() {
+        let d = setup();
+        write(
+            d.path(),
+            "site.yml",
+            "- hosts: lab\n  roles: [r]\n- hosts: lab\n  run_once: true\n  roles: [once]\n",
+        );
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /etc/each, content: x}\n  - file: {path: /etc/cluster, content: x}\n    run_once: true\n",
+        );
+        write(
+            d.path(),
+            "roles/once/role.yml",
+            "resources:\n  - file: {path: /etc/play, content: x}\n",
+        );
+        let (site, inv) = load(d.path(), true);
+        let engine = Engine::new(&site.root);
+        let ids = |limit: Option<&str>| -> Vec<(String, Vec<String>)> {
+            let sel = Selector {
+                limit: limit.map(String::from),
+                ..Default::default()
+            };
+            compile(&site, &inv, &sel, &VarLayer::default(), &engine, false)
+                .unwrap()
+                .hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.items().map(|i| i.id.clone()).collect()))
+                .collect()
+        };
+        let all = ids(None);
+        assert_eq!(
+            all[0].1,
+            [
+                "r/file:/etc/each",
+                "r/file:/etc/cluster",
+                "once/file:/etc/play"
+            ]
+        );
+        assert_eq!(all[1].1, ["r/file:/etc/each"]);
+        // The first *selected* host: with --limit h2, h2 does the once-only work.
+        let h2 = ids(Some("h2"));
+        assert_eq!(
+            h2[0].1,
+            [
+                "r/file:/etc/each",
+                "r/file:/etc/cluster",
+                "once/file:/etc/play"
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::inventory::Conn;
 
+pub mod ssh_config;
+
 #[derive(Debug)]
 pub struct Output {
     pub status: i32,
@@ -72,38 +74,20 @@ impl Transport {
                 become_: conn.become_,
             });
         }
-        let mut b = openssh::SessionBuilder::default();
-        b.known_hosts_check(match policy {
-            HostKeyPolicy::Strict => openssh::KnownHosts::Strict,
-            HostKeyPolicy::AcceptNew => openssh::KnownHosts::Add,
-        });
-        b.port(conn.port);
-        b.connect_timeout(connect_timeout);
-        b.server_alive_interval(Duration::from_secs(15));
-        b.control_persist(openssh::ControlPersist::IdleFor(
-            std::num::NonZeroUsize::new(30).expect("30 > 0"),
-        ));
-        if let Some(u) = &conn.user {
-            b.user(u.clone());
-        }
-        if let Some(k) = &conn.key_file {
-            b.keyfile(k);
-        }
-        if let Some(kh) = &conn.known_hosts {
-            b.user_known_hosts_file(kh);
-        }
+        let eff = ssh_config::Effective::query(conn).await.map_err(|why| {
+            TransportError::Unreachable {
+                dest: conn.address.clone(),
+                why,
+            }
+        })?;
+        let mut b = ssh_config::ssh_options(conn, policy, connect_timeout, &eff);
         b.control_directory(control_dir());
-        let dest = format!(
-            "{}@{}:{}",
-            conn.user.as_deref().unwrap_or("(ssh config user)"),
-            conn.address,
-            conn.port
-        );
+        let dest = eff.dest(conn);
         let session = b
             .connect_mux(&conn.address)
             .await
             .map_err(|e| classify(&dest, e))?;
-        let user_is_root = conn.user.as_deref() == Some("root");
+        let user_is_root = eff.get("user").or(conn.user.as_deref()) == Some("root");
         Ok(Transport::Ssh {
             session,
             dest,
