@@ -54,11 +54,26 @@ impl Effective {
     }
 }
 
+/// `LABCTL_SSH_CONFIG`: an ssh config file to read instead of ~/.ssh/config (`ssh -F`).
+/// ssh finds ~ through the password database, not $HOME, so this is how tests (and users
+/// with a per-lab config) point it elsewhere.
+pub fn config_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("LABCTL_SSH_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
 async fn ssh_g(conn: &Conn, config: Option<&str>) -> Result<HashMap<String, String>, String> {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-G");
-    if let Some(f) = config {
-        cmd.args(["-F", f]);
+    match (config, config_file()) {
+        (Some(f), _) => {
+            cmd.args(["-F", f]);
+        }
+        (None, Some(f)) => {
+            cmd.arg("-F").arg(f);
+        }
+        (None, None) => {}
     }
     if let Some(p) = conn.port {
         cmd.args(["-p", &p.to_string()]);
@@ -118,6 +133,9 @@ pub fn ssh_options(
     eff: &Effective,
 ) -> openssh::SessionBuilder {
     let mut b = openssh::SessionBuilder::default();
+    if let Some(f) = config_file() {
+        b.config_file(f);
+    }
     b.known_hosts_check(host_key_check(policy, eff));
     if let Some(p) = conn.port {
         b.port(p);

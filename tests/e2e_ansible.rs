@@ -1,0 +1,150 @@
+//! An Ansible user's habits on real test hosts: a Host block in the ssh config decides how a
+//! host is reached (labctl adds no -p/-l/-i of its own), `labctl run PATTERN -- CMD` runs in
+//! parallel with output per host, host patterns with subscripts, and `run_once`.
+//! One testbed for the module; host state is checked out of band (nsenter).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::{e2e_enabled, show, Testbed};
+
+fn labctl_in(dir: &Path, ssh_config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(args)
+        .current_dir(dir)
+        .env("LABCTL_SSH_CONFIG", ssh_config)
+        .env("NO_COLOR", "1")
+        .env_remove("LABCTL_AGE_KEY_FILE")
+        .env_remove("LABCTL_INVENTORY")
+        .output()
+        .expect("run labctl")
+}
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+#[test]
+fn ssh_config_adhoc_run_and_run_once() {
+    if !e2e_enabled() {
+        return;
+    }
+    let tb = Testbed::up("ansible-adhoc", 2);
+    let (h1, h2) = (&tb.hosts[0], &tb.hosts[1]);
+    let d = tempfile::tempdir().unwrap();
+    let key = tb.key().display().to_string();
+    let kh = tb.known_hosts().display().to_string();
+    // `via-config` exists only in the ssh config: address, user, key and known_hosts come
+    // from its Host block. `bad-port` differs only by Port, which must be honoured.
+    let cfg = d.path().join("ssh_config");
+    write(
+        d.path(),
+        "ssh_config",
+        &format!(
+            "Host via-*\n  HostName {a}\n  User root\n  IdentityFile {key}\n  UserKnownHostsFile {kh}\n  StrictHostKeyChecking yes\n\
+             Host bad-port\n  HostName {a}\n  Port 1\n  User root\n  IdentityFile {key}\n  UserKnownHostsFile {kh}\n  ConnectTimeout 3\n",
+            a = h1.address
+        ),
+    );
+    // An INI inventory, kubespray-style: one host by alias only, one with Ansible's vars.
+    write(
+        d.path(),
+        "hosts.ini",
+        &format!(
+            "[lab]\nvia-config\n{n2} ansible_ssh_host={a2} ansible_ssh_user=root ansible_ssh_private_key_file={key} labctl_known_hosts={kh}\n\
+             [broken]\nbad-port\n",
+            n2 = h2.name,
+            a2 = h2.address
+        ),
+    );
+
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &[
+            "run",
+            "lab",
+            "-i",
+            "hosts.ini",
+            "--",
+            "cat /etc/hostname; id -un",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        out.contains("via-config | SUCCESS | rc=0 >>"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains(&format!("{} | SUCCESS | rc=0 >>", h2.name)),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains(&h1.name) && out.contains("root"),
+        "{}",
+        show(&o)
+    );
+
+    // Port 1 comes from the config: the host is unreachable (exit 6), not reached on 22.
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["run", "broken", "-i", "hosts.ini", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("bad-port | UNREACHABLE"),
+        "{}",
+        show(&o)
+    );
+
+    // A failing command: output per host, exit 1; `lab[1]` is the second host only.
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &[
+            "run",
+            "lab[1]",
+            "-i",
+            "hosts.ini",
+            "--",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        out.contains(&format!("{} | FAILED | rc=3 >>\nout\nerr\n", h2.name)),
+        "{}",
+        show(&o)
+    );
+    assert!(!out.contains("via-config"), "{}", show(&o));
+
+    // run_once: the first selected host does it; every host does the rest.
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: lab\n  roles: [r]\n- hosts: lab\n  run_once: true\n  roles: [cluster]\n",
+    );
+    write(
+        d.path(),
+        "roles/r/role.yml",
+        "resources:\n  - file: {path: /root/each, content: \"x\\n\"}\n  - file: {path: /root/once-resource, content: \"x\\n\"}\n    run_once: true\n",
+    );
+    write(
+        d.path(),
+        "roles/cluster/role.yml",
+        "resources:\n  - file: {path: /root/once-play, content: \"x\\n\"}\n",
+    );
+    let o = labctl_in(d.path(), &cfg, &["apply", "site.yml", "-i", "hosts.ini"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let exists = |host: &str, f: &str| tb.sh(host, &format!("test -e /root/{f}")).status.success();
+    assert!(exists(&h1.name, "each") && exists(&h2.name, "each"));
+    assert!(exists(&h1.name, "once-resource") && exists(&h1.name, "once-play"));
+    assert!(!exists(&h2.name, "once-resource") && !exists(&h2.name, "once-play"));
+}
