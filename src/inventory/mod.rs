@@ -511,6 +511,19 @@ impl Inventory {
                 vars.get(alias)
             })
         };
+        // Connection settings labctl cannot honour are refused, not silently ignored.
+        for (var, instead) in [
+            ("ansible_ssh_common_args", "put these options in a Host block of ~/.ssh/config (ProxyJump, ProxyCommand, ForwardAgent …)"),
+            ("ansible_ssh_extra_args", "put these options in a Host block of ~/.ssh/config"),
+            ("ansible_password", "labctl logs in with keys only: use ansible_ssh_private_key_file or ssh-agent"),
+            ("ansible_ssh_pass", "labctl logs in with keys only: use ansible_ssh_private_key_file or ssh-agent"),
+            ("ansible_become_password", "labctl uses `sudo -n`: configure NOPASSWD sudo for the user, or connect as root"),
+            ("ansible_become_pass", "labctl uses `sudo -n`: configure NOPASSWD sudo for the user, or connect as root"),
+        ] {
+            if vars.get(var).is_some_and(|v| !v.is_null() && v != "") {
+                return Err(format!("host `{host}`: `{var}` is an Ansible setting labctl does not use; {instead}"));
+            }
+        }
         let s = |k: &str| get(k).and_then(value_as_string);
         let port = match get("ansible_port") {
             None => None,
@@ -713,6 +726,16 @@ mod tests {
         assert_eq!(
             (c.address.as_str(), c.port, c.user.as_deref()),
             ("10.1.1.1", Some(2200), Some("pi"))
+        );
+        let mut proxy = old.clone();
+        proxy.insert(
+            "ansible_ssh_common_args".into(),
+            json!("-o ProxyJump=bastion"),
+        );
+        let e = Inventory::conn("x", &proxy, d.path()).unwrap_err();
+        assert!(
+            e.contains("`ansible_ssh_common_args`") && e.contains("~/.ssh/config"),
+            "{e}"
         );
         assert_eq!(inv.groups_map()["lab"], vec!["s1", "a1", "a2"]);
     }

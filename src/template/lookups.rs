@@ -127,7 +127,7 @@ fn run(
         "password" => {
             return Err(fail(
                 "password",
-                "labctl does not write generated passwords to files; generate one into the vault with `labctl vault edit` and refer to the vault var",
+                "labctl does not write generated passwords to files; keep a generated one in a vault file (`labctl vault encrypt`) and refer to its var",
             ))
         }
         other => {
