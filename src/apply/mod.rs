@@ -388,13 +388,27 @@ async fn apply_one(
 
 /// Probe once and diff every item: the host's plan, and each item's verdict in item order.
 /// Err: the host as a whole could not be planned (probe failed, unsupported OS).
-async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), HostError> {
-    let items = cx.items();
-    let queries: Vec<FactQuery> = [facts::os::query(), facts::journal::JournalQuery.query()]
+/// Every fact a host's plan reads: the OS, the handler journal, and each item's.
+fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
+    [facts::os::query(), facts::journal::JournalQuery.query()]
         .into_iter()
         .chain(items.iter().flat_map(|i| i.inst.facts()))
-        .collect();
-    let facts = gather(cx.t, &queries, cx.opts).await?;
+        .collect()
+}
+
+/// Connect and probe one host for every fact its plan reads: the round trip `plan` and `apply`
+/// make, for `labctl facts` to print.
+pub async fn probe_host(work: &HostWork, opts: &Opts) -> Result<Facts, HostError> {
+    let t = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?;
+    let items: Vec<&Item> = work.items().collect();
+    let r = gather(&t, &host_queries(&items), opts).await;
+    t.close().await;
+    r
+}
+
+async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), HostError> {
+    let items = cx.items();
+    let facts = gather(cx.t, &host_queries(&items), cx.opts).await?;
     build::check_os(&facts)?;
     let planned = build::plan_items(&items, &facts, &cx.opts.keys());
     let mut plan = build::host_plan(&cx.work.host, &planned);

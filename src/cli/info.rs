@@ -1,13 +1,11 @@
 //! `facts` and `inventory`: what labctl sees.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::error::{CliError, Exit};
-use crate::facts::{self, probe, FactQuery};
-use crate::transport::{HostKeyPolicy, Transport};
+use crate::facts;
 
 use super::load;
 use super::{Conn, Global, Target};
@@ -15,7 +13,7 @@ use super::{Conn, Global, Target};
 pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliError> {
     let sh = &g.sh;
     let mut target = t.clone();
-    target.limit = Some(host.to_string());
+    target.select.limit = Some(host.to_string());
     let l = load::load(sh, g, &target, false)?;
     let Some(work) = l.compiled.hosts.iter().find(|h| h.host == host) else {
         return Err(CliError::new(
@@ -23,38 +21,10 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
             format!("host `{host}` is in no play of {}", t.site.display()),
         ));
     };
-    let queries: Vec<FactQuery> = std::iter::once(facts::os::query())
-        .chain(work.items().flat_map(|i| i.inst.facts()))
-        .collect();
-    let conn = work.conn.clone();
-    let policy = if c.accept_new_host_keys {
-        HostKeyPolicy::AcceptNew
-    } else {
-        HostKeyPolicy::Strict
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result: Result<facts::Facts, String> = rt.block_on(async {
-        let tr = Transport::connect(&conn, policy, Duration::from_secs(c.connect_timeout))
-            .await
-            .map_err(|e| e.to_string())?;
-        let p = probe::build(&queries);
-        let out = tr
-            .run(&p.script, None, Duration::from_secs(c.step_timeout))
-            .await
-            .map_err(|e| e.to_string());
-        tr.close().await;
-        let out = out?;
-        p.parse(&out.stdout_str())
-            .map_err(|e| format!("{e}: {}", out.stderr_tail()))
-    });
-    let f = match result {
-        Ok(f) => f,
-        Err(e) => {
-            return Err(CliError::new(Exit::Failed, format!("{host}: {e}")));
-        }
-    };
+    let opts = super::run::opts(c, &l);
+    let f = super::run::runtime()
+        .block_on(crate::apply::probe_host(work, &opts))
+        .map_err(|e| CliError::new(Exit::Failed, format!("{host}: {e}")))?;
     // File bodies and raw answers of secret resources are not printed: only parsed metadata.
     let secret_keys: Vec<String> = work
         .items()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{CliError, Diags, Exit};
 use crate::inventory::{vars, Inventory, VarLayer, VaultFail};
 use crate::secret::Secret;
-use crate::site::select::{self, Compiled, Selector};
+use crate::site::select::{self, Compiled};
 use crate::site::Site;
 use crate::template::Engine;
 use crate::ui::Shell;
@@ -18,7 +18,7 @@ pub struct Loaded {
     pub site: Site,
     pub compiled: Compiled,
     pub hash_key: [u8; 32],
-    pub selection: crate::plan::Selection,
+    pub selection: crate::plan::SavedSelection,
 }
 
 pub fn keyring(g: &Global) -> Result<Keyring, CliError> {
@@ -95,13 +95,8 @@ pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Load
         }
     }
     let engine = Engine::new(&site.root);
-    let sel = Selector {
-        tags: t.tags.clone(),
-        skip_tags: t.skip_tags.clone(),
-        limit: t.limit.clone(),
-    };
     let placeholders = check_mode && !inventory.unopened_vaults.is_empty();
-    let compiled = select::compile(&site, &inventory, &sel, &extra, &engine, placeholders)
+    let compiled = select::compile(&site, &inventory, &t.select, &extra, &engine, placeholders)
         .map_err(|d| {
             report(sh, &d);
             CliError::Reported(Exit::BadInput)
@@ -116,10 +111,8 @@ pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Load
             t.extra_vars.join("\0").as_bytes(),
         ))
     };
-    let selection = crate::plan::Selection {
-        tags: t.tags.clone(),
-        skip_tags: t.skip_tags.clone(),
-        limit: t.limit.clone(),
+    let selection = crate::plan::SavedSelection {
+        select: t.select.clone(),
         extra_vars: extra_hash,
     };
     Ok(Loaded {

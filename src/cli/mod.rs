@@ -61,15 +61,8 @@ pub struct Target {
         default_value = "inventories/lab/hosts.yml"
     )]
     pub inventory: PathBuf,
-    /// Only resources with one of these tags (a role's name is a tag)
-    #[arg(short = 't', long, value_delimiter = ',')]
-    pub tags: Vec<String>,
-    /// Skip resources with any of these tags
-    #[arg(long, value_delimiter = ',')]
-    pub skip_tags: Vec<String>,
-    /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
-    #[arg(short = 'l', long)]
-    pub limit: Option<String>,
+    #[command(flatten)]
+    pub select: crate::site::select::Selection,
     /// Extra vars, highest precedence: key=value (value read as YAML) or @file.yml
     #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
     pub extra_vars: Vec<String>,

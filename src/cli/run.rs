@@ -13,7 +13,7 @@ use crate::ui::{self, progress::Progress};
 use super::load::{self, Loaded};
 use super::{Conn, Global, Target};
 
-fn opts(c: &Conn, l: &Loaded) -> Opts {
+pub(super) fn opts(c: &Conn, l: &Loaded) -> Opts {
     Opts {
         forks: c.forks,
         serial: c.serial,
@@ -32,7 +32,7 @@ fn opts(c: &Conn, l: &Loaded) -> Opts {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,9 +128,7 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
             // The saved plan decides what is selected: the same site, inventory and selectors.
             target.site = plan.site.clone().into();
             target.inventory = plan.inventory.clone().into();
-            target.tags = plan.selection.tags.clone();
-            target.skip_tags = plan.selection.skip_tags.clone();
-            target.limit = plan.selection.limit.clone();
+            target.select = plan.selection.select.clone();
             Some(plan)
         }
         None => None,
@@ -195,16 +193,20 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
     let l = load::load(sh, g, t, true)?;
     let hosts = l.compiled.hosts.len();
     let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
-    let always: Vec<String> = l
+    let warnings: std::collections::BTreeSet<String> = l
         .compiled
         .hosts
         .iter()
         .flat_map(|h| h.items())
-        .filter(|i| i.kind == "command" && i.inst.facts().is_empty())
-        .map(|i| i.id.clone())
+        .flat_map(|i| {
+            i.inst
+                .warnings()
+                .into_iter()
+                .map(|w| format!("{} {w}", i.id))
+        })
         .collect();
-    for a in always.iter().collect::<std::collections::BTreeSet<_>>() {
-        sh.warn(&format!("{a} has neither `creates` nor `unless`: it runs on every apply and plan never shows zero drift"));
+    for w in &warnings {
+        sh.warn(w);
     }
     if g.json {
         sh.out(&ui::json_envelope(

@@ -6,6 +6,8 @@ pub mod step;
 
 pub use error::HostError;
 use serde::{Deserialize, Serialize};
+
+use crate::site::select::Selection;
 pub use step::Step;
 
 /// What a change does, and its symbol in plan output (Terraform's convention).
@@ -158,16 +160,15 @@ pub struct Plan {
     pub format: u32,
     pub site: String,
     pub inventory: String,
-    pub selection: Selection,
+    pub selection: SavedSelection,
     pub hosts: Vec<HostPlan>,
 }
 
 /// What was selected, so `apply --plan` recomputes the same thing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Selection {
-    pub tags: Vec<String>,
-    pub skip_tags: Vec<String>,
-    pub limit: Option<String>,
+pub struct SavedSelection {
+    #[serde(flatten)]
+    pub select: Selection,
     /// Keyed hash of the `-e` arguments (they may hold secrets).
     pub extra_vars: Option<String>,
 }

@@ -64,13 +64,6 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-/// True when nothing guards the command: it runs on every apply and a plan is never clean.
-/// `labctl check` warns about these.
-#[allow(dead_code)] // for `labctl check`, which is not wired to it yet
-pub fn always_runs(spec: &Spec) -> bool {
-    spec.creates.is_none() && spec.unless.is_none()
-}
-
 /// The step: the user's script, from `chdir` when given. The newline before the end keeps a
 /// trailing `# comment` in the script from swallowing anything the compiler appends.
 fn script(spec: &Spec) -> String {
@@ -83,6 +76,15 @@ fn script(spec: &Spec) -> String {
 impl Resource for Command {
     const KIND: &'static str = "command";
     type Spec = Spec;
+
+    /// Nothing guards the command: it runs on every apply and a plan is never clean.
+    fn warnings(spec: &Spec) -> Vec<String> {
+        if spec.creates.is_none() && spec.unless.is_none() {
+            vec!["has neither `creates` nor `unless`: it runs on every apply and plan never shows zero drift".into()]
+        } else {
+            vec![]
+        }
+    }
 
     /// The script's first line, shortened: enough to recognise it in a plan.
     fn name(spec: &Spec) -> String {
@@ -192,7 +194,7 @@ mod tests {
             )
         );
         assert_eq!(scripts(&d), "curl -sfL https://get.k3s.io | sh -");
-        assert!(!always_runs(&s));
+        assert!(Command::warnings(&s).is_empty());
     }
 
     #[test]
@@ -264,7 +266,11 @@ mod tests {
     #[test]
     fn unguarded_runs_every_time() {
         let s = spec::<Command>("run: |\n  apt-get clean\n  # done\n");
-        assert!(always_runs(&s));
+        assert_eq!(
+            Command::warnings(&s),
+            ["has neither `creates` nor `unless`: it runs on every apply and plan never shows zero drift"]
+        );
+        assert!(Command::warnings(&spec::<Command>("run: x\ncreates: /x\n")).is_empty());
         assert!(Command::facts(&s).is_empty());
         let d = Command::diff(&s, &facts(&[]), &cx()).unwrap().unwrap();
         assert_eq!(d.reasons, vec!["no `creates`/`unless`: runs every time"]);

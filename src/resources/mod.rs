@@ -136,6 +136,10 @@ pub trait Resource {
     fn prepare(_spec: &mut Self::Spec, _cx: &PrepareCx) -> Result<(), String> {
         Ok(())
     }
+    /// Things `labctl check` should warn about in a valid spec (each completes "ID …").
+    fn warnings(_spec: &Self::Spec) -> Vec<String> {
+        vec![]
+    }
     /// The facts `diff` reads.
     fn facts(spec: &Self::Spec) -> Vec<FactQuery>;
     /// Pure: what differs, and the steps that fix it. `Ok(None)` = in sync.
@@ -154,6 +158,7 @@ pub trait Resource {
 pub trait Instance: Send + Sync {
     fn kind(&self) -> &'static str;
     fn name(&self) -> String;
+    fn warnings(&self) -> Vec<String>;
     fn facts(&self) -> Vec<FactQuery>;
     fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
     fn handler(&self, secret: bool) -> Result<Vec<Step>, String>;
@@ -167,6 +172,9 @@ impl<R: Resource + 'static> Instance for Typed<R> {
     }
     fn name(&self) -> String {
         R::name(&self.0)
+    }
+    fn warnings(&self) -> Vec<String> {
+        R::warnings(&self.0)
     }
     fn facts(&self) -> Vec<FactQuery> {
         R::facts(&self.0)

@@ -17,14 +17,22 @@ use crate::resources::{self, BuildError, Instance, PrepareCx};
 use crate::template::{self, Ctx, Engine, PathSeg, TemplateError};
 use crate::yaml::Node;
 
-#[derive(Debug, Clone, Default)]
-pub struct Selector {
+/// What a run selects: the one selection type, read from the command line, used by `compile`,
+/// and saved in plan files so `apply --plan` selects the same.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    /// Only resources with one of these tags (a role's name is a tag)
+    #[arg(short = 't', long, value_delimiter = ',')]
     pub tags: Vec<String>,
+    /// Skip resources with any of these tags
+    #[arg(long, value_delimiter = ',')]
     pub skip_tags: Vec<String>,
+    /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
+    #[arg(short = 'l', long)]
     pub limit: Option<String>,
 }
 
-impl Selector {
+impl Selection {
     fn wants(&self, tags: &BTreeSet<String>) -> bool {
         if self.skip_tags.iter().any(|t| tags.contains(t)) {
             return false;
@@ -160,7 +168,7 @@ pub fn inventory_hostvars(
 pub fn compile(
     site: &Site,
     inv: &Inventory,
-    sel: &Selector,
+    sel: &Selection,
     extra: &VarLayer,
     engine: &Engine,
     placeholders: bool,
@@ -599,7 +607,7 @@ mod tests {
         let c = compile(
             &site,
             &inv,
-            &Selector::default(),
+            &Selection::default(),
             &VarLayer::default(),
             &engine,
             false,
@@ -685,7 +693,7 @@ mod tests {
         let d = setup();
         let (site, inv) = load(d.path(), true);
         let engine = Engine::new(&site.root);
-        let sel = Selector {
+        let sel = Selection {
             tags: vec!["motd".into()],
             skip_tags: vec![],
             limit: Some("h2".into()),
@@ -700,14 +708,14 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["r/file:/etc/motd"]
         );
-        let sel = Selector {
+        let sel = Selection {
             tags: vec![],
             skip_tags: vec!["r".into()],
             limit: None,
         };
         let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
         assert_eq!(c.hosts[0].items().count(), 0);
-        let bad = Selector {
+        let bad = Selection {
             limit: Some("nosuch".into()),
             ..Default::default()
         };
@@ -722,7 +730,7 @@ mod tests {
         assert!(compile(
             &site,
             &inv,
-            &Selector::default(),
+            &Selection::default(),
             &VarLayer::default(),
             &engine,
             false
@@ -731,7 +739,7 @@ mod tests {
         assert!(compile(
             &site,
             &inv,
-            &Selector::default(),
+            &Selection::default(),
             &VarLayer::default(),
             &engine,
             true
@@ -752,7 +760,7 @@ mod tests {
         let e = compile(
             &site,
             &inv,
-            &Selector::default(),
+            &Selection::default(),
             &VarLayer::default(),
             &engine,
             false,
@@ -773,7 +781,7 @@ mod tests {
         let e = compile(
             &site,
             &inv,
-            &Selector::default(),
+            &Selection::default(),
             &VarLayer::default(),
             &Engine::new(&site.root),
             false,

@@ -316,7 +316,7 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Change, HostError, Selection, PLAN_FORMAT};
+    use crate::plan::{Change, HostError, SavedSelection, PLAN_FORMAT};
 
     fn sample() -> Plan {
         let ch = |id: &str, a: Action, reasons: &[&str], diff: Option<&str>| Change {
@@ -335,7 +335,7 @@ mod tests {
             format: PLAN_FORMAT,
             site: "site.yml".into(),
             inventory: "inv.yml".into(),
-            selection: Selection::default(),
+            selection: SavedSelection::default(),
             hosts: vec![
                 HostPlan {
                     host: "lab-1".into(),
