@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::select::{self, Compiled, Item, Selector};
+use super::select::{self, Compiled, Item, Selection};
 use super::Site;
 use crate::inventory::{Inventory, VarLayer};
 use crate::template::Engine;
@@ -31,7 +31,7 @@ pub fn compile_lab(extra: &[(&str, Value)]) -> Compiled {
     for (k, v) in extra {
         layer.values.insert(k.to_string(), v.clone());
     }
-    let sel = Selector {
+    let sel = Selection {
         tags: vec![],
         skip_tags: vec![],
         limit: None,
