@@ -655,7 +655,7 @@ mod tests {
         let (site, inv) = load(d.path(), true);
         let engine = Engine::new(&site.root);
         let ids = |limit: Option<&str>| -> Vec<(String, Vec<String>)> {
-            let sel = Selector {
+            let sel = Selection {
                 limit: limit.map(String::from),
                 ..Default::default()
             };
