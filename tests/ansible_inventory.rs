@@ -29,7 +29,7 @@ fn json_of(cmd: &mut Command) -> Value {
 
 fn compare(inv: &Path) {
     let Some(ansible) = venv_tool("ansible-inventory") else {
-        eprintln!("SKIPPED: no ansible-inventory in $LABCTL_TEST_VENV (run scripts/setup.sh)");
+        crate::common::skip("no ansible-inventory in $LABCTL_TEST_VENV (run scripts/setup.sh)");
         return;
     };
     let mut theirs = json_of(

@@ -12,6 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use crate::inventory::Conn;
 
 pub mod ssh_config;
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug)]
 pub struct Output {

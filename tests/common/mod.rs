@@ -10,11 +10,23 @@ use std::process::{Command, Output};
 /// True when `LABCTL_E2E=1`. Otherwise prints why the test is skipped; callers return early.
 pub fn e2e_enabled() -> bool {
     if std::env::var("LABCTL_E2E").as_deref() == Ok("1") {
-        true
-    } else {
-        eprintln!("skipped: set LABCTL_E2E=1");
-        false
+        return true;
     }
+    skip("end-to-end, needs LABCTL_E2E=1 and root (scripts/test.sh sets it)");
+    false
+}
+
+/// Say that the running test skipped, and why, where the test log shows it. Straight to
+/// stderr, not through eprintln!: the harness swallows a passing test's captured output.
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {test}: {why}\n").as_bytes(),
+    );
 }
 
 /// The `data` of a `--json` output, after checking the envelope's version.
