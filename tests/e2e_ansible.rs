@@ -147,4 +147,35 @@ fn ssh_config_adhoc_run_and_run_once() {
     assert!(exists(&h1.name, "each") && exists(&h2.name, "each"));
     assert!(exists(&h1.name, "once-resource") && exists(&h1.name, "once-play"));
     assert!(!exists(&h2.name, "once-resource") && !exists(&h2.name, "once-play"));
+
+    // Facts in templates: gathered (only because a template names them), Ansible's names.
+    write(
+        d.path(),
+        "roles/r/role.yml",
+        "resources:\n  - file: {path: /root/facts, template: facts.j2}\n",
+    );
+    write(
+        d.path(),
+        "roles/r/templates/facts.j2",
+        "{{ ansible_distribution }} {{ ansible_facts['distribution_release'] }} {{ ansible_distribution_major_version }} \
+         {{ ansible_architecture }} {{ ansible_default_ipv4.address }} {{ ansible_service_mgr }} {{ ansible_pkg_mgr }} \
+         {{ ansible_hostname }} {{ ansible_processor_vcpus > 0 }} {{ ansible_memtotal_mb > 0 }}\n",
+    );
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["apply", "site.yml", "-i", "hosts.ini", "-l", "lab[0]"],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let got = tb.sh(&h1.name, "cat /root/facts");
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        format!(
+            "Debian bookworm 12 x86_64 {} systemd apt {} True True\n",
+            h1.address, h1.name
+        )
+    );
+    // `check` contacts nobody: facts are placeholders, and it still checks everything else.
+    let o = labctl_in(d.path(), &cfg, &["check", "site.yml", "-i", "hosts.ini"]);
+    assert!(o.status.success(), "{}", show(&o));
 }

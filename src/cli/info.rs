@@ -14,7 +14,7 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
     let sh = &g.sh;
     let mut target = t.clone();
     target.select.limit = Some(host.to_string());
-    let l = load::load(sh, g, &target, false)?;
+    let l = load::load(sh, g, &target, false, Some(c))?;
     let Some(work) = l.compiled.hosts.iter().find(|h| h.host == host) else {
         return Err(CliError::new(
             Exit::BadInput,

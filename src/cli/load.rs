@@ -64,9 +64,16 @@ fn sh_paint_error(sh: &Shell, s: &str) -> String {
 }
 
 /// Load and compile. `check_mode`: unopened vaults become placeholders instead of a stop.
-pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Loaded, CliError> {
+/// `gather`: the connection flags, when facts may be gathered from hosts (plan, apply, facts).
+pub fn load(
+    sh: &Shell,
+    g: &Global,
+    t: &Target,
+    check_mode: bool,
+    gather: Option<&super::Conn>,
+) -> Result<Loaded, CliError> {
     let keys = keyring(g)?;
-    let inventory = inventory(sh, &t.inventory, &keys)?;
+    let mut inventory = inventory(sh, &t.inventory, &keys)?;
     if !inventory.unopened_vaults.is_empty() {
         let files: Vec<String> = inventory
             .unopened_vaults
@@ -92,6 +99,14 @@ pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Load
         match vars::parse_extra_var(e) {
             Ok(l) => extra.overlay(&l),
             Err(m) => return Err(CliError::new(Exit::BadInput, m)),
+        }
+    }
+    if super::gather::facts_used(&site, &inventory, &extra) {
+        match gather {
+            Some(c) if !check_mode => {
+                super::gather::gather(&mut inventory, &extra, t.select.limit.as_deref(), c)?
+            }
+            _ => super::gather::placeholders(&mut inventory),
         }
     }
     let engine = Engine::new(&site.root);

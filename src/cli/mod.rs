@@ -1,6 +1,7 @@
 //! Command line: clap definitions and one function per subcommand.
 
 mod adhoc;
+mod gather;
 mod info;
 mod load;
 mod run;

@@ -60,7 +60,7 @@ fn failure_exit<'a>(
 
 pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false)?;
+    let l = load::load(sh, g, t, false, Some(c))?;
     let o = opts(c, &l);
     let progress = Progress::new(sh.clone(), "probing", g.json);
     let compiled = Arc::new(l.compiled);
@@ -133,7 +133,7 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
         }
         None => None,
     };
-    let l = load::load(sh, g, &target, false)?;
+    let l = load::load(sh, g, &target, false, Some(c))?;
     if let Some(p) = &saved_plan {
         if p.selection.extra_vars != l.selection.extra_vars {
             return Err(CliError::new(
@@ -190,7 +190,7 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
 
 pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, true)?;
+    let l = load::load(sh, g, t, true, None)?;
     let hosts = l.compiled.hosts.len();
     let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
     let warnings: std::collections::BTreeSet<String> = l

@@ -31,7 +31,7 @@ PersistentKeepalive = {{ wg_keepalive }}
 /// compile as `plan` (so `-e` and play vars count, in the usual precedence).
 pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false)?;
+    let l = load::load(sh, g, t, false, None)?;
     let Some(role) = l
         .compiled
         .hosts

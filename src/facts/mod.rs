@@ -17,6 +17,7 @@
 pub mod command;
 pub mod file;
 pub mod helm;
+pub mod host;
 pub mod journal;
 pub mod k8s;
 pub mod os;

@@ -45,6 +45,8 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
     /// Vault files that could not be opened (no key given). `check` reports them; plan/apply refuse.
     pub unopened_vaults: Vec<(PathBuf, String)>,
+    /// Facts gathered from hosts (the keys of `ansible_facts`), when templates use them.
+    pub facts: IndexMap<String, serde_json::Map<String, Value>>,
 }
 
 /// How vault files are opened while loading. A closure keeps this module free of key handling.

@@ -403,6 +403,9 @@ pub(crate) fn magic(inv: &Inventory, host: &str, groups_map: &Value) -> VarLayer
         .collect();
     m.insert("group_names".to_string(), json!(groups));
     m.insert("groups".to_string(), groups_map.clone());
+    if let Some(f) = inv.facts.get(host) {
+        m.extend(crate::facts::host::template_vars(f));
+    }
     VarLayer::from_map(m)
 }
 
