@@ -54,7 +54,7 @@ fn ssh_config_adhoc_run_and_run_once() {
         "hosts.ini",
         &format!(
             "[lab]\nvia-config\n{n2} ansible_ssh_host={a2} ansible_ssh_user=root ansible_ssh_private_key_file={key} labctl_known_hosts={kh}\n\
-             [broken]\nbad-port\n",
+             [broken]\nbad-port\n[k3s_server]\nvia-config\n",
             n2 = h2.name,
             a2 = h2.address
         ),
@@ -124,6 +124,54 @@ fn ssh_config_adhoc_run_and_run_once() {
         show(&o)
     );
     assert!(!out.contains("via-config"), "{}", show(&o));
+
+    // `labctl kubectl` runs `k3s kubectl` as root on the first k3s server (the k3s stand-in,
+    // tests/standins/k3s, installed where the real binary goes).
+    let standin =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins/k3s")).unwrap();
+    let b64 = {
+        use std::io::Write;
+        let mut c = Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(&standin).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let install =
+        format!("echo {b64} | base64 -d > /usr/local/bin/k3s && chmod 755 /usr/local/bin/k3s");
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["run", "k3s_server", "-i", "hosts.ini", "--", &install],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["kubectl", "-i", "hosts.ini", "--", "version", "--client"],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("via-config | SUCCESS | rc=0 >>\nClient Version: v"),
+        "{}",
+        show(&o)
+    );
+    // No server running: kubectl's own refusal comes back, with its exit code.
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["kubectl", "-i", "hosts.ini", "--", "get", "nodes"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("refused"),
+        "{}",
+        show(&o)
+    );
 
     // run_once: the first selected host does it; every host does the rest.
     write(
