@@ -6,6 +6,7 @@
 //! exactly what `up` started, even after a crash.
 
 mod host;
+mod limits;
 mod net;
 mod rootfs;
 mod secrets;
@@ -220,6 +221,17 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
         // Files without a state file were never booted (or their state was lost);
         // there are no PIDs to stop, only files.
         host::remove_tree(&f.dir)?;
+    }
+
+    match limits::ensure_inotify(Path::new(limits::MAX_USER_INSTANCES), limits::inotify_in_use(), n) {
+        Ok(Some(to)) => eprintln!(
+            "testbed: raised fs.inotify.max_user_instances to {to} (every host's systemd needs some; the default 128 runs out near 19 hosts)"
+        ),
+        Ok(None) => {}
+        Err(why) => {
+            eprintln!("labctl testbed: {why}");
+            return Ok(EXIT_PREREQ);
+        }
     }
 
     let cache = rootfs::cache_dir();
