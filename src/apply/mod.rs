@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::facts::{self, probe, Fact, FactQuery, Facts};
 use crate::plan::build::{self, Keys, Planned};
-use crate::plan::{HostError, HostPlan, Plan, Step};
+use crate::plan::touch::affects;
+use crate::plan::{Change, HostError, HostPlan, Plan, Step, Touch};
 use crate::site::select::{Compiled, HostWork, Item};
 use crate::transport::{HostKeyPolicy, Transport};
 
@@ -390,7 +391,7 @@ async fn apply_one(
 /// Err: the host as a whole could not be planned (probe failed, unsupported OS).
 /// Every fact a host's plan reads: the OS, the handler journal, and each item's.
 fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
-    [facts::os::query(), facts::journal::JournalQuery.query()]
+    [facts::os::OsQuery.query(), facts::journal::JournalQuery.query()]
         .into_iter()
         .chain(items.iter().flat_map(|i| i.inst.facts()))
         .collect()
@@ -483,7 +484,12 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
 }
 
 /// Run the planned changes role by role, handlers after each role. `pending` are ids of
-/// handlers an earlier run recorded but never fired: they fire with their role's handlers.
+/// Run the planned changes role by role, handlers after each role.
+///
+/// Consecutive changes that cannot alter each other's facts (`plan::touch`) run in ONE remote
+/// execution, framed so each change still succeeds or fails on its own. A change whose facts an
+/// earlier change may have moved is re-read first, together with every later change of the role
+/// in the same situation: one probe, not one per change.
 async fn execute_all(
     cx: &HostCx<'_>,
     planned: Vec<Planned>,
@@ -491,14 +497,12 @@ async fn execute_all(
     recap: &mut Recap,
 ) {
     let HostCx {
-        work,
-        play,
-        opts,
-        ev,
-        t,
+        work, play, opts, ..
     } = *cx;
+    let keys = opts.keys();
     let mut planned = planned.into_iter();
-    let mut dirty = false;
+    // Touches of the changes already run on this host, in order.
+    let mut log: Vec<Touch> = Vec::new();
     let mut stop = false;
     for role in work.roles_in(play) {
         let mut notified: Vec<String> = role
@@ -507,40 +511,59 @@ async fn execute_all(
             .filter(|h| pending.contains(&build::handler_id(&role.role, &h.name)))
             .map(|h| h.name.clone())
             .collect();
+        let mut slots: Vec<Slot> = Vec::new();
         for item in &role.items {
-            let verdict = planned.next();
-            if stop {
-                continue;
+            if let Some(Planned::Change(c)) = planned.next() {
+                slots.push(Slot {
+                    item,
+                    verdict: Ok(Some(c)),
+                    read_at: 0,
+                });
             }
-            let Some(Planned::Change(mut change)) = verdict else {
-                continue;
+        }
+        let mut batch = Batch::default();
+        for i in 0..slots.len() {
+            if stop {
+                break;
+            }
+            let item = slots[i].item;
+            let reads = fact_keys(item);
+            if affects(&batch.touches, &reads)
+                && !batch.run(cx, &mut log, recap, &mut notified).await
+            {
+                stop = true;
+                break;
+            }
+            if affects(&log[slots[i].read_at..], &reads) {
+                if let Err(e) = reread(cx, &mut slots[i..], &log, &keys).await {
+                    batch.run(cx, &mut log, recap, &mut notified).await;
+                    stop = true;
+                    recap.failed.push(Failure {
+                        resource: item.id.clone(),
+                        message: e,
+                    });
+                    break;
+                }
+            }
+            let change = match std::mem::replace(&mut slots[i].verdict, Ok(None)) {
+                Ok(None) => {
+                    recap.ok += 1;
+                    continue;
+                }
+                Ok(Some(c)) => c,
+                Err(e) => {
+                    stop = true;
+                    batch.run(cx, &mut log, recap, &mut notified).await;
+                    recap.failed.push(Failure {
+                        resource: item.id.clone(),
+                        message: e,
+                    });
+                    break;
+                }
             };
             if opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
                 recap.skipped += 1;
                 continue;
-            }
-            if dirty {
-                // Something already changed on this host: re-read this resource's facts.
-                let q: Vec<FactQuery> = item.inst.facts();
-                match gather(t, &q, opts)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|f| build::diff_item(item, &f, &opts.keys()))
-                {
-                    Ok(Some(c)) => change = c,
-                    Ok(None) => {
-                        recap.ok += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        recap.failed.push(Failure {
-                            resource: item.id.clone(),
-                            message: e,
-                        });
-                        stop = true;
-                        continue;
-                    }
-                }
             }
             // Record the handlers this change notifies on the host first, in the same
             // execution, so they survive a controller that dies right after (rule 6).
@@ -557,57 +580,214 @@ async fn execute_all(
                     .chain(change.steps.iter().cloned())
                     .collect()
             };
-            match execute(t, &steps, opts).await {
-                Ok(()) => {
-                    dirty = true;
-                    recap.changed.push(change.id.clone());
-                    for n in &item.notify {
-                        if !notified.contains(n) {
-                            notified.push(n.clone());
-                        }
-                    }
-                    ev.change_done(&work.host, &change.id, true);
-                }
-                Err(e) => {
-                    recap.failed.push(Failure {
-                        resource: change.id.clone(),
-                        message: e,
-                    });
-                    ev.change_done(&work.host, &change.id, false);
-                    // Stop this host, but still fire what was notified (RELIABILITY rule 6).
-                    stop = true;
-                }
+            // Fetches bring bytes back: they run on their own, right away.
+            let fetch = steps.iter().any(|s| matches!(s, Step::Fetch { .. }));
+            if fetch && !batch.run(cx, &mut log, recap, &mut notified).await {
+                stop = true;
+                break;
+            }
+            let touches = item.inst.touches();
+            // A change that may alter anything ends its batch: what follows is re-read, and
+            // Ctrl-C during it stops before the next change starts.
+            let opaque = touches.contains(&Touch::Anything);
+            batch.touches.extend(touches);
+            batch.queued.push((item, change, steps));
+            if (fetch || opaque) && !batch.run(cx, &mut log, recap, &mut notified).await {
+                stop = true;
             }
         }
-        for h in &role.handlers {
-            if !notified.contains(&h.name) {
-                continue;
+        if !stop && !batch.run(cx, &mut log, recap, &mut notified).await {
+            stop = true;
+        }
+        if run_handlers(cx, role, &notified, recap).await {
+            // A handler (a restart, a command) may change anything.
+            log.push(Touch::Anything);
+        }
+    }
+}
+
+/// A planned change of the role being applied, and how far the host's change log had got when
+/// its facts were read.
+struct Slot<'a> {
+    item: &'a Item,
+    verdict: Result<Option<Change>, String>,
+    read_at: usize,
+}
+
+fn fact_keys(item: &Item) -> Vec<String> {
+    item.inst.facts().into_iter().map(|q| q.key).collect()
+}
+
+/// Re-read, in one probe, the facts of the first slot and of every later one whose facts the
+/// changes run since they were read may have moved; re-diff them.
+async fn reread(
+    cx: &HostCx<'_>,
+    slots: &mut [Slot<'_>],
+    log: &[Touch],
+    keys: &Keys,
+) -> Result<(), String> {
+    let stale: Vec<usize> = (0..slots.len())
+        .filter(|&j| j == 0 || affects(&log[slots[j].read_at..], &fact_keys(slots[j].item)))
+        .collect();
+    let queries: Vec<FactQuery> = stale
+        .iter()
+        .flat_map(|&j| slots[j].item.inst.facts())
+        .collect();
+    let f = gather(cx.t, &queries, cx.opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    for j in stale {
+        slots[j].verdict = build::diff_item(slots[j].item, &f, keys);
+        slots[j].read_at = log.len();
+    }
+    Ok(())
+}
+
+/// Changes waiting to run together, and what they may touch.
+#[derive(Default)]
+struct Batch<'a> {
+    queued: Vec<(&'a Item, Change, Vec<Step>)>,
+    touches: Vec<Touch>,
+}
+
+impl Batch<'_> {
+    /// Run the queued changes in one execution (fetch steps after it). False when one failed:
+    /// the changes before it are recorded as changed, the ones after it never started.
+    async fn run(
+        &mut self,
+        cx: &HostCx<'_>,
+        log: &mut Vec<Touch>,
+        recap: &mut Recap,
+        notified: &mut Vec<String>,
+    ) -> bool {
+        let queued = std::mem::take(&mut self.queued);
+        log.append(&mut self.touches);
+        if queued.is_empty() {
+            return true;
+        }
+        if cx
+            .opts
+            .interrupted
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Not started: Ctrl-C stops before anything new begins.
+            recap.skipped += queued.len();
+            return true;
+        }
+        let groups: Vec<&[Step]> = queued.iter().map(|(_, _, s)| s.as_slice()).collect();
+        let (done, error) = execute_batch(cx.t, &groups, cx.opts).await;
+        for (item, change, _) in &queued[..done] {
+            recap.changed.push(change.id.clone());
+            for n in &item.notify {
+                if !notified.contains(n) {
+                    notified.push(n.clone());
+                }
             }
-            let steps = match h.inst.handler(h.secret) {
-                // Cleared in the same execution, only once the handler succeeded.
-                Ok(mut s) => {
-                    s.push(Step::sh(facts::journal::clear(&build::handler_key(
-                        &role.role, &h.name,
-                    ))));
-                    s
-                }
-                Err(e) => {
-                    recap.failed.push(Failure {
-                        resource: build::handler_id(&role.role, &h.name),
-                        message: e,
-                    });
-                    continue;
-                }
-            };
-            match execute(t, &steps, opts).await {
-                Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
-                Err(e) => recap.failed.push(Failure {
-                    resource: build::handler_id(&role.role, &h.name),
+            cx.ev.change_done(&cx.work.host, &change.id, true);
+        }
+        match error {
+            None => true,
+            Some(e) => {
+                let id = &queued[done.min(queued.len() - 1)].1.id;
+                recap.failed.push(Failure {
+                    resource: id.clone(),
                     message: e,
-                }),
+                });
+                cx.ev.change_done(&cx.work.host, id, false);
+                // Stop this host, but still fire what was notified (RELIABILITY rule 6).
+                false
             }
         }
     }
+}
+
+/// Fire the notified handlers of a role, each on its own (a failing one does not stop the next).
+/// True when any ran.
+async fn run_handlers(
+    cx: &HostCx<'_>,
+    role: &crate::site::select::RoleWork,
+    notified: &[String],
+    recap: &mut Recap,
+) -> bool {
+    let mut ran = false;
+    for h in &role.handlers {
+        if !notified.contains(&h.name) {
+            continue;
+        }
+        ran = true;
+        let steps = match h.inst.handler(h.secret) {
+            // Cleared in the same execution, only once the handler succeeded.
+            Ok(mut s) => {
+                s.push(Step::sh(facts::journal::clear(&build::handler_key(
+                    &role.role, &h.name,
+                ))));
+                s
+            }
+            Err(e) => {
+                recap.failed.push(Failure {
+                    resource: build::handler_id(&role.role, &h.name),
+                    message: e,
+                });
+                continue;
+            }
+        };
+        match execute(cx.t, &steps, cx.opts).await {
+            Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
+            Err(e) => recap.failed.push(Failure {
+                resource: build::handler_id(&role.role, &h.name),
+                message: e,
+            }),
+        }
+    }
+    ran
+}
+
+/// Run several changes' steps in one execution. Returns how many completed and, if one
+/// failed, its error (with its own stderr only).
+async fn execute_batch(t: &Transport, groups: &[&[Step]], opts: &Opts) -> (usize, Option<String>) {
+    if groups.len() == 1 {
+        return match execute(t, groups[0], opts).await {
+            Ok(()) => (1, None),
+            Err(e) => (0, Some(e)),
+        };
+    }
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let compiled = script::compile_batch(groups, Some(&nonce));
+    let started = std::time::Instant::now();
+    let out = match t
+        .run(
+            &compiled.script,
+            Some(compiled.stdin.expose()),
+            opts.step_timeout,
+        )
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return (0, Some(e.to_string())),
+    };
+    tracing::debug!(
+        host = t.dest(),
+        changes = groups.len(),
+        stdin_bytes = compiled.stdin.expose().len(),
+        exit = out.status,
+        ms = started.elapsed().as_millis() as u64,
+        "batch"
+    );
+    let (done, stderr) = script::batch_outcome(
+        &nonce,
+        groups.len(),
+        &out.stdout_str(),
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    if done == groups.len() {
+        return (done, None);
+    }
+    let lines: Vec<&str> = stderr[done]
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+    (done, Some(format!("exit {}: {tail}", out.status)))
 }
 
 async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, HostError> {

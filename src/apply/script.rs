@@ -41,57 +41,115 @@ pub struct Compiled {
 
 /// Compile steps into one script. Each step's failure stops the script with its status.
 pub fn compile(steps: &[Step]) -> Compiled {
+    compile_batch(&[steps], None)
+}
+
+/// Compile the steps of several changes into one script. With a `nonce`, each change's steps
+/// are framed: `@@NONCE begin N` on stderr before them, `@@NONCE done N` on stdout after them, so
+/// the caller knows which changes completed and whose stderr a failure printed. The first
+/// failing step stops the script: later changes never start.
+pub fn compile_batch(groups: &[&[Step]], nonce: Option<&str>) -> Compiled {
     let mut script = String::from("set -u\n");
     let mut stdin: Vec<u8> = Vec::new();
-    if steps.iter().any(|s| matches!(s, Step::Write { .. })) {
+    if groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .any(|s| matches!(s, Step::Write { .. }))
+    {
         script.push_str(WRITER);
     }
-    for (i, step) in steps.iter().enumerate() {
-        let n = i + 1;
-        match step {
-            Step::Sh { script: s } => {
-                script.push_str(&format!("( {s}\n) </dev/null || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n"));
-            }
-            Step::Write {
-                path,
-                content,
-                mode,
-                owner,
-                group,
-                validate,
-                secret,
-            } => {
-                let v = match validate {
-                    // `%s` is the temp file: the command checks the new content before the rename.
-                    Some(cmd) => format!("__validate={}; ", q(&cmd.replace("%s", "\"$__t\""))),
-                    None => "__validate=; ".to_string(),
-                };
-                script.push_str(&format!(
-                    "{v}__lw {} {} {} {} {} {} || exit 1\n",
-                    q(path),
-                    content.expose().len(),
-                    q(mode.as_deref().unwrap_or("")),
-                    q(owner.as_deref().unwrap_or("")),
-                    q(group.as_deref().unwrap_or("")),
-                    if *secret { 1 } else { 0 }
-                ));
-                stdin.extend_from_slice(content.expose());
-            }
-            Step::Stdin { script: s, data } => {
-                script.push_str(&format!(
-                    "head -c {} | ( {s}\n) || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n",
-                    data.expose().len()
-                ));
-                stdin.extend_from_slice(data.expose());
-            }
-            Step::Fetch { .. } => {
-                // Handled by the executor: it needs the bytes back on the controller.
-            }
+    for (g, steps) in groups.iter().enumerate() {
+        if let Some(n) = nonce {
+            script.push_str(&format!("printf '@@{n} begin {g}\\n' >&2\n"));
+        }
+        for (i, step) in steps.iter().enumerate() {
+            push_step(&mut script, &mut stdin, i + 1, step);
+        }
+        if let Some(n) = nonce {
+            script.push_str(&format!("printf '@@{n} done {g}\\n'\n"));
         }
     }
     Compiled {
         script,
         stdin: Secret::new(stdin),
+    }
+}
+
+/// What a batch's output says: how many changes completed (in order), and each change's
+/// share of stderr.
+pub fn batch_outcome(
+    nonce: &str,
+    groups: usize,
+    stdout: &str,
+    stderr: &str,
+) -> (usize, Vec<String>) {
+    let done_tag = format!("@@{nonce} done ");
+    let done = (0..groups)
+        .take_while(|g| {
+            stdout
+                .lines()
+                .any(|l| l.strip_prefix(&done_tag) == Some(&g.to_string()))
+        })
+        .count();
+    let begin_tag = format!("@@{nonce} begin ");
+    let mut parts = vec![String::new(); groups];
+    let mut current: Option<usize> = None;
+    for line in stderr.lines() {
+        if let Some(g) = line
+            .strip_prefix(&begin_tag)
+            .and_then(|g| g.parse::<usize>().ok())
+        {
+            current = Some(g).filter(|g| *g < groups);
+            continue;
+        }
+        if let Some(g) = current {
+            parts[g].push_str(line);
+            parts[g].push('\n');
+        }
+    }
+    (done, parts)
+}
+
+fn push_step(script: &mut String, stdin: &mut Vec<u8>, n: usize, step: &Step) {
+    match step {
+        Step::Sh { script: s } => {
+            script.push_str(&format!("( {s}\n) </dev/null || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n"));
+        }
+        Step::Write {
+            path,
+            content,
+            mode,
+            owner,
+            group,
+            validate,
+            secret,
+        } => {
+            let v = match validate {
+                // `%s` is the temp file: the command checks the new content before the rename.
+                Some(cmd) => format!("__validate={}; ", q(&cmd.replace("%s", "\"$__t\""))),
+                None => "__validate=; ".to_string(),
+            };
+            script.push_str(&format!(
+                "{v}__lw {} {} {} {} {} {} || exit 1\n",
+                q(path),
+                content.expose().len(),
+                q(mode.as_deref().unwrap_or("")),
+                q(owner.as_deref().unwrap_or("")),
+                q(group.as_deref().unwrap_or("")),
+                if *secret { 1 } else { 0 }
+            ));
+            stdin.extend_from_slice(content.expose());
+        }
+        Step::Stdin { script: s, data } => {
+            script.push_str(&format!(
+                "head -c {} | ( {s}\n) || {{ __rc=$?; echo \"labctl: step {n} failed (exit $__rc)\" >&2; exit $__rc; }}\n",
+                data.expose().len()
+            ));
+            stdin.extend_from_slice(data.expose());
+        }
+        Step::Fetch { .. } => {
+            // Handled by the executor: it needs the bytes back on the controller.
+        }
     }
 }
 
@@ -191,6 +249,55 @@ mod tests {
         let out = run(&c);
         assert_eq!(out.status.code(), Some(7));
         assert!(!marker.exists());
+    }
+
+    #[test]
+    fn a_batch_reports_which_changes_completed_and_whose_stderr_failed() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let b = d.path().join("b");
+        let c = d.path().join("c");
+        let g1 = [
+            write(a.to_str().unwrap(), "A\n", None),
+            Step::sh("echo one-noise >&2"),
+        ];
+        let g2 = [
+            write(b.to_str().unwrap(), "B\n", None),
+            Step::sh("echo two-broke >&2; exit 4"),
+        ];
+        let g3 = [write(c.to_str().unwrap(), "C\n", None)];
+        let groups: [&[Step]; 3] = [&g1, &g2, &g3];
+        let compiled = compile_batch(&groups, Some("n0nce"));
+        let out = run(&compiled);
+        assert_eq!(out.status.code(), Some(4));
+        let (done, err) = batch_outcome(
+            "n0nce",
+            3,
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(done, 1);
+        assert_eq!(err[0], "one-noise\n");
+        assert!(
+            err[1].contains("two-broke") && !err[1].contains("one-noise"),
+            "{}",
+            err[1]
+        );
+        // The first change ran, the second wrote its file before its failing step, the third
+        // never started.
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "A\n");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "B\n");
+        assert!(!c.exists());
+        // All three succeed: all done.
+        let g2 = [write(b.to_str().unwrap(), "B\n", None)];
+        let groups: [&[Step]; 3] = [&g1, &g2, &g3];
+        let out = run(&compile_batch(&groups, Some("n0nce")));
+        assert!(out.status.success());
+        let (done, _) = batch_outcome("n0nce", 3, &String::from_utf8_lossy(&out.stdout), "");
+        assert_eq!(
+            (done, std::fs::read_to_string(&c).unwrap().as_str()),
+            (3, "C\n")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::error::{CliError, Exit};
-use crate::facts;
+use crate::facts::{self, Fact};
 
 use super::load;
 use super::{Conn, Global, Target};
@@ -36,7 +36,7 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
     out.insert("host".into(), json!(host));
     out.insert(
         "os".into(),
-        serde_json::to_value(facts::os::get(&f).map_err(anyhow::Error::from)?)?,
+        serde_json::to_value(f.get(&facts::os::OsQuery).map_err(anyhow::Error::from)?)?,
     );
     let mut raw = serde_json::Map::new();
     for (k, v) in &f.raw {

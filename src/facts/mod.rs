@@ -68,6 +68,20 @@ pub struct Merge {
     pub split: fn(&[&str], &str) -> Result<Vec<String>, String>,
 }
 
+impl Merge {
+    /// A family with one query per host (`os`, `ufw`): nothing to merge, but its snippet runs in
+    /// the probe's own shell like a merged one (no subshell, no fork). Its snippet must not
+    /// `exit`, and its variables start with `__`.
+    pub fn inline(family: &'static str, script: fn(&[&str]) -> String) -> Merge {
+        Merge {
+            family,
+            arg: String::new(),
+            script,
+            split: |args, out| Ok(vec![out.to_string(); args.len()]),
+        }
+    }
+}
+
 impl PartialEq for Merge {
     fn eq(&self, o: &Self) -> bool {
         self.family == o.family && self.arg == o.arg

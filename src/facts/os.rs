@@ -1,6 +1,6 @@
 //! Always probed: which OS, which user, which host. Cheap, and every plan wants it.
 
-use super::{parse_err, FactError, FactQuery, Facts};
+use super::{parse_err, Fact, FactError, Merge};
 
 pub const KEY: &str = "os";
 
@@ -18,18 +18,35 @@ pub struct OsFact {
     pub systemd: bool,
 }
 
-pub fn query() -> FactQuery {
-    FactQuery::single(
-        KEY,
-        "[ -r /etc/os-release ] && . /etc/os-release; \
-                 printf 'id=%s\\nlike=%s\\nversion=%s\\ncodename=%s\\n' \"$ID\" \"$ID_LIKE\" \"$VERSION_ID\" \"$VERSION_CODENAME\"; \
-                 __u=$(uname -n -m) || __u=\"$(cat /etc/hostname) unknown\"; printf 'hostname=%s\\narch=%s\\nuid=%s\\n' \"${__u% *}\" \"${__u##* }\" \"$(id -u)\"; \
-                 [ -d /run/systemd/system ] && echo systemd=1 || echo systemd=0",
-    )
+/// The host's OS, name, architecture and user. Asked by every plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OsQuery;
+
+impl Fact for OsQuery {
+    type Output = OsFact;
+    fn key(&self) -> String {
+        KEY.into()
+    }
+    fn script(&self) -> String {
+        script(&[])
+    }
+    fn parse(&self, out: &str) -> Result<OsFact, FactError> {
+        parse(out)
+    }
+    fn merge(&self) -> Option<Merge> {
+        Some(Merge::inline("os", script))
+    }
 }
 
-pub fn get(facts: &Facts) -> Result<OsFact, FactError> {
-    parse(&facts.raw_answer(KEY)?.out)
+/// One process (`uname`); the uid comes from /proc/self/status by the shell's own `read`.
+fn script(_: &[&str]) -> String {
+    "[ -r /etc/os-release ] && . /etc/os-release; \
+     printf 'id=%s\\nlike=%s\\nversion=%s\\ncodename=%s\\n' \"${ID:-}\" \"${ID_LIKE:-}\" \"${VERSION_ID:-}\" \"${VERSION_CODENAME:-}\"; \
+     __u=$(uname -n -m) || __u=\"$(cat /etc/hostname) unknown\"; \
+     __uid=; while read -r __k __v __r; do [ \"$__k\" = Uid: ] && __uid=$__v && break; done < /proc/self/status; \
+     printf 'hostname=%s\\narch=%s\\nuid=%s\\n' \"${__u% *}\" \"${__u##* }\" \"$__uid\"; \
+     if [ -d /run/systemd/system ]; then echo systemd=1; else echo systemd=0; fi"
+        .into()
 }
 
 pub fn parse(out: &str) -> Result<OsFact, FactError> {
@@ -65,5 +82,20 @@ mod tests {
     fn ubuntu_is_debian_family() {
         let f = super::parse("id=ubuntu\nlike=debian\nversion=24.04\ncodename=noble\nhostname=h\narch=x86_64\nuid=0\nsystemd=1\n").unwrap();
         assert_eq!((f.family.as_str(), f.uid, f.systemd), ("debian", 0, true));
+    }
+
+    #[test]
+    fn the_snippet_reads_this_machine() {
+        use super::Fact;
+        let out = crate::facts::testutil::run_sh(&super::OsQuery.script());
+        let f = super::OsQuery.parse(&out).unwrap();
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(f.uid.to_string(), String::from_utf8_lossy(&uid).trim());
+        assert_eq!(f.arch, std::env::consts::ARCH);
+        assert!(!f.hostname.is_empty() && !f.hostname.contains(' '));
     }
 }

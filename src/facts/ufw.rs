@@ -2,7 +2,7 @@
 //! calls), while `/etc/ufw/user*.rules` carry every rule as a stable `### tuple ###` line whether
 //! ufw is enabled or not.
 
-use super::{parse_err, unexpected, FactError, FactQuery, Facts};
+use super::{parse_err, unexpected, Fact, FactError, Merge};
 
 pub const KEY: &str = "ufw";
 
@@ -46,22 +46,37 @@ pub struct UfwFact {
     pub v6: Vec<Tuple>,
 }
 
-pub fn query() -> FactQuery {
-    FactQuery::single(
-        KEY,
-        "if command -v ufw >/dev/null 2>&1; then echo installed yes; else echo installed no; fi; \
-                 __ur() { [ -r \"$1\" ] || return 0; while IFS= read -r __l || [ -n \"$__l\" ]; do case $__l in \
-                 ENABLED=*) echo \"enabled ${__l#ENABLED=}\";; \
-                 DEFAULT_INPUT_POLICY=*) echo \"input ${__l#DEFAULT_INPUT_POLICY=}\";; \
-                 DEFAULT_OUTPUT_POLICY=*) echo \"output ${__l#DEFAULT_OUTPUT_POLICY=}\";; \
-                 '### tuple ### '*) echo \"$2 ${__l#'### tuple ### '}\";; esac; done < \"$1\"; }; \
-                 __ur /etc/ufw/ufw.conf; __ur /etc/default/ufw; __ur /etc/ufw/user.rules v4; __ur /etc/ufw/user6.rules v6; \
-                 echo done",
-    )
+/// ufw's state from its own files. No process: the files are read by the shell's `read`
+/// (printf, not echo: dash's echo would expand backslashes in a rule's comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UfwQuery;
+
+impl Fact for UfwQuery {
+    type Output = UfwFact;
+    fn key(&self) -> String {
+        KEY.into()
+    }
+    fn script(&self) -> String {
+        script(&[])
+    }
+    fn parse(&self, out: &str) -> Result<UfwFact, FactError> {
+        parse(out)
+    }
+    fn merge(&self) -> Option<Merge> {
+        Some(Merge::inline("ufw", script))
+    }
 }
 
-pub fn get(facts: &Facts) -> Result<UfwFact, FactError> {
-    parse(&facts.raw_answer(KEY)?.out)
+fn script(_: &[&str]) -> String {
+    "if command -v ufw >/dev/null 2>&1; then echo installed yes; else echo installed no; fi; \
+     __ur() { [ -r \"$1\" ] || return 0; while IFS= read -r __l || [ -n \"$__l\" ]; do case $__l in \
+     ENABLED=*) printf 'enabled %s\\n' \"${__l#ENABLED=}\";; \
+     DEFAULT_INPUT_POLICY=*) printf 'input %s\\n' \"${__l#DEFAULT_INPUT_POLICY=}\";; \
+     DEFAULT_OUTPUT_POLICY=*) printf 'output %s\\n' \"${__l#DEFAULT_OUTPUT_POLICY=}\";; \
+     '### tuple ### '*) [ -n \"${2:-}\" ] && printf '%s %s\\n' \"$2\" \"${__l#'### tuple ### '}\";; esac; done < \"$1\"; }; \
+     __ur /etc/ufw/ufw.conf; __ur /etc/default/ufw; __ur /etc/ufw/user.rules v4; __ur /etc/ufw/user6.rules v6; \
+     echo done"
+        .into()
 }
 
 fn unquote(v: &str) -> String {
@@ -152,14 +167,36 @@ mod tests {
 
     #[test]
     fn snippet_is_valid_sh_and_answers_without_ufw() {
-        let qy = query();
-        crate::facts::testutil::assert_valid_sh(&qy.script);
-        let stdout = crate::facts::testutil::run_sh(&qy.script);
+        let script = UfwQuery.script();
+        crate::facts::testutil::assert_valid_sh(&script);
+        let stdout = crate::facts::testutil::run_sh(&script);
         let f = parse(&stdout).unwrap();
         // Whatever this machine has, the answer parses; without ufw it is simply empty.
         if !f.installed {
             assert!(f.v4.is_empty() || std::path::Path::new("/etc/ufw/user.rules").exists());
         }
+    }
+
+    #[test]
+    fn reads_rules_files_with_the_shells_own_read() {
+        // The snippet's reader, pointed at a copy of Debian 12's files (no trailing newline on
+        // the last line).
+        let d = tempfile::tempdir().unwrap();
+        let rules = d.path().join("user.rules");
+        std::fs::write(&rules, "*filter\n### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=5c6e\n-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n### tuple ### allow udp 51820 0.0.0.0/0 any 0.0.0.0/0 in").unwrap();
+        let conf = d.path().join("ufw.conf");
+        std::fs::write(&conf, "# comment\nENABLED=yes\nLOGLEVEL=low\n").unwrap();
+        let script = UfwQuery.script();
+        let reader = &script[script.find("__ur()").unwrap()..script.find("__ur /etc").unwrap()];
+        let out = crate::facts::testutil::run_sh(&format!(
+            "{reader} __ur {} v4; __ur {}",
+            rules.display(),
+            conf.display()
+        ));
+        assert_eq!(
+            out,
+            "v4 allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=5c6e\nv4 allow udp 51820 0.0.0.0/0 any 0.0.0.0/0 in\nenabled yes\n"
+        );
     }
 
     /// The snippet's output on Debian 12 (ufw 0.36.2, inactive) after a mix of `ufw allow`,

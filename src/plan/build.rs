@@ -208,7 +208,9 @@ pub fn pending_handlers<'a>(
 
 /// labctl manages Debian-family hosts only; anything else is refused before any diff.
 pub fn check_os(facts: &Facts) -> Result<(), HostError> {
-    let os = facts::os::get(facts).map_err(|e| HostError::Probe(e.to_string()))?;
+    let os = facts
+        .get(&facts::os::OsQuery)
+        .map_err(|e| HostError::Probe(e.to_string()))?;
     if os.family != "debian" {
         return Err(HostError::Probe(format!(
             "unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts",

@@ -3,12 +3,14 @@
 pub mod build;
 pub mod error;
 pub mod step;
+pub mod touch;
 
 pub use error::HostError;
 use serde::{Deserialize, Serialize};
 
 use crate::site::select::Selection;
 pub use step::Step;
+pub use touch::Touch;
 
 /// What a change does, and its symbol in plan output (Terraform's convention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use super::support::fs::{check_path, meta_commands};
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{self, Fact, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::plan::{Action, Drift, Step, Touch};
 
 pub struct Directory;
 
@@ -130,6 +130,15 @@ impl Resource for Directory {
             ));
         }
         v
+    }
+
+    fn touches(spec: &Spec) -> Vec<Touch> {
+        // A recursive chown, or a removal, reaches everything below.
+        if spec.recurse || spec.state == State::Absent {
+            vec![Touch::subtree(&spec.path)]
+        } else {
+            vec![Touch::path(&spec.path)]
+        }
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {

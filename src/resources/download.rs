@@ -23,7 +23,7 @@ use super::support::fs::{check_path, meta_commands};
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::plan::{Action, Drift, Step, Touch};
 use crate::secret::Secret;
 
 pub struct Download;
@@ -89,6 +89,10 @@ impl Resource for Download {
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![FileQuery::new(&spec.dest, false).query()]
+    }
+
+    fn touches(spec: &Spec) -> Vec<Touch> {
+        vec![Touch::path(&spec.dest)]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {

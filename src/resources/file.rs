@@ -18,7 +18,7 @@ use super::support::fs::{check_path, meta_commands};
 use super::{content_diff, deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileFact, FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::plan::{Action, Drift, Step, Touch};
 use crate::secret::Secret;
 
 pub struct File;
@@ -98,6 +98,10 @@ impl Resource for File {
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![seen_query(spec).query()]
+    }
+
+    fn touches(spec: &Spec) -> Vec<Touch> {
+        vec![Touch::path(&spec.path)]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {

@@ -33,7 +33,7 @@ use super::support::fs::check_path;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::plan::{Action, Drift, Step, Touch};
 use crate::secret::Secret;
 
 pub struct Line;
@@ -225,6 +225,10 @@ impl Resource for Line {
     /// stale reads within a run because apply re-probes a resource right before executing it
     /// once anything earlier changed the host (so an `apt` that rewrote the file, or another
     /// `line` on the same file, is seen), and a saved plan is refused when the file moved since.
+    fn touches(spec: &Spec) -> Vec<Touch> {
+        vec![Touch::path(&spec.path)]
+    }
+
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
         let seen = facts

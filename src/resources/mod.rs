@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::facts::{FactQuery, Facts};
-use crate::plan::{Drift, Step};
+use crate::plan::{Drift, Step, Touch};
 use crate::secret::Secret;
 use crate::template::{Ctx, Engine};
 
@@ -144,6 +144,11 @@ pub trait Resource {
     fn facts(spec: &Self::Spec) -> Vec<FactQuery>;
     /// Pure: what differs, and the steps that fix it. `Ok(None)` = in sync.
     fn diff(spec: &Self::Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
+    /// What this resource's steps may change on the host (see `plan::touch`). Anything unless
+    /// the type says better: changes that touch disjoint things share one remote execution.
+    fn touches(_spec: &Self::Spec) -> Vec<Touch> {
+        vec![Touch::Anything]
+    }
     /// The steps this resource runs when used as a handler (`service` restart, `command`).
     /// `secret`: the rendered spec touched a secret (as `DiffCx::secret` for `diff`).
     fn handler(_spec: &Self::Spec, _secret: bool) -> Result<Vec<Step>, String> {
@@ -162,6 +167,7 @@ pub trait Instance: Send + Sync {
     fn facts(&self) -> Vec<FactQuery>;
     fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
     fn handler(&self, secret: bool) -> Result<Vec<Step>, String>;
+    fn touches(&self) -> Vec<Touch>;
 }
 
 struct Typed<R: Resource>(R::Spec);
@@ -184,6 +190,9 @@ impl<R: Resource + 'static> Instance for Typed<R> {
     }
     fn handler(&self, secret: bool) -> Result<Vec<Step>, String> {
         R::handler(&self.0, secret)
+    }
+    fn touches(&self) -> Vec<Touch> {
+        R::touches(&self.0)
     }
 }
 

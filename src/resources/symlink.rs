@@ -17,7 +17,7 @@ use super::support::fs::{check_path, meta_commands};
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::plan::{Action, Drift, Step, Touch};
 
 pub struct Symlink;
 
@@ -78,6 +78,11 @@ impl Resource for Symlink {
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![FileQuery::new(&spec.path, false).query()]
+    }
+
+    fn touches(spec: &Spec) -> Vec<Touch> {
+        // Paths below a link resolve through it.
+        vec![Touch::subtree(&spec.path)]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {

@@ -22,7 +22,7 @@ use super::{content_diff, q, DiffCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::sysctl::{self, Live, SysctlQuery};
 use crate::facts::{Fact, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::plan::{Action, Drift, Step, Touch};
 use crate::secret::Secret;
 
 pub struct Sysctl;
@@ -122,6 +122,11 @@ impl Resource for Sysctl {
             v.push(live.query());
         }
         v
+    }
+
+    fn touches(spec: &Spec) -> Vec<Touch> {
+        // The drop-in file and the live values; nothing else.
+        vec![Touch::path(&spec.file), Touch::Facts("sysctl:")]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {

@@ -29,8 +29,9 @@ use std::net::Ipv4Addr;
 use serde::Deserialize;
 
 use super::{q, DiffCx, Resource};
-use crate::facts::{self, ufw::Tuple, FactQuery, Facts};
-use crate::plan::{Action, Drift, Step};
+use crate::facts::ufw::{Tuple, UfwQuery};
+use crate::facts::{Fact, FactQuery, Facts};
+use crate::plan::{Action, Drift, Step, Touch};
 
 pub struct Ufw;
 
@@ -508,12 +509,21 @@ impl Resource for Ufw {
     }
 
     fn facts(_spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::ufw::query()]
+        vec![UfwQuery.query()]
+    }
+
+    fn touches(_spec: &Spec) -> Vec<Touch> {
+        // Rules and policies live in ufw's own files and the kernel, read only by the ufw fact.
+        vec![
+            Touch::Facts(crate::facts::ufw::KEY),
+            Touch::subtree("/etc/ufw"),
+            Touch::path("/etc/default/ufw"),
+        ]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         validate(spec)?;
-        let seen = facts::ufw::get(facts).map_err(|e| e.to_string())?;
+        let seen = facts.get(&UfwQuery).map_err(|e| e.to_string())?;
         let mut reasons = Vec::new();
         let mut first = Vec::new();
         let mut adds = Vec::new();

@@ -79,6 +79,7 @@ pub fn run(cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
                 );
             }
             check_prereqs(Need::Up)?;
+            inotify_room(hosts)?;
             up(&name, &abs(&dir)?, hosts, Duration::from_secs(timeout))?;
         }
         TestbedCmd::Down { name, dir, all } => {
@@ -175,6 +176,22 @@ fn check_prereqs(need: Need) -> std::result::Result<(), CliError> {
     Err(CliError::Reported(Exit::BadInput))
 }
 
+/// Raise fs.inotify.max_user_instances for `hosts` more hosts, or refuse (see `limits`).
+fn inotify_room(hosts: usize) -> std::result::Result<(), CliError> {
+    let sysctl = Path::new(limits::MAX_USER_INSTANCES);
+    match limits::ensure_inotify(sysctl, limits::inotify_in_use(), hosts) {
+        Ok(Some(to)) => eprintln!(
+            "testbed: raised fs.inotify.max_user_instances to {to} (every host's systemd needs some; the default 128 runs out near 19 hosts)"
+        ),
+        Ok(None) => {}
+        Err(why) => {
+            eprintln!("labctl testbed: {why}");
+            return Err(CliError::Reported(Exit::BadInput));
+        }
+    }
+    Ok(())
+}
+
 struct Files {
     dir: PathBuf,
     state: PathBuf,
@@ -221,17 +238,6 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
         // Files without a state file were never booted (or their state was lost);
         // there are no PIDs to stop, only files.
         host::remove_tree(&f.dir)?;
-    }
-
-    match limits::ensure_inotify(Path::new(limits::MAX_USER_INSTANCES), limits::inotify_in_use(), n) {
-        Ok(Some(to)) => eprintln!(
-            "testbed: raised fs.inotify.max_user_instances to {to} (every host's systemd needs some; the default 128 runs out near 19 hosts)"
-        ),
-        Ok(None) => {}
-        Err(why) => {
-            eprintln!("labctl testbed: {why}");
-            return Ok(EXIT_PREREQ);
-        }
     }
 
     let cache = rootfs::cache_dir();
