@@ -32,6 +32,7 @@ RESULTS = BENCH / "results"
 TOOLS = ["labctl", "ansible", "pyinfra"]
 PARALLEL = 10  # labctl --forks, ansible forks (ansible.cfg has 20), pyinfra --parallel: all >= hosts
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+BENCH_PACKAGES = ["ufw", "cron", "curl", "jq", "rsync", "tree"]
 USER_KEY_DATA = "AAAAC3NzaC1lZDI1NTE5AAAAIGO5x48dGQ7ridzYIa53mwT8oJXQcvRjY7p1hABE3EPO"
 
 LOG = None
@@ -72,8 +73,9 @@ def run(cmd, cwd=None, env=None, check=True, timeout=1800):
 class Lab:
     """One `labctl testbed` incarnation plus the inventories the three tools read."""
 
-    def __init__(self, name, n):
+    def __init__(self, name, n, python=True):
         self.name, self.n = name, n
+        self.python = python
         self.dir = TB_DIR / name
         self.hosts = []
         self.incarnation = 0
@@ -100,10 +102,12 @@ class Lab:
         # pyinfra need nothing on the host). `apt-get update` + the periodic stamp make the
         # package lists fresh for all three tools alike, so none of them refreshes them in a
         # timed run (labctl: update_cache auto; Ansible: cache_valid_time; pyinfra: cache_time).
+        # The workload's six packages are installed here too (issue 17: "converge with packages
+        # present"): the first-run figure measures the tools, not dpkg.
         script = (
             "set -e; printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-bench-loglevel.conf; "
             "systemctl reload ssh; export DEBIAN_FRONTEND=noninteractive; "
-            "apt-get update -qq; apt-get install -y -qq python3 >/dev/null; "
+            f"apt-get update -qq; apt-get install -y -qq {'python3 ' if self.python else ''}{' '.join(BENCH_PACKAGES)} >/dev/null; "
             "mkdir -p /var/lib/apt/periodic; touch /var/lib/apt/periodic/update-success-stamp"
         )
         self.each(lambda h: self.ssh(h, script))
@@ -294,6 +298,32 @@ class Lab:
         return self.each(one)
 
 
+def controller_cost(argv, cwd, env):
+    """labctl's own cost on the controller for one run: CPU seconds (user + system, its ssh
+    processes included: wait4's rusage covers reaped descendants), peak RSS of labctl itself
+    (VmHWM) and the most file descriptors it held open at once (polled every 5 ms)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.Popen(argv, cwd=cwd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    max_fds, hwm_kb = 0, 0
+    t0 = time.perf_counter()
+    while True:
+        try:
+            max_fds = max(max_fds, len(os.listdir(f"/proc/{p.pid}/fd")))
+            for line in open(f"/proc/{p.pid}/status"):
+                if line.startswith("VmHWM:"):
+                    hwm_kb = max(hwm_kb, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            pass
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.005)
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime, "user_s": ru.ru_utime,
+            "sys_s": ru.ru_stime, "rss_mb": hwm_kb / 1024, "max_rss_tree_mb": ru.ru_maxrss / 1024,
+            "max_fds": max_fds, "rc": os.waitstatus_to_exitcode(status)}
+
+
 def parse_changes(tool, mode, rc, out, n):
     """Changes reported (or, for dry runs, planned) by the tool, summed over hosts; None = failure."""
     if tool == "labctl":
@@ -375,12 +405,70 @@ class Bench:
             log(f"  {label:10} {tool:8} {mode:5} {dt:7.2f}s  changes={ch}")
         return xs
 
+    def tools(self, n):
+        """Ansible only up to --ansible-max hosts (see BENCHMARKS.md, "Scope")."""
+        return [t for t in TOOLS if t != "ansible" or n <= self.args.ansible_max]
+
+    def controller(self, lab, R):
+        argv, cwd, env = lab.tool_cmd("labctl", "dry")
+        xs = [controller_cost(argv, cwd, env) for _ in range(self.fast)]
+        if any(x["rc"] != 0 for x in xs):
+            raise BenchError(f"labctl plan for the controller figures exited {[x['rc'] for x in xs]}")
+        R["controller"] = {k: statistics.median(x[k] for x in xs) for k in ("wall_s", "cpu_s", "user_s", "sys_s", "rss_mb")}
+        R["controller"]["max_fds"] = max(x["max_fds"] for x in xs)
+        R["controller"]["max_rss_tree_mb"] = max(x["max_rss_tree_mb"] for x in xs)
+        c = R["controller"]
+        log(f"  controller labctl plan: {c['cpu_s']:.2f} CPU s, RSS {c['rss_mb']:.1f} MB, at most {c['max_fds']} fds")
+
+    def floor(self, lab, R, n):
+        one, alln = [], []
+        for r in range(self.fast):
+            dt, _, _ = lab.ssh(lab.hosts[0], "true")
+            one.append(dt)
+            t0 = time.perf_counter()
+            lab.each(lambda h: lab.ssh(h, "true"))
+            alln.append(time.perf_counter() - t0)
+        R["floor"]["one"] = stats(one)
+        R["floor"]["all"] = stats(alln)
+        log(f"  floor      ssh true one host median {statistics.median(one):.3f}s, all {n} in parallel {statistics.median(alln):.3f}s")
+
+    def run_scale(self, n):
+        """Sizes above --full-max: the no-op figures, the floor and the controller's cost only
+        (no first runs, drift or counts: at 20-50 hosts on 2 CPUs they would not fit a session)."""
+        R = self.res["n"][str(n)] = {"converged": {}, "dry": {}, "floor": {}, "scale_only": True,
+                                     "tools": self.tools(n)}
+        lab = Lab(f"bench{n}", n, python="ansible" in self.tools(n))
+        self.res["load"][f"before {n}"] = open("/proc/loadavg").read().split()[:3]
+        try:
+            log(f"== {n} hosts: boot + prepare")
+            lab.fresh()
+            for tool in self.tools(n):
+                log(f"== {n} hosts: {tool} on a converged lab")
+                _, ch, _ = lab.run_tool(tool, "apply")  # converge to this tool's own view, untimed
+                if ch is None:
+                    raise BenchError(f"{tool}: converging apply failed")
+                _, ch2, _ = lab.run_tool(tool, "apply")
+                self.expect(f"second run {tool}", ch2, 0)
+                lab.check_state(f"{tool} converged")
+                R["converged"][tool] = stats(self.timed(lab, tool, "apply", self.fast, 0, "converged"))
+                R["dry"][tool] = stats(self.timed(lab, tool, "dry", self.fast, 0, "dry"))
+                if tool == "labctl":
+                    self.controller(lab, R)
+            self.floor(lab, R, n)
+        finally:
+            self.res["load"][f"after {n}"] = open("/proc/loadavg").read().split()[:3]
+            if not self.args.keep:
+                lab.down()
+
     def run_n(self, n):
+        if n > self.args.full_max:
+            return self.run_scale(n)
         R = self.res["n"][str(n)] = {"first": {}, "converged": {}, "dry": {}, "drift_plan": {},
                                      "drift_apply": {}, "drift_total": {}, "first_changes": {},
                                      "drift_changes": {}, "counts": {}, "floor": {}, "digests": {},
                                      "timeline": {}}
         lab = Lab(f"bench{n}", n)
+        self.res["load"][f"before {n}"] = open("/proc/loadavg").read().split()[:3]
         try:
             # Pre-warm the shared apt archive cache (untimed): every .deb the workload needs.
             log(f"== {n} host(s): warming the package cache (untimed)")
@@ -435,18 +523,11 @@ class Bench:
                 R["drift_changes"][tool] = dchs
 
             # (5) the floor: `ssh host true`, fresh connection.
-            one, alln = [], []
-            for r in range(self.fast):
-                dt, _, _ = lab.ssh(lab.hosts[0], "true")
-                one.append(dt)
-                t0 = time.perf_counter()
-                lab.each(lambda h: lab.ssh(h, "true"))
-                alln.append(time.perf_counter() - t0)
-            R["floor"]["one"] = stats(one)
-            R["floor"]["all"] = stats(alln)
-            log(f"  floor      ssh true one host median {statistics.median(one):.3f}s, all {n} in parallel {statistics.median(alln):.3f}s")
+            self.floor(lab, R, n)
+            self.controller(lab, R)
             R["profile"] = self.profile(lab)
         finally:
+            self.res["load"][f"after {n}"] = open("/proc/loadavg").read().split()[:3]
             lab.close_ansible_masters()
             if not self.args.keep:
                 lab.down()
@@ -620,13 +701,15 @@ def report(res, cmdline):
                 ("2. dry run on a converged lab (plan / --check --diff / --dry)", "dry"),
                 ("3. drift: dry run", "drift_plan"), ("3. drift: apply", "drift_apply"),
                 ("3. drift: dry run + apply", "drift_total"),
-                ("4. first run, fresh hosts, warm package cache", "first")]
+                ("4. converge: first run on fresh hosts, packages present", "first")]
         for label, key in rows:
             d = R.get(key, {})
-            if not all(t in d for t in TOOLS):
+            if "labctl" not in d or "pyinfra" not in d:
                 continue
             base = d["labctl"]
-            w(f"| {label} | {fmt(base)} | {fmt(d['ansible'])} | {ratio(d['ansible'], base)} | "
+            an = (f"{fmt(d['ansible'])} | {ratio(d['ansible'], base)}" if "ansible" in d
+                  else "not run (see Scope) | –")
+            w(f"| {label} | {fmt(base)} | {an} | "
               f"{fmt(d['pyinfra'])} | {ratio(d['pyinfra'], base)} |")
         fl = R.get("floor", {})
         if fl:
@@ -634,6 +717,16 @@ def report(res, cmdline):
             if n > 1:
                 w(f"| 5. floor: `ssh host true` to all {n} hosts in parallel | {fmt(fl['all'])} | | | | |")
         w("")
+        lb, la = res["load"].get(f"before {n}"), res["load"].get(f"after {n}")
+        if lb and la:
+            w(f"Load average (1/5/15 min) before this size {' '.join(lb)}, after {' '.join(la)}.")
+            w("")
+        if R.get("scale_only"):
+            w(f"At {n} hosts only the no-op figures, the floor and the controller's cost are measured (see Scope); every "
+              "tool converged first (untimed), its second run reported **0** changes, the out-of-band state checks "
+              "passed, and every timed run above reported **0** changes.")
+            w("")
+            continue
         fc = R.get("first_changes", {})
         dc = R.get("drift_changes", {})
         w("Changes reported (summed over hosts): first run " + ", ".join(f"{t} {fc.get(t)}" for t in TOOLS) +
@@ -674,6 +767,37 @@ def report(res, cmdline):
                  "identical across the three tools except " + ", ".join(f"`{f}`" for f in sorted(differ)) +
                  " (same settings, each tool's own layout: see bench/results/latest.json, `digests`)."))
             w("")
+    w("## labctl's own cost on the controller")
+    w("")
+    w("One no-op `labctl plan` (median of the fast runs; `wait4` rusage, so CPU includes the ssh processes labctl "
+      "starts; RSS = labctl's own peak, `VmHWM`; fds = most open at once, polled every 5 ms):")
+    w("")
+    w("| hosts | wall s | CPU s (user + sys) | CPU s per host | peak RSS MB | max open fds |")
+    w("|---|---|---|---|---|---|")
+    for n in res["hosts"]:
+        c = (res["n"].get(str(n)) or {}).get("controller")
+        if c:
+            w(f"| {n} | {c['wall_s']:.2f} | {c['cpu_s']:.2f} ({c['user_s']:.2f} + {c['sys_s']:.2f}) | {c['cpu_s'] / n:.3f} | "
+              f"{c['rss_mb']:.1f} | {c['max_fds']} |")
+    w("")
+    pc = probe_cost()
+    if pc:
+        w("## The probe on the host (issue 17)")
+        w("")
+        w(pc)
+        w("")
+    w("## Scope")
+    w("")
+    w(f"Ansible runs up to {res.get('ansible_max', 5)} hosts: on these 2 CPUs one no-op Ansible run takes about 170 s at "
+      "20 hosts (issue 17's own table), so the repetitions at 20 and 50 hosts would not fit a working session. "
+      f"Above {res.get('full_max', 5)} hosts only the no-op figures (converged and dry runs), the `ssh true` floor "
+      "and the controller's cost are measured, for labctl and pyinfra; first runs, drift and counts are measured "
+      "at the smaller sizes.")
+    w("")
+    w("## Targets (issue 17)")
+    w("")
+    w(targets17(res))
+    w("")
     w("## Targets (issue 8)")
     w("")
     w(targets(res))
@@ -711,11 +835,10 @@ def report(res, cmdline):
                   f"(key exchange, auth, PAM session incl. Debian's pam_motd running /etc/update-motd.d), first shell → "
                   f"last process {hp['first_shell_to_last_exec']:.3f} s (the probe). By binary: "
                   + ", ".join(f"{b} {c}" for b, c in hp["by_binary"][:14]) + ".")
-                per_file = sum(c for b, c in hp["by_binary"] if b in ("stat", "sha256sum", "cut", "sed", "base64", "tr"))
-                w(f"  Reading: a no-op plan is labctl's own start-up (load, render: the first line above), then one ssh "
-                  f"handshake (the floor), then the probe. The probe's time is process start-ups, not work: {per_file} of its "
-                  f"{hp['processes']} processes are `stat`/`sha256sum`/`cut`/`sed`/`base64`/`tr` run once per managed path or "
-                  "key; reading all paths with one `stat` and one `sha256sum` per probe would remove most of them.")
+                w("  Reading: a no-op plan is labctl's own start-up (load, render: the first line above), then one ssh "
+                  "handshake (the floor), then the probe. The probe merges each fact family's queries (one `stat`, "
+                  "one `sha256sum`, one `cat | base64` for all files; one `systemctl show` for all units; one "
+                  "`grep` over /proc/sys for all sysctls), so its process count no longer grows with the resources.")
     w("")
     w("## How it was measured")
     w("")
@@ -723,11 +846,69 @@ def report(res, cmdline):
     return "\n".join(L) + "\n"
 
 
+def probe_cost():
+    f = RESULTS / "probe-cost.json"
+    if not f.exists():
+        return None
+    pc = json.loads(f.read_text())
+    L = [f"From `{pc.get('command', 'bench/lib/probe_cost.py')}` ({pc['started']}; load {' '.join(pc['load_start'])} → "
+         f"{' '.join(pc['load_end'])}): one host converged with the bench role, then for each labctl build a no-op "
+         "`labctl plan` with `strace -f -e trace=execve,fork,vfork,clone,clone3` attached to the host's sshd from "
+         "outside the container (programs started = successful execve; processes created = fork/clone), and the CPU "
+         "time of everything the connection ran on the host (growth of the sshd listener's reaped-children "
+         "cutime + cstime, median of several plans without strace) minus the same for `ssh host true`.",
+         "",
+         "| build | programs started | processes created | host CPU ms per plan | of which the probe (minus `ssh true`) | top programs |",
+         "|---|---|---|---|---|---|",
+         f"| `ssh host true` (floor) | {pc['floor_execs']} | {pc['floor_forks']} | {pc['floor_cpu_ms']:.0f} | – | "
+         + ", ".join(f"{b} {c}" for b, c in sorted(pc['floor_programs'].items(), key=lambda kv: -kv[1])[:8]) + " |"]
+    for label, r in pc["binaries"].items():
+        L.append(f"| {r.get('label', label)} | {r['execs']} | {r['forks']} | {r['plan_cpu_ms']:.0f} | {r['probe_cpu_ms']:.0f} | "
+                 + ", ".join(f"{b} {c}" for b, c in r["programs"][:10]) + " |")
+    L.append("")
+    L.append("The probe's own processes are the plan's minus the floor's (sshd's session start-up: sshd, PAM's "
+             "motd scripts, the login shell).")
+    return "\n".join(L)
+
+
+def targets17(res):
+    out = []
+    ns = [n for n in res["hosts"] if (res["n"].get(str(n)) or {}).get("dry")]
+    get = lambda n: res["n"][str(n)]  # noqa: E731
+    for n in ns:
+        R = get(n)
+        for key, label in (("dry", "no-op plan"), ("converged", "no-op apply")):
+            p = R[key]["pyinfra"]["median"] / R[key]["labctl"]["median"]
+            out.append(f"- {n} host(s), {label}: pyinfra/labctl **{p:.1f}×** (target ≥ 10×: {'met' if p >= 10 else 'MISSED'})")
+        f = R.get("first", {})
+        if "labctl" in f and "pyinfra" in f and n in (1, 5):
+            p = f["pyinfra"]["median"] / f["labctl"]["median"]
+            out.append(f"- {n} host(s), converge with packages present: pyinfra/labctl **{p:.1f}×** "
+                       f"(target ≥ 8×: {'met' if p >= 8 else 'MISSED'})")
+        if n == 20:
+            pl, fl = R["dry"]["labctl"]["median"], R["floor"]["all"]["median"]
+            out.append(f"- 20 hosts, no-op plan {pl:.2f} s vs `ssh true` to all 20 in parallel {fl:.2f} s: **{pl / fl:.2f}×** "
+                       f"(target ≤ 1.5×: {'met' if pl <= 1.5 * fl else 'MISSED'})")
+    if 1 in ns and 50 in ns:
+        a, b = get(1)["dry"]["labctl"]["median"], get(50)["dry"]["labctl"]["median"]
+        fa, fb = get(1)["floor"]["one"]["median"], get(50)["floor"]["all"]["median"]
+        out.append(f"- 50 hosts vs 1: no-op plan {a:.2f} s → {b:.2f} s (**{b / a:.2f}×**) against the floor's "
+                   f"{fa:.2f} s → {fb:.2f} s ({fb / fa:.2f}×) (target: no worse than the floor's ratio: "
+                   f"{'met' if b / a <= fb / fa else 'MISSED'})")
+    for n in (1, 20, 50):
+        c = (res["n"].get(str(n)) or {}).get("controller")
+        if c:
+            out.append(f"- {n} host(s), controller: {c['cpu_s']:.2f} CPU s ({c['cpu_s'] / n:.3f} per host), RSS {c['rss_mb']:.0f} MB "
+                       f"(issue 13: < 150 MB: {'met' if c['rss_mb'] < 150 else 'MISSED'}), at most {c['max_fds']} open fds "
+                       f"(within 1024: {'met' if c['max_fds'] <= 1024 else 'MISSED'})")
+    return "\n".join(out)
+
+
 def targets(res):
     out = []
     for n in res["hosts"]:
         R = res["n"].get(str(n))
-        if not R or not R.get("converged"):
+        if not R or not R.get("converged") or R.get("scale_only"):
             continue
         for key, label in (("converged", "converged run"), ("dry", "dry run")):
             d = R[key]
@@ -750,7 +931,7 @@ def targets(res):
             cmds = max(p["commands"] + p["sftp"] for p in c["dry"])
             out.append(f"- {n} host(s), no-op plan: at most {conns} SSH connection(s) and {cmds} remote command(s) per host "
                        f"(target 1 and ≤ 2: {'met' if conns <= 1 and cmds <= 2 else 'MISSED'})")
-    ns = [n for n in res["hosts"] if res["n"].get(str(n), {}).get("dry")]
+    ns = [n for n in res["hosts"] if res["n"].get(str(n), {}).get("dry") and not res["n"][str(n)].get("scale_only")]
     if len(ns) > 1:
         a, b = res["n"][str(ns[0])]["dry"]["labctl"]["median"], res["n"][str(ns[-1])]["dry"]["labctl"]["median"]
         R1, R5 = res["n"][str(ns[0])], res["n"][str(ns[-1])]
@@ -765,8 +946,8 @@ def targets(res):
                    + (f" and one host's probe {p1['exec_to_close']:.3f} s → {p5['exec_to_close']:.3f} s "
                       f"({p5['exec_to_close'] / p1['exec_to_close']:.1f}×)" if p1 and p5 else "")
                    + f": the hosts are containers on the controller's {res['machine']['nproc']} CPUs, so {ns[-1]} probes "
-                   "(each ~140 short processes, see below) and handshakes run in parallel on the same CPUs. On real VMs "
-                   "each probe has its own CPU; here only fewer processes per probe would flatten the curve.")
+                   "and handshakes run in parallel on the same CPUs (see \"The probe on the host\" for its processes). "
+                   "On real VMs each probe has its own CPU.")
     return "\n".join(out)
 
 
@@ -781,10 +962,11 @@ as `inventory.py`. Host keys are checked strictly against the testbed's `known_h
 Per number of hosts, on hosts from `labctl testbed up` (each tool on the same hosts, one tool at a time):
 
 1. **fresh hosts, out of band, untimed** (`bench/lib/harness.py: Lab.prepare`), over ssh: `LogLevel VERBOSE`
-   in an sshd drop-in + reload; `apt-get update` + `apt-get install -y python3` (**Ansible needs python3 on
-   the host; labctl and pyinfra do not** — the minimal Debian image has none) + touch
-   `/var/lib/apt/periodic/update-success-stamp`, so the package lists are fresh for all three tools and none
-   of them refreshes them inside a timed run.
+   in an sshd drop-in + reload; `apt-get update` + `apt-get install -y` of the workload's six packages (the
+   first-run figure is "converge with packages present", as in issue 17) and, at the sizes where Ansible runs,
+   `python3` (**Ansible needs python3 on the host; labctl and pyinfra do not** — the minimal Debian image has
+   none) + touch `/var/lib/apt/periodic/update-success-stamp`, so the package lists are fresh for all three
+   tools and none of them refreshes them inside a timed run.
 2. **warm package cache**: one untimed `labctl apply` fills the testbed's shared apt archive cache, so the
    first runs below install from a local cache, not the network.
 3. **first run** (figure 4): for each tool, `testbed down` + `up` + step 1, then the timed apply. After the
@@ -800,7 +982,14 @@ Per number of hosts, on hosts from `labctl testbed up` (each tool on the same ho
    `systemctl stop cron` on every host; then the timed dry run (must report changes) and apply (must
    report changes), and the out-of-band state checks again.
 5. **floor** (figure 5): `ssh -o ControlMaster=no host true` with the testbed's key and known_hosts, one host,
-   and all hosts in parallel.
+   and all hosts in parallel, in the same run as the tools' figures.
+6. **controller cost**: a no-op `labctl plan` run under `os.wait4` (CPU seconds of labctl and the ssh
+   processes it starts), with labctl's `/proc/PID/status` VmHWM (peak RSS) and `/proc/PID/fd` (open fds)
+   polled every 5 ms.
+
+Above `--full-max` hosts (default 5) only steps 1, 4's converged and dry runs, 5 and 6 run, for labctl and
+pyinfra (Ansible up to `--ansible-max`, default 5): each tool converges (untimed), its second run must report
+0 changes and the out-of-band checks must pass, then the timed no-op runs.
 
 The exact commands, per tool (`INV` = `bench/.work/benchN.inventory.yml`, `INV_PY` = the same as pyinfra
 inventory):
@@ -829,7 +1018,11 @@ right after the drop-ins change (conditional operations). Ansible uses `communit
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--hosts", default="1,5")
+    ap.add_argument("--hosts", default="1,5,20,50")
+    ap.add_argument("--ansible-max", type=int, default=5,
+                    help="run Ansible only up to this many hosts (it takes minutes per run beyond)")
+    ap.add_argument("--full-max", type=int, default=5,
+                    help="above this many hosts: only the no-op figures, the floor and the controller's cost")
     ap.add_argument("--keep", action="store_true", help="leave the test hosts running")
     ap.add_argument("--cmdline", default="bench/run.sh")
     ap.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/latest.json")
@@ -847,6 +1040,7 @@ def main():
     b = Bench(a)
     b.res["machine"] = machine()
     b.res["cmdline"] = a.cmdline
+    b.res["ansible_max"], b.res["full_max"] = a.ansible_max, a.full_max
     b.load("start")
     err = None
     try:

@@ -391,10 +391,13 @@ async fn apply_one(
 /// Err: the host as a whole could not be planned (probe failed, unsupported OS).
 /// Every fact a host's plan reads: the OS, the handler journal, and each item's.
 fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
-    [facts::os::OsQuery.query(), facts::journal::JournalQuery.query()]
-        .into_iter()
-        .chain(items.iter().flat_map(|i| i.inst.facts()))
-        .collect()
+    [
+        facts::os::OsQuery.query(),
+        facts::journal::JournalQuery.query(),
+    ]
+    .into_iter()
+    .chain(items.iter().flat_map(|i| i.inst.facts()))
+    .collect()
 }
 
 /// Connect and probe one host for every fact its plan reads: the round trip `plan` and `apply`
@@ -580,16 +583,16 @@ async fn execute_all(
                     .chain(change.steps.iter().cloned())
                     .collect()
             };
-            // Fetches bring bytes back: they run on their own, right away.
+            // Fetches bring bytes back, and a change that may alter anything (a command, a
+            // package) is where failures and cut connections happen: both run on their own, so
+            // a failure is always that change's, and Ctrl-C during one stops before the next.
             let fetch = steps.iter().any(|s| matches!(s, Step::Fetch { .. }));
-            if fetch && !batch.run(cx, &mut log, recap, &mut notified).await {
+            let touches = item.inst.touches();
+            let opaque = touches.contains(&Touch::Anything);
+            if (fetch || opaque) && !batch.run(cx, &mut log, recap, &mut notified).await {
                 stop = true;
                 break;
             }
-            let touches = item.inst.touches();
-            // A change that may alter anything ends its batch: what follows is re-read, and
-            // Ctrl-C during it stops before the next change starts.
-            let opaque = touches.contains(&Touch::Anything);
             batch.touches.extend(touches);
             batch.queued.push((item, change, steps));
             if (fetch || opaque) && !batch.run(cx, &mut log, recap, &mut notified).await {
@@ -763,7 +766,17 @@ async fn execute_batch(t: &Transport, groups: &[&[Step]], opts: &Opts) -> (usize
         .await
     {
         Ok(o) => o,
-        Err(e) => return (0, Some(e.to_string())),
+        // The connection is gone: which of the changes finished is unknown. The first is
+        // reported; the next run re-plans the rest from what the host then says.
+        Err(e) => {
+            return (
+                0,
+                Some(format!(
+                    "{e} (in one execution with the {} change(s) after it; whether they ran is unknown)",
+                    groups.len() - 1
+                )),
+            )
+        }
     };
     tracing::debug!(
         host = t.dest(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::error::{CliError, Exit};
-use crate::facts::{self, Fact};
+use crate::facts;
 
 use super::load;
 use super::{Conn, Global, Target};
