@@ -6,9 +6,10 @@ pub mod step;
 pub mod touch;
 
 pub use error::HostError;
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
-use crate::site::select::Selection;
 pub use step::Step;
 pub use touch::Touch;
 
@@ -164,6 +165,34 @@ pub struct Plan {
     pub inventory: String,
     pub selection: SavedSelection,
     pub hosts: Vec<HostPlan>,
+}
+
+/// What a run selects: the one selection type, read from the command line, used by `compile`,
+/// and saved in plan files so `apply --plan` selects the same.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    /// Only resources with one of these tags (a role's name is a tag)
+    #[arg(short = 't', long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip resources with any of these tags
+    #[arg(long, value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
+    #[arg(short = 'l', long)]
+    pub limit: Option<String>,
+}
+
+impl Selection {
+    /// Whether an item with these tags is selected (`always` and `never` as in Ansible).
+    pub fn wants(&self, tags: &BTreeSet<String>) -> bool {
+        if self.skip_tags.iter().any(|t| tags.contains(t)) {
+            return false;
+        }
+        if self.tags.is_empty() {
+            return !tags.contains("never");
+        }
+        tags.contains("always") || self.tags.iter().any(|t| tags.contains(t) || t == "all")
+    }
 }
 
 /// What was selected, so `apply --plan` recomputes the same thing.

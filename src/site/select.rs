@@ -13,36 +13,10 @@ use serde_json::{json, Value};
 use super::{vars, Entry, Site};
 use crate::error::{Diag, Diags, Loc};
 use crate::inventory::{pattern, Conn, Inventory, VarLayer};
+pub use crate::plan::Selection;
 use crate::resources::{self, BuildError, Instance, PrepareCx};
 use crate::template::{self, Ctx, Engine, PathSeg, TemplateError};
 use crate::yaml::Node;
-
-/// What a run selects: the one selection type, read from the command line, used by `compile`,
-/// and saved in plan files so `apply --plan` selects the same.
-#[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
-pub struct Selection {
-    /// Only resources with one of these tags (a role's name is a tag)
-    #[arg(short = 't', long, value_delimiter = ',')]
-    pub tags: Vec<String>,
-    /// Skip resources with any of these tags
-    #[arg(long, value_delimiter = ',')]
-    pub skip_tags: Vec<String>,
-    /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
-    #[arg(short = 'l', long)]
-    pub limit: Option<String>,
-}
-
-impl Selection {
-    fn wants(&self, tags: &BTreeSet<String>) -> bool {
-        if self.skip_tags.iter().any(|t| tags.contains(t)) {
-            return false;
-        }
-        if self.tags.is_empty() {
-            return !tags.contains("never");
-        }
-        tags.contains("always") || self.tags.iter().any(|t| tags.contains(t) || t == "all")
-    }
-}
 
 pub struct Item {
     pub id: String,
