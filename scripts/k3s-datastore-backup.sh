@@ -8,11 +8,11 @@
 #   K3S_SERVER_DIR     default /var/lib/rancher/k3s/server
 #   BACKUP_DIR         default /var/backups/k3s
 #   BACKUP_KEEP_DAYS   default 7
-#   BACKUP_S3_URL      optional, e.g. s3://bucket/k3s: push each archive with `aws s3 cp`
-#                      (credentials from the environment, e.g. the unit's 0600 EnvironmentFile);
-#   BACKUP_S3_ENDPOINT optional endpoint URL for S3-compatible storage
-# Restore: stop k3s, move server/db aside, unpack db/ and token from the archive into
-# K3S_SERVER_DIR, start k3s.
+#   BACKUP_REQUIRE_OFFSITE=1  rotation keeps archives that backup-offsite.sh has not pushed yet
+#                      (no NAME.offsite marker): a failing upload never loses the local copy
+# Off-site copies: backup-offsite.sh (encrypted with age, then S3). Restore:
+# k3s-datastore-restore.sh (checks the archive, stops k3s, replaces db/ whole and the token,
+# starts k3s, verifies).
 set -eu
 
 K3S_SERVER_DIR=${K3S_SERVER_DIR:-/var/lib/rancher/k3s/server}
@@ -49,14 +49,13 @@ gzip -t "$out.partial" || { rm -f "$out.partial"; die "$out does not read back";
 mv -f "$out.partial" "$out"
 echo "k3s-datastore-backup: $out ($(wc -c <"$out") bytes)"
 
-if [ -n "${BACKUP_S3_URL:-}" ]; then
-  command -v aws >/dev/null 2>&1 || die "BACKUP_S3_URL is set but the aws CLI is not installed"
-  set -- s3 cp --only-show-errors "$out" "${BACKUP_S3_URL%/}/$(basename "$out")"
-  if [ -n "${BACKUP_S3_ENDPOINT:-}" ]; then set -- --endpoint-url "$BACKUP_S3_ENDPOINT" "$@"; fi
-  aws "$@" || die "push to $BACKUP_S3_URL failed (the local archive is kept)"
-  echo "k3s-datastore-backup: pushed to $BACKUP_S3_URL"
-fi
-
 find "$BACKUP_DIR" -maxdepth 1 -type f -name 'k3s-datastore-*.tar.gz' ! -name "k3s-datastore-$stamp.tar.gz" \
-  -mmin +$((BACKUP_KEEP_DAYS * 1440)) -print -delete | sed 's/^/k3s-datastore-backup: rotated out /'
+  -mmin +$((BACKUP_KEEP_DAYS * 1440)) | sort | while read -r f; do
+  if [ "${BACKUP_REQUIRE_OFFSITE:-0}" = 1 ] && [ ! -e "$f.offsite" ]; then
+    echo "k3s-datastore-backup: kept $f: not off-site yet" >&2
+    continue
+  fi
+  rm -f "$f" "$f.offsite"
+  echo "k3s-datastore-backup: rotated out $f"
+done
 echo "k3s-datastore-backup: ok"

@@ -7,6 +7,7 @@
 #   BACKUP_DIR         where dumps go (default /backups)
 #   BACKUP_DATABASES   space-separated names; default: every non-template database but `postgres`
 #   BACKUP_KEEP_DAYS   dumps older than this many days are deleted (default 7)
+#   BACKUP_REQUIRE_OFFSITE=1  ... unless backup-offsite.sh has not pushed them yet
 # Output: BACKUP_DIR/DB-YYYYmmddTHHMMSSZ.sql.gz (plain SQL, gzip). Exit non-zero on any failure.
 set -euo pipefail
 
@@ -47,8 +48,16 @@ for db in $BACKUP_DATABASES; do
   echo "pg-backup: $db -> $out ($(wc -c <"$out") bytes)"
 done
 
-# Rotation: by age, and never the dumps just written.
-find "$BACKUP_DIR" -maxdepth 1 -type f -name '*.sql.gz' ! -name "*-$stamp.sql.gz" -mmin +$((BACKUP_KEEP_DAYS * 1440)) -print -delete |
-  sed 's/^/pg-backup: rotated out /'
+# Rotation: by age, never the dumps just written, and (BACKUP_REQUIRE_OFFSITE=1) never a dump
+# backup-offsite.sh has not pushed yet (no NAME.offsite marker beside it).
+find "$BACKUP_DIR" -maxdepth 1 -type f -name '*.sql.gz' ! -name "*-$stamp.sql.gz" -mmin +$((BACKUP_KEEP_DAYS * 1440)) |
+  sort | while read -r f; do
+    if [ "${BACKUP_REQUIRE_OFFSITE:-0}" = 1 ] && [ ! -e "$f.offsite" ]; then
+      echo "pg-backup: kept $f: not off-site yet" >&2
+      continue
+    fi
+    rm -f "$f" "$f.offsite"
+    echo "pg-backup: rotated out $f"
+  done
 find "$BACKUP_DIR" -maxdepth 1 -type f -name '*.sql.gz.partial' -mmin +1440 -delete
 echo "pg-backup: ok"

@@ -7,6 +7,7 @@ mod common;
 mod ansible_inventory;
 mod cli_local;
 mod e2e_ansible;
+mod e2e_backups;
 mod e2e_cluster;
 mod e2e_engine;
 mod e2e_k3s;

@@ -575,7 +575,6 @@ mod role_templates {
             objs.iter().map(Obj::label).collect::<Vec<_>>(),
             vec![
                 "ConfigMap/db/pg-backup-scripts",
-                "PersistentVolumeClaim/db/pg-backups",
                 "CronJob/db/pg-backup",
                 "CronJob/db/pg-restore-drill"
             ]
@@ -594,6 +593,14 @@ mod role_templates {
                 "{f}"
             );
         }
-        assert_eq!(objs[2].body.expose()["spec"]["schedule"], "0 2 * * *");
+        let job = objs[1].body.expose();
+        assert_eq!(job["spec"]["schedule"], "0 2 * * *");
+        // Dumps go to the server's folder that backup-offsite.sh pushes from.
+        let pod = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][1]["hostPath"]["path"],
+            "/var/backups/postgres"
+        );
+        assert_eq!(pod["securityContext"]["runAsUser"], 39032);
     }
 }
