@@ -133,7 +133,7 @@ fn cluster_types_converge_on_standins_without_leaking_secrets() {
     // Fresh host: no helm, no kubectl. The plan creates everything and changes nothing.
     let (code, plan) = run.plan(&[]);
     assert_eq!(code, 2, "{plan:#}");
-    assert_eq!(changes(&plan).len(), 8, "{plan:#}");
+    assert_eq!(changes(&plan).len(), 9, "{plan:#}");
     assert!(
         changes(&plan)
             .iter()

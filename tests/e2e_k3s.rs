@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{e2e_enabled, labctl, show, Testbed};
 
-const V1: &str = "v1.31.4+k3s1";
+pub(crate) const V1: &str = "v1.31.4+k3s1";
 const V2: &str = "v1.31.5+k3s1";
 
 fn repo() -> PathBuf {
@@ -58,7 +58,7 @@ fn project(dir: &Path) -> PathBuf {
 }
 
 /// An air-gap folder: the stand-in as `k3s` (with `version` embedded) and a small images file.
-fn airgap(dir: &Path, version: &str) -> String {
+pub(crate) fn airgap(dir: &Path, version: &str) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let src = std::fs::read_to_string(repo().join("tests/standins/k3s")).unwrap();
     let marker = format!("K3S_STANDIN_VERSION=\"{V1}\" # labctl-standin-version");

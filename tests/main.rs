@@ -13,6 +13,7 @@ mod e2e_engine;
 mod e2e_k3s;
 mod e2e_roles;
 mod e2e_secrets;
+mod e2e_site;
 mod faults;
 mod testbed;
 mod vault_cli;
