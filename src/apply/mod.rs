@@ -1,8 +1,9 @@
 //! Plan and apply, per host, all hosts in parallel up to `--forks`.
 //!
 //! One code path: a host is connected (one multiplexed SSH connection), probed (ONE script for
-//! every fact its resources need) and diffed. `plan` stops there. `apply` then runs each drifted
-//! resource's steps as one remote execution, in order, and fires the role's handlers.
+//! every fact its resources need) and diffed by `plan::build` (pure). `plan_hosts` stops there.
+//! `apply_hosts` then runs each drifted resource's steps as one remote execution, in order, and
+//! fires the role's handlers.
 //!
 //! Facts can go stale within a run (a package install writes a config file that a later resource
 //! manages), so once anything changed on a host, a resource is re-probed right before its own

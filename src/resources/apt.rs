@@ -86,9 +86,11 @@ fn split_pin(p: &str) -> (&str, Option<&str>) {
 /// Debian policy: names are lowercase letters, digits, `+ - .`, at least two characters, starting
 /// alphanumeric; an `:arch` qualifier and a `=version` are allowed.
 fn check_package(p: &str) -> Result<(), String> {
-    let re = regex::Regex::new(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9\-]+)?(=[A-Za-z0-9.+~:\-]+)?$")
-        .expect("static regex");
-    if !re.is_match(p) {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9\-]+)?(=[A-Za-z0-9.+~:\-]+)?$")
+            .expect("static regex")
+    });
+    if !RE.is_match(p) {
         return Err(format!(
             "`{p}` is not a Debian package name (lowercase letters, digits, `+ - .`; optionally `:arch` and `=version`)"
         ));

@@ -132,11 +132,10 @@ impl Resource for HelmRelease {
                 spec.version
             ));
         }
-        if !regex::Regex::new(r"^(\d+h)?(\d+m)?(\d+s)?$")
-            .expect("static regex")
-            .is_match(&spec.timeout)
-            || spec.timeout.is_empty()
-        {
+        static TIMEOUT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"^(\d+h)?(\d+m)?(\d+s)?$").expect("static regex")
+        });
+        if !TIMEOUT.is_match(&spec.timeout) || spec.timeout.is_empty() {
             return Err(format!(
                 "timeout `{}` must look like 5m, 90s or 1h30m",
                 spec.timeout

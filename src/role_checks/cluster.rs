@@ -111,10 +111,12 @@ pub fn image_problems(at: &str, v: &Value, out: &mut Vec<String>) {
 
 /// Lines of a template source that set an image literally instead of from a var.
 fn literal_image_lines(src: &str) -> Vec<String> {
-    let re = regex::Regex::new(r"^\s*-?\s*(image|imageName|registry|repository|tag)\s*:\s*(\S.*)$")
-        .expect("static regex");
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^\s*-?\s*(image|imageName|registry|repository|tag)\s*:\s*(\S.*)$")
+            .expect("static regex")
+    });
     src.lines()
-        .filter_map(|l| re.captures(l))
+        .filter_map(|l| RE.captures(l))
         .filter(|c| !c[2].contains("{{") && !c[2].starts_with('#'))
         .map(|c| c[0].trim().to_string())
         .collect()

@@ -71,8 +71,8 @@ impl Keyring {
         Ok(ring)
     }
 
-    /// A keyring from identities already in hand (tests, and callers that hold a key).
-    #[allow(dead_code)] // used by tests; kept public for callers that hold a key
+    /// A keyring from identities already in hand.
+    #[cfg(test)]
     pub fn from_identities(identities: Vec<age::x25519::Identity>, origin: &str) -> Keyring {
         let tried = vec![format!("{origin} ({})", count(identities.len()))];
         Keyring { identities, tried }

@@ -20,9 +20,7 @@ use std::path::PathBuf;
 pub use cli::{run, VaultCmd};
 pub use file::encrypt;
 pub use keys::{keygen, Keyring};
-// Part of the module's API; no other module calls these yet.
-#[allow(unused_imports)]
-pub use recipients::{find_recipients_file, load_recipients, RECIPIENTS_FILE};
+use recipients::RECIPIENTS_FILE;
 
 /// Everything that can go wrong opening or writing a vault. Every variant maps to exit code 4.
 #[derive(Debug, thiserror::Error)]

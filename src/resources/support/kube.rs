@@ -15,9 +15,10 @@ pub fn check_kubeconfig(p: &str) -> Result<(), String> {
 pub fn yaml_error(what: &str, message: &str, secret: bool) -> String {
     if secret {
         // The parser quotes the offending text, which may be a secret: keep only its position.
-        let pos = regex::Regex::new(r"line \d+,? col(umn)? \d+")
-            .ok()
-            .and_then(|r| r.find(message).map(|m| m.as_str().to_string()));
+        static POS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"line \d+,? col(umn)? \d+").expect("static regex")
+        });
+        let pos = POS.find(message).map(|m| m.as_str().to_string());
         return format!(
             "{what} is not valid YAML{} (details hidden: it holds a secret)",
             pos.map(|p| format!(" at {p}")).unwrap_or_default()
