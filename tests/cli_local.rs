@@ -9,6 +9,8 @@ fn labctl(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env("XDG_CONFIG_HOME", dir.join(".config"))
+        // Each test its own run lock (local runs lock in the runtime dir): tests run in parallel.
+        .env("XDG_RUNTIME_DIR", dir.join(".run"))
         .env_remove("LABCTL_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY_FILE")
         .env("NO_COLOR", "1")
@@ -270,4 +272,40 @@ fn check_passes_offline_and_inventory_lists_vars() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["_meta"]["hostvars"]["me"]["greeting"], "hello");
     assert_eq!(v["ungrouped"]["hosts"][0], "me");
+}
+
+#[test]
+fn lookup_password_is_generated_once_into_the_vault() {
+    let (d, root) = project();
+    let dir = d.path();
+    let key = dir.join("age.key");
+    let o = labctl(dir, &["vault", "keygen", "--out", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let public = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .expect("keygen prints the public key")
+        .to_string();
+    write(dir, ".age-recipients", &format!("{public}\n"));
+    write(
+        dir,
+        "roles/demo/role.yml",
+        "resources:\n  - file:\n      path: \"{{ base }}/db-password\"\n      content: \"{{ lookup('password', 'credentials/db length=24 chars=ascii_letters,digits') }}\"\n",
+    );
+    let k = key.to_str().unwrap();
+    let o = labctl(dir, &["--vault-key", k, "apply", "-i", INV]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let pw = std::fs::read_to_string(root.join("db-password")).unwrap();
+    assert_eq!(pw.len(), 24);
+    assert!(pw.chars().all(|c| c.is_ascii_alphanumeric()), "{pw}");
+    assert!(!text(&o).contains(&pw), "never printed: {}", text(&o));
+    let vault = std::fs::read_to_string(dir.join("inventories/local/passwords.yml.age")).unwrap();
+    assert!(vault.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") && !vault.contains(&pw));
+    assert!(
+        !dir.join("credentials").exists(),
+        "no plain-text password file"
+    );
+    // Generated once: the next plan sees no change.
+    let o = labctl(dir, &["--vault-key", k, "plan", "-i", INV]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -110,12 +110,26 @@ pub fn load(
         }
     }
     let engine = Engine::new(&site.root);
+    // lookup('password') keeps what it generates in a vault beside the inventory.
+    let inv_dir = t.inventory.parent().unwrap_or(Path::new("."));
+    let passwords = std::sync::Arc::new(
+        crate::template::passwords::PasswordStore::open(inv_dir, &keys, check_mode)
+            .map_err(|e| CliError::new(Exit::Vault, e))?,
+    );
+    engine.set_passwords(passwords.clone());
     let placeholders = check_mode && !inventory.unopened_vaults.is_empty();
-    let compiled = select::compile(&site, &inventory, &t.select, &extra, &engine, placeholders)
+    let mut compiled = select::compile(&site, &inventory, &t.select, &extra, &engine, placeholders)
         .map_err(|d| {
             report(sh, &d);
             CliError::Reported(Exit::BadInput)
         })?;
+    compiled.secret_strings.extend(passwords.secrets());
+    if let Some(p) = passwords
+        .save()
+        .map_err(|e| CliError::new(Exit::Vault, e))?
+    {
+        sh.status("Saved", &format!("new password(s) in {}", p.display()));
+    }
     sh.set_secrets(compiled.secret_strings.clone());
     let hash_key = hash_key(&keys);
     let extra_hash = if t.extra_vars.is_empty() {

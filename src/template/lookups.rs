@@ -1,17 +1,24 @@
 //! `lookup(…)` / `query(…)` for the lookups homelab roles use: `env`, `file`, `template`,
-//! `inventory_hostnames`. `lookup` joins several results with `,` (as Ansible does), `query`
+//! `inventory_hostnames`, `password` (see `passwords`). `lookup` joins several results with `,` (as Ansible does), `query`
 //! (`q`) returns the list. Paths are looked up in the current role first (`files/`,
 //! `templates/`), then from the project root.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, OnceLock};
+
 use indexmap::IndexMap;
 use minijinja::value::{Kwargs, Rest};
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
-pub fn register(env: &mut Environment<'static>, root: &Path) {
+use super::passwords::PasswordStore;
+
+type Store = Arc<OnceLock<Arc<PasswordStore>>>;
+
+pub fn register(env: &mut Environment<'static>, root: &Path, store: Store) {
     let r1 = root.to_path_buf();
+    let s1 = store.clone();
     env.add_function(
         "lookup",
         move |state: &State,
@@ -20,7 +27,7 @@ pub fn register(env: &mut Environment<'static>, root: &Path) {
               kw: Kwargs|
               -> Result<Value, Error> {
             let wantlist: Option<bool> = kw.get("wantlist")?;
-            let items = run(state, &r1, &name, terms.0, &kw)?;
+            let items = run(state, &r1, &s1, &name, terms.0, &kw)?;
             if wantlist.unwrap_or(false) {
                 return Ok(Value::from(items));
             }
@@ -38,6 +45,7 @@ pub fn register(env: &mut Environment<'static>, root: &Path) {
     );
     for q in ["query", "q"] {
         let r = root.to_path_buf();
+        let s = store.clone();
         env.add_function(
             q,
             move |state: &State,
@@ -45,7 +53,7 @@ pub fn register(env: &mut Environment<'static>, root: &Path) {
                   terms: Rest<Value>,
                   kw: Kwargs|
                   -> Result<Value, Error> {
-                Ok(Value::from(run(state, &r, &name, terms.0, &kw)?))
+                Ok(Value::from(run(state, &r, &s, &name, terms.0, &kw)?))
             },
         );
     }
@@ -61,6 +69,7 @@ fn fail(lookup: &str, msg: impl std::fmt::Display) -> Error {
 fn run(
     state: &State,
     root: &Path,
+    store: &Store,
     name: &str,
     terms: Vec<Value>,
     kw: &Kwargs,
@@ -125,15 +134,42 @@ fn run(
             out
         }
         "password" => {
-            return Err(fail(
-                "password",
-                "labctl does not write generated passwords to files; keep a generated one in a vault file (`labctl vault encrypt`) and refer to its var",
-            ))
+            let store = store.get().ok_or_else(|| {
+                fail("password", "no password vault here (it needs the inventory and the vault key)")
+            })?;
+            let length: Option<usize> = kw.get("length")?;
+            let chars: Option<String> = kw.get("chars")?;
+            let mut out = Vec::new();
+            for t in &terms {
+                // `NAME length=N chars=a,b` as Ansible writes the term; kwargs work too.
+                let t = t.to_string();
+                let mut words = t.split_whitespace();
+                let name = words.next().unwrap_or_default().to_string();
+                let (mut len, mut ch) = (length.unwrap_or(20), chars.clone());
+                for w in words {
+                    match w.split_once('=') {
+                        Some(("length", n)) => {
+                            len = n.parse().map_err(|_| fail("password", format!("length `{n}` is not a number")))?
+                        }
+                        Some(("chars", c)) => ch = Some(c.to_string()),
+                        // Ansible's encrypt/seed/ident shape the file it writes: nothing to do here.
+                        Some(("encrypt" | "seed" | "ident", _)) => {}
+                        _ => return Err(fail("password", format!("`{w}` is not something labctl knows (length=, chars=)"))),
+                    }
+                }
+                let alphabet = super::passwords::alphabet(ch.as_deref());
+                out.push(Value::from(
+                    store
+                        .get_or_generate(&name, len, &alphabet)
+                        .map_err(|e| fail("password", e))?,
+                ));
+            }
+            out
         }
         other => {
             return Err(Error::new(
                 ErrorKind::UnknownFunction,
-                format!("`{other}` is an Ansible lookup that labctl does not have (it has env, file, template, inventory_hostnames)"),
+                format!("`{other}` is an Ansible lookup that labctl does not have (it has env, file, template, password, inventory_hostnames)"),
             ))
         }
     };

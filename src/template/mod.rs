@@ -12,6 +12,7 @@ pub mod ansible;
 pub mod filters;
 mod ipaddr;
 mod lookups;
+pub mod passwords;
 pub mod vars;
 
 use std::collections::BTreeSet;
@@ -149,6 +150,8 @@ impl minijinja::value::Object for Placeholder {
 #[derive(Clone)]
 pub struct Engine {
     env: Arc<Environment<'static>>,
+    /// Where `lookup('password')` keeps what it generates (set by the caller that has the key).
+    passwords: Arc<std::sync::OnceLock<Arc<passwords::PasswordStore>>>,
     root: PathBuf,
 }
 
@@ -181,11 +184,18 @@ impl Engine {
         });
         filters::register(&mut env);
         ansible::register(&mut env);
-        lookups::register(&mut env, root);
+        let passwords = Arc::new(std::sync::OnceLock::new());
+        lookups::register(&mut env, root, passwords.clone());
         Engine {
             env: Arc::new(env),
+            passwords,
             root: root.to_path_buf(),
         }
+    }
+
+    /// Give `lookup('password')` its store (once; later calls are ignored).
+    pub fn set_passwords(&self, store: Arc<passwords::PasswordStore>) {
+        let _ = self.passwords.set(store);
     }
 
     /// Render a template file (a path relative to the project root).
@@ -212,7 +222,7 @@ impl Engine {
             )
         })?;
         Ok(Rendered {
-            tainted: ctx.is_tainted(&used, &text),
+            tainted: ctx.is_tainted(&used, &text) | passwords::take_touched(),
             text,
         })
     }
@@ -229,7 +239,7 @@ impl Engine {
             .render(ctx.value_for(&used))
             .map_err(|e| undefined_hint(to_error(&e, None, Some(src)), &used, ctx))?;
         Ok(Rendered {
-            tainted: ctx.is_tainted(&used, &text),
+            tainted: ctx.is_tainted(&used, &text) | passwords::take_touched(),
             text,
         })
     }
@@ -263,7 +273,7 @@ impl Engine {
             line: 1,
             col: 1,
         })?;
-        let tainted = used.iter().any(|u| ctx.secret_names.contains(u));
+        let tainted = used.iter().any(|u| ctx.secret_names.contains(u)) | passwords::take_touched();
         Ok((json, tainted))
     }
 
