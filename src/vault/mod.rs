@@ -20,7 +20,7 @@ use std::path::PathBuf;
 pub use cli::{run, VaultCmd};
 pub use file::encrypt;
 pub use keys::{keygen, Keyring};
-use recipients::RECIPIENTS_FILE;
+pub use recipients::{find_recipients_file, load_recipients, RECIPIENTS_FILE};
 
 /// Everything that can go wrong opening or writing a vault. Every variant maps to exit code 4.
 #[derive(Debug, thiserror::Error)]
