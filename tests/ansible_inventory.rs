@@ -55,6 +55,24 @@ fn compare(inv: &Path) {
         serde_json::to_string_pretty(&ours).unwrap(),
         serde_json::to_string_pretty(&theirs).unwrap()
     );
+    // `--host H` for the first host: its merged vars alone.
+    let host = theirs["_meta"]["hostvars"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned());
+    if let Some(h) = host {
+        let theirs = json_of(
+            Command::new(venv_tool("ansible-inventory").unwrap())
+                .args(["--host", &h, "-i"])
+                .arg(inv),
+        );
+        let ours = json_of(
+            Command::new(env!("CARGO_BIN_EXE_labctl"))
+                .args(["inventory", "--host", &h, "-i"])
+                .arg(inv)
+                .env_remove("LABCTL_AGE_KEY_FILE"),
+        );
+        assert_eq!(ours, theirs, "{}: --host {h}", inv.display());
+    }
 }
 
 fn fixture(rel: &str) -> PathBuf {
