@@ -198,6 +198,18 @@ fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
     assert!(state("objects/application/argocd/root.json").contains("\"selfHeal\":true"));
     assert!(state("objects/prometheusrule/monitoring/lab-rules.json").contains("PostgreSQLDown"));
     assert!(state("objects/cronjob/db/pg-backup.json").contains("postgres-superuser"));
+    // ingress: cert-manager (its CRDs) before the issuers; Traefik's CRDs came with k3s.
+    assert!(state("releases/cert-manager/cert-manager/meta").contains("chart=cert-manager-v1.21.1"));
+    assert!(state("objects/clusterissuer/_/letsencrypt-prod.json")
+        .contains("acme-v02.api.letsencrypt.org"));
+    assert!(state("objects/middleware/monitoring/vpn-only.json").contains("10.200.0.0/24"));
+    assert!(
+        state("objects/ingress/argocd/argocd-vpn.json").contains("argocd-vpn-only@kubernetescrd")
+    );
+    assert!(
+        state("objects/helmchartconfig/kube-system/traefik.json").contains("externalTrafficPolicy")
+    );
+    assert!(state("objects/ingress/hello/hello.json").contains("letsencrypt-staging"));
     for (ns, rel, chart) in [
         ("cnpg-system", "cnpg", "cloudnative-pg-0.29.0"),
         ("argocd", "argocd", "argo-cd-10.1.1"),
@@ -311,8 +323,8 @@ fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
         "namespaces \"nope\" not found",
     );
     refused(
-        &format!("echo '{{\"apiVersion\":\"cert-manager.io/v1\",\"kind\":\"Certificate\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"db\"}}}}' | kubectl apply --server-side {kc} -f -"),
-        "no matches for kind \"Certificate\"",
+        &format!("echo '{{\"apiVersion\":\"kubevirt.io/v1\",\"kind\":\"VirtualMachine\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"db\"}}}}' | kubectl apply --server-side {kc} -f -"),
+        "no matches for kind \"VirtualMachine\"",
     );
     refused(
         &format!("echo '{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"db\"}},\"spec\":{{\"type\":\"NodePort\",\"ports\":[{{\"port\":80,\"nodePort\":80}}]}}}}' | kubectl apply --server-side {kc} -f -"),

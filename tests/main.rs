@@ -15,6 +15,7 @@ mod e2e_roles;
 mod e2e_secrets;
 mod e2e_site;
 mod faults;
+mod ingress_cli;
 mod testbed;
 mod vault_cli;
 mod wireguard_cli;

@@ -25,6 +25,14 @@ AllowedIPs = {{ hostvars[node].wg_address }}/32{% if loop.first %}, {{ wg_subnet
 
 PersistentKeepalive = {{ wg_keepalive }}
 {% endfor %}
+{% if admin_ui_hosts %}
+
+# Admin UIs (HTTPS, answered only over this VPN): add these lines to /etc/hosts (Windows:
+# C:\Windows\System32\drivers\etc\hosts), connect, then open https://NAME.
+{% for u in admin_ui_hosts %}
+# {{ u.address }} {{ u.host }}
+{% endfor %}
+{% endif %}
 "#;
 
 /// The vars are those of the `wireguard` role on the first host that runs it, from the same
@@ -93,6 +101,7 @@ pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError>
         .cloned()
         .unwrap_or(serde_json::Value::Null);
     vars.insert("peer_private_key".into(), own);
+    vars.insert("admin_ui_hosts".into(), admin_ui_hosts(&l.compiled));
     let ctx = Ctx::new(&vars, resolved.secret.clone(), Vec::new());
     let engine = Engine::new(&l.site.root);
     match engine.render_str(PEER_TEMPLATE, &ctx) {
@@ -106,4 +115,31 @@ pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError>
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The `ingress` role's admin UI names, each at the VPN address of the host that serves them:
+/// the hosts-file lines that make the UIs one step away for a VPN user.
+fn admin_ui_hosts(compiled: &crate::site::select::Compiled) -> serde_json::Value {
+    let Some(vars) = compiled
+        .hosts
+        .iter()
+        .flat_map(|h| h.roles.iter())
+        .find(|r| r.role == "ingress")
+        .map(|r| &r.vars.values)
+    else {
+        return serde_json::Value::Array(Vec::new());
+    };
+    let address = vars
+        .get("wg_address")
+        .and_then(|a| a.as_str())
+        .unwrap_or("");
+    let uis = vars.get("admin_uis").and_then(|u| u.as_array());
+    serde_json::Value::Array(
+        uis.into_iter()
+            .flatten()
+            .filter_map(|u| u.get("host").and_then(|h| h.as_str()))
+            .filter(|_| !address.is_empty())
+            .map(|host| serde_json::json!({"address": address, "host": host}))
+            .collect(),
+    )
 }

@@ -6,6 +6,7 @@
 //! installs every one of them, and CI runs it first.
 
 mod cluster;
+mod ingress;
 mod monitoring;
 
 use std::net::TcpListener;
@@ -24,22 +25,34 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A role's defaults with `overrides` on top (as inventory vars or `-e` would be); vars that
-/// name the vault render as [`VAULT_CANARY`], marked secret as a vault value is.
+/// A role's defaults with `overrides` on top (as inventory vars or `-e` would be), templated vars
+/// resolved as `apply` resolves them; vars that name the vault render as [`VAULT_CANARY`],
+/// marked secret as a vault value is.
 pub fn role_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
     let text = std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml")))
         .unwrap_or_else(|e| panic!("roles/{role}/defaults.yml: {e}"));
     let mut vars: indexmap::IndexMap<String, Value> =
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{role} defaults: {e}"));
-    for (_, v) in vars.iter_mut() {
+    let mut secret = std::collections::BTreeSet::new();
+    for (k, v) in vars.iter_mut() {
         if v.as_str().is_some_and(|s| s.contains("vault_")) {
             *v = Value::String(VAULT_CANARY.into());
+            secret.insert(k.clone());
         }
     }
+    // What compile adds for every host.
+    vars.insert(
+        "inventory_hostname".into(),
+        Value::String("lab-server-1".into()),
+    );
     for (k, v) in overrides {
         vars.insert((*k).to_string(), v.clone());
     }
-    Ctx::new(&vars, Default::default(), vec![VAULT_CANARY.to_string()])
+    let mut layer = crate::inventory::VarLayer::from_map(vars);
+    layer.secret = secret;
+    let l = crate::template::vars::resolve(&Engine::new(&root()), &layer, false)
+        .unwrap_or_else(|e| panic!("{role}: {e:?}"));
+    Ctx::new(&l.values, l.secret.clone(), vec![VAULT_CANARY.to_string()])
 }
 
 /// `roles/ROLE/templates/NAME` rendered for `ctx`: (text, tainted by a secret).

@@ -1,0 +1,148 @@
+//! roles/ingress, rendered by the engine: the objects a real API server would get. No Kubernetes
+//! is reachable here: these checks pin what Traefik and cert-manager read, and the whole-site test
+//! applies the same manifests to the stand-ins (which refuse kinds whose CRD is not installed).
+
+use serde_json::{json, Value};
+
+use super::*;
+
+fn objects(name: &str, overrides: &[(&str, Value)]) -> Vec<Value> {
+    let ctx = role_ctx("ingress", overrides);
+    render("ingress", name, &ctx)
+        .0
+        .split("\n---\n")
+        .map(|doc| yaml(doc))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kinds(objs: &[Value]) -> Vec<String> {
+    objs.iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn issuers_are_lets_encrypt_staging_and_prod_over_http01_on_traefik() {
+    let objs = objects("issuers.yaml.j2", &[("acme_email", json!("me@lab.test"))]);
+    assert_eq!(
+        kinds(&objs),
+        [
+            "ClusterIssuer/letsencrypt-staging",
+            "ClusterIssuer/letsencrypt-prod"
+        ]
+    );
+    for o in &objs {
+        let acme = &o["spec"]["acme"];
+        assert_eq!(acme["email"], "me@lab.test");
+        assert!(acme["server"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://acme-"));
+        assert_eq!(
+            acme["solvers"][0]["http01"]["ingress"]["ingressClassName"],
+            "traefik"
+        );
+    }
+    assert!(objs[0]["spec"]["acme"]["server"]
+        .as_str()
+        .unwrap()
+        .contains("staging"));
+    assert!(!objs[1]["spec"]["acme"]["server"]
+        .as_str()
+        .unwrap()
+        .contains("staging"));
+}
+
+#[test]
+fn admin_uis_are_https_and_allow_only_the_vpn() {
+    let objs = objects(
+        "admin-uis.yaml.j2",
+        &[
+            ("wg_subnet", json!("10.77.0.0/24")),
+            ("lab_domain", json!("lab.test")),
+            ("acme_issuer", json!("letsencrypt-prod")),
+        ],
+    );
+    assert_eq!(
+        kinds(&objs),
+        [
+            "Middleware/vpn-only",
+            "Middleware/vpn-only",
+            "Ingress/argocd-vpn",
+            "Ingress/grafana-vpn",
+            "Ingress/alertmanager-vpn"
+        ]
+    );
+    let mw: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Middleware").collect();
+    for m in &mw {
+        assert_eq!(
+            m["spec"]["ipAllowList"]["sourceRange"],
+            json!(["10.77.0.0/24"])
+        );
+    }
+    let mw_namespaces: Vec<&str> = mw
+        .iter()
+        .map(|m| m["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    for ing in objs.iter().filter(|o| o["kind"] == "Ingress") {
+        let ns = ing["metadata"]["namespace"].as_str().unwrap();
+        assert!(mw_namespaces.contains(&ns), "{ns} has no allow-list");
+        let a = &ing["metadata"]["annotations"];
+        assert_eq!(
+            a["traefik.ingress.kubernetes.io/router.middlewares"],
+            format!("{ns}-vpn-only@kubernetescrd")
+        );
+        assert_eq!(a["cert-manager.io/cluster-issuer"], "letsencrypt-prod");
+        let host = ing["spec"]["rules"][0]["host"].as_str().unwrap();
+        assert!(host.ends_with(".lab.test"));
+        assert_eq!(ing["spec"]["tls"][0]["hosts"], json!([host]));
+        assert!(ing["spec"]["tls"][0]["secretName"]
+            .as_str()
+            .unwrap()
+            .ends_with("-tls"));
+    }
+}
+
+#[test]
+fn the_sample_site_is_public_with_a_certificate_and_traefik_keeps_client_addresses() {
+    let objs = objects(
+        "sample-ingress.yaml.j2",
+        &[("lab_domain", json!("lab.test"))],
+    );
+    assert_eq!(
+        kinds(&objs),
+        [
+            "Namespace/hello",
+            "Deployment/hello",
+            "Service/hello",
+            "Ingress/hello"
+        ]
+    );
+    let ing = &objs[3];
+    assert!(ing["metadata"]["annotations"]
+        .get("traefik.ingress.kubernetes.io/router.middlewares")
+        .is_none());
+    assert_eq!(ing["spec"]["tls"][0]["hosts"], json!(["hello.lab.test"]));
+    assert_eq!(
+        objs[1]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "docker.io/traefik/whoami:v1.11.0"
+    );
+    let t = objects("traefik-config.yaml.j2", &[]);
+    let v = yaml(t[0]["spec"]["valuesContent"].as_str().unwrap());
+    assert_eq!(v["service"]["spec"]["externalTrafficPolicy"], "Local");
+    let (vals, _) = render(
+        "ingress",
+        "cert-manager-values.yaml.j2",
+        &role_ctx("ingress", &[]),
+    );
+    let vals = yaml(&vals);
+    assert_eq!(vals["crds"]["enabled"], true);
+    assert_eq!(vals["acmesolver"]["image"]["tag"], "v1.21.1");
+}
