@@ -71,11 +71,37 @@ const BUILTIN_KINDS: &[&str] = &[
     "NetworkPolicy",
 ];
 
+/// Kinds k3s itself registers at start: its helm-controller's and its bundled Traefik's (the
+/// ingress role needs Traefik: `k3s_disable` must not list it).
+const K3S_KINDS: &[&str] = &[
+    "HelmChart",
+    "HelmChartConfig",
+    "Addon",
+    "Middleware",
+    "MiddlewareTCP",
+    "IngressRoute",
+    "IngressRouteTCP",
+    "IngressRouteUDP",
+    "ServersTransport",
+    "ServersTransportTCP",
+    "TLSOption",
+    "TLSStore",
+    "TraefikService",
+];
+
 /// The CRDs each chart the roles install ships (from the charts' `crds/` or templates).
 fn crds_of(chart: &str) -> &'static [&'static str] {
     match chart {
         "cnpg/cloudnative-pg" => &["Cluster", "Backup", "ScheduledBackup", "Pooler", "Database"],
         "argo/argo-cd" => &["Application", "AppProject", "ApplicationSet"],
+        "jetstack/cert-manager" => &[
+            "Certificate",
+            "CertificateRequest",
+            "Issuer",
+            "ClusterIssuer",
+            "Challenge",
+            "Order",
+        ],
         "prometheus-community/kube-prometheus-stack" => &[
             "PrometheusRule",
             "ServiceMonitor",
@@ -117,7 +143,11 @@ pub fn cluster_order_problems(items: &[&Item]) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let mut kinds: Vec<String> = BUILTIN_KINDS.iter().map(|s| s.to_string()).collect();
+    let mut kinds: Vec<String> = BUILTIN_KINDS
+        .iter()
+        .chain(K3S_KINDS)
+        .map(|s| s.to_string())
+        .collect();
     let mut problems = Vec::new();
     for it in items {
         let r = &it.rendered;
