@@ -94,7 +94,8 @@ fn term_hosts(
     if term == "all" || term == "*" {
         return Ok(all.to_vec());
     }
-    let matcher: Option<Box<dyn Fn(&str) -> bool>> = if let Some(re) = term.strip_prefix('~') {
+    type Matcher<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+    let matcher: Option<Matcher> = if let Some(re) = term.strip_prefix('~') {
         let re = regex::Regex::new(&format!("^(?:{re})"))
             .map_err(|e| format!("host pattern `{term}`: {e}"))?;
         Some(Box::new(move |s: &str| re.is_match(s)))

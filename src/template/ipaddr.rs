@@ -55,7 +55,8 @@ fn each(v: Value, f: impl Fn(&str) -> Result<Value, Error>) -> Result<Value, Err
                 continue;
             };
             let r = f(s)?;
-            if !(r.kind() == minijinja::value::ValueKind::Bool && !r.is_true()) {
+            // `false` means "not an address": dropped from the list.
+            if r.kind() != minijinja::value::ValueKind::Bool || r.is_true() {
                 out.push(r);
             }
         }
