@@ -89,7 +89,8 @@ class Lab:
         self.down()
         run([LABCTL, "testbed", "up", "--hosts", str(self.n), "--name", self.name, "--dir", TB_DIR])
         _, _, out = run([LABCTL, "testbed", "status", "--json", "--name", self.name, "--dir", TB_DIR])
-        st = json.loads(out[out.index("["):])
+        doc = json.loads(out[out.index("{") if "{" in out.split("[", 1)[0] else out.index("["):])
+        st = doc["data"] if isinstance(doc, dict) else doc  # labctl's versioned JSON envelope
         self.hosts = [{"name": h["name"], "address": h["address"], "pid": h["init_pid"]} for h in st]
         if len(self.hosts) != self.n or not all(h["ssh"] for h in st):
             raise BenchError(f"testbed {self.name}: expected {self.n} hosts with sshd up: {st}")
@@ -149,7 +150,6 @@ class Lab:
             "all:",
             "  vars:",
             f"    labctl_known_hosts: {self.known_hosts}",
-            f"    ansible_ssh_common_args: \"-o UserKnownHostsFile={self.known_hosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes\"",
             f"    bench_peers: {json.dumps(peers)}",
             "  children:",
             "    bench:",
@@ -211,6 +211,9 @@ class Lab:
                 "ANSIBLE_CONFIG": str(BENCH / "ansible" / "ansible.cfg"),
                 "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.cp_dir),
                 "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "True",
+                # Not in the shared inventory: labctl refuses ansible_ssh_common_args there.
+                "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={self.known_hosts} -o GlobalKnownHostsFile=/dev/null "
+                                           "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
             })
         if tool == "pyinfra":
             argv = [str(VENV_BIN / "pyinfra"), "--parallel", str(PARALLEL)]

@@ -93,9 +93,9 @@ def main():
         lab.fresh()
         argv, cwd, _ = lab.tool_cmd("labctl", "apply")
         harness.run(argv, cwd=cwd, check=False)
-        _, ch, _ = lab.run_tool("labctl", "apply")
+        _, ch, out = lab.run_tool("labctl", "apply")
         if ch != 0:
-            raise SystemExit(f"second apply reported {ch} changes")
+            raise SystemExit(f"second apply reported {ch} changes:\n{out[-3000:]}")
         sshd = sshd_listener(lab)
         h = lab.hosts[0]
         floor = []

@@ -4,7 +4,7 @@
 //! check like `test -f /etc/rancher/k3s/k3s.yaml` or `kubectl get ns lab`. It gets no stdin, its
 //! output is discarded, and it is stopped after `UNLESS_TIMEOUT` seconds.
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, Fact, FactError, FactQuery};
 
 pub const UNLESS_TIMEOUT: u32 = 60;
 
@@ -13,7 +13,7 @@ fn creates_key(path: &str) -> String {
 }
 
 /// `present` or `absent` (a dangling symlink counts as present: something was created).
-pub fn creates_query(path: &str) -> FactQuery {
+fn creates_query(path: &str) -> FactQuery {
     let p = q(path);
     FactQuery::single(
         creates_key(path),
@@ -21,13 +21,12 @@ pub fn creates_query(path: &str) -> FactQuery {
     )
 }
 
-pub fn get_creates(facts: &Facts, path: &str) -> Result<bool, FactError> {
-    let k = creates_key(path);
-    match facts.raw_answer(&k)?.out.trim() {
+fn parse_creates(k: &str, out: &str) -> Result<bool, FactError> {
+    match out.trim() {
         "present" => Ok(true),
         "absent" => Ok(false),
         other => Err(parse_err(
-            &k,
+            k,
             format!(
                 "unexpected answer `{}`",
                 other.chars().take(60).collect::<String>()
@@ -44,7 +43,7 @@ fn unless_key(script: &str, chdir: Option<&str>) -> String {
 }
 
 /// `status N`, or `nodir` when `chdir` does not exist (yet).
-pub fn unless_query(script: &str, chdir: Option<&str>) -> FactQuery {
+fn unless_query(script: &str, chdir: Option<&str>) -> FactQuery {
     let cd = match chdir {
         Some(d) => format!("cd -- {} 2>/dev/null || {{ echo nodir; exit 0; }}; ", q(d)),
         None => String::new(),
@@ -67,9 +66,8 @@ pub enum Unless {
     NoDir,
 }
 
-pub fn get_unless(facts: &Facts, script: &str, chdir: Option<&str>) -> Result<Unless, FactError> {
-    let k = unless_key(script, chdir);
-    let out = facts.raw_answer(&k)?.out.trim().to_string();
+fn parse_unless(k: &str, out: &str) -> Result<Unless, FactError> {
+    let out = out.trim();
     if out == "nodir" {
         return Ok(Unless::NoDir);
     }
@@ -78,7 +76,7 @@ pub fn get_unless(facts: &Facts, script: &str, chdir: Option<&str>) -> Result<Un
         .map(Unless::Status)
         .ok_or_else(|| {
             parse_err(
-                &k,
+                k,
                 format!(
                     "unexpected answer `{}`",
                     out.chars().take(60).collect::<String>()
@@ -87,9 +85,64 @@ pub fn get_unless(facts: &Facts, script: &str, chdir: Option<&str>) -> Result<Un
         })
 }
 
+/// Whether a `creates` path exists (a dangling symlink counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatesQuery {
+    pub path: String,
+}
+
+/// What an `unless` check exits with, run in `chdir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlessQuery {
+    pub script: String,
+    pub chdir: Option<String>,
+}
+
+impl CreatesQuery {
+    pub fn new(path: &str) -> Self {
+        CreatesQuery { path: path.into() }
+    }
+}
+
+impl UnlessQuery {
+    pub fn new(script: &str, chdir: Option<&str>) -> Self {
+        UnlessQuery {
+            script: script.into(),
+            chdir: chdir.map(String::from),
+        }
+    }
+}
+
+impl Fact for CreatesQuery {
+    type Output = bool;
+    fn key(&self) -> String {
+        creates_key(&self.path)
+    }
+    fn script(&self) -> String {
+        creates_query(&self.path).script
+    }
+    fn parse(&self, out: &str) -> Result<bool, FactError> {
+        parse_creates(&self.key(), out)
+    }
+}
+
+impl Fact for UnlessQuery {
+    type Output = Unless;
+    fn key(&self) -> String {
+        unless_key(&self.script, self.chdir.as_deref())
+    }
+    fn script(&self) -> String {
+        unless_query(&self.script, self.chdir.as_deref()).script
+    }
+    fn parse(&self, out: &str) -> Result<Unless, FactError> {
+        parse_unless(&self.key(), out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::Facts;
 
     fn answer(qy: &FactQuery) -> Facts {
         let out = std::process::Command::new("sh")
@@ -115,7 +168,9 @@ mod tests {
         for (p, want) in [(&here, true), (&gone, false)] {
             let p = p.to_str().unwrap();
             assert_eq!(
-                get_creates(&answer(&creates_query(p)), p).unwrap(),
+                answer(&creates_query(p))
+                    .get(&CreatesQuery::new(p))
+                    .unwrap(),
                 want,
                 "{p}"
             );
@@ -137,7 +192,7 @@ mod tests {
             let qy = unless_query(script, chdir);
             assert!(!qy.key.contains('\n'));
             assert_eq!(
-                get_unless(&answer(&qy), script, chdir).unwrap(),
+                answer(&qy).get(&UnlessQuery::new(script, chdir)).unwrap(),
                 want,
                 "{script}"
             );

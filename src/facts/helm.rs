@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, Fact, FactError, FactQuery};
 
 /// Why a fact could not be read (no helm binary, no kubeconfig, cluster down).
 pub type Unavailable = String;
@@ -16,7 +16,7 @@ pub const REPOS_KEY: &str = "helm:repos";
 
 /// helm's `repo list` fails with "no repositories to show" when none are configured (older
 /// releases even with `-o json`); that is an empty list, not an error.
-pub fn repos_query() -> FactQuery {
+fn repos_query() -> FactQuery {
     FactQuery::single(
         REPOS_KEY.to_string(),
         "if ! command -v helm >/dev/null 2>&1; then echo 'unavailable helm is not installed'; exit 0; fi; \
@@ -33,8 +33,7 @@ pub struct Repo {
     pub url: String,
 }
 
-pub fn repos(facts: &Facts) -> Result<Result<Vec<Repo>, Unavailable>, FactError> {
-    let raw = &facts.raw_answer(REPOS_KEY)?.out;
+fn parse_repos(raw: &str) -> Result<Result<Vec<Repo>, Unavailable>, FactError> {
     let k = REPOS_KEY;
     match tagged(k, raw)? {
         Tagged::Unavailable(why) => Ok(Err(why)),
@@ -66,7 +65,7 @@ fn release_key(namespace: &str, name: &str, kubeconfig: &str) -> String {
     format!("helm:release:{kubeconfig}:{namespace}/{name}")
 }
 
-pub fn release_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery {
+fn release_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery {
     let (ns, n, kc) = (q(namespace), q(name), q(kubeconfig));
     let filter = q(&format!("^{}$", regex::escape(name)));
     FactQuery::single(
@@ -94,14 +93,12 @@ pub struct Release {
 }
 
 /// `Ok(Ok(None))`: helm works and the release does not exist.
-pub fn release(
-    facts: &Facts,
-    namespace: &str,
+fn parse_release(
+    k: &str,
     name: &str,
-    kubeconfig: &str,
+    raw: &str,
 ) -> Result<Result<Option<Release>, Unavailable>, FactError> {
-    let k = release_key(namespace, name, kubeconfig);
-    let raw = &facts.raw_answer(&k)?.out;
+    let k = k.to_string();
     let mut lines = raw.lines().filter(|l| !l.is_empty());
     let first = lines.next().ok_or_else(|| parse_err(&k, "no answer"))?;
     let list = match tagged(&k, first)? {
@@ -142,6 +139,55 @@ pub fn release(
         revision: s("revision"),
         values,
     })))
+}
+
+/// The repositories helm knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReposQuery;
+
+/// One release's status, chart and user values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseQuery {
+    pub namespace: String,
+    pub name: String,
+    pub kubeconfig: String,
+}
+
+impl ReleaseQuery {
+    pub fn new(namespace: &str, name: &str, kubeconfig: &str) -> Self {
+        ReleaseQuery {
+            namespace: namespace.into(),
+            name: name.into(),
+            kubeconfig: kubeconfig.into(),
+        }
+    }
+}
+
+impl Fact for ReposQuery {
+    type Output = Result<Vec<Repo>, Unavailable>;
+    fn key(&self) -> String {
+        REPOS_KEY.into()
+    }
+    fn script(&self) -> String {
+        repos_query().script
+    }
+    fn parse(&self, out: &str) -> Result<Self::Output, FactError> {
+        parse_repos(out)
+    }
+}
+
+impl Fact for ReleaseQuery {
+    /// `Ok(None)`: helm works and the release does not exist.
+    type Output = Result<Option<Release>, Unavailable>;
+    fn key(&self) -> String {
+        release_key(&self.namespace, &self.name, &self.kubeconfig)
+    }
+    fn script(&self) -> String {
+        release_query(&self.namespace, &self.name, &self.kubeconfig).script
+    }
+    fn parse(&self, out: &str) -> Result<Self::Output, FactError> {
+        parse_release(&self.key(), &self.name, out)
+    }
 }
 
 enum Tagged<'a> {
@@ -202,19 +248,22 @@ pub(crate) mod tests {
             ),
         )]);
         assert_eq!(
-            repos(&f).unwrap().unwrap(),
+            f.get(&ReposQuery).unwrap().unwrap(),
             vec![Repo {
                 name: "bitnami".into(),
                 url: "https://charts.bitnami.com/bitnami".into()
             }]
         );
         let f = crate::resources::testutil::facts(&[(REPOS_KEY, "json W10=\n")]);
-        assert!(repos(&f).unwrap().unwrap().is_empty());
+        assert!(f.get(&ReposQuery).unwrap().unwrap().is_empty());
         let f = crate::resources::testutil::facts(&[(
             REPOS_KEY,
             "unavailable helm is not installed\n",
         )]);
-        assert_eq!(repos(&f).unwrap().unwrap_err(), "helm is not installed");
+        assert_eq!(
+            f.get(&ReposQuery).unwrap().unwrap_err(),
+            "helm is not installed"
+        );
     }
 
     #[test]
@@ -240,6 +289,6 @@ pub(crate) mod tests {
             REPOS_KEY,
             &String::from_utf8(out.stdout).unwrap(),
         )]);
-        assert!(repos(&f).unwrap().unwrap().is_empty());
+        assert!(f.get(&ReposQuery).unwrap().unwrap().is_empty());
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{parse_err, q, FactError, FactQuery, Facts};
+use super::{parse_err, q, Fact, FactError, FactQuery};
 
 /// What `kubectl get` saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,7 @@ fn object_key(
     )
 }
 
-pub fn object_query(
+fn object_query(
     api_version: &str,
     kind: &str,
     namespace: Option<&str>,
@@ -84,16 +84,8 @@ pub fn object_query(
     )
 }
 
-pub fn object(
-    facts: &Facts,
-    api_version: &str,
-    kind: &str,
-    namespace: Option<&str>,
-    name: &str,
-    kubeconfig: &str,
-) -> Result<Seen<Value>, FactError> {
-    let k = object_key(api_version, kind, namespace, name, kubeconfig);
-    let out = &facts.raw_answer(&k)?.out;
+fn parse_object(k: &str, out: &str) -> Result<Seen<Value>, FactError> {
+    let k = k.to_string();
     let line = out
         .lines()
         .find(|l| !l.is_empty())
@@ -154,7 +146,7 @@ fn secret_key(namespace: &str, name: &str, kubeconfig: &str) -> String {
 pub const SECRET_TEMPLATE: &str =
     r#"{{.type}}{{"\n"}}{{range $k, $v := .data}}{{$k}} {{$v}}{{"\n"}}{{end}}"#;
 
-pub fn secret_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery {
+fn secret_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery {
     let kc = q(kubeconfig);
     let get = format!(
         "kubectl get secret {} -n {} --kubeconfig {kc} -o {}",
@@ -174,14 +166,8 @@ pub fn secret_query(namespace: &str, name: &str, kubeconfig: &str) -> FactQuery 
     )
 }
 
-pub fn secret(
-    facts: &Facts,
-    namespace: &str,
-    name: &str,
-    kubeconfig: &str,
-) -> Result<Seen<SecretFact>, FactError> {
-    let k = secret_key(namespace, name, kubeconfig);
-    let out = &facts.raw_answer(&k)?.out;
+fn parse_secret(k: &str, out: &str) -> Result<Seen<SecretFact>, FactError> {
+    let k = k.to_string();
     let mut lines = out.lines().filter(|l| !l.is_empty());
     let first = lines.next().ok_or_else(|| parse_err(&k, "no answer"))?;
     let (tag, rest) = first.split_once(' ').unwrap_or((first, ""));
@@ -204,9 +190,95 @@ pub fn secret(
     Ok(Seen::Present(f))
 }
 
+/// One object as the cluster has it (`kubectl get -o json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectQuery {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub kubeconfig: String,
+}
+
+/// A Secret's type and the sha256 of each value (values never leave the host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretQuery {
+    pub namespace: String,
+    pub name: String,
+    pub kubeconfig: String,
+}
+
+impl ObjectQuery {
+    pub fn new(
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        kubeconfig: &str,
+    ) -> Self {
+        ObjectQuery {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(String::from),
+            name: name.into(),
+            kubeconfig: kubeconfig.into(),
+        }
+    }
+}
+
+impl SecretQuery {
+    pub fn new(namespace: &str, name: &str, kubeconfig: &str) -> Self {
+        SecretQuery {
+            namespace: namespace.into(),
+            name: name.into(),
+            kubeconfig: kubeconfig.into(),
+        }
+    }
+}
+
+impl Fact for ObjectQuery {
+    type Output = Seen<Value>;
+    fn key(&self) -> String {
+        object_key(
+            &self.api_version,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+            &self.kubeconfig,
+        )
+    }
+    fn script(&self) -> String {
+        object_query(
+            &self.api_version,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+            &self.kubeconfig,
+        )
+        .script
+    }
+    fn parse(&self, out: &str) -> Result<Seen<Value>, FactError> {
+        parse_object(&self.key(), out)
+    }
+}
+
+impl Fact for SecretQuery {
+    type Output = Seen<SecretFact>;
+    fn key(&self) -> String {
+        secret_key(&self.namespace, &self.name, &self.kubeconfig)
+    }
+    fn script(&self) -> String {
+        secret_query(&self.namespace, &self.name, &self.kubeconfig).script
+    }
+    fn parse(&self, out: &str) -> Result<Seen<SecretFact>, FactError> {
+        parse_secret(&self.key(), out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::Facts;
 
     fn run_with_fake_kubectl(script: &str, body: &str) -> String {
         let d = tempfile::tempdir().unwrap();
@@ -240,7 +312,10 @@ mod tests {
             !out.contains("czNjcmV0") && !out.contains("s3cret"),
             "{out}"
         );
-        let Seen::Present(f) = secret(&facts_of(&qy, &out), "db", "pg", "/KC").unwrap() else {
+        let Seen::Present(f) = facts_of(&qy, &out)
+            .get(&SecretQuery::new("db", "pg", "/KC"))
+            .unwrap()
+        else {
             panic!("{out}")
         };
         assert_eq!(f.type_, "Opaque");
@@ -255,45 +330,27 @@ mod tests {
             "echo 'Error from server (NotFound): configmaps \"x\" not found' >&2; exit 1",
         );
         assert_eq!(
-            object(
-                &facts_of(&qy, &out),
-                "v1",
-                "ConfigMap",
-                Some("db"),
-                "x",
-                "/KC"
-            )
-            .unwrap(),
+            facts_of(&qy, &out)
+                .get(&ObjectQuery::new("v1", "ConfigMap", Some("db"), "x", "/KC"))
+                .unwrap(),
             Seen::Absent
         );
         let out = run_with_fake_kubectl(
             &qy.script,
             "echo 'The connection to the server 127.0.0.1:6443 was refused' >&2; exit 1",
         );
-        match object(
-            &facts_of(&qy, &out),
-            "v1",
-            "ConfigMap",
-            Some("db"),
-            "x",
-            "/KC",
-        )
-        .unwrap()
+        match facts_of(&qy, &out)
+            .get(&ObjectQuery::new("v1", "ConfigMap", Some("db"), "x", "/KC"))
+            .unwrap()
         {
             Seen::Unavailable(why) => assert!(why.contains("refused"), "{why}"),
             other => panic!("{other:?}"),
         }
         let out = run_with_fake_kubectl(&qy.script, "echo '{\"kind\":\"ConfigMap\"}'");
         assert!(matches!(
-            object(
-                &facts_of(&qy, &out),
-                "v1",
-                "ConfigMap",
-                Some("db"),
-                "x",
-                "/KC"
-            )
-            .unwrap(),
+            facts_of(&qy, &out)
+                .get(&ObjectQuery::new("v1", "ConfigMap", Some("db"), "x", "/KC"))
+                .unwrap(),
             Seen::Present(_)
         ));
     }
@@ -305,7 +362,7 @@ mod tests {
             "unavailable kubectl is not installed\n",
         )]);
         assert_eq!(
-            secret(&f, "db", "pg", "/kc").unwrap(),
+            f.get(&SecretQuery::new("db", "pg", "/kc")).unwrap(),
             Seen::Unavailable("kubectl is not installed".into())
         );
         assert_eq!(

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{parse_err, q, unexpected, FactError, FactQuery, Facts};
+use super::{parse_err, q, unexpected, Fact, FactError, FactQuery};
 
 /// One package as dpkg knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -45,7 +45,7 @@ fn names_key(prefix: &str, names: &[&str]) -> String {
 }
 
 /// Ask dpkg about `names` (bare package names, optionally `:arch`).
-pub fn query(names: &[&str]) -> FactQuery {
+fn query(names: &[&str]) -> FactQuery {
     let list = names.iter().map(|n| q(n)).collect::<Vec<_>>().join(" ");
     // ONE dpkg-query for all names (a process per name cost ~20 ms each); every line names its
     // package and architecture, so answers map back to the asked names in any order, and a name
@@ -57,11 +57,6 @@ pub fn query(names: &[&str]) -> FactQuery {
              dpkg-query -W -f='dpkg ${{Package}} ${{Architecture}} ${{db:Status-Abbrev}} ${{Version}}\\n' -- {list} 2>/dev/null; echo done"
         ),
     )
-}
-
-pub fn get(facts: &Facts, names: &[&str]) -> Result<PackagesFact, FactError> {
-    let k = names_key("packages", names);
-    parse(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn parse(k: &str, out: &str) -> Result<PackagesFact, FactError> {
@@ -139,7 +134,7 @@ impl CandidatesFact {
 /// Ask apt which version it would install for each name. With `only_missing`, names dpkg
 /// already has installed are skipped, and when none is missing apt-cache is not run at all:
 /// it is the slowest part of a no-op probe (~0.1 s), and a converged host needs no candidates.
-pub fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
+fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
     let list = names.iter().map(|n| q(n)).collect::<Vec<_>>().join(" ");
     // Installed names (bare and with :arch), space-separated, from one dpkg-query.
     let (pre, filter) = if only_missing {
@@ -162,19 +157,6 @@ pub fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
              awk '/^[^ ]/ {{ p = $1; sub(/:$/, \"\", p) }} /^  Candidate:/ {{ print \"candidate\", p, $2 }}'; fi; echo done"
         ),
     )
-}
-
-pub fn candidates_get(
-    facts: &Facts,
-    names: &[&str],
-    only_missing: bool,
-) -> Result<CandidatesFact, FactError> {
-    let k = format!(
-        "{}{}",
-        names_key("apt-candidates", names),
-        if only_missing { ":missing" } else { "" }
-    );
-    candidates_parse(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn candidates_parse(k: &str, out: &str) -> Result<CandidatesFact, FactError> {
@@ -228,7 +210,7 @@ impl ListsFact {
 /// stable release's lists look old right after an update; `lists/partial` (touched by every
 /// update run) and the periodic success stamp (Ubuntu touches it on every update) say when
 /// apt-get update last ran.
-pub fn lists_query() -> FactQuery {
+fn lists_query() -> FactQuery {
     FactQuery::single(
         LISTS_KEY,
         // One stat for every candidate file (not one per file).
@@ -239,10 +221,6 @@ pub fn lists_query() -> FactQuery {
                  if [ $# -gt 0 ]; then for m in $(stat -c %Y -- \"$@\" 2>/dev/null); do [ \"$m\" -gt \"$newest\" ] && newest=$m; done; fi; \
                  printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$(date +%s)\"",
     )
-}
-
-pub fn lists_get(facts: &Facts) -> Result<ListsFact, FactError> {
-    lists_parse(&facts.raw_answer(LISTS_KEY)?.out)
 }
 
 pub fn lists_parse(out: &str) -> Result<ListsFact, FactError> {
@@ -260,6 +238,83 @@ pub fn lists_parse(out: &str) -> Result<ListsFact, FactError> {
         newest: p[2].parse().map_err(|_| bad())?,
         now: p[3].parse().map_err(|_| bad())?,
     })
+}
+
+/// What dpkg says about some package names (bare, or `NAME:ARCH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagesQuery {
+    pub names: Vec<String>,
+}
+
+/// What apt would install for those names; with `only_missing`, only for names dpkg lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidatesQuery {
+    pub names: Vec<String>,
+    pub only_missing: bool,
+}
+
+/// How fresh apt's lists are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListsQuery;
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+impl PackagesQuery {
+    pub fn new(names: &[&str]) -> Self {
+        PackagesQuery {
+            names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+}
+
+impl CandidatesQuery {
+    pub fn new(names: &[&str], only_missing: bool) -> Self {
+        CandidatesQuery {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            only_missing,
+        }
+    }
+}
+
+impl Fact for PackagesQuery {
+    type Output = PackagesFact;
+    fn key(&self) -> String {
+        names_key("packages", &refs(&self.names))
+    }
+    fn script(&self) -> String {
+        query(&refs(&self.names)).script
+    }
+    fn parse(&self, out: &str) -> Result<PackagesFact, FactError> {
+        parse(&self.key(), out)
+    }
+}
+
+impl Fact for CandidatesQuery {
+    type Output = CandidatesFact;
+    fn key(&self) -> String {
+        candidates_query(&refs(&self.names), self.only_missing).key
+    }
+    fn script(&self) -> String {
+        candidates_query(&refs(&self.names), self.only_missing).script
+    }
+    fn parse(&self, out: &str) -> Result<CandidatesFact, FactError> {
+        candidates_parse(&self.key(), out)
+    }
+}
+
+impl Fact for ListsQuery {
+    type Output = ListsFact;
+    fn key(&self) -> String {
+        LISTS_KEY.into()
+    }
+    fn script(&self) -> String {
+        lists_query().script
+    }
+    fn parse(&self, out: &str) -> Result<ListsFact, FactError> {
+        lists_parse(out)
+    }
 }
 
 #[cfg(test)]

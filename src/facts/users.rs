@@ -4,7 +4,7 @@
 //! The shadow hash itself never leaves the host: `labctl facts` prints facts, so the probe sends
 //! only the sha256 of the hash field and `user` compares it with the sha256 of the wanted hash.
 
-use super::{file, parse_err, q, unexpected, Fact, FactError, FactQuery, Facts, Merge};
+use super::{file, parse_err, q, unexpected, Fact, FactError, FactQuery, Merge};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UserFact {
@@ -49,7 +49,7 @@ fn group_key(name: &str) -> String {
 }
 
 /// `passwd …`, `primary …`, `groups …`, `shadow <sha256>|none`, or `absent`.
-pub fn user_query(name: &str) -> FactQuery {
+fn user_query(name: &str) -> FactQuery {
     let n = q(name);
     FactQuery::single(
         user_key(name),
@@ -61,11 +61,6 @@ pub fn user_query(name: &str) -> FactQuery {
              else echo absent; fi"
         ),
     )
-}
-
-pub fn get_user(facts: &Facts, name: &str) -> Result<UserFact, FactError> {
-    let k = user_key(name);
-    parse_user(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn parse_user(k: &str, out: &str) -> Result<UserFact, FactError> {
@@ -118,17 +113,12 @@ pub fn parse_passwd(k: &str, line: &str) -> Result<UserFact, FactError> {
 }
 
 /// `group name:x:gid:members` or `absent`.
-pub fn group_query(name: &str) -> FactQuery {
+fn group_query(name: &str) -> FactQuery {
     let n = q(name);
     FactQuery::single(
         group_key(name),
         format!("if e=$(getent group {n}); then printf 'group %s\\n' \"$e\"; else echo absent; fi"),
     )
-}
-
-pub fn get_group(facts: &Facts, name: &str) -> Result<GroupFact, FactError> {
-    let k = group_key(name);
-    parse_group(&k, &facts.raw_answer(&k)?.out)
 }
 
 pub fn parse_group(k: &str, out: &str) -> Result<GroupFact, FactError> {
@@ -319,7 +309,7 @@ pub fn parse_authorized_keys(k: &str, out: &str) -> Result<AuthorizedKeysFact, F
 /// Whether anything under a directory is owned by another user or group than wanted (for
 /// `directory` with `recurse: true`). Answers `clean`, `foreign`, `unknown` (find failed, e.g.
 /// the owner does not exist yet) or `absent`.
-pub fn foreign_owned_query(path: &str, owner: Option<&str>, group: Option<&str>) -> FactQuery {
+fn foreign_owned_query(path: &str, owner: Option<&str>, group: Option<&str>) -> FactQuery {
     let p = q(path);
     let mut tests = Vec::new();
     if let Some(o) = owner {
@@ -343,20 +333,14 @@ pub fn foreign_owned_query(path: &str, owner: Option<&str>, group: Option<&str>)
 }
 
 /// Some(true) when something under the tree needs a chown, None when the directory is absent.
-pub fn get_foreign_owned(
-    facts: &Facts,
-    path: &str,
-    owner: Option<&str>,
-    group: Option<&str>,
-) -> Result<Option<bool>, FactError> {
-    let k = foreign_owned_query(path, owner, group).key;
-    match facts.raw_answer(&k)?.out.trim() {
+fn parse_foreign_owned(k: &str, out: &str) -> Result<Option<bool>, FactError> {
+    match out.trim() {
         "absent" => Ok(None),
         "clean" => Ok(Some(false)),
         // `unknown`: cannot tell (an owner created later in this run); a chown -R is harmless.
         "foreign" | "unknown" => Ok(Some(true)),
         other => Err(parse_err(
-            &k,
+            k,
             format!(
                 "unexpected answer `{}`",
                 other.chars().take(60).collect::<String>()
@@ -365,9 +349,94 @@ pub fn get_foreign_owned(
     }
 }
 
+/// A user's passwd entry, groups and shadow digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    pub name: String,
+}
+
+/// A group's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupQuery {
+    pub name: String,
+}
+
+/// Whether anything under `path` is owned by another user or group than wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignOwnedQuery {
+    pub path: String,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+impl UserQuery {
+    pub fn new(name: &str) -> Self {
+        UserQuery { name: name.into() }
+    }
+}
+
+impl GroupQuery {
+    pub fn new(name: &str) -> Self {
+        GroupQuery { name: name.into() }
+    }
+}
+
+impl ForeignOwnedQuery {
+    pub fn new(path: &str, owner: Option<&str>, group: Option<&str>) -> Self {
+        ForeignOwnedQuery {
+            path: path.into(),
+            owner: owner.map(String::from),
+            group: group.map(String::from),
+        }
+    }
+    fn raw(&self) -> FactQuery {
+        foreign_owned_query(&self.path, self.owner.as_deref(), self.group.as_deref())
+    }
+}
+
+impl Fact for UserQuery {
+    type Output = UserFact;
+    fn key(&self) -> String {
+        user_key(&self.name)
+    }
+    fn script(&self) -> String {
+        user_query(&self.name).script
+    }
+    fn parse(&self, out: &str) -> Result<UserFact, FactError> {
+        parse_user(&self.key(), out)
+    }
+}
+
+impl Fact for GroupQuery {
+    type Output = GroupFact;
+    fn key(&self) -> String {
+        group_key(&self.name)
+    }
+    fn script(&self) -> String {
+        group_query(&self.name).script
+    }
+    fn parse(&self, out: &str) -> Result<GroupFact, FactError> {
+        parse_group(&self.key(), out)
+    }
+}
+
+impl Fact for ForeignOwnedQuery {
+    type Output = Option<bool>;
+    fn key(&self) -> String {
+        self.raw().key
+    }
+    fn script(&self) -> String {
+        self.raw().script
+    }
+    fn parse(&self, out: &str) -> Result<Option<bool>, FactError> {
+        parse_foreign_owned(&self.key(), out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::Facts;
 
     use crate::facts::testutil::run_sh;
 
@@ -478,7 +547,7 @@ mod tests {
             let qy = foreign_owned_query(path, Some(o), None);
             f.insert(&qy.key, &run_sh(&qy.script), 0);
             assert_eq!(
-                get_foreign_owned(&f, path, Some(o), None).unwrap(),
+                f.get(&ForeignOwnedQuery::new(path, Some(o), None)).unwrap(),
                 want,
                 "{o}"
             );
@@ -487,7 +556,12 @@ mod tests {
         let qy = foreign_owned_query(gone.to_str().unwrap(), Some(&me), None);
         f.insert(&qy.key, &run_sh(&qy.script), 0);
         assert_eq!(
-            get_foreign_owned(&f, gone.to_str().unwrap(), Some(&me), None).unwrap(),
+            f.get(&ForeignOwnedQuery::new(
+                gone.to_str().unwrap(),
+                Some(&me),
+                None
+            ))
+            .unwrap(),
             None
         );
     }

@@ -18,7 +18,8 @@
 use serde::Deserialize;
 
 use super::{q, DiffCx, Resource};
-use crate::facts::{packages, FactQuery, Facts};
+use crate::facts::packages::{self, CandidatesQuery, ListsQuery, PackagesQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct Apt;
@@ -98,6 +99,14 @@ fn check_package(p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What dpkg has and what apt could install: the queries `facts` asks and `diff` reads.
+fn queries(spec: &Spec, names: &[&str]) -> (PackagesQuery, CandidatesQuery) {
+    (
+        PackagesQuery::new(names),
+        CandidatesQuery::new(names, spec.state == State::Present),
+    )
+}
+
 impl Resource for Apt {
     const KIND: &'static str = "apt";
     type Spec = Spec;
@@ -112,13 +121,11 @@ impl Resource for Apt {
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         let names = spec.names();
-        let mut v = vec![packages::query(&names)];
+        let (dpkg, cands) = queries(spec, &names);
+        let mut v = vec![dpkg.query()];
         if spec.state != State::Absent {
-            v.push(packages::candidates_query(
-                &names,
-                spec.state == State::Present,
-            ));
-            v.push(packages::lists_query());
+            v.push(cands.query());
+            v.push(ListsQuery.query());
         }
         v
     }
@@ -126,7 +133,8 @@ impl Resource for Apt {
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         validate(spec)?;
         let names = spec.names();
-        let seen = packages::get(facts, &names).map_err(|e| e.to_string())?;
+        let (dpkg, cands) = queries(spec, &names);
+        let seen = facts.get(&dpkg).map_err(|e| e.to_string())?;
         if spec.state == State::Absent {
             let present: Vec<&str> = names
                 .iter()
@@ -144,9 +152,8 @@ impl Resource for Apt {
             return Ok(Some(Drift::new(Action::Remove, reasons, vec![step])));
         }
 
-        let cands = packages::candidates_get(facts, &names, spec.state == State::Present)
-            .map_err(|e| e.to_string())?;
-        let lists = packages::lists_get(facts).map_err(|e| e.to_string())?;
+        let cands = facts.get(&cands).map_err(|e| e.to_string())?;
+        let lists = facts.get(&ListsQuery).map_err(|e| e.to_string())?;
         let mut reasons = Vec::new();
         let mut todo: Vec<&str> = Vec::new();
         let mut missing: Vec<&str> = Vec::new();

@@ -27,7 +27,8 @@ use serde::Deserialize;
 
 use super::support::fs::check_path;
 use super::{q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, command::Unless, FactQuery, Facts};
+use crate::facts::command::{self, CreatesQuery, Unless, UnlessQuery};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 /// Scripts show in the host's process list, so neither a resource nor a handler may hold one.
@@ -110,10 +111,10 @@ impl Resource for Command {
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         let mut v = Vec::new();
         if let Some(c) = &spec.creates {
-            v.push(facts::command::creates_query(c));
+            v.push(CreatesQuery::new(c).query());
         }
         if let Some(u) = &spec.unless {
-            v.push(facts::command::unless_query(u, spec.chdir.as_deref()));
+            v.push(UnlessQuery::new(u, spec.chdir.as_deref()).query());
         }
         v
     }
@@ -125,19 +126,23 @@ impl Resource for Command {
         }
         let mut reasons = Vec::new();
         if let Some(c) = &spec.creates {
-            if facts::command::get_creates(facts, c).map_err(|e| e.to_string())? {
+            if facts
+                .get(&CreatesQuery::new(c))
+                .map_err(|e| e.to_string())?
+            {
                 return Ok(None);
             }
             reasons.push(format!("{c} does not exist"));
         }
         if let Some(u) = &spec.unless {
-            match facts::command::get_unless(facts, u, spec.chdir.as_deref())
+            match facts
+                .get(&UnlessQuery::new(u, spec.chdir.as_deref()))
                 .map_err(|e| e.to_string())?
             {
                 Unless::Status(0) => return Ok(None),
                 Unless::Status(124) => reasons.push(format!(
                     "`unless` timed out after {}s",
-                    facts::command::UNLESS_TIMEOUT
+                    command::UNLESS_TIMEOUT
                 )),
                 Unless::Status(n) => reasons.push(format!("`unless` exited {n}")),
                 Unless::NoDir => {
@@ -214,7 +219,7 @@ mod tests {
         let s = spec::<Command>(
             "cmd: kubectl create namespace lab\nunless: kubectl get namespace lab\nchdir: /root\n",
         );
-        let key = facts::command::unless_query("kubectl get namespace lab", Some("/root")).key;
+        let key = UnlessQuery::new("kubectl get namespace lab", Some("/root")).key();
         assert_eq!(
             Command::facts(&s)
                 .iter()
@@ -242,7 +247,7 @@ mod tests {
     #[test]
     fn either_guard_skips() {
         let s = spec::<Command>("run: make install\ncreates: /opt/x\nunless: 'false'\n");
-        let key = facts::command::unless_query("false", None).key;
+        let key = UnlessQuery::new("false", None).key();
         assert!(Command::diff(
             &s,
             &facts(&[("creates:/opt/x", "present\n"), (&key, "status 1\n")]),

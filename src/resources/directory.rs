@@ -22,7 +22,8 @@ use serde::Deserialize;
 use super::support::fs::{check_path, meta_commands};
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
-use crate::facts::{self, Fact, FactQuery, Facts};
+use crate::facts::users::ForeignOwnedQuery;
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step, Touch};
 
 pub struct Directory;
@@ -108,6 +109,11 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
+/// Ownership below the directory (`recurse`): the query `facts` asks and `diff` reads.
+fn below_query(spec: &Spec) -> ForeignOwnedQuery {
+    ForeignOwnedQuery::new(&spec.path, spec.owner.as_deref(), spec.group.as_deref())
+}
+
 impl Resource for Directory {
     const KIND: &'static str = "directory";
     type Spec = Spec;
@@ -123,11 +129,7 @@ impl Resource for Directory {
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         let mut v = vec![FileQuery::new(&spec.path, false).query()];
         if spec.recurse {
-            v.push(facts::users::foreign_owned_query(
-                &spec.path,
-                spec.owner.as_deref(),
-                spec.group.as_deref(),
-            ));
+            v.push(below_query(spec).query());
         }
         v
     }
@@ -210,7 +212,8 @@ impl Resource for Directory {
         }
         let mut steps = Vec::new();
         let below = spec.recurse
-            && facts::users::get_foreign_owned(facts, &spec.path, owner, group)
+            && facts
+                .get(&below_query(spec))
                 .map_err(|e| e.to_string())?
                 .unwrap_or(false);
         if below {

@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use super::user::check_name;
 use super::{q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::users::GroupQuery;
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct Group;
@@ -47,12 +48,14 @@ impl Resource for Group {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::users::group_query(&spec.name)]
+        vec![GroupQuery::new(&spec.name).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         check_name("name", &spec.name)?;
-        let seen = facts::users::get_group(facts, &spec.name).map_err(|e| e.to_string())?;
+        let seen = facts
+            .get(&GroupQuery::new(&spec.name))
+            .map_err(|e| e.to_string())?;
         let n = q(&spec.name);
         match (spec.state, seen.exists) {
             (State::Absent, false) => Ok(None),

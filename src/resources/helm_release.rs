@@ -25,7 +25,8 @@ use serde_json::Value;
 use super::support::json::{canonical, merge, paths, summarize, value_diff};
 use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
 use super::{q, DiffCx, PrepareCx, Resource};
-use crate::facts::{helm, FactQuery, Facts};
+use crate::facts::helm::ReleaseQuery;
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -97,6 +98,11 @@ fn check_label(what: &str, v: &str, max: usize) -> Result<(), String> {
             "{what} `{v}` must be lowercase letters, digits and `-` (at most {max})"
         ))
     }
+}
+
+/// The one query `facts` asks and `diff` reads.
+fn release_query(spec: &Spec) -> ReleaseQuery {
+    ReleaseQuery::new(&spec.namespace, &spec.name, &spec.kubeconfig)
 }
 
 impl Resource for HelmRelease {
@@ -172,18 +178,13 @@ impl Resource for HelmRelease {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![helm::release_query(
-            &spec.namespace,
-            &spec.name,
-            &spec.kubeconfig,
-        )]
+        vec![release_query(spec).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         let want = spec.desired();
         let label = format!("{}/{} values", spec.namespace, spec.name);
-        let seen = helm::release(facts, &spec.namespace, &spec.name, &spec.kubeconfig)
-            .map_err(|e| e.to_string())?;
+        let seen = facts.get(&release_query(spec)).map_err(|e| e.to_string())?;
         let release = match seen {
             Err(why) => {
                 let d = Drift::new(
@@ -286,12 +287,12 @@ mod tests {
     }
 
     fn seen(list: &str, values: Option<&str>) -> Facts {
-        let key = helm::release_query(
+        let key = ReleaseQuery::new(
             "db",
             "postgres",
             crate::resources::support::kube::DEFAULT_KUBECONFIG,
         )
-        .key;
+        .key();
         let mut out = format!("json {}\n", b64(list));
         if let Some(v) = values {
             out.push_str(&format!("values {}\n", b64(v)));
@@ -409,12 +410,12 @@ mod tests {
     #[test]
     fn helm_missing_plans_an_install_and_bad_specs_are_refused() {
         let s = prepared("", json!({}));
-        let key = helm::release_query(
+        let key = ReleaseQuery::new(
             "db",
             "postgres",
             crate::resources::support::kube::DEFAULT_KUBECONFIG,
         )
-        .key;
+        .key();
         let d = HelmRelease::diff(
             &s,
             &facts(&[(&key, "unavailable helm is not installed\n")]),

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::{q, DiffCx, Resource};
-use crate::facts::{helm, FactQuery, Facts};
+use crate::facts::{helm, Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
 pub struct HelmRepo;
@@ -57,12 +57,12 @@ impl Resource for HelmRepo {
     }
 
     fn facts(_spec: &Spec) -> Vec<FactQuery> {
-        vec![helm::repos_query()]
+        vec![helm::ReposQuery.query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         let add = format!("helm repo add {} {}", q(&spec.name), q(&spec.url));
-        let repos = match helm::repos(facts).map_err(|e| e.to_string())? {
+        let repos = match facts.get(&helm::ReposQuery).map_err(|e| e.to_string())? {
             Ok(r) => r,
             Err(why) => {
                 return Ok(Some(Drift::new(

@@ -20,7 +20,7 @@ use super::support::json::{canonical, differs, paths, restrict, summarize, value
 use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::k8s::{self, Seen};
-use crate::facts::{FactQuery, Facts};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -60,6 +60,17 @@ impl Obj {
     }
 }
 
+/// One object's live state: the query `facts` asks and `diff` reads.
+fn object_query(o: &Obj, kubeconfig: &str) -> k8s::ObjectQuery {
+    k8s::ObjectQuery::new(
+        &o.api_version,
+        &o.kind,
+        o.namespace.as_deref(),
+        &o.name,
+        kubeconfig,
+    )
+}
+
 impl Resource for K8sManifest {
     const KIND: &'static str = "k8s_manifest";
     type Spec = Spec;
@@ -94,15 +105,7 @@ impl Resource for K8sManifest {
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         spec.objects
             .iter()
-            .map(|o| {
-                k8s::object_query(
-                    &o.api_version,
-                    &o.kind,
-                    o.namespace.as_deref(),
-                    &o.name,
-                    &spec.kubeconfig,
-                )
-            })
+            .map(|o| object_query(o, &spec.kubeconfig).query())
             .collect()
     }
 
@@ -112,15 +115,9 @@ impl Resource for K8sManifest {
         let mut steps = Vec::new();
         let mut present = 0;
         for o in &spec.objects {
-            let seen = k8s::object(
-                facts,
-                &o.api_version,
-                &o.kind,
-                o.namespace.as_deref(),
-                &o.name,
-                &spec.kubeconfig,
-            )
-            .map_err(|e| e.to_string())?;
+            let seen = facts
+                .get(&object_query(o, &spec.kubeconfig))
+                .map_err(|e| e.to_string())?;
             let want = o.body.expose();
             let live = match seen {
                 Seen::Present(live) => {
@@ -265,7 +262,7 @@ mod tests {
         let mut pairs = Vec::new();
         for (av, kind, v) in objs {
             let name = if *kind == "ConfigMap" { "a" } else { "b" };
-            let key = k8s::object_query(av, kind, Some("db"), name, KC).key;
+            let key = k8s::ObjectQuery::new(av, kind, Some("db"), name, KC).key();
             let out = match v {
                 Some(v) => format!("json {}\n", b64(&v.to_string())),
                 None => "absent\n".into(),
@@ -365,8 +362,9 @@ mod tests {
     #[test]
     fn unavailable_cluster_plans_a_create() {
         let s = prepared(TWO);
-        let key =
-            |kind: &str, n: &str, av: &str| k8s::object_query(av, kind, Some("db"), n, KC).key;
+        let key = |kind: &str, n: &str, av: &str| {
+            k8s::ObjectQuery::new(av, kind, Some("db"), n, KC).key()
+        };
         let f = facts(&[
             (
                 &key("ConfigMap", "a", "v1"),

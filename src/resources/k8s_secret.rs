@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use super::support::kube::{check_kubeconfig, default_kubeconfig};
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::k8s::{self, Seen};
-use crate::facts::{FactQuery, Facts};
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -50,6 +50,11 @@ pub struct Spec {
     pub values: BTreeMap<String, Secret<String>>,
 }
 
+/// The one query `facts` asks and `diff` reads.
+fn secret_query(spec: &Spec) -> k8s::SecretQuery {
+    k8s::SecretQuery::new(&spec.namespace, &spec.name, &spec.kubeconfig)
+}
+
 impl Resource for K8sSecret {
     const KIND: &'static str = "k8s_secret";
     type Spec = Spec;
@@ -63,16 +68,11 @@ impl Resource for K8sSecret {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![k8s::secret_query(
-            &spec.namespace,
-            &spec.name,
-            &spec.kubeconfig,
-        )]
+        vec![secret_query(spec).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        let seen = k8s::secret(facts, &spec.namespace, &spec.name, &spec.kubeconfig)
-            .map_err(|e| e.to_string())?;
+        let seen = facts.get(&secret_query(spec)).map_err(|e| e.to_string())?;
         let shown = |keys: &mut dyn Iterator<Item = &String>| {
             keys.map(|k| {
                 format!(
@@ -249,7 +249,7 @@ mod tests {
     const SPEC: &str = "name: pg\nnamespace: db\ndata:\n  postgres-password: canary-admin-1\n  password: canary-app-2\n";
 
     fn live(type_: &str, keys: &[(&str, &str)]) -> Facts {
-        let key = k8s::secret_query("db", "pg", DEFAULT_KUBECONFIG).key;
+        let key = k8s::SecretQuery::new("db", "pg", DEFAULT_KUBECONFIG).key();
         let mut out = format!("present {type_}\n");
         for (k, v) in keys {
             out.push_str(&format!("key {k} {}\n", sha256_hex(v.as_bytes())));
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn absent_is_created_over_stdin() {
         let s = prepared(SPEC);
-        let key = k8s::secret_query("db", "pg", DEFAULT_KUBECONFIG).key;
+        let key = k8s::SecretQuery::new("db", "pg", DEFAULT_KUBECONFIG).key();
         let d = K8sSecret::diff(&s, &facts(&[(&key, "absent\n")]), &cx())
             .unwrap()
             .unwrap();

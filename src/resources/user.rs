@@ -21,7 +21,8 @@
 use serde::Deserialize;
 
 use super::{q, DiffCx, PrepareCx, Resource};
-use crate::facts::{self, FactQuery, Facts};
+use crate::facts::users::UserQuery;
+use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 use crate::secret::Secret;
 
@@ -138,12 +139,14 @@ impl Resource for User {
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
-        vec![facts::users::user_query(&spec.name)]
+        vec![UserQuery::new(&spec.name).query()]
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
         check(spec)?;
-        let seen = facts::users::get_user(facts, &spec.name).map_err(|e| e.to_string())?;
+        let seen = facts
+            .get(&UserQuery::new(&spec.name))
+            .map_err(|e| e.to_string())?;
         let n = q(&spec.name);
         if spec.state == State::Absent {
             if !seen.exists {
