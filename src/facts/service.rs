@@ -2,31 +2,112 @@
 
 use super::{parse_err, q, Fact, FactError, Merge};
 
+/// A systemd state word as an enum: the words labctl decides on are variants, any other word
+/// systemd prints is kept as `Other` (and shown as printed).
+macro_rules! state_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub enum $name {
+            $($variant,)*
+            /// A word systemd printed that labctl has no rule for (or an empty answer).
+            #[default]
+            Unknown,
+            Other(String),
+        }
+
+        impl $name {
+            pub fn parse(word: &str) -> Self {
+                match word {
+                    $($word => $name::$variant,)*
+                    "" => $name::Unknown,
+                    other => $name::Other(other.to_string()),
+                }
+            }
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $word,)*
+                    $name::Unknown => "",
+                    $name::Other(w) => w,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+state_enum!(
+    /// `LoadState`.
+    LoadState { Loaded = "loaded", NotFound = "not-found", Masked = "masked" }
+);
+state_enum!(
+    /// `ActiveState`.
+    ActiveState {
+        Active = "active",
+        Inactive = "inactive",
+        Failed = "failed",
+        Activating = "activating",
+        Deactivating = "deactivating",
+        Reloading = "reloading",
+    }
+);
+state_enum!(
+    /// `UnitFileState`; `Unknown` when empty (no unit file, e.g. not found).
+    UnitFileState {
+        Enabled = "enabled",
+        EnabledRuntime = "enabled-runtime",
+        Linked = "linked",
+        LinkedRuntime = "linked-runtime",
+        Alias = "alias",
+        Masked = "masked",
+        MaskedRuntime = "masked-runtime",
+        Static = "static",
+        Indirect = "indirect",
+        Disabled = "disabled",
+        Generated = "generated",
+        Transient = "transient",
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ServiceFact {
     /// The unit's real name (`ssh.service` when asked about the alias `sshd`).
     pub id: String,
-    /// `loaded`, `not-found`, `masked`, `bad-setting`, `error`.
-    pub load_state: String,
-    /// `active`, `inactive`, `failed`, `activating`, `deactivating`, `reloading`.
-    pub active_state: String,
+    pub load_state: LoadState,
+    pub active_state: ActiveState,
     pub sub_state: String,
-    /// `enabled`, `enabled-runtime`, `linked`, `linked-runtime`, `alias`, `masked`,
-    /// `masked-runtime`, `static`, `indirect`, `disabled`, `generated`, `transient`, `bad`, or
-    /// empty (no unit file, e.g. not found).
-    pub unit_file_state: String,
+    pub unit_file_state: UnitFileState,
 }
 
 impl ServiceFact {
     pub fn found(&self) -> bool {
-        self.load_state != "not-found"
+        self.load_state != LoadState::NotFound
     }
     /// Running, or on its way there: starting it again would change nothing.
     pub fn running(&self) -> bool {
         matches!(
-            self.active_state.as_str(),
-            "active" | "activating" | "reloading"
+            self.active_state,
+            ActiveState::Active | ActiveState::Activating | ActiveState::Reloading
         )
+    }
+    /// Masked, for good or until reboot: it can be neither enabled nor started.
+    pub fn masked(&self) -> bool {
+        self.load_state == LoadState::Masked
+            || matches!(
+                self.unit_file_state,
+                UnitFileState::Masked | UnitFileState::MaskedRuntime
+            )
     }
 }
 
@@ -119,11 +200,11 @@ pub fn parse(k: &str, out: &str) -> Result<ServiceFact, FactError> {
             "Id" => f.id = v,
             "LoadState" => {
                 loaded = true;
-                f.load_state = v
+                f.load_state = LoadState::parse(&v)
             }
-            "ActiveState" => f.active_state = v,
+            "ActiveState" => f.active_state = ActiveState::parse(&v),
             "SubState" => f.sub_state = v,
-            "UnitFileState" => f.unit_file_state = v,
+            "UnitFileState" => f.unit_file_state = UnitFileState::parse(&v),
             "systemctl_rc" => rc = Some(v),
             _ => {}
         }
@@ -190,12 +271,12 @@ mod tests {
                 f.id.as_str(),
                 f.found(),
                 f.running(),
-                f.unit_file_state.as_str()
+                f.unit_file_state.clone()
             ),
-            ("ssh.service", true, true, "enabled")
+            ("ssh.service", true, true, UnitFileState::Enabled)
         );
         let f = parse("k", "Id=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nsystemctl_rc=0\n").unwrap();
-        assert!(!f.found() && !f.running() && f.unit_file_state.is_empty());
+        assert!(!f.found() && !f.running() && f.unit_file_state == UnitFileState::Unknown);
         let e = parse("k", "systemctl_rc=1\n").unwrap_err().to_string();
         assert!(e.contains("exit 1") && e.contains("systemd running"), "{e}");
     }

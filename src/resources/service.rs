@@ -18,7 +18,7 @@
 use serde::Deserialize;
 
 use super::{q, DiffCx, Resource};
-use crate::facts::service::ServiceQuery;
+use crate::facts::service::{ActiveState, ServiceQuery, UnitFileState};
 use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
 
@@ -119,37 +119,39 @@ impl Resource for Service {
 
         let mut reasons = Vec::new();
         let mut steps = Vec::new();
-        let ufs = seen.unit_file_state.as_str();
+        let ufs = &seen.unit_file_state;
         if let Some(want) = spec.enabled {
-            if ufs == "masked" || ufs == "masked-runtime" || seen.load_state == "masked" {
+            if seen.masked() {
                 if want {
                     return Err(format!("unit {n} is masked on the host: unmask it (`systemctl unmask {n}`) or drop `enabled: true`"));
                 }
-            } else if ufs == "alias" {
+            } else if *ufs == UnitFileState::Alias {
                 return Err(format!("`{n}` is an alias of {}: name the unit itself (systemctl refuses to enable or disable an alias)", seen.id));
             } else {
+                use UnitFileState as U;
                 match (want, ufs) {
                     // static/indirect/generated/transient units have no [Install] section of
                     // their own: `systemctl enable` cannot change them, so insisting would plan
                     // the same change forever. They are as enabled as they can be.
-                    (_, "static" | "indirect" | "generated" | "transient") => {}
-                    (true, "enabled") | (false, "disabled" | "linked" | "linked-runtime" | "") => {}
-                    (true, "enabled-runtime") => {
+                    (_, U::Static | U::Indirect | U::Generated | U::Transient) => {}
+                    (true, U::Enabled)
+                    | (false, U::Disabled | U::Linked | U::LinkedRuntime | U::Unknown) => {}
+                    (true, U::EnabledRuntime) => {
                         reasons.push("enabled only until reboot (enabled-runtime)".to_string());
                         steps.push(systemctl("enable", n));
                     }
                     (true, other) => {
                         reasons.push(format!(
                             "{} → enabled",
-                            if other.is_empty() {
+                            if *other == U::Unknown {
                                 "not enabled"
                             } else {
-                                other
+                                other.as_str()
                             }
                         ));
                         steps.push(systemctl("enable", n));
                     }
-                    (false, "enabled-runtime") => {
+                    (false, U::EnabledRuntime) => {
                         reasons.push("enabled-runtime → disabled".to_string());
                         steps.push(systemctl("disable --runtime", n));
                     }
@@ -162,14 +164,17 @@ impl Resource for Service {
         }
         match spec.state {
             Some(State::Started) if !seen.running() => {
-                if seen.load_state == "masked" || ufs.starts_with("masked") {
+                if seen.masked() {
                     return Err(format!("unit {n} is masked on the host: it cannot be started; unmask it (`systemctl unmask {n}`)"));
                 }
                 reasons.push(format!("{} → started", seen.active_state));
                 steps.push(systemctl("start", n));
             }
             Some(State::Stopped)
-                if seen.active_state != "inactive" && seen.active_state != "failed" =>
+                if !matches!(
+                    seen.active_state,
+                    ActiveState::Inactive | ActiveState::Failed
+                ) =>
             {
                 reasons.push(format!("{} → stopped", seen.active_state));
                 steps.push(systemctl("stop", n));
