@@ -42,7 +42,7 @@ def children_cpu_ms(pid):
 
 
 def traced_plan(lab, argv, cwd, out):
-    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-o", str(out),
+    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-ff", "-o", str(out),
                            "-p", str(sshd_listener(lab))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     harness.run(argv, cwd=cwd, check=True)
@@ -53,7 +53,7 @@ def traced_plan(lab, argv, cwd, out):
 
 
 def traced_floor(lab, out):
-    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-o", str(out),
+    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-ff", "-o", str(out),
                            "-p", str(sshd_listener(lab))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     lab.ssh(lab.hosts[0], "true")
@@ -64,15 +64,19 @@ def traced_floor(lab, out):
 
 
 def count_trace(out):
+    """strace -ff writes one file per process (OUT.PID), so no line is split by another
+    process's (an `execve(...) <unfinished ...>` / `<... execve resumed>` pair)."""
     execs, forks, progs = 0, 0, {}
-    for line in out.read_text().splitlines():
-        m = re.match(r'^\d+\s+execve\("([^"]+)".*= 0$', line)
-        if m:
-            execs += 1
-            b = m.group(1).rsplit("/", 1)[-1]
-            progs[b] = progs.get(b, 0) + 1
-        elif re.match(r"^\d+\s+(clone3?|v?fork)\(.*= \d+$", line):
-            forks += 1
+    for f in out.parent.glob(out.name + ".*"):
+        for line in f.read_text().splitlines():
+            m = re.match(r'^execve\("([^"]+)".*= 0$', line)
+            if m:
+                execs += 1
+                b = m.group(1).rsplit("/", 1)[-1]
+                progs[b] = progs.get(b, 0) + 1
+            elif re.match(r"^(clone3?|v?fork)\(.*= \d+$", line):
+                forks += 1
+        f.unlink()
     return execs, forks, progs
 
 

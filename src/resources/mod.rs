@@ -295,6 +295,48 @@ pub(crate) mod testutil {
             Err(d) => d.to_string(),
         }
     }
+    /// One row of a resource fixture table: a spec and the facts it reads (as the probe answers
+    /// them, from the families' `fixture` builders) in; the verdict out.
+    pub struct Case<'a> {
+        pub name: &'a str,
+        pub spec: &'a str,
+        pub facts: Vec<(String, String)>,
+        pub want: Want<'a>,
+    }
+
+    pub enum Want<'a> {
+        InSync,
+        /// Action, reasons, and the steps as `scripts` prints them.
+        Change(crate::plan::Action, &'a [&'a str], &'a str),
+        /// The diff refuses; the message contains this.
+        Error(&'a str),
+    }
+
+    /// The one runner for fixture tables: every row's verdict, or a panic naming the row.
+    pub fn table<R: Resource>(cases: &[Case]) {
+        for c in cases {
+            let s = spec::<R>(c.spec);
+            let pairs: Vec<(&str, &str)> = c
+                .facts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let got = R::diff(&s, &facts(&pairs), &cx());
+            match (&c.want, got) {
+                (Want::InSync, Ok(None)) => {}
+                (Want::Change(action, reasons, steps), Ok(Some(d))) => {
+                    assert_eq!(d.action, *action, "{}: action", c.name);
+                    assert_eq!(d.reasons, *reasons, "{}: reasons", c.name);
+                    assert_eq!(scripts(&d), *steps, "{}: steps", c.name);
+                }
+                (Want::Error(part), Err(e)) => {
+                    assert!(e.contains(part), "{}: error `{e}` lacks `{part}`", c.name)
+                }
+                (_, got) => panic!("{}: unexpected verdict {got:?}", c.name),
+            }
+        }
+    }
+
     /// All Sh scripts of a drift, joined, for asserting on commands.
     pub fn scripts(d: &Drift) -> String {
         d.steps

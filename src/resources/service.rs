@@ -241,93 +241,106 @@ mod tests {
 
     const WANT: &str = "name: k3s\nenabled: true\nstate: started\n";
 
-    #[test]
-    fn missing_unit_is_planned_not_refused() {
-        let d = diff(WANT, &show("not-found", "inactive", ""))
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.action, Action::Create);
-        assert_eq!(d.reasons, ["unit k3s not found on host (yet)"]);
-        assert_eq!(
-            scripts(&d),
-            "systemctl daemon-reload\nsystemctl enable k3s\nsystemctl start k3s"
-        );
-        // Nothing to stop or disable when it does not exist.
-        assert!(diff(
-            "name: k3s\nenabled: false\nstate: stopped\n",
-            &show("not-found", "inactive", "")
-        )
-        .unwrap()
-        .is_none());
+    /// The unit's answer as the probe gives it.
+    fn unit(load: &str, active: &str, ufs: &str) -> Vec<(String, String)> {
+        vec![(
+            "service:k3s".to_string(),
+            crate::facts::service::fixture::unit("k3s.service", load, active, "x", ufs),
+        )]
     }
 
+    /// Spec + unit state in → verdict out (rewritten from per-case tests into one table).
     #[test]
-    fn running_and_enabled_is_in_sync() {
-        assert!(diff(WANT, &show("loaded", "active", "enabled"))
-            .unwrap()
-            .is_none());
-        assert!(diff(WANT, &show("loaded", "activating", "enabled"))
-            .unwrap()
-            .is_none());
-    }
-
-    #[test]
-    fn drifted_is_fixed() {
-        let d = diff(WANT, &show("loaded", "failed", "disabled"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.action, Action::Update);
-        assert_eq!(d.reasons, ["disabled → enabled", "failed → started"]);
-        assert_eq!(scripts(&d), "systemctl enable k3s\nsystemctl start k3s");
-        let d = diff(
-            "name: k3s\nenabled: false\nstate: stopped\ndaemon_reload: true\n",
-            &show("loaded", "active", "enabled"),
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(d.reasons, ["enabled → disabled", "active → stopped"]);
-        assert_eq!(
-            scripts(&d),
-            "systemctl daemon-reload\nsystemctl disable k3s\nsystemctl stop k3s"
-        );
-        let d = diff(
-            "name: k3s\nenabled: true\n",
-            &show("loaded", "active", "enabled-runtime"),
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (d.reasons[0].as_str(), scripts(&d).as_str()),
-            (
-                "enabled only until reboot (enabled-runtime)",
-                "systemctl enable k3s"
-            )
-        );
-    }
-
-    #[test]
-    fn static_and_generated_units_count_as_enabled() {
+    fn unit_states_table() {
+        use Action::{Create, Update};
+        const OFF: &str = "name: k3s\nenabled: false\nstate: stopped\n";
+        const OFF_RELOAD: &str = "name: k3s\nenabled: false\nstate: stopped\ndaemon_reload: true\n";
+        const ENABLED: &str = "name: k3s\nenabled: true\n";
+        const DISABLED: &str = "name: k3s\nenabled: false\n";
+        let mut cases = vec![
+            Case {
+                name: "missing unit is planned, not refused",
+                spec: WANT,
+                facts: unit("not-found", "inactive", ""),
+                want: Want::Change(
+                    Create,
+                    &["unit k3s not found on host (yet)"],
+                    "systemctl daemon-reload\nsystemctl enable k3s\nsystemctl start k3s",
+                ),
+            },
+            Case {
+                name: "nothing to stop or disable when it does not exist",
+                spec: OFF,
+                facts: unit("not-found", "inactive", ""),
+                want: Want::InSync,
+            },
+            Case {
+                name: "running and enabled",
+                spec: WANT,
+                facts: unit("loaded", "active", "enabled"),
+                want: Want::InSync,
+            },
+            Case {
+                name: "activating counts as running",
+                spec: WANT,
+                facts: unit("loaded", "activating", "enabled"),
+                want: Want::InSync,
+            },
+            Case {
+                name: "failed and disabled",
+                spec: WANT,
+                facts: unit("loaded", "failed", "disabled"),
+                want: Want::Change(
+                    Update,
+                    &["disabled → enabled", "failed → started"],
+                    "systemctl enable k3s\nsystemctl start k3s",
+                ),
+            },
+            Case {
+                name: "stop and disable, daemon-reload first",
+                spec: OFF_RELOAD,
+                facts: unit("loaded", "active", "enabled"),
+                want: Want::Change(
+                    Update,
+                    &["enabled → disabled", "active → stopped"],
+                    "systemctl daemon-reload\nsystemctl disable k3s\nsystemctl stop k3s",
+                ),
+            },
+            Case {
+                name: "enabled only until reboot",
+                spec: ENABLED,
+                facts: unit("loaded", "active", "enabled-runtime"),
+                want: Want::Change(
+                    Update,
+                    &["enabled only until reboot (enabled-runtime)"],
+                    "systemctl enable k3s",
+                ),
+            },
+            Case {
+                name: "a static unit is only started",
+                spec: WANT,
+                facts: unit("loaded", "inactive", "static"),
+                want: Want::Change(Update, &["inactive → started"], "systemctl start k3s"),
+            },
+            Case {
+                name: "masked cannot be enabled",
+                spec: WANT,
+                facts: unit("masked", "inactive", "masked"),
+                want: Want::Error("systemctl unmask k3s"),
+            },
+        ];
+        // static/generated/indirect units have no [Install] of their own: as enabled as they can be.
         for ufs in ["static", "generated", "indirect"] {
-            assert!(
-                diff(WANT, &show("loaded", "active", ufs))
-                    .unwrap()
-                    .is_none(),
-                "{ufs}"
-            );
-            assert!(
-                diff(
-                    "name: k3s\nenabled: false\n",
-                    &show("loaded", "active", ufs)
-                )
-                .unwrap()
-                .is_none(),
-                "{ufs}"
-            );
+            for spec in [WANT, DISABLED] {
+                cases.push(Case {
+                    name: "units without [Install] count as enabled",
+                    spec,
+                    facts: unit("loaded", "active", ufs),
+                    want: Want::InSync,
+                });
+            }
         }
-        let d = diff(WANT, &show("loaded", "inactive", "static"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(scripts(&d), "systemctl start k3s");
+        table::<Service>(&cases);
     }
 
     #[test]
