@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::facts::{self, probe, Fact, FactQuery, Facts};
 use crate::plan::build::{self, Keys, Planned};
 use crate::plan::touch::affects;
-use crate::plan::{Change, HostError, HostPlan, Plan, Step, Touch};
+use crate::plan::{Change, HostError, HostPlan, Plan, ResourceId, Step, Touch};
 use crate::site::select::{Compiled, HostWork, Item};
 use crate::transport::{HostKeyPolicy, Transport};
 
@@ -476,10 +476,10 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
             return HostOutcome { plan, recap };
         }
     };
-    let pending: Vec<String> = plan
+    let pending: Vec<ResourceId> = plan
         .changes
         .iter()
-        .filter(|c| c.kind == build::HANDLER_KIND)
+        .filter(|c| c.id.kind == build::HANDLER_KIND)
         .map(|c| c.id.clone())
         .collect();
     execute_all(cx, planned, &pending, &mut recap).await;
@@ -497,7 +497,7 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
 async fn execute_all(
     cx: &HostCx<'_>,
     planned: Vec<Planned>,
-    pending: &[String],
+    pending: &[ResourceId],
     recap: &mut Recap,
 ) {
     let HostCx {
@@ -543,7 +543,7 @@ async fn execute_all(
                     batch.run(cx, &mut log, recap, &mut notified).await;
                     stop = true;
                     recap.failed.push(Failure {
-                        resource: item.id.clone(),
+                        resource: item.id.to_string(),
                         message: e,
                     });
                     break;
@@ -559,7 +559,7 @@ async fn execute_all(
                     stop = true;
                     batch.run(cx, &mut log, recap, &mut notified).await;
                     recap.failed.push(Failure {
-                        resource: item.id.clone(),
+                        resource: item.id.to_string(),
                         message: e,
                     });
                     break;
@@ -681,23 +681,24 @@ impl Batch<'_> {
         let groups: Vec<&[Step]> = queued.iter().map(|(_, _, s)| s.as_slice()).collect();
         let (done, error) = execute_batch(cx.t, &groups, cx.opts).await;
         for (item, change, _) in &queued[..done] {
-            recap.changed.push(change.id.clone());
+            recap.changed.push(change.id.to_string());
             for n in &item.notify {
                 if !notified.contains(n) {
                     notified.push(n.clone());
                 }
             }
-            cx.ev.change_done(&cx.work.host, &change.id, true);
+            cx.ev
+                .change_done(&cx.work.host, &change.id.to_string(), true);
         }
         match error {
             None => true,
             Some(e) => {
-                let id = &queued[done.min(queued.len() - 1)].1.id;
+                let id = queued[done.min(queued.len() - 1)].1.id.to_string();
                 recap.failed.push(Failure {
                     resource: id.clone(),
                     message: e,
                 });
-                cx.ev.change_done(&cx.work.host, id, false);
+                cx.ev.change_done(&cx.work.host, &id, false);
                 // Stop this host, but still fire what was notified (RELIABILITY rule 6).
                 false
             }
@@ -729,7 +730,7 @@ async fn run_handlers(
             }
             Err(e) => {
                 recap.failed.push(Failure {
-                    resource: build::handler_id(&role.role, &h.name),
+                    resource: build::handler_id(&role.role, &h.name).to_string(),
                     message: e,
                 });
                 continue;
@@ -738,7 +739,7 @@ async fn run_handlers(
         match execute(cx.t, &steps, cx.opts).await {
             Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
             Err(e) => recap.failed.push(Failure {
-                resource: build::handler_id(&role.role, &h.name),
+                resource: build::handler_id(&role.role, &h.name).to_string(),
                 message: e,
             }),
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Change, HostError, HostPlan, Step};
+use super::{Change, HostError, HostPlan, ResourceId, Step};
 use crate::facts::{self, Facts};
 use crate::resources::DiffCx;
 use crate::site::select::{Item, RoleWork};
@@ -82,12 +82,15 @@ pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Chang
         return Ok(None);
     };
     let fact_keys: Vec<String> = item.inst.facts().into_iter().map(|q| q.key).collect();
-    let fingerprint = fingerprint(&keys.hash_key, &item.id, facts, &fact_keys, &d.steps);
+    let fingerprint = fingerprint(
+        &keys.hash_key,
+        &item.id.to_string(),
+        facts,
+        &fact_keys,
+        &d.steps,
+    );
     Ok(Some(Change {
         id: item.id.clone(),
-        role: item.role.clone(),
-        kind: item.kind.clone(),
-        name: item.name.clone(),
         action: d.action,
         reasons: d.reasons,
         diff: d.diff,
@@ -139,7 +142,7 @@ pub fn stale(fresh: &HostPlan, saved: Option<&HostPlan>) -> Option<HostError> {
         .changes
         .iter()
         .filter(|c| !saved.changes.iter().any(|s| key(s) == key(c)))
-        .map(|c| c.id.clone())
+        .map(|c| c.id.to_string())
         .chain(
             saved
                 .changes
@@ -160,8 +163,8 @@ pub fn handler_key(role: &str, handler: &str) -> String {
 }
 
 /// The handler's id in plans and recaps.
-pub fn handler_id(role: &str, handler: &str) -> String {
-    format!("{role}/handler:{handler}")
+pub fn handler_id(role: &str, handler: &str) -> ResourceId {
+    ResourceId::new(role, HANDLER_KIND, handler)
 }
 
 /// Handlers of these roles that an earlier run recorded on the host but never fired: each is a
@@ -188,9 +191,6 @@ pub fn pending_handlers<'a>(
             );
             out.push(Change {
                 id: handler_id(&role.role, &h.name),
-                role: role.role.clone(),
-                kind: HANDLER_KIND.into(),
-                name: h.name.clone(),
                 action: super::Action::Run,
                 reasons: vec![format!(
                     "pending since {}, from an interrupted run",
@@ -246,10 +246,7 @@ mod tests {
 
     fn ch(id: &str, fp: &str) -> Change {
         Change {
-            id: id.into(),
-            role: "r".into(),
-            kind: "file".into(),
-            name: id.into(),
+            id: ResourceId::new("r", "file", id),
             action: crate::plan::Action::Update,
             reasons: vec![],
             diff: None,

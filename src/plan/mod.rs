@@ -61,26 +61,123 @@ impl Drift {
     }
 }
 
-/// One drifted resource on one host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Change {
-    /// `role/kind:name`, unique per host.
-    pub id: String,
+/// What identifies a resource on a host: `role/kind:name`, unique per host. Plan output, plan
+/// files and recaps spell it as that string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
     pub role: String,
     pub kind: String,
     pub name: String,
+}
+
+impl ResourceId {
+    pub fn new(role: &str, kind: &str, name: &str) -> ResourceId {
+        ResourceId {
+            role: role.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// `role/kind:name` back into its parts (role and kind never hold `/` or `:`; names may).
+    pub fn parse(s: &str) -> Option<ResourceId> {
+        let (role, rest) = s.split_once('/')?;
+        let (kind, name) = rest.split_once(':')?;
+        Some(ResourceId::new(role, kind, name))
+    }
+}
+
+impl std::fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.role, self.kind, self.name)
+    }
+}
+
+impl PartialEq<str> for ResourceId {
+    fn eq(&self, other: &str) -> bool {
+        other.split_once('/').is_some_and(|(r, rest)| {
+            r == self.role
+                && rest
+                    .split_once(':')
+                    .is_some_and(|(k, n)| k == self.kind && n == self.name)
+        })
+    }
+}
+
+impl PartialEq<&str> for ResourceId {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+/// One drifted resource on one host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "ChangeFile", try_from = "ChangeFile")]
+pub struct Change {
+    pub id: ResourceId,
     pub action: Action,
     pub reasons: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
     /// Keyed hash of the facts the change was computed from and of the desired state. A saved
     /// plan is refused when a fresh plan's fingerprint differs.
     pub fingerprint: String,
     /// Steps hold content (maybe secret): never serialised; re-derived when a saved plan is applied.
-    #[serde(skip)]
     pub steps: Vec<Step>,
+}
+
+/// A change as plan files and `--json` spell it: the id as a string, and its parts beside it.
+#[derive(Serialize, Deserialize)]
+struct ChangeFile {
+    id: String,
+    role: String,
+    kind: String,
+    name: String,
+    action: Action,
+    reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    diff: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notify: Vec<String>,
+    fingerprint: String,
+}
+
+impl From<Change> for ChangeFile {
+    fn from(c: Change) -> Self {
+        ChangeFile {
+            id: c.id.to_string(),
+            role: c.id.role,
+            kind: c.id.kind,
+            name: c.id.name,
+            action: c.action,
+            reasons: c.reasons,
+            diff: c.diff,
+            notify: c.notify,
+            fingerprint: c.fingerprint,
+        }
+    }
+}
+
+impl TryFrom<ChangeFile> for Change {
+    type Error = String;
+    fn try_from(f: ChangeFile) -> Result<Self, String> {
+        let id = ResourceId::new(&f.role, &f.kind, &f.name);
+        if id != *f.id.as_str() {
+            return Err(format!(
+                "change `{}` does not match its role/kind/name ({id})",
+                f.id
+            ));
+        }
+        Ok(Change {
+            id,
+            action: f.action,
+            reasons: f.reasons,
+            diff: f.diff,
+            notify: f.notify,
+            fingerprint: f.fingerprint,
+            steps: vec![],
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,10 +346,7 @@ mod tests {
     #[test]
     fn steps_never_reach_the_plan_file() {
         let ch = Change {
-            id: "r/file:/x".into(),
-            role: "r".into(),
-            kind: "file".into(),
-            name: "/x".into(),
+            id: ResourceId::new("r", "file", "/x"),
             action: Action::Create,
             reasons: vec!["absent".into()],
             diff: Some("(secret changed)".into()),
@@ -290,5 +384,30 @@ mod tests {
             ok,
             serde_json::json!({"host": "h", "changes": [], "in_sync": 0, "unreachable": false})
         );
+    }
+
+    #[test]
+    fn resource_ids_are_role_kind_name() {
+        let id = ResourceId::new("k3s", "file", "/etc/rancher/k3s/config.yaml");
+        assert_eq!(id.to_string(), "k3s/file:/etc/rancher/k3s/config.yaml");
+        assert_eq!(ResourceId::parse(&id.to_string()), Some(id.clone()));
+        assert_eq!(id, "k3s/file:/etc/rancher/k3s/config.yaml");
+        // Names may hold `/` and `:`; role and kind never do.
+        let url = ResourceId::parse("r/download:https://x/y:z").unwrap();
+        assert_eq!((url.role.as_str(), url.kind.as_str()), ("r", "download"));
+        assert_eq!(url.name, "https://x/y:z");
+        assert_eq!(ResourceId::parse("no-kind"), None);
+    }
+
+    #[test]
+    fn changes_keep_the_plan_file_shape() {
+        let json = serde_json::json!({"id": "r/file:/x", "role": "r", "kind": "file", "name": "/x",
+            "action": "create", "reasons": [], "fingerprint": "f"});
+        let c: Change = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(c.id, ResourceId::new("r", "file", "/x"));
+        assert_eq!(serde_json::to_value(&c).unwrap(), json);
+        let mut bad = json;
+        bad["name"] = "/y".into();
+        assert!(serde_json::from_value::<Change>(bad).is_err());
     }
 }

@@ -151,7 +151,7 @@ pub fn cluster_order_problems(items: &[&Item]) -> Vec<String> {
     let mut problems = Vec::new();
     for it in items {
         let r = &it.rendered;
-        match it.kind.as_str() {
+        match it.id.kind.as_str() {
             "k8s_manifest" => {
                 for (kind, ns, name) in manifest_objects(it) {
                     if !kinds.contains(&kind) {
@@ -291,7 +291,10 @@ mod tests {
     fn every_password_secret_reaches_its_running_service() {
         let c = compile_lab(&[]);
         let server = items(&c, "lab-server-1");
-        let secrets: Vec<&&Item> = server.iter().filter(|i| i.kind == "k8s_secret").collect();
+        let secrets: Vec<&&Item> = server
+            .iter()
+            .filter(|i| i.id.kind == "k8s_secret")
+            .collect();
         assert!(
             secrets.len() >= 4,
             "{:?}",

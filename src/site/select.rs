@@ -13,16 +13,15 @@ use serde_json::{json, Value};
 use super::{vars, Entry, Site};
 use crate::error::{Diag, Diags, Loc};
 use crate::inventory::{pattern, Conn, Inventory, VarLayer};
+use crate::plan::ResourceId;
 pub use crate::plan::Selection;
 use crate::resources::{self, BuildError, Instance, PrepareCx};
 use crate::template::{self, Ctx, Engine, PathSeg, TemplateError};
 use crate::yaml::Node;
 
 pub struct Item {
-    pub id: String,
-    pub role: String,
-    pub kind: String,
-    pub name: String,
+    /// `role/kind:name`.
+    pub id: ResourceId,
     pub inst: Box<dyn Instance>,
     pub notify: Vec<String>,
     pub secret: bool,
@@ -281,12 +280,8 @@ pub fn compile(
                         Ok(items) => {
                             for (name_override, inst, secret, rendered) in items {
                                 let name = name_override.unwrap_or_else(|| inst.name());
-                                let id = format!("{}/{}:{}", role.name, inst.kind(), name);
                                 rw.items.push(Item {
-                                    id,
-                                    role: role.name.clone(),
-                                    kind: inst.kind().to_string(),
-                                    name,
+                                    id: ResourceId::new(&role.name, inst.kind(), &name),
                                     inst,
                                     notify: entry.notify.iter().map(|(n, _)| n.clone()).collect(),
                                     secret,
@@ -324,7 +319,7 @@ pub fn compile(
         }
     }
     for hw in hosts.values() {
-        let mut seen: IndexMap<&str, &Loc> = IndexMap::new();
+        let mut seen: IndexMap<&ResourceId, &Loc> = IndexMap::new();
         for it in hw.items() {
             if let Some(first) = seen.insert(&it.id, &it.loc) {
                 diags.push(
@@ -593,7 +588,7 @@ mod tests {
         let ids: Vec<Vec<String>> = c
             .hosts
             .iter()
-            .map(|h| h.items().map(|i| i.id.clone()).collect())
+            .map(|h| h.items().map(|i| i.id.to_string()).collect())
             .collect();
         assert_eq!(
             ids[0],
@@ -640,7 +635,12 @@ mod tests {
                 .unwrap()
                 .hosts
                 .iter()
-                .map(|h| (h.host.clone(), h.items().map(|i| i.id.clone()).collect()))
+                .map(|h| {
+                    (
+                        h.host.clone(),
+                        h.items().map(|i| i.id.to_string()).collect(),
+                    )
+                })
                 .collect()
         };
         let all = ids(None);
@@ -681,7 +681,7 @@ mod tests {
         assert_eq!(
             c.hosts[0]
                 .items()
-                .map(|i| i.id.as_str())
+                .map(|i| i.id.to_string())
                 .collect::<Vec<_>>(),
             ["r/file:/etc/motd"]
         );

@@ -204,13 +204,13 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
     ));
     for c in &h.changes {
         let sym = sh.paint(action_color(c.action), &c.action.symbol().to_string());
-        if c.kind == crate::plan::build::HANDLER_KIND {
+        if c.id.kind == crate::plan::build::HANDLER_KIND {
             // A handler an interrupted run left pending on the host (the handler journal).
             s.push_str(&format!(
                 "  {sym} {} ({})  [role {}]\n",
-                c.name,
+                c.id.name,
                 c.reasons.join(", "),
-                c.role
+                c.id.role
             ));
             continue;
         }
@@ -316,14 +316,11 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Change, HostError, SavedSelection, PLAN_FORMAT};
+    use crate::plan::{Change, HostError, ResourceId, SavedSelection, PLAN_FORMAT};
 
     fn sample() -> Plan {
         let ch = |id: &str, a: Action, reasons: &[&str], diff: Option<&str>| Change {
-            id: id.into(),
-            role: "base".into(),
-            kind: "file".into(),
-            name: id.into(),
+            id: ResourceId::parse(id).unwrap(),
             action: a,
             reasons: reasons.iter().map(|s| s.to_string()).collect(),
             diff: diff.map(String::from),
@@ -361,7 +358,7 @@ mod tests {
 
     #[test]
     fn scrubs_secrets_from_anything_printed() {
-        let mut sh = Shell::buffered(Box::new(std::io::sink()), Box::new(std::io::sink()));
+        let sh = Shell::buffered(Box::new(std::io::sink()), Box::new(std::io::sink()));
         sh.set_secrets(vec!["canary-1".into(), "canary-1-long".into()]);
         assert_eq!(
             sh.scrub("x canary-1-long y canary-1"),
