@@ -138,8 +138,9 @@ impl Diag {
     }
 
     /// cargo-style rendering: the message, the place, the source line with a caret, the hint.
-    pub fn render(&self) -> String {
-        let mut out = format!("error: {}", self.message);
+    /// `label` is the leading word, `error` (painted by the caller when it paints).
+    pub fn render(&self, label: &str) -> String {
+        let mut out = format!("{label}: {}", self.message);
         if let Some(loc) = &self.loc {
             out.push_str(&format!("\n  --> {loc}"));
             if let Some(src) = source_line(&loc.file, loc.line) {

@@ -49,17 +49,10 @@ pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, C
 
 pub fn report(sh: &Shell, d: &Diags) {
     for x in &d.0 {
-        sh.err(&format!("{}\n", sh_paint_error(sh, &x.render())));
+        sh.err(&format!("{}\n", x.render(&sh.paint("1;31", "error"))));
     }
     if d.0.len() > 1 {
         sh.err(&format!("{} problems found\n", d.0.len()));
-    }
-}
-
-fn sh_paint_error(sh: &Shell, s: &str) -> String {
-    match s.strip_prefix("error:") {
-        Some(rest) => format!("{}:{rest}", sh.paint("1;31", "error")),
-        None => s.to_string(),
     }
 }
 
