@@ -1049,6 +1049,11 @@ def main():
     try:
         for n in a.hosts:
             b.run_n(n)
+            # Written after every size, so a run cut short still leaves what it measured.
+            b.load("end")
+            b.res["finished"] = datetime.datetime.now().isoformat(timespec="seconds") + f" (after {n} hosts)"
+            (RESULTS / "latest.json").write_text(json.dumps(b.res, indent=1))
+            (ROOT / "BENCHMARKS.md").write_text(report(b.res, a.cmdline))
     except (BenchError, subprocess.TimeoutExpired) as e:
         err = str(e)
         log(f"FAILED: {e}")

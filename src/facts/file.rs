@@ -1,8 +1,9 @@
 //! File facts: type, mode, owner, group, sha256, and (for small files, when asked) the body.
 //!
 //! Every file query of a probe is answered together (`Merge`): ONE `stat` for all paths, one
-//! `readlink` for the symlinks among them, one `sha256sum` for the regular files, and one
-//! `cat | base64` for the bodies asked for. A path costs no process of its own.
+//! `readlink` for the symlinks among them, one `cat | base64` for the bodies asked for (their
+//! sha256 is computed here, from the bytes), and one `sha256sum` for the other regular files.
+//! A path costs no process of its own.
 //!
 //! Per query, the answer a parser reads (and a fingerprint hashes) is one of:
 //! `absent`, or `link TARGET` (symlinks), `stat KIND|MODE|OWNER|GROUP|SIZE`, `sha256 HEX`
@@ -120,7 +121,7 @@ pub fn merged_script(args: &[&str]) -> String {
     }
     let idx: Vec<String> = (1..=args.len()).map(|i| i.to_string()).collect();
     s.push_str(&format!(
-        "__fe=; __fs=; __ll=; __hl=; __cl=
+        "__fe=; __fs=; __ll=; __hl=; __cl=; __ci=
 for __i in {idx}; do eval \"__p=\\$__f$__i\"; if [ -L \"$__p\" ] || [ -e \"$__p\" ]; then __fe=\"$__fe $__i\"; __fs=\"$__fs \\\"\\$__f$__i\\\"\"; fi; done
 echo \"exist$__fe\"; echo @stat
 if [ -n \"$__fs\" ]; then
@@ -129,9 +130,10 @@ __r=\"$__st$__NL\"
 for __i in $__fe; do __l=${{__r%%\"$__NL\"*}}; __r=${{__r#*\"$__NL\"}}
 case $__l in
 'symbolic link|'*) __ll=\"$__ll \\\"\\$__f$__i\\\"\";;
-'regular '*) __hl=\"$__hl \\\"\\$__f$__i\\\"\"; eval \"__c=\\$__fc$__i\"; if [ -n \"$__c\" ] && [ \"${{__l##*|}}\" -le {CONTENT_LIMIT} ]; then __cl=\"$__cl \\\"\\$__f$__i\\\"\"; fi;;
+'regular '*) eval \"__c=\\$__fc$__i; __p=\\$__f$__i\"; if [ -n \"$__c\" ] && [ \"${{__l##*|}}\" -le {CONTENT_LIMIT} ] && [ -r \"$__p\" ]; then __cl=\"$__cl \\\"\\$__f$__i\\\"\"; __ci=\"$__ci $__i\"; else __hl=\"$__hl \\\"\\$__f$__i\\\"\"; fi;;
 esac; done
 fi
+echo @bodies; echo \"$__ci\"
 echo @link; if [ -n \"$__ll\" ]; then eval \"readlink -- $__ll\"; fi
 echo @sha; if [ -n \"$__hl\" ]; then eval \"sha256sum -- $__hl\"; fi
 echo @content; if [ -n \"$__cl\" ]; then eval \"cat -- $__cl\" | base64 -w0; echo; fi
@@ -160,7 +162,7 @@ pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
     let mut current = None;
     for line in lines {
         match line {
-            "@stat" | "@link" | "@sha" | "@content" | "@end" => {
+            "@stat" | "@bodies" | "@link" | "@sha" | "@content" | "@end" => {
                 current = Some(line);
                 sections.entry(line).or_default();
             }
@@ -191,6 +193,12 @@ pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
     let bodies = base64::engine::general_purpose::STANDARD
         .decode(section("@content").concat().trim())
         .map_err(|_| "file bodies are not base64")?;
+    // The files whose bodies the snippet sent, in order: asked for, small and readable.
+    let with_body: std::collections::BTreeSet<usize> = section("@bodies")
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|n| n.parse().ok())
+        .collect();
     let mut offset = 0usize;
     let mut answers = vec!["absent\n".to_string(); args.len()];
     for (n, st) in exist.iter().zip(stats) {
@@ -203,37 +211,47 @@ pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
         }
         a.push_str(&format!("stat {st}\n"));
         if st.starts_with("regular ") {
-            // An unreadable file has no sha256sum line: match lines by name, not by position.
-            let sha = match shas.peek() {
-                Some((h, name)) if name == path => {
-                    let h = h.clone();
-                    shas.next();
-                    a.push_str(&format!("sha256 {h}\n"));
-                    Some(h)
-                }
-                _ => None,
-            };
             let size: u64 = st
                 .rsplit('|')
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(u64::MAX);
-            if want_body && size <= CONTENT_LIMIT {
-                let end = offset + size as usize;
-                // The body must be the bytes that were hashed; a file written during the probe
-                // is sent without one (compared by sha256 only).
-                if let (Some(piece), Some(h)) = (bodies.get(offset..end), sha) {
-                    if crate::digest::sha256_hex(piece) == h {
-                        a.push_str(&format!(
-                            "content {}\n",
-                            base64::engine::general_purpose::STANDARD.encode(piece)
-                        ));
+            // The snippet sent this body when it was asked for, small and readable; the
+            // bytes are hashed here instead of by sha256sum.
+            let piece = if want_body && size <= CONTENT_LIMIT && with_body.contains(n) {
+                let end = offset.saturating_add(size as usize);
+                Some(
+                    bodies
+                        .get(offset..end)
+                        .ok_or("a file changed size while the probe read it; run again")?,
+                )
+            } else {
+                None
+            };
+            match piece {
+                Some(piece) => {
+                    offset += size as usize;
+                    a.push_str(&format!(
+                        "sha256 {}\ncontent {}\n",
+                        crate::digest::sha256_hex(piece),
+                        base64::engine::general_purpose::STANDARD.encode(piece)
+                    ));
+                }
+                // An unreadable file has no sha256sum line: match lines by name, not position.
+                None => {
+                    if let Some((h, name)) = shas.peek() {
+                        if name == path {
+                            a.push_str(&format!("sha256 {h}\n"));
+                            shas.next();
+                        }
                     }
                 }
-                offset = end;
             }
         }
         answers[n - 1] = a;
+    }
+    if offset != bodies.len() {
+        return Err("a file changed size while the probe read it; run again".into());
     }
     Ok(answers)
 }

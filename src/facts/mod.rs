@@ -43,12 +43,19 @@ pub trait Fact {
     fn merge(&self) -> Option<Merge> {
         None
     }
+    /// True when `script` may run in the probe's own shell instead of a subshell (one fork
+    /// saved): it never calls `exit`, never changes directory or options, and its variables
+    /// cannot clash (`__`-prefixed, or set before each use).
+    fn inline(&self) -> bool {
+        false
+    }
     /// The type-erased query the probe runs.
     fn query(&self) -> FactQuery {
         FactQuery {
             key: self.key(),
             script: self.script(),
             merge: self.merge(),
+            inline: self.inline(),
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct FactQuery {
     pub script: String,
     /// Set when the probe may answer this query together with its family's others.
     pub merge: Option<Merge>,
+    /// Run in the probe's own shell, not a subshell (see `Fact::inline`).
+    pub inline: bool,
 }
 
 impl FactQuery {
@@ -109,6 +118,7 @@ impl FactQuery {
             key: key.into(),
             script: script.into(),
             merge: None,
+            inline: false,
         }
     }
 }

@@ -53,8 +53,9 @@ fn query(names: &[&str]) -> FactQuery {
     FactQuery::single(
         names_key("packages", names),
         format!(
-            "command -v dpkg-query >/dev/null 2>&1 || {{ echo nodpkg; exit 0; }}; \
-             dpkg-query -W -f='dpkg ${{Package}} ${{Architecture}} ${{db:Status-Abbrev}} ${{Version}}\\n' -- {list} 2>/dev/null; echo done"
+            "if command -v dpkg-query >/dev/null 2>&1; then \
+             dpkg-query -W -f='dpkg ${{Package}} ${{Architecture}} ${{db:Status-Abbrev}} ${{Version}}\\n' -- {list} 2>/dev/null; echo done; \
+             else echo nodpkg; fi"
         ),
     )
 }
@@ -151,10 +152,11 @@ fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
     FactQuery::single(
         format!("{}{}", names_key("apt-candidates", names), if only_missing { ":missing" } else { "" }),
         format!(
-            "command -v apt-cache >/dev/null 2>&1 || {{ echo noapt; exit 0; }}; want=; {pre}\
+            "if command -v apt-cache >/dev/null 2>&1; then want=; {pre}\
              for p in {list}; do {filter}want=\"$want $p\"; done; \
              if [ -n \"$want\" ]; then apt-cache policy -- $want 2>/dev/null | \
-             awk '/^[^ ]/ {{ p = $1; sub(/:$/, \"\", p) }} /^  Candidate:/ {{ print \"candidate\", p, $2 }}'; fi; echo done"
+             awk '/^[^ ]/ {{ p = $1; sub(/:$/, \"\", p) }} /^  Candidate:/ {{ print \"candidate\", p, $2 }}'; fi; echo done; \
+             else echo noapt; fi"
         ),
     )
 }
@@ -286,6 +288,9 @@ impl Fact for PackagesQuery {
     fn script(&self) -> String {
         query(&refs(&self.names)).script
     }
+    fn inline(&self) -> bool {
+        true
+    }
     fn parse(&self, out: &str) -> Result<PackagesFact, FactError> {
         parse(&self.key(), out)
     }
@@ -299,6 +304,9 @@ impl Fact for CandidatesQuery {
     fn script(&self) -> String {
         candidates_query(&refs(&self.names), self.only_missing).script
     }
+    fn inline(&self) -> bool {
+        true
+    }
     fn parse(&self, out: &str) -> Result<CandidatesFact, FactError> {
         candidates_parse(&self.key(), out)
     }
@@ -311,6 +319,9 @@ impl Fact for ListsQuery {
     }
     fn script(&self) -> String {
         lists_query().script
+    }
+    fn inline(&self) -> bool {
+        true
     }
     fn parse(&self, out: &str) -> Result<ListsFact, FactError> {
         lists_parse(out)

@@ -59,6 +59,7 @@ pub fn build(queries: &[FactQuery]) -> Probe {
                     members: vec![(q.key.clone(), m.arg.clone())],
                 }),
             },
+            None if q.inline => section(&mut script, &q.key, "{", &q.script, "}"),
             None => section(&mut script, &q.key, "(", &q.script, ")"),
         }
     }
@@ -192,6 +193,7 @@ mod tests {
         FactQuery {
             key: format!("echo:{arg}"),
             script: String::new(),
+            inline: false,
             merge: Some(Merge {
                 family: "echo",
                 arg: arg.into(),

@@ -402,6 +402,9 @@ impl Fact for UserQuery {
     fn script(&self) -> String {
         user_query(&self.name).script
     }
+    fn inline(&self) -> bool {
+        true
+    }
     fn parse(&self, out: &str) -> Result<UserFact, FactError> {
         parse_user(&self.key(), out)
     }
@@ -414,6 +417,9 @@ impl Fact for GroupQuery {
     }
     fn script(&self) -> String {
         group_query(&self.name).script
+    }
+    fn inline(&self) -> bool {
+        true
     }
     fn parse(&self, out: &str) -> Result<GroupFact, FactError> {
         parse_group(&self.key(), out)
