@@ -14,6 +14,7 @@ mod e2e_k3s;
 mod e2e_roles;
 mod e2e_secrets;
 mod e2e_site;
+mod environments_cli;
 mod faults;
 mod ingress_cli;
 mod testbed;

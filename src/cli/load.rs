@@ -116,6 +116,13 @@ pub fn load(
             report(sh, &d);
             CliError::Reported(Exit::BadInput)
         })?;
+    let env_problems = environment_problems(&site, &inventory, &compiled, &extra);
+    if !env_problems.is_empty() {
+        for p in &env_problems {
+            sh.error(&format!("{}: {p}", inventory.path.display()));
+        }
+        return Err(CliError::Reported(Exit::BadInput));
+    }
     compiled.secret_strings.extend(passwords.secrets());
     if let Some(p) = passwords
         .save()
@@ -173,4 +180,31 @@ pub fn config_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .map(|d| d.join("labctl"))
+}
+
+/// `environments` that would collide, or a target that does not exist: checked per host on the
+/// vars without any environment applied (role defaults, inventory, `-e`), reported once each.
+fn environment_problems(
+    site: &Site,
+    inventory: &Inventory,
+    compiled: &select::Compiled,
+    extra: &VarLayer,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for hw in &compiled.hosts {
+        let mut base = VarLayer::default();
+        for r in &hw.roles {
+            if let Some(role) = site.roles.get(&r.role) {
+                base.overlay(&role.defaults);
+            }
+        }
+        base.overlay(&crate::site::vars::inventory(inventory, &hw.host));
+        base.overlay(extra);
+        for p in crate::site::environments::problems(&base.values) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

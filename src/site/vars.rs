@@ -2,7 +2,8 @@
 //! `wireguard peer-config` all get their vars from here, so they cannot disagree.
 //!
 //! Lowest first: role defaults < inventory (`group_vars` by group depth, then `host_vars`) <
-//! the play's `vars:` < the role entry's `vars:` < `-e` < magic vars (`inventory_hostname`,
+//! the play's `vars:` < the role entry's `vars:` < the target environment's vars
+//! (`environments.NAME`, see [`super::environments`]) < `-e` < magic vars (`inventory_hostname`,
 //! `groups`, …), which nothing overrides.
 
 use crate::inventory::{Inventory, VarLayer};
@@ -26,10 +27,13 @@ pub fn inventory(inv: &Inventory, host: &str) -> VarLayer {
 pub fn stack(inv: &Inventory, host: &str, l: &Layers) -> VarLayer {
     let mut out = l.role_defaults.cloned().unwrap_or_default();
     out.overlay(&inventory(inv, host));
-    for layer in [l.play, l.role_entry, l.extra, l.magic]
-        .into_iter()
-        .flatten()
-    {
+    for layer in [l.play, l.role_entry].into_iter().flatten() {
+        out.overlay(layer);
+    }
+    if let Some(env) = super::environments::overlay(&out, l.extra) {
+        out.overlay(&env);
+    }
+    for layer in [l.extra, l.magic].into_iter().flatten() {
         out.overlay(layer);
     }
     out

@@ -1,0 +1,270 @@
+//! Environments (seed 001: `-e target_environment=staging`): staging and production side by side
+//! on one cluster. An environment is a named set of var overrides in the inventory:
+//!
+//! ```yaml
+//! environments:
+//!   prod: {}                      # the roles' defaults
+//!   staging:
+//!     postgres_namespace: db-staging
+//!     postgres_node_port: 31432
+//!     postgres_values: {instances: 1}   # chart values for this environment only
+//! ```
+//!
+//! `target_environment` (usually `-e target_environment=staging`) picks one; its vars sit above
+//! the inventory and play vars and below `-e` ([`super::vars::stack`]). Two environments must
+//! never share a namespace or a NodePort, or one would overwrite the other: [`problems`] finds
+//! those (for every `*_namespace` / `*_node_port` key any environment sets), and every command
+//! refuses such a configuration before contacting a host.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::inventory::VarLayer;
+
+fn target(out: &VarLayer, extra: Option<&VarLayer>) -> Option<String> {
+    extra
+        .and_then(|e| e.values.get("target_environment"))
+        .or_else(|| out.values.get("target_environment"))
+        .and_then(Value::as_str)
+        .map(String::from)
+}
+
+/// The selected environment's vars, to stack just below `-e`; None without a target.
+pub fn overlay(out: &VarLayer, extra: Option<&VarLayer>) -> Option<VarLayer> {
+    let name = target(out, extra)?;
+    let envs = extra
+        .and_then(|e| e.values.get("environments"))
+        .or_else(|| out.values.get("environments"))?;
+    let vars = envs.get(&name)?.as_object()?;
+    let mut layer = VarLayer::from_map(vars.clone().into_iter().collect());
+    if let Some(loc) = out.locs.get("environments") {
+        for k in vars.keys() {
+            layer.locs.insert(k.clone(), loc.clone());
+        }
+    }
+    Some(layer)
+}
+
+fn class(key: &str) -> Option<&'static str> {
+    if key.ends_with("_namespace") {
+        Some("namespace")
+    } else if key.ends_with("_node_port") {
+        Some("NodePort")
+    } else {
+        None
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What is wrong with `environments` / `target_environment` in `base` (the vars without any
+/// environment applied: role defaults, inventory, `-e`). Empty when all is well.
+pub fn problems(base: &IndexMap<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(envs) = base.get("environments") else {
+        if let Some(t) = base.get("target_environment").and_then(Value::as_str) {
+            out.push(format!(
+                "target_environment is `{t}` but no `environments` are defined (add `environments: {{{t}: {{...}}}}` to the inventory)"
+            ));
+        }
+        return out;
+    };
+    let Some(envs) = envs.as_object() else {
+        return vec!["`environments` must be a mapping: environment name → vars".into()];
+    };
+    for (name, vars) in envs {
+        if !vars.is_object() && !vars.is_null() {
+            out.push(format!("environment `{name}` must be a mapping of vars"));
+        }
+    }
+    if let Some(t) = base.get("target_environment").and_then(Value::as_str) {
+        if !envs.contains_key(t) {
+            let known: Vec<&str> = envs.keys().map(String::as_str).collect();
+            out.push(format!(
+                "unknown target_environment `{t}` (environments: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    // Keys an environment sets are its own; the rest are shared by all (monitoring, say).
+    let own: BTreeSet<&str> = envs
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.keys().map(String::as_str))
+        .filter(|k| class(k).is_some())
+        .collect();
+    let keys: BTreeSet<&str> = own
+        .iter()
+        .copied()
+        .chain(
+            base.keys()
+                .map(String::as_str)
+                .filter(|k| class(k).is_some()),
+        )
+        .collect();
+    // (class, value) → the first environment and key that claimed it.
+    let mut claimed: BTreeMap<(&str, String), (&str, &str)> = BTreeMap::new();
+    for (env, vars) in envs {
+        for key in &keys {
+            let v = vars.get(*key).or_else(|| base.get(*key));
+            let Some(v) = v.and_then(scalar) else {
+                continue;
+            };
+            let c = class(key).unwrap_or_default();
+            if c == "NodePort" && own.contains(key) {
+                match v.parse::<u32>() {
+                    Ok(p) if (30000..=32767).contains(&p) => {}
+                    _ => out.push(format!(
+                        "environment `{env}`: {key} {v} is not a NodePort (30000-32767)"
+                    )),
+                }
+            }
+            match claimed.get(&(c, v.clone())) {
+                Some((other, other_key))
+                    if *other != env.as_str()
+                        && (own.contains(key) || own.contains(other_key)) =>
+                {
+                    out.push(format!(
+                        "environments `{other}` and `{env}` collide: {other_key} and {key} are both {c} {v}; give each environment its own namespaces and NodePorts under `environments`"
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    claimed.insert((c, v), (env, key));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base(v: Value) -> IndexMap<String, Value> {
+        v.as_object().unwrap().clone().into_iter().collect()
+    }
+
+    #[test]
+    fn the_target_environment_overlays_its_vars() {
+        let out = VarLayer::from_map(base(json!({
+            "environments": {"staging": {"postgres_namespace": "db-staging"}},
+            "postgres_namespace": "db"
+        })));
+        let extra = VarLayer::from_map(base(json!({"target_environment": "staging"})));
+        let l = overlay(&out, Some(&extra)).unwrap();
+        assert_eq!(l.values["postgres_namespace"], "db-staging");
+        assert!(overlay(&out, None).is_none(), "no target: no overlay");
+    }
+
+    #[test]
+    fn separate_environments_pass() {
+        let b = base(json!({
+            "postgres_namespace": "db", "postgres_node_port": 30432, "redis_node_port": 30379,
+            "environments": {
+                "prod": {},
+                "staging": {"postgres_namespace": "db-staging", "postgres_node_port": 31432, "redis_node_port": 31379}
+            }
+        }));
+        assert_eq!(problems(&b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn shared_namespaces_and_nodeports_are_refused() {
+        let b = base(json!({
+            "postgres_namespace": "db", "postgres_node_port": 30432, "redis_node_port": 30379,
+            "environments": {
+                "prod": {},
+                "staging": {"postgres_namespace": "db", "postgres_node_port": 30379, "redis_node_port": 31379}
+            }
+        }));
+        let p = problems(&b);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("`prod` and `staging` collide: postgres_namespace and postgres_namespace are both namespace db"), "{p:?}");
+        assert!(
+            p[1].contains("redis_node_port and postgres_node_port are both NodePort 30379"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_targets_and_bad_ports_are_named() {
+        let b = base(json!({
+            "target_environment": "stagin",
+            "environments": {"prod": {}, "staging": {"redis_node_port": 8080}}
+        }));
+        let p = problems(&b);
+        assert!(
+            p.iter()
+                .any(|m| m
+                    .contains("unknown target_environment `stagin` (environments: prod, staging)")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.contains("8080 is not a NodePort")),
+            "{p:?}"
+        );
+        let b = base(json!({"target_environment": "staging"}));
+        assert!(problems(&b)[0].contains("no `environments`"));
+    }
+
+    /// The example inventory's staging: only the environment's own resources change, and they
+    /// land in its own namespaces and NodePorts; everything else renders exactly as in prod.
+    #[test]
+    fn a_target_environment_changes_only_its_own_resources() {
+        use crate::site::lab_check::{compile_lab, items};
+        let prod = compile_lab(&[]);
+        let staging = compile_lab(&[("target_environment", json!("staging"))]);
+        let render = |c: &crate::site::select::Compiled| -> Vec<(String, String)> {
+            items(c, "lab-server-1")
+                .iter()
+                .map(|i| {
+                    (
+                        i.id.to_string(),
+                        format!("{} {:?}", i.rendered, i.inst.facts()),
+                    )
+                })
+                .collect()
+        };
+        let (p, s) = (render(&prod), render(&staging));
+        assert_eq!(p.len(), s.len());
+        let changed: BTreeSet<&str> = p
+            .iter()
+            .zip(&s)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0.split('/').next().unwrap())
+            .collect();
+        // monitoring and backups read the database namespaces: run them without a target
+        // (README "Environments").
+        assert_eq!(
+            changed,
+            ["backups", "monitoring", "postgres", "redis"]
+                .into_iter()
+                .collect(),
+            "{changed:?}"
+        );
+        let text = |v: &[(String, String)], role: &str| -> String {
+            v.iter()
+                .filter(|(id, _)| id.starts_with(&format!("{role}/")))
+                .map(|(_, r)| r.as_str())
+                .collect()
+        };
+        let pg = text(&s, "postgres");
+        assert!(pg.contains("/db-staging/") && !pg.contains("/db/"), "{pg}");
+        let rd = text(&s, "redis");
+        assert!(
+            rd.contains("/cache-staging/") && !rd.contains("/cache/"),
+            "{rd}"
+        );
+    }
+}
