@@ -311,6 +311,43 @@ fn cluster_types_converge_on_standins_without_leaking_secrets() {
     let (code, plan) = run.plan(&extra);
     assert_eq!(code, 0, "{plan:#}");
 
+    // Removal: `state: absent` takes back a release, a manifest's objects and a Secret.
+    let mut rm = extra.to_vec();
+    rm.extend(["-e", "cleanup=true"]);
+    let (code, plan) = run.plan(&rm);
+    assert_eq!(code, 2, "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        vec![
+            "cluster/helm_release:cache/redis",
+            "cluster/k8s_manifest:backup.yaml.j2",
+            "cluster/k8s_secret:db/pg-auth"
+        ],
+        "{plan:#}"
+    );
+    assert!(
+        changes(&plan).iter().all(|c| c["action"] == "remove"),
+        "{plan:#}"
+    );
+    // Check mode: planning the removal removed nothing.
+    assert!(state("ls /var/lib/standin-k8s/releases/cache").contains("redis"));
+    let o = run.labctl("apply", &rm);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let gone = state(
+        "cd /var/lib/standin-k8s; for f in releases/cache/redis objects/secret/db/pg-auth.json \
+         objects/configmap/db/pg-backup.json objects/cronjob/db/pg-backup.json; do [ -e $f ] && echo $f; done; true",
+    );
+    assert_eq!(gone.trim(), "", "still there: {gone}");
+    assert!(state("cat /var/lib/standin-k8s/releases/db/postgres/meta").contains("deployed"));
+    let (code, plan) = run.plan(&rm);
+    assert_eq!(code, 0, "{plan:#}");
+    let o = run.labctl("apply", &rm);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=0"),
+        "{}",
+        show(&o)
+    );
+
     // Secrets never in any output, any argv (calls.log records every helm/kubectl argv), the
     // journal, or a temp dir.
     assert_no_canary("labctl output", &run.seen.borrow());

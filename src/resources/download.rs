@@ -273,20 +273,6 @@ mod tests {
         format!("stat regular file|{mode}|root|root|6\nsha256 {sha}\n")
     }
 
-    fn with_prepare<T>(f: impl FnOnce(&PrepareCx) -> T) -> T {
-        let d = tempfile::tempdir().unwrap();
-        let engine = crate::template::Engine::new(d.path());
-        let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
-        let cx = PrepareCx {
-            engine: &engine,
-            ctx: &ctx,
-            role_dir: d.path(),
-            root: d.path(),
-            tainted: std::cell::Cell::new(false),
-        };
-        f(&cx)
-    }
-
     #[test]
     fn absent_is_downloaded() {
         let s = spec::<Download>(&yaml("mode: \"0755\"\n"));

@@ -12,6 +12,7 @@
 //!     wait: true
 //!     timeout: 5m
 //!     kubeconfig: /etc/rancher/k3s/k3s.yaml
+//!     state: present                     # absent: `helm uninstall` (chart/version not needed)
 //! ```
 //!
 //! Upgraded only when the deployed chart version, the release status or the values differ:
@@ -24,7 +25,7 @@ use serde_json::Value;
 
 use super::support::json::{canonical, merge, paths, summarize, value_diff};
 use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
-use super::{q, DiffCx, PrepareCx, Resource};
+use super::{q, DiffCx, PrepareCx, Resource, State};
 use crate::facts::helm::ReleaseQuery;
 use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -44,8 +45,13 @@ fn five_minutes() -> String {
 pub struct Spec {
     pub name: String,
     pub namespace: String,
+    #[serde(default)]
     pub chart: String,
+    #[serde(default)]
     pub version: String,
+    /// `absent`: uninstall the release (helm keeps the CRDs a chart installed, as always).
+    #[serde(default)]
+    pub state: State,
     #[serde(default)]
     pub values_template: Option<String>,
     #[serde(default)]
@@ -117,6 +123,9 @@ impl Resource for HelmRelease {
         check_label("release name", &spec.name, 53)?;
         check_label("namespace", &spec.namespace, 63)?;
         check_kubeconfig(&spec.kubeconfig)?;
+        if spec.state == State::Absent {
+            return Ok(());
+        }
         let (repo, chart) = spec.repo_and_chart();
         if repo.is_none() && !spec.chart.starts_with("oci://") {
             return Err(format!(
@@ -185,6 +194,23 @@ impl Resource for HelmRelease {
         let want = spec.desired();
         let label = format!("{}/{} values", spec.namespace, spec.name);
         let seen = facts.get(&release_query(spec)).map_err(|e| e.to_string())?;
+        if spec.state == State::Absent {
+            // Without helm or a cluster there is no release to uninstall.
+            return Ok(match seen {
+                Ok(Some(r)) => Some(Drift::new(
+                    Action::Remove,
+                    vec![format!("installed ({})", r.chart)],
+                    vec![Step::sh(format!(
+                        "helm uninstall {} -n {} --wait --timeout {} --kubeconfig {}",
+                        q(&spec.name),
+                        q(&spec.namespace),
+                        q(&spec.timeout),
+                        q(&spec.kubeconfig)
+                    ))],
+                )),
+                Ok(None) | Err(_) => None,
+            });
+        }
         let release = match seen {
             Err(why) => {
                 let d = Drift::new(
@@ -301,6 +327,23 @@ mod tests {
     }
 
     const DEPLOYED: &str = r#"[{"name":"postgres","namespace":"db","revision":"3","status":"deployed","chart":"postgresql-16.7.4","app_version":"17.5.0"}]"#;
+
+    #[test]
+    fn state_absent_uninstalls_an_installed_release() {
+        let s = spec::<HelmRelease>("name: postgres\nnamespace: db\nstate: absent\n");
+        let d = HelmRelease::diff(&s, &seen(DEPLOYED, Some("{}")), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Remove);
+        assert_eq!(d.reasons, ["installed (postgresql-16.7.4)"]);
+        assert_eq!(
+            scripts(&d),
+            "helm uninstall postgres -n db --wait --timeout 5m --kubeconfig /etc/rancher/k3s/k3s.yaml"
+        );
+        assert!(HelmRelease::diff(&s, &seen("[]", None), &cx())
+            .unwrap()
+            .is_none());
+    }
 
     #[test]
     fn absent_is_installed_with_values_on_stdin() {
@@ -425,6 +468,11 @@ mod tests {
         .unwrap();
         assert_eq!(d.action, Action::Create);
         assert!(d.reasons[0].contains("helm is not installed"));
-        assert!(spec_err::<HelmRelease>("name: x\nnamespace: y\nchart: a/b\n").contains("version"));
+        // chart and version may be left out only for `state: absent`.
+        let mut s = spec::<HelmRelease>("name: x\nnamespace: y\nchart: a/b\n");
+        let e = with_prepare(|cx| HelmRelease::prepare(&mut s, cx)).unwrap_err();
+        assert!(e.contains("version `` must be pinned"), "{e}");
+        let mut s = spec::<HelmRelease>("name: x\nnamespace: y\nstate: absent\n");
+        assert!(with_prepare(|cx| HelmRelease::prepare(&mut s, cx)).is_ok());
     }
 }

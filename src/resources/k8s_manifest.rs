@@ -5,6 +5,7 @@
 //!     manifest: root-app.yaml.j2          # roles/R/templates/ or values/…; or `content: |` inline
 //!     kubeconfig: /etc/rancher/k3s/k3s.yaml   # the default
 //!     force_conflicts: false              # take over fields another manager owns
+//!     state: present                      # absent: delete these objects (last first)
 //! ```
 //!
 //! Multi-document YAML (`---`) is one resource with one object per document. Drift is judged on
@@ -12,13 +13,16 @@
 //! our keys, recursively, so defaults, `status` and metadata the API server adds never count.
 //! Objects travel as JSON on stdin (`kubectl apply --server-side -f -`), one step per object.
 //! Secrets: use `k8s_secret`; a Secret here would always drift (`stringData` is write-only).
+//! With `state: absent` the same manifest names what to delete: each object that exists is
+//! deleted (`kubectl delete`, waiting until it is gone), in reverse order, so a role can take
+//! back what it installed.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::support::json::{canonical, differs, paths, restrict, summarize, value_diff};
 use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
-use super::{q, DiffCx, PrepareCx, Resource};
+use super::{q, DiffCx, PrepareCx, Resource, State};
 use crate::facts::k8s::{self, Seen};
 use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -37,6 +41,8 @@ pub struct Spec {
     pub kubeconfig: String,
     #[serde(default)]
     pub force_conflicts: bool,
+    #[serde(default)]
+    pub state: State,
     #[serde(skip)]
     pub objects: Vec<Obj>,
 }
@@ -110,6 +116,9 @@ impl Resource for K8sManifest {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+        if spec.state == State::Absent {
+            return absent_diff(spec, facts);
+        }
         let mut reasons = Vec::new();
         let mut diffs = Vec::new();
         let mut steps = Vec::new();
@@ -153,6 +162,36 @@ impl Resource for K8sManifest {
             Drift::new(action, reasons, steps).with_diff(Some(diffs.join("\n"))),
         ))
     }
+}
+
+/// `state: absent`: delete what exists, last object first (a namespace after what is in it).
+/// Without a cluster there is nothing to delete.
+fn absent_diff(spec: &Spec, facts: &Facts) -> Result<Option<Drift>, String> {
+    let mut reasons = Vec::new();
+    let mut steps = Vec::new();
+    for o in spec.objects.iter().rev() {
+        let seen = facts
+            .get(&object_query(o, &spec.kubeconfig))
+            .map_err(|e| e.to_string())?;
+        if let Seen::Present(_) = seen {
+            reasons.push(format!("{} present", o.label()));
+            let ns = o
+                .namespace
+                .as_deref()
+                .map(|n| format!(" -n {}", q(n)))
+                .unwrap_or_default();
+            steps.push(Step::sh(format!(
+                "kubectl delete {} {}{ns} --kubeconfig {} --wait=true",
+                q(&k8s::resource_arg(&o.api_version, &o.kind)),
+                q(&o.name),
+                q(&spec.kubeconfig)
+            )));
+        }
+    }
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Drift::new(Action::Remove, reasons, steps)))
 }
 
 fn apply_step(o: &Obj, kubeconfig: &str, force: bool) -> Step {
@@ -304,6 +343,52 @@ mod tests {
                 .unwrap_err()
                 .contains("metadata.name")
         );
+    }
+
+    #[test]
+    fn state_absent_deletes_what_exists_last_first() {
+        let mut s = prepared(TWO);
+        s.state = State::Absent;
+        let both = live(&[
+            ("v1", "ConfigMap", Some(json!({"kind": "ConfigMap"}))),
+            ("batch/v1", "CronJob", Some(json!({"kind": "CronJob"}))),
+        ]);
+        // Present → removed, the CronJob (listed last) first.
+        let d = K8sManifest::diff(&s, &both, &cx()).unwrap().unwrap();
+        assert_eq!(d.action, Action::Remove);
+        assert_eq!(
+            d.reasons,
+            ["CronJob/db/b present", "ConfigMap/db/a present"]
+        );
+        assert_eq!(
+            scripts(&d),
+            format!(
+                "kubectl delete CronJob.v1.batch b -n db --kubeconfig {KC} --wait=true\n\
+                 kubectl delete ConfigMap a -n db --kubeconfig {KC} --wait=true"
+            )
+        );
+        // Partly gone (drift): only what is left; all gone: in sync; no cluster: nothing to do.
+        let one = live(&[
+            ("v1", "ConfigMap", Some(json!({"kind": "ConfigMap"}))),
+            ("batch/v1", "CronJob", None),
+        ]);
+        assert_eq!(
+            K8sManifest::diff(&s, &one, &cx())
+                .unwrap()
+                .unwrap()
+                .steps
+                .len(),
+            1
+        );
+        let none = live(&[("v1", "ConfigMap", None), ("batch/v1", "CronJob", None)]);
+        assert!(K8sManifest::diff(&s, &none, &cx()).unwrap().is_none());
+        let key = k8s::ObjectQuery::new("v1", "ConfigMap", Some("db"), "a", KC).key();
+        let key2 = k8s::ObjectQuery::new("batch/v1", "CronJob", Some("db"), "b", KC).key();
+        let down = facts(&[(&key, "error eA==\n"), (&key2, "error eA==\n")]);
+        assert!(K8sManifest::diff(&s, &down, &cx()).unwrap().is_none());
+        // Check mode: planning only reads (the diff is pure; `plan` never runs steps).
+        let spec_yaml = spec::<K8sManifest>("content: x\nstate: absent\n");
+        assert_eq!(spec_yaml.state, State::Absent);
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //!       postgres-password: "{{ vault_postgres_admin_password }}"
 //!       password: "{{ vault_postgres_app_password }}"
 //!     kubeconfig: /etc/rancher/k3s/k3s.yaml
+//!     state: present                    # absent: delete the Secret (`data` not needed)
 //! ```
 //!
 //! Values are always treated as secret, whatever their origin: the probe hashes each live value
 //! on the host (no cleartext comes back), the plan shows keyed hashes only, and the Secret
 //! travels as JSON on stdin. A live key we do not list is drift and is removed (`kubectl
-//! replace`), so a chart never reads a stale key.
+//! replace`), so a chart never reads a stale key. `state: absent` deletes the Secret if it exists.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::support::kube::{check_kubeconfig, default_kubeconfig};
-use super::{q, DiffCx, PrepareCx, Resource};
+use super::{q, DiffCx, PrepareCx, Resource, State};
 use crate::facts::k8s::{self, Seen};
 use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -41,7 +42,10 @@ pub struct Spec {
     pub name: String,
     pub namespace: String,
     /// Scalars only; numbers and booleans are stored as their text.
+    #[serde(default)]
     data: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub state: State,
     #[serde(default = "opaque", rename = "type")]
     pub type_: String,
     #[serde(default = "default_kubeconfig")]
@@ -73,6 +77,22 @@ impl Resource for K8sSecret {
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
         let seen = facts.get(&secret_query(spec)).map_err(|e| e.to_string())?;
+        if spec.state == State::Absent {
+            // Without a cluster there is no Secret to delete.
+            return Ok(match seen {
+                Seen::Present(_) => Some(Drift::new(
+                    Action::Remove,
+                    vec!["present".into()],
+                    vec![Step::sh(format!(
+                        "kubectl delete secret {} -n {} --kubeconfig {} --wait=true",
+                        q(&spec.name),
+                        q(&spec.namespace),
+                        q(&spec.kubeconfig)
+                    ))],
+                )),
+                Seen::Absent | Seen::Unavailable(_) => None,
+            });
+        }
         let shown = |keys: &mut dyn Iterator<Item = &String>| {
             keys.map(|k| {
                 format!(
@@ -176,7 +196,7 @@ impl Spec {
         if self.type_.is_empty() || self.type_.chars().any(|c| c.is_whitespace()) {
             return Err(format!("type `{}` is not a Secret type", self.type_));
         }
-        if self.data.is_empty() {
+        if self.state == State::Present && self.data.is_empty() {
             return Err("`data` must list at least one key".into());
         }
         for (k, v) in std::mem::take(&mut self.data) {
@@ -290,6 +310,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(d.diff.unwrap().contains("password: (secret: hmac-sha256:"));
+    }
+
+    #[test]
+    fn state_absent_deletes_an_existing_secret() {
+        let s = prepared("name: pg\nnamespace: db\nstate: absent\n");
+        let d = K8sSecret::diff(&s, &live("Opaque", &[("password", "x")]), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.action, Action::Remove);
+        assert_eq!(
+            scripts(&d),
+            format!("kubectl delete secret pg -n db --kubeconfig {DEFAULT_KUBECONFIG} --wait=true")
+        );
+        let key = k8s::SecretQuery::new("db", "pg", DEFAULT_KUBECONFIG).key();
+        assert!(K8sSecret::diff(&s, &facts(&[(&key, "absent\n")]), &cx())
+            .unwrap()
+            .is_none());
+        // `data` may stay (a role flips only `state`); it is not needed.
+        let with = prepared("name: pg\nnamespace: db\nstate: absent\ndata: {a: b}\n");
+        assert!(K8sSecret::diff(&with, &facts(&[(&key, "absent\n")]), &cx())
+            .unwrap()
+            .is_none());
     }
 
     #[test]

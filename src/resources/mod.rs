@@ -263,6 +263,20 @@ pub(crate) mod testutil {
     //! Fixture helpers: build facts from literal probe answers, run diffs, inspect steps.
     use super::*;
 
+    /// A `PrepareCx` over an empty temp project, for types whose `prepare` needs no files.
+    pub fn with_prepare<T>(f: impl FnOnce(&PrepareCx) -> T) -> T {
+        let d = tempfile::tempdir().unwrap();
+        let engine = crate::template::Engine::new(d.path());
+        let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
+        let cx = PrepareCx {
+            engine: &engine,
+            ctx: &ctx,
+            role_dir: d.path(),
+            root: d.path(),
+            tainted: std::cell::Cell::new(false),
+        };
+        f(&cx)
+    }
     pub fn cx() -> DiffCx {
         DiffCx {
             secret: false,
