@@ -131,6 +131,8 @@ fn host_roles_harden_and_connect_two_hosts() {
         "maxauthtries 3",
         "x11forwarding no",
         "kbdinteractiveauthentication no",
+        "clientaliveinterval 15",
+        "clientalivecountmax 4",
     ] {
         assert!(t.lines().any(|l| l == line), "sshd -T lacks `{line}`");
     }

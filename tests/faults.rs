@@ -20,6 +20,8 @@ struct Suite {
     tb: Testbed,
     site: String,
     figures: Vec<(String, String)>,
+    /// `--step-timeout` of the next runs (most scenarios: STEP_TIMEOUT).
+    step_timeout: std::cell::Cell<u64>,
 }
 
 impl Suite {
@@ -36,7 +38,7 @@ impl Suite {
             "--vault-key".into(),
             self.tb.dir.join("age.key").display().to_string(),
             "--step-timeout".into(),
-            STEP_TIMEOUT.to_string(),
+            self.step_timeout.get().to_string(),
             "--connect-timeout".into(),
             CONNECT_TIMEOUT.to_string(),
         ];
@@ -93,6 +95,21 @@ impl Suite {
             host,
             "for p in $(ps -eo pid=,args= | awk '$2 ~ /^sshd:/ && $3 ~ /@/ {print $1}'); do kill -9 $p; done",
         );
+    }
+
+    /// Drops every packet to and from the host's sshd (no RST: a silent partition), in the
+    /// host's network namespace, with this machine's iptables.
+    fn partition(&self, host: &str, on: bool) {
+        let op = if on { "-I" } else { "-D" };
+        let pid = self.tb.host(host).init_pid.to_string();
+        let o = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "--", "sh", "-c"])
+            .arg(format!(
+                "iptables {op} INPUT -p tcp --dport 22 -j DROP && iptables {op} OUTPUT -p tcp --sport 22 -j DROP"
+            ))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "iptables in {host}: {}", show(&o));
     }
 
     /// Nothing of a dead run is left on the host: the lock is free, no step of ours runs past
@@ -152,10 +169,22 @@ fn fault_suite() {
             .display()
             .to_string(),
         figures: Vec::new(),
+        step_timeout: std::cell::Cell::new(STEP_TIMEOUT),
     };
     converge(&s);
     session_killed_mid_step(&mut s);
     controller_killed_before_handler(&mut s);
+    two_live_runs(&s);
+    partition_mid_step(&mut s);
+    host_down_at_start(&mut s);
+    disk_full(&mut s);
+    step_timeout(&mut s);
+    unlock_needs_a_human(&s);
+    // Every scenario's host converges with one more run, and the run after finds no drift.
+    let o = s.run("apply", &slow(None, 9, 1));
+    assert_eq!(code(&o), Some(0), "{}", show(&o));
+    let p = s.run("plan", &slow(None, 9, 1));
+    assert_eq!(code(&p), Some(0), "{}", show(&p));
     write_figures(&s.figures);
 }
 
@@ -283,6 +312,231 @@ fn controller_killed_before_handler(s: &mut Suite) {
         "",
         "the journal is cleared"
     );
+}
+
+/// Issue 18: a second run while a live run holds the host is refused (exit 5), naming the holder.
+fn two_live_runs(s: &Suite) {
+    let h = s.hosts()[2].clone();
+    s.tb.sh_ok(&h, "rm -f /run/faults-slow-started");
+    let first = s.spawn("apply", &slow(Some(&h), 4, 8));
+    s.wait_for(
+        &h,
+        "test -e /run/faults-slow-started",
+        Duration::from_secs(60),
+    );
+    let second = s.run("apply", &slow(Some(&h), 4, 8));
+    assert_eq!(code(&second), Some(5), "{}", show(&second));
+    let text = out(&second);
+    assert!(
+        text.contains("another labctl run holds the host's lock (run ")
+            && text.contains("lease renewed"),
+        "the refusal names the live holder: {}",
+        show(&second)
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(code(&first), Some(0), "{}", show(&first));
+    s.tb.sh_ok(&h, "test -e /etc/faults/slow-4");
+}
+
+/// Issue 18 and 13.2: packets to one host dropped mid-step. The partition is noticed within the
+/// keepalive bound, the others finish, nothing hangs; once healed, the next apply succeeds
+/// without a human, taking over the lock the dead run's holder gave up.
+fn partition_mid_step(s: &mut Suite) {
+    let hs = s.hosts();
+    let (bad, good) = (&hs[0], &hs[1..]);
+    s.tb.sh_ok(bad, "rm -f /run/faults-slow-started");
+    // A long step timeout: here the keepalive must be what notices, not the step's timeout.
+    s.step_timeout.set(300);
+    let fired_before: Vec<usize> = good.iter().map(|h| s.fired(h)).collect();
+    let child = s.spawn("apply", &slow(None, 5, 6));
+    s.wait_for(
+        bad,
+        "test -e /run/faults-slow-started",
+        Duration::from_secs(60),
+    );
+    s.partition(bad, true);
+    let cut = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let detected = cut.elapsed();
+    s.step_timeout.set(STEP_TIMEOUT);
+    assert_eq!(code(&o), Some(1), "{}", show(&o));
+    assert!(
+        out(&o).contains("failed   faults/command:slow"),
+        "{}",
+        show(&o)
+    );
+    for (h, before) in good.iter().zip(fired_before) {
+        s.tb.sh_ok(h, "test -e /etc/faults/slow-5");
+        assert_eq!(s.fired(h), before + 1, "{h} finished, handler included");
+    }
+    // keepalive::INTERVAL 10 s × (ssh's ServerAliveCountMax 3 + 1), plus scheduling slack.
+    let bound = 40;
+    assert!(
+        detected < Duration::from_secs(bound + 5),
+        "partition noticed after {detected:?}: over the {bound} s bound"
+    );
+    s.figure(
+        "silent partition mid-step (iptables DROP, no RST)",
+        format!(
+            "noticed and the run ended in {} s; bound {bound} s = ServerAliveInterval 10 s × (CountMax 3 + 1); the other two hosts finished",
+            detected.as_secs()
+        ),
+    );
+    s.partition(bad, false);
+    // The dead run's lock holder hears no heartbeat and gives the lock up by itself.
+    let healed = Instant::now();
+    s.wait_for(
+        bad,
+        "flock -n /run/lock/labctl.lock true",
+        Duration::from_secs(45),
+    );
+    s.figure(
+        "host lock of a partitioned run, sshd without ClientAlive",
+        format!(
+            "free {} s after the partition began (the holder's lease is 30 s); the next apply took it over and succeeded",
+            (healed.elapsed() + detected).as_secs()
+        ),
+    );
+    let o = s.run("apply", &slow(None, 5, 1));
+    assert_eq!(code(&o), Some(0), "{}", show(&o));
+    assert!(
+        out(&o).contains("note     took over the host lock from run "),
+        "the next run says whose lock it took over: {}",
+        show(&o)
+    );
+    assert!(out(&o).contains("handler  faults/count"), "{}", show(&o));
+}
+
+/// A host that is down when the run starts is reported within the connect timeout; exit 6 when
+/// it is the only failure.
+fn host_down_at_start(s: &mut Suite) {
+    let bad = s.hosts()[0].clone();
+    s.partition(&bad, true);
+    let t0 = Instant::now();
+    let o = s.run::<&str>("apply", &["-e", "faults_version=5"]);
+    let took = t0.elapsed();
+    s.partition(&bad, false);
+    assert_eq!(code(&o), Some(6), "{}", show(&o));
+    assert!(out(&o).contains("unreachable"), "{}", show(&o));
+    assert!(
+        took < Duration::from_secs(CONNECT_TIMEOUT + 15),
+        "took {took:?} with --connect-timeout {CONNECT_TIMEOUT}"
+    );
+    s.figure(
+        "host down at the start",
+        format!(
+            "whole run over in {} s, --connect-timeout {CONNECT_TIMEOUT} s; exit 6",
+            took.as_secs()
+        ),
+    );
+}
+
+/// Disk full on the target: the error names the path and says there is no space; the old file
+/// is intact and no temp file is left.
+fn disk_full(s: &mut Suite) {
+    let h = s.hosts()[1].clone();
+    s.tb.sh_ok(
+        &h,
+        "mkdir -p /srv/faults-full && mount -t tmpfs -o size=16k tmpfs /srv/faults-full && echo old > /srv/faults-full/big.conf",
+    );
+    let big = "x".repeat(64 * 1024);
+    let var = format!("faults_big={big}");
+    let o = s.run::<&str>(
+        "apply",
+        &["--limit", &h, "-e", "faults_version=5", "-e", &var],
+    );
+    let after =
+        s.tb.sh_ok(&h, "cat /srv/faults-full/big.conf; ls -A /srv/faults-full");
+    s.tb.sh_ok(&h, "umount /srv/faults-full");
+    assert_eq!(code(&o), Some(1), "{}", show(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("cannot write /srv/faults-full/big.conf")
+            && text.to_lowercase().contains("no space left"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(after, "old\nbig.conf\n", "old file intact, no temp file");
+    s.figure(
+        "disk full on the target (16 KiB tmpfs, 64 KiB file)",
+        "refused naming the path and \"No space left on device\"; old file intact; no temp file"
+            .into(),
+    );
+}
+
+/// A step over its timeout: the remote process group is killed, the host fails within the
+/// timeout plus a few seconds, and no temp file is left.
+fn step_timeout(s: &mut Suite) {
+    let h = s.hosts()[2].clone();
+    s.step_timeout.set(5);
+    let t0 = Instant::now();
+    let o = s.run("apply", &slow(Some(&h), 6, 60));
+    let took = t0.elapsed();
+    s.step_timeout.set(STEP_TIMEOUT);
+    assert_eq!(code(&o), Some(1), "{}", show(&o));
+    assert!(out(&o).contains("longer than 5s"), "{}", show(&o));
+    assert!(
+        !s.tb
+            .sh(&h, "ps -eo args= | grep -q '^sleep 60$'")
+            .status
+            .success(),
+        "the step's process group was killed"
+    );
+    s.nothing_left(&h);
+    assert!(took < Duration::from_secs(5 + 15), "took {took:?}");
+    s.figure(
+        "step timeout (--step-timeout 5, step sleeps 60 s)",
+        format!(
+            "whole run over in {} s; nothing of the step left running on the host",
+            took.as_secs()
+        ),
+    );
+}
+
+/// `labctl unlock`: a holder without a lease (a manual flock) is shown, and broken only when
+/// the user says so.
+fn unlock_needs_a_human(s: &Suite) {
+    let h = s.hosts()[0].clone();
+    s.tb.sh_ok(
+        &h,
+        "nohup flock /run/lock/labctl.lock sleep 120 >/dev/null 2>&1 & sleep 0.5",
+    );
+    let unlock = |extra: &[&str]| {
+        let mut a = vec![
+            "unlock".to_string(),
+            h.clone(),
+            s.site.clone(),
+            "-i".into(),
+            s.tb.inventory.display().to_string(),
+            "--vault-key".into(),
+            s.tb.dir.join("age.key").display().to_string(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_labctl"))
+            .args(&a)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = unlock(&[]);
+    assert_eq!(
+        code(&o),
+        Some(5),
+        "no terminal, no --yes: refused: {}",
+        show(&o)
+    );
+    assert!(
+        out(&o).contains("is held by a process that left no record") && out(&o).contains("flock"),
+        "{}",
+        show(&o)
+    );
+    s.tb.sh_ok(&h, "! flock -n /run/lock/labctl.lock true");
+    let o = unlock(&["--yes"]);
+    assert_eq!(code(&o), Some(0), "{}", show(&o));
+    s.tb.sh_ok(&h, "flock -n /run/lock/labctl.lock true");
+    let o = unlock(&[]);
+    assert_eq!(code(&o), Some(0), "{}", show(&o));
+    assert!(out(&o).contains("the run lock is free"), "{}", show(&o));
 }
 
 /// The figures, where a reader finds them: docs/reliability-figures.md and README's block.

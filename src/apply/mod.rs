@@ -66,6 +66,16 @@ impl RunInfo {
             started: crate::vault::rfc3339_now(),
         }
     }
+
+    /// How the host lock records this run.
+    pub fn record(&self) -> String {
+        format!(
+            "run={} controller={} started={}",
+            self.id,
+            self.controller.replace(char::is_whitespace, "_"),
+            self.started
+        )
+    }
 }
 
 /// What happened on one host.
@@ -82,6 +92,9 @@ pub struct Recap {
     pub refused: Option<HostError>,
     /// Steps left undone after Ctrl-C or an exceeded --max-fail-percent.
     pub skipped: usize,
+    /// Things the user should know that are not failures (a host lock taken over).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -148,6 +161,7 @@ impl HostOutcome {
         x.unreachable |= y.unreachable;
         x.refused = x.refused.or(y.refused);
         x.skipped += y.skipped;
+        x.notes.extend(y.notes);
         HostOutcome { plan: pa, recap: x }
     }
 }
@@ -163,6 +177,7 @@ impl Recap {
             unreachable: false,
             refused: None,
             skipped: 0,
+            notes: vec![],
         }
     }
 }
@@ -469,8 +484,11 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
         return HostOutcome { plan, recap };
     }
     // One run per host at a time; held until we are done or the connection drops.
-    let lock = match cx.t.lock().await {
-        Ok(l) => l,
+    let mut lock = match cx.t.lock(&cx.opts.run.record(), &cx.work.host).await {
+        Ok((l, note)) => {
+            recap.notes.extend(note);
+            l
+        }
         Err(e) => {
             recap.refused = Some(HostError::Locked(e));
             return HostOutcome { plan, recap };
@@ -482,13 +500,16 @@ async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
         .filter(|c| c.id.kind == build::HANDLER_KIND)
         .map(|c| c.id.clone())
         .collect();
-    execute_all(cx, planned, &pending, &mut recap).await;
+    // The lease is renewed while the steps run: a holder that stops hearing from us (a silent
+    // partition) gives the lock up by itself, so a dead run never locks the host for long.
+    crate::transport::lock::with_lease(&mut lock, execute_all(cx, planned, &pending, &mut recap))
+        .await;
     lock.release().await;
     HostOutcome { plan, recap }
 }
 
 /// Run the planned changes role by role, handlers after each role. `pending` are ids of
-/// Run the planned changes role by role, handlers after each role.
+/// handlers an earlier run recorded but never fired: they fire with their role's handlers.
 ///
 /// Consecutive changes that cannot alter each other's facts (`plan::touch`) run in ONE remote
 /// execution, framed so each change still succeeds or fails on its own. A change whose facts an

@@ -14,9 +14,9 @@ const WRITER: &str = r#"__lw() {
   __p=$1; __len=$2; __mode=$3; __own=$4; __grp=$5; __secret=$6
   __d=$(dirname -- "$__p"); __b=$(basename -- "$__p")
   [ -d "$__d" ] || { echo "labctl: directory $__d does not exist" >&2; return 1; }
-  __t=$(mktemp "$__d/.$__b.labctl.XXXXXX") || return 1
+  __t=$(mktemp "$__d/.$__b.labctl.XXXXXX") || { echo "labctl: cannot write $__p: no temp file in $__d (no space left, or read-only?); the old file is unchanged" >&2; return 1; }
   trap 'rm -f "$__t"' EXIT INT TERM HUP
-  head -c "$__len" > "$__t" || { rm -f "$__t"; return 1; }
+  head -c "$__len" > "$__t" || { rm -f "$__t"; echo "labctl: cannot write $__p: writing the new content failed (see above: no space left on the device?); the old file is unchanged" >&2; return 1; }
   if [ "$(wc -c < "$__t")" -ne "$__len" ]; then rm -f "$__t"; echo "labctl: short content for $__p (connection cut?)" >&2; return 1; fi
   if [ -z "$__mode" ]; then
     if [ -f "$__p" ]; then __mode=$(stat -c %a -- "$__p"); elif [ "$__secret" = 1 ]; then __mode=0600; else __mode=0644; fi

@@ -11,16 +11,8 @@ use super::load;
 use super::{Conn, Global, Target};
 
 pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliError> {
-    let sh = &g.sh;
-    let mut target = t.clone();
-    target.select.limit = Some(host.to_string());
-    let l = load::load(sh, g, &target, false, Some(c))?;
-    let Some(work) = l.compiled.hosts.iter().find(|h| h.host == host) else {
-        return Err(CliError::new(
-            Exit::BadInput,
-            format!("host `{host}` is in no play of {}", t.site.display()),
-        ));
-    };
+    let (l, i) = load::load_host(&g.sh, g, t, c, host)?;
+    let work = &l.compiled.hosts[i];
     let opts = super::run::opts(c, &l);
     let f = super::run::runtime()
         .block_on(crate::apply::probe_host(work, &opts))

@@ -152,6 +152,32 @@ pub fn load(
     })
 }
 
+/// Load with `--limit HOST`, for the commands about one host: the load, and the index of the
+/// host's work in it. A host in no play is bad input.
+pub fn load_host(
+    sh: &Shell,
+    g: &Global,
+    t: &Target,
+    c: &super::Conn,
+    host: &str,
+) -> Result<(Loaded, usize), CliError> {
+    let mut target = t.clone();
+    target.select.limit = Some(host.to_string());
+    let l = load(sh, g, &target, false, Some(c))?;
+    let i = l
+        .compiled
+        .hosts
+        .iter()
+        .position(|h| h.host == host)
+        .ok_or_else(|| {
+            CliError::new(
+                Exit::BadInput,
+                format!("host `{host}` is in no play of {}", t.site.display()),
+            )
+        })?;
+    Ok((l, i))
+}
+
 /// The key for keyed hashes in plans: derived from the vault identity when there is one (so a
 /// team sharing the key can apply each other's plans), else a local random key.
 fn hash_key(keys: &Keyring) -> [u8; 32] {

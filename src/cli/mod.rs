@@ -5,6 +5,7 @@ mod gather;
 mod info;
 mod load;
 mod run;
+mod unlock;
 mod wireguard;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ const EXIT_CODES: &str = "Exit codes:
   2    plan only: changes are pending
   3    bad input (inventory, site, role, template, command line); nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
-  5    refused for safety (stale saved plan, untrusted host key)
+  5    refused for safety (stale saved plan, untrusted host key, host locked by a live run)
   6    every failing host was unreachable
   130  interrupted";
 
@@ -91,6 +92,17 @@ pub struct Conn {
     pub max_fail_percent: Option<u8>,
 }
 
+impl Conn {
+    /// `--accept-new-host-keys` as the transport's policy.
+    pub fn host_key_policy(&self) -> crate::transport::HostKeyPolicy {
+        if self.accept_new_host_keys {
+            crate::transport::HostKeyPolicy::AcceptNew
+        } else {
+            crate::transport::HostKeyPolicy::Strict
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Show what would change on each host (changes nothing). Exit 0: no drift, 2: changes pending
@@ -126,6 +138,18 @@ enum Cmd {
         target: Target,
         #[command(flatten)]
         conn: Conn,
+    },
+    /// Show who holds a host's run lock and break it (asks first; --yes to skip the question)
+    Unlock {
+        /// Host name from the inventory
+        host: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        conn: Conn,
+        /// Break the lock without asking (for scripts); without it, a non-terminal stdin refuses
+        #[arg(long)]
+        yes: bool,
     },
     /// Print hosts, groups and merged vars (like ansible-inventory --list); secrets shown as <secret>
     Inventory {
@@ -260,6 +284,12 @@ pub fn main() -> i32 {
         Cmd::Apply { target, conn, plan } => run::apply(&g, &target, &conn, plan.as_deref()),
         Cmd::Check { target } => run::check(&g, &target),
         Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
+        Cmd::Unlock {
+            host,
+            target,
+            conn,
+            yes,
+        } => unlock::unlock(&g, &host, &target, &conn, yes),
         Cmd::Inventory {
             inventory, host, ..
         } => info::inventory(&g, &inventory, host.as_deref()),

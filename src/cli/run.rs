@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::apply::{self, Opts};
 use crate::error::{CliError, Exit};
 use crate::plan::{HostError, HostPlan, Plan, PLAN_FORMAT};
-use crate::transport::HostKeyPolicy;
 use crate::ui::{self, progress::Progress};
 
 use super::load::{self, Loaded};
@@ -20,11 +19,7 @@ pub(super) fn opts(c: &Conn, l: &Loaded) -> Opts {
         max_fail_percent: c.max_fail_percent,
         interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         secrets: Arc::new(l.compiled.secret_strings.clone()),
-        host_keys: if c.accept_new_host_keys {
-            HostKeyPolicy::AcceptNew
-        } else {
-            HostKeyPolicy::Strict
-        },
+        host_keys: c.host_key_policy(),
         connect_timeout: Duration::from_secs(c.connect_timeout),
         step_timeout: Duration::from_secs(c.step_timeout),
         hash_key: l.hash_key,

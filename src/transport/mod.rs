@@ -7,13 +7,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::inventory::Conn;
 
+pub mod keepalive;
+pub mod lock;
 pub mod ssh_config;
 #[cfg(test)]
 mod tests;
+
+pub use lock::HostLock;
 
 #[derive(Debug)]
 pub struct Output {
@@ -83,6 +87,11 @@ impl Transport {
             }
         })?;
         let mut b = ssh_config::ssh_options(conn, policy, connect_timeout, &eff);
+        tracing::debug!(
+            host = conn.address,
+            partition_bound_s = keepalive::bound(&eff).as_secs(),
+            "ssh keepalive"
+        );
         b.control_directory(control_dir());
         let dest = eff.dest(conn);
         let session = b
@@ -211,24 +220,34 @@ impl Transport {
         Ok(out)
     }
 
-    /// Hold the host's run lock (RELIABILITY rule 9): a remote `flock` held by a process whose
-    /// stdin is this connection. It is released when we drop it, or when the connection dies
-    /// (EOF on stdin ends the holder), so a crashed run never leaves a stale lock.
-    pub async fn lock(&self) -> Result<HostLock<'_>, String> {
-        // flock needs only a read-only descriptor, so a run without become can share the
-        // lock file a root run created (and /run/lock is world-writable for the first one).
-        const SCRIPT: &str =
-            "f=/run/lock/labctl.lock; [ -e \"$f\" ] || (umask 022; : >> \"$f\") 2>/dev/null; \
-            exec 9<\"$f\" || exit 70; \
-            if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null";
-        match self {
+    /// Hold the host's run lock with a lease (RELIABILITY rule 9; see `lock`). `record` says who
+    /// we are (`run=… controller=… started=…`). Ok carries a note when we took the lock over from
+    /// a run that had left without releasing it; Err is a refusal (a live holder) or a failure.
+    pub async fn lock(
+        &self,
+        record: &str,
+        host: &str,
+    ) -> Result<(HostLock<'_>, Option<String>), String> {
+        let script = lock::script();
+        let (held, line) = match self {
             Transport::Ssh {
                 session,
                 dest,
                 become_,
                 user_is_root,
             } => {
-                let argv = crate::sh::argv(SCRIPT, *become_ && !*user_is_root, None);
+                // bash, not sh: the holder needs `read -t` for its lease.
+                let mut argv: Vec<String> = Vec::new();
+                if *become_ && !*user_is_root {
+                    argv.extend(["sudo", "-n", "--"].map(String::from));
+                }
+                argv.extend(["bash".into(), "-c".into(), script]);
+                argv.extend(lock::args(
+                    lock::LOCK_FILE,
+                    lock::HOLDER_FILE,
+                    lock::LEASE,
+                    record,
+                ));
                 let mut cmd = session.command(&argv[0]);
                 cmd.args(&argv[1..]);
                 cmd.stdin(openssh::Stdio::piped())
@@ -239,19 +258,22 @@ impl Transport {
                     .await
                     .map_err(|e| format!("{dest}: cannot take the run lock: {e}"))?;
                 let out = child.stdout().take().ok_or("no stdout")?;
-                let line = first_line(out).await;
-                match line.as_str() {
-                    "locked" => Ok(HostLock::Ssh(child)),
-                    "busy" => Err(format!("{dest}: another labctl run holds the host's lock (/run/lock/labctl.lock); wait for it to finish")),
-                    other => Err(format!("{dest}: cannot take the run lock (got `{other}`; is `flock` installed?)")),
-                }
+                let line = lock::first_line(out).await;
+                (HostLock::Ssh(child), line)
             }
             Transport::Local { .. } => {
                 // Local runs (tests, localhost) lock in the user's runtime dir: no root needed.
-                let path = control_dir().join("local.lock");
-                let script = format!("exec 9>>{}; if ! flock -n 9; then echo busy; exit 75; fi; echo locked; exec cat >/dev/null", crate::sh::q(&path.display().to_string()));
-                let mut child = tokio::process::Command::new("sh")
-                    .args(["-c", &script])
+                let d = control_dir();
+                let a = lock::args(
+                    &d.join("local.lock").display().to_string(),
+                    &d.join("local.holder").display().to_string(),
+                    lock::LEASE,
+                    record,
+                );
+                let mut child = tokio::process::Command::new("bash")
+                    .arg("-c")
+                    .arg(&script)
+                    .args(&a)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())
@@ -259,13 +281,34 @@ impl Transport {
                     .spawn()
                     .map_err(|e| format!("cannot take the local run lock: {e}"))?;
                 let out = child.stdout.take().ok_or("no stdout")?;
-                match first_line(out).await.as_str() {
-                    "locked" => Ok(HostLock::Local(child)),
-                    "busy" => {
-                        Err("another labctl run holds the local lock; wait for it to finish".into())
+                let line = lock::first_line(out).await;
+                (HostLock::Local(child), line)
+            }
+        };
+        let dest = self.dest();
+        match lock::parse_answer(&line) {
+            lock::Answer::Locked => Ok((held, None)),
+            lock::Answer::TookOver { from, stale } => {
+                let note = format!(
+                    "took over the host lock from {} ({}){}",
+                    from.describe(),
+                    from.ending(),
+                    if stale {
+                        "; its stuck holder process was killed"
+                    } else {
+                        ""
                     }
-                    other => Err(format!("cannot take the local run lock (got `{other}`)")),
-                }
+                );
+                tracing::warn!("{host}: {note}");
+                Ok((held, Some(note)))
+            }
+            lock::Answer::Busy { age, holder } => {
+                held.release().await;
+                Err(lock::busy_message(dest, age, holder.as_ref(), host))
+            }
+            lock::Answer::Error(why) => {
+                held.release().await;
+                Err(format!("{dest}: cannot take the run lock: {why}"))
             }
         }
     }
@@ -273,34 +316,6 @@ impl Transport {
     pub async fn close(self) {
         if let Transport::Ssh { session, .. } = self {
             let _ = session.close().await;
-        }
-    }
-}
-
-async fn first_line(r: impl tokio::io::AsyncRead + Unpin) -> String {
-    let mut line = String::new();
-    let mut br = tokio::io::BufReader::new(r);
-    let _ = tokio::time::timeout(Duration::from_secs(30), br.read_line(&mut line)).await;
-    line.trim().to_string()
-}
-
-/// The run lock; dropping stdin (EOF) makes the remote holder exit and release it.
-pub enum HostLock<'a> {
-    Ssh(openssh::Child<&'a openssh::Session>),
-    Local(tokio::process::Child),
-}
-
-impl HostLock<'_> {
-    pub async fn release(self) {
-        match self {
-            HostLock::Ssh(mut c) => {
-                drop(c.stdin().take());
-                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-            }
-            HostLock::Local(mut c) => {
-                drop(c.stdin.take());
-                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-            }
         }
     }
 }

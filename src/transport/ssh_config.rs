@@ -155,7 +155,7 @@ pub fn ssh_options(
     }
     // A dead host must not hang a run forever; the user's own keepalive wins.
     if !eff.configured("serveraliveinterval") {
-        b.server_alive_interval(Duration::from_secs(15));
+        b.server_alive_interval(super::keepalive::INTERVAL);
     }
     b.control_persist(openssh::ControlPersist::IdleFor(
         std::num::NonZeroUsize::new(30).expect("30 > 0"),

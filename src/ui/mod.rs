@@ -286,6 +286,9 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
         for h in &r.handlers {
             s.push_str(&format!("    handler  {h}\n"));
         }
+        for n in &r.notes {
+            s.push_str(&format!("    note     {n}\n"));
+        }
         for f in &r.failed {
             s.push_str(&format!(
                 "    failed   {}: {}\n",
