@@ -18,7 +18,23 @@ pub struct Loaded {
     pub site: Site,
     pub compiled: Compiled,
     pub hash_key: [u8; 32],
+    /// Set when `hash_key` is a key for this run only (no vault identity, and no plan key could
+    /// be read or created): why, for refusing to save or apply a plan file with it.
+    pub ephemeral_key: Option<String>,
     pub selection: crate::plan::SavedSelection,
+}
+
+impl Loaded {
+    /// Saving or applying a plan file needs a key that outlives this run.
+    pub fn lasting_key(&self) -> Result<(), CliError> {
+        match &self.ephemeral_key {
+            None => Ok(()),
+            Some(why) => Err(CliError::new(
+                Exit::Vault,
+                format!("cannot save or apply a plan file: {why}. Plan files are fingerprinted with a keyed hash, and a key for this run only could not check them later. Pass --vault-key (the key is derived from your age identity), or make the directory writable"),
+            )),
+        }
+    }
 }
 
 pub fn keyring(g: &Global) -> Result<Keyring, CliError> {
@@ -131,7 +147,7 @@ pub fn load(
         sh.status("Saved", &format!("new password(s) in {}", p.display()));
     }
     sh.set_secrets(compiled.secret_strings.clone());
-    let hash_key = hash_key(&keys);
+    let (hash_key, ephemeral_key) = hash_key(&keys);
     let extra_hash = if t.extra_vars.is_empty() {
         None
     } else {
@@ -148,6 +164,7 @@ pub fn load(
         site,
         compiled,
         hash_key,
+        ephemeral_key,
         selection,
     })
 }
@@ -179,26 +196,45 @@ pub fn load_host(
 }
 
 /// The key for keyed hashes in plans: derived from the vault identity when there is one (so a
-/// team sharing the key can apply each other's plans), else a local random key.
-fn hash_key(keys: &Keyring) -> [u8; 32] {
+/// team sharing the key can apply each other's plans), else a local random key kept in the config
+/// dir. If neither is possible, a random key for this run only, with the reason: never a fixed
+/// key (an all-zero key is public, and a keyed hash under it hides nothing).
+fn hash_key(keys: &Keyring) -> ([u8; 32], Option<String>) {
     if let Some(k) = keys.derive_key("labctl plan fingerprint v1") {
-        return k;
+        return (k, None);
     }
-    local_key().unwrap_or([0u8; 32])
-}
-
-fn local_key() -> Option<[u8; 32]> {
-    let dir = config_dir()?;
-    let p = dir.join("plan.key");
-    if let Ok(b) = std::fs::read(&p) {
-        if let Ok(k) = <[u8; 32]>::try_from(b.as_slice()) {
-            return Some(k);
+    match local_key(config_dir()) {
+        Ok(k) => (k, None),
+        Err(why) => {
+            tracing::info!("plan key: {why}; using a key for this run only");
+            (rand::random(), Some(why))
         }
     }
+}
+
+fn local_key(dir: Option<PathBuf>) -> Result<[u8; 32], String> {
+    let dir = dir.ok_or(
+        "no vault identity, and neither $XDG_CONFIG_HOME nor $HOME is set for the plan key",
+    )?;
+    let p = dir.join("plan.key");
+    if let Ok(b) = std::fs::read(&p) {
+        return <[u8; 32]>::try_from(b.as_slice()).map_err(|_| {
+            format!(
+                "{} is not a 32-byte plan key (delete it to make a new one)",
+                p.display()
+            )
+        });
+    }
     let k: [u8; 32] = rand::random();
-    std::fs::create_dir_all(&dir).ok()?;
-    crate::fsutil::write_atomic(&p, &k, 0o600, false).ok()?;
-    Some(k)
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| crate::fsutil::write_atomic(&p, &k, 0o600, false))
+        .map_err(|e| {
+            format!(
+                "no vault identity, and the plan key {} cannot be created: {e}",
+                p.display()
+            )
+        })?;
+    Ok(k)
 }
 
 pub fn config_dir() -> Option<PathBuf> {
@@ -233,4 +269,26 @@ fn environment_problems(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_key_is_kept_and_never_falls_back_to_a_fixed_one() {
+        let d = tempfile::tempdir().unwrap();
+        let k1 = local_key(Some(d.path().join("labctl"))).unwrap();
+        assert_eq!(local_key(Some(d.path().join("labctl"))).unwrap(), k1);
+        assert_ne!(k1, [0u8; 32]);
+        // A config dir that cannot be created (its parent is a file): an error saying why.
+        std::fs::write(d.path().join("file"), "").unwrap();
+        let e = local_key(Some(d.path().join("file/labctl"))).unwrap_err();
+        assert!(e.contains("cannot be created"), "{e}");
+        assert!(local_key(None).unwrap_err().contains("HOME"));
+        std::fs::write(d.path().join("labctl/plan.key"), "short").unwrap();
+        assert!(local_key(Some(d.path().join("labctl")))
+            .unwrap_err()
+            .contains("not a 32-byte plan key"));
+    }
 }

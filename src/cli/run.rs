@@ -56,6 +56,9 @@ fn failure_exit<'a>(
 pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
     let sh = &g.sh;
     let l = load::load(sh, g, t, false, Some(c))?;
+    if out.is_some() {
+        l.lasting_key()?;
+    }
     let o = opts(c, &l);
     let progress = Progress::new(sh.clone(), "probing", g.json);
     let compiled = Arc::new(l.compiled);
@@ -130,6 +133,7 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
     };
     let l = load::load(sh, g, &target, false, Some(c))?;
     if let Some(p) = &saved_plan {
+        l.lasting_key()?;
         if p.selection.extra_vars != l.selection.extra_vars {
             return Err(CliError::new(
                 Exit::Refused,
