@@ -4,6 +4,8 @@
 //! - file:
 //!     path: /etc/ssh/sshd_config.d/50-labctl.conf
 //!     template: sshd.conf.j2        # or `content: "..."`, or `src: motd` (roles/R/files/)
+//!                                   # (relative: inside the project; an absolute `src` is
+//!                                   # shown in plans by name only, unless `show_diff: true`)
 //!     mode: "0644"                  # a string; omitted = keep (new files: 0644, 0600 if secret)
 //!     owner: root
 //!     group: root
@@ -45,9 +47,15 @@ pub struct Spec {
     pub state: State,
     #[serde(default)]
     pub validate: Option<String>,
+    /// Show the diff of an absolute `src` (a file from outside the project) in plans.
+    #[serde(default)]
+    pub show_diff: bool,
     /// Filled by `prepare` from content/template/src.
     #[serde(skip)]
     pub body: Option<Secret<Vec<u8>>>,
+    /// Set by `prepare` for an absolute `src` without `show_diff`: plans name it, no content.
+    #[serde(skip)]
+    pub hidden_src: Option<String>,
 }
 
 impl Resource for File {
@@ -89,6 +97,9 @@ impl Resource for File {
         } else if let Some(t) = &spec.template {
             Some(cx.render_template(t)?)
         } else if let Some(s) = &spec.src {
+            if std::path::Path::new(s).is_absolute() && !spec.show_diff {
+                spec.hidden_src = Some(s.clone());
+            }
             Some(Secret::new(cx.read_file(s)?))
         } else {
             None
@@ -149,6 +160,11 @@ impl Resource for File {
                     cx,
                 ));
                 content_changed = true;
+            }
+            if let (Some(src), Some(_)) = (&spec.hidden_src, &diff) {
+                diff = Some(format!(
+                    "(content from {src}, outside the project: not shown; `show_diff: true` shows it)"
+                ));
             }
         } else if !seen.exists {
             // No body given: the file must exist; create it empty.
@@ -248,6 +264,54 @@ mod tests {
             s.body = Some(Secret::new(c.into_bytes()));
         }
         s
+    }
+
+    #[test]
+    fn an_absolute_src_is_shown_by_name_and_a_relative_one_stays_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside.conf");
+        std::fs::write(&outside, "token = hunter2\n").unwrap();
+        let root = d.path().join("project");
+        let role = root.join("roles/r");
+        std::fs::create_dir_all(role.join("files")).unwrap();
+        let engine = crate::template::Engine::new(&root);
+        let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
+        let pcx = PrepareCx {
+            engine: &engine,
+            ctx: &ctx,
+            role_dir: &role,
+            root: &root,
+            tainted: std::cell::Cell::new(false),
+        };
+        let mut bad = spec::<File>("{path: /etc/x, src: ../../../../etc/shadow}");
+        let e = File::prepare(&mut bad, &pcx).unwrap_err();
+        assert!(e.contains("leaves the project"), "{e}");
+        let mut bad = spec::<File>("{path: /etc/x, template: ../../x.j2}");
+        assert!(File::prepare(&mut bad, &pcx)
+            .unwrap_err()
+            .contains("leaves the project"));
+
+        let yaml = format!("{{path: /etc/x, src: {}}}", outside.display());
+        let mut abs = spec::<File>(&yaml);
+        File::prepare(&mut abs, &pcx).unwrap();
+        let d1 = File::diff(&abs, &facts(&[("file+content:/etc/x", ABSENT)]), &cx())
+            .unwrap()
+            .unwrap();
+        let shown = d1.diff.unwrap();
+        assert!(
+            shown.contains("outside.conf") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let yaml = format!(
+            "{{path: /etc/x, src: {}, show_diff: true}}",
+            outside.display()
+        );
+        let mut asked = spec::<File>(&yaml);
+        File::prepare(&mut asked, &pcx).unwrap();
+        let d2 = File::diff(&asked, &facts(&[("file+content:/etc/x", ABSENT)]), &cx())
+            .unwrap()
+            .unwrap();
+        assert!(d2.diff.unwrap().contains("hunter2"));
     }
 
     const ABSENT: &str = "absent\n";

@@ -79,6 +79,7 @@ pub struct PrepareCx<'a> {
 impl PrepareCx<'_> {
     /// Render `roles/ROLE/templates/NAME` (or a project-relative path starting with `values/`).
     pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, String> {
+        inside_project("template", name)?;
         let rel = self.template_path(name);
         let r = self
             .engine
@@ -106,6 +107,7 @@ impl PrepareCx<'_> {
 
     /// Read `roles/ROLE/files/NAME` (or a project-relative path) from the controller.
     pub fn read_file(&self, name: &str) -> Result<Vec<u8>, String> {
+        inside_project("src", name)?;
         let p = self.file_path(name);
         std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
     }
@@ -122,6 +124,22 @@ impl PrepareCx<'_> {
             self.root.join(name)
         }
     }
+}
+
+/// A relative `src`/`template` stays inside the project: a role must not pull in
+/// `../../../../etc/shadow` and show it in a plan diff. (An absolute path is the user's explicit
+/// choice; `file` then shows it by name only.) Lexical: symlinks inside the project are trusted.
+pub fn inside_project(field: &str, name: &str) -> Result<(), String> {
+    let p = Path::new(name);
+    if !p.is_absolute()
+        && p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "`{field}: {name}` leaves the project: a relative path must stay inside it (roles/ROLE/files/, roles/ROLE/templates/ or the project folder); give an absolute path to use a file elsewhere on this machine"
+        ));
+    }
+    Ok(())
 }
 
 /// A resource type. See the module docs.
