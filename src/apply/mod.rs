@@ -592,16 +592,17 @@ async fn execute_all(
             }
             // Record the handlers this change notifies on the host first, in the same
             // execution, so they survive a controller that dies right after (rule 6).
-            let journal: Vec<String> = item
+            let journal: Vec<(String, String)> = item
                 .notify
                 .iter()
                 .filter(|n| role.handlers.iter().any(|h| &h.name == *n))
-                .map(|n| build::handler_key(&role.role, n))
+                .map(|n| (n.clone(), build::handler_key(&role.role, n)))
                 .collect();
             let steps: Vec<Step> = if journal.is_empty() {
                 change.steps.clone()
             } else {
-                std::iter::once(Step::sh(facts::journal::record(&journal, &opts.run.id)))
+                let keys: Vec<String> = journal.iter().map(|(_, k)| k.clone()).collect();
+                std::iter::once(Step::sh(facts::journal::record(&keys, &opts.run.id)))
                     .chain(change.steps.iter().cloned())
                     .collect()
             };
@@ -616,7 +617,12 @@ async fn execute_all(
                 break;
             }
             batch.touches.extend(touches);
-            batch.queued.push((item, change, steps));
+            batch.queued.push(Queued {
+                item,
+                change,
+                steps,
+                journal,
+            });
             if (fetch || opaque) && !batch.run(cx, &mut log, recap, &mut notified).await {
                 stop = true;
             }
@@ -668,10 +674,19 @@ async fn reread(
     Ok(())
 }
 
+/// A change waiting in a batch: its steps (journal record first) and the handlers it records
+/// in the journal, as (handler name, journal key).
+struct Queued<'a> {
+    item: &'a Item,
+    change: Change,
+    steps: Vec<Step>,
+    journal: Vec<(String, String)>,
+}
+
 /// Changes waiting to run together, and what they may touch.
 #[derive(Default)]
 struct Batch<'a> {
-    queued: Vec<(&'a Item, Change, Vec<Step>)>,
+    queued: Vec<Queued<'a>>,
     touches: Vec<Touch>,
 }
 
@@ -699,9 +714,9 @@ impl Batch<'_> {
             recap.skipped += queued.len();
             return true;
         }
-        let groups: Vec<&[Step]> = queued.iter().map(|(_, _, s)| s.as_slice()).collect();
+        let groups: Vec<&[Step]> = queued.iter().map(|q| q.steps.as_slice()).collect();
         let (done, error) = execute_batch(cx.t, &groups, cx.opts).await;
-        for (item, change, _) in &queued[..done] {
+        for Queued { item, change, .. } in &queued[..done] {
             recap.changed.push(change.id.to_string());
             for n in &item.notify {
                 if !notified.contains(n) {
@@ -714,7 +729,22 @@ impl Batch<'_> {
         match error {
             None => true,
             Some(e) => {
-                let id = queued[done.min(queued.len() - 1)].1.id.to_string();
+                let failed = &queued[done.min(queued.len() - 1)];
+                let id = failed.change.id.to_string();
+                // A failed change notifies nothing, as in Ansible: its steps refuse before they
+                // write (validate, sha256, token guard) or write atomically. Take back the
+                // journal records it made, unless its handler was pending before or an earlier
+                // change notified it. Over a dropped connection this cannot run, and the record
+                // stays: a change that may have happened is never forgotten (rule 6).
+                let take_back: Vec<Step> = failed
+                    .journal
+                    .iter()
+                    .filter(|(n, _)| !notified.contains(n))
+                    .map(|(_, k)| Step::sh(facts::journal::clear(k)))
+                    .collect();
+                if !take_back.is_empty() {
+                    let _ = execute(cx.t, &take_back, cx.opts).await;
+                }
                 recap.failed.push(Failure {
                     resource: id.clone(),
                     message: e,
