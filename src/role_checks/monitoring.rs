@@ -33,7 +33,12 @@ fn every_rendered_rule_passes_promtool_and_fires_in_a_test_case() {
     let Some(promtool) = have("promtool") else {
         return;
     };
-    let rules = rules(&role_ctx("monitoring", &[]));
+    let without = alert_names(&rules(&role_ctx("monitoring", &[])));
+    let rules = rules(&role_ctx("monitoring", &[("backup_offsite", json!(true))]));
+    assert!(
+        !without.iter().any(|a| a.starts_with("Backup")),
+        "backup alerts without off-site backups would fire forever: {without:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "lab-rules.yml", &rules.to_string());
     let o = run(Command::new(&promtool).arg("check").arg("rules").arg(&file));
@@ -76,6 +81,7 @@ fn thresholds_come_from_the_vars() {
             ("alert_disk_used_percent", json!(91)),
             ("alert_pg_connections_percent", json!(55)),
             ("alert_backup_max_age_hours", json!(50)),
+            ("backup_offsite", json!(true)),
             ("postgres_namespace", json!("prod-db")),
         ],
     ))
