@@ -782,7 +782,7 @@ async fn run_handlers(
             Err(e) => {
                 recap.failed.push(Failure {
                     resource: build::handler_id(&role.role, &h.name).to_string(),
-                    message: e,
+                    message: e.to_string(),
                 });
                 continue;
             }

@@ -162,7 +162,7 @@ impl TryFrom<ChangeFile> for Change {
     type Error = String;
     fn try_from(f: ChangeFile) -> Result<Self, String> {
         let id = ResourceId::new(&f.role, &f.kind, &f.name);
-        if id != *f.id.as_str() {
+        if ResourceId::parse(&f.id).as_ref() != Some(&id) {
             return Err(format!(
                 "change `{}` does not match its role/kind/name ({id})",
                 f.id

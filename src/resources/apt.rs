@@ -17,6 +17,7 @@
 
 use serde::Deserialize;
 
+use super::ResourceError;
 use super::{q, DiffCx, Resource};
 use crate::facts::packages::{self, CandidatesQuery, ListsQuery, PackagesQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -115,8 +116,8 @@ impl Resource for Apt {
         spec.wanted().join(",")
     }
 
-    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), String> {
-        validate(spec)
+    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
+        validate(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -130,11 +131,11 @@ impl Resource for Apt {
         v
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        validate(spec)?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        validate(spec).map_err(ResourceError::Spec)?;
         let names = spec.names();
         let (dpkg, cands) = queries(spec, &names);
-        let seen = facts.get(&dpkg).map_err(|e| e.to_string())?;
+        let seen = facts.get(&dpkg)?;
         if spec.state == State::Absent {
             let present: Vec<&str> = names
                 .iter()
@@ -152,8 +153,8 @@ impl Resource for Apt {
             return Ok(Some(Drift::new(Action::Remove, reasons, vec![step])));
         }
 
-        let cands = facts.get(&cands).map_err(|e| e.to_string())?;
-        let lists = facts.get(&ListsQuery).map_err(|e| e.to_string())?;
+        let cands = facts.get(&cands)?;
+        let lists = facts.get(&ListsQuery)?;
         let mut reasons = Vec::new();
         let mut todo: Vec<&str> = Vec::new();
         let mut missing: Vec<&str> = Vec::new();
@@ -483,17 +484,21 @@ mod tests {
         let s = spec::<Apt>("packages: [\"Curl; rm -rf /\"]\n");
         assert!(validate(&s)
             .unwrap_err()
+            .to_string()
             .contains("`Curl; rm -rf /` is not a Debian package name"));
         assert!(validate(&spec::<Apt>("state: present\n"))
             .unwrap_err()
+            .to_string()
             .contains("give `packages"));
         assert!(
             validate(&spec::<Apt>("packages: [\"ab=1\"]\nstate: absent\n"))
                 .unwrap_err()
+                .to_string()
                 .contains("without `=version`")
         );
         assert!(validate(&spec::<Apt>("packages: [curl, \"curl=1\"]\n"))
             .unwrap_err()
+            .to_string()
             .contains("listed twice"));
         assert!(validate(&spec::<Apt>(
             "name: \"libc6:i386=2.36-9\"\npackages: [g++, libstdc++6]\n"

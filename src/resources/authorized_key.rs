@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
 use super::user::check_name;
+use super::ResourceError;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
 use crate::facts::users::AuthorizedKeysQuery;
 use crate::facts::{Fact, FactQuery, Facts};
@@ -305,17 +306,17 @@ impl Resource for AuthorizedKey {
         }
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![seen_query(spec).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
-        let seen = facts.get(&seen_query(spec)).map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&seen_query(spec))?;
         if !seen.user_exists {
             if spec.state == State::Absent {
                 return Ok(None);
@@ -335,23 +336,25 @@ impl Resource for AuthorizedKey {
         let file = &seen.file;
         let path = seen.path.as_str();
         if file.exists && file.kind != crate::facts::file::FileKind::File {
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "{path} is a {} on the host, not a file; set `path` to the real file",
                 file.kind
-            ));
+            )));
         }
         let old: &[u8] = match (&file.content, file.exists) {
             (Some(c), _) => c,
             (None, false) => b"",
             (None, true) => {
-                return Err(format!(
+                return Err(ResourceError::Host(format!(
                     "{path} is larger than 256 KiB; that is not an authorized_keys file"
-                ))
+                )))
             }
         };
-        let old_text = std::str::from_utf8(old).map_err(|_| format!("{path} is not UTF-8 text"))?;
+        let old_text = std::str::from_utf8(old)
+            .map_err(|_| format!("{path} is not UTF-8 text"))
+            .map_err(ResourceError::Host)?;
         let (user, group) = (spec.user.as_str(), seen.primary.as_str());
-        let Some((body, reasons)) = edit(spec, old_text)? else {
+        let Some((body, reasons)) = edit(spec, old_text).map_err(ResourceError::Host)? else {
             if !file.exists {
                 return Ok(None);
             }
@@ -625,12 +628,14 @@ mod tests {
             std::slice::from_ref(&cut),
             "",
         )))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`bob@desk`") && !e.contains(&cut[12..40]), "{e}");
         let e = check(&spec::<AuthorizedKey>(
             "user: bob\nkey: hunter2-not-a-key\n",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("`hunter2-not-a-ke…`") && e.contains("not an OpenSSH public key"),
             "{e}"
@@ -638,10 +643,12 @@ mod tests {
         let e = check(&spec::<AuthorizedKey>(
             "user: bob\nkey: \"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3Blbn\"\n",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("PRIVATE") && !e.contains("b3Blbn"), "{e}");
         assert!(check(&spec::<AuthorizedKey>("user: bob\n"))
             .unwrap_err()
+            .to_string()
             .contains("at least one key"));
         // Several keys in one entry (a file lookup), with comments and blank lines.
         let s = spec::<AuthorizedKey>(&format!(

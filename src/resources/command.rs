@@ -26,6 +26,7 @@
 use serde::Deserialize;
 
 use super::support::fs::check_path;
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::command::{self, CreatesQuery, Unless, UnlessQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -104,8 +105,8 @@ impl Resource for Command {
         }
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -119,26 +120,20 @@ impl Resource for Command {
         v
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
         if cx.secret {
-            return Err(SECRET_REFUSED.into());
+            return Err(ResourceError::Spec(SECRET_REFUSED.into()));
         }
         let mut reasons = Vec::new();
         if let Some(c) = &spec.creates {
-            if facts
-                .get(&CreatesQuery::new(c))
-                .map_err(|e| e.to_string())?
-            {
+            if facts.get(&CreatesQuery::new(c))? {
                 return Ok(None);
             }
             reasons.push(format!("{c} does not exist"));
         }
         if let Some(u) = &spec.unless {
-            match facts
-                .get(&UnlessQuery::new(u, spec.chdir.as_deref()))
-                .map_err(|e| e.to_string())?
-            {
+            match facts.get(&UnlessQuery::new(u, spec.chdir.as_deref()))? {
                 Unless::Status(0) => return Ok(None),
                 Unless::Status(124) => reasons.push(format!(
                     "`unless` timed out after {}s",
@@ -160,11 +155,11 @@ impl Resource for Command {
         )))
     }
 
-    fn handler(spec: &Spec, secret: bool) -> Result<Vec<Step>, String> {
+    fn handler(spec: &Spec, secret: bool) -> Result<Vec<Step>, ResourceError> {
         if secret {
-            return Err(SECRET_REFUSED.into());
+            return Err(ResourceError::Handler(SECRET_REFUSED.into()));
         }
-        check(spec)?;
+        check(spec).map_err(ResourceError::Handler)?;
         Ok(vec![Step::sh(script(spec))])
     }
 }
@@ -175,7 +170,7 @@ mod tests {
 
     /// Handlers built from specs without secrets.
     fn handler(s: &Spec) -> Result<Vec<Step>, String> {
-        Command::handler(s, false)
+        Command::handler(s, false).map_err(|e| e.to_string())
     }
     use crate::resources::testutil::*;
 
@@ -288,7 +283,10 @@ mod tests {
         let s = spec::<Command>("run: systemctl restart k3s\n");
         let steps = handler(&s).unwrap();
         assert!(
-            Command::handler(&s, true).unwrap_err().contains("secret"),
+            Command::handler(&s, true)
+                .unwrap_err()
+                .to_string()
+                .contains("secret"),
             "a secret never reaches a handler's script"
         );
         assert!(matches!(&steps[..], [Step::Sh { script }] if script == "systemctl restart k3s"));
@@ -299,9 +297,11 @@ mod tests {
         let s = spec::<Command>("run: echo hi\n");
         assert!(Command::diff(&s, &facts(&[]), &secret_cx())
             .unwrap_err()
+            .to_string()
             .contains("secret"));
         assert!(check(&spec::<Command>("run: x\ncreates: relative\n"))
             .unwrap_err()
+            .to_string()
             .starts_with("creates:"));
         assert!(spec_err::<Command>("run: x\nremoves: /y\n").contains("removes"));
     }

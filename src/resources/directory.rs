@@ -20,6 +20,7 @@
 use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
+use super::ResourceError;
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::users::ForeignOwnedQuery;
@@ -122,8 +123,8 @@ impl Resource for Directory {
         spec.path.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -143,17 +144,15 @@ impl Resource for Directory {
         }
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
-        let seen = facts
-            .get(&FileQuery::new(&spec.path, false))
-            .map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&FileQuery::new(&spec.path, false))?;
         if spec.state == State::Absent {
             if !seen.exists {
                 return Ok(None);
             }
             if seen.kind != FileKind::Directory {
-                return Err(format!("{} is a {} on the host, not a directory; remove it with `file` (or `symlink`) `state: absent`", spec.path, seen.kind));
+                return Err(ResourceError::Host(format!("{} is a {} on the host, not a directory; remove it with `file` (or `symlink`) `state: absent`", spec.path, seen.kind)));
             }
             return Ok(Some(Drift::new(
                 Action::Remove,
@@ -166,10 +165,10 @@ impl Resource for Directory {
                 Some(t) => format!("a symlink to {t}"),
                 None => format!("a {}", seen.kind),
             };
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "{} is {what} on the host, not a directory; labctl will not replace it",
                 spec.path
-            ));
+            )));
         }
         let (owner, group, mode) = (
             spec.owner.as_deref(),
@@ -211,11 +210,7 @@ impl Resource for Directory {
             }
         }
         let mut steps = Vec::new();
-        let below = spec.recurse
-            && facts
-                .get(&below_query(spec))
-                .map_err(|e| e.to_string())?
-                .unwrap_or(false);
+        let below = spec.recurse && facts.get(&below_query(spec))?.unwrap_or(false);
         if below {
             reasons.push("owner/group differ below the directory".into());
             let who = match (owner, group) {
@@ -331,7 +326,8 @@ mod tests {
             )]),
             &cx(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not a directory"), "{e}");
     }
 
@@ -339,7 +335,7 @@ mod tests {
     fn refuses_to_remove_system_directories() {
         for p in ["/etc", "/", "//etc/", "/usr/./", "/var/lib", "/home"] {
             let s = spec::<Directory>(&format!("path: \"{p}\"\nstate: absent\n"));
-            let e = check(&s).unwrap_err();
+            let e = check(&s).unwrap_err().to_string();
             assert!(e.contains("refusing to remove"), "{p}: {e}");
             assert!(Directory::diff(&s, &facts(&[(&format!("file:{p}"), DIR)]), &cx()).is_err());
         }
@@ -354,7 +350,8 @@ mod tests {
             &facts(&[("file:/srv/a", "link /x\nstat symlink|777|root|root|2\n")]),
             &cx(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("a symlink to /x"), "{e}");
     }
 }

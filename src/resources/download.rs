@@ -20,6 +20,7 @@
 use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
+use super::ResourceError;
 use super::{deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -81,8 +82,8 @@ impl Resource for Download {
         spec.dest.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)?;
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
         spec.sha256 = spec.sha256.to_ascii_lowercase();
         Ok(())
     }
@@ -95,17 +96,15 @@ impl Resource for Download {
         vec![Touch::path(&spec.dest)]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
         let want = spec.sha256.to_ascii_lowercase();
-        let seen = facts
-            .get(&FileQuery::new(&spec.dest, false))
-            .map_err(|e| e.to_string())?;
+        let seen = facts.get(&FileQuery::new(&spec.dest, false))?;
         if seen.exists && seen.kind != FileKind::File {
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "{} is a {} on the host, not a file",
                 spec.dest, seen.kind
-            ));
+            )));
         }
         let (owner, group) = (spec.owner.as_deref(), spec.group.as_deref());
         if seen.exists && seen.sha256.as_deref() == Some(want.as_str()) {
@@ -354,7 +353,9 @@ mod tests {
             let mut s = spec::<Download>(&format!(
                 "url: https://example.com/k3s\ndest: /usr/local/bin/k3s\nsha256: \"{bad}\"\n"
             ));
-            let e = with_prepare(|cx| Download::prepare(&mut s, cx)).unwrap_err();
+            let e = with_prepare(|cx| Download::prepare(&mut s, cx))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("64 hex digits"), "{e}");
         }
         let mut s = spec::<Download>(&yaml("").replace(SHA, &SHA.to_uppercase()));
@@ -363,6 +364,7 @@ mod tests {
         let mut s = spec::<Download>(&yaml("").replace("https://", "ftp://"));
         assert!(with_prepare(|cx| Download::prepare(&mut s, cx))
             .unwrap_err()
+            .to_string()
             .contains("https://"));
         assert!(spec_err::<Download>("url: https://x\ndest: /x\n").contains("sha256"));
         let e = spec_err::<Download>(&format!(

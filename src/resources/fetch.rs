@@ -17,6 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use super::support::fs::check_path;
+use super::ResourceError;
 use super::{deserialize_mode, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -88,22 +89,28 @@ impl Resource for Fetch {
     }
 
     /// The only controller-side I/O of `fetch`: what the local copy looks like now.
-    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
-        check(spec)?;
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
         // `~/x` → $HOME/x; absolute stays; relative is against the project root.
         spec.dest_abs = cx.root.join(crate::inventory::expand_tilde(&spec.dest));
         spec.local = match std::fs::read(&spec.dest_abs) {
             Ok(bytes) => {
                 use std::os::unix::fs::PermissionsExt;
                 let meta = std::fs::metadata(&spec.dest_abs)
-                    .map_err(|e| format!("cannot stat {}: {e}", spec.dest_abs.display()))?;
+                    .map_err(|e| format!("cannot stat {}: {e}", spec.dest_abs.display()))
+                    .map_err(ResourceError::Spec)?;
                 Some(Local {
                     sha256: crate::digest::sha256_hex(&bytes),
                     mode: meta.permissions().mode() & 0o7777,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read dest {}: {e}", spec.dest_abs.display())),
+            Err(e) => {
+                return Err(ResourceError::Spec(format!(
+                    "cannot read dest {}: {e}",
+                    spec.dest_abs.display()
+                )))
+            }
         };
         Ok(())
     }
@@ -112,16 +119,14 @@ impl Resource for Fetch {
         vec![FileQuery::new(&spec.src, false).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
-        let seen = facts
-            .get(&FileQuery::new(&spec.src, false))
-            .map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&FileQuery::new(&spec.src, false))?;
         if seen.exists && seen.kind != FileKind::File {
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "src {} is a {} on the host, not a file",
                 spec.src, seen.kind
-            ));
+            )));
         }
         let mode = mode_bits(spec);
         let reasons = match (&spec.local, seen.exists) {
@@ -257,7 +262,10 @@ mod tests {
     fn dest_has_no_parent_components() {
         for bad in ["../outside", "a/../../b", "/a/../b", ""] {
             let s = spec::<Fetch>(&format!("src: /x\ndest: \"{bad}\"\n"));
-            assert!(check(&s).unwrap_err().contains("without `..`"), "{bad}");
+            assert!(
+                check(&s).unwrap_err().to_string().contains("without `..`"),
+                "{bad}"
+            );
         }
         for good in [
             "kubeconfig/lab.yaml",
@@ -269,6 +277,7 @@ mod tests {
         }
         assert!(check(&spec::<Fetch>("src: relative\ndest: a\n"))
             .unwrap_err()
+            .to_string()
             .contains("absolute"));
     }
 }

@@ -17,6 +17,7 @@
 use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
+use super::ResourceError;
 use super::{content_diff, deserialize_mode, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileFact, FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -66,8 +67,8 @@ impl Resource for File {
         spec.path.clone()
     }
 
-    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
-        check_path(&spec.path)?;
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
+        check_path(&spec.path).map_err(ResourceError::Spec)?;
         let sources = [
             spec.content.is_some(),
             spec.template.is_some(),
@@ -78,29 +79,33 @@ impl Resource for File {
         .count();
         if spec.state == State::Absent {
             if sources > 0 || spec.mode.is_some() || spec.owner.is_some() || spec.group.is_some() {
-                return Err("`state: absent` takes only `path`".into());
+                return Err(ResourceError::Spec(
+                    "`state: absent` takes only `path`".into(),
+                ));
             }
             return Ok(());
         }
         if sources > 1 {
-            return Err("give only one of `content`, `template` or `src`".into());
+            return Err(ResourceError::Spec(
+                "give only one of `content`, `template` or `src`".into(),
+            ));
         }
         if let Some(v) = &spec.validate {
             if !v.contains("%s") {
-                return Err(
+                return Err(ResourceError::Spec(
                     "`validate` must contain `%s` (where the new file's temp path goes)".into(),
-                );
+                ));
             }
         }
         spec.body = if let Some(c) = spec.content.take() {
             Some(Secret::new(c.into_bytes()))
         } else if let Some(t) = &spec.template {
-            Some(cx.render_template(t)?)
+            Some(cx.render_template(t).map_err(ResourceError::Spec)?)
         } else if let Some(s) = &spec.src {
             if std::path::Path::new(s).is_absolute() && !spec.show_diff {
                 spec.hidden_src = Some(s.clone());
             }
-            Some(Secret::new(cx.read_file(s)?))
+            Some(Secret::new(cx.read_file(s).map_err(ResourceError::Spec)?))
         } else {
             None
         };
@@ -115,17 +120,17 @@ impl Resource for File {
         vec![Touch::path(&spec.path)]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        let seen = facts.get(&seen_query(spec)).map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        let seen = facts.get(&seen_query(spec))?;
         if spec.state == State::Absent {
             if !seen.exists {
                 return Ok(None);
             }
             if seen.kind == FileKind::Directory {
-                return Err(format!(
+                return Err(ResourceError::Host(format!(
                     "{} is a directory; use `directory` with `state: absent`",
                     spec.path
-                ));
+                )));
             }
             return Ok(Some(Drift::new(
                 Action::Remove,
@@ -134,10 +139,10 @@ impl Resource for File {
             )));
         }
         if seen.exists && seen.kind == FileKind::Directory {
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "{} is a directory on the host, not a file",
                 spec.path
-            ));
+            )));
         }
         let mut reasons = Vec::new();
         let mut content_changed = false;
@@ -284,11 +289,12 @@ mod tests {
             tainted: std::cell::Cell::new(false),
         };
         let mut bad = spec::<File>("{path: /etc/x, src: ../../../../etc/shadow}");
-        let e = File::prepare(&mut bad, &pcx).unwrap_err();
+        let e = File::prepare(&mut bad, &pcx).unwrap_err().to_string();
         assert!(e.contains("leaves the project"), "{e}");
         let mut bad = spec::<File>("{path: /etc/x, template: ../../x.j2}");
         assert!(File::prepare(&mut bad, &pcx)
             .unwrap_err()
+            .to_string()
             .contains("leaves the project"));
 
         let yaml = format!("{{path: /etc/x, src: {}}}", outside.display());

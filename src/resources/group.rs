@@ -13,6 +13,7 @@
 use serde::Deserialize;
 
 use super::user::check_name;
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::users::GroupQuery;
 use crate::facts::{Fact, FactQuery, Facts};
@@ -43,19 +44,17 @@ impl Resource for Group {
         spec.name.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check_name("name", &spec.name)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check_name("name", &spec.name).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![GroupQuery::new(&spec.name).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check_name("name", &spec.name)?;
-        let seen = facts
-            .get(&GroupQuery::new(&spec.name))
-            .map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check_name("name", &spec.name).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&GroupQuery::new(&spec.name))?;
         let n = q(&spec.name);
         match (spec.state, seen.exists) {
             (State::Absent, false) => Ok(None),
@@ -162,6 +161,7 @@ mod tests {
         assert!(
             Group::diff(&spec::<Group>("name: \"a;b\"\n"), &facts(&[]), &cx())
                 .unwrap_err()
+                .to_string()
                 .contains("not a valid")
         );
     }

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use super::support::json::{canonical, merge, paths, summarize, value_diff};
 use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource, State};
 use crate::facts::helm::ReleaseQuery;
 use crate::facts::{Fact, FactQuery, Facts};
@@ -119,22 +120,25 @@ impl Resource for HelmRelease {
         format!("{}/{}", spec.namespace, spec.name)
     }
 
-    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
-        check_label("release name", &spec.name, 53)?;
-        check_label("namespace", &spec.namespace, 63)?;
-        check_kubeconfig(&spec.kubeconfig)?;
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
+        check_label("release name", &spec.name, 53).map_err(ResourceError::Spec)?;
+        check_label("namespace", &spec.namespace, 63).map_err(ResourceError::Spec)?;
+        check_kubeconfig(&spec.kubeconfig).map_err(ResourceError::Spec)?;
         if spec.state == State::Absent {
             return Ok(());
         }
         let (repo, chart) = spec.repo_and_chart();
         if repo.is_none() && !spec.chart.starts_with("oci://") {
-            return Err(format!(
+            return Err(ResourceError::Spec(format!(
                 "chart `{}` must be REPO/CHART (from a `helm_repo`) or oci://…",
                 spec.chart
-            ));
+            )));
         }
         if chart.is_empty() || spec.chart.chars().any(|c| c.is_whitespace()) {
-            return Err(format!("chart `{}` is not a chart reference", spec.chart));
+            return Err(ResourceError::Spec(format!(
+                "chart `{}` is not a chart reference",
+                spec.chart
+            )));
         }
         let v = spec.version.trim();
         if v.is_empty()
@@ -142,45 +146,56 @@ impl Resource for HelmRelease {
             || v.ends_with(".x")
             || v == "latest"
         {
-            return Err(format!(
+            return Err(ResourceError::Spec(format!(
                 "version `{}` must be pinned to one exact chart version (like \"16.7.4\")",
                 spec.version
-            ));
+            )));
         }
         static TIMEOUT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
             regex::Regex::new(r"^(\d+h)?(\d+m)?(\d+s)?$").expect("static regex")
         });
         if !TIMEOUT.is_match(&spec.timeout) || spec.timeout.is_empty() {
-            return Err(format!(
+            return Err(ResourceError::Spec(format!(
                 "timeout `{}` must look like 5m, 90s or 1h30m",
                 spec.timeout
-            ));
+            )));
         }
         let mut values = Value::Object(Default::default());
         if let Some(t) = &spec.values_template {
-            let text = String::from_utf8(cx.render_template(t)?.into_inner())
-                .map_err(|_| format!("{t}: not UTF-8"))?;
+            let text = String::from_utf8(
+                cx.render_template(t)
+                    .map_err(ResourceError::Spec)?
+                    .into_inner(),
+            )
+            .map_err(|_| format!("{t}: not UTF-8"))
+            .map_err(ResourceError::Spec)?;
             let parsed: Value = if text.trim().is_empty() {
                 Value::Null
             } else {
-                serde_saphyr::from_str(&text).map_err(|e| {
-                    yaml_error(
-                        &format!("values template {t}"),
-                        &e.to_string(),
-                        cx.tainted.get(),
-                    )
-                })?
+                serde_saphyr::from_str(&text)
+                    .map_err(|e| {
+                        yaml_error(
+                            &format!("values template {t}"),
+                            &e.to_string(),
+                            cx.tainted.get(),
+                        )
+                    })
+                    .map_err(ResourceError::Spec)?
             };
             match parsed {
                 Value::Null => {}
                 Value::Object(_) => values = parsed,
-                _ => return Err(format!("values template {t} must render to a mapping")),
+                _ => {
+                    return Err(ResourceError::Spec(format!(
+                        "values template {t} must render to a mapping"
+                    )))
+                }
             }
         }
         match spec.values.take() {
             None | Some(Value::Null) => {}
             Some(inline @ Value::Object(_)) => merge(&mut values, &inline),
-            Some(_) => return Err("`values` must be a mapping".into()),
+            Some(_) => return Err(ResourceError::Spec("`values` must be a mapping".into())),
         }
         spec.desired = Some(Secret::new(canonical(&values)));
         Ok(())
@@ -190,10 +205,10 @@ impl Resource for HelmRelease {
         vec![release_query(spec).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
         let want = spec.desired();
         let label = format!("{}/{} values", spec.namespace, spec.name);
-        let seen = facts.get(&release_query(spec)).map_err(|e| e.to_string())?;
+        let seen = facts.get(&release_query(spec))?;
         if spec.state == State::Absent {
             // Without helm or a cluster there is no release to uninstall.
             return Ok(match seen {
@@ -470,7 +485,9 @@ mod tests {
         assert!(d.reasons[0].contains("helm is not installed"));
         // chart and version may be left out only for `state: absent`.
         let mut s = spec::<HelmRelease>("name: x\nnamespace: y\nchart: a/b\n");
-        let e = with_prepare(|cx| HelmRelease::prepare(&mut s, cx)).unwrap_err();
+        let e = with_prepare(|cx| HelmRelease::prepare(&mut s, cx))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("version `` must be pinned"), "{e}");
         let mut s = spec::<HelmRelease>("name: x\nnamespace: y\nstate: absent\n");
         assert!(with_prepare(|cx| HelmRelease::prepare(&mut s, cx)).is_ok());

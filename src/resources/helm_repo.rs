@@ -10,6 +10,7 @@
 
 use serde::Deserialize;
 
+use super::ResourceError;
 use super::{q, DiffCx, Resource};
 use crate::facts::{helm, Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step};
@@ -31,27 +32,27 @@ impl Resource for HelmRepo {
         spec.name.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), String> {
+    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
         if spec.name.is_empty()
             || !spec
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         {
-            return Err(format!(
+            return Err(ResourceError::Spec(format!(
                 "helm repo name `{}` must be letters, digits, `-`, `_` or `.`",
                 spec.name
-            ));
+            )));
         }
         if !(spec.url.starts_with("https://")
             || spec.url.starts_with("http://")
             || spec.url.starts_with("oci://")
             || spec.url.starts_with("file://"))
         {
-            return Err(format!(
+            return Err(ResourceError::Spec(format!(
                 "helm repo url `{}` must start with https://, http://, oci:// or file://",
                 spec.url
-            ));
+            )));
         }
         Ok(())
     }
@@ -60,9 +61,9 @@ impl Resource for HelmRepo {
         vec![helm::ReposQuery.query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
         let add = format!("helm repo add {} {}", q(&spec.name), q(&spec.url));
-        let repos = match facts.get(&helm::ReposQuery).map_err(|e| e.to_string())? {
+        let repos = match facts.get(&helm::ReposQuery)? {
             Ok(r) => r,
             Err(why) => {
                 return Ok(Some(Drift::new(

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use super::support::json::{canonical, differs, paths, restrict, summarize, value_diff};
 use super::support::kube::{check_kubeconfig, default_kubeconfig, yaml_error};
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource, State};
 use crate::facts::k8s::{self, Seen};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -92,18 +93,31 @@ impl Resource for K8sManifest {
         }
     }
 
-    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), String> {
-        check_kubeconfig(&spec.kubeconfig)?;
+    fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
+        check_kubeconfig(&spec.kubeconfig).map_err(ResourceError::Spec)?;
         let text = match (&spec.manifest, spec.content.take()) {
-            (Some(_), Some(_)) => return Err("give only one of `manifest` or `content`".into()),
-            (None, None) => return Err("give `manifest` (a template) or `content`".into()),
-            (Some(m), None) => String::from_utf8(cx.render_template(m)?.into_inner())
-                .map_err(|_| "the manifest is not UTF-8".to_string())?,
+            (Some(_), Some(_)) => {
+                return Err(ResourceError::Spec(
+                    "give only one of `manifest` or `content`".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(ResourceError::Spec(
+                    "give `manifest` (a template) or `content`".into(),
+                ))
+            }
+            (Some(m), None) => String::from_utf8(
+                cx.render_template(m)
+                    .map_err(ResourceError::Spec)?
+                    .into_inner(),
+            )
+            .map_err(|_| "the manifest is not UTF-8".to_string())
+            .map_err(ResourceError::Spec)?,
             (None, Some(c)) => c,
         };
-        spec.objects = parse_objects(&text, cx.tainted.get())?;
+        spec.objects = parse_objects(&text, cx.tainted.get()).map_err(ResourceError::Spec)?;
         if spec.objects.is_empty() {
-            return Err("the manifest holds no object".into());
+            return Err(ResourceError::Spec("the manifest holds no object".into()));
         }
         Ok(())
     }
@@ -115,18 +129,16 @@ impl Resource for K8sManifest {
             .collect()
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
         if spec.state == State::Absent {
-            return absent_diff(spec, facts);
+            return absent_diff(spec, facts).map_err(ResourceError::Host);
         }
         let mut reasons = Vec::new();
         let mut diffs = Vec::new();
         let mut steps = Vec::new();
         let mut present = 0;
         for o in &spec.objects {
-            let seen = facts
-                .get(&object_query(o, &spec.kubeconfig))
-                .map_err(|e| e.to_string())?;
+            let seen = facts.get(&object_query(o, &spec.kubeconfig))?;
             let want = o.body.expose();
             let live = match seen {
                 Seen::Present(live) => {
@@ -337,10 +349,12 @@ mod tests {
         assert_eq!(K8sManifest::facts(&s).len(), 2);
         assert!(parse_objects("kind: X\n", false)
             .unwrap_err()
+            .to_string()
             .contains("apiVersion"));
         assert!(
             parse_objects("apiVersion: v1\nkind: X\nmetadata: {}\n", false)
                 .unwrap_err()
+                .to_string()
                 .contains("metadata.name")
         );
     }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::support::kube::{check_kubeconfig, default_kubeconfig};
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource, State};
 use crate::facts::k8s::{self, Seen};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -67,16 +68,16 @@ impl Resource for K8sSecret {
         format!("{}/{}", spec.namespace, spec.name)
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        spec.take_values()
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        spec.take_values().map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![secret_query(spec).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        let seen = facts.get(&secret_query(spec)).map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        let seen = facts.get(&secret_query(spec))?;
         if spec.state == State::Absent {
             // Without a cluster there is no Secret to delete.
             return Ok(match seen {
@@ -420,9 +421,9 @@ mod tests {
     #[test]
     fn bad_keys_are_refused_without_echoing_values() {
         let mut s = spec::<K8sSecret>("name: pg\nnamespace: db\ndata:\n  'bad key': canary\n");
-        let e = s.take_values().unwrap_err();
+        let e = s.take_values().unwrap_err().to_string();
         assert!(e.contains("bad key") && !e.contains("canary"), "{e}");
         let mut s = spec::<K8sSecret>("name: pg\nnamespace: db\ndata:\n  k: {nested: canary}\n");
-        assert!(!s.take_values().unwrap_err().contains("canary"));
+        assert!(!s.take_values().unwrap_err().to_string().contains("canary"));
     }
 }

@@ -30,6 +30,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::support::fs::check_path;
+use super::ResourceError;
 use super::{content_diff, q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -213,8 +214,8 @@ impl Resource for Line {
         format!("{}:{short}{ell}", spec.path)
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -229,11 +230,9 @@ impl Resource for Line {
         vec![Touch::path(&spec.path)]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
-        let seen = facts
-            .get(&FileQuery::new(&spec.path, true))
-            .map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&FileQuery::new(&spec.path, true))?;
         if !seen.exists {
             if spec.state == State::Absent {
                 return Ok(None);
@@ -251,7 +250,10 @@ impl Resource for Line {
                     vec![Step::sh(format!("echo {} >&2; exit 1", q(&msg)))],
                 )));
             }
-            let new = edit(spec, "")?.unwrap_or_default().into_bytes();
+            let new = edit(spec, "")
+                .map_err(ResourceError::Host)?
+                .unwrap_or_default()
+                .into_bytes();
             let diff = content_diff(&spec.path, None, &new, cx);
             let step = write(spec, new, None, None, cx);
             return Ok(Some(
@@ -261,27 +263,34 @@ impl Resource for Line {
         match seen.kind {
             FileKind::File => {}
             FileKind::Symlink => {
-                return Err(format!(
+                return Err(ResourceError::Host(format!(
                 "{} is a symlink (to {}); point `path` at the real file so the link stays a link",
                 spec.path,
                 seen.link_target.as_deref().unwrap_or("?")
-            ))
+            )))
             }
-            kind => return Err(format!("{} is a {kind} on the host, not a file", spec.path)),
+            kind => {
+                return Err(ResourceError::Host(format!(
+                    "{} is a {kind} on the host, not a file",
+                    spec.path
+                )))
+            }
         }
         let Some(old) = seen.content.as_deref() else {
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "{} is {} bytes; `line` edits files up to 256 KiB (use `file` for the whole body)",
                 spec.path, seen.size
-            ));
+            )));
         };
-        let old_text = std::str::from_utf8(old).map_err(|_| {
-            format!(
-                "{} is not UTF-8 text; `line` edits text files only",
-                spec.path
-            )
-        })?;
-        let Some(new) = edit(spec, old_text)? else {
+        let old_text = std::str::from_utf8(old)
+            .map_err(|_| {
+                format!(
+                    "{} is not UTF-8 text; `line` edits text files only",
+                    spec.path
+                )
+            })
+            .map_err(ResourceError::Host)?;
+        let Some(new) = edit(spec, old_text).map_err(ResourceError::Host)? else {
             return Ok(None);
         };
         let new = new.into_bytes();
@@ -498,15 +507,19 @@ mod tests {
     fn bad_specs_are_refused() {
         assert!(check(&spec::<Line>("path: /x\nregexp: '('\nline: a\n"))
             .unwrap_err()
+            .to_string()
             .contains("`regexp`"));
         assert!(check(&spec::<Line>("path: /x\nregexp: a\n"))
             .unwrap_err()
+            .to_string()
             .contains("`line` is required"));
         assert!(check(&spec::<Line>("path: /x\nstate: absent\n"))
             .unwrap_err()
+            .to_string()
             .contains("needs `regexp` or `line`"));
         assert!(check(&spec::<Line>("path: /x\nline: \"a\\nb\"\n"))
             .unwrap_err()
+            .to_string()
             .contains("single line"));
         assert!(spec_err::<Line>("path: /x\nline: a\ninsertafter: b\n").contains("insertafter"));
     }
@@ -517,14 +530,17 @@ mod tests {
         let big = "stat regular file|644|root|root|300000\nsha256 ab\n";
         assert!(Line::diff(&s, &facts(&[(KEY, big)]), &cx())
             .unwrap_err()
+            .to_string()
             .contains("256 KiB"));
         let link = "link /etc/x\nstat symlink|777|root|root|6\n";
         assert!(Line::diff(&s, &facts(&[(KEY, link)]), &cx())
             .unwrap_err()
+            .to_string()
             .contains("symlink"));
         let bin = "stat regular file|644|root|root|2\nsha256 ab\ncontent //4=\n";
         assert!(Line::diff(&s, &facts(&[(KEY, bin)]), &cx())
             .unwrap_err()
+            .to_string()
             .contains("UTF-8"));
     }
 

@@ -142,6 +142,24 @@ pub fn inside_project(field: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a resource could not be prepared, diffed or used as a handler. The message says what to
+/// do; the variant says where the fault is.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// The spec, or a controller-side input it names (a template, a file), is wrong: fix the role.
+    #[error("{0}")]
+    Spec(String),
+    /// The host holds something this type will not change on its own.
+    #[error("{0}")]
+    Host(String),
+    /// A fact the diff reads is missing or unreadable.
+    #[error(transparent)]
+    Fact(#[from] crate::facts::FactError),
+    /// Not usable as a handler (this type, or this spec).
+    #[error("{0}")]
+    Handler(String),
+}
+
 /// A resource type. See the module docs.
 pub trait Resource {
     /// The YAML key: `file`, `apt`, …
@@ -151,7 +169,7 @@ pub trait Resource {
     /// What identifies the instance in plan output and ids (a path, a service name, …).
     fn name(spec: &Self::Spec) -> String;
     /// Validate and pull controller-side inputs. Errors name the field at fault.
-    fn prepare(_spec: &mut Self::Spec, _cx: &PrepareCx) -> Result<(), String> {
+    fn prepare(_spec: &mut Self::Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
         Ok(())
     }
     /// Things `labctl check` should warn about in a valid spec (each completes "ID …").
@@ -161,7 +179,7 @@ pub trait Resource {
     /// The facts `diff` reads.
     fn facts(spec: &Self::Spec) -> Vec<FactQuery>;
     /// Pure: what differs, and the steps that fix it. `Ok(None)` = in sync.
-    fn diff(spec: &Self::Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
+    fn diff(spec: &Self::Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError>;
     /// What this resource's steps may change on the host (see `plan::touch`). Anything unless
     /// the type says better: changes that touch disjoint things share one remote execution.
     fn touches(_spec: &Self::Spec) -> Vec<Touch> {
@@ -169,11 +187,11 @@ pub trait Resource {
     }
     /// The steps this resource runs when used as a handler (`service` restart, `command`).
     /// `secret`: the rendered spec touched a secret (as `DiffCx::secret` for `diff`).
-    fn handler(_spec: &Self::Spec, _secret: bool) -> Result<Vec<Step>, String> {
-        Err(format!(
+    fn handler(_spec: &Self::Spec, _secret: bool) -> Result<Vec<Step>, ResourceError> {
+        Err(ResourceError::Handler(format!(
             "a `{}` cannot be a handler (use `service` or `command`)",
             Self::KIND
-        ))
+        )))
     }
 }
 
@@ -183,8 +201,8 @@ pub trait Instance: Send + Sync {
     fn name(&self) -> String;
     fn warnings(&self) -> Vec<String>;
     fn facts(&self) -> Vec<FactQuery>;
-    fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String>;
-    fn handler(&self, secret: bool) -> Result<Vec<Step>, String>;
+    fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError>;
+    fn handler(&self, secret: bool) -> Result<Vec<Step>, ResourceError>;
     fn touches(&self) -> Vec<Touch>;
 }
 
@@ -203,10 +221,10 @@ impl<R: Resource + 'static> Instance for Typed<R> {
     fn facts(&self) -> Vec<FactQuery> {
         R::facts(&self.0)
     }
-    fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
+    fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
         R::diff(&self.0, facts, cx)
     }
-    fn handler(&self, secret: bool) -> Result<Vec<Step>, String> {
+    fn handler(&self, secret: bool) -> Result<Vec<Step>, ResourceError> {
         R::handler(&self.0, secret)
     }
     fn touches(&self) -> Vec<Touch> {
@@ -233,7 +251,7 @@ fn make<R: Resource + 'static>(
             path: e.path().clone(),
             message: e.into_inner().to_string(),
         })?;
-    R::prepare(&mut spec, cx).map_err(BuildError::Prepare)?;
+    R::prepare(&mut spec, cx).map_err(|e| BuildError::Prepare(e.to_string()))?;
     Ok(Box::new(Typed::<R>(spec)))
 }
 
@@ -362,7 +380,11 @@ pub(crate) mod testutil {
                     assert_eq!(scripts(&d), *steps, "{}: steps", c.name);
                 }
                 (Want::Error(part), Err(e)) => {
-                    assert!(e.contains(part), "{}: error `{e}` lacks `{part}`", c.name)
+                    assert!(
+                        e.to_string().contains(part),
+                        "{}: error `{e}` lacks `{part}`",
+                        c.name
+                    )
                 }
                 (_, got) => panic!("{}: unexpected verdict {got:?}", c.name),
             }

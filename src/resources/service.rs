@@ -17,6 +17,7 @@
 
 use serde::Deserialize;
 
+use super::ResourceError;
 use super::{q, DiffCx, Resource};
 use crate::facts::service::{ActiveState, ServiceQuery, UnitFileState};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -67,33 +68,33 @@ impl Resource for Service {
         spec.name.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), String> {
-        check_name(&spec.name)
+    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
+        check_name(&spec.name).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![ServiceQuery::new(&spec.name).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check_name(&spec.name)?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check_name(&spec.name).map_err(ResourceError::Spec)?;
         if let Some(s @ (State::Restarted | State::Reloaded)) = spec.state {
             let word = if s == State::Restarted {
                 "restarted"
             } else {
                 "reloaded"
             };
-            return Err(format!(
+            return Err(ResourceError::Spec(format!(
                 "`state: {word}` is an event, not a state: put it in a handler and `notify` it from the resources that change {}",
                 spec.name
-            ));
+            )));
         }
         if spec.enabled.is_none() && spec.state.is_none() {
-            return Err("give `enabled` and/or `state` (started|stopped)".into());
+            return Err(ResourceError::Spec(
+                "give `enabled` and/or `state` (started|stopped)".into(),
+            ));
         }
-        let seen = facts
-            .get(&ServiceQuery::new(&spec.name))
-            .map_err(|e| e.to_string())?;
+        let seen = facts.get(&ServiceQuery::new(&spec.name))?;
         let n = &spec.name;
 
         if !seen.found() {
@@ -123,10 +124,10 @@ impl Resource for Service {
         if let Some(want) = spec.enabled {
             if seen.masked() {
                 if want {
-                    return Err(format!("unit {n} is masked on the host: unmask it (`systemctl unmask {n}`) or drop `enabled: true`"));
+                    return Err(ResourceError::Host(format!("unit {n} is masked on the host: unmask it (`systemctl unmask {n}`) or drop `enabled: true`")));
                 }
             } else if *ufs == UnitFileState::Alias {
-                return Err(format!("`{n}` is an alias of {}: name the unit itself (systemctl refuses to enable or disable an alias)", seen.id));
+                return Err(ResourceError::Host(format!("`{n}` is an alias of {}: name the unit itself (systemctl refuses to enable or disable an alias)", seen.id)));
             } else {
                 use UnitFileState as U;
                 match (want, ufs) {
@@ -165,7 +166,7 @@ impl Resource for Service {
         match spec.state {
             Some(State::Started) if !seen.running() => {
                 if seen.masked() {
-                    return Err(format!("unit {n} is masked on the host: it cannot be started; unmask it (`systemctl unmask {n}`)"));
+                    return Err(ResourceError::Host(format!("unit {n} is masked on the host: it cannot be started; unmask it (`systemctl unmask {n}`)")));
                 }
                 reasons.push(format!("{} → started", seen.active_state));
                 steps.push(systemctl("start", n));
@@ -190,12 +191,12 @@ impl Resource for Service {
         Ok(Some(Drift::new(Action::Update, reasons, steps)))
     }
 
-    fn handler(spec: &Spec, _secret: bool) -> Result<Vec<Step>, String> {
-        check_name(&spec.name)?;
+    fn handler(spec: &Spec, _secret: bool) -> Result<Vec<Step>, ResourceError> {
+        check_name(&spec.name).map_err(ResourceError::Handler)?;
         if spec.enabled.is_some() {
-            return Err(
+            return Err(ResourceError::Handler(
                 "`enabled` has no meaning in a handler: declare it on a `service` resource".into(),
-            );
+            ));
         }
         let mut steps = Vec::new();
         if spec.daemon_reload {
@@ -210,10 +211,10 @@ impl Resource for Service {
             None => {}
         }
         if steps.is_empty() {
-            return Err(
+            return Err(ResourceError::Handler(
                 "a `service` handler needs `state: restarted|reloaded` (or `daemon_reload: true`)"
                     .into(),
-            );
+            ));
         }
         Ok(steps)
     }
@@ -225,7 +226,7 @@ mod tests {
 
     /// Handlers built from specs without secrets.
     fn handler(s: &Spec) -> Result<Vec<Step>, String> {
-        Service::handler(s, false)
+        Service::handler(s, false).map_err(|e| e.to_string())
     }
     use crate::resources::testutil::*;
 
@@ -237,6 +238,7 @@ mod tests {
         let s = spec::<Service>(yaml);
         let name = s.name.clone();
         Service::diff(&s, &facts(&[(&format!("service:{name}"), out)]), &cx())
+            .map_err(|e| e.to_string())
     }
 
     const WANT: &str = "name: k3s\nenabled: true\nstate: started\n";
@@ -345,7 +347,9 @@ mod tests {
 
     #[test]
     fn masked_and_alias_are_refused_with_a_hint() {
-        let e = diff(WANT, &show("masked", "inactive", "masked")).unwrap_err();
+        let e = diff(WANT, &show("masked", "inactive", "masked"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("k3s is masked") && e.contains("systemctl unmask k3s"),
             "{e}"
@@ -354,7 +358,8 @@ mod tests {
             "name: k3s\nenabled: true\n",
             &show("loaded", "active", "alias"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("alias of k3s.service"), "{e}");
     }
 
@@ -364,7 +369,8 @@ mod tests {
             "name: k3s\nstate: restarted\n",
             &show("loaded", "active", "enabled"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("handler") && e.contains("notify"), "{e}");
         let h = handler(&spec::<Service>(
             "name: k3s\nstate: restarted\ndaemon_reload: true\n",
@@ -382,11 +388,13 @@ mod tests {
         );
         assert!(handler(&spec::<Service>("name: ssh\n"))
             .unwrap_err()
+            .to_string()
             .contains("needs `state"));
         assert!(handler(&spec::<Service>(
             "name: ssh\nenabled: true\nstate: restarted\n"
         ))
         .unwrap_err()
+        .to_string()
         .contains("`enabled`"));
     }
 
@@ -398,10 +406,12 @@ mod tests {
         assert!(e.contains("t.yml:2:1") && e.contains("enable"), "{e}");
         assert!(check_name("k3s; reboot")
             .unwrap_err()
+            .to_string()
             .contains("not a systemd unit name"));
         assert!(check_name("getty@tty1.service").is_ok());
         assert!(diff("name: k3s\n", &show("loaded", "active", "enabled"))
             .unwrap_err()
+            .to_string()
             .contains("give `enabled`"));
     }
 }

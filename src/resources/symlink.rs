@@ -14,6 +14,7 @@
 use serde::Deserialize;
 
 use super::support::fs::{check_path, meta_commands};
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -72,8 +73,8 @@ impl Resource for Symlink {
         spec.path.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -85,11 +86,9 @@ impl Resource for Symlink {
         vec![Touch::subtree(&spec.path)]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
-        let seen = facts
-            .get(&FileQuery::new(&spec.path, false))
-            .map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&FileQuery::new(&spec.path, false))?;
         let p = q(&spec.path);
         if spec.state == State::Absent {
             if seen.exists && seen.kind == FileKind::Symlink {
@@ -119,10 +118,10 @@ impl Resource for Symlink {
         match seen.kind {
             FileKind::Symlink => {}
             // `ln -sfn` onto a directory would put the link inside it.
-            FileKind::Directory => return Err(format!("{} is a directory on the host; labctl will not replace a directory with a link (remove it first)", spec.path)),
+            FileKind::Directory => return Err(ResourceError::Host(format!("{} is a directory on the host; labctl will not replace a directory with a link (remove it first)", spec.path))),
             kind if !spec.force => {
                 let what = if kind == FileKind::File { "a regular file" } else { "not a symlink" };
-                return Err(format!("{} is {what} on the host; set `force: true` to replace it with a link to {target}", spec.path));
+                return Err(ResourceError::Host(format!("{} is {what} on the host; set `force: true` to replace it with a link to {target}", spec.path)));
             }
             _ => return Ok(Some(Drift::new(Action::Update, vec![format!("{} replaced by a link", seen.kind)], vec![Step::sh(link)]))),
         }
@@ -221,7 +220,9 @@ mod tests {
     #[test]
     fn file_in_the_way_needs_force() {
         let file = "stat regular file|755|root|root|10\nsha256 ab\n";
-        let e = Symlink::diff(&spec::<Symlink>(YAML), &facts(&[(KEY, file)]), &cx()).unwrap_err();
+        let e = Symlink::diff(&spec::<Symlink>(YAML), &facts(&[(KEY, file)]), &cx())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("regular file") && e.contains("force: true"),
             "{e}"
@@ -239,7 +240,8 @@ mod tests {
             &facts(&[(KEY, "stat directory|755|root|root|4096\n")]),
             &cx(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("directory"), "{e}");
     }
 
@@ -265,6 +267,7 @@ mod tests {
         .is_none());
         assert!(check(&spec::<Symlink>("path: /x\n"))
             .unwrap_err()
+            .to_string()
             .contains("target"));
     }
 

@@ -18,6 +18,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::support::fs::check_path;
+use super::ResourceError;
 use super::{content_diff, q, DiffCx, Resource};
 use crate::facts::file::{FileKind, FileQuery};
 use crate::facts::sysctl::{self, Live, SysctlQuery};
@@ -111,8 +112,8 @@ impl Resource for Sysctl {
         spec.file.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), String> {
-        validate(spec)
+    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
+        validate(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -129,15 +130,15 @@ impl Resource for Sysctl {
         vec![Touch::path(&spec.file), Touch::Facts("sysctl:")]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, String> {
-        validate(spec)?;
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        validate(spec).map_err(ResourceError::Spec)?;
         let (file, live) = queries(spec);
-        let seen = facts.get(&file).map_err(|e| e.to_string())?;
+        let seen = facts.get(&file)?;
         if seen.exists && seen.kind != FileKind::File {
-            return Err(format!(
+            return Err(ResourceError::Host(format!(
                 "{} is a {} on the host, not a file",
                 spec.file, seen.kind
-            ));
+            )));
         }
         let body = spec.body();
         let mut reasons = Vec::new();
@@ -167,7 +168,7 @@ impl Resource for Sysctl {
             });
         }
         if spec.apply {
-            let live = facts.get(&live).map_err(|e| e.to_string())?;
+            let live = facts.get(&live)?;
             let mut live_drift = false;
             for (k, v) in &spec.values {
                 let want = sysctl::normalize(v);
@@ -346,7 +347,7 @@ mod tests {
         assert!(e.contains("t.yml:3:1") && e.contains("reload"), "{e}");
         let e = spec_err::<Sysctl>("values: {a.b: 1}\n");
         assert!(e.contains("file"), "{e}");
-        let bad = |y: &str| validate(&spec::<Sysctl>(y)).unwrap_err();
+        let bad = |y: &str| validate(&spec::<Sysctl>(y)).unwrap_err().to_string();
         assert!(bad("file: /etc/sysctl.d/a\nvalues: {a.b: 1}\n").contains("must end in `.conf`"));
         assert!(bad("file: sysctl.conf\nvalues: {a.b: 1}\n").contains("absolute"));
         assert!(bad("file: /etc/sysctl.d/a.conf\nvalues: {\"a b\": 1}\n")

@@ -28,6 +28,7 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
+use super::ResourceError;
 use super::{q, DiffCx, Resource};
 use crate::facts::ufw::{Tuple, UfwQuery};
 use crate::facts::{Fact, FactQuery, Facts};
@@ -504,8 +505,8 @@ impl Resource for Ufw {
         "firewall".into()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), String> {
-        validate(spec)
+    fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
+        validate(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(_spec: &Spec) -> Vec<FactQuery> {
@@ -521,9 +522,9 @@ impl Resource for Ufw {
         ]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        validate(spec)?;
-        let seen = facts.get(&UfwQuery).map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        validate(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&UfwQuery)?;
         let mut reasons = Vec::new();
         let mut first = Vec::new();
         let mut adds = Vec::new();
@@ -664,6 +665,7 @@ mod tests {
     fn diff(yaml: &str, fact: &str) -> Result<Option<Drift>, String> {
         let s = spec::<Ufw>(yaml);
         Ufw::diff(&s, &facts(&[("ufw", &format!("{fact}done\n"))]), &cx())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -790,13 +792,16 @@ mod tests {
             "rules: [{port: 80}, {port: \"22\", proto: udp}, {port: \"22\", rule: deny}]\n",
             BASE,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("no rule allowing port 22/tcp would lock labctl"),
             "{e}"
         );
         assert!(e.contains("ssh_port"), "{e}");
-        let e = diff("ssh_port: 2222\nrules: [{port: \"22\"}]\n", BASE).unwrap_err();
+        let e = diff("ssh_port: 2222\nrules: [{port: \"22\"}]\n", BASE)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port 2222/tcp"), "{e}");
         // A range, a list, limit or proto any all admit SSH; a source restriction is the user's call.
         for r in [
@@ -848,14 +853,17 @@ mod tests {
             "ufw --force delete allow in on wg0 proto udp from 10.200.0.9 to any port 8472"
         );
         // A rule limited to an interface does not count as keeping SSH open.
-        let e = diff("rules: [{port: \"22\", interface: wg0}]\n", BASE).unwrap_err();
+        let e = diff("rules: [{port: \"22\", interface: wg0}]\n", BASE)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lock labctl"), "{e}");
         let e = spec_err::<Ufw>("rules: [{port: \"22\", from: []}]\n");
         assert!(e.contains("empty list"), "{e}");
         let bad = validate(&spec::<Ufw>(
             "rules: [{port: \"22\"}, {port: \"1\", interface: \"wg 0\"}]\n",
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(bad.contains("not a network interface name"), "{bad}");
     }
 
@@ -867,7 +875,7 @@ mod tests {
         assert!(e.contains("src"), "{e}");
         let e = spec_err::<Ufw>("default_incoming: drop\n");
         assert!(e.contains("t.yml:1:19") && e.contains("drop"), "{e}");
-        let bad = |y: &str| validate(&spec::<Ufw>(y)).unwrap_err();
+        let bad = |y: &str| validate(&spec::<Ufw>(y)).unwrap_err().to_string();
         assert_eq!(
             bad("rules: [{port: \"22\"}, {port: \"22\", from: 10.1.2.3/8}]\n"),
             "rules[1]: from `10.1.2.3/8` has host bits set: write 10.0.0.0/8"

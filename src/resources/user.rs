@@ -20,6 +20,7 @@
 
 use serde::Deserialize;
 
+use super::ResourceError;
 use super::{q, DiffCx, PrepareCx, Resource};
 use crate::facts::users::UserQuery;
 use crate::facts::{Fact, FactQuery, Facts};
@@ -134,19 +135,17 @@ impl Resource for User {
         spec.name.clone()
     }
 
-    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), String> {
-        check(spec)
+    fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
+        check(spec).map_err(ResourceError::Spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
         vec![UserQuery::new(&spec.name).query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, String> {
-        check(spec)?;
-        let seen = facts
-            .get(&UserQuery::new(&spec.name))
-            .map_err(|e| e.to_string())?;
+    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        check(spec).map_err(ResourceError::Spec)?;
+        let seen = facts.get(&UserQuery::new(&spec.name))?;
         let n = q(&spec.name);
         if spec.state == State::Absent {
             if !seen.exists {
@@ -416,14 +415,18 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_without_echoing_the_hash() {
-        let e = check(&spec::<User>("name: bob\npassword_hash: hunter2\n")).unwrap_err();
+        let e = check(&spec::<User>("name: bob\npassword_hash: hunter2\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("crypt hash") && !e.contains("hunter2"), "{e}");
         assert!(check(&spec::<User>("name: \"-rf\"\n")).is_err());
         assert!(check(&spec::<User>("name: bob\ngroups: [\"a b\"]\n"))
             .unwrap_err()
+            .to_string()
             .contains("`a b`"));
         assert!(check(&spec::<User>("name: bob\nshell: bash\n"))
             .unwrap_err()
+            .to_string()
             .contains("shell"));
         assert!(spec_err::<User>("name: bob\npassword: x\n").contains("password"));
     }

@@ -298,7 +298,7 @@ pub fn compile(
                         Ok(mut items) if items.len() == 1 => {
                             let (_, inst, secret, _) = items.remove(0);
                             if let Err(e) = inst.handler(secret) {
-                                diags.push(Diag::at(h.loc.clone(), e));
+                                diags.push(Diag::at(h.loc.clone(), e.to_string()));
                                 continue;
                             }
                             rw.handlers.push(HandlerItem {
