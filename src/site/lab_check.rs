@@ -335,4 +335,43 @@ mod tests {
             );
         }
     }
+
+    /// The README's and scripts' `labctl vault get` examples name the vault file first (the
+    /// argument order `labctl vault get FILE KEY` has), and only vars the example vault defines.
+    #[test]
+    fn vault_get_examples_match_the_cli_and_the_example_vault() {
+        let key = root().join("inventories/lab/EXAMPLE-ONLY.agekey.txt");
+        let keys = crate::vault::Keyring::discover(Some(&key)).unwrap();
+        let vault = keys
+            .decrypt_file(&root().join("inventories/lab/group_vars/all/vault.yml.age"))
+            .unwrap();
+        let vault = String::from_utf8(vault.expose().clone()).unwrap();
+        let re = regex::Regex::new(r"labctl vault get (\S+) (vault_[a-z0-9_]+)").unwrap();
+        let mut seen = 0;
+        for f in [
+            "README.md",
+            "scripts/test-postgres.sh",
+            "scripts/test-redis.sh",
+        ] {
+            let text = std::fs::read_to_string(root().join(f)).unwrap();
+            assert!(
+                !regex::Regex::new(r"labctl vault get vault_")
+                    .unwrap()
+                    .is_match(&text),
+                "{f}: `labctl vault get` takes the vault FILE first"
+            );
+            for c in re.captures_iter(&text) {
+                seen += 1;
+                let (file, var) = (&c[1], &c[2]);
+                assert!(file == "FILE" || file.ends_with(".age"), "{f}: {file}");
+                assert!(
+                    vault.contains(&format!("\n{var}:")),
+                    "{f}: {var} is not in the example vault"
+                );
+            }
+        }
+        assert!(seen >= 3, "{seen}");
+        // The Argo CD role reads the bcrypt var the example vault defines.
+        assert!(vault.contains("\nvault_argocd_admin_password_bcrypt: \"$2a$"));
+    }
 }
