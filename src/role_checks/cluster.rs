@@ -27,6 +27,11 @@ const CLUSTER_TEMPLATES: &[(&str, &str)] = &[
         "roles/monitoring/templates/redis-exporter-values.yaml.j2",
     ),
     ("backups", "roles/backups/templates/pg-backup.k8s.j2"),
+    (
+        "ingress",
+        "roles/ingress/templates/cert-manager-values.yaml.j2",
+    ),
+    ("ingress", "roles/ingress/templates/sample-ingress.yaml.j2"),
 ];
 
 fn render_path(role: &str, path: &str, ctx: &Ctx) -> String {
