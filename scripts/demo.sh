@@ -15,7 +15,7 @@ inv=.testbed/lab/inventory.yml
 tags=${TAGS:-base-hardening,wireguard}
 key=.testbed/lab/age.key
 $labctl check site.yml -i "$inv" --vault-key "$key" --tags "$tags"
-$labctl apply site.yml -i "$inv" --vault-key "$key" --tags "$tags"
+$labctl apply --yes site.yml -i "$inv" --vault-key "$key" --tags "$tags"
 echo
 echo "== second run: a converged lab shows zero drift =="
 $labctl plan site.yml -i "$inv" --vault-key "$key" --tags "$tags"

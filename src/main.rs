@@ -8,11 +8,13 @@ mod digest;
 mod error;
 mod facts;
 mod fsutil;
+mod init;
 mod inventory;
 mod plan;
 mod resources;
 #[cfg(test)]
 mod role_checks;
+mod schema;
 mod secret;
 mod sh;
 mod site;

@@ -106,7 +106,7 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert!(!root.join("motd").exists(), "plan must not change anything");
 
     // Apply converges; a second apply changes nothing; plan then exits 0.
-    let o = labctl(dir, &["apply", "-i", INV]);
+    let o = labctl(dir, &["apply", "--yes", "-i", INV]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=3"),
@@ -126,7 +126,7 @@ fn plan_apply_converge_drift_and_stale_plans() {
             & 0o777,
         0o640
     );
-    let o = labctl(dir, &["apply", "-i", INV]);
+    let o = labctl(dir, &["apply", "--yes", "-i", INV]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=0"),
         "{}",
@@ -146,7 +146,7 @@ fn plan_apply_converge_drift_and_stale_plans() {
         changes[0]["id"].as_str().unwrap().ends_with("two.txt"),
         "{plan:#}"
     );
-    let o = labctl(dir, &["apply", "-i", INV]);
+    let o = labctl(dir, &["apply", "--yes", "-i", INV]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=1"),
         "{}",
@@ -160,14 +160,14 @@ fn plan_apply_converge_drift_and_stale_plans() {
     // --tags selects only tagged resources.
     std::fs::remove_file(root.join("motd")).unwrap();
     std::fs::remove_file(root.join("one.txt")).unwrap();
-    let o = labctl(dir, &["apply", "-i", INV, "--tags", "motd"]);
+    let o = labctl(dir, &["apply", "--yes", "-i", INV, "--tags", "motd"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=1"),
         "{}",
         text(&o)
     );
     assert!(root.join("motd").exists() && !root.join("one.txt").exists());
-    let o = labctl(dir, &["apply", "-i", INV, "--skip-tags", "motd"]);
+    let o = labctl(dir, &["apply", "--yes", "-i", INV, "--skip-tags", "motd"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=1"),
         "{}",
@@ -285,7 +285,7 @@ fn lookup_password_is_generated_once_into_the_vault() {
         "resources:\n  - file:\n      path: \"{{ base }}/db-password\"\n      content: \"{{ lookup('password', 'credentials/db length=24 chars=ascii_letters,digits') }}\"\n",
     );
     let k = key.to_str().unwrap();
-    let o = labctl(dir, &["--vault-key", k, "apply", "-i", INV]);
+    let o = labctl(dir, &["--vault-key", k, "apply", "--yes", "-i", INV]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let pw = std::fs::read_to_string(root.join("db-password")).unwrap();
     assert_eq!(pw.len(), 24);

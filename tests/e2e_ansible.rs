@@ -189,7 +189,11 @@ fn ssh_config_adhoc_run_and_run_once() {
         "roles/cluster/role.yml",
         "resources:\n  - file: {path: /root/once-play, content: \"x\\n\"}\n",
     );
-    let o = labctl_in(d.path(), &cfg, &["apply", "site.yml", "-i", "hosts.ini"]);
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["apply", "--yes", "site.yml", "-i", "hosts.ini"],
+    );
     assert!(o.status.success(), "{}", show(&o));
     let exists = |host: &str, f: &str| tb.sh(host, &format!("test -e /root/{f}")).status.success();
     assert!(exists(&h1.name, "each") && exists(&h2.name, "each"));
@@ -212,7 +216,15 @@ fn ssh_config_adhoc_run_and_run_once() {
     let o = labctl_in(
         d.path(),
         &cfg,
-        &["apply", "site.yml", "-i", "hosts.ini", "-l", "lab[0]"],
+        &[
+            "apply",
+            "--yes",
+            "site.yml",
+            "-i",
+            "hosts.ini",
+            "-l",
+            "lab[0]",
+        ],
     );
     assert!(o.status.success(), "{}", show(&o));
     let got = tb.sh(&h1.name, "cat /root/facts");

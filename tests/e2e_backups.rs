@@ -64,20 +64,32 @@ impl Lab {
         let inv = self.tb.inventory.display().to_string();
         let vars = format!("@{}", self.vars.display());
         let site = repo("site.yml");
-        let o = labctl(&[
-            cmd,
-            &site,
-            "-i",
-            &inv,
-            "--vault-key",
-            &key,
-            "--tags",
-            "backups",
-            "--skip-tags",
-            "backups-k8s",
-            "-e",
-            &vars,
-        ]);
+        // apply asks first unless told: these runs are scripted.
+        let yes = if cmd == "apply" {
+            vec!["--yes"]
+        } else {
+            vec![]
+        };
+        let o = labctl(
+            &[
+                &[cmd][..],
+                &yes,
+                &[
+                    &site,
+                    "-i",
+                    &inv,
+                    "--vault-key",
+                    &key,
+                    "--tags",
+                    "backups",
+                    "--skip-tags",
+                    "backups-k8s",
+                    "-e",
+                    &vars,
+                ],
+            ]
+            .concat(),
+        );
         self.seen.borrow_mut().push_str(&text(&o));
         o
     }

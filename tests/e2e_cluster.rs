@@ -44,6 +44,9 @@ impl Run {
             "-i".into(),
             self.tb.inventory.display().to_string(),
         ];
+        if cmd == "apply" {
+            a.push("--yes".into());
+        }
         a.extend([
             "--vault-key".into(),
             self.key.display().to_string(),

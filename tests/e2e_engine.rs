@@ -30,6 +30,9 @@ impl Run {
             "--vault-key".into(),
             self.tb.dir.join("age.key").display().to_string(),
         ];
+        if cmd == "apply" {
+            v.push("--yes".into());
+        }
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     }
@@ -279,7 +282,7 @@ fn become_host_keys_and_unreachable_hosts() {
 
     // Become: `tester` has passwordless sudo; labctl runs `sudo -n` and writes a root file.
     let i = inv(&tb.known_hosts(), "tester", true, false);
-    let o = labctl(&["apply", &site, "-i", &i]);
+    let o = labctl(&["apply", "--yes", &site, "-i", &i]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(
         tb.sh_ok(&h, "stat -c %U:%a /etc/labctl-conn").trim(),
@@ -288,7 +291,7 @@ fn become_host_keys_and_unreachable_hosts() {
     // Without become, the same user cannot write /etc: a failed step, reported per resource.
     tb.sh_ok(&h, "rm /etc/labctl-conn");
     let i = inv(&tb.known_hosts(), "tester", false, false);
-    let o = labctl(&["apply", &site, "-i", &i]);
+    let o = labctl(&["apply", "--yes", &site, "-i", &i]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("failed   conn/file:/etc/labctl-conn"),
@@ -329,7 +332,7 @@ fn become_host_keys_and_unreachable_hosts() {
         "{}",
         show(&o)
     );
-    let o = labctl(&["apply", &site, "-i", &i, "--connect-timeout", "3"]);
+    let o = labctl(&["apply", "--yes", &site, "-i", &i, "--connect-timeout", "3"]);
     assert_eq!(o.status.code(), Some(6), "{}", show(&o));
     tb.sh_ok(&h, "test -f /etc/labctl-conn");
 }
@@ -353,7 +356,7 @@ fn host_lock_and_ctrl_c() {
         &h,
         "nohup flock /run/lock/labctl.lock sleep 8 >/dev/null 2>&1 & sleep 0.3",
     );
-    let o = labctl(&["apply", &site, "-i", &inv, "--vault-key", &key]);
+    let o = labctl(&["apply", "--yes", &site, "-i", &inv, "--vault-key", &key]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("another labctl run holds the host's lock"),
@@ -366,7 +369,7 @@ fn host_lock_and_ctrl_c() {
     // First Ctrl-C during the slow step: it finishes, the next is not started, the handler it
     // notified still runs, exit 130.
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
-        .args(["apply", &site, "-i", &inv, "--vault-key", &key])
+        .args(["apply", "--yes", &site, "-i", &inv, "--vault-key", &key])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -397,7 +400,7 @@ fn host_lock_and_ctrl_c() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("skipped  1 change(s)"), "{}", show(&o));
     // The next run finishes the job.
-    let o = labctl(&["apply", &site, "-i", &inv, "--vault-key", &key]);
+    let o = labctl(&["apply", "--yes", &site, "-i", &inv, "--vault-key", &key]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     tb.sh_ok(&h, "test -e /etc/slow-second");
 }

@@ -140,7 +140,10 @@ impl Lab {
     }
 
     fn apply(&self, overlays: &[&str], extra: &[&str]) -> (i32, String) {
-        let o = self.run("apply", overlays, extra);
+        let extra: Vec<&str> = std::iter::once("--yes")
+            .chain(extra.iter().copied())
+            .collect();
+        let o = self.run("apply", overlays, &extra);
         (o.status.code().unwrap_or(-1), show(&o))
     }
 

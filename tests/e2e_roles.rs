@@ -37,6 +37,9 @@ impl Lab {
             "-e",
             &vars,
         ];
+        if cmd == "apply" {
+            args.push("--yes");
+        }
         args.extend_from_slice(extra);
         labctl(&args)
     }

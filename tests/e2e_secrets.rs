@@ -60,14 +60,18 @@ fn canaries_reach_only_their_destination_files() {
     let inv = tb.inventory.display().to_string();
     let key_s = key.display().to_string();
     let base = |cmd: &str| -> Vec<String> {
-        vec![
-            cmd.into(),
-            site(),
-            "-i".into(),
-            inv.clone(),
-            "--vault-key".into(),
-            key_s.clone(),
-        ]
+        let yes = (cmd == "apply").then(|| "--yes".to_string());
+        [cmd.to_string()]
+            .into_iter()
+            .chain(yes)
+            .chain([
+                site(),
+                "-i".into(),
+                inv.clone(),
+                "--vault-key".into(),
+                key_s.clone(),
+            ])
+            .collect()
     };
     let run = |args: Vec<String>| -> Output {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -70,6 +70,9 @@ impl Site {
                 self.dir.path().join(format!("{o}.yml")).display()
             ));
         }
+        if cmd == "apply" {
+            a.push("--yes".into());
+        }
         a.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         let o = labctl(&refs);

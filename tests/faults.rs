@@ -42,6 +42,9 @@ impl Suite {
             "--connect-timeout".into(),
             CONNECT_TIMEOUT.to_string(),
         ];
+        if cmd == "apply" {
+            v.push("--yes".into());
+        }
         v.extend(extra.iter().map(|s| s.as_ref().to_string()));
         v
     }

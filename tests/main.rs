@@ -5,6 +5,7 @@
 mod common;
 
 mod ansible_inventory;
+mod apply_confirm;
 mod cli_local;
 mod e2e_ansible;
 mod e2e_backups;
@@ -17,6 +18,8 @@ mod e2e_site;
 mod environments_cli;
 mod faults;
 mod ingress_cli;
+mod init;
+mod schema;
 mod testbed;
 mod vault_cli;
 mod wireguard_cli;

@@ -199,8 +199,8 @@ class Lab:
     def tool_cmd(self, tool, mode):
         """(argv, cwd, env) for tool in mode: apply | dry."""
         if tool == "labctl":
-            sub = "apply" if mode == "apply" else "plan"
-            return ([str(LABCTL), sub, "site.yml", "-i", str(self.inv_yml), "--forks", str(PARALLEL),
+            sub = ["apply", "--yes"] if mode == "apply" else ["plan"]
+            return ([str(LABCTL), *sub, "site.yml", "-i", str(self.inv_yml), "--forks", str(PARALLEL),
                      "--color", "never"], BENCH / "labctl", {})
         if tool == "ansible":
             argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inv_yml), "playbook.yml"]

@@ -1,8 +1,12 @@
 //! Command line: clap definitions and one function per subcommand.
 
 mod adhoc;
+mod confirm;
+mod doc;
 mod gather;
+mod history;
 mod info;
+mod init;
 mod load;
 mod run;
 mod unlock;
@@ -18,9 +22,11 @@ const EXIT_CODES: &str = "Exit codes:
   0    success (plan: no drift)
   1    a step, probe or handler failed on a host
   2    plan only: changes are pending
-  3    bad input (inventory, site, role, template, command line); nothing was contacted
+  3    bad input (inventory, site, role, template, command line; apply without a terminal
+       and without --yes or --plan); nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
-  5    refused for safety (stale saved plan, untrusted host key, host locked by a live run)
+  5    refused for safety (stale saved plan, untrusted host key, host locked by a live run,
+       `no` at apply's question, init on an existing repo)
   6    every failing host was unreachable
   130  interrupted";
 
@@ -116,6 +122,12 @@ enum Cmd {
         out: Option<PathBuf>,
     },
     /// Converge: change what drifted, fire handlers, print a recap
+    ///
+    /// On a terminal, apply first shows the plan and asks; only `yes` goes ahead, and exactly
+    /// the plan shown is applied (a host that moved meanwhile is refused, exit 5). Without a
+    /// terminal (scripts, CI) apply refuses (exit 3, nothing contacted) unless --yes or --plan
+    /// FILE says what is approved. Every apply appends a line to .labctl/runs.jsonl (`labctl
+    /// history`).
     Apply {
         #[command(flatten)]
         target: Target,
@@ -124,11 +136,25 @@ enum Cmd {
         /// Apply exactly this saved plan; refused for hosts whose facts moved since
         #[arg(long, value_name = "PLANFILE")]
         plan: Option<PathBuf>,
+        /// Apply without showing the plan and asking first (for scripts and CI)
+        #[arg(short = 'y', long, conflicts_with = "plan")]
+        yes: bool,
     },
+    /// Make a new lab repo (asks on a terminal, or takes flags), or --add-host to an existing one
+    Init(init::InitArgs),
     /// Validate inventory, site, roles and templates offline (no SSH); report every problem
     Check {
         #[command(flatten)]
         target: Target,
+    },
+    /// The last applies in this project (from .labctl/runs.jsonl): who, when, which commit, what changed
+    History {
+        /// The site file; the log is in its folder
+        #[arg(default_value = "site.yml")]
+        site: PathBuf,
+        /// How many runs to show
+        #[arg(short = 'n', long, default_value_t = 10)]
+        last: usize,
     },
     /// Print the facts labctl reads on a host (JSON)
     Facts {
@@ -221,6 +247,12 @@ enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// A resource type's reference (keys, examples); without TYPE, the list of types
+    Doc {
+        /// A resource type, e.g. `file`, `service`
+        #[arg(value_name = "TYPE")]
+        kind: Option<String>,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -281,8 +313,26 @@ pub fn main() -> i32 {
     init_logging(g.verbose);
     let r = match cli.cmd {
         Cmd::Plan { target, conn, out } => run::plan(&g, &target, &conn, out.as_deref()),
-        Cmd::Apply { target, conn, plan } => run::apply(&g, &target, &conn, plan.as_deref()),
+        Cmd::Apply {
+            target,
+            conn,
+            plan,
+            yes,
+        } => run::apply(
+            &g,
+            &target,
+            &conn,
+            plan.as_deref(),
+            if yes {
+                run::Approve::Yes
+            } else {
+                run::Approve::Ask
+            },
+        ),
+        Cmd::History { site, last } => history::history(&g, &site, last),
+        Cmd::Doc { kind } => doc::doc(&g, kind.as_deref()),
         Cmd::Check { target } => run::check(&g, &target),
+        Cmd::Init(a) => init::run(&g, a),
         Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
         Cmd::Unlock {
             host,

@@ -35,7 +35,7 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
+pub(super) fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         site: t.site.display().to_string(),
@@ -46,7 +46,7 @@ fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
 }
 
 /// Exit code for host-level failures and refusals.
-fn failure_exit<'a>(
+pub(super) fn failure_exit<'a>(
     hosts: &'a [HostPlan],
     refused: impl IntoIterator<Item = &'a HostError>,
 ) -> Option<Exit> {
@@ -92,7 +92,47 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit
     })
 }
 
-pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<Exit, CliError> {
+/// How `apply` was approved (the `--yes` flag, or neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approve {
+    Yes,
+    Ask,
+}
+
+/// `apply`, recorded in the project's run log whatever the outcome.
+pub fn apply(
+    g: &Global,
+    t: &Target,
+    c: &Conn,
+    saved: Option<&Path>,
+    approve: Approve,
+) -> Result<Exit, CliError> {
+    // Refused before anything is read or contacted (Terraform's rule): a script that means to
+    // change hosts says so with --yes, or applies a plan someone saved and read.
+    if saved.is_none() && approve == Approve::Ask && !crate::ui::prompt::interactive() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            "refusing to apply without confirmation: stdin is not a terminal\n  = help: pass --yes to apply without asking, or `labctl plan --out FILE` and then `labctl apply --plan FILE`",
+        ));
+    }
+    let (mut run, started) = super::history::Run::start(t);
+    let r = apply_run(g, t, c, saved, approve, &mut run);
+    run.exit = match &r {
+        Ok(e) => e.code(),
+        Err(e) => e.exit().code(),
+    };
+    super::history::append(&g.sh, run, started);
+    r
+}
+
+fn apply_run(
+    g: &Global,
+    t: &Target,
+    c: &Conn,
+    saved: Option<&Path>,
+    approve: Approve,
+    run: &mut super::history::Run,
+) -> Result<Exit, CliError> {
     let sh = &g.sh;
     let mut target = t.clone();
     let saved_plan = match saved {
@@ -131,6 +171,14 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
         }
         None => None,
     };
+    if let Some(p) = saved {
+        run.approval = format!("--plan {}", p.display());
+        run.site = target.site.display().to_string();
+        run.inventory = target.inventory.display().to_string();
+        run.selection.tags = target.select.tags.clone();
+        run.selection.skip_tags = target.select.skip_tags.clone();
+        run.selection.limit = target.select.limit.clone();
+    }
     let l = load::load(sh, g, &target, false, Some(c))?;
     if let Some(p) = &saved_plan {
         l.lasting_key()?;
@@ -142,6 +190,24 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
         }
     }
     let o = opts(c, &l);
+    run.identify(&o.run);
+    let (l, saved_plan) = match (saved_plan, approve) {
+        (Some(p), _) => (l, Some(p)),
+        (None, Approve::Yes) => {
+            run.approval = "--yes".into();
+            (l, None)
+        }
+        (None, Approve::Ask) => match super::confirm::confirm(g, &target, &o, l)? {
+            super::confirm::Confirmed::Go(l, plan) => {
+                run.approval = "prompt".into();
+                (*l, Some(plan))
+            }
+            super::confirm::Confirmed::Stop(exit, approval) => {
+                run.approval = approval.into();
+                return Ok(exit);
+            }
+        },
+    };
     let progress = Progress::new(sh.clone(), "applying", g.json);
     let compiled = Arc::new(l.compiled);
     let rt = runtime();
@@ -167,6 +233,7 @@ pub fn apply(g: &Global, t: &Target, c: &Conn, saved: Option<&Path>) -> Result<E
     progress.finish();
     let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) =
         results.into_iter().map(|o| (o.plan, o.recap)).unzip();
+    run.hosts_from(&recaps);
     if g.json {
         sh.out(&ui::json_envelope(
             "apply",

@@ -100,6 +100,11 @@ pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Chang
     }))
 }
 
+/// Facts that hold the host's clock, so they differ on every probe. Left out of fingerprints
+/// (else every saved or confirmed plan touching them is stale a second later); what they decide
+/// still counts, through the steps (apt's lists age decides whether `apt-get update` runs).
+const VOLATILE: &[&str] = &[crate::facts::packages::LISTS_KEY];
+
 /// Keyed: plan files must not carry an unkeyed hash of anything secret (RELIABILITY rule 3).
 pub fn fingerprint(
     key: &[u8; 32],
@@ -110,7 +115,11 @@ pub fn fingerprint(
 ) -> String {
     let mut m = crate::digest::Keyed::new(key);
     m.update(id.as_bytes());
-    for (k, raw) in facts.subset(keys) {
+    for (k, raw) in facts
+        .subset(keys)
+        .into_iter()
+        .filter(|(k, _)| !VOLATILE.contains(k))
+    {
         m.update(k.as_bytes());
         m.update(&raw.rc.to_le_bytes());
         m.update(raw.out.as_bytes());
@@ -241,6 +250,44 @@ mod tests {
         assert!(
             e.contains("unsupported OS `rocky`") && e.contains("Debian and Ubuntu"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_clock_in_apt_lists_facts_does_not_move_a_fingerprint() {
+        let at = |now: i64, n: u32| {
+            let mut f = Facts::default();
+            f.insert(
+                facts::packages::LISTS_KEY,
+                &format!("lists {n} 1700000000 {now}\n"),
+                0,
+            );
+            f.insert("pkg:curl", "curl ii 7.88\n", 0);
+            f
+        };
+        let keys = vec![
+            facts::packages::LISTS_KEY.to_string(),
+            "pkg:curl".to_string(),
+        ];
+        let fp = |f: &Facts, steps: &[Step]| fingerprint(&[1; 32], "r/apt:x", f, &keys, steps);
+        assert_eq!(
+            fp(&at(1_700_000_100, 3), &[]),
+            fp(&at(1_700_000_200, 3), &[])
+        );
+        let mut moved = at(1_700_000_100, 3);
+        moved.insert("pkg:curl", "curl ii 7.89\n", 0);
+        assert_ne!(
+            fp(&at(1_700_000_100, 3), &[]),
+            fp(&moved, &[]),
+            "other facts still count"
+        );
+        let update = Step::Sh {
+            script: "apt-get update".into(),
+        };
+        assert_ne!(
+            fp(&at(1, 3), &[]),
+            fp(&at(1, 3), &[update]),
+            "and so do the steps"
         );
     }
 

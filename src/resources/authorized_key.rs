@@ -32,7 +32,7 @@ pub struct AuthorizedKey;
 
 pub use super::State;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub user: String,

@@ -37,7 +37,7 @@ const SECRET_REFUSED: &str = "this `command` uses a secret, and scripts show in 
 
 pub struct Command;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     #[serde(alias = "cmd")]

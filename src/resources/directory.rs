@@ -31,7 +31,7 @@ pub struct Directory;
 
 pub use super::State;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub path: String,

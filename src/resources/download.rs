@@ -29,7 +29,7 @@ use crate::secret::Secret;
 
 pub struct Download;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub url: String,

@@ -25,7 +25,7 @@ use crate::plan::{Action, Drift, Step};
 
 pub struct Fetch;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub src: String,

@@ -17,7 +17,7 @@ use crate::plan::{Action, Drift, Step};
 
 pub struct HelmRepo;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub name: String,

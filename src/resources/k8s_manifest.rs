@@ -31,7 +31,7 @@ use crate::secret::Secret;
 
 pub struct K8sManifest;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     #[serde(default)]

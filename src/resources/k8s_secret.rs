@@ -37,7 +37,7 @@ fn opaque() -> String {
     "Opaque".into()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub name: String,

@@ -165,7 +165,7 @@ pub trait Resource {
     /// The YAML key: `file`, `apt`, …
     const KIND: &'static str;
     /// The spec, deserialized from the rendered YAML. Use `#[serde(deny_unknown_fields)]`.
-    type Spec: DeserializeOwned + Send + Sync + 'static;
+    type Spec: DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static;
     /// What identifies the instance in plan output and ids (a path, a service name, …).
     fn name(spec: &Self::Spec) -> String;
     /// Validate and pull controller-side inputs. Errors name the field at fault.
@@ -259,6 +259,11 @@ macro_rules! registry {
     ($($m:ident :: $t:ident),* $(,)?) => {
         /// Every resource type's YAML key.
         pub const KINDS: &[&str] = &[$($m::$t::KIND),*];
+
+        /// Every resource type's spec as a JSON Schema (subschemas inlined), from its Rust type.
+        pub fn spec_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$(($m::$t::KIND, g.subschema_for::<<$m::$t as Resource>::Spec>())),*]
+        }
 
         /// Build an instance of `kind` from its rendered spec. None when the kind is unknown.
         pub fn build(kind: &str, value: Value, cx: &PrepareCx) -> Option<Result<Box<dyn Instance>, BuildError>> {

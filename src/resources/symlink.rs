@@ -24,7 +24,7 @@ pub struct Symlink;
 
 pub use super::State;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub path: String,

@@ -32,11 +32,12 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub file: String,
     #[serde(deserialize_with = "values")]
+    #[schemars(with = "IndexMap<String, super::support::StringOrNumber>")]
     pub values: IndexMap<String, String>,
     #[serde(default = "yes")]
     pub apply: bool,

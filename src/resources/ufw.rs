@@ -36,7 +36,7 @@ use crate::plan::{Action, Drift, Step, Touch};
 
 pub struct Ufw;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     #[default]
@@ -44,7 +44,7 @@ pub enum State {
     Disabled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     Allow,
@@ -83,7 +83,7 @@ fn ssh() -> u16 {
     22
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     #[default]
@@ -102,7 +102,7 @@ impl Proto {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
     #[default]
@@ -137,11 +137,12 @@ pub struct Rule {
 }
 
 /// A rule as written: `from` may list several sources, `port` and `proto` may be left out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     /// `"22"`, `"30000:32767"`, `"80,443"` (a YAML integer is accepted too); none = every port.
     #[serde(default, deserialize_with = "port")]
+    #[schemars(with = "Option<super::support::StringOrNumber>")]
     port: Option<String>,
     /// Default `tcp` with a port, `any` without one.
     #[serde(default)]
@@ -156,7 +157,7 @@ struct RawRule {
     comment: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -209,7 +210,7 @@ fn rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> 
     Ok(out)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     #[serde(default)]
@@ -219,6 +220,7 @@ pub struct Spec {
     #[serde(default = "allow")]
     pub default_outgoing: Policy,
     #[serde(default, deserialize_with = "rules")]
+    #[schemars(with = "Vec<RawRule>")]
     pub rules: Vec<Rule>,
     #[serde(default = "yes")]
     pub purge: bool,

@@ -35,7 +35,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub name: String,
@@ -56,6 +56,7 @@ pub struct Spec {
     #[serde(default)]
     pub system: bool,
     #[serde(default, deserialize_with = "deserialize_secret")]
+    #[schemars(with = "Option<String>")]
     pub password_hash: Option<Secret<String>>,
     #[serde(default)]
     pub state: State,

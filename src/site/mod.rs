@@ -78,7 +78,19 @@ pub struct Entry {
     pub run_once: bool,
 }
 
-const COMMON_KEYS: &[&str] = &["name", "tags", "when", "notify", "loop", "run_once"];
+/// The keys a resource entry may have besides its type key (the JSON Schema lists the same).
+pub const COMMON_KEYS: &[&str] = &["name", "tags", "when", "notify", "loop", "run_once"];
+/// The keys of a play (`read_play` matches these; the JSON Schema lists the same).
+pub const PLAY_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "vars",
+    "roles",
+    "serial",
+    "max_fail_percentage",
+    "any_errors_fatal",
+    "run_once",
+];
 
 impl Site {
     pub fn load(path: &Path) -> Result<Site, Diags> {
@@ -191,7 +203,10 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
             },
             "max_fail_percentage" => match &v.v {
                 NodeV::Int(n) if (0..=100).contains(n) => play.max_fail_percent = Some(*n as u8),
-                _ => diags.push(Diag::at(v.loc(file), "`max_fail_percentage` must be a number from 0 to 100")),
+                _ => diags.push(Diag::at(
+                    v.loc(file),
+                    "`max_fail_percentage` must be a number from 0 to 100",
+                )),
             },
             "run_once" => match &v.v {
                 NodeV::Bool(b) => play.run_once = *b,
@@ -200,7 +215,10 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
             "any_errors_fatal" => match &v.v {
                 NodeV::Bool(true) => play.max_fail_percent = Some(0),
                 NodeV::Bool(false) => {}
-                _ => diags.push(Diag::at(v.loc(file), "`any_errors_fatal` must be true or false")),
+                _ => diags.push(Diag::at(
+                    v.loc(file),
+                    "`any_errors_fatal` must be true or false",
+                )),
             },
             "serial" => match &v.v {
                 NodeV::Int(n) if *n > 0 => play.serial = Some(*n as usize),
@@ -224,8 +242,14 @@ fn read_play(file: &Path, node: &Node) -> (Option<Play>, Diags) {
                 )),
             },
             other => diags.push(
-                Diag::at(k.loc(file), format!("unknown key `{other}` in a play"))
-                    .help("a play has `name`, `hosts`, `vars`, `roles`, `serial`, `max_fail_percentage`, `any_errors_fatal` and `run_once`"),
+                Diag::at(k.loc(file), format!("unknown key `{other}` in a play")).help(format!(
+                    "a play has {}",
+                    PLAY_KEYS
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             ),
         }
     }
@@ -491,6 +515,73 @@ mod tests {
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
+    }
+
+    /// Every key PLAY_KEYS and COMMON_KEYS list (and so the JSON Schema) is one the parser
+    /// takes, and an unlisted one is refused.
+    #[test]
+    fn listed_keys_are_the_parsers_keys() {
+        let sample = |k: &str| match k {
+            "name" => "p",
+            "hosts" => "all",
+            "vars" => "{a: 1}",
+            "roles" => "[r1]",
+            "serial" | "max_fail_percentage" => "1",
+            "any_errors_fatal" | "run_once" => "true",
+            "tags" => "[t]",
+            "when" => "\"true\"",
+            "notify" => "h",
+            "loop" => "[1]",
+            other => panic!("no sample value for `{other}`: add one here"),
+        };
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "roles/r1/role.yml",
+            "resources: []\nhandlers:\n  - name: h\n    command: {run: 'true'}\n",
+        );
+        let load = |site: &str, role: &str| -> String {
+            write(d.path(), "site.yml", site);
+            write(d.path(), "roles/r1/role.yml", role);
+            match Site::load(&d.path().join("site.yml")) {
+                Ok(_) => String::new(),
+                Err(e) => {
+                    e.0.iter()
+                        .map(|x| x.render("error"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            }
+        };
+        let handler = "handlers:\n  - name: h\n    command: {run: 'true'}\n";
+        for k in PLAY_KEYS {
+            let site = format!("- hosts: all\n  roles: [r1]\n  {k}: {}\n", sample(k));
+            let site = if ["hosts", "roles"].contains(k) {
+                format!(
+                    "- {k}: {}\n  {}\n",
+                    sample(k),
+                    if *k == "hosts" {
+                        "roles: [r1]"
+                    } else {
+                        "hosts: all"
+                    }
+                )
+            } else {
+                site
+            };
+            let e = load(&site, &format!("resources: []\n{handler}"));
+            assert!(!e.contains("unknown key"), "play key `{k}`: {e}");
+        }
+        for k in COMMON_KEYS {
+            let role = format!(
+                "resources:\n  - file: {{path: /x, content: x}}\n    {k}: {}\n{handler}",
+                sample(k)
+            );
+            let e = load("- hosts: all\n  roles: [r1]\n", &role);
+            assert!(!e.contains("unknown key"), "entry key `{k}`: {e}");
+        }
+        let e = load("- hosts: all\n  become: true\n", "resources: []\n");
+        assert!(e.contains("unknown key `become`"), "{e}");
     }
 
     #[test]

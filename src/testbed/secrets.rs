@@ -4,25 +4,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use base64::Engine as _;
-
-/// Random printable secret (hex), long enough that brute force is pointless.
-fn token(prefix: &str) -> String {
-    let b: [u8; 16] = rand::random();
-    format!(
-        "{prefix}-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
-}
-
-/// A WireGuard private key: 32 random bytes, clamped as `wg genkey` does.
-fn wg_key() -> String {
-    let mut k: [u8; 32] = rand::random();
-    k[0] &= 248;
-    k[31] &= 127;
-    k[31] |= 64;
-    base64::engine::general_purpose::STANDARD.encode(k)
-}
 
 /// Writes `DIR/age.key` (0600) and `DIR/group_vars/all/vault.yml.age` for `hosts`.
 pub fn write(dir: &Path, hosts: &[String]) -> Result<()> {
@@ -30,26 +11,13 @@ pub fn write(dir: &Path, hosts: &[String]) -> Result<()> {
     let (identity, public) = crate::vault::keygen();
     crate::fsutil::write_atomic(&key_path, identity.expose().as_bytes(), 0o600, false)
         .with_context(|| format!("cannot write {}", key_path.display()))?;
-    let mut y = String::from(
-        "# Throwaway secrets for this testbed (labctl testbed up).\nvault_wg_private_keys:\n",
-    );
-    for h in hosts {
-        y.push_str(&format!("  {h}: \"{}\"\n", wg_key()));
-    }
-    for (var, prefix) in [
-        ("vault_k3s_token", "k3s"),
-        ("vault_postgres_password", "pg"),
-        ("vault_redis_password", "redis"),
-        ("vault_grafana_admin_password", "grafana"),
-        ("vault_argocd_admin_password", "argocd"),
-        ("vault_smtp_password", "smtp"),
-    ] {
-        y.push_str(&format!("{var}: \"{}\"\n", token(prefix)));
-    }
+    // The same vault `labctl init` makes, for the roles this binary ships.
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let y = crate::init::render::vault_yml(&crate::init::shipped::needs(), &names, &[]);
     let recipient: age::x25519::Recipient = public
         .parse()
         .map_err(|e| anyhow::anyhow!("bad generated recipient: {e}"))?;
-    let armored = crate::vault::encrypt(y.as_bytes(), &[recipient])?;
+    let armored = crate::vault::encrypt(y.expose().as_bytes(), &[recipient])?;
     let vault = dir.join("group_vars/all/vault.yml.age");
     std::fs::create_dir_all(vault.parent().expect("has a parent"))?;
     crate::fsutil::write_atomic(&vault, &armored, 0o644, false)
@@ -71,7 +39,8 @@ mod tests {
         assert!(
             text.contains("  a-1: \"")
                 && text.contains("  a-2: \"")
-                && text.contains("vault_k3s_token: \"k3s-")
+                && text.contains("vault_k3s_token: \"")
+                && text.contains("vault_postgres_password: \"")
         );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(

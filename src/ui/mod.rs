@@ -4,6 +4,7 @@
 //! defence (resources already redact; this catches what a remote stderr might echo back).
 
 pub mod progress;
+pub mod prompt;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;

@@ -78,6 +78,16 @@ impl Keyring {
         Keyring { identities, tried }
     }
 
+    /// The identities of one file only (`labctl init` reads the key it is about to use).
+    pub fn from_file(path: &Path) -> Result<Keyring, VaultError> {
+        let mut ring = Keyring {
+            identities: Vec::new(),
+            tried: Vec::new(),
+        };
+        ring.load_named("the key file", path)?;
+        Ok(ring)
+    }
+
     fn load_named(&mut self, origin: &str, path: &Path) -> Result<(), VaultError> {
         let ids = read_identity_file(path, origin)?;
         self.tried.push(format!(
@@ -231,7 +241,7 @@ pub fn keygen() -> (Secret<String>, String) {
 }
 
 /// UTC time as age-keygen prints it, without pulling in a date crate for one line.
-pub(crate) fn rfc3339_now() -> String {
+pub fn rfc3339_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

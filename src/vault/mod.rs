@@ -11,6 +11,7 @@
 
 mod cli;
 mod file;
+pub mod gen;
 mod keys;
 pub(crate) use keys::rfc3339_now;
 mod recipients;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 
 pub use cli::{run, VaultCmd};
 pub use file::encrypt;
-pub use keys::{keygen, Keyring};
+pub use keys::{default_key_path, keygen, Keyring};
 pub use recipients::{find_recipients_file, load_recipients, RECIPIENTS_FILE};
 
 /// Everything that can go wrong opening or writing a vault. Every variant maps to exit code 4.

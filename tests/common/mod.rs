@@ -45,6 +45,41 @@ pub fn labctl(args: &[&str]) -> Output {
         .expect("cannot run the labctl binary")
 }
 
+/// Runs `cmd` with a pty as its terminal (util-linux `script`), typing `input` into it. The
+/// command line is rebuilt from `cmd`'s program and args; its env and dir are kept.
+pub fn in_pty(cmd: &Command, input: &str) -> Output {
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| shlex::try_quote(&a.to_string_lossy()).unwrap().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut s = Command::new("script");
+    s.args(["-qec", &line, "/dev/null"]);
+    if let Some(d) = cmd.get_current_dir() {
+        s.current_dir(d);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => s.env(k, v),
+            None => s.env_remove(k),
+        };
+    }
+    let mut child = s
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Where e2e testbeds live: `<target>/e2e-testbeds`, so `cargo clean` removes leftovers.
 pub fn testbeds_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));

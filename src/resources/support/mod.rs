@@ -14,12 +14,22 @@ use serde_json::Value;
 use super::DiffCx;
 
 /// `state:` of the types that manage something that exists or not.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     #[default]
     Present,
     Absent,
+}
+
+/// The schema of a value read as a string that may be written as a YAML number (ports, sysctl
+/// values). Only the JSON Schema uses it; the specs hold `String`.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum StringOrNumber {
+    String(String),
+    Number(f64),
 }
 
 /// File modes are strings of octal digits ("0644"). YAML `0644` is an integer (and `644` is
