@@ -18,7 +18,8 @@
 //! Upgraded only when the deployed chart version, the release status or the values differ:
 //! desired values (YAML → JSON, canonical) against `helm get values -o json`. Values travel on
 //! stdin (`-f -`, as JSON, which is YAML), never in argv; when they hold a secret the plan shows
-//! only which keys changed and a keyed hash.
+//! only which keys changed and a keyed hash. `state: absent` uninstalls an installed release
+//! (`helm uninstall --wait`; helm keeps the CRDs a chart installed).
 
 use serde::Deserialize;
 use serde_json::Value;

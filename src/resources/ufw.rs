@@ -13,13 +13,14 @@
 //!       - {port: "8472", proto: udp, from: 10.0.0.0/24, comment: flannel vxlan}
 //!       - {port: "30000:32767", proto: tcp}
 //!       - {port: "2222", rule: limit}
-//!       - {from: 10.42.0.0/16, comment: k3s pods}          # no port: every port (and proto any)
+//!       - {from: 10.42.0.0/16, comment: k3s pods}          # no port: every port (proto any)
 //!       - {port: "8472", proto: udp, interface: wg0, from: [10.200.0.1, 10.200.0.2]}
 //! ```
 //!
-//! Rules are incoming, and their `from` is `any`, an IPv4 address/CIDR, or a list of them (one
-//! rule each). Without `port` a rule admits every port. `interface` limits a rule to packets
-//! coming in on that interface (`ufw allow in on wg0 …`). ufw gives a `from: any` rule an IPv6 twin; the twin belongs to the rule (it is neither required nor purged). Rule order
+//! Rules are incoming, and their `from` is `any`, an IPv4 address/CIDR, or a list of them (one rule
+//! each). Without `port` a rule admits every port; `interface` limits it to packets coming in on that
+//! interface (`ufw allow in on wg0 …`). ufw gives a `from: any`
+//! rule an IPv6 twin; the twin belongs to the rule (it is neither required nor purged). Rule order
 //! is not managed. Rules are added before `ufw --force enable` runs, and a spec that would enable
 //! a deny-by-default firewall without allowing `ssh_port`/tcp is refused: labctl would lock
 //! itself out mid-run.
