@@ -96,6 +96,19 @@ impl Lab {
     fn sh(&self, script: &str) -> String {
         self.tb.sh_ok(&self.host, script)
     }
+    /// One off-site run that must succeed; its journal is in the failure message.
+    fn offsite(&self) {
+        let o = self
+            .tb
+            .sh(&self.host, "systemctl start labctl-backup-offsite.service");
+        if !o.status.success() {
+            let j = self.tb.sh(
+                &self.host,
+                "journalctl -u labctl-backup-offsite.service --no-pager -n 60",
+            );
+            panic!("off-site run failed:\n{}\n{}", show(&o), text(&j));
+        }
+    }
     fn sh_fails(&self, script: &str) -> String {
         let o = self.tb.sh(&self.host, script);
         assert!(
@@ -268,7 +281,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
         printf 'K10feedbeef::server:tok-7d3a\\n' > token && printf 'tok-7d3a\\n' > /etc/rancher/k3s/token && \
         sqlite3 db/state.db 'pragma journal_mode=wal; create table kine (id integer primary key, name text, value blob); create table beats (at text); \
         insert into kine (name, value) select \"/registry/k\" || value, randomblob(200) from generate_series(1, 100);' && \
-        printf '#!/bin/sh\\nwhile :; do sqlite3 /var/lib/rancher/k3s/server/db/state.db \"insert into beats values (datetime())\"; sleep 1; done\\n' > /usr/local/bin/fake-k3s && chmod 755 /usr/local/bin/fake-k3s && \
+        printf '#!/bin/sh\\nwhile :; do sqlite3 -cmd .timeout\\ 10000 /var/lib/rancher/k3s/server/db/state.db \"insert into beats values (datetime())\"; sleep 1; done\\n' > /usr/local/bin/fake-k3s && chmod 755 /usr/local/bin/fake-k3s && \
         printf '[Service]\\nExecStart=/usr/local/bin/fake-k3s\\n' > /etc/systemd/system/k3s.service && \
         systemctl daemon-reload && systemctl start k3s && sleep 2 && systemctl is-active k3s");
 
@@ -297,7 +310,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
     };
     dump(&lab);
     lab.sh("systemctl start k3s-datastore-backup.service");
-    lab.sh("systemctl start labctl-backup-offsite.service");
+    lab.offsite();
     let daily_pg = lab.objects("postgres/daily");
     let daily_k3s = lab.objects("k3s-datastore/daily");
     assert_eq!(daily_pg.len(), 1, "{daily_pg:?}");
@@ -375,7 +388,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
     );
     std::thread::sleep(Duration::from_secs(1)); // a new stamp for the next dump
     dump(&lab);
-    lab.sh("systemctl start labctl-backup-offsite.service");
+    lab.offsite();
     let daily = lab.objects("postgres/daily");
     let app: Vec<&String> = daily.iter().filter(|n| n.starts_with("app-")).collect();
     assert_eq!(app.len(), 30, "{daily:?}");
@@ -448,7 +461,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
     );
     let o = lab.labctl("apply");
     assert!(o.status.success(), "{}", show(&o));
-    lab.sh("systemctl start labctl-backup-offsite.service");
+    lab.offsite();
     assert!(lab
         .objects("postgres/daily")
         .contains(&format!("{pending}.age")));
@@ -514,7 +527,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
     }
 
     // k3s datastore restore: a later loss (rows deleted) is undone by the newest archive.
-    lab.sh("sqlite3 /var/lib/rancher/k3s/server/db/state.db 'delete from kine where id > 10'");
+    lab.sh("sqlite3 -cmd '.timeout 10000' /var/lib/rancher/k3s/server/db/state.db 'delete from kine where id > 10'");
     let before = lab.sh("systemctl show -p ActiveEnterTimestamp k3s");
     // Refused cleanly first, with k3s left running untouched: a tampered archive ...
     let k3s_newest = lab.objects("k3s-datastore/daily").last().unwrap().clone();
@@ -550,7 +563,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
         "k3s was restarted by a refused restore"
     );
     assert_eq!(
-        lab.sh("sqlite3 /var/lib/rancher/k3s/server/db/state.db 'select count(*) from kine'")
+        lab.sh("sqlite3 -cmd '.timeout 10000' /var/lib/rancher/k3s/server/db/state.db 'select count(*) from kine'")
             .trim(),
         "10"
     );
@@ -558,7 +571,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
     let out = lab.sh(&format!("{} k3s-datastore-restore.sh", lab.restore_env()));
     assert!(out.contains("ok:") && out.contains(&k3s_newest), "{out}");
     lab.sh("systemctl is-active k3s");
-    assert_eq!(lab.sh("sqlite3 /var/lib/rancher/k3s/server/db/state.db 'pragma integrity_check; select count(*) from kine'").trim(), "ok\n100");
+    assert_eq!(lab.sh("sqlite3 -cmd '.timeout 10000' /var/lib/rancher/k3s/server/db/state.db 'pragma integrity_check; select count(*) from kine'").trim(), "ok\n100");
     assert_eq!(
         lab.sh("cat /var/lib/rancher/k3s/server/token").trim(),
         "K10feedbeef::server:tok-7d3a"
