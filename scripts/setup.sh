@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 for pair in debootstrap:debootstrap systemd-nspawn:systemd-container iptables:iptables age:age \
             ssh:openssh-client ssh-keygen:openssh-client wg:wireguard-tools sqlite3:sqlite3 \
-            nsenter:util-linux ip:iproute2; do
+            nsenter:util-linux ip:iproute2 curl:curl; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
