@@ -72,7 +72,7 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit
     if g.json {
         sh.out(&ui::json_envelope("plan", &plan)?);
     } else {
-        sh.out(&ui::render_plan(&sh, &plan));
+        sh.out(&ui::render_plan(sh, &plan));
     }
     if let Some(path) = out {
         // Scrubbed like everything printed: a last line of defence if a resource ever put a
@@ -240,7 +240,7 @@ fn apply_run(
             &serde_json::json!({ "hosts": recaps }),
         )?);
     } else {
-        sh.out(&ui::render_recap(&sh, &recaps));
+        sh.out(&ui::render_recap(sh, &recaps));
     }
     if o.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(Exit::Interrupted);

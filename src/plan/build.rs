@@ -207,7 +207,7 @@ pub fn pending_handlers<'a>(
                 )],
                 diff: None,
                 notify: vec![],
-                fingerprint: fingerprint(&keys.hash_key, &key, &f, &[key.clone()], &[]),
+                fingerprint: fingerprint(&keys.hash_key, &key, &f, std::slice::from_ref(&key), &[]),
                 steps: vec![],
             });
         }
