@@ -187,8 +187,14 @@ pub fn vault_yml(
             )),
             Kind::External => match external.iter().find(|(n, _)| n == &v.name) {
                 Some((_, s)) => y.push_str(&format!("{}: {}    # {roles}\n", v.name, q(s.expose()))),
-                None => y.push_str(&format!(
+                None if v.required => y.push_str(&format!(
                     "{}: \"\"    # {roles}: a credential from outside the lab; set it when you have one\n",
+                    v.name
+                )),
+                // Left out, not empty: an empty value here would hide one the user keeps in
+                // another vault file (they merge, later files win).
+                None => y.push_str(&format!(
+                    "# {}: a credential from outside the lab, needed once you turn its feature on ({roles})\n",
                     v.name
                 )),
             },
@@ -210,6 +216,17 @@ pub fn vault_yml(
         y.push_str(&wg_key_lines(nodes));
     }
     Secret::new(y)
+}
+
+/// Throwaway values for the outside credentials every lab must define (a testbed has no real
+/// SMTP relay, but the monitoring role still renders its password).
+pub fn throwaway_external(needs: &Needs) -> Vec<(String, Secret<String>)> {
+    needs
+        .vault
+        .iter()
+        .filter(|v| v.kind == Kind::External && v.required)
+        .map(|v| (v.name.clone(), super::super::vault::gen::password()))
+        .collect()
 }
 
 /// `  node: "key"` lines, one fresh key per node.

@@ -27,6 +27,9 @@ pub struct VaultVar {
     pub kind: Kind,
     /// Roles that mention it.
     pub roles: Vec<String>,
+    /// Some `{{ … }}` uses it with no `if`/`default(` around it: every lab must define it.
+    /// (`"{{ vault_x if backup_offsite else '' }}"` needs it only once the feature is on.)
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +70,9 @@ fn kind_of(name: &str) -> Kind {
 /// `files`: (path like `roles/NAME/…`, text) of every role file.
 pub fn scan<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Needs {
     let word = regex::Regex::new(r"\bvault_[A-Za-z0-9_]+").expect("regex");
+    let expr = regex::Regex::new(r"\{\{(.*?)\}\}").expect("regex");
     let mut vault: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut required: std::collections::BTreeSet<String> = Default::default();
     let mut examples = Vec::new();
     for (path, text) in files {
         let mut parts = path.split('/');
@@ -80,6 +85,13 @@ pub fn scan<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Needs {
                 roles.push(role.to_string());
             }
         }
+        for e in expr.captures_iter(text) {
+            let body = &e[1];
+            if body.contains(" if ") || body.contains("default(") {
+                continue;
+            }
+            required.extend(word.find_iter(body).map(|m| m.as_str().to_string()));
+        }
         if path.ends_with("/defaults.yml") {
             examples.extend(text.lines().filter_map(|l| example(role, l)));
         }
@@ -89,6 +101,7 @@ pub fn scan<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Needs {
             .into_iter()
             .map(|(name, roles)| VaultVar {
                 kind: kind_of(&name),
+                required: required.contains(&name),
                 name,
                 roles,
             })
@@ -128,7 +141,7 @@ mod tests {
             ),
             (
                 "roles/b/templates/x.j2",
-                "{{ vault_wg_private_keys[inventory_hostname] }} {{ vault_smtp_password }} {{ vault_k3s_token }} {{ vault_backup_s3_access_key }} {{ vault_x_bcrypt }}",
+                "{{ vault_wg_private_keys[inventory_hostname] }} {{ vault_smtp_password }} {{ vault_k3s_token }} {{ vault_backup_s3_access_key if on else '' }} {{ vault_x_bcrypt | default('') }}",
             ),
             ("site.yml", "vault_not_in_a_role"),
         ]);
@@ -137,6 +150,21 @@ mod tests {
             .iter()
             .map(|v| (v.name.as_str(), v.kind, v.roles.len()))
             .collect();
+        let required: Vec<&str> = n
+            .vault
+            .iter()
+            .filter(|v| v.required)
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(
+            required,
+            [
+                "vault_k3s_token",
+                "vault_smtp_password",
+                "vault_wg_private_keys"
+            ],
+            "a `default(` or an `if` makes a var optional"
+        );
         assert_eq!(
             got,
             vec![
