@@ -15,8 +15,8 @@ LAYERS = [
     ["plan"],  # the plan's types: actions, steps, changes, host errors, the selection
     ["resources"],
     ["site", "role_checks"],
-    ["plan::build"],  # making a host's plan from items and facts
-    ["apply"],
+    ["plan::build", "schema"],  # a host's plan from items and facts; JSON schema of specs
+    ["apply", "init"],
     ["ui"],
     ["testbed"],
     ["cli"],
