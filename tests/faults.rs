@@ -183,6 +183,7 @@ fn fault_suite() {
     disk_full(&mut s);
     step_timeout(&mut s);
     unlock_needs_a_human(&s);
+    dpkg_lock_held(&mut s);
     // Every scenario's host converges with one more run, and the run after finds no drift.
     let o = s.run("apply", &slow(None, 9, 1));
     assert_eq!(code(&o), Some(0), "{}", show(&o));
@@ -540,6 +541,56 @@ fn unlock_needs_a_human(s: &Suite) {
     let o = unlock(&[]);
     assert_eq!(code(&o), Some(0), "{}", show(&o));
     assert!(out(&o).contains("the run lock is free"), "{}", show(&o));
+}
+
+/// The dpkg lock held by another process: labctl (apt) waits for it up to the stated bound, then
+/// fails naming the holder; it never fails at once and leaves dpkg's state sound.
+fn dpkg_lock_held(s: &mut Suite) {
+    let h = s.hosts()[1].clone();
+    // An fcntl write lock, as apt and dpkg take it (flock(1) would not block apt).
+    let pid = s.tb.sh_ok(
+        &h,
+        r#"nohup perl -e 'use Fcntl; open(my $f, ">>", "/var/lib/dpkg/lock-frontend") or die; fcntl($f, F_SETLK, pack("s s x4 q q i x4", F_WRLCK, SEEK_SET, 0, 0, 0)) or die "lock: $!"; sleep 120' >/dev/null 2>&1 & echo $!"#,
+    );
+    let pid = pid.trim().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let o = s.run::<&str>(
+        "apply",
+        &[
+            "--limit",
+            &h,
+            "-e",
+            "faults_version=5",
+            "-e",
+            "faults_pkg=jq",
+        ],
+    );
+    let took = t0.elapsed();
+    s.tb.sh_ok(&h, &format!("kill {pid}"));
+    assert_eq!(code(&o), Some(1), "{}", show(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("faults/apt:pkg")
+            && text.contains("held by process")
+            && text.contains("perl"),
+        "the error names the holder: {}",
+        show(&o)
+    );
+    assert!(took >= Duration::from_secs(10), "waited only {took:?}");
+    assert!(took < Duration::from_secs(10 + 30), "took {took:?}");
+    assert_eq!(
+        s.tb.sh_ok(&h, "dpkg --audit").trim(),
+        "",
+        "dpkg's state is sound"
+    );
+    s.figure(
+        "dpkg lock held by another process (apt lock_timeout 10 s; default 120 s)",
+        format!(
+            "failed after {} s naming the holder (\"held by process N (perl)\"); `dpkg --audit` clean",
+            took.as_secs()
+        ),
+    );
 }
 
 /// The figures, where a reader finds them: docs/reliability-figures.md and README's block.

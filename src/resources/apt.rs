@@ -5,6 +5,7 @@
 //!     packages: [curl, ufw, open-iscsi, "nfs-common=1:2.6.2-4"]   # `name=version` pins a version
 //!     state: present          # present (default) | latest | absent
 //!     update_cache: auto      # auto (default) | always | never
+//!     lock_timeout: 120       # s to wait for a dpkg lock another process holds (then fail naming it)
 //! - apt: {name: snapd, state: absent}
 //! ```
 //!
@@ -54,14 +55,38 @@ pub struct Spec {
     pub state: State,
     #[serde(default)]
     pub update_cache: UpdateCache,
+    /// Seconds to wait for the dpkg lock when another process holds it (then fail, naming it).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: u32,
+}
+
+fn default_lock_timeout() -> u32 {
+    120
 }
 
 /// Lists older than this are refreshed before an install.
 pub const MAX_LIST_AGE: i64 = 24 * 3600;
 
 /// The apt-get prefix every step uses. apt's lock is an fcntl lock (flock(1) does not wait for
-/// it), so wait on it with apt's own timeout instead of failing when unattended-upgrades runs.
-const APT_GET: &str = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q";
+/// it), so wait on it with apt's own timeout instead of failing when unattended-upgrades runs;
+/// past it, apt fails with "Could not get lock …, held by process N (NAME)".
+fn apt_get(spec: &Spec) -> String {
+    format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout={} -y -q",
+        spec.lock_timeout
+    )
+}
+
+/// Appended to every apt-get command: when it fails while a dpkg/apt lock file is open in
+/// another process, name that process. apt's own last words ("Unable to acquire the dpkg
+/// frontend lock … is another process using it?") do not say who.
+const NAME_LOCK_HOLDER: &str = r#"{ __rc=$?; for __p in /proc/[0-9]*; do for __f in "$__p"/fd/*; do case "$(readlink "$__f" 2>/dev/null)" in /var/lib/dpkg/lock-frontend|/var/lib/dpkg/lock|/var/lib/apt/lists/lock|/var/cache/apt/archives/lock) echo "labctl: the dpkg/apt lock is held by process ${__p#/proc/} ($(cat "$__p/comm" 2>/dev/null)): waited for it as long as lock_timeout allows" >&2; break 2;; esac; done; done; exit $__rc; }"#;
+
+/// One apt-get command (`rest`: its subcommand and arguments) that names the lock's holder
+/// when it fails.
+fn apt_step(spec: &Spec, rest: &str) -> Step {
+    Step::sh(format!("{} {rest} || {NAME_LOCK_HOLDER}", apt_get(spec)))
+}
 
 impl Spec {
     /// `packages` and `name` merged, as written (with any `=version`).
@@ -149,7 +174,7 @@ impl Resource for Apt {
                 .iter()
                 .map(|n| format!("package {n} installed"))
                 .collect();
-            let step = Step::sh(format!("{APT_GET} remove {}", join_q(&present)));
+            let step = apt_step(spec, &format!("remove {}", join_q(&present)));
             return Ok(Some(Drift::new(Action::Remove, reasons, vec![step])));
         }
 
@@ -195,12 +220,15 @@ impl Resource for Apt {
         let mut steps = Vec::new();
         if let Some(why) = refresh {
             reasons.push(format!("apt-get update first ({why})"));
-            steps.push(Step::sh(format!("{APT_GET} update")));
+            steps.push(apt_step(spec, "update"));
         }
-        steps.push(Step::sh(format!(
-            "{APT_GET} install --no-install-recommends -o Dpkg::Options::=--force-confold {}",
-            join_q(&todo)
-        )));
+        steps.push(apt_step(
+            spec,
+            &format!(
+                "install --no-install-recommends -o Dpkg::Options::=--force-confold {}",
+                join_q(&todo)
+            ),
+        ));
         let action = if missing.len() == todo.len() {
             Action::Create
         } else {
@@ -286,6 +314,55 @@ mod tests {
     const UPDATE: &str =
         "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q update";
 
+    /// Each apt-get line as the step runs it: with the lock holder named on failure.
+    fn named(lines: &str) -> String {
+        lines
+            .lines()
+            .map(|l| format!("{l} || {NAME_LOCK_HOLDER}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_failed_apt_names_the_process_holding_the_lock() {
+        // The snippet against a real shell, with the lock path moved to a temp file held open.
+        let d = tempfile::tempdir().unwrap();
+        let lock = d.path().join("lock-frontend");
+        std::fs::write(&lock, "").unwrap();
+        let mut holder = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec 7<{}; exec sleep 30", lock.display()))
+            .spawn()
+            .unwrap();
+        // Wait (bounded) until the holder is `sleep` with the lock file open, however loaded
+        // the machine is.
+        let comm = format!("/proc/{}/comm", holder.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+            assert!(std::time::Instant::now() < deadline, "holder never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Only the temp lock: this machine's own apt may hold the real ones right now.
+        let script = format!("false || {NAME_LOCK_HOLDER}")
+            .replace("/var/lib/dpkg/lock-frontend", &lock.display().to_string())
+            .replace("|/var/lib/dpkg/lock|", "|/nonexistent/a|")
+            .replace("/var/lib/apt/lists/lock", "/nonexistent/b")
+            .replace("/var/cache/apt/archives/lock", "/nonexistent/c");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert_eq!(out.status.code(), Some(1), "apt's own status is kept");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("held by process {} (sleep)", holder.id())),
+            "{err}"
+        );
+    }
+
     fn f(names: &str, dpkg: &str, cands: &str, lists_age: Option<i64>) -> Facts {
         let lists = match lists_age {
             Some(a) => format!("lists 3 {} {NOW}\n", NOW - a),
@@ -345,7 +422,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.action, Action::Create);
         assert_eq!(d.reasons, ["package curl missing", "package ufw missing"]);
-        assert_eq!(scripts(&d), format!("{INSTALL} curl ufw"));
+        assert_eq!(scripts(&d), named(&format!("{INSTALL} curl ufw")));
     }
 
     #[test]
@@ -374,7 +451,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.reasons, ["package ufw missing"]);
-        assert_eq!(scripts(&d), format!("{INSTALL} ufw"));
+        assert_eq!(scripts(&d), named(&format!("{INSTALL} ufw")));
     }
 
     #[test]
@@ -389,7 +466,7 @@ mod tests {
                 "apt-get update first (package lists are 25 hours old)"
             ]
         );
-        assert_eq!(scripts(&d), format!("{UPDATE}\n{INSTALL} ufw"));
+        assert_eq!(scripts(&d), named(&format!("{UPDATE}\n{INSTALL} ufw")));
         // Never fetched (fresh container).
         let d = diff("name: ufw\n", &f("ufw", "", "", None)).unwrap();
         assert_eq!(
@@ -405,14 +482,14 @@ mod tests {
         assert_eq!(d.reasons[1], "apt-get update first (a missing package has no install candidate in the current lists)");
         // never: not even then.
         let d = diff("name: ufw\nupdate_cache: never\n", &f("ufw", "", "", None)).unwrap();
-        assert_eq!(scripts(&d), format!("{INSTALL} ufw"));
+        assert_eq!(scripts(&d), named(&format!("{INSTALL} ufw")));
         // always: even with fresh lists.
         let d = diff(
             "name: ufw\nupdate_cache: always\n",
             &f("ufw", "", cand, Some(60)),
         )
         .unwrap();
-        assert_eq!(scripts(&d), format!("{UPDATE}\n{INSTALL} ufw"));
+        assert_eq!(scripts(&d), named(&format!("{UPDATE}\n{INSTALL} ufw")));
         // A pin change on an installed package trusts the lists its facts came from.
         let d = diff(
             "name: \"ufw=0.36.2-2\"\n",
@@ -426,7 +503,7 @@ mod tests {
                 vec!["package ufw 0.36.2-1 → 0.36.2-2".to_string()]
             )
         );
-        assert_eq!(scripts(&d), format!("{INSTALL} 'ufw=0.36.2-2'"));
+        assert_eq!(scripts(&d), named(&format!("{INSTALL} 'ufw=0.36.2-2'")));
     }
 
     #[test]
@@ -445,7 +522,7 @@ mod tests {
                 vec!["package curl 7.88.1-10 → 7.88.1-10+deb12u15".to_string()]
             )
         );
-        assert_eq!(scripts(&d), format!("{INSTALL} curl"));
+        assert_eq!(scripts(&d), named(&format!("{INSTALL} curl")));
         assert!(diff("name: curl\n", &fx).is_none());
         let fx = f(
             "curl",
@@ -469,7 +546,7 @@ mod tests {
         );
         assert_eq!(
             scripts(&d),
-            "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q remove snapd"
+            named("DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q remove snapd")
         );
         let fx = facts(&[("packages:snapd", "done\n")]);
         assert!(diff("name: snapd\nstate: absent\n", &fx).is_none());
