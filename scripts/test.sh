@@ -13,5 +13,8 @@ else
   echo "test: not root (or LABCTL_E2E=0): end-to-end tests on test hosts will be skipped" >&2
   export LABCTL_E2E=0
 fi
+# No module imports one above it, and no import circle (README: How it works).
+python3 scripts/imports.py | grep -E "^(NOTE|PROBLEM)" >&2 || true
+python3 scripts/imports.py > /dev/null
 # The end-to-end tests share the two cores with the build; two at a time keeps boots fast.
 cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "$@"
