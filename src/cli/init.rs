@@ -340,7 +340,7 @@ fn report(
         String::new()
     };
     sh.err(&format!(
-        "\nNext, in {dir}:\n  labctl check{inv}{key}     # offline: every file parses and every template renders\n  labctl plan{inv}{key}      # what would change on the hosts (nothing is changed)\n\n\
+        "\nNext, in {dir}:\n  labctl check{inv}{key}     # offline: every file parses and every template renders\n  labctl plan{inv}{key}      # what would change on the hosts (nothing is changed);\n                    # add --accept-new-host-keys the first time, to trust each host's SSH key\n\n\
          Back up your age key now: without {keyfile} nobody can open the vault\n\
          (it is not in the repo). Copy it to a password manager or an offline medium, e.g.\n  \
          cat {keyfile}    # and store the AGE-SECRET-KEY-… line somewhere safe\n\
