@@ -8,6 +8,8 @@ mod digest;
 mod error;
 mod facts;
 mod fsutil;
+#[cfg(test)]
+mod fuzzing;
 mod init;
 mod inventory;
 mod plan;

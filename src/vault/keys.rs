@@ -72,7 +72,7 @@ impl Keyring {
     }
 
     /// A keyring from identities already in hand.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub fn from_identities(identities: Vec<age::x25519::Identity>, origin: &str) -> Keyring {
         let tried = vec![format!("{origin} ({})", count(identities.len()))];
         Keyring { identities, tried }
