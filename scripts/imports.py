@@ -15,7 +15,7 @@ LAYERS = [
     ["template", "transport", "facts"],
     ["plan"],  # the plan's types: actions, steps, changes, host errors, the selection
     ["resources"],
-    ["site", "role_checks"],
+    ["site", "role_checks", "fuzzing"],  # fuzzing: test-only entry points over the loaders
     ["plan::build", "schema"],  # a host's plan from items and facts; JSON schema of specs
     ["apply", "init"],
     ["ui"],
