@@ -54,9 +54,16 @@ fn user_query(name: &str) -> FactQuery {
     FactQuery::single(
         user_key(name),
         format!(
+            // One `id` for the primary group and all groups (its `gid=N(name)` and
+            // `groups=N(name),…` fields, cut by the shell; a group without a name shows as its
+            // number, as `id -nG` prints it), and the shadow field read by the shell from
+            // /etc/shadow: no getent, cut or sed.
             "if e=$(getent passwd {n}); then printf 'passwd %s\\n' \"$e\"; \
-             printf 'primary %s\\n' \"$(id -gn {n})\"; printf 'groups %s\\n' \"$(id -nG {n})\"; \
-             s=$(getent shadow {n}); s=${{s#*:}}; s=${{s%%:*}}; \
+             __id=$(id {n}); __nm() {{ case $1 in *'('*) __v=${{1#*(}}; __v=${{__v%)}};; *) __v=$1;; esac; }}; \
+             __g=${{__id#*gid=}}; __nm \"${{__g%% *}}\"; printf 'primary %s\\n' \"$__v\"; \
+             __o=; __gs=${{__id#*groups=}}; __ifs=$IFS; IFS=,; for __x in $__gs; do __nm \"$__x\"; __o=\"$__o $__v\"; done; IFS=$__ifs; \
+             printf 'groups%s\\n' \"$__o\"; \
+             s=; while IFS=: read -r __u __h __r; do if [ \"$__u\" = {n} ]; then s=$__h; break; fi; done < /etc/shadow; \
              if [ -n \"$s\" ]; then h=$(printf '%s' \"$s\" | sha256sum) && echo \"shadow ${{h%% *}}\"; else echo 'shadow none'; fi; \
              else echo absent; fi"
         ),
@@ -463,6 +470,28 @@ mod tests {
             if let Some(s) = &f.shadow_sha256 {
                 assert_eq!(s.len(), 64);
             }
+        }
+    }
+
+    #[test]
+    fn one_id_and_the_shells_read_agree_with_id_gn_id_ng_and_getent_shadow() {
+        for user in [whoami(), "root".to_string(), "nobody".to_string()] {
+            let qy = user_query(&user);
+            let f = parse_user(&qy.key, &run_sh(&qy.script)).unwrap();
+            assert_eq!(
+                f.primary,
+                run_sh(&format!("id -gn {user}")).trim(),
+                "{user}"
+            );
+            let groups: Vec<String> = run_sh(&format!("id -nG {user}"))
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            assert_eq!(f.groups, groups, "{user}");
+            let field = run_sh(&format!("getent shadow {user} | cut -d: -f2"));
+            let field = field.trim_end_matches('\n');
+            let want = (!field.is_empty()).then(|| crate::digest::sha256_hex(field.as_bytes()));
+            assert_eq!(f.shadow_sha256, want, "{user}");
         }
     }
 
