@@ -15,14 +15,18 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 
+# Write $1 from stdin only when it changed: a fresh mtime would make cargo rebuild all of
+# labctl's modules (minutes) before every target.
+put() { cat > "$1.new"; if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi; }
+
 gen() {
   {
     sed -n '1,/^# --- dependencies of labctl/p' Cargo.toml.in
     sed -n '/^\[dependencies\]/,/^\[/p' ../Cargo.toml | sed '1d;/^\[/d'
-  } > Cargo.toml
+  } | put Cargo.toml
   # labctl's build.rs (embedded files for `init` and `doc`), reading the repo root, not fuzz/.
   sed 's|let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));|let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("..");|' \
-    ../build.rs > build.rs
+    ../build.rs | put build.rs
   grep -q 'join("..")' build.rs || { echo "fuzz/run.sh: cannot adapt ../build.rs" >&2; exit 1; }
   mkdir -p src
   {
@@ -34,7 +38,7 @@ gen() {
       echo "#[path = \"$p\"] pub mod $m;"
     done
     echo '#[path = "../../src/fuzzing.rs"] pub mod fuzzing;'
-  } > src/lib.rs
+  } | put src/lib.rs
 }
 
 targets() { ls fuzz_targets | sed 's/\.rs$//'; }
