@@ -240,6 +240,7 @@ pub async fn apply_hosts(
     let n = compiled.hosts.len();
     let mut acc: Vec<Option<HostOutcome>> = (0..n).map(|_| None).collect();
     let mut fatal = false;
+    let conns = Conns::default();
     for (p, play) in compiled.plays.iter().enumerate() {
         let idxs: Vec<usize> = (0..n)
             .filter(|&i| {
@@ -273,10 +274,18 @@ pub async fn apply_hosts(
                     })
                     .collect()
             } else {
-                let (o, s) = (opts.clone(), saved.clone());
+                let (o, s, k) = (opts.clone(), saved.clone(), conns.clone());
                 let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
-                    let (o, s) = (o.clone(), s.clone());
-                    async move { apply_one(&c.hosts[i], p, &o, ev.as_ref(), s.as_deref()).await }
+                    let (o, s, k) = (o.clone(), s.clone(), k.clone());
+                    async move {
+                        let t = match k.get(i, &c.hosts[i], &o).await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                return HostOutcome::failed(&c.hosts[i].host, "(connection)", e)
+                            }
+                        };
+                        apply_one(&c.hosts[i], &t, p, &o, ev.as_ref(), s.as_deref()).await
+                    }
                 };
                 let on_panic = |host: &str, msg: String| {
                     HostOutcome::failed(host, "-", HostError::Internal(msg))
@@ -292,10 +301,53 @@ pub async fn apply_hosts(
         }
         fatal = fatal || over_fail_limit(acc.iter().flatten(), limit, n);
     }
+    conns.close_all().await;
     acc.into_iter()
         .enumerate()
         .map(|(i, r)| r.unwrap_or_else(|| HostOutcome::empty(&compiled.hosts[i].host)))
         .collect()
+}
+
+/// One connection per host for the whole run: opened at the host's first play and reused by
+/// its later ones (a lab's server is in three plays; each used to pay its own SSH handshake).
+#[derive(Clone, Default)]
+struct Conns(Arc<std::sync::Mutex<std::collections::HashMap<usize, Arc<Transport>>>>);
+
+impl Conns {
+    /// The host's connection, opened now if this is its first play. A host runs one play at a
+    /// time, so no two tasks open the same host's connection; the map is never locked across
+    /// the connect, so hosts connect in parallel.
+    async fn get(
+        &self,
+        i: usize,
+        work: &HostWork,
+        opts: &Opts,
+    ) -> Result<Arc<Transport>, HostError> {
+        if let Some(t) = self.0.lock().expect("conns").get(&i) {
+            return Ok(t.clone());
+        }
+        let t =
+            Arc::new(Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?);
+        self.0.lock().expect("conns").insert(i, t.clone());
+        Ok(t)
+    }
+
+    async fn close_all(&self) {
+        let all: Vec<Arc<Transport>> = self
+            .0
+            .lock()
+            .expect("conns")
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for t in all {
+            if let Ok(t) = Arc::try_unwrap(t) {
+                set.spawn(t.close());
+            }
+        }
+        while set.join_next().await.is_some() {}
+    }
 }
 
 /// Exceeded, not equalled, stops the run (Ansible's semantics).
@@ -382,25 +434,20 @@ async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
 
 async fn apply_one(
     work: &HostWork,
+    t: &Transport,
     play: usize,
     opts: &Opts,
     ev: &dyn Events,
     saved: Option<&Plan>,
 ) -> HostOutcome {
-    let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
-        Ok(t) => t,
-        Err(e) => return HostOutcome::failed(&work.host, "(connection)", e.into()),
-    };
     let cx = HostCx {
         work,
         play: Some(play),
         opts,
         ev,
-        t: &t,
+        t,
     };
-    let r = apply_host(&cx, saved).await;
-    t.close().await;
-    r
+    apply_host(&cx, saved).await
 }
 
 /// Probe once and diff every item: the host's plan, and each item's verdict in item order.
