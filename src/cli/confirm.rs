@@ -2,15 +2,13 @@
 //! The answered plan is applied as a saved plan would be, so a host that moved between the
 //! question and the answer is refused rather than changed in a way nobody read.
 
-use std::sync::Arc;
-
-use crate::apply::{self, Opts};
+use crate::apply::Opts;
 use crate::error::{CliError, Exit};
 use crate::plan::Plan;
-use crate::ui::{self, progress::Progress, prompt};
+use crate::ui::prompt;
 
 use super::load::Loaded;
-use super::run::{failure_exit, make_plan, runtime};
+use super::run::{failure_exit, plan_and_show};
 use super::{Global, Target};
 
 pub enum Confirmed {
@@ -22,20 +20,7 @@ pub enum Confirmed {
 
 pub fn confirm(g: &Global, t: &Target, o: &Opts, l: Loaded) -> Result<Confirmed, CliError> {
     let sh = &g.sh;
-    let progress = Progress::new(sh.clone(), "probing", g.json);
-    let compiled = Arc::new(l.compiled);
-    let hosts = runtime().block_on(apply::plan_hosts(compiled.clone(), o, progress.clone()));
-    progress.finish();
-    let l = Loaded {
-        compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")),
-        ..l
-    };
-    let plan = make_plan(&l, t, hosts);
-    if g.json {
-        sh.out(&ui::json_envelope("plan", &plan)?);
-    } else {
-        sh.out(&ui::render_plan(sh, &plan));
-    }
+    let (l, plan) = plan_and_show(g, t, o, l)?;
     if !plan.has_changes() {
         if let Some(e) = failure_exit(&plan.hosts, []) {
             return Ok(Confirmed::Stop(e, "none"));

@@ -45,6 +45,32 @@ pub(super) fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
     }
 }
 
+/// Probe every selected host, print the plan (text or the JSON envelope): `plan`, and `apply`'s
+/// question on a terminal.
+pub(super) fn plan_and_show(
+    g: &Global,
+    t: &Target,
+    o: &Opts,
+    l: Loaded,
+) -> Result<(Loaded, Plan), CliError> {
+    let sh = &g.sh;
+    let progress = Progress::new(sh.clone(), "probing", g.json);
+    let compiled = Arc::new(l.compiled);
+    let hosts = runtime().block_on(apply::plan_hosts(compiled.clone(), o, progress.clone()));
+    progress.finish();
+    let l = Loaded {
+        compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")),
+        ..l
+    };
+    let plan = make_plan(&l, t, hosts);
+    if g.json {
+        sh.out(&ui::json_envelope("plan", &plan)?);
+    } else {
+        sh.out(&ui::render_plan(sh, &plan));
+    }
+    Ok((l, plan))
+}
+
 /// Exit code for host-level failures and refusals.
 pub(super) fn failure_exit<'a>(
     hosts: &'a [HostPlan],
@@ -60,20 +86,7 @@ pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit
         l.lasting_key()?;
     }
     let o = opts(c, &l);
-    let progress = Progress::new(sh.clone(), "probing", g.json);
-    let compiled = Arc::new(l.compiled);
-    let hosts = runtime().block_on(apply::plan_hosts(compiled.clone(), &o, progress.clone()));
-    progress.finish();
-    let l = Loaded {
-        compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")),
-        ..l
-    };
-    let plan = make_plan(&l, t, hosts);
-    if g.json {
-        sh.out(&ui::json_envelope("plan", &plan)?);
-    } else {
-        sh.out(&ui::render_plan(sh, &plan));
-    }
+    let (_, plan) = plan_and_show(g, t, &o, l)?;
     if let Some(path) = out {
         // Scrubbed like everything printed: a last line of defence if a resource ever put a
         // secret in a reason or diff.
