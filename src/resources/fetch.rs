@@ -191,16 +191,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        let engine = crate::template::Engine::new(d.path());
-        let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
-        let cx = PrepareCx {
-            engine: &engine,
-            ctx: &ctx,
-            role_dir: d.path(),
-            root: d.path(),
-            tainted: std::cell::Cell::new(false),
-        };
-        Fetch::prepare(&mut s, &cx).unwrap();
+        with_prepare_in(d.path(), |cx| Fetch::prepare(&mut s, cx).unwrap());
         (d, s)
     }
 

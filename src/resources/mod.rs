@@ -307,13 +307,18 @@ pub(crate) mod testutil {
     /// A `PrepareCx` over an empty temp project, for types whose `prepare` needs no files.
     pub fn with_prepare<T>(f: impl FnOnce(&PrepareCx) -> T) -> T {
         let d = tempfile::tempdir().unwrap();
-        let engine = crate::template::Engine::new(d.path());
+        with_prepare_in(d.path(), f)
+    }
+
+    /// A `PrepareCx` whose project root and role folder are `root` (files a test put there).
+    pub fn with_prepare_in<T>(root: &Path, f: impl FnOnce(&PrepareCx) -> T) -> T {
+        let engine = crate::template::Engine::new(root);
         let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
         let cx = PrepareCx {
             engine: &engine,
             ctx: &ctx,
-            role_dir: d.path(),
-            root: d.path(),
+            role_dir: root,
+            root,
             tainted: std::cell::Cell::new(false),
         };
         f(&cx)
