@@ -14,6 +14,8 @@ pub mod script;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
 use crate::facts::{self, probe, Fact, FactQuery, Facts};
 use crate::plan::build::{self, Keys, Planned};
 use crate::plan::touch::affects;
@@ -211,20 +213,60 @@ impl Opts {
 }
 
 /// Plan every host. Never changes anything. Planning changes nothing, so every host is probed
-/// once, across all its plays.
+/// once, across all its plays. With `recompile` (templates name facts), that one probe also
+/// gathers the host's facts, and the site is compiled again with them before the diff.
 pub async fn plan_hosts(
     compiled: Arc<Compiled>,
     opts: &Opts,
     events: Arc<dyn Events>,
+    recompile: Option<&mut dyn Recompile>,
 ) -> Vec<HostPlan> {
     let idxs: Vec<usize> = (0..compiled.hosts.len()).collect();
-    let o = opts.clone();
-    let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
-        let o = o.clone();
-        async move { plan_one(&c.hosts[i], &o, ev.as_ref()).await }
-    };
     let on_panic = |host: &str, msg: String| HostPlan::failed(host, HostError::Internal(msg));
-    for_each_host(&compiled, &idxs, opts.forks, &events, job, on_panic).await
+    let Some(rc) = recompile else {
+        let o = opts.clone();
+        let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
+            let o = o.clone();
+            async move { plan_one(&c.hosts[i], &o, ev.as_ref()).await }
+        };
+        return for_each_host(&compiled, &idxs, opts.forks, &events, job, on_panic).await;
+    };
+    let conns = Conns::default();
+    let (compiled, mut first) = first_probes(compiled, &idxs, None, &conns, opts, rc).await;
+    let mut pre: Vec<Option<Result<Facts, HostError>>> = (0..compiled.hosts.len())
+        .map(|i| first.remove(&i))
+        .collect();
+    let o = opts.clone();
+    let k = conns.clone();
+    let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
+        let (o, k, p) = (o.clone(), k.clone(), pre[i].take());
+        async move {
+            let work = &c.hosts[i];
+            let pre = match p {
+                Some(Err(e)) => return HostPlan::failed(&work.host, e),
+                Some(Ok(f)) => Some(f),
+                None => None,
+            };
+            let t = match k.get(i, work, &o).await {
+                Ok(t) => t,
+                Err(e) => return HostPlan::failed(&work.host, e),
+            };
+            let cx = HostCx {
+                work,
+                play: None,
+                opts: &o,
+                ev: ev.as_ref(),
+                t: &t,
+            };
+            match probe_and_plan(&cx, pre).await {
+                Ok((plan, _)) => plan,
+                Err(e) => HostPlan::failed(&work.host, e),
+            }
+        }
+    };
+    let out = for_each_host(&compiled, &idxs, opts.forks, &events, job, on_panic).await;
+    conns.close_all().await;
+    out
 }
 
 /// Plan and apply every host. With `saved`, each host's fresh plan must match the saved one.
@@ -236,12 +278,16 @@ pub async fn apply_hosts(
     opts: &Opts,
     events: Arc<dyn Events>,
     saved: Option<Arc<Plan>>,
+    mut recompile: Option<&mut dyn Recompile>,
 ) -> Vec<HostOutcome> {
+    let mut compiled = compiled;
     let n = compiled.hosts.len();
     let mut acc: Vec<Option<HostOutcome>> = (0..n).map(|_| None).collect();
     let mut fatal = false;
     let conns = Conns::default();
-    for (p, play) in compiled.plays.iter().enumerate() {
+    // Hosts whose facts are in `compiled` already (gathered by an earlier play's probe).
+    let mut gathered = vec![false; n];
+    for (p, play) in compiled.plays.clone().iter().enumerate() {
         let idxs: Vec<usize> = (0..n)
             .filter(|&i| {
                 compiled.hosts[i].in_play(p) && !acc[i].as_ref().is_some_and(|o| o.is_failed())
@@ -254,11 +300,22 @@ pub async fn apply_hosts(
         let limit = play.max_fail_percent.or(opts.max_fail_percent);
         for chunk in idxs.chunks(batch) {
             fatal = fatal || over_fail_limit(acc.iter().flatten(), limit, n);
-            let results: Vec<HostOutcome> = if opts
-                .interrupted
-                .load(std::sync::atomic::Ordering::SeqCst)
-                || fatal
-            {
+            let stopped = opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || fatal;
+            // The batch's first probe gathers the facts of its hosts that have none yet.
+            let mut pre: Vec<Option<Result<Facts, HostError>>> = (0..n).map(|_| None).collect();
+            if let Some(rc) = recompile.as_deref_mut().filter(|_| !stopped) {
+                let need: Vec<usize> = chunk.iter().copied().filter(|&i| !gathered[i]).collect();
+                if !need.is_empty() {
+                    let (c, mut first) =
+                        first_probes(compiled, &need, Some(p), &conns, opts, rc).await;
+                    compiled = c;
+                    for i in need {
+                        gathered[i] = true;
+                        pre[i] = first.remove(&i);
+                    }
+                }
+            }
+            let results: Vec<HostOutcome> = if stopped {
                 let msg = format!(
                         "play `{}` not started here: the run was stopped (Ctrl-C, or more hosts failed than the play's max_fail_percentage/--max-fail-percent allow)",
                         play.name
@@ -276,15 +333,29 @@ pub async fn apply_hosts(
             } else {
                 let (o, s, k) = (opts.clone(), saved.clone(), conns.clone());
                 let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
-                    let (o, s, k) = (o.clone(), s.clone(), k.clone());
+                    let (o, s, k, pre) = (o.clone(), s.clone(), k.clone(), pre[i].take());
                     async move {
+                        let pre = match pre {
+                            Some(Err(e)) => {
+                                return HostOutcome::failed(&c.hosts[i].host, "(connection)", e)
+                            }
+                            Some(Ok(f)) => Some(f),
+                            None => None,
+                        };
                         let t = match k.get(i, &c.hosts[i], &o).await {
                             Ok(t) => t,
                             Err(e) => {
                                 return HostOutcome::failed(&c.hosts[i].host, "(connection)", e)
                             }
                         };
-                        apply_one(&c.hosts[i], &t, p, &o, ev.as_ref(), s.as_deref()).await
+                        let cx = HostCx {
+                            work: &c.hosts[i],
+                            play: Some(p),
+                            opts: &o,
+                            ev: ev.as_ref(),
+                            t: &t,
+                        };
+                        apply_host(&cx, s.as_deref(), pre).await
                     }
                 };
                 let on_panic = |host: &str, msg: String| {
@@ -305,6 +376,149 @@ pub async fn apply_hosts(
     acc.into_iter()
         .enumerate()
         .map(|(i, r)| r.unwrap_or_else(|| HostOutcome::empty(&compiled.hosts[i].host)))
+        .collect()
+}
+
+/// Compiles the site again once hosts' facts are known. When a template names a fact, the site
+/// is first compiled with `<fact:NAME>` placeholders; each host's first probe then gathers its
+/// facts together with its resources' queries, and the diff uses the site compiled again.
+pub trait Recompile {
+    /// The whole site, compiled with these hosts' facts added to those known before. An error
+    /// is the compiler's report, one entry per problem (naming its host where it is about one).
+    fn with_facts(
+        &mut self,
+        facts: Vec<(String, Map<String, Value>)>,
+    ) -> Result<Compiled, Vec<String>>;
+}
+
+/// The first probe of the hosts `idxs`, in parallel over their run-long connections: their
+/// facts for templates and every query the current compile knows (a query naming a placeholder
+/// is left for later: it never reaches a host). Returns the site compiled again with the
+/// facts, and each host's answers, or why it has none.
+async fn first_probes(
+    compiled: Arc<Compiled>,
+    idxs: &[usize],
+    play: Option<usize>,
+    conns: &Conns,
+    opts: &Opts,
+    rc: &mut dyn Recompile,
+) -> (
+    Arc<Compiled>,
+    std::collections::HashMap<usize, Result<Facts, HostError>>,
+) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.forks.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for &i in idxs {
+        let (c, k, o, sem) = (compiled.clone(), conns.clone(), opts.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let work = &c.hosts[i];
+            let r = async {
+                let t = k.get(i, work, &o).await?;
+                let items: Vec<&Item> = work.roles_in(play).flat_map(|r| r.items.iter()).collect();
+                gather(&t, &first_queries(&items), &o).await
+            }
+            .await;
+            (i, r)
+        });
+    }
+    let mut answers = std::collections::HashMap::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok((i, r)) = j {
+            answers.insert(i, r);
+        }
+    }
+    for &i in idxs {
+        answers.entry(i).or_insert_with(|| {
+            Err(HostError::Internal(
+                "internal error: the probe task panicked".into(),
+            ))
+        });
+    }
+    let mut known = Vec::new();
+    for (&i, r) in answers.iter_mut() {
+        if let Ok(f) = r {
+            match f.get(&facts::host::HostQuery) {
+                Ok(m) => known.push((compiled.hosts[i].host.clone(), m)),
+                Err(e) => *r = Err(HostError::Probe(format!("facts for templates: {e}"))),
+            }
+        }
+    }
+    match rc.with_facts(known) {
+        Ok(c) if same_hosts(&c, &compiled) => (Arc::new(c), answers),
+        Ok(_) => {
+            let e = "internal error: compiling with facts selected other hosts".to_string();
+            fail_all(&compiled, &mut answers, |_| HostError::Internal(e.clone()));
+            (compiled, answers)
+        }
+        Err(report) => {
+            fail_all(&compiled, &mut answers, |h| {
+                HostError::Plan(errors_of(&report, h))
+            });
+            (compiled, answers)
+        }
+    }
+}
+
+fn same_hosts(a: &Compiled, b: &Compiled) -> bool {
+    a.hosts.len() == b.hosts.len() && a.hosts.iter().zip(&b.hosts).all(|(x, y)| x.host == y.host)
+}
+
+fn fail_all(
+    compiled: &Compiled,
+    answers: &mut std::collections::HashMap<usize, Result<Facts, HostError>>,
+    why: impl Fn(&str) -> HostError,
+) {
+    for (&i, r) in answers.iter_mut() {
+        if r.is_ok() {
+            *r = Err(why(&compiled.hosts[i].host));
+        }
+    }
+}
+
+/// The problems of a compile report about `host`; a host the report does not name was not
+/// planned because the others' errors stopped the compile.
+fn errors_of(report: &[String], host: &str) -> String {
+    let tag = format!("host `{host}`");
+    let mine: Vec<&str> = report
+        .iter()
+        .filter(|l| l.contains(&tag))
+        .map(String::as_str)
+        .collect();
+    if !mine.is_empty() {
+        return mine.join("\n");
+    }
+    if !report.iter().any(|l| l.contains("host `")) {
+        return report.join("\n");
+    }
+    "not planned: the site did not compile with the gathered facts (see the other hosts' errors)"
+        .into()
+}
+
+/// The first probe's queries: the host's plan queries that name no placeholder, and its facts.
+pub(crate) fn first_queries(items: &[&Item]) -> Vec<FactQuery> {
+    host_queries(items)
+        .into_iter()
+        .filter(|q| !has_placeholder(&q.key) && !has_placeholder(&q.script))
+        .chain([facts::host::HostQuery.query()])
+        .collect()
+}
+
+/// `<fact:NAME>`, what a fact renders as before the host's facts are known.
+fn has_placeholder(s: &str) -> bool {
+    s.contains(facts::host::PLACEHOLDER)
+}
+
+/// The queries in `want` that `have` holds no answer for: what a second, small probe must ask
+/// after compiling with facts (usually none: a download's url and checksum change, its path
+/// does not).
+pub(crate) fn missing(have: &Facts, want: &[FactQuery]) -> Vec<FactQuery> {
+    want.iter()
+        .filter(|q| !have.raw.contains_key(&q.key))
+        .cloned()
         .collect()
 }
 
@@ -371,12 +585,12 @@ async fn for_each_host<T, J, F>(
     idxs: &[usize],
     forks: usize,
     events: &Arc<dyn Events>,
-    job: J,
+    mut job: J,
     on_panic: impl Fn(&str, String) -> T,
 ) -> Vec<T>
 where
     T: Send + 'static,
-    J: Fn(Arc<Compiled>, usize, Arc<dyn Events>) -> F,
+    J: FnMut(Arc<Compiled>, usize, Arc<dyn Events>) -> F,
     F: std::future::Future<Output = T> + Send + 'static,
 {
     let sem = Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
@@ -424,7 +638,7 @@ async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
         ev,
         t: &t,
     };
-    let r = probe_and_plan(&cx).await;
+    let r = probe_and_plan(&cx, None).await;
     t.close().await;
     match r {
         Ok((plan, _)) => plan,
@@ -432,28 +646,10 @@ async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
     }
 }
 
-async fn apply_one(
-    work: &HostWork,
-    t: &Transport,
-    play: usize,
-    opts: &Opts,
-    ev: &dyn Events,
-    saved: Option<&Plan>,
-) -> HostOutcome {
-    let cx = HostCx {
-        work,
-        play: Some(play),
-        opts,
-        ev,
-        t,
-    };
-    apply_host(&cx, saved).await
-}
-
 /// Probe once and diff every item: the host's plan, and each item's verdict in item order.
 /// Err: the host as a whole could not be planned (probe failed, unsupported OS).
 /// Every fact a host's plan reads: the OS, the handler journal, and each item's.
-fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
+pub(crate) fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
     [
         facts::os::OsQuery.query(),
         facts::journal::JournalQuery.query(),
@@ -463,21 +659,77 @@ fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
     .collect()
 }
 
-/// Connect and probe one host for every fact its plan reads: the round trip `plan` and `apply`
-/// make, for `labctl facts` to print.
-pub async fn probe_host(work: &HostWork, opts: &Opts) -> Result<Facts, HostError> {
-    let t = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?;
-    let items: Vec<&Item> = work.items().collect();
-    let r = gather(&t, &host_queries(&items), opts).await;
+/// Connect and probe one host for every fact its plan reads, and its facts for templates: the
+/// round trip `plan` and `apply` make, for `labctl facts` to print. With `recompile`, the host's
+/// work is compiled again with its facts, and what that adds is asked over the same connection.
+/// Returns the host's work as the diff would see it, the answers and its `ansible_facts`.
+pub async fn probe_host(
+    compiled: Compiled,
+    i: usize,
+    opts: &Opts,
+    recompile: Option<&mut dyn Recompile>,
+) -> Result<(Compiled, Facts, Map<String, Value>), HostError> {
+    let t = Transport::connect(
+        &compiled.hosts[i].conn,
+        opts.host_keys,
+        opts.connect_timeout,
+    )
+    .await?;
+    let r = async {
+        let items: Vec<&Item> = compiled.hosts[i].items().collect();
+        let mut f = gather(&t, &first_queries(&items), opts).await?;
+        let host = f
+            .get(&facts::host::HostQuery)
+            .map_err(|e| HostError::Probe(format!("facts for templates: {e}")))?;
+        let compiled = match recompile {
+            None => compiled,
+            Some(rc) => {
+                let c = rc
+                    .with_facts(vec![(compiled.hosts[i].host.clone(), host.clone())])
+                    .map_err(|e| HostError::Plan(errors_of(&e, &compiled.hosts[i].host)))?;
+                if !same_hosts(&c, &compiled) {
+                    return Err(HostError::Internal(
+                        "internal error: compiling with facts selected other hosts".into(),
+                    ));
+                }
+                c
+            }
+        };
+        let items: Vec<&Item> = compiled.hosts[i].items().collect();
+        let more = missing(&f, &host_queries(&items));
+        if !more.is_empty() {
+            f.raw.extend(gather(&t, &more, opts).await?.raw);
+        }
+        Ok((compiled, f, host))
+    }
+    .await;
     t.close().await;
     r
 }
 
-async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), HostError> {
+/// Probe and diff. `pre`: the answers of the host's first probe (made before compiling with its
+/// facts); only what they lack is asked, over the same connection.
+async fn probe_and_plan(
+    cx: &HostCx<'_>,
+    pre: Option<Facts>,
+) -> Result<(HostPlan, Vec<Planned>), HostError> {
     let items = cx.items();
-    let facts = gather(cx.t, &host_queries(&items), cx.opts).await?;
+    let queries = host_queries(&items);
+    let facts = match pre {
+        None => gather(cx.t, &queries, cx.opts).await?,
+        Some(mut have) => {
+            let more = missing(&have, &queries);
+            if !more.is_empty() {
+                have.raw.extend(gather(cx.t, &more, cx.opts).await?.raw);
+            }
+            have
+        }
+    };
     build::check_os(&facts)?;
-    let planned = build::plan_items(&items, &facts, &cx.opts.keys());
+    let mut planned = build::plan_items(&items, &facts, &cx.opts.keys());
+    for (item, p) in items.iter().zip(planned.iter_mut()) {
+        refuse_placeholder(&cx.work.host, item, p);
+    }
     let mut plan = build::host_plan(&cx.work.host, &planned);
     // Handlers an interrupted run left pending on the host are changes too (rule 6).
     let journal = facts
@@ -492,9 +744,41 @@ async fn probe_and_plan(cx: &HostCx<'_>) -> Result<(HostPlan, Vec<Planned>), Hos
     Ok((plan, planned))
 }
 
-async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>) -> HostOutcome {
+/// A placeholder must never reach a host nor a diff: an item that still renders one (another
+/// host's fact, read through `hostvars`, of a host not probed yet in this run) is an error.
+pub(crate) fn refuse_placeholder(host: &str, item: &Item, p: &mut Planned) {
+    let text = match p {
+        Planned::Error(_) => return,
+        Planned::InSync => item.rendered.to_string(),
+        Planned::Change(c) => format!("{} {:?} {:?}", item.rendered, c.diff, c.reasons),
+    };
+    let found = match p {
+        Planned::Change(c) => placeholder_in(&text).or_else(|| in_steps(&c.steps)),
+        _ => placeholder_in(&text),
+    };
+    if let Some(name) = found {
+        *p = Planned::Error(format!(
+            "{}: on host `{host}`, `{name}` is a fact that was not gathered (another host's, read through hostvars, outside --limit or not yet probed in this run); nothing was run",
+            item.id
+        ));
+    }
+}
+
+/// The first `<fact:NAME>` in anything these steps send.
+fn in_steps(steps: &[Step]) -> Option<String> {
+    steps
+        .iter()
+        .find_map(|s| s.find_tag(facts::host::PLACEHOLDER))
+}
+
+/// The first `<fact:NAME>` in `text`.
+fn placeholder_in(text: &str) -> Option<String> {
+    crate::plan::step::tag_in(text.as_bytes(), facts::host::PLACEHOLDER.as_bytes())
+}
+
+async fn apply_host(cx: &HostCx<'_>, saved: Option<&Plan>, pre: Option<Facts>) -> HostOutcome {
     let host = &cx.work.host;
-    let (plan, planned) = match probe_and_plan(cx).await {
+    let (plan, planned) = match probe_and_plan(cx, pre).await {
         Ok(p) => p,
         Err(e) => return HostOutcome::failed(host, "(connection)", e),
     };
@@ -715,7 +999,17 @@ async fn reread(
         .await
         .map_err(|e| e.to_string())?;
     for j in stale {
-        slots[j].verdict = build::diff_item(slots[j].item, &f, keys);
+        let mut p = match build::diff_item(slots[j].item, &f, keys) {
+            Ok(Some(c)) => Planned::Change(c),
+            Ok(None) => Planned::InSync,
+            Err(e) => Planned::Error(e),
+        };
+        refuse_placeholder(&cx.work.host, slots[j].item, &mut p);
+        slots[j].verdict = match p {
+            Planned::Change(c) => Ok(Some(c)),
+            Planned::InSync => Ok(None),
+            Planned::Error(e) => Err(e),
+        };
         slots[j].read_at = log.len();
     }
     Ok(())
@@ -819,6 +1113,17 @@ async fn run_handlers(
         }
         ran = true;
         let steps = match h.inst.handler(h.secret) {
+            Ok(s) if in_steps(&s).is_some() => {
+                recap.failed.push(Failure {
+                    resource: build::handler_id(&role.role, &h.name).to_string(),
+                    message: format!(
+                        "on host `{}`, `{}` is a fact that was not gathered; not run",
+                        cx.work.host,
+                        in_steps(&s).unwrap_or_default()
+                    ),
+                });
+                continue;
+            }
             // Cleared in the same execution, only once the handler succeeded.
             Ok(mut s) => {
                 s.push(Step::sh(facts::journal::clear(&build::handler_key(
@@ -853,6 +1158,14 @@ async fn execute_batch(t: &Transport, groups: &[&[Step]], opts: &Opts) -> (usize
             Ok(()) => (1, None),
             Err(e) => (0, Some(e)),
         };
+    }
+    if let Some(name) = groups.iter().find_map(|g| in_steps(g)) {
+        return (
+            0,
+            Some(format!(
+                "`{name}` is a fact that was not gathered for this host; not run"
+            )),
+        );
     }
     let nonce = format!("{:016x}", rand::random::<u64>());
     let compiled = script::compile_batch(groups, Some(&nonce));
@@ -904,6 +1217,16 @@ async fn execute_batch(t: &Transport, groups: &[&[Step]], opts: &Opts) -> (usize
 }
 
 async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Facts, HostError> {
+    if let Some(q) = queries
+        .iter()
+        .find(|q| has_placeholder(&q.key) || has_placeholder(&q.script))
+    {
+        return Err(HostError::Plan(format!(
+            "fact `{}` names `{}`, a fact that was not gathered for this host; not asked",
+            q.key,
+            placeholder_in(&format!("{} {}", q.key, q.script)).unwrap_or_default()
+        )));
+    }
     let p = probe::build(queries);
     let started = std::time::Instant::now();
     let out = t.run(&p.script, None, opts.step_timeout).await?;
@@ -928,6 +1251,11 @@ async fn gather(t: &Transport, queries: &[FactQuery], opts: &Opts) -> Result<Fac
 }
 
 async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), String> {
+    if let Some(name) = in_steps(steps) {
+        return Err(format!(
+            "`{name}` is a fact that was not gathered for this host; not run"
+        ));
+    }
     let compiled = script::compile(steps);
     let started = std::time::Instant::now();
     if steps.iter().any(|s| !matches!(s, Step::Fetch { .. })) {

@@ -1,17 +1,18 @@
-//! Facts for templates (`ansible_facts`, `ansible_architecture`, …): gathered from the hosts
-//! before compiling, and only when something in the site or inventory names one.
+//! Facts for templates (`ansible_facts`, `ansible_architecture`, …), only when something in
+//! the site or inventory names one: the site is compiled with placeholders first, each host's
+//! first probe (the one its resources need anyway) gathers its facts, and the site is compiled
+//! again with them (`apply::Recompile`).
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::error::{CliError, Exit};
-use crate::facts::{host, probe, Fact};
-use crate::inventory::{pattern, Inventory, VarLayer};
+use serde_json::{Map, Value};
+
+use crate::apply::Recompile;
+use crate::facts::host;
+use crate::inventory::{Inventory, VarLayer};
+use crate::site::select::{self, Compiled, Selection};
 use crate::site::Site;
 use crate::template::Engine;
-use crate::transport::{HostKeyPolicy, Transport};
-
-use super::Conn;
 
 /// True when a role file, site.yml, an inventory var or an `-e` var names a gathered fact.
 pub fn facts_used(site: &Site, inv: &Inventory, extra: &VarLayer) -> bool {
@@ -46,7 +47,8 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// `check` contacts no host: every host's facts render as `<fact:NAME>`.
+/// Before a host is probed (and in `check`, which contacts no host) its facts render as
+/// `<fact:NAME>`.
 pub fn placeholders(inv: &mut Inventory) {
     let p = host::placeholders();
     for h in inv.hosts.keys() {
@@ -54,92 +56,158 @@ pub fn placeholders(inv: &mut Inventory) {
     }
 }
 
-/// One probe per selected host (in parallel); hosts outside `--limit` get placeholders.
-pub fn gather(
-    inv: &mut Inventory,
-    extra: &VarLayer,
-    limit: Option<&str>,
-    c: &Conn,
-) -> Result<(), CliError> {
-    let selected = match limit {
-        Some(l) => pattern::select(inv, l)
-            .map_err(|e| CliError::new(Exit::BadInput, format!("--limit: {e}")))?,
-        None => inv.hosts.keys().cloned().collect(),
-    };
-    placeholders(inv);
-    let engine = Engine::new(Path::new("."));
-    // Connection vars must not need facts themselves: resolve them with placeholders in place.
-    let hostvars = crate::site::select::inventory_hostvars(inv, extra, &engine, false)
-        .map_err(|d| CliError::new(Exit::BadInput, d.to_string()))?;
-    let root = inv.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let mut conns = Vec::new();
-    for h in &selected {
-        let conn = Inventory::conn(h, &hostvars[h].values, &root)
-            .map_err(|e| CliError::new(Exit::BadInput, e))?;
-        conns.push((h.clone(), conn));
+/// What compiling again with facts needs (everything `load` compiled with). Hosts keep their
+/// placeholders until their own probe has gathered their facts.
+pub struct Refacts {
+    pub site: Site,
+    pub inv: Inventory,
+    pub extra: VarLayer,
+    pub engine: Engine,
+    pub select: Selection,
+}
+
+impl Recompile for Refacts {
+    fn with_facts(
+        &mut self,
+        facts: Vec<(String, Map<String, Value>)>,
+    ) -> Result<Compiled, Vec<String>> {
+        for (h, f) in facts {
+            self.inv.facts.insert(h, f);
+        }
+        select::compile(
+            &self.site,
+            &self.inv,
+            &self.select,
+            &self.extra,
+            &self.engine,
+            false,
+        )
+        .map_err(|d| d.0.iter().map(|x| x.render("error")).collect())
     }
-    let policy = if c.accept_new_host_keys {
-        HostKeyPolicy::AcceptNew
-    } else {
-        HostKeyPolicy::Strict
-    };
-    let (connect, step) = (
-        Duration::from_secs(c.connect_timeout),
-        Duration::from_secs(c.step_timeout),
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let results = rt.block_on(async {
-        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(c.forks.max(1)));
-        let mut set = tokio::task::JoinSet::new();
-        for (h, conn) in conns {
-            let sem = sem.clone();
-            set.spawn(async move {
-                let _p = sem.acquire_owned().await.expect("semaphore open");
-                let r: Result<_, String> = async {
-                    let t = Transport::connect(&conn, policy, connect)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let p = probe::build(&[host::HostQuery.query()]);
-                    let out = t
-                        .run(&p.script, None, step)
-                        .await
-                        .map_err(|e| e.to_string());
-                    t.close().await;
-                    let out = out?;
-                    let facts = p.parse(&out.stdout_str()).map_err(|e| e.to_string())?;
-                    facts.get(&host::HostQuery).map_err(|e| e.to_string())
-                }
-                .await;
-                (h, r)
-            });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{first_queries, host_queries, missing, refuse_placeholder};
+    use crate::facts::{Facts, RawFact};
+    use crate::plan::build::Planned;
+    use crate::site::select::Item;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// A probe that answered every query in `keys` (the answers do not matter here).
+    fn answered(keys: impl IntoIterator<Item = String>) -> Facts {
+        let mut f = Facts::default();
+        for k in keys {
+            f.raw.insert(
+                k,
+                RawFact {
+                    out: String::new(),
+                    rc: 0,
+                },
+            );
         }
-        let mut out = Vec::new();
-        while let Some(Ok(r)) = set.join_next().await {
-            out.push(r);
-        }
-        out
-    });
-    let mut failed = Vec::new();
-    for (h, r) in results {
-        match r {
-            Ok(f) => {
-                inv.facts.insert(h, f);
+        f
+    }
+
+    #[test]
+    fn first_probe_then_compile_again_asks_only_what_changed() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "hosts.yml",
+            "all:\n  hosts:\n    h1: {ansible_host: 10.0.0.1}\n",
+        );
+        write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /etc/arch, content: \"{{ ansible_architecture }}\\n\"}\n  - file: {path: \"/etc/by-host/{{ ansible_facts.hostname }}\", content: x}\n  - file: {path: /etc/plain, content: y}\n",
+        );
+        let site = Site::load(&d.path().join("site.yml")).unwrap();
+        let mut inv =
+            Inventory::load(&d.path().join("hosts.yml"), &|_: &Path| unreachable!()).unwrap();
+        let extra = VarLayer::default();
+        assert!(facts_used(&site, &inv, &extra));
+        placeholders(&mut inv);
+        let engine = Engine::new(&site.root);
+        let select = Selection::default();
+        let before = select::compile(&site, &inv, &select, &extra, &engine, false).unwrap();
+        let items: Vec<&Item> = before.hosts[0].items().collect();
+        // The first probe: the host's facts, and every query that names no placeholder.
+        let first: Vec<String> = first_queries(&items).into_iter().map(|q| q.key).collect();
+        assert!(first.contains(&host::KEY.to_string()), "{first:?}");
+        assert!(first.iter().any(|k| k.ends_with("/etc/arch")), "{first:?}");
+        assert!(first.iter().any(|k| k.ends_with("/etc/plain")), "{first:?}");
+        assert!(!first.iter().any(|k| k.contains("<fact:")), "{first:?}");
+        // A placeholder never reaches a diff: the item is an error naming host and resource.
+        let mut p = Planned::InSync;
+        refuse_placeholder("h1", items[0], &mut p);
+        match &p {
+            Planned::Error(e) => {
+                assert!(
+                    e.contains("r/file:/etc/arch")
+                        && e.contains("h1")
+                        && e.contains("<fact:architecture>"),
+                    "{e}"
+                )
             }
-            Err(e) => failed.push(format!("{h}: {e}")),
+            _ => panic!("placeholder reached the diff"),
         }
+
+        let facts =
+            host::parse("id=debian\nversion_id=12\narch=aarch64\nnodename=node-7\n").unwrap();
+        let mut rc = Refacts {
+            site: site.clone(),
+            inv,
+            extra,
+            engine,
+            select,
+        };
+        let after = rc.with_facts(vec![("h1".into(), facts)]).unwrap();
+        let items: Vec<&Item> = after.hosts[0].items().collect();
+        assert_eq!(items[0].rendered["content"], "aarch64\n");
+        assert_eq!(items[1].rendered["path"], "/etc/by-host/node-7");
+        let mut p = Planned::InSync;
+        refuse_placeholder("h1", items[0], &mut p);
+        assert!(matches!(p, Planned::InSync));
+        // Only the query whose key depends on a fact is asked again.
+        let more: Vec<String> = missing(&answered(first), &host_queries(&items))
+            .into_iter()
+            .map(|q| q.key)
+            .collect();
+        assert_eq!(more.len(), 1, "{more:?}");
+        assert!(more[0].ends_with("/etc/by-host/node-7"), "{more:?}");
     }
-    if !failed.is_empty() {
-        failed.sort();
-        return Err(CliError::new(
-            Exit::Unreachable,
-            format!(
-                "cannot gather facts (a template uses them):\n  {}",
-                failed.join("\n  ")
-            ),
-        ));
+
+    #[test]
+    fn a_template_error_with_real_facts_names_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "hosts.yml", "all:\n  hosts:\n    h1: {}\n");
+        write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /etc/x, content: \"{{ {'x86_64': 'amd64'}[ansible_architecture] }}\"}\n    when: ansible_architecture != '<fact:architecture>'\n",
+        );
+        let site = Site::load(&d.path().join("site.yml")).unwrap();
+        let mut inv =
+            Inventory::load(&d.path().join("hosts.yml"), &|_: &Path| unreachable!()).unwrap();
+        placeholders(&mut inv);
+        let mut rc = Refacts {
+            engine: Engine::new(&site.root),
+            site,
+            inv,
+            extra: VarLayer::default(),
+            select: Selection::default(),
+        };
+        let facts = host::parse("id=debian\narch=riscv64\nnodename=h1\n").unwrap();
+        let e = rc.with_facts(vec![("h1".into(), facts)]).err().unwrap();
+        assert!(e.iter().any(|l| l.contains("host `h1`")), "{e:?}");
     }
-    Ok(())
 }

@@ -6,17 +6,19 @@ use serde_json::{json, Value};
 
 use crate::error::{CliError, Exit};
 use crate::facts;
+use crate::site::select::Compiled;
 
 use super::load;
 use super::{Conn, Global, Target};
 
 pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliError> {
-    let (l, i) = load::load_host(&g.sh, g, t, c, host)?;
-    let work = &l.compiled.hosts[i];
+    let (mut l, i) = load::load_host(&g.sh, g, t, host)?;
     let opts = super::run::opts(c, &l);
-    let f = super::run::runtime()
-        .block_on(crate::apply::probe_host(work, &opts))
-        .map_err(|e| CliError::new(Exit::Failed, format!("{host}: {e}")))?;
+    let compiled = std::mem::replace(&mut l.compiled, Compiled::empty());
+    let (compiled, f, ansible_facts) = super::run::runtime()
+        .block_on(crate::apply::probe_host(compiled, i, &opts, l.recompile()))
+        .map_err(|e| CliError::new(e.exit(), format!("{host}: {e}")))?;
+    let work = &compiled.hosts[i];
     // File bodies and raw answers of secret resources are not printed: only parsed metadata.
     let secret_keys: Vec<String> = work
         .items()
@@ -30,9 +32,10 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
         "os".into(),
         serde_json::to_value(f.get(&facts::os::OsQuery).map_err(anyhow::Error::from)?)?,
     );
+    out.insert("ansible_facts".into(), Value::Object(ansible_facts));
     let mut raw = serde_json::Map::new();
     for (k, v) in &f.raw {
-        if k == facts::os::KEY {
+        if k == facts::os::KEY || k == facts::host::KEY {
             continue;
         }
         let val = if let Some(path) = k

@@ -22,6 +22,18 @@ pub struct Loaded {
     /// be read or created): why, for refusing to save or apply a plan file with it.
     pub ephemeral_key: Option<String>,
     pub selection: crate::plan::SavedSelection,
+    /// Set when a template names a fact and hosts will be contacted: `compiled` holds
+    /// placeholders, and each host's first probe gathers its facts for compiling again.
+    pub refacts: Option<super::gather::Refacts>,
+}
+
+impl Loaded {
+    /// For `plan_hosts`/`apply_hosts`/`probe_host`.
+    pub fn recompile(&mut self) -> Option<&mut dyn crate::apply::Recompile> {
+        self.refacts
+            .as_mut()
+            .map(|r| r as &mut dyn crate::apply::Recompile)
+    }
 }
 
 impl Loaded {
@@ -73,13 +85,14 @@ pub fn report(sh: &Shell, d: &Diags) {
 }
 
 /// Load and compile. `check_mode`: unopened vaults become placeholders instead of a stop.
-/// `gather`: the connection flags, when facts may be gathered from hosts (plan, apply, facts).
+/// `gather`: facts may be gathered from hosts (plan, apply, facts), so keep what compiling
+/// again with them needs.
 pub fn load(
     sh: &Shell,
     g: &Global,
     t: &Target,
     check_mode: bool,
-    gather: Option<&super::Conn>,
+    gather: bool,
 ) -> Result<Loaded, CliError> {
     let keys = keyring(g)?;
     let mut inventory = inventory(sh, &t.inventory, &keys)?;
@@ -110,13 +123,9 @@ pub fn load(
             Err(m) => return Err(CliError::new(Exit::BadInput, m)),
         }
     }
-    if super::gather::facts_used(&site, &inventory, &extra) {
-        match gather {
-            Some(c) if !check_mode => {
-                super::gather::gather(&mut inventory, &extra, t.select.limit.as_deref(), c)?
-            }
-            _ => super::gather::placeholders(&mut inventory),
-        }
+    let facts_used = super::gather::facts_used(&site, &inventory, &extra);
+    if facts_used {
+        super::gather::placeholders(&mut inventory);
     }
     let engine = Engine::new(&site.root);
     // lookup('password') keeps what it generates in a vault beside the inventory.
@@ -127,6 +136,13 @@ pub fn load(
     );
     engine.set_passwords(passwords.clone());
     let placeholders = check_mode && !inventory.unopened_vaults.is_empty();
+    let refacts = (facts_used && gather && !check_mode).then(|| super::gather::Refacts {
+        site: site.clone(),
+        inv: inventory.clone(),
+        extra: extra.clone(),
+        engine: engine.clone(),
+        select: t.select.clone(),
+    });
     let mut compiled = select::compile(&site, &inventory, &t.select, &extra, &engine, placeholders)
         .map_err(|d| {
             report(sh, &d);
@@ -166,6 +182,7 @@ pub fn load(
         hash_key,
         ephemeral_key,
         selection,
+        refacts,
     })
 }
 
@@ -175,12 +192,11 @@ pub fn load_host(
     sh: &Shell,
     g: &Global,
     t: &Target,
-    c: &super::Conn,
     host: &str,
 ) -> Result<(Loaded, usize), CliError> {
     let mut target = t.clone();
     target.select.limit = Some(host.to_string());
-    let l = load(sh, g, &target, false, Some(c))?;
+    let l = load(sh, g, &target, false, true)?;
     let i = l
         .compiled
         .hosts

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::apply::{self, Opts};
 use crate::error::{CliError, Exit};
 use crate::plan::{HostError, HostPlan, Plan, PLAN_FORMAT};
+use crate::site::select::Compiled;
 use crate::ui::{self, progress::Progress};
 
 use super::load::{self, Loaded};
@@ -51,17 +52,19 @@ pub(super) fn plan_and_show(
     g: &Global,
     t: &Target,
     o: &Opts,
-    l: Loaded,
+    mut l: Loaded,
 ) -> Result<(Loaded, Plan), CliError> {
     let sh = &g.sh;
     let progress = Progress::new(sh.clone(), "probing", g.json);
-    let compiled = Arc::new(l.compiled);
-    let hosts = runtime().block_on(apply::plan_hosts(compiled.clone(), o, progress.clone()));
+    let compiled = Arc::new(std::mem::replace(&mut l.compiled, Compiled::empty()));
+    let hosts = runtime().block_on(apply::plan_hosts(
+        compiled.clone(),
+        o,
+        progress.clone(),
+        l.recompile(),
+    ));
     progress.finish();
-    let l = Loaded {
-        compiled: Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done")),
-        ..l
-    };
+    l.compiled = Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done"));
     let plan = make_plan(&l, t, hosts);
     if g.json {
         sh.out(&ui::json_envelope("plan", &plan)?);
@@ -81,7 +84,7 @@ pub(super) fn failure_exit<'a>(
 
 pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false, Some(c))?;
+    let l = load::load(sh, g, t, false, true)?;
     if out.is_some() {
         l.lasting_key()?;
     }
@@ -192,7 +195,7 @@ fn apply_run(
         run.selection.skip_tags = target.select.skip_tags.clone();
         run.selection.limit = target.select.limit.clone();
     }
-    let l = load::load(sh, g, &target, false, Some(c))?;
+    let l = load::load(sh, g, &target, false, true)?;
     if let Some(p) = &saved_plan {
         l.lasting_key()?;
         if p.selection.extra_vars != l.selection.extra_vars {
@@ -222,7 +225,8 @@ fn apply_run(
         },
     };
     let progress = Progress::new(sh.clone(), "applying", g.json);
-    let compiled = Arc::new(l.compiled);
+    let mut l = l;
+    let compiled = Arc::new(std::mem::replace(&mut l.compiled, Compiled::empty()));
     let rt = runtime();
     let flag = o.interrupted.clone();
     let sh2 = sh.clone();
@@ -242,6 +246,7 @@ fn apply_run(
         &o,
         progress.clone(),
         saved_plan.map(Arc::new),
+        l.recompile(),
     ));
     progress.finish();
     let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) =
@@ -269,7 +274,7 @@ fn apply_run(
 
 pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, true, None)?;
+    let l = load::load(sh, g, t, true, false)?;
     let hosts = l.compiled.hosts.len();
     let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
     let warnings: std::collections::BTreeSet<String> = l

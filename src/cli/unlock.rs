@@ -59,7 +59,7 @@ fn parse(out: &str) -> Seen {
 }
 
 pub fn unlock(g: &Global, host: &str, t: &Target, c: &Conn, yes: bool) -> Result<Exit, CliError> {
-    let (l, i) = load::load_host(&g.sh, g, t, c, host)?;
+    let (l, i) = load::load_host(&g.sh, g, t, host)?;
     let work = &l.compiled.hosts[i];
     let opts = super::run::opts(c, &l);
     let timeout = Duration::from_secs(c.step_timeout.min(60));

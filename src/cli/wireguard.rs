@@ -39,7 +39,7 @@ PersistentKeepalive = {{ wg_keepalive }}
 /// compile as `plan` (so `-e` and play vars count, in the usual precedence).
 pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false, None)?;
+    let l = load::load(sh, g, t, false, false)?;
     let Some(role) = l
         .compiled
         .hosts

@@ -8,6 +8,9 @@ use super::{parse_err, Fact, FactError};
 
 pub const KEY: &str = "host";
 
+/// How every fact starts before the host's facts are known (`<fact:architecture>`).
+pub const PLACEHOLDER: &str = "<fact:";
+
 /// Fact names labctl gathers, as Ansible spells them (without the `ansible_` prefix).
 pub const NAMES: &[&str] = &[
     "distribution",

@@ -34,6 +34,38 @@ pub enum Step {
 }
 
 impl Step {
+    /// The first `NEEDLE…>` in anything the step sends to the host (scripts, paths, content),
+    /// for checks that must see inside content too (Debug hides it).
+    pub fn find_tag(&self, needle: &str) -> Option<String> {
+        let fields: Vec<&[u8]> = match self {
+            Step::Sh { script } => vec![script.as_bytes()],
+            Step::Write {
+                path,
+                content,
+                mode,
+                owner,
+                group,
+                validate,
+                ..
+            } => [
+                path.as_str(),
+                opt(mode),
+                opt(owner),
+                opt(group),
+                opt(validate),
+            ]
+            .into_iter()
+            .map(str::as_bytes)
+            .chain([content.expose().as_slice()])
+            .collect(),
+            Step::Stdin { script, data } => vec![script.as_bytes(), data.expose().as_slice()],
+            Step::Fetch { path, .. } => vec![path.as_bytes()],
+        };
+        fields
+            .into_iter()
+            .find_map(|f| tag_in(f, needle.as_bytes()))
+    }
+
     pub fn sh(script: impl Into<String>) -> Step {
         Step::Sh {
             script: script.into(),
@@ -78,4 +110,19 @@ impl Step {
             }
         }
     }
+}
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("")
+}
+
+/// `needle` up to the next `>` (at most 80 bytes), where it first occurs in `hay`.
+pub fn tag_in(hay: &[u8], needle: &[u8]) -> Option<String> {
+    let at = hay.windows(needle.len()).position(|w| w == needle)?;
+    let rest = &hay[at..hay.len().min(at + 80)];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'>')
+        .map_or(rest.len(), |e| e + 1);
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }

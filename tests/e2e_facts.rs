@@ -1,0 +1,138 @@
+//! Facts in templates on a real test host: gathered in the host's one probe (not a connection
+//! of their own), rendered with the host's real values, and a converged host stays unchanged.
+//! Connections and remote commands are counted from the host's sshd log (LogLevel VERBOSE), as
+//! bench/ counts them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::{e2e_enabled, json_data, show, skip, Testbed};
+
+fn labctl_in(dir: &Path, tb: &Testbed, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(args)
+        .args(["-i", &tb.inventory.display().to_string()])
+        .arg("--vault-key")
+        .arg(tb.dir.join("age.key"))
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("LABCTL_AGE_KEY_FILE")
+        .env_remove("LABCTL_INVENTORY")
+        .output()
+        .expect("run labctl")
+}
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+/// (connections, remote commands) the host's sshd saw while `f` ran.
+fn counted(tb: &Testbed, host: &str, tag: &str, f: impl FnOnce()) -> (usize, usize) {
+    tb.sh_ok(host, &format!("logger -t afacts-marker BEGIN-{tag}"));
+    f();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    tb.sh_ok(host, &format!("logger -t afacts-marker END-{tag}"));
+    let log = tb.sh_ok(
+        host,
+        "journalctl -o cat --no-pager -t sshd -t afacts-marker --since -10min",
+    );
+    let lines: Vec<&str> = log
+        .lines()
+        .skip_while(|l| *l != format!("BEGIN-{tag}"))
+        .take_while(|l| *l != format!("END-{tag}"))
+        .collect();
+    assert!(!lines.is_empty(), "markers not found in:\n{log}");
+    let n = |p: &str| lines.iter().filter(|l| l.starts_with(p)).count();
+    (n("Accepted publickey"), n("Starting session: command"))
+}
+
+#[test]
+fn facts_come_in_the_one_probe() {
+    if !e2e_enabled() {
+        skip("facts_come_in_the_one_probe: set LABCTL_E2E=1");
+        return;
+    }
+    let tb = Testbed::up("afacts-probe", 1);
+    let h = &tb.hosts[0];
+    tb.sh_ok(
+        &h.name,
+        "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-afacts.conf && systemctl reload ssh",
+    );
+    let arch = tb.sh_ok(&h.name, "uname -m").trim().to_string();
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
+    // Facts only in file content: the paths, and so the queries, are known before the facts.
+    write(
+        d.path(),
+        "roles/r/role.yml",
+        "resources:\n  - file: {path: /root/facts, template: facts.j2}\n  - file: {path: /root/plain, content: \"x\\n\"}\n",
+    );
+    write(
+        d.path(),
+        "roles/r/templates/facts.j2",
+        "{{ ansible_architecture }} {{ ansible_facts.distribution }} {{ ansible_facts['distribution_release'] }} {{ ansible_hostname }}\n",
+    );
+    let inv = &tb;
+    let o = labctl_in(d.path(), inv, &["apply", "--yes", "site.yml"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(
+        tb.sh_ok(&h.name, "cat /root/facts"),
+        format!("{arch} Debian bookworm {}\n", h.name)
+    );
+
+    // A no-op plan: one connection, one remote command (the probe, facts included).
+    let (conns, cmds) = counted(&tb, &h.name, "plan", || {
+        let o = labctl_in(d.path(), inv, &["plan", "site.yml"]);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    });
+    assert_eq!(
+        (conns, cmds),
+        (1, 1),
+        "connections, commands of a no-op plan"
+    );
+
+    // A path that depends on a fact: its query is asked in a second, small probe over the
+    // same connection.
+    write(
+        d.path(),
+        "roles/r/role.yml",
+        "resources:\n  - file: {path: /root/facts, template: facts.j2}\n  - file: {path: \"/root/on-{{ ansible_facts.hostname }}\", content: \"x\\n\"}\n",
+    );
+    let o = labctl_in(d.path(), inv, &["apply", "--yes", "site.yml"]);
+    assert!(o.status.success(), "{}", show(&o));
+    tb.sh_ok(&h.name, &format!("test -f /root/on-{}", h.name));
+    let (conns, cmds) = counted(&tb, &h.name, "plan2", || {
+        let o = labctl_in(d.path(), inv, &["plan", "site.yml"]);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    });
+    assert_eq!(
+        (conns, cmds),
+        (1, 2),
+        "connections, commands with a fact in a path"
+    );
+
+    // Converged: a second apply changes nothing.
+    let o = labctl_in(d.path(), inv, &["--json", "apply", "--yes", "site.yml"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let v = json_data(&o);
+    let changed: usize = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["changed"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(changed, 0, "{v}");
+
+    // `labctl facts HOST` prints the host's ansible_facts.
+    let o = labctl_in(d.path(), inv, &["facts", &h.name, "site.yml"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ansible_facts"]["architecture"], arch.as_str(), "{v}");
+    assert_eq!(v["ansible_facts"]["distribution"], "Debian", "{v}");
+
+    // `check` contacts nobody: the facts stay placeholders and the site still checks.
+    let o = labctl_in(d.path(), inv, &["check", "site.yml"]);
+    assert!(o.status.success(), "{}", show(&o));
+}
