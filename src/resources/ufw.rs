@@ -281,36 +281,29 @@ impl Rule {
             self.proto.word()
         )
     }
-    fn add_command(&self) -> String {
-        let proto = if self.proto == Proto::Any {
-            String::new()
-        } else {
-            format!("proto {} ", self.proto.word())
-        };
-        let from = if self.is_from_any() {
-            "any".to_string()
+    /// The `ufw` arguments that add this rule (or update its action or comment in place).
+    fn add_args(&self) -> Vec<String> {
+        let mut w = vec![self.rule.word().to_string()];
+        if let Some(i) = &self.interface {
+            w.extend(["in".into(), "on".into(), i.clone()]);
+        }
+        if self.proto != Proto::Any {
+            w.extend(["proto".into(), self.proto.word().into()]);
+        }
+        w.push("from".into());
+        w.push(if self.is_from_any() {
+            "any".into()
         } else {
             self.src()
-        };
-        let comment = self
-            .comment
-            .as_deref()
-            .map(|c| format!(" comment {}", q(c)))
-            .unwrap_or_default();
-        let on = self
-            .interface
-            .as_deref()
-            .map(|i| format!("in on {} ", q(i)))
-            .unwrap_or_default();
-        let port = if self.port == "any" {
-            String::new()
-        } else {
-            format!(" port {}", self.port)
-        };
-        format!(
-            "ufw {} {on}{proto}from {from} to any{port}{comment}",
-            self.rule.word(),
-        )
+        });
+        w.extend(["to".into(), "any".into()]);
+        if self.port != "any" {
+            w.extend(["port".into(), self.port.clone()]);
+        }
+        if let Some(c) = &self.comment {
+            w.extend(["comment".into(), c.clone()]);
+        }
+        w
     }
     /// Does this rule let a new SSH connection in on `port`/tcp?
     fn admits_ssh(&self, port: u16) -> bool {
@@ -451,9 +444,9 @@ fn validate(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-/// The `ufw delete` command that removes the rule a tuple describes (its IPv6 twin too when both
+/// The `ufw` arguments that remove the rule a tuple describes (its IPv6 twin too when both
 /// ends are `any`: ufw expands `any` to both families).
-fn delete_command(t: &Tuple) -> String {
+fn delete_args(t: &Tuple) -> Vec<String> {
     let any = |a: &str| {
         if a == "0.0.0.0/0" || a == "::/0" {
             "any".to_string()
@@ -461,7 +454,7 @@ fn delete_command(t: &Tuple) -> String {
             a.to_string()
         }
     };
-    let mut w: Vec<String> = vec!["ufw --force".into()];
+    let mut w: Vec<String> = vec!["--force".into()];
     if t.route {
         w.push("route".into());
     }
@@ -473,7 +466,7 @@ fn delete_command(t: &Tuple) -> String {
             .map(|(d, i)| (d, Some(i)))
             .unwrap_or((part, None));
         match iface {
-            Some(i) => w.push(format!("{dir} on {}", q(i))),
+            Some(i) => w.extend([dir.to_string(), "on".into(), i.to_string()]),
             None if dir == "in" && !t.route => {}
             None => w.push(dir.to_string()),
         }
@@ -483,21 +476,43 @@ fn delete_command(t: &Tuple) -> String {
     }
     // ufw refuses `proto` together with an application profile.
     if t.proto != "any" && t.dapp.is_none() && t.sapp.is_none() {
-        w.push(format!("proto {}", t.proto));
+        w.extend(["proto".into(), t.proto.clone()]);
     }
-    w.push(format!("from {}", q(&any(&t.src))));
+    w.extend(["from".into(), any(&t.src)]);
     match (&t.sapp, t.sport.as_str()) {
-        (Some(a), _) => w.push(format!("app {}", q(a))),
+        (Some(a), _) => w.extend(["app".into(), a.clone()]),
         (None, "any") => {}
-        (None, p) => w.push(format!("port {p}")),
+        (None, p) => w.extend(["port".into(), p.to_string()]),
     }
-    w.push(format!("to {}", q(&any(&t.dst))));
+    w.extend(["to".into(), any(&t.dst)]);
     match (&t.dapp, t.dport.as_str()) {
-        (Some(a), _) => w.push(format!("app {}", q(a))),
+        (Some(a), _) => w.extend(["app".into(), a.clone()]),
         (None, "any") => {}
-        (None, p) => w.push(format!("port {p}")),
+        (None, p) => w.extend(["port".into(), p.to_string()]),
     }
-    w.join(" ")
+    w
+}
+
+/// A ufw command line as a user would type it (reasons, error messages, tests).
+fn shown(args: &[String]) -> String {
+    std::iter::once("ufw".to_string())
+        .chain(args.iter().map(|a| q(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// ufw's commands, run in ONE Python process through ufw's own parser and frontend (the
+/// driver, `ufw_driver.py`): each `ufw` call is an interpreter start, and `ufw enable` from
+/// disabled rebuilds the logging chains with ~75 iptables calls where loading the rules files
+/// once (as at boot) gives the same ruleset. Every command is parsed before any runs.
+fn driver_step(commands: &[Vec<String>]) -> Step {
+    let list = serde_json::to_string(commands).expect("strings serialize");
+    // A JSON list of strings is a Python literal too.
+    let program = format!("{}\nrun({list})\n", include_str!("ufw_driver.py"));
+    Step::Stdin {
+        script: "python3 -".into(),
+        data: crate::secret::Secret::new(program.into_bytes()),
+    }
 }
 
 impl Resource for Ufw {
@@ -531,7 +546,8 @@ impl Resource for Ufw {
         let mut reasons = Vec::new();
         let mut first = Vec::new();
         let mut adds = Vec::new();
-        let mut deletes: Vec<String> = Vec::new();
+        let mut cmds: Vec<Vec<String>> = Vec::new();
+        let mut deletes: Vec<Vec<String>> = Vec::new();
         let mut last = Vec::new();
 
         if !seen.installed {
@@ -544,7 +560,7 @@ impl Resource for Ufw {
         }
         if spec.state == State::Disabled && seen.enabled {
             reasons.push("enabled → disabled".to_string());
-            first.push(Step::sh("ufw disable"));
+            cmds.push(vec!["disable".into()]);
         }
 
         for r in &spec.rules {
@@ -554,7 +570,7 @@ impl Resource for Ufw {
                     if seen.installed {
                         reasons.push(format!("rule {} missing", r.label()));
                     }
-                    adds.push(Step::sh(r.add_command()));
+                    adds.push(r.add_args());
                 }
                 Some(t) if t.action != want.action => {
                     reasons.push(format!(
@@ -563,7 +579,7 @@ impl Resource for Ufw {
                         t.action,
                         want.action
                     ));
-                    adds.push(Step::sh(r.add_command()));
+                    adds.push(r.add_args());
                 }
                 Some(t) if want.comment.is_some() && t.comment != want.comment => {
                     reasons.push(format!(
@@ -571,7 +587,7 @@ impl Resource for Ufw {
                         r.label(),
                         want.comment.as_deref().unwrap_or("")
                     ));
-                    adds.push(Step::sh(r.add_command()));
+                    adds.push(r.add_args());
                 }
                 Some(_) => {}
             }
@@ -595,12 +611,13 @@ impl Resource for Ufw {
                         .filter(|t| !managed6.iter().any(|m| same_match(m, t))),
                 );
             for t in unmanaged {
-                let cmd = delete_command(t);
+                let cmd = delete_args(t);
                 // A v4 rule and its v6 twin go with one command.
                 if !deletes.contains(&cmd) {
                     reasons.push(format!(
                         "unmanaged rule: {}",
-                        cmd.replacen("ufw --force ", "", 1)
+                        shown(&cmd[1..])
+                            .replacen("ufw ", "", 1)
                             .replacen("delete ", "", 1)
                     ));
                     deletes.push(cmd);
@@ -623,10 +640,12 @@ impl Resource for Ufw {
                     };
                     reasons.push(format!("default {dir} {from} → {}", want.word()));
                 }
-                last.push(Step::sh(format!(
-                    "ufw --force default {} {dir}",
-                    want.word()
-                )));
+                last.push(vec![
+                    "--force".into(),
+                    "default".into(),
+                    want.word().into(),
+                    dir.into(),
+                ]);
             }
         }
         // Last of all, so the allow rules are in place before the firewall starts dropping.
@@ -634,16 +653,17 @@ impl Resource for Ufw {
             if seen.installed {
                 reasons.push("disabled → enabled".to_string());
             }
-            last.push(Step::sh("ufw --force enable"));
+            last.push(vec!["--force".into(), "enable".into()]);
         }
 
-        let mut steps = first;
-        steps.extend(adds);
-        steps.extend(deletes.into_iter().map(Step::sh));
-        steps.extend(last);
-        if steps.is_empty() {
+        cmds.extend(adds);
+        cmds.extend(deletes);
+        cmds.extend(last);
+        if cmds.is_empty() {
             return Ok(None);
         }
+        let mut steps = first;
+        steps.push(driver_step(&cmds));
         let action = if seen.installed {
             Action::Update
         } else {
@@ -665,6 +685,31 @@ mod tests {
     const SPEC: &str =
         "rules:\n  - {port: \"22\", comment: ssh}\n  - {port: 6443, from: 10.0.0.0/24}\n";
 
+    /// The steps as a user would type them: the driver's commands one `ufw …` line each.
+    fn commands(d: &Drift) -> String {
+        d.steps
+            .iter()
+            .flat_map(|s| match s {
+                Step::Sh { script } => vec![script.clone()],
+                Step::Stdin { script, data } => {
+                    assert_eq!(script, "python3 -");
+                    let program = String::from_utf8(data.expose().clone()).unwrap();
+                    assert!(program.starts_with(include_str!("ufw_driver.py")));
+                    let call = program.lines().last().unwrap();
+                    let list = call
+                        .strip_prefix("run(")
+                        .unwrap()
+                        .strip_suffix(')')
+                        .unwrap();
+                    let cmds: Vec<Vec<String>> = serde_json::from_str(list).unwrap();
+                    cmds.iter().map(|c| shown(c)).collect()
+                }
+                other => panic!("unexpected step {other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn diff(yaml: &str, fact: &str) -> Result<Option<Drift>, String> {
         let s = spec::<Ufw>(yaml);
         Ufw::diff(&s, &facts(&[("ufw", &format!("{fact}done\n"))]), &cx())
@@ -677,7 +722,7 @@ mod tests {
         assert_eq!(d.action, Action::Create);
         assert_eq!(d.reasons, ["ufw not installed (yet)"]);
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "command -v ufw >/dev/null 2>&1 || { echo 'ufw is not installed: add it to an `apt` resource before this `ufw` one' >&2; exit 1; }\n\
              ufw allow proto tcp from any to any port 22 comment ssh\n\
              ufw allow proto tcp from 10.0.0.0/24 to any port 6443\n\
@@ -702,7 +747,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "ufw allow proto tcp from any to any port 22 comment ssh\nufw allow proto tcp from 10.0.0.0/24 to any port 6443\nufw --force enable"
         );
     }
@@ -729,7 +774,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "ufw --force delete allow proto tcp from any to any port 8080\n\
              ufw --force delete deny out from any to any port 25\n\
              ufw --force delete allow in on eth0 from any to any app 'WWW Full'\n\
@@ -768,7 +813,7 @@ mod tests {
         );
         // The deny twin is replaced by ufw itself ("Rule updated"), so nothing is deleted.
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "ufw allow proto tcp from any to any port 22 comment ssh\n\
              ufw allow proto tcp from 10.0.0.0/24 to any port 6443 comment api\n\
              ufw --force default deny incoming"
@@ -784,7 +829,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "ufw disable\nufw allow proto tcp from any to any port 80\nufw --force delete allow proto tcp from any to any port 22"
         );
     }
@@ -836,7 +881,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "ufw allow from 10.42.0.0/16 to any comment pods\n\
              ufw allow in on wg0 proto udp from 10.200.0.1 to any port 8472\n\
              ufw allow in on wg0 proto udp from 10.200.0.2 to any port 8472"
@@ -852,7 +897,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            scripts(&d),
+            commands(&d),
             "ufw --force delete allow in on wg0 proto udp from 10.200.0.9 to any port 8472"
         );
         // A rule limited to an interface does not count as keeping SSH open.
