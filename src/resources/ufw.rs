@@ -24,6 +24,15 @@
 //! is not managed. Rules are added before `ufw --force enable` runs, and a spec that would enable
 //! a deny-by-default firewall without allowing `ssh_port`/tcp is refused: labctl would lock
 //! itself out mid-run.
+//!
+//! All of a resource's ufw commands run in one Python process on the host, through ufw's own
+//! parser and frontend (what `/usr/sbin/ufw` does once per command); every command is parsed
+//! before any runs, so one that ufw refuses (a `'` in a comment) fails the resource, names the
+//! command and changes nothing. Enabling a disabled firewall whose chains are not loaded writes the
+//! rules files and loads them with `ufw-init start`, as the host does at boot, instead of `ufw
+//! enable`'s ~75 live iptables calls: on a fresh bench host the firewall step went from ~0.9 s to
+//! ~0.3 s. The e2e test (`tests/e2e_ufw.rs`, real ufw 0.36.2 on Debian 12) checks that the files
+//! and the live iptables/ip6tables ruleset equal what the same commands typed one by one leave.
 
 use std::net::Ipv4Addr;
 
