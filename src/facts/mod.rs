@@ -206,10 +206,11 @@ pub(crate) mod testutil {
     //! Fact snippets are tested through a real `sh`, as the host runs them.
 
     /// Run a script with `sh -c`; its stdout.
+    /// Runs a snippet as the probe would: after the probe's prelude.
     pub fn run_sh(script: &str) -> String {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script)
+            .arg(format!("{}\n{script}", super::probe::PRELUDE))
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap()

@@ -54,7 +54,7 @@ fn query(names: &[&str]) -> FactQuery {
         names_key("packages", names),
         format!(
             "if command -v dpkg-query >/dev/null 2>&1; then \
-             dpkg-query -W -f='dpkg ${{Package}} ${{Architecture}} ${{db:Status-Abbrev}} ${{Version}}\\n' -- {list} 2>/dev/null; echo done; \
+             __lc_dpkg {list}; [ -z \"$__lc_dv\" ] || printf '%s\\n' \"$__lc_dv\"; echo done; \
              else echo nodpkg; fi"
         ),
     )
@@ -141,7 +141,9 @@ fn candidates_query(names: &[&str], only_missing: bool) -> FactQuery {
     let (pre, filter) = if only_missing {
         (
             // One dpkg-query; the installed names are picked out by a builtin `read` loop.
-            format!("have=' '; while read -r __st __n __na; do case $__st in ?i*) have=\"$have$__n $__na \";; esac; done <<__LABCTL_DPKG__\n$(dpkg-query -W -f='${{db:Status-Abbrev}} ${{Package}} ${{Package}}:${{Architecture}}\\n' -- {list} 2>/dev/null)\n__LABCTL_DPKG__\n"),
+            // The same `dpkg-query` as the `packages` query's (the prelude's `__lc_dpkg`): when
+            // both ask about the same names, the host runs it once.
+            format!("have=' '; __lc_dpkg {list}; while read -r __d __n __a __st __v; do case $__st in ?i*) have=\"$have$__n $__n:$__a \";; esac; done <<__LABCTL_DPKG__\n$__lc_dv\n__LABCTL_DPKG__\n"),
             "case \"$have\" in *\" $p \"*) continue;; esac; ",
         )
     } else {
@@ -221,7 +223,7 @@ fn lists_query() -> FactQuery {
                  for f in /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists/*InRelease /var/lib/apt/lists/*_Release /var/lib/apt/lists/*_Packages*; do \
                  [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done; \
                  if [ $# -gt 0 ]; then for m in $(stat -c %Y -- \"$@\" 2>/dev/null); do [ \"$m\" -gt \"$newest\" ] && newest=$m; done; fi; \
-                 printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$(date +%s)\"",
+                 __lc_now; printf 'lists %s %s %s\\n' \"$n\" \"$newest\" \"$__now\"",
     )
 }
 
@@ -425,6 +427,13 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_clock_read_from_proc_agrees_with_date() {
+        let out = crate::facts::testutil::run_sh("__lc_now; echo \"$__now $(date +%s)\"");
+        let v: Vec<i64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        assert!((v[0] - v[1]).abs() <= 2, "{out}");
+    }
+
+    #[test]
     fn parses_lists_age() {
         // Debian 12 right after `apt-get update`: lists/partial carries the update time.
         let l = lists_parse("lists 1 1795383322 1795383494\n").unwrap();
@@ -446,7 +455,7 @@ mod tests {
         let run = |qy: FactQuery| {
             let out = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(&qy.script)
+                .arg(format!("{}\n{}", crate::facts::probe::PRELUDE, qy.script))
                 .env(
                     "PATH",
                     format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
@@ -482,18 +491,51 @@ mod tests {
             "coreutils",
         ];
         let qy = query(&names);
-        assert_eq!(qy.script.matches("dpkg-query -W").count(), 1);
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&qy.script)
-            .output()
-            .unwrap();
-        let f = parse(&qy.key, &String::from_utf8(out.stdout).unwrap()).unwrap();
+        let f = parse(&qy.key, &crate::facts::testutil::run_sh(&qy.script)).unwrap();
         assert!(f.installed("dpkg").is_some());
         assert!(f.installed("coreutils").is_some());
         if std::env::consts::ARCH == "x86_64" {
             assert!(f.installed("libc6:amd64").is_some());
         }
         assert_eq!(f.installed("surely-not-installed-xyz"), None);
+    }
+
+    #[test]
+    fn packages_and_candidates_of_one_probe_share_one_dpkg_query() {
+        // A dpkg-query wrapper first on PATH counts its calls, then answers as the real one.
+        let d = tempfile::tempdir().unwrap();
+        let calls = d.path().join("calls");
+        let fake = d.path().join("dpkg-query");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho x >> {}\nexec /usr/bin/dpkg-query \"$@\"\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let names = ["dpkg", "coreutils"];
+        let (pk, cand) = (
+            PackagesQuery::new(&names).query(),
+            CandidatesQuery::new(&names, true).query(),
+        );
+        let p = crate::facts::probe::build(&[pk.clone(), cand.clone()]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&p.script)
+            .env(
+                "PATH",
+                format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        let facts = p.parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "x\n");
+        let f = parse(&pk.key, &facts.raw_answer(&pk.key).unwrap().out).unwrap();
+        assert!(f.installed("dpkg").is_some() && f.installed("coreutils").is_some());
+        // Both installed: apt-cache is not asked, and the answer says so.
+        assert_eq!(facts.raw_answer(&cand.key).unwrap().out, "done\n");
     }
 }

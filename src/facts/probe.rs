@@ -33,11 +33,30 @@ impl Group {
     }
 }
 
+/// Shell functions every probe defines, for snippets of different families that ask the host
+/// the same question: each runs its program once per distinct argument and keeps the answer in
+/// the probe's shell, so `user:NAME` and `authorized_keys` share one `getent` and one `id`, and
+/// `packages:…` and `apt-candidates:…` one `dpkg-query` (one process each instead of two).
+/// They only read: a probe runs before any change, so an answer cannot go stale within it.
+/// The kept answer lives in the probe's own shell: only inline or merged snippets share it (a
+/// subshell's call still works, it just runs the program again).
+///
+/// - `__lc_pw NAME`: `getent passwd NAME` into `$e`, with getent's status;
+/// - `__lc_id NAME`: `id NAME` into `$__id`;
+/// - `__lc_dpkg NAME…`: `dpkg-query -W` (the `packages` format) into `$__lc_dv`;
+/// - `__lc_now`: the host's clock (epoch seconds) into `$__now`, read from /proc by the shell
+///   (boot time + uptime; `btime` follows clock steps) instead of starting `date`.
+pub const PRELUDE: &str = r#"__lc_pw() { if [ -z "${__lc_pws-}" ] || [ "$__lc_pwk" != "$1" ]; then __lc_pwv=$(getent passwd "$1"); __lc_pwr=$?; __lc_pwk=$1; __lc_pws=1; fi; e=$__lc_pwv; return $__lc_pwr; }
+__lc_id() { if [ -z "${__lc_ids-}" ] || [ "$__lc_idk" != "$1" ]; then __lc_idv=$(id "$1"); __lc_idk=$1; __lc_ids=1; fi; __id=$__lc_idv; }
+__lc_dpkg() { if [ -z "${__lc_ds-}" ] || [ "$__lc_dk" != "$*" ]; then __lc_dv=$(dpkg-query -W -f='dpkg ${Package} ${Architecture} ${db:Status-Abbrev} ${Version}
+' -- "$@" 2>/dev/null); __lc_dk=$*; __lc_ds=1; fi; }
+__lc_now() { __now=; __up=; [ -r /proc/uptime ] && read -r __up __x < /proc/uptime; if [ -n "$__up" ] && [ -r /proc/stat ]; then while read -r __k __v; do if [ "$__k" = btime ]; then __now=$((__v + ${__up%%.*})); break; fi; done < /proc/stat; fi; [ -n "$__now" ] || __now=$(date +%s); }"#;
+
 /// Build the probe for a set of queries (deduplicated by key, first one wins).
 pub fn build(queries: &[FactQuery]) -> Probe {
     let nonce = format!("{:016x}", rand::random::<u64>());
     let mut seen = std::collections::BTreeSet::new();
-    let mut script = String::from("LC_ALL=C; export LC_ALL\n");
+    let mut script = format!("LC_ALL=C; export LC_ALL\n{PRELUDE}\n");
     let mut keys = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
     let section = |script: &mut String, key: &str, open: &str, body: &str, close: &str| {

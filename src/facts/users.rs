@@ -58,13 +58,13 @@ fn user_query(name: &str) -> FactQuery {
             // `groups=N(name),…` fields, cut by the shell; a group without a name shows as its
             // number, as `id -nG` prints it), and the shadow field read by the shell from
             // /etc/shadow: no getent, cut or sed.
-            "if e=$(getent passwd {n}); then printf 'passwd %s\\n' \"$e\"; \
-             __id=$(id {n}); __nm() {{ case $1 in *'('*) __v=${{1#*(}}; __v=${{__v%)}};; *) __v=$1;; esac; }}; \
+            "if __lc_pw {n}; then printf 'passwd %s\\n' \"$e\"; \
+             __lc_id {n}; __nm() {{ case $1 in *'('*) __v=${{1#*(}}; __v=${{__v%)}};; *) __v=$1;; esac; }}; \
              __g=${{__id#*gid=}}; __nm \"${{__g%% *}}\"; printf 'primary %s\\n' \"$__v\"; \
              __o=; __gs=${{__id#*groups=}}; __ifs=$IFS; IFS=,; for __x in $__gs; do __nm \"$__x\"; __o=\"$__o $__v\"; done; IFS=$__ifs; \
              printf 'groups%s\\n' \"$__o\"; \
              s=; while IFS=: read -r __u __h __r; do if [ \"$__u\" = {n} ]; then s=$__h; break; fi; done < /etc/shadow; \
-             if [ -n \"$s\" ]; then h=$(printf '%s' \"$s\" | sha256sum) && echo \"shadow ${{h%% *}}\"; else echo 'shadow none'; fi; \
+             if [ -z \"$s\" ]; then echo 'shadow none'; else case $s in *[!!*]*) h=$(printf '%s' \"$s\" | sha256sum) && echo \"shadow ${{h%% *}}\";; *) printf 'shadow-locked %s\\n' \"$s\";; esac; fi; \
              else echo absent; fi"
         ),
     )
@@ -89,6 +89,12 @@ pub fn parse_user(k: &str, out: &str) -> Result<UserFact, FactError> {
             "primary" => f.primary = rest.trim().to_string(),
             "groups" => f.groups = rest.split_whitespace().map(String::from).collect(),
             "shadow" => f.shadow_sha256 = (rest.trim() != "none").then(|| rest.trim().to_string()),
+            // A locked or password-less account (`!`, `*`, `!*`): no secret in it, so the host
+            // sends it as is (three processes fewer) and the controller hashes it, keeping the
+            // fact the same as for a real password hash.
+            "shadow-locked" if rest.trim().chars().all(|c| c == '!' || c == '*') => {
+                f.shadow_sha256 = Some(crate::digest::sha256_hex(rest.trim().as_bytes()))
+            }
             "" => {}
             _ => return Err(unexpected(k, line)),
         }
@@ -234,10 +240,12 @@ fn authorized_keys_script(args: &[&str]) -> String {
         } else {
             format!("__f={}", q(path))
         };
-        // The home is passwd's 6th field, cut by parameter expansion (no process).
+        // The home is passwd's 6th field, cut by parameter expansion (no process); the passwd
+        // entry and `id` are the prelude's, shared with a `user:` query of the same name.
         s.push_str(&format!(
-            "echo '@ak {i}'; if e=$(getent passwd {u}); then __h=${{e%:*}}; __h=${{__h##*:}}; {set_path}; \
-             printf 'home %s\\nprimary %s\\npath %s\\n' \"$__h\" \"$(id -gn {u})\" \"$__f\"; {file_script}
+            "echo '@ak {i}'; if __lc_pw {u}; then __h=${{e%:*}}; __h=${{__h##*:}}; {set_path}; \
+             __lc_id {u}; __g=${{__id#*gid=}}; __g=${{__g%% *}}; case $__g in *'('*) __g=${{__g#*(}}; __g=${{__g%)}};; esac; \
+             printf 'home %s\\nprimary %s\\npath %s\\n' \"$__h\" \"$__g\" \"$__f\"; {file_script}
              else echo nouser; fi\n"
         ));
     }
@@ -598,6 +606,54 @@ mod tests {
             ))
             .unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn a_user_and_its_authorized_keys_share_one_getent_and_one_id() {
+        // Wrappers first on PATH count the calls, then answer as the real programs.
+        let d = tempfile::tempdir().unwrap();
+        let calls = d.path().join("calls");
+        use std::os::unix::fs::PermissionsExt;
+        for prog in ["getent", "id"] {
+            let real = run_sh(&format!("command -v {prog}"));
+            let fake = d.path().join(prog);
+            std::fs::write(
+                &fake,
+                format!(
+                    "#!/bin/sh\necho {prog} >> {}\nexec {} \"$@\"\n",
+                    calls.display(),
+                    real.trim()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let (u, ak) = (
+            UserQuery::new("root"),
+            AuthorizedKeysQuery::new("root", None),
+        );
+        let p = crate::facts::probe::build(&[u.query(), ak.query()]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&p.script)
+            .env(
+                "PATH",
+                format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        let facts = p.parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "getent\nid\n");
+        let user = facts.get(&u).unwrap();
+        let keys = facts.get(&ak).unwrap();
+        assert_eq!(
+            (user.primary.as_str(), user.home.as_str()),
+            ("root", "/root")
+        );
+        assert_eq!(
+            (keys.user_exists, keys.primary.as_str(), keys.path.as_str()),
+            (true, "root", "/root/.ssh/authorized_keys")
         );
     }
 }

@@ -16,18 +16,37 @@ use crate::inventory::Conn;
 #[derive(Debug, Default, Clone)]
 pub struct Effective {
     pub settings: HashMap<String, String>,
-    /// The same with no config files (`-F /dev/null`): ssh's built-in defaults.
+    /// The same with no config files (`-F /dev/null`): ssh's built-in defaults. Only the keys
+    /// that do not depend on the destination are compared against it (`configured`).
     pub defaults: HashMap<String, String>,
 }
+
+/// ssh's built-in defaults, asked once per run: they are the same for every host (the keys
+/// `configured` is used for do not depend on the destination), so 50 hosts need 50 `ssh -G`,
+/// not 100.
+static DEFAULTS: tokio::sync::OnceCell<HashMap<String, String>> =
+    tokio::sync::OnceCell::const_new();
 
 impl Effective {
     /// Ask ssh. The inventory's port and user go on the command line, as they will on connect,
     /// so `Match`/`Host` blocks evaluate the same way.
     pub async fn query(conn: &Conn) -> Result<Effective, String> {
-        let (settings, defaults) = tokio::join!(ssh_g(conn, None), ssh_g(conn, Some("/dev/null")));
+        let defaults = DEFAULTS.get_or_init(|| async {
+            let any = Conn {
+                address: "labctl-defaults".into(),
+                port: None,
+                user: None,
+                key_file: None,
+                known_hosts: None,
+                become_: false,
+                local: false,
+            };
+            ssh_g(&any, Some("/dev/null")).await.unwrap_or_default()
+        });
+        let (settings, defaults) = tokio::join!(ssh_g(conn, None), defaults);
         Ok(Effective {
             settings: settings?,
-            defaults: defaults.unwrap_or_default(),
+            defaults: defaults.clone(),
         })
     }
 
