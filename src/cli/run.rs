@@ -292,12 +292,31 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
     for w in &warnings {
         sh.warn(w);
     }
+    // Said, not hidden: what still reads a host's facts is checked for real only by plan/apply.
+    let waiting: std::collections::BTreeSet<String> = l
+        .compiled
+        .hosts
+        .iter()
+        .flat_map(|h| h.items())
+        .filter(|i| crate::facts::host::holds_placeholder(&i.rendered))
+        .map(|i| i.id.to_string())
+        .collect();
     if g.json {
         sh.out(&ui::json_envelope(
             "check",
-            &serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len()}),
+            &serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len(), "await_facts": waiting}),
         )?);
     } else {
+        if !waiting.is_empty() {
+            sh.status(
+                "Facts",
+                &format!(
+                    "not gathered by check: {} resource(s) render host facts as <fact:NAME> and are checked per host by plan/apply: {}",
+                    waiting.len(),
+                    waiting.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
         sh.status(
             "Checked",
             &format!(

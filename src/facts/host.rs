@@ -192,6 +192,16 @@ pub fn placeholders() -> Map<String, Value> {
         .collect()
 }
 
+/// Does this value hold a fact placeholder anywhere?
+pub fn holds_placeholder(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains(PLACEHOLDER),
+        Value::Array(a) => a.iter().any(holds_placeholder),
+        Value::Object(m) => m.values().any(holds_placeholder),
+        _ => false,
+    }
+}
+
 /// Does this text (a role file, a template, an inventory var) use a fact?
 pub fn named_in(text: &str) -> bool {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {

@@ -389,6 +389,54 @@ pub(crate) fn magic(inv: &Inventory, host: &str, groups_map: &Value) -> VarLayer
     VarLayer::from_map(m)
 }
 
+/// A resource whose spec is valid only once the host's facts are known (`check`, and before the
+/// host's probe). It asks nothing, and its diff is an error: it never reaches a host.
+struct AwaitsFacts {
+    kind: &'static str,
+    name: String,
+}
+
+impl Instance for AwaitsFacts {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn warnings(&self) -> Vec<String> {
+        vec![]
+    }
+    fn facts(&self) -> Vec<crate::facts::FactQuery> {
+        vec![]
+    }
+    fn diff(
+        &self,
+        _: &crate::facts::Facts,
+        _: &resources::DiffCx,
+    ) -> Result<Option<crate::plan::Drift>, resources::ResourceError> {
+        Err(resources::ResourceError::Spec(
+            "depends on facts that were not gathered for this host".into(),
+        ))
+    }
+    fn handler(&self, _: bool) -> Result<Vec<crate::plan::Step>, resources::ResourceError> {
+        Err(resources::ResourceError::Handler(
+            "depends on facts that were not gathered for this host".into(),
+        ))
+    }
+    fn touches(&self) -> Vec<crate::plan::Touch> {
+        vec![crate::plan::Touch::Anything]
+    }
+}
+
+/// What a resource waiting for facts is called: its path, or what it names.
+fn pending_name(spec: &Value) -> String {
+    ["dest", "path", "name", "file"]
+        .iter()
+        .find_map(|k| spec.get(k).and_then(Value::as_str))
+        .unwrap_or("(waits for facts)")
+        .to_string()
+}
+
 trait Prefix {
     fn prefix(self, host: &str) -> Diag;
 }
@@ -472,6 +520,21 @@ fn expand(
             resources::build(&entry.kind, spec.clone(), &pcx).expect("kind was checked at load");
         match built {
             Ok(inst) => out.push((name, inst, tainted || pcx.tainted.get(), spec)),
+            // Not valid until the host's facts are known (a checksum picked by architecture):
+            // it waits for them. Compiling again with the facts builds it for real, and a
+            // placeholder never reaches a host (`apply::refuse_placeholder`).
+            Err(_) if crate::facts::host::holds_placeholder(&spec) => {
+                let name = name.unwrap_or_else(|| pending_name(&spec));
+                let inst: Box<dyn Instance> = Box::new(AwaitsFacts {
+                    kind: resources::KINDS
+                        .iter()
+                        .find(|k| **k == entry.kind)
+                        .copied()
+                        .unwrap_or("resource"),
+                    name: name.clone(),
+                });
+                out.push((Some(name), inst, tainted, spec))
+            }
             Err(BuildError::Spec { path, message }) => {
                 let loc = crate::yaml::error_loc(&entry.file, &entry.spec, &path, &message);
                 let at = if path.iter().next().is_some() {

@@ -39,16 +39,20 @@ pub fn register(env: &mut Environment<'static>) {
             None => v.is_true(),
         }
     });
-    env.add_filter("mandatory", |v: Value| -> Result<Value, Error> {
-        if v.is_undefined() || v.is_none() {
-            Err(Error::new(
-                ErrorKind::UndefinedError,
-                "mandatory variable is not set",
-            ))
-        } else {
-            Ok(v)
-        }
-    });
+    // Ansible's `mandatory(msg)`: the message, when given, is the error.
+    env.add_filter(
+        "mandatory",
+        |v: Value, msg: Option<String>| -> Result<Value, Error> {
+            if v.is_undefined() || v.is_none() {
+                Err(Error::new(
+                    ErrorKind::UndefinedError,
+                    msg.unwrap_or_else(|| "mandatory variable is not set".into()),
+                ))
+            } else {
+                Ok(v)
+            }
+        },
+    );
     env.add_filter(
         "regex_replace",
         |s: String, pat: String, rep: String| -> Result<String, Error> {

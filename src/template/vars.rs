@@ -63,12 +63,18 @@ pub fn resolve_hosts(
         s.dedup();
         s
     };
+    let facts_pending = layers
+        .values()
+        .any(|l| l.values.values().any(crate::facts::host::holds_placeholder));
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         layers,
         placeholders,
         secret_strings: Arc::new(secret_strings),
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            facts_pending,
+            ..State::default()
+        }),
     });
     let mut errors = Vec::new();
     for (h, layer) in &shared.layers {
@@ -122,8 +128,28 @@ struct State {
     stack: Vec<(String, String)>,
     /// Per render in progress: whether it read a secret var.
     tainted: Vec<bool>,
+    /// Per render in progress: whether it read a var still holding a fact placeholder.
+    unknown: Vec<bool>,
+    /// Some host's facts are placeholders (else `unknown` is never set: no value is walked).
+    facts_pending: bool,
     /// The first failure since the caller last looked (the root cause, deepest first).
     error: Option<VarError>,
+}
+
+impl State {
+    /// The render in progress read `key`'s value `v`: if it holds a fact placeholder, so may its
+    /// result. `hostvars` (every host's vars, as one value) does not count: another host's fact
+    /// renders as its placeholder, and an error there is a real one.
+    fn mark_unknown(&mut self, key: &str, v: &Value) {
+        if !self.facts_pending || key == "hostvars" {
+            return;
+        }
+        if let Some(top) = self.unknown.last_mut() {
+            if !*top && crate::facts::host::holds_placeholder(v) {
+                *top = true;
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -142,6 +168,7 @@ impl Shared {
                 if let (true, Some(top)) = (t, st.tainted.last_mut()) {
                     *top = true;
                 }
+                st.mark_unknown(key, &v);
                 return Some(v);
             }
             if st.failed.contains(&id) {
@@ -153,6 +180,7 @@ impl Shared {
                 if let (true, Some(top)) = (t, st.tainted.last_mut()) {
                     *top = true;
                 }
+                st.mark_unknown(key, raw);
                 return Some(raw.clone());
             }
             if let Some(at) = st.stack.iter().position(|x| *x == id) {
@@ -172,6 +200,7 @@ impl Shared {
             }
             st.stack.push(id.clone());
             st.tainted.push(false);
+            st.unknown.push(false);
         }
         // Rendering may come back here for other vars: no lock held across it.
         let scope = minijinja::Value::from_object(HostScope {
@@ -191,6 +220,7 @@ impl Shared {
         let mut st = self.lock();
         st.stack.pop();
         let dep_tainted = st.tainted.pop().unwrap_or(false);
+        let dep_unknown = st.unknown.pop().unwrap_or(false);
         match r {
             Ok((v, t)) => {
                 let t = t || dep_tainted;
@@ -198,6 +228,16 @@ impl Shared {
                 if let (true, Some(top)) = (t, st.tainted.last_mut()) {
                     *top = true;
                 }
+                st.mark_unknown(key, &v);
+                Some(v)
+            }
+            // Read a fact not gathered yet (`check`, or before the host's probe): the var is
+            // unknown too until the facts are, not an error. Rendering again with the host's
+            // facts reports any real error, before anything reaches the host.
+            Err(_) if dep_unknown => {
+                let v = Value::String(format!("{}{key}>", crate::facts::host::PLACEHOLDER));
+                st.done.insert(id, (v.clone(), dep_tainted));
+                st.mark_unknown(key, &v);
                 Some(v)
             }
             Err((_, e)) => {
@@ -343,6 +383,44 @@ mod tests {
         ]);
         let r = resolve(&Engine::new(Path::new(".")), &l, false).unwrap();
         assert_eq!(r.values["b"], json!("yes"));
+    }
+
+    #[test]
+    fn a_var_needing_an_ungathered_fact_waits_for_it() {
+        let vars = |arch: &str| {
+            layer(&[
+                ("names", json!({"x86_64": "amd64"})),
+                (
+                    "arch",
+                    json!("{{ names[ansible_architecture] | default(ansible_architecture) }}"),
+                ),
+                ("sums", json!({"amd64": "aa"})),
+                (
+                    "sum",
+                    json!("{{ sums[arch] | mandatory('no sum for ' ~ arch) }}"),
+                ),
+                ("plain", json!("{{ sums.amd64 }}")),
+                ("ansible_architecture", json!(arch)),
+            ])
+        };
+        let e = Engine::new(Path::new("."));
+        // Before the facts: unknown, not an error; what needs no fact still renders.
+        let r = resolve(&e, &vars("<fact:architecture>"), false).unwrap();
+        assert_eq!(r.values["sum"], json!("<fact:sum>"));
+        assert_eq!(r.values["plain"], json!("aa"));
+        // With them: the value, or the real error.
+        let r = resolve(&e, &vars("x86_64"), false).unwrap();
+        assert_eq!(r.values["sum"], json!("aa"));
+        let err = resolve(&e, &vars("riscv64"), false).unwrap_err();
+        assert!(
+            err.message.contains("no sum for riscv64"),
+            "{}",
+            err.message
+        );
+        // A var that fails whatever the facts is not hidden by them.
+        let mut l = vars("<fact:architecture>");
+        l.values.insert("typo".into(), json!("{{ nope }}"));
+        assert_eq!(resolve(&e, &l, false).unwrap_err().key, "typo");
     }
 
     #[test]
