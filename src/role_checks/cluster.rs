@@ -198,6 +198,10 @@ fn the_image_check_refuses_what_broke_real_installs() {
 fn resolved_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
     let text = std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap();
     let mut values: indexmap::IndexMap<String, Value> = serde_saphyr::from_str(&text).unwrap();
+    // An x86_64 Debian host's facts, as its probe gathers them.
+    let facts =
+        crate::facts::host::parse("id=debian\nversion_id=12\narch=x86_64\nnodename=n\n").unwrap();
+    values.extend(crate::facts::host::template_vars(&facts));
     for (k, v) in overrides {
         values.insert((*k).to_string(), v.clone());
     }

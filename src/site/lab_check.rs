@@ -16,16 +16,35 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Compile `site.yml` for the example inventory, with `extra` vars on top.
+/// Compile `site.yml` for the example inventory, with `extra` vars on top, on x86_64 Debian 12
+/// hosts.
 pub fn compile_lab(extra: &[(&str, Value)]) -> Compiled {
+    try_compile_lab(Some("x86_64"), extra).unwrap_or_else(|d| panic!("compile: {d}"))
+}
+
+/// The same on hosts of this `uname -m` (None: facts not gathered, as `check` sees them).
+pub fn try_compile_lab(
+    arch: Option<&str>,
+    extra: &[(&str, Value)],
+) -> Result<Compiled, crate::error::Diags> {
     let key = root().join("inventories/lab/EXAMPLE-ONLY.agekey.txt");
     let keys = crate::vault::Keyring::discover(Some(&key)).expect("the example key loads");
     let decrypt = |p: &Path| {
         keys.decrypt_file(p)
             .map_err(|e| crate::inventory::VaultFail::Error(e.to_string()))
     };
-    let inv = Inventory::load(&root().join("inventories/lab/hosts.yml"), &decrypt)
+    let mut inv = Inventory::load(&root().join("inventories/lab/hosts.yml"), &decrypt)
         .unwrap_or_else(|d| panic!("example inventory: {d}"));
+    let facts = match arch {
+        Some(a) => crate::facts::host::parse(&format!(
+            "id=debian\nversion_id=12\ncodename=bookworm\narch={a}\nnodename=lab\n"
+        ))
+        .expect("facts parse"),
+        None => crate::facts::host::placeholders(),
+    };
+    for h in inv.hosts.keys() {
+        inv.facts.insert(h.clone(), facts.clone());
+    }
     let site = Site::load(&root().join("site.yml")).unwrap_or_else(|d| panic!("site.yml: {d}"));
     let mut layer = VarLayer::default();
     for (k, v) in extra {
@@ -38,7 +57,6 @@ pub fn compile_lab(extra: &[(&str, Value)]) -> Compiled {
     };
     let engine = Engine::new(&site.root);
     select::compile(&site, &inv, &sel, &layer, &engine, false)
-        .unwrap_or_else(|d| panic!("compile: {d}"))
 }
 
 pub fn items<'a>(c: &'a Compiled, host: &str) -> Vec<&'a Item> {
@@ -202,6 +220,79 @@ mod tests {
             .find(|i| i.id == id)
             .unwrap_or_else(|| panic!("{host} has no {id}"))
             .rendered
+    }
+
+    /// The k3s binary follows each host's architecture, pinned by that architecture's sha256.
+    #[test]
+    fn the_k3s_binary_follows_the_host_architecture() {
+        let bin = |arch: &str| {
+            let c = try_compile_lab(Some(arch), &[]).unwrap_or_else(|d| panic!("{arch}: {d}"));
+            rendered(&c, "lab-server-1", "k3s/download:k3s binary").clone()
+        };
+        let amd64 = bin("x86_64");
+        assert!(
+            amd64["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/v1.36.4%2Bk3s1/k3s"),
+            "{amd64}"
+        );
+        assert_eq!(
+            amd64["sha256"],
+            "835873f37245fc615f547a2fe2af9402a347875f13fa64a1f136de644955ea3f"
+        );
+        let arm64 = bin("aarch64");
+        assert!(
+            arm64["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/v1.36.4%2Bk3s1/k3s-arm64"),
+            "{arm64}"
+        );
+        assert_eq!(
+            arm64["sha256"],
+            "c920706346d5ad4e5cd3c7bf1bb09ce71ebe07fec829e513e40f1caf98aed8bb"
+        );
+        // k3s_arch and k3s_sha256 still override the facts.
+        let c = try_compile_lab(
+            Some("armv7l"),
+            &[("k3s_sha256", Value::String("ab".repeat(32)))],
+        )
+        .unwrap();
+        let arm = rendered(&c, "lab-server-1", "k3s/download:k3s binary");
+        assert!(
+            arm["url"].as_str().unwrap().ends_with("/k3s-armhf"),
+            "{arm}"
+        );
+        assert_eq!(arm["sha256"], "ab".repeat(32));
+    }
+
+    /// No pinned checksum for the host's architecture: a clear error, never a download without one.
+    #[test]
+    fn an_architecture_without_a_checksum_is_refused_by_name() {
+        for arch in ["armv7l", "riscv64"] {
+            let e = try_compile_lab(Some(arch), &[]).err().unwrap().to_string();
+            assert!(e.contains("lab-server-1"), "{e}");
+            assert!(e.contains("k3s_sha256"), "{e}");
+            assert!(e.contains(&format!("({arch})")), "{e}");
+        }
+    }
+
+    /// `check` (no facts): the binary's checksum waits for the facts; nothing claims one.
+    #[test]
+    fn without_facts_the_k3s_binary_waits_for_them() {
+        let c = try_compile_lab(None, &[]).unwrap();
+        let it = items(&c, "lab-server-1")
+            .into_iter()
+            .find(|i| i.id == "k3s/download:k3s binary")
+            .expect("the binary is still compiled");
+        // Its dest does not depend on facts: the host's first probe already reads it.
+        let keys: Vec<String> = it.inst.facts().into_iter().map(|q| q.key).collect();
+        assert!(
+            keys.iter().all(|k| k.ends_with("/usr/local/bin/k3s")) && !keys.is_empty(),
+            "{keys:?}"
+        );
+        assert_eq!(it.rendered["sha256"], "<fact:k3s_sha256>");
     }
 
     /// Defect 2: a Secret applied before its namespace exists stops a real first install.
