@@ -284,3 +284,75 @@ fn monitoring_does_not_alert_forever_on_k3s() {
         assert_eq!(v["defaultRules"]["rules"][r], false, "{r}");
     }
 }
+
+/// The Redis container's start script, run by sh against the real redis-server: a password
+/// with quotes, backslashes and shell characters must become the password Redis asks for.
+#[test]
+fn redis_start_script_keeps_any_password_intact() {
+    let (Some(redis), Some(cli)) = (have("redis-server"), have("redis-cli")) else {
+        return;
+    };
+    let pw = r#"a"b\c'd $HOME `x` #e\"f\\"#;
+    let ctx = role_ctx("redis", &[("redis_password", json!(pw))]);
+    let text = render_path("redis", "roles/redis/templates/redis.k8s.j2", &ctx);
+    let sts = docs(&text)
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .expect("a StatefulSet");
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["command"], json!(["/bin/sh", "-c"]));
+    let script = c["args"][0].as_str().unwrap();
+    // The pod's paths become a temp dir's, the port a free one; the script is otherwise run
+    // as the pod runs it, the password coming from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display().to_string();
+    let script = script
+        .replace("/run/redis", &d)
+        .replace("dir /data", &format!("dir {d}"))
+        .replace("exec redis-server", &format!("exec {}", redis.display()))
+        + &format!(" --port {port} --bind 127.0.0.1 --save '' --appendonly no");
+    let _redis = Daemon::spawn(
+        "redis-server",
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("REDIS_PASSWORD", pw),
+    );
+    let ping = |auth: &str| {
+        run(Command::new(&cli)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--no-auth-warning",
+                "PING",
+            ])
+            .env("REDISCLI_AUTH", auth))
+    };
+    let ok = wait_for("redis to answer PING with the password", 20, || {
+        let o = ping(pw);
+        String::from_utf8_lossy(&o.stdout)
+            .contains("PONG")
+            .then_some(o)
+    });
+    assert!(ok.status.success(), "{}", show(&ok));
+    let wrong = ping("a");
+    assert!(
+        !String::from_utf8_lossy(&wrong.stdout).contains("PONG"),
+        "{}",
+        show(&wrong)
+    );
+    // The config file holds the password only escaped, and is private to the pod's user.
+    let conf = std::fs::read_to_string(dir.path().join("redis.conf")).unwrap();
+    assert!(
+        conf.starts_with(r#"requirepass "a\"b\\c'd $HOME `x` #e\\\"f\\\\""#),
+        "{conf}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("redis.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0);
+}
