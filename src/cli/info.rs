@@ -26,6 +26,19 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
         .flat_map(|i| i.inst.facts())
         .map(|q| q.key)
         .collect();
+    let out = facts_json(host, &f, ansible_facts, &secret_keys)?;
+    print_json(g, "facts", &Value::Object(out))?;
+    Ok(Exit::Ok)
+}
+
+/// What `labctl facts` prints: the OS, the host's `ansible_facts` (as templates see them), and
+/// every other answer of its probe (file metadata, never bodies; secret ones hidden).
+fn facts_json(
+    host: &str,
+    f: &facts::Facts,
+    ansible_facts: serde_json::Map<String, Value>,
+    secret_keys: &[String],
+) -> Result<serde_json::Map<String, Value>, CliError> {
     let mut out = serde_json::Map::new();
     out.insert("host".into(), json!(host));
     out.insert(
@@ -57,8 +70,7 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
         raw.insert(k.clone(), val);
     }
     out.insert("facts".into(), Value::Object(raw));
-    print_json(g, "facts", &Value::Object(out))?;
-    Ok(Exit::Ok)
+    Ok(out)
 }
 
 /// `facts` and `inventory` print JSON either way; `--json` wraps it in the common envelope.
@@ -133,4 +145,39 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, Cl
     }
     print_json(g, "inventory", &Value::Object(out))?;
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Facts, RawFact};
+
+    #[test]
+    fn facts_prints_ansible_facts_and_hides_secrets() {
+        let mut f = Facts::default();
+        let mut put = |k: &str, out: &str| {
+            f.raw.insert(
+                k.into(),
+                RawFact {
+                    out: out.into(),
+                    rc: 0,
+                },
+            )
+        };
+        put(facts::os::KEY, "ID=debian\nVERSION_ID=12\n");
+        put(facts::host::KEY, "arch=aarch64\n");
+        put("command:hostname", "lab-1\n");
+        put("command:secret", "token-123\n");
+        let host =
+            facts::host::parse("id=debian\nversion_id=12\narch=aarch64\nnodename=lab-1\n").unwrap();
+        let v = facts_json("lab-1", &f, host, &["command:secret".to_string()]).unwrap();
+        assert_eq!(v["host"], "lab-1");
+        assert_eq!(v["ansible_facts"]["architecture"], "aarch64");
+        assert_eq!(v["ansible_facts"]["distribution"], "Debian");
+        assert_eq!(v["facts"]["command:hostname"]["out"], "lab-1\n");
+        assert_eq!(v["facts"]["command:secret"], "<secret>");
+        // The raw answers behind `os` and `ansible_facts` are not printed twice.
+        assert!(v["facts"].get(facts::host::KEY).is_none());
+        assert!(v["facts"].get(facts::os::KEY).is_none());
+    }
 }
