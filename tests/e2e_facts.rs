@@ -9,9 +9,13 @@ use std::process::{Command, Output};
 use crate::common::{e2e_enabled, json_data, show, skip, Testbed};
 
 fn labctl_in(dir: &Path, tb: &Testbed, args: &[&str]) -> Output {
+    labctl_inv(dir, tb, &tb.inventory, args)
+}
+
+fn labctl_inv(dir: &Path, tb: &Testbed, inv: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labctl"))
         .args(args)
-        .args(["-i", &tb.inventory.display().to_string()])
+        .args(["-i", &inv.display().to_string()])
         .arg("--vault-key")
         .arg(tb.dir.join("age.key"))
         .current_dir(dir)
@@ -135,4 +139,39 @@ fn facts_come_in_the_one_probe() {
     // `check` contacts nobody: the facts stay placeholders and the site still checks.
     let o = labctl_in(d.path(), inv, &["check", "site.yml"]);
     assert!(o.status.success(), "{}", show(&o));
+
+    // Another host's fact, of a host outside --limit (never probed): the placeholder reaches
+    // neither the host nor a diff. An error names host and resource; nothing is written.
+    write(
+        d.path(),
+        "hosts.yml",
+        &format!(
+            "all:\n  vars:\n    labctl_known_hosts: {kh}\n  hosts:\n    {n}: {{ansible_host: {a}, ansible_user: root, ansible_ssh_private_key_file: {key}}}\n    ghost: {{ansible_host: 192.0.2.1}}\n",
+            kh = tb.known_hosts().display(),
+            n = h.name,
+            a = h.address,
+            key = tb.key().display(),
+        ),
+    );
+    write(
+        d.path(),
+        "roles/r/role.yml",
+        "resources:\n  - file: {path: /root/peer, content: \"{{ hostvars['ghost'].ansible_default_ipv4.address }}\\n\"}\n",
+    );
+    let hosts = d.path().join("hosts.yml");
+    for cmd in [
+        &["plan", "site.yml", "-l", &h.name][..],
+        &["apply", "--yes", "site.yml", "-l", &h.name],
+    ] {
+        let o = labctl_inv(d.path(), &tb, &hosts, cmd);
+        let out = show(&o);
+        assert!(!o.status.success(), "{out}");
+        assert!(
+            out.contains("r/file:/root/peer")
+                && out.contains(&h.name)
+                && out.contains("<fact:default_ipv4.address>"),
+            "{out}"
+        );
+    }
+    assert!(!tb.sh(&h.name, "test -e /root/peer").status.success());
 }
