@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -126,14 +127,14 @@ class Lab:
     def known_hosts(self):
         return self.dir / "known_hosts"
 
-    def ssh_cmd(self, h, command):
+    def ssh_cmd(self, h, command, opts=()):
         return ["ssh", "-F", "/dev/null", "-i", str(self.key), "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
                 "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ControlMaster=no",
-                "-o", "ControlPath=none", f"root@{h['address']}", command]
+                "-o", "ControlPath=none", *opts, f"root@{h['address']}", command]
 
-    def ssh(self, h, command, check=True):
-        return run(self.ssh_cmd(h, command), check=check)
+    def ssh(self, h, command, check=True, opts=()):
+        return run(self.ssh_cmd(h, command, opts), check=check)
 
     def ns(self, h, script, check=True):
         """Runs script inside the host's namespaces (not over ssh): for counting and checks."""
@@ -424,16 +425,36 @@ class Bench:
         log(f"  controller labctl plan: {c['cpu_s']:.2f} CPU s, RSS {c['rss_mb']:.1f} MB, at most {c['max_fds']} fds")
 
     def floor(self, lab, R, n):
-        one, alln = [], []
+        one, alln, cpu = [], [], []
+
+        def children_cpu():
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return ru.ru_utime + ru.ru_stime
+
         for r in range(self.fast):
             dt, _, _ = lab.ssh(lab.hosts[0], "true")
             one.append(dt)
-            t0 = time.perf_counter()
+            c0, t0 = children_cpu(), time.perf_counter()
             lab.each(lambda h: lab.ssh(h, "true"))
             alln.append(time.perf_counter() - t0)
+            cpu.append(children_cpu() - c0)
         R["floor"]["one"] = stats(one)
         R["floor"]["all"] = stats(alln)
-        log(f"  floor      ssh true one host median {statistics.median(one):.3f}s, all {n} in parallel {statistics.median(alln):.3f}s")
+        # The controller's CPU for the parallel floor (the ssh clients, reaped by this process),
+        # and the same with a classical key exchange instead of OpenSSH 9's default
+        # sntrup761x25519 (post-quantum hybrid): how much of a connection's CPU is the kex.
+        R["floor"]["all_cpu_s"] = statistics.median(cpu)
+        kex = ("-o", "KexAlgorithms=curve25519-sha256")
+        ccpu, cwall = [], []
+        for r in range(self.fast):
+            c0, t0 = children_cpu(), time.perf_counter()
+            lab.each(lambda h: lab.ssh(h, "true", opts=kex))
+            cwall.append(time.perf_counter() - t0)
+            ccpu.append(children_cpu() - c0)
+        R["floor"]["all_curve25519"] = stats(cwall)
+        R["floor"]["all_curve25519_cpu_s"] = statistics.median(ccpu)
+        log(f"  floor      ssh true one host median {statistics.median(one):.3f}s, all {n} in parallel {statistics.median(alln):.3f}s "
+            f"({R['floor']['all_cpu_s']:.2f} CPU s); with curve25519 kex {statistics.median(cwall):.3f}s ({R['floor']['all_curve25519_cpu_s']:.2f} CPU s)")
 
     def run_scale(self, n):
         """Sizes above --full-max: the no-op figures, the floor and the controller's cost only
@@ -719,7 +740,16 @@ def report(res, cmdline):
             w(f"| 5. floor: `ssh host true`, fresh connection, one host | {fmt(fl['one'])} | | | | |")
             if n > 1:
                 w(f"| 5. floor: `ssh host true` to all {n} hosts in parallel | {fmt(fl['all'])} | | | | |")
+            if "all_curve25519" in fl:
+                w(f"| 5. floor, all {n} in parallel, `-o KexAlgorithms=curve25519-sha256` (not ssh's default; see below) "
+                  f"| {fmt(fl['all_curve25519'])} | | | | |")
         w("")
+        if "all_cpu_s" in fl:
+            w(f"Controller CPU of the parallel floor: {fl['all_cpu_s']:.2f} s for {n} `ssh true` "
+              f"({1000 * fl['all_cpu_s'] / n:.0f} ms per connection) with OpenSSH's default key exchange "
+              f"(sntrup761x25519-sha512, post-quantum hybrid), {fl['all_curve25519_cpu_s']:.2f} s "
+              f"({1000 * fl['all_curve25519_cpu_s'] / n:.0f} ms) with curve25519-sha256.")
+            w("")
         lb, la = res["load"].get(f"before {n}"), res["load"].get(f"after {n}")
         if lb and la:
             w(f"Load average (1/5/15 min) before this size {' '.join(lb)}, after {' '.join(la)}.")
@@ -935,16 +965,26 @@ def gaps17(res):
         lab = R["dry"]["labctl"]["median"]
         if py / lab < 10 and py / fl >= 10:
             ap = R["converged"]["labctl"]["median"]
+            d = R["dry"]["labctl"]
             out.append(f"- {n} host(s): pyinfra's dry run is {py / fl:.1f}× the `ssh true` floor ({fl:.2f} s), so the target "
-                       f"is reachable; labctl's plan took {lab:.2f} s ({lab / fl:.2f}× the floor) where its no-op apply, the "
-                       f"same probe over the same one connection, took {ap:.2f} s: the difference is on the controller's side of "
-                       "`plan` and was not analysed in this session.")
+                       f"is reachable; labctl's plan took {lab:.2f} s ({lab / fl:.2f}× the floor; runs {d['min']:.2f}–{d['max']:.2f} s) "
+                       f"where its no-op apply, the same probe over the same one connection, took {ap:.2f} s "
+                       f"(runs {R['converged']['labctl']['min']:.2f}–{R['converged']['labctl']['max']:.2f} s): `plan` and a no-op "
+                       "`apply` run the same code up to the probe's answer (`apply::plan_hosts` / `apply_hosts`).")
         elif py / lab < 10:
             out.append(f"- {n} host(s): pyinfra's no-op dry run ({py:.2f} s) is only **{py / fl:.1f}×** the bare `ssh true` "
                        f"floor of the same run ({fl:.2f} s); a tool that did nothing but connect would be {py / fl:.1f}× "
                        f"faster than pyinfra here, so ≥ 10× is out of reach on this machine at this load; labctl is "
                        f"{lab / fl:.2f}× the floor.")
+        fr = R.get("floor", {})
         c = R.get("controller")
+        if c and "all_cpu_s" in fr and n >= 20:
+            out.append(f"- {n} hosts: of labctl's {c['cpu_s']:.2f} CPU s on the controller, {fr['all_cpu_s']:.2f} s is what "
+                       f"the bare `ssh true` floor spends on {n} handshakes ({1000 * fr['all_cpu_s'] / n:.0f} ms each, "
+                       f"{1000 * fr['all_curve25519_cpu_s'] / n:.0f} ms with curve25519-sha256): the default "
+                       f"post-quantum key exchange, not labctl, is most of a connection's cost at this size, and the hosts' sshd "
+                       f"pays its side too. labctl keeps ssh's default (a lab that accepts the trade-off can set "
+                       f"`KexAlgorithms` in ~/.ssh/config, which labctl honours).")
         lo = res["load"].get(f"before {n}") or res["load"].get("start")
         if c and host_ms and n >= 20:
             need = c["cpu_s"] + n * host_ms / 1000
