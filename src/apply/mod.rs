@@ -747,14 +747,19 @@ async fn probe_and_plan(
 /// A placeholder must never reach a host nor a diff: an item that still renders one (another
 /// host's fact, read through `hostvars`, of a host not probed yet in this run) is an error.
 pub(crate) fn refuse_placeholder(host: &str, item: &Item, p: &mut Planned) {
-    let text = match p {
-        Planned::Error(_) => return,
-        Planned::InSync => item.rendered.to_string(),
-        Planned::Change(c) => format!("{} {:?} {:?}", item.rendered, c.diff, c.reasons),
+    // Walked, not serialised: this runs for every item of every plan.
+    let in_spec = || {
+        facts::host::holds_placeholder(&item.rendered)
+            .then(|| placeholder_in(&item.rendered.to_string()))
+            .flatten()
     };
     let found = match p {
-        Planned::Change(c) => placeholder_in(&text).or_else(|| in_steps(&c.steps)),
-        _ => placeholder_in(&text),
+        Planned::Error(_) => return,
+        Planned::InSync => in_spec(),
+        Planned::Change(c) => in_spec()
+            .or_else(|| c.diff.as_deref().and_then(placeholder_in))
+            .or_else(|| c.reasons.iter().find_map(|r| placeholder_in(r)))
+            .or_else(|| in_steps(&c.steps)),
     };
     if let Some(name) = found {
         *p = Planned::Error(format!(
