@@ -267,6 +267,43 @@ mod tests {
         assert_eq!(arm["sha256"], "ab".repeat(32));
     }
 
+    /// Off-site backups switched on without a bucket: `check` and `plan` say which var to set,
+    /// instead of a timer that fails every night.
+    #[test]
+    fn offsite_backups_without_a_bucket_are_refused_by_name() {
+        // The example vault holds no S3 credentials: given here, as an inventory would.
+        let creds = [
+            (
+                "vault_backup_s3_access_key",
+                Value::String("AKIAEXAMPLE".into()),
+            ),
+            (
+                "vault_backup_s3_secret_key",
+                Value::String("example-secret".into()),
+            ),
+        ];
+        let on = [&creds[..], &[("backup_offsite", Value::Bool(true))]].concat();
+        let e = try_compile_lab(Some("x86_64"), &on)
+            .err()
+            .expect("an empty backup_s3_bucket is refused")
+            .to_string();
+        assert!(e.contains("backup_s3_bucket is empty"), "{e}");
+        assert!(e.contains("offsite.env.j2"), "{e}");
+        let c = try_compile_lab(
+            Some("x86_64"),
+            &[
+                &on[..],
+                &[("backup_s3_bucket", Value::String("lab-backups".into()))],
+            ]
+            .concat(),
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        // With a bucket the same site compiles, the env file among its resources.
+        assert!(items(&c, "lab-server-1")
+            .iter()
+            .any(|i| i.rendered["path"] == "/etc/labctl-backup/offsite.env"));
+    }
+
     /// No pinned checksum for the host's architecture: a clear error, never a download without one.
     #[test]
     fn an_architecture_without_a_checksum_is_refused_by_name() {
