@@ -25,7 +25,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 ROOT = BENCH.parent
-LABCTL = ROOT / "target" / "release" / "labctl"
+# BENCH_LABCTL: another build (e.g. an older one, for a before/after of --first-only).
+LABCTL = Path(os.environ.get("BENCH_LABCTL") or ROOT / "target" / "release" / "labctl")
 VENV_BIN = BENCH / ".venv" / "bin"
 TB_DIR = BENCH / ".testbed"
 WORK = BENCH / ".work"
@@ -409,6 +410,11 @@ class Bench:
             log(f"  {label:10} {tool:8} {mode:5} {dt:7.2f}s  changes={ch}")
         return xs
 
+    @property
+    def first_tools(self):
+        """--tools: the tools whose first run is measured (all three unless --first-only)."""
+        return [t for t in TOOLS if t in self.args.tools]
+
     def tools(self, n):
         """Ansible only up to --ansible-max hosts (see BENCHMARKS.md, "Scope")."""
         return [t for t in TOOLS if t != "ansible" or n <= self.args.ansible_max]
@@ -461,7 +467,7 @@ class Bench:
         (no first runs, drift or counts: at 20-50 hosts on 2 CPUs they would not fit a session)."""
         R = self.res["n"][str(n)] = {"converged": {}, "dry": {}, "floor": {}, "scale_only": True,
                                      "tools": self.tools(n)}
-        lab = Lab(f"bench{n}", n, python="ansible" in self.tools(n))
+        lab = Lab(f"{self.args.testbed_prefix}{n}", n, python="ansible" in self.tools(n))
         self.res["load"][f"before {n}"] = open("/proc/loadavg").read().split()[:3]
         try:
             log(f"== {n} hosts: boot + prepare")
@@ -491,7 +497,7 @@ class Bench:
                                      "drift_apply": {}, "drift_total": {}, "first_changes": {},
                                      "drift_changes": {}, "counts": {}, "floor": {}, "digests": {},
                                      "timeline": {}}
-        lab = Lab(f"bench{n}", n)
+        lab = Lab(f"{self.args.testbed_prefix}{n}", n, python="ansible" in self.first_tools)
         self.res["load"][f"before {n}"] = open("/proc/loadavg").read().split()[:3]
         try:
             # Pre-warm the shared apt archive cache (untimed): every .deb the workload needs.
@@ -500,7 +506,7 @@ class Bench:
             lab.run_tool("labctl", "apply")
 
             # (4) first run from fresh hosts
-            for tool in TOOLS:
+            for tool in self.first_tools:
                 xs, chs = [], []
                 for r in range(self.slow):
                     lab.fresh()
@@ -517,6 +523,10 @@ class Bench:
                         log(f"  second     {tool:8} apply {dt2:7.2f}s  changes={ch2}; state checks pass")
                 R["first"][tool] = stats(xs)
                 R["first_changes"][tool] = chs
+                log(f"  first      {tool:8} median {statistics.median(xs):.2f}s over {len(xs)} run(s); "
+                    f"load {' '.join(open('/proc/loadavg').read().split()[:3])}")
+            if self.args.first_only:
+                return
 
             # (1) converged, (2) dry, (3) drift, and counts: one tool at a time on the same hosts.
             for tool in TOOLS:
@@ -1106,6 +1116,29 @@ right after the drop-ins change (conditional operations). Ansible uses `communit
 """
 
 
+def first_only(a):
+    """--first-only: figure 4 for some tools, printed and kept apart from the full run's results."""
+    global LOG
+    LOG = open(RESULTS / "first-only.log", "w")
+    b = Bench(a)
+    b.load("start")
+    try:
+        for n in a.hosts:
+            if n > a.full_max:
+                raise BenchError(f"--first-only measures sizes up to --full-max ({a.full_max})")
+            b.run_n(n)
+    finally:
+        b.load("end")
+        b.res["cmdline"] = a.cmdline
+        (RESULTS / "first-only.json").write_text(json.dumps(b.res, indent=1))
+    for n, R in b.res["n"].items():
+        for tool, st in R["first"].items():
+            print(f"{n} host(s) first run {tool}: min {st['min']:.2f} / median {st['median']:.2f} / max {st['max']:.2f} s")
+        if "labctl" in R["first"] and "pyinfra" in R["first"]:
+            print(f"{n} host(s) pyinfra/labctl: {R['first']['pyinfra']['median'] / R['first']['labctl']['median']:.1f}x")
+    print("load average start", " ".join(b.res["load"]["start"]), "end", " ".join(b.res["load"]["end"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -1117,16 +1150,33 @@ def main():
     ap.add_argument("--keep", action="store_true", help="leave the test hosts running")
     ap.add_argument("--cmdline", default="bench/run.sh")
     ap.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/latest.json")
+    ap.add_argument("--first-only", action="store_true",
+                    help="only figure 4 (first run on fresh hosts, packages present), for the tools in --tools; "
+                         "writes bench/results/first-only.json and leaves BENCHMARKS.md alone")
+    ap.add_argument("--tools", default=",".join(TOOLS), help="with --first-only: comma-separated subset of "
+                    + ",".join(TOOLS))
+    ap.add_argument("--testbed-prefix", default="bench",
+                    help="testbeds are named PREFIXN (N hosts); testbed names are machine-wide")
+    ap.add_argument("--slow-reps", type=int, help="runs of each slow figure (default 3, or 1 with --quick)")
     a = ap.parse_args()
+    a.tools = [t for t in a.tools.split(",") if t]
+    if any(t not in TOOLS for t in a.tools):
+        ap.error(f"--tools: choose from {','.join(TOOLS)}")
+    if not a.first_only and a.tools != TOOLS:
+        ap.error("--tools needs --first-only (the full report compares all three tools)")
     if a.report_only:
         res = json.loads((RESULTS / "latest.json").read_text())
         (ROOT / "BENCHMARKS.md").write_text(report(res, res.get("cmdline", a.cmdline)))
         print(f"wrote {ROOT / 'BENCHMARKS.md'} from {RESULTS / 'latest.json'}")
         return
     a.hosts = [int(x) for x in a.hosts.split(",") if x]
+    reps = a.slow_reps
     a.fast_reps, a.slow_reps = (3, 1) if a.quick else (5, 3)
+    a.slow_reps = reps or a.slow_reps
     RESULTS.mkdir(parents=True, exist_ok=True)
     global LOG
+    if a.first_only:
+        return first_only(a)
     LOG = open(RESULTS / "latest.log", "w")
     b = Bench(a)
     b.res["machine"] = machine()
