@@ -10,9 +10,11 @@ use crate::sh::q;
 
 /// The atomic writer (RELIABILITY rule 1): exclusive temp file in the target's directory, mode
 /// 0600 from creation (mktemp), exact length check, owner/mode, fsync, validate, rename, fsync dir.
+/// Directory and base name by parameter expansion, not `dirname`/`basename`: two processes fewer
+/// per file (a first run writes ~15 files per host).
 const WRITER: &str = r#"__lw() {
   __p=$1; __len=$2; __mode=$3; __own=$4; __grp=$5; __secret=$6
-  __d=$(dirname -- "$__p"); __b=$(basename -- "$__p")
+  case $__p in */*) __d=${__p%/*}; __d=${__d:-/};; *) __d=.;; esac; __b=${__p##*/}
   [ -d "$__d" ] || { echo "labctl: directory $__d does not exist" >&2; return 1; }
   __t=$(mktemp "$__d/.$__b.labctl.XXXXXX") || { echo "labctl: cannot write $__p: no temp file in $__d (no space left, or read-only?); the old file is unchanged" >&2; return 1; }
   trap 'rm -f "$__t"' EXIT INT TERM HUP
