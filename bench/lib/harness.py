@@ -679,8 +679,19 @@ def machine():
         "labctl": sh(f"{LABCTL} --version"), "ansible": sh(f"{VENV_BIN}/ansible --version 2>/dev/null | head -1").splitlines()[0],
         "ansible_pkg": sh(f"{VENV_BIN}/pip show ansible 2>/dev/null | sed -n 's/^Version: //p'"),
         "pyinfra": sh(f"{VENV_BIN}/pyinfra --version"), "python": sh(f"{VENV_BIN}/python --version"),
-        "openssh": sh("ssh -V 2>&1"), "git": sh(f"git -C {ROOT} rev-parse --short HEAD") + (" (dirty tree)" if sh(f"git -C {ROOT} status --porcelain") else ""),
+        "openssh": sh("ssh -V 2>&1"), "paramiko_kex": paramiko_kex(), "git": sh(f"git -C {ROOT} rev-parse --short HEAD") + (" (dirty tree)" if sh(f"git -C {ROOT} status --porcelain") else ""),
     }
+
+
+def paramiko_kex():
+    """pyinfra's SSH library and the key exchange it asks for first (what it negotiates with
+    OpenSSH's sshd): `paramiko 4.0.0 curve25519-sha256@libssh.org`."""
+    try:
+        return subprocess.run([str(VENV_BIN / "python"), "-c", "import paramiko; "
+                               "print(paramiko.__version__, paramiko.Transport._preferred_kex[0])"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60).stdout.decode().strip()
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def fmt(s):
@@ -966,6 +977,19 @@ def gaps17(res):
     if pc:
         after = next(iter(pc["binaries"].values()), None)
         host_ms = after["plan_cpu_ms"] if after else None
+    f1 = ((res["n"].get("1") or {}).get("first") or {})
+    for n in (5,):
+        f = ((res["n"].get(str(n)) or {}).get("first") or {})
+        if "labctl" in f and "pyinfra" in f and "labctl" in f1 and "pyinfra" in f1 \
+                and f["pyinfra"]["median"] / f["labctl"]["median"] < 8:
+            a1, an = f1["labctl"]["median"], f["labctl"]["median"]
+            p1, pn = f1["pyinfra"]["median"], f["pyinfra"]["median"]
+            out.append(f"- {n} hosts, converge: ≥ 8× needs labctl ≤ {pn / 8:.2f} s; its first run grows from {a1:.2f} s "
+                       f"(1 host) to {an:.2f} s, +{(an - a1) / (n - 1):.2f} s per added host (pyinfra: {p1:.2f} s → {pn:.2f} s). "
+                       f"That growth is the hosts' own work on the {nproc} CPUs they share with the controller: per host, "
+                       "ufw's Python frontend once (about 0.2 CPU s: its capability probe and `ufw-init`) and 8 remote "
+                       "executions, each an sshd session (timings per execution from `LABCTL_LOG=labctl=debug` in issue "
+                       "17's closing note). Test hosts with CPUs of their own would run it in parallel.")
     for n in res["hosts"]:
         R = res["n"].get(str(n)) or {}
         if not R.get("dry") or "pyinfra" not in R["dry"]:
@@ -988,6 +1012,13 @@ def gaps17(res):
                        f"{lab / fl:.2f}× the floor.")
         fr = R.get("floor", {})
         c = R.get("controller")
+        pk = res["machine"].get("paramiko_kex") or paramiko_kex()
+        if "all_curve25519" in fr and pk and py / lab < 10:
+            out.append(f"- {n} host(s): pyinfra connects with paramiko (`{pk}`: no post-quantum key exchange), labctl and "
+                       f"the floor with OpenSSH's default sntrup761x25519-sha512. The same run's floor with curve25519-sha256 "
+                       f"took {fr['all_curve25519']['median']:.2f} s instead of {fr['all']['median']:.2f} s: pyinfra's lead in "
+                       f"handshake cost, not in its own work. `bench/kex-compare.sh` times labctl's plan with that key exchange "
+                       f"(README, Speed).")
         if c and "all_cpu_s" in fr and n >= 20:
             out.append(f"- {n} hosts: of labctl's {c['cpu_s']:.2f} CPU s on the controller, {fr['all_cpu_s']:.2f} s is what "
                        f"the bare `ssh true` floor spends on {n} handshakes ({1000 * fr['all_cpu_s'] / n:.0f} ms each, "
