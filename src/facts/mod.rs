@@ -216,6 +216,40 @@ pub(crate) mod testutil {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs a whole probe script with a wrapper first on PATH for each of `progs`: the wrapper
+    /// appends its name to a log, then runs the real program. Returns the script's stdout and
+    /// the log (one name a line, in call order), so a test can count round trips.
+    pub fn run_counting(script: &str, progs: &[&str]) -> (String, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let calls = d.path().join("calls");
+        for prog in progs {
+            let real = run_sh(&format!("command -v {prog}"));
+            let fake = d.path().join(prog);
+            std::fs::write(
+                &fake,
+                format!(
+                    "#!/bin/sh\necho {prog} >> {}\nexec {} \"$@\"\n",
+                    calls.display(),
+                    real.trim()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env(
+                "PATH",
+                format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(&calls).unwrap_or_default();
+        (String::from_utf8(out.stdout).unwrap(), log)
+    }
+
     /// The script parses as POSIX sh (`sh -n`).
     pub fn assert_valid_sh(script: &str) {
         let out = std::process::Command::new("sh")

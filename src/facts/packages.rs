@@ -503,36 +503,15 @@ mod tests {
     #[test]
     fn packages_and_candidates_of_one_probe_share_one_dpkg_query() {
         // A dpkg-query wrapper first on PATH counts its calls, then answers as the real one.
-        let d = tempfile::tempdir().unwrap();
-        let calls = d.path().join("calls");
-        let fake = d.path().join("dpkg-query");
-        std::fs::write(
-            &fake,
-            format!(
-                "#!/bin/sh\necho x >> {}\nexec /usr/bin/dpkg-query \"$@\"\n",
-                calls.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let names = ["dpkg", "coreutils"];
         let (pk, cand) = (
             PackagesQuery::new(&names).query(),
             CandidatesQuery::new(&names, true).query(),
         );
         let p = crate::facts::probe::build(&[pk.clone(), cand.clone()]);
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&p.script)
-            .env(
-                "PATH",
-                format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
-            )
-            .output()
-            .unwrap();
-        let facts = p.parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
-        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "x\n");
+        let (out, calls) = crate::facts::testutil::run_counting(&p.script, &["dpkg-query"]);
+        let facts = p.parse(&out).unwrap();
+        assert_eq!(calls, "dpkg-query\n");
         let f = parse(&pk.key, &facts.raw_answer(&pk.key).unwrap().out).unwrap();
         assert!(f.installed("dpkg").is_some() && f.installed("coreutils").is_some());
         // Both installed: apt-cache is not asked, and the answer says so.

@@ -612,39 +612,14 @@ mod tests {
     #[test]
     fn a_user_and_its_authorized_keys_share_one_getent_and_one_id() {
         // Wrappers first on PATH count the calls, then answer as the real programs.
-        let d = tempfile::tempdir().unwrap();
-        let calls = d.path().join("calls");
-        use std::os::unix::fs::PermissionsExt;
-        for prog in ["getent", "id"] {
-            let real = run_sh(&format!("command -v {prog}"));
-            let fake = d.path().join(prog);
-            std::fs::write(
-                &fake,
-                format!(
-                    "#!/bin/sh\necho {prog} >> {}\nexec {} \"$@\"\n",
-                    calls.display(),
-                    real.trim()
-                ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
         let (u, ak) = (
             UserQuery::new("root"),
             AuthorizedKeysQuery::new("root", None),
         );
         let p = crate::facts::probe::build(&[u.query(), ak.query()]);
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&p.script)
-            .env(
-                "PATH",
-                format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
-            )
-            .output()
-            .unwrap();
-        let facts = p.parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
-        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "getent\nid\n");
+        let (out, calls) = crate::facts::testutil::run_counting(&p.script, &["getent", "id"]);
+        let facts = p.parse(&out).unwrap();
+        assert_eq!(calls, "getent\nid\n");
         let user = facts.get(&u).unwrap();
         let keys = facts.get(&ak).unwrap();
         assert_eq!(
