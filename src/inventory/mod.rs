@@ -61,7 +61,7 @@ pub enum VaultFail {
 }
 
 /// Connection settings for one host, from the `ansible_*` vars.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Conn {
     pub address: String,
     /// None: whatever ~/.ssh/config (or ssh's default) says.

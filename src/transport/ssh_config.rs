@@ -34,12 +34,7 @@ impl Effective {
         let defaults = DEFAULTS.get_or_init(|| async {
             let any = Conn {
                 address: "labctl-defaults".into(),
-                port: None,
-                user: None,
-                key_file: None,
-                known_hosts: None,
-                become_: false,
-                local: false,
+                ..Default::default()
             };
             ssh_g(&any, Some("/dev/null")).await.unwrap_or_default()
         });
@@ -228,12 +223,7 @@ mod tests {
         };
         let conn = Conn {
             address: "lab1".into(),
-            port: None,
-            user: None,
-            key_file: None,
-            known_hosts: None,
-            become_: false,
-            local: false,
+            ..Default::default()
         };
         assert_eq!(e.dest(&conn), "pi@10.0.0.5:2222");
     }
