@@ -55,6 +55,15 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32, no_clobber: bool) -> s
     r
 }
 
+/// Tests: writes `text` at `rel` under `dir`, creating the directories between (a site, an
+/// inventory, a role tree laid out file by file).
+#[cfg(test)]
+pub fn write_rel(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,11 +94,7 @@ mod tests {
     use crate::plan::build::Planned;
     use crate::site::select::Item;
 
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::fsutil::write_rel as write;
 
     /// A probe that answered every query in `keys` (the answers do not matter here).
     fn answered(keys: impl IntoIterator<Item = String>) -> Facts {

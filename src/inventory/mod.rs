@@ -660,11 +660,7 @@ mod tests {
         Err(VaultFail::NoKey("no key".into()))
     }
 
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::fsutil::write_rel as write;
 
     const INV: &str = "all:
   vars:

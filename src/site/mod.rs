@@ -511,11 +511,7 @@ fn string_list(file: &Path, n: &Node, what: &str) -> Result<Vec<String>, Diag> {
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::fsutil::write_rel as write;
 
     /// Every key PLAY_KEYS and COMMON_KEYS list (and so the JSON Schema) is one the parser
     /// takes, and an unlisted one is refused.

@@ -597,11 +597,7 @@ mod tests {
     use crate::secret::Secret;
     use std::path::Path;
 
-    fn write(dir: &Path, rel: &str, text: &str) {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::fsutil::write_rel as write;
 
     fn setup() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
