@@ -3,6 +3,7 @@
 //! `.labctl/runs.jsonl` with ids only: a vault secret and an `-e` value used by the run are
 //! absent from the log. Local connection: no root, no test hosts.
 
+use crate::common::write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -41,12 +42,6 @@ fn labctl_tty(dir: &Path, args: &[&str], input: &str) -> Output {
     let mut c = cmd(dir);
     c.args(args);
     crate::common::in_pty(&c, input)
-}
-
-fn write(dir: &Path, rel: &str, body: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {

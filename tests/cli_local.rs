@@ -1,6 +1,7 @@
 //! The whole pipeline through the real binary, on the local machine (`ansible_connection: local`),
 //! against files in a temp dir: no root, no test hosts. The SSH path is covered by tests/e2e_*.rs.
 
+use crate::common::write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -25,12 +26,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn write(dir: &Path, rel: &str, body: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
 }
 
 /// A project whose one host is this machine and whose resources live under `root/`.

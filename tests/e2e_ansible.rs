@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{e2e_enabled, show, Testbed};
+use crate::common::{e2e_enabled, show, write, Testbed};
 
 fn labctl_in(dir: &Path, ssh_config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labctl"))
@@ -18,12 +18,6 @@ fn labctl_in(dir: &Path, ssh_config: &Path, args: &[&str]) -> Output {
         .env_remove("LABCTL_INVENTORY")
         .output()
         .expect("run labctl")
-}
-
-fn write(dir: &Path, rel: &str, body: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
 }
 
 #[test]

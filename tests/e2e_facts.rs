@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{e2e_enabled, json_data, show, skip, Testbed};
+use crate::common::{e2e_enabled, json_data, show, skip, write, Testbed};
 
 fn labctl_in(dir: &Path, tb: &Testbed, args: &[&str]) -> Output {
     labctl_inv(dir, tb, &tb.inventory, args)
@@ -24,12 +24,6 @@ fn labctl_inv(dir: &Path, tb: &Testbed, inv: &Path, args: &[&str]) -> Output {
         .env_remove("LABCTL_INVENTORY")
         .output()
         .expect("run labctl")
-}
-
-fn write(dir: &Path, rel: &str, body: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
 }
 
 /// (connections, remote commands) the host's sshd saw while `f` ran.
