@@ -237,6 +237,28 @@ fn init_makes_a_checked_repo_refuses_to_overwrite_and_adds_hosts() {
     );
     let o = labctl(&cfg, &dir, &["check"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    // A second lab from the same machine reuses the age identity: the key file is untouched
+    // and the new repo is encrypted for the same public key.
+    let o = labctl(
+        &cfg,
+        t.path(),
+        &[
+            "init",
+            "second",
+            "--host",
+            "s=192.0.2.20",
+            "--admin-key",
+            ADMIN_KEY,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), key_text);
+    assert!(
+        std::fs::read_to_string(t.path().join("second/.age-recipients"))
+            .unwrap()
+            .contains(public)
+    );
 }
 
 #[test]
