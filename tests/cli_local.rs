@@ -280,6 +280,10 @@ fn lookup_password_is_generated_once_into_the_vault() {
         "resources:\n  - file:\n      path: \"{{ base }}/db-password\"\n      content: \"{{ lookup('password', 'credentials/db length=24 chars=ascii_letters,digits') }}\"\n",
     );
     let k = key.to_str().unwrap();
+    // `check` renders the lookup without generating anything.
+    let o = labctl(dir, &["--vault-key", k, "check", "-i", INV]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!dir.join("inventories/local/passwords.yml.age").exists());
     let o = labctl(dir, &["--vault-key", k, "apply", "--yes", "-i", INV]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let pw = std::fs::read_to_string(root.join("db-password")).unwrap();
@@ -295,4 +299,26 @@ fn lookup_password_is_generated_once_into_the_vault() {
     // Generated once: the next plan sees no change.
     let o = labctl(dir, &["--vault-key", k, "plan", "-i", INV]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // A saved plan that writes the password again does not hold it.
+    std::fs::remove_file(root.join("db-password")).unwrap();
+    let planfile = dir.join("pw.plan");
+    let o = labctl(
+        dir,
+        &[
+            "--vault-key",
+            k,
+            "plan",
+            "-i",
+            INV,
+            "--out",
+            planfile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!text(&o).contains(&pw), "never printed: {}", text(&o));
+    let saved = std::fs::read_to_string(&planfile).unwrap();
+    assert!(
+        saved.contains("db-password") && !saved.contains(&pw),
+        "{saved}"
+    );
 }
