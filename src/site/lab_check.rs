@@ -289,6 +289,12 @@ mod tests {
             .to_string();
         assert!(e.contains("backup_s3_bucket is empty"), "{e}");
         assert!(e.contains("offsite.env.j2"), "{e}");
+        // `check` compiles without facts: refused there too.
+        let e = try_compile_lab(None, &on)
+            .err()
+            .expect("check refuses an empty backup_s3_bucket")
+            .to_string();
+        assert!(e.contains("backup_s3_bucket is empty"), "{e}");
         let c = try_compile_lab(
             Some("x86_64"),
             &[
