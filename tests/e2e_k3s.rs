@@ -96,21 +96,9 @@ struct Lab {
 impl Lab {
     /// `labctl CMD site -i inv -e @base.yml [-e @more …] [extra args]`
     fn run(&self, cmd: &str, overlays: &[&str], extra: &[&str]) -> std::process::Output {
-        let mut a: Vec<String> = vec![
-            cmd.into(),
-            self.site.display().to_string(),
-            "-i".into(),
-            self.tb.inventory.display().to_string(),
-            "--vault-key".into(),
-            self.tb.dir.join("age.key").display().to_string(),
-        ];
-        for o in std::iter::once(&"base").chain(overlays) {
-            a.push("-e".into());
-            a.push(format!(
-                "@{}",
-                self.dir.path().join(format!("{o}.yml")).display()
-            ));
-        }
+        let mut a = self
+            .tb
+            .site_args(cmd, &self.site, self.dir.path(), overlays);
         a.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         labctl(&refs)

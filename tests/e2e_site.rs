@@ -55,21 +55,9 @@ struct Site {
 
 impl Site {
     fn run(&self, cmd: &str, overlays: &[&str], extra: &[&str]) -> Output {
-        let mut a: Vec<String> = vec![
-            cmd.into(),
-            repo().join("site.yml").display().to_string(),
-            "-i".into(),
-            self.tb.inventory.display().to_string(),
-            "--vault-key".into(),
-            self.tb.dir.join("age.key").display().to_string(),
-        ];
-        for o in std::iter::once(&"base").chain(overlays) {
-            a.push("-e".into());
-            a.push(format!(
-                "@{}",
-                self.dir.path().join(format!("{o}.yml")).display()
-            ));
-        }
+        let mut a = self
+            .tb
+            .site_args(cmd, &repo().join("site.yml"), self.dir.path(), overlays);
         if cmd == "apply" {
             a.push("--yes".into());
         }

@@ -170,6 +170,24 @@ impl Testbed {
             .unwrap_or_else(|e| panic!("status --json is not a JSON array ({e}):\n{}", show(&out)))
     }
 
+    /// `CMD SITE -i INV --vault-key KEY -e @DIR/base.yml [-e @DIR/O.yml …]`: a site run
+    /// against this testbed with the test's var files (in `dir`, `base` first).
+    pub fn site_args(&self, cmd: &str, site: &Path, dir: &Path, overlays: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            cmd.into(),
+            site.display().to_string(),
+            "-i".into(),
+            self.inventory.display().to_string(),
+            "--vault-key".into(),
+            self.dir.join("age.key").display().to_string(),
+        ];
+        for o in std::iter::once(&"base").chain(overlays) {
+            a.push("-e".into());
+            a.push(format!("@{}", dir.join(format!("{o}.yml")).display()));
+        }
+        a
+    }
+
     pub fn host(&self, name: &str) -> &TbHost {
         self.hosts
             .iter()
