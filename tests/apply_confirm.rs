@@ -3,18 +3,9 @@
 //! `.labctl/runs.jsonl` with ids only: a vault secret and an `-e` value used by the run are
 //! absent from the log. Local connection: no root, no test hosts.
 
-use crate::common::write;
+use crate::common::{show, write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn text(o: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn cmd(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
@@ -58,7 +49,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    assert!(o.status.success(), "git {args:?}: {}", show(&o));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -100,7 +91,7 @@ fn apply_asks_on_a_terminal_refuses_without_one_and_logs_every_run() {
     // A vault made with labctl's own commands.
     let key = dir.join("age.key").display().to_string();
     let o = labctl(dir, &["vault", "keygen", "--out", &key]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", show(&o));
     let public = std::fs::read_to_string(&key)
         .unwrap()
         .lines()
@@ -110,7 +101,7 @@ fn apply_asks_on_a_terminal_refuses_without_one_and_logs_every_run() {
     let plain = "inventories/local/group_vars/all/vault.yml";
     write(dir, plain, &format!("vault_canary: \"{canary}\"\n"));
     let o = labctl(dir, &["vault", "encrypt", plain, "--in-place"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", show(&o));
     git(dir, &["init", "-q"]);
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-qm", "lab"]);
@@ -120,35 +111,35 @@ fn apply_asks_on_a_terminal_refuses_without_one_and_logs_every_run() {
 
     // 1. No terminal, no --yes: refused before anything is read or contacted.
     let o = labctl(dir, &base);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("--yes"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert!(!root.join("motd").exists());
 
     // 2. On a terminal: the plan, the question; "no" changes nothing (exit 5).
     let o = labctl_tty(dir, &base, "no\n");
-    seen += &text(&o);
+    seen += &show(&o);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert!(
         out.contains("+ demo/file:motd") && out.contains("Apply them?"),
         "{}",
-        text(&o)
+        show(&o)
     );
-    assert!(out.contains("nothing was changed"), "{}", text(&o));
+    assert!(out.contains("nothing was changed"), "{}", show(&o));
     assert!(!root.join("motd").exists() && !root.join("token").exists());
 
     // 3. "yes" applies exactly the plan shown.
     let o = labctl_tty(dir, &base, "yes\n");
-    seen += &text(&o);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    seen += &show(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=2"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert_eq!(
         std::fs::read_to_string(root.join("token")).unwrap(),
@@ -157,12 +148,12 @@ fn apply_asks_on_a_terminal_refuses_without_one_and_logs_every_run() {
 
     // 4. Converged: nothing to ask.
     let o = labctl_tty(dir, &base, "");
-    seen += &text(&o);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    seen += &show(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(
         !String::from_utf8_lossy(&o.stdout).contains("Apply them?"),
         "{}",
-        text(&o)
+        show(&o)
     );
 
     // 5. --yes, from a dirty tree, with an -e value that ends up on the host.
@@ -172,8 +163,8 @@ fn apply_asks_on_a_terminal_refuses_without_one_and_logs_every_run() {
         dir,
         &[&base[..], &["--yes", "-e", &note, "--tags", "demo"]].concat(),
     );
-    seen += &text(&o);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    seen += &show(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(std::fs::read_to_string(root.join("motd"))
         .unwrap()
         .contains(&extra_canary));
@@ -228,7 +219,7 @@ fn apply_asks_on_a_terminal_refuses_without_one_and_logs_every_run() {
 
     // history: text and JSON.
     let o = labctl(dir, &["history", "-n", "2"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let h = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         h.lines().filter(|l| l.contains("approved:")).count(),

@@ -1,7 +1,7 @@
 //! The whole pipeline through the real binary, on the local machine (`ansible_connection: local`),
 //! against files in a temp dir: no root, no test hosts. The SSH path is covered by tests/e2e_*.rs.
 
-use crate::common::write;
+use crate::common::{show, write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -17,15 +17,6 @@ fn labctl(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run labctl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A project whose one host is this machine and whose resources live under `root/`.
@@ -85,28 +76,28 @@ fn plan_apply_converge_drift_and_stale_plans() {
 
     // Fresh: plan shows three creations, exits 2, changes nothing.
     let o = labctl(dir, &["plan", "-i", INV]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("+ demo/file:motd"), "{}", text(&o));
+    assert!(out.contains("+ demo/file:motd"), "{}", show(&o));
     assert!(
         out.contains("+hello from me"),
         "unified diff shown: {}",
-        text(&o)
+        show(&o)
     );
     assert!(
         out.contains("Plan: 3 to create, 0 to change"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert!(!root.join("motd").exists(), "plan must not change anything");
 
     // Apply converges; a second apply changes nothing; plan then exits 0.
     let o = labctl(dir, &["apply", "--yes", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=3"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert_eq!(
         std::fs::read_to_string(root.join("motd")).unwrap(),
@@ -125,15 +116,15 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=0"),
         "{}",
-        text(&o)
+        show(&o)
     );
     let o = labctl(dir, &["plan", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 
     // Drift one file out of band: plan lists exactly it; apply fixes only it.
     std::fs::write(root.join("two.txt"), "tampered\n").unwrap();
     let o = labctl(dir, &["plan", "-i", INV, "--json"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let plan = crate::common::json_data(&o);
     let changes = plan["hosts"][0]["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{plan:#}");
@@ -145,7 +136,7 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=1"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert_eq!(
         std::fs::read_to_string(root.join("two.txt")).unwrap(),
@@ -159,23 +150,23 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=1"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert!(root.join("motd").exists() && !root.join("one.txt").exists());
     let o = labctl(dir, &["apply", "--yes", "-i", INV, "--skip-tags", "motd"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("changed=1"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert!(root.join("one.txt").exists());
 
     // A saved plan applies when nothing moved...
     std::fs::write(root.join("one.txt"), "x\n").unwrap();
     let o = labctl(dir, &["plan", "-i", INV, "--out", "plan.json"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let o = labctl(dir, &["apply", "--plan", "plan.json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(
         std::fs::read_to_string(root.join("one.txt")).unwrap(),
         "one\n"
@@ -187,11 +178,11 @@ fn plan_apply_converge_drift_and_stale_plans() {
     assert_eq!(o.status.code(), Some(2));
     std::fs::write(root.join("one.txt"), "z\n").unwrap();
     let o = labctl(dir, &["apply", "--plan", "plan.json"]);
-    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("stale"),
         "{}",
-        text(&o)
+        show(&o)
     );
     assert_eq!(
         std::fs::read_to_string(root.join("one.txt")).unwrap(),
@@ -216,7 +207,7 @@ fn bad_input_names_file_line_column_and_contacts_nothing() {
     };
     write(dir, "roles/demo/role.yml", "resources:\n  - file:\n      path: \"{{ base }}/x\"\n      mode: 0644\n  - fiel: {path: /y}\n");
     let o = labctl(dir, &["plan", "-i", INV]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     insta::assert_snapshot!("unknown_resource_type", stderr(&o));
     assert!(std::fs::read_dir(&root).unwrap().next().is_none());
 
@@ -226,7 +217,7 @@ fn bad_input_names_file_line_column_and_contacts_nothing() {
         "resources:\n  - file:\n      path: \"{{ base }}/x\"\n      mode: 0644\n",
     );
     let o = labctl(dir, &["check", "-i", INV]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     insta::assert_snapshot!("integer_mode", stderr(&o));
 
     write(
@@ -240,11 +231,11 @@ fn bad_input_names_file_line_column_and_contacts_nothing() {
         "ok\n{{ undefined_thing }}\n",
     );
     let o = labctl(dir, &["check", "-i", INV]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     insta::assert_snapshot!("undefined_template_var", stderr(&o));
 
     let o = labctl(dir, &["plan", "-i", INV, "--limit", "nosuchhost"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     insta::assert_snapshot!("limit_matches_nothing", stderr(&o));
 }
 
@@ -253,9 +244,9 @@ fn check_passes_offline_and_inventory_lists_vars() {
     let (d, _root) = project();
     let dir = d.path();
     let o = labctl(dir, &["check", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let o = labctl(dir, &["inventory", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["_meta"]["hostvars"]["me"]["greeting"], "hello");
     assert_eq!(v["ungrouped"]["hosts"][0], "me");
@@ -267,7 +258,7 @@ fn lookup_password_is_generated_once_into_the_vault() {
     let dir = d.path();
     let key = dir.join("age.key");
     let o = labctl(dir, &["vault", "keygen", "--out", key.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", show(&o));
     let public = String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
         .find(|w| w.starts_with("age1"))
@@ -282,14 +273,14 @@ fn lookup_password_is_generated_once_into_the_vault() {
     let k = key.to_str().unwrap();
     // `check` renders the lookup without generating anything.
     let o = labctl(dir, &["--vault-key", k, "check", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(!dir.join("inventories/local/passwords.yml.age").exists());
     let o = labctl(dir, &["--vault-key", k, "apply", "--yes", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let pw = std::fs::read_to_string(root.join("db-password")).unwrap();
     assert_eq!(pw.len(), 24);
     assert!(pw.chars().all(|c| c.is_ascii_alphanumeric()), "{pw}");
-    assert!(!text(&o).contains(&pw), "never printed: {}", text(&o));
+    assert!(!show(&o).contains(&pw), "never printed: {}", show(&o));
     let vault = std::fs::read_to_string(dir.join("inventories/local/passwords.yml.age")).unwrap();
     assert!(vault.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") && !vault.contains(&pw));
     assert!(
@@ -298,7 +289,7 @@ fn lookup_password_is_generated_once_into_the_vault() {
     );
     // Generated once: the next plan sees no change.
     let o = labctl(dir, &["--vault-key", k, "plan", "-i", INV]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     // A saved plan that writes the password again does not hold it.
     std::fs::remove_file(root.join("db-password")).unwrap();
     let planfile = dir.join("pw.plan");
@@ -314,8 +305,8 @@ fn lookup_password_is_generated_once_into_the_vault() {
             planfile.to_str().unwrap(),
         ],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(!text(&o).contains(&pw), "never printed: {}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(!show(&o).contains(&pw), "never printed: {}", show(&o));
     let saved = std::fs::read_to_string(&planfile).unwrap();
     assert!(
         saved.contains("db-password") && !saved.contains(&pw),

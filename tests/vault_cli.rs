@@ -2,6 +2,7 @@
 //! `age` CLI for interop. Needs no root. The `age` package must be installed (CI installs it);
 //! without it the interop tests fail with a message saying so instead of passing silently.
 
+use crate::common::show;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -76,15 +77,6 @@ impl Repo {
         v.sort();
         v
     }
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn stdout(out: &Output) -> String {
