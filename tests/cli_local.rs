@@ -313,3 +313,43 @@ fn lookup_password_is_generated_once_into_the_vault() {
         "{saved}"
     );
 }
+
+/// Without a vault identity and with no place for the plan key, a key for this run only is
+/// used for the plan's hashes: saving or applying a plan file with it is refused (exit 4),
+/// since a later run could not check the file.
+#[test]
+fn plan_files_need_a_lasting_key() {
+    let (d, root) = project();
+    let dir = d.path();
+    let saved = dir.join("good.plan");
+    let o = labctl(dir, &["plan", "-i", INV, "--out", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+
+    // XDG_CONFIG_HOME is a file: no identity, and the plan key cannot be created.
+    write(dir, "not-a-dir", "");
+    let blocked = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+            .args(args)
+            .current_dir(dir)
+            .env("XDG_CONFIG_HOME", dir.join("not-a-dir"))
+            .env("HOME", dir.join("not-a-dir"))
+            .env("XDG_RUNTIME_DIR", dir.join(".run"))
+            .env_remove("LABCTL_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run labctl")
+    };
+    let out = dir.join("throwaway.plan");
+    let o = blocked(&["plan", "-i", INV, "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot save or apply a plan file"),
+        "{}",
+        show(&o)
+    );
+    assert!(!out.exists(), "no plan file under a throwaway key");
+    let o = blocked(&["apply", "-i", INV, "--plan", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert!(!root.join("motd").exists(), "nothing applied");
+}
