@@ -181,6 +181,47 @@ mod tests {
         assert!(more[0].ends_with("/etc/by-host/node-7"), "{more:?}");
     }
 
+    /// The gap README states: a `when:` comparing an unprobed host's fact compares its
+    /// placeholder, so the resource is skipped without an error. Once that host is probed the
+    /// same `when:` holds.
+    #[test]
+    fn a_when_on_an_unprobed_hosts_fact_skips_silently() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "hosts.yml",
+            "all:\n  hosts:\n    h1: {}\n    h2: {}\n",
+        );
+        write(d.path(), "site.yml", "- hosts: h1\n  roles: [r]\n");
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /etc/peer, content: x}\n    when: hostvars['h2'].ansible_facts.architecture == 'x86_64'\n  - file: {path: /etc/always, content: y}\n",
+        );
+        let site = Site::load(&d.path().join("site.yml")).unwrap();
+        let mut inv =
+            Inventory::load(&d.path().join("hosts.yml"), &|_: &Path| unreachable!()).unwrap();
+        placeholders(&mut inv);
+        let mut rc = Refacts {
+            engine: Engine::new(&site.root),
+            site,
+            inv,
+            extra: VarLayer::default(),
+            select: Selection::default(),
+        };
+        let x86 = || host::parse("id=debian\narch=x86_64\nnodename=n\n").unwrap();
+        let paths = |c: &Compiled| -> Vec<String> {
+            c.hosts[0]
+                .items()
+                .map(|i| i.rendered["path"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let only_h1 = rc.with_facts(vec![("h1".into(), x86())]).unwrap();
+        assert_eq!(paths(&only_h1), ["/etc/always"]);
+        let both = rc.with_facts(vec![("h2".into(), x86())]).unwrap();
+        assert_eq!(paths(&both), ["/etc/peer", "/etc/always"]);
+    }
+
     #[test]
     fn a_template_error_with_real_facts_names_the_host() {
         let d = tempfile::tempdir().unwrap();
