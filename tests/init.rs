@@ -213,8 +213,19 @@ fn init_makes_a_checked_repo_refuses_to_overwrite_and_adds_hosts() {
     assert!(!t.path().join("other/site.yml").exists());
 
     // --add-host: the next free address, a key in the vault, other keys untouched.
+    let hosts_yml = dir.join("inventories/lab/hosts.yml");
+    let hosts_before = std::fs::read_to_string(&hosts_yml).unwrap();
     let o = labctl(&cfg, &dir, &["init", "--add-host", "node-c", "192.0.2.12"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // The inventory's comments and layout are kept: every old line is still there, in order.
+    let hosts_after = std::fs::read_to_string(&hosts_yml).unwrap();
+    let mut rest = hosts_after.lines();
+    for l in hosts_before.lines() {
+        assert!(rest.any(|m| m == l), "kept: {l:?}\n{hosts_after}");
+    }
+    assert!(hosts_before
+        .lines()
+        .any(|l| l.trim_start().starts_with('#')));
     let o = labctl(&cfg, &dir, &["inventory", "--host", "node-c"]);
     let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(c["wg_address"], "10.200.0.3");
