@@ -404,6 +404,27 @@ mod tests {
         );
     }
 
+    /// sshd drops a session whose client stopped answering: the drop-in carries the role's
+    /// ClientAlive settings (interval × count = 60 s by default).
+    #[test]
+    fn sshd_drops_dead_sessions() {
+        let c = compile_lab(&[]);
+        let f = rendered(&c, "lab-agent-1", "base-hardening/file:sshd hardening");
+        assert_eq!(f["template"], "sshd-hardening.conf.j2");
+        // The role's defaults; the firewall's node list needs an inventory and is not read here.
+        let ctx = crate::role_checks::role_ctx(
+            "base-hardening",
+            &[("firewall_k3s_nodes", serde_json::json!([]))],
+        );
+        let (text, _) =
+            crate::role_checks::render("base-hardening", "sshd-hardening.conf.j2", &ctx);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&"ClientAliveInterval 15") && lines.contains(&"ClientAliveCountMax 4"),
+            "{text}"
+        );
+    }
+
     /// Defect 7: the fetched cluster-admin kubeconfig lands where git ignores it, mode 0600.
     #[test]
     fn the_fetched_kubeconfig_is_git_ignored_and_private() {
