@@ -232,4 +232,64 @@ fn ssh_config_adhoc_run_and_run_once() {
     // `check` contacts nobody: facts are placeholders, and it still checks everything else.
     let o = labctl_in(d.path(), &cfg, &["check", "site.yml", "-i", "hosts.ini"]);
     assert!(o.status.success(), "{}", show(&o));
+
+    // First contact (README's "Start your lab"): a host not in known_hosts is refused (exit 5);
+    // --accept-new-host-keys trusts its key once; a changed key is refused even with the flag.
+    let fresh = d.path().join("fresh_known_hosts");
+    write(d.path(), "fresh_known_hosts", "");
+    write(
+        d.path(),
+        "trust.ini",
+        &format!(
+            "{n2} ansible_ssh_host={a2} ansible_ssh_user=root ansible_ssh_private_key_file={key} labctl_known_hosts={fresh}\n",
+            n2 = h2.name,
+            a2 = h2.address,
+            fresh = fresh.display()
+        ),
+    );
+    write(d.path(), "trust.yml", "- hosts: all\n  roles: [nothing]\n");
+    write(d.path(), "roles/nothing/role.yml", "resources: []\n");
+    let trust = |extra: &[&str]| {
+        let args = [&["plan", "trust.yml", "-i", "trust.ini"][..], extra].concat();
+        labctl_in(d.path(), &cfg, &args)
+    };
+    let o = trust(&[]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "");
+    let o = trust(&["--accept-new-host-keys"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        std::fs::read_to_string(&fresh)
+            .unwrap()
+            .contains(&h2.address),
+        "the key was recorded"
+    );
+    let o = trust(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "trusted from now on: {}",
+        show(&o)
+    );
+    // Another key for the same address: refused, with or without the flag.
+    let other = d.path().join("other_key");
+    let kg = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(kg.status.success(), "{}", show(&kg));
+    let public = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut fields = public.split_whitespace();
+    let line = format!(
+        "{} {} {}\n",
+        h2.address,
+        fields.next().unwrap(),
+        fields.next().unwrap()
+    );
+    write(d.path(), "fresh_known_hosts", &line);
+    for extra in [&[][..], &["--accept-new-host-keys"][..]] {
+        let o = trust(extra);
+        assert_eq!(o.status.code(), Some(5), "{extra:?}: {}", show(&o));
+    }
 }
