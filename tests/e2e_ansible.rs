@@ -256,6 +256,18 @@ fn ssh_config_adhoc_run_and_run_once() {
     let o = trust(&[]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "");
+    // `labctl run` reports the same host as unreachable (exit 6), as README's table says.
+    let o = labctl_in(
+        d.path(),
+        &cfg,
+        &["run", "all", "-i", "trust.ini", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("is not trusted"),
+        "{}",
+        show(&o)
+    );
     let o = trust(&["--accept-new-host-keys"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(
