@@ -181,34 +181,36 @@ mod tests {
         assert!(more[0].ends_with("/etc/by-host/node-7"), "{more:?}");
     }
 
-    /// The gap README states: a `when:` comparing an unprobed host's fact compares its
-    /// placeholder, so the resource is skipped without an error. Once that host is probed the
-    /// same `when:` holds.
-    #[test]
-    fn a_when_on_an_unprobed_hosts_fact_skips_silently() {
+    /// A project of one role `r`, its hosts' facts still placeholders (nothing probed yet).
+    fn unprobed(hosts: &str, site: &str, role: &str) -> (tempfile::TempDir, Refacts) {
         let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            "hosts.yml",
-            "all:\n  hosts:\n    h1: {}\n    h2: {}\n",
-        );
-        write(d.path(), "site.yml", "- hosts: h1\n  roles: [r]\n");
-        write(
-            d.path(),
-            "roles/r/role.yml",
-            "resources:\n  - file: {path: /etc/peer, content: x}\n    when: hostvars['h2'].ansible_facts.architecture == 'x86_64'\n  - file: {path: /etc/always, content: y}\n",
-        );
+        write(d.path(), "hosts.yml", hosts);
+        write(d.path(), "site.yml", site);
+        write(d.path(), "roles/r/role.yml", role);
         let site = Site::load(&d.path().join("site.yml")).unwrap();
         let mut inv =
             Inventory::load(&d.path().join("hosts.yml"), &|_: &Path| unreachable!()).unwrap();
         placeholders(&mut inv);
-        let mut rc = Refacts {
+        let rc = Refacts {
             engine: Engine::new(&site.root),
             site,
             inv,
             extra: VarLayer::default(),
             select: Selection::default(),
         };
+        (d, rc)
+    }
+
+    /// The gap README states: a `when:` comparing an unprobed host's fact compares its
+    /// placeholder, so the resource is skipped without an error. Once that host is probed the
+    /// same `when:` holds.
+    #[test]
+    fn a_when_on_an_unprobed_hosts_fact_skips_silently() {
+        let (_d, mut rc) = unprobed(
+            "all:\n  hosts:\n    h1: {}\n    h2: {}\n",
+            "- hosts: h1\n  roles: [r]\n",
+            "resources:\n  - file: {path: /etc/peer, content: x}\n    when: hostvars['h2'].ansible_facts.architecture == 'x86_64'\n  - file: {path: /etc/always, content: y}\n",
+        );
         let x86 = || host::parse("id=debian\narch=x86_64\nnodename=n\n").unwrap();
         let paths = |c: &Compiled| -> Vec<String> {
             c.hosts[0]
@@ -224,25 +226,11 @@ mod tests {
 
     #[test]
     fn a_template_error_with_real_facts_names_the_host() {
-        let d = tempfile::tempdir().unwrap();
-        write(d.path(), "hosts.yml", "all:\n  hosts:\n    h1: {}\n");
-        write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
-        write(
-            d.path(),
-            "roles/r/role.yml",
+        let (_d, mut rc) = unprobed(
+            "all:\n  hosts:\n    h1: {}\n",
+            "- hosts: all\n  roles: [r]\n",
             "resources:\n  - file: {path: /etc/x, content: \"{{ {'x86_64': 'amd64'}[ansible_architecture] }}\"}\n    when: ansible_architecture != '<fact:architecture>'\n",
         );
-        let site = Site::load(&d.path().join("site.yml")).unwrap();
-        let mut inv =
-            Inventory::load(&d.path().join("hosts.yml"), &|_: &Path| unreachable!()).unwrap();
-        placeholders(&mut inv);
-        let mut rc = Refacts {
-            engine: Engine::new(&site.root),
-            site,
-            inv,
-            extra: VarLayer::default(),
-            select: Selection::default(),
-        };
         let facts = host::parse("id=debian\narch=riscv64\nnodename=h1\n").unwrap();
         let e = rc.with_facts(vec![("h1".into(), facts)]).err().unwrap();
         assert!(e.iter().any(|l| l.contains("host `h1`")), "{e:?}");
