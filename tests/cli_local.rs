@@ -6,17 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn labctl(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
-        .args(args)
-        .current_dir(dir)
+    labctl_cmd(dir).args(args).output().expect("run labctl")
+}
+
+fn labctl_cmd(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"));
+    c.current_dir(dir)
         .env("XDG_CONFIG_HOME", dir.join(".config"))
         // Each test its own run lock (local runs lock in the runtime dir): tests run in parallel.
         .env("XDG_RUNTIME_DIR", dir.join(".run"))
         .env_remove("LABCTL_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY_FILE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run labctl")
+        .env("NO_COLOR", "1");
+    c
 }
 
 /// A project whose one host is this machine and whose resources live under `root/`.
@@ -328,15 +330,10 @@ fn plan_files_need_a_lasting_key() {
     // XDG_CONFIG_HOME is a file: no identity, and the plan key cannot be created.
     write(dir, "not-a-dir", "");
     let blocked = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
-            .args(args)
-            .current_dir(dir)
+        labctl_cmd(dir)
             .env("XDG_CONFIG_HOME", dir.join("not-a-dir"))
             .env("HOME", dir.join("not-a-dir"))
-            .env("XDG_RUNTIME_DIR", dir.join(".run"))
-            .env_remove("LABCTL_AGE_KEY_FILE")
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env("NO_COLOR", "1")
+            .args(args)
             .output()
             .expect("run labctl")
     };
