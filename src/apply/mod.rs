@@ -522,6 +522,21 @@ pub(crate) fn missing(have: &Facts, want: &[FactQuery]) -> Vec<FactQuery> {
         .collect()
 }
 
+/// `have`, plus the answers to the queries in `want` it lacks, asked in one more probe (none
+/// when it lacks nothing).
+async fn gather_missing(
+    t: &Transport,
+    mut have: Facts,
+    want: &[FactQuery],
+    opts: &Opts,
+) -> Result<Facts, HostError> {
+    let more = missing(&have, want);
+    if !more.is_empty() {
+        have.raw.extend(gather(t, &more, opts).await?.raw);
+    }
+    Ok(have)
+}
+
 /// One connection per host for the whole run: opened at the host's first play and reused by
 /// its later ones (a lab's server is in three plays; each used to pay its own SSH handshake).
 #[derive(Clone, Default)]
@@ -677,7 +692,7 @@ pub async fn probe_host(
     .await?;
     let r = async {
         let items: Vec<&Item> = compiled.hosts[i].items().collect();
-        let mut f = gather(&t, &first_queries(&items), opts).await?;
+        let f = gather(&t, &first_queries(&items), opts).await?;
         let host = f
             .get(&facts::host::HostQuery)
             .map_err(|e| HostError::Probe(format!("facts for templates: {e}")))?;
@@ -696,10 +711,7 @@ pub async fn probe_host(
             }
         };
         let items: Vec<&Item> = compiled.hosts[i].items().collect();
-        let more = missing(&f, &host_queries(&items));
-        if !more.is_empty() {
-            f.raw.extend(gather(&t, &more, opts).await?.raw);
-        }
+        let f = gather_missing(&t, f, &host_queries(&items), opts).await?;
         Ok((compiled, f, host))
     }
     .await;
@@ -717,13 +729,7 @@ async fn probe_and_plan(
     let queries = host_queries(&items);
     let facts = match pre {
         None => gather(cx.t, &queries, cx.opts).await?,
-        Some(mut have) => {
-            let more = missing(&have, &queries);
-            if !more.is_empty() {
-                have.raw.extend(gather(cx.t, &more, cx.opts).await?.raw);
-            }
-            have
-        }
+        Some(have) => gather_missing(cx.t, have, &queries, cx.opts).await?,
     };
     build::check_os(&facts)?;
     let mut planned = build::plan_items(&items, &facts, &cx.opts.keys());
