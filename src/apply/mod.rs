@@ -242,13 +242,8 @@ pub async fn plan_hosts(
         let (o, k, p) = (o.clone(), k.clone(), pre[i].take());
         async move {
             let work = &c.hosts[i];
-            let pre = match p {
-                Some(Err(e)) => return HostPlan::failed(&work.host, e),
-                Some(Ok(f)) => Some(f),
-                None => None,
-            };
-            let t = match k.get(i, work, &o).await {
-                Ok(t) => t,
+            let (t, pre) = match k.ready(i, work, &o, p).await {
+                Ok(r) => r,
                 Err(e) => return HostPlan::failed(&work.host, e),
             };
             let cx = HostCx {
@@ -335,15 +330,8 @@ pub async fn apply_hosts(
                 let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
                     let (o, s, k, pre) = (o.clone(), s.clone(), k.clone(), pre[i].take());
                     async move {
-                        let pre = match pre {
-                            Some(Err(e)) => {
-                                return HostOutcome::failed(&c.hosts[i].host, "(connection)", e)
-                            }
-                            Some(Ok(f)) => Some(f),
-                            None => None,
-                        };
-                        let t = match k.get(i, &c.hosts[i], &o).await {
-                            Ok(t) => t,
+                        let (t, pre) = match k.ready(i, &c.hosts[i], &o, pre).await {
+                            Ok(r) => r,
                             Err(e) => {
                                 return HostOutcome::failed(&c.hosts[i].host, "(connection)", e)
                             }
@@ -559,6 +547,19 @@ impl Conns {
             Arc::new(Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?);
         self.0.lock().expect("conns").insert(i, t.clone());
         Ok(t)
+    }
+
+    /// The host's connection and its first probe's answers (if it had one); a failed first
+    /// probe is the host's error.
+    async fn ready(
+        &self,
+        i: usize,
+        work: &HostWork,
+        opts: &Opts,
+        pre: Option<Result<Facts, HostError>>,
+    ) -> Result<(Arc<Transport>, Option<Facts>), HostError> {
+        let pre = pre.transpose()?;
+        Ok((self.get(i, work, opts).await?, pre))
     }
 
     async fn close_all(&self) {
