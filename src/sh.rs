@@ -12,6 +12,11 @@ pub fn q(s: &str) -> String {
 /// prompt), and under coreutils `timeout` when `timeout_secs` is set, so the host itself stops a
 /// hung script even if the connection is gone (`-k 10`: SIGKILL ten seconds after SIGTERM).
 pub fn argv(script: &str, sudo: bool, timeout_secs: Option<u64>) -> Vec<String> {
+    argv_in("sh", script, sudo, timeout_secs)
+}
+
+/// [`argv`] with another shell (`bash`, for a script that needs `read -t`).
+pub fn argv_in(shell: &str, script: &str, sudo: bool, timeout_secs: Option<u64>) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     if sudo {
         v.extend(["sudo", "-n", "--"].map(String::from));
@@ -19,7 +24,7 @@ pub fn argv(script: &str, sudo: bool, timeout_secs: Option<u64>) -> Vec<String> 
     if let Some(secs) = timeout_secs {
         v.extend(["timeout".into(), "-k".into(), "10".into(), secs.to_string()]);
     }
-    v.extend(["sh".into(), "-c".into(), script.to_string()]);
+    v.extend([shell.into(), "-c".into(), script.to_string()]);
     v
 }
 

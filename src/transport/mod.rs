@@ -237,11 +237,8 @@ impl Transport {
                 user_is_root,
             } => {
                 // bash, not sh: the holder needs `read -t` for its lease.
-                let mut argv: Vec<String> = Vec::new();
-                if *become_ && !*user_is_root {
-                    argv.extend(["sudo", "-n", "--"].map(String::from));
-                }
-                argv.extend(["bash".into(), "-c".into(), script]);
+                let mut argv =
+                    crate::sh::argv_in("bash", &script, *become_ && !*user_is_root, None);
                 argv.extend(lock::args(
                     lock::LOCK_FILE,
                     lock::HOLDER_FILE,
