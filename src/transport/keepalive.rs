@@ -17,12 +17,18 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 /// ssh's own default.
 const DEFAULT_COUNT_MAX: u64 = 3;
 
+/// The interval labctl adds to the connection: [`INTERVAL`], unless the user's config sets
+/// its own (which then wins).
+pub fn added(eff: &Effective) -> Option<Duration> {
+    (!eff.configured("serveraliveinterval")).then_some(INTERVAL)
+}
+
 /// How long a silent partition may go unnoticed on this connection: the user's keepalive when
 /// their config sets one, else labctl's.
 pub fn bound(eff: &Effective) -> Duration {
     let num = |k: &str| eff.get(k).and_then(|v| v.trim().parse::<u64>().ok());
-    let interval = match num("serveraliveinterval") {
-        Some(i) if i > 0 && eff.configured("serveraliveinterval") => i,
+    let interval = match (added(eff), num("serveraliveinterval")) {
+        (None, Some(i)) if i > 0 => i,
         _ => INTERVAL.as_secs(),
     };
     let count = num("serveralivecountmax").unwrap_or(DEFAULT_COUNT_MAX);

@@ -168,8 +168,8 @@ pub fn ssh_options(
         b.connect_timeout(connect_timeout);
     }
     // A dead host must not hang a run forever; the user's own keepalive wins.
-    if !eff.configured("serveraliveinterval") {
-        b.server_alive_interval(super::keepalive::INTERVAL);
+    if let Some(i) = super::keepalive::added(eff) {
+        b.server_alive_interval(i);
     }
     b.control_persist(openssh::ControlPersist::IdleFor(
         std::num::NonZeroUsize::new(30).expect("30 > 0"),
