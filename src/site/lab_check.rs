@@ -491,6 +491,67 @@ mod tests {
         }
     }
 
+    /// The Grafana rotation handler, run by sh against a kubectl that records its calls: the
+    /// password reaches `grafana cli` on stdin only, and an empty read stops the handler before
+    /// the reset (a pipe would have reset Grafana's password to the empty string).
+    #[test]
+    fn the_grafana_rotation_never_resets_to_an_empty_password() {
+        let c = compile_lab(&[]);
+        let h = c
+            .hosts
+            .iter()
+            .flat_map(|h| h.roles.iter())
+            .filter(|r| r.role == "monitoring")
+            .flat_map(|r| r.handlers.iter())
+            .find(|h| h.name == "rotate grafana admin password")
+            .expect("the handler");
+        let steps = h.inst.handler(h.secret).unwrap();
+        let [crate::plan::Step::Sh { script }] = steps.as_slice() else {
+            panic!("one shell step: {steps:?}")
+        };
+        let run = |secret_value: &str| {
+            let d = tempfile::tempdir().unwrap();
+            let kubectl = d.path().join("kubectl");
+            std::fs::write(
+                &kubectl,
+                format!(
+                    "#!/bin/sh\necho \"$*\" >> {log}\ncase \" $* \" in *' get secret '*) printf '%s' {v};; *' exec '*) cat > {stdin};; esac\n",
+                    log = d.path().join("argv").display(),
+                    v = crate::sh::q(secret_value),
+                    stdin = d.path().join("stdin").display(),
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let o = std::process::Command::new("sh")
+                .args(["-c", script])
+                .env(
+                    "PATH",
+                    format!("{}:{}", d.path().display(), std::env::var("PATH").unwrap()),
+                )
+                .output()
+                .unwrap();
+            let read = |f: &str| std::fs::read_to_string(d.path().join(f)).ok();
+            (
+                o.status.success(),
+                read("argv").unwrap_or_default(),
+                read("stdin"),
+            )
+        };
+        let (ok, argv, stdin) = run("n3w-Grafana-pw");
+        assert!(ok, "{argv}");
+        assert_eq!(stdin.as_deref(), Some("n3w-Grafana-pw"));
+        assert!(
+            argv.contains("reset-admin-password --password-from-stdin"),
+            "{argv}"
+        );
+        assert!(!argv.contains("n3w-Grafana-pw"), "{argv}");
+        let (ok, argv, stdin) = run("");
+        assert!(!ok);
+        assert_eq!(stdin, None, "no reset ran: {argv}");
+    }
+
     /// The README's and scripts' `labctl vault get` examples name the vault file first (the
     /// argument order `labctl vault get FILE KEY` has), and only vars the example vault defines.
     #[test]
