@@ -1220,11 +1220,7 @@ async fn execute_batch(t: &Transport, groups: &[&[Step]], opts: &Opts) -> (usize
     if done == groups.len() {
         return (done, None);
     }
-    let lines: Vec<&str> = stderr[done]
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+    let tail = crate::transport::tail(&stderr[done]);
     (done, Some(format!("exit {}: {tail}", out.status)))
 }
 

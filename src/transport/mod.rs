@@ -32,10 +32,14 @@ impl Output {
     }
     /// The last lines of stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
-        let s = String::from_utf8_lossy(&self.stderr);
-        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(8)..].join("\n")
+        tail(&String::from_utf8_lossy(&self.stderr))
     }
+}
+
+/// The last 8 non-blank lines of a program's stderr, for error messages.
+pub fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
 }
 
 #[derive(Debug, thiserror::Error)]
