@@ -116,13 +116,43 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
 
-/// `needle` up to the next `>` (at most 80 bytes), where it first occurs in `hay`.
+/// The first `needle` in `hay`, as a whole tag (`<fact:NAME>`) when a name follows it, else as
+/// `needle…`. Only a name is ever quoted back: `hay` may be a secret's bytes (a file's content,
+/// a step's stdin), and an error message must not carry what follows the needle there. A cut
+/// placeholder (`<fact:ho` from a slice) is still found.
 pub fn tag_in(hay: &[u8], needle: &[u8]) -> Option<String> {
     let at = hay.windows(needle.len()).position(|w| w == needle)?;
-    let rest = &hay[at..hay.len().min(at + 80)];
-    let end = rest
+    let after = &hay[at + needle.len()..];
+    let name = after
         .iter()
-        .position(|&b| b == b'>')
-        .map_or(rest.len(), |e| e + 1);
-    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+        .take(64)
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        .count();
+    let needle = String::from_utf8_lossy(needle);
+    Some(match after.get(name) {
+        Some(b'>') if name > 0 => format!("{needle}{}>", String::from_utf8_lossy(&after[..name])),
+        _ => format!("{needle}…"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_is_quoted_back_only_when_a_name_follows() {
+        let n = b"<fact:";
+        assert_eq!(
+            tag_in(b"arch=<fact:architecture> x", n).as_deref(),
+            Some("<fact:architecture>")
+        );
+        assert_eq!(
+            tag_in(b"a <fact:default_ipv4.address>", n).as_deref(),
+            Some("<fact:default_ipv4.address>")
+        );
+        // Cut or not a name: found, but nothing after the needle is repeated.
+        assert_eq!(tag_in(b"pw=<fact:s3cr et>", n).as_deref(), Some("<fact:…"));
+        assert_eq!(tag_in(b"host <fact:ho", n).as_deref(), Some("<fact:…"));
+        assert_eq!(tag_in(b"no placeholder", n), None);
+    }
 }
