@@ -593,9 +593,26 @@ fn dpkg_lock_held(s: &mut Suite) {
     );
 }
 
-/// The figures, where a reader finds them: docs/reliability-figures.md and README's block.
+/// The figures, where a reader finds them: docs/reliability-figures.md and README's block, when
+/// `LABCTL_WRITE_FIGURES=1` asks for it (publishing a run is a decision; an ordinary test run
+/// must not leave tracked files changed). Otherwise beside the test binary's temp files, and the
+/// path is printed.
 fn write_figures(figures: &[(String, String)]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let publish = std::env::var("LABCTL_WRITE_FIGURES").is_ok_and(|v| v == "1");
+    let root = if publish {
+        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+    } else {
+        let t = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-figures");
+        std::fs::create_dir_all(t.join("docs")).unwrap();
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        std::fs::copy(readme, t.join("README.md")).unwrap();
+        eprintln!(
+            "fault suite figures: {} (LABCTL_WRITE_FIGURES=1 writes them into README.md and docs/)",
+            t.display()
+        );
+        t
+    };
+    let root = root.as_path();
     let mut body = String::from("| fault | measured |\n| --- | --- |\n");
     for (k, v) in figures {
         body.push_str(&format!("| {k} | {v} |\n"));
