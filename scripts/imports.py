@@ -12,7 +12,7 @@ from collections import defaultdict
 LAYERS = [
     ["error", "secret", "fsutil", "yaml", "sh", "digest"],
     ["inventory", "vault"],
-    ["template", "transport", "facts"],
+    ["template", "transport", "facts", "cluster"],  # cluster: what is sent to Kubernetes, checked offline
     ["plan"],  # the plan's types: actions, steps, changes, host errors, the selection
     ["resources"],
     ["site", "role_checks", "fuzzing"],  # fuzzing: test-only entry points over the loaders
