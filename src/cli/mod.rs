@@ -8,6 +8,7 @@ mod history;
 mod info;
 mod init;
 mod load;
+mod render;
 mod run;
 mod unlock;
 mod wireguard;
@@ -146,6 +147,26 @@ enum Cmd {
     Check {
         #[command(flatten)]
         target: Target,
+    },
+    /// Write what the site would send to the cluster, offline: values, manifests, Secrets
+    /// (values read <secret>), and each chart rendered by the real helm from charts/
+    ///
+    /// With the kept charts (charts/NAME-VERSION.tgz), helm ($LABCTL_HELM or on PATH) and the
+    /// Kubernetes schemas ($LABCTL_K8S_SCHEMAS), every release is rendered with `helm template`
+    /// and every object validated strictly (the render gate; exit 3 on any problem). Without
+    /// them, values and manifests are still written, and a warning says what was not done.
+    Render {
+        #[command(flatten)]
+        target: Target,
+        /// Only this host (default: every selected host that sends anything to a cluster)
+        #[arg(long)]
+        host: Option<String>,
+        /// Write files into DIR/HOST/ instead of one YAML stream on stdout
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Kubernetes version to render for (default: from the host's k3s_version)
+        #[arg(long, value_name = "VERSION")]
+        kube_version: Option<String>,
     },
     /// The last applies in this project (from .labctl/runs.jsonl): who, when, which commit, what changed
     History {
@@ -332,6 +353,18 @@ pub fn main() -> i32 {
         Cmd::History { site, last } => history::history(&g, &site, last),
         Cmd::Doc { kind } => doc::doc(&g, kind.as_deref()),
         Cmd::Check { target } => run::check(&g, &target),
+        Cmd::Render {
+            target,
+            host,
+            out,
+            kube_version,
+        } => render::render(
+            &g,
+            &target,
+            host.as_deref(),
+            out.as_deref(),
+            kube_version.as_deref(),
+        ),
         Cmd::Init(a) => init::run(&g, a),
         Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
         Cmd::Unlock {

@@ -301,6 +301,12 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
         .filter(|i| crate::facts::host::holds_placeholder(&i.rendered))
         .map(|i| i.id.to_string())
         .collect();
+    let root = t.site.parent().filter(|p| !p.as_os_str().is_empty());
+    let rendered_ok =
+        super::render::gate_for_check(g, root.unwrap_or(std::path::Path::new(".")), &l.compiled)?;
+    if !rendered_ok {
+        return Err(CliError::Reported(Exit::BadInput));
+    }
     if g.json {
         sh.out(&ui::json_envelope(
             "check",

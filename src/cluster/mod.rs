@@ -127,7 +127,10 @@ pub trait Scopes {
 pub fn redact(v: &mut Value, secrets: &[String]) {
     match v {
         Value::String(s) => {
-            if secrets.iter().any(|x| !x.is_empty() && s.contains(x.as_str())) {
+            if secrets
+                .iter()
+                .any(|x| !x.is_empty() && s.contains(x.as_str()))
+            {
                 *s = REDACTED.to_string();
             }
         }

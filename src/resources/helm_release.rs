@@ -276,6 +276,20 @@ impl Resource for HelmRelease {
             Drift::new(Action::Update, reasons, vec![upgrade_step(spec, &want)]).with_diff(diff),
         ))
     }
+
+    fn sends(spec: &Spec) -> Option<crate::cluster::Sent> {
+        Some(match spec.state {
+            State::Absent => crate::cluster::Sent::Removal,
+            State::Present => crate::cluster::Sent::Release {
+                name: spec.name.clone(),
+                namespace: spec.namespace.clone(),
+                chart: spec.chart.clone(),
+                version: spec.version.clone(),
+                values: spec.desired(),
+                create_namespace: spec.create_namespace,
+            },
+        })
+    }
 }
 
 fn upgrade_step(spec: &Spec, values: &Value) -> Step {

@@ -129,6 +129,18 @@ impl Resource for K8sManifest {
             .collect()
     }
 
+    fn sends(spec: &Spec) -> Option<crate::cluster::Sent> {
+        Some(match spec.state {
+            State::Absent => crate::cluster::Sent::Removal,
+            State::Present => crate::cluster::Sent::Objects(
+                spec.objects
+                    .iter()
+                    .map(|o| o.body.expose().clone())
+                    .collect(),
+            ),
+        })
+    }
+
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
         if spec.state == State::Absent {
             return absent_diff(spec, facts).map_err(ResourceError::Host);

@@ -173,6 +173,25 @@ impl Resource for K8sSecret {
                 .with_diff(Some(diff.trim_start().to_string())),
         ))
     }
+
+    /// The Secret with every value already replaced: its keys are what the cluster checks need.
+    fn sends(spec: &Spec) -> Option<crate::cluster::Sent> {
+        if spec.state == State::Absent {
+            return Some(crate::cluster::Sent::Removal);
+        }
+        let data: serde_json::Map<String, Value> = spec
+            .values
+            .keys()
+            .map(|k| (k.clone(), Value::String(crate::cluster::REDACTED.into())))
+            .collect();
+        Some(crate::cluster::Sent::Objects(vec![json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": spec.name, "namespace": spec.namespace},
+            "type": spec.type_,
+            "stringData": data,
+        })]))
+    }
 }
 
 impl Spec {

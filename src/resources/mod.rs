@@ -193,6 +193,11 @@ pub trait Resource {
             Self::KIND
         )))
     }
+    /// What this resource would send to a Kubernetes cluster, for `labctl render` and the render
+    /// gate (`cluster::gate`). Host-only types send nothing. May hold secrets: callers redact.
+    fn sends(_spec: &Self::Spec) -> Option<crate::cluster::Sent> {
+        None
+    }
 }
 
 /// A prepared instance, type-erased so a host's resources can sit in one list.
@@ -204,6 +209,7 @@ pub trait Instance: Send + Sync {
     fn diff(&self, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError>;
     fn handler(&self, secret: bool) -> Result<Vec<Step>, ResourceError>;
     fn touches(&self) -> Vec<Touch>;
+    fn sends(&self) -> Option<crate::cluster::Sent>;
 }
 
 struct Typed<R: Resource>(R::Spec);
@@ -229,6 +235,9 @@ impl<R: Resource + 'static> Instance for Typed<R> {
     }
     fn touches(&self) -> Vec<Touch> {
         R::touches(&self.0)
+    }
+    fn sends(&self) -> Option<crate::cluster::Sent> {
+        R::sends(&self.0)
     }
 }
 

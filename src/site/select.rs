@@ -426,6 +426,10 @@ impl Instance for AwaitsFacts {
     fn touches(&self) -> Vec<crate::plan::Touch> {
         vec![crate::plan::Touch::Anything]
     }
+    /// Unknown until the facts are: `check` lists it among the resources that await facts.
+    fn sends(&self) -> Option<crate::cluster::Sent> {
+        None
+    }
 }
 
 /// What a resource waiting for facts is called: its path, or what it names.
