@@ -21,6 +21,7 @@ mod environments_cli;
 mod faults;
 mod ingress_cli;
 mod init;
+mod render_gate;
 mod schema;
 mod testbed;
 mod vault_cli;
