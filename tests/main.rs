@@ -6,6 +6,7 @@ mod common;
 
 mod ansible_inventory;
 mod apply_confirm;
+mod charts_lock;
 mod cli_local;
 mod e2e_ansible;
 mod e2e_backups;
