@@ -23,6 +23,7 @@ mod faults;
 mod ingress_cli;
 mod init;
 mod schema;
+mod standin_helm;
 mod testbed;
 mod vault_cli;
 mod wireguard_cli;
