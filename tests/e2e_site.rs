@@ -8,7 +8,9 @@
 //! The stand-ins refuse what a real cluster refuses (a missing namespace, a kind whose CRD is
 //! not installed yet, a NodePort outside 30000-32767, a release into a missing namespace without
 //! --create-namespace, unknown flags), so the roles' order and values are checked as a real first
-//! install would check them. One testbed for the module; state is checked out of band.
+//! install would check them; the stand-in helm renders each release with the real helm and the
+//! chart kept in charts/ first, so values a chart refuses fail here too. One testbed for the
+//! module; state is checked out of band.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -43,6 +45,30 @@ fn helm_airgap(dir: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The stand-in helm renders every release with the real helm and the kept chart before
+/// recording it (tests/standins/helm), from a fixed folder in the server: the real helm
+/// (`LABCTL_HELM`, from scripts/setup.sh) and the repo's charts/. Written through the host's
+/// /proc/PID/root, as the binary is too big for a heredoc.
+fn render_with_real_helm(tb: &Testbed, server: &str) {
+    let helm = std::env::var_os("LABCTL_HELM")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .expect("LABCTL_HELM (the real helm) is not set or not a file: source scripts/setup.sh");
+    let root = PathBuf::from(format!("/proc/{}/root", tb.host(server).init_pid));
+    let render = root.join("usr/local/lib/labctl-standin/render");
+    std::fs::create_dir_all(render.join("charts")).unwrap();
+    std::fs::copy(&helm, render.join("helm")).unwrap();
+    let mut kept = 0;
+    for e in std::fs::read_dir(repo().join("charts")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "tgz") {
+            std::fs::copy(&p, render.join("charts").join(p.file_name().unwrap())).unwrap();
+            kept += 1;
+        }
+    }
+    assert!(kept > 0, "no charts/*.tgz in the repo");
 }
 
 struct Site {
@@ -171,6 +197,7 @@ fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
         &server,
         &format!("mkdir -p /usr/local/lib/labctl-standin && cat > /usr/local/lib/labctl-standin/kubectl <<'LABCTL_EOF'\n{api}LABCTL_EOF\nchmod 755 /usr/local/lib/labctl-standin/kubectl"),
     );
+    render_with_real_helm(&site.tb, &server);
 
     // ---- 1. first apply of the whole site ----
     let (code, plan) = site.plan(&[]);

@@ -6,6 +6,7 @@ mod common;
 
 mod ansible_inventory;
 mod apply_confirm;
+mod charts_lock;
 mod cli_local;
 mod e2e_ansible;
 mod e2e_backups;
@@ -23,6 +24,7 @@ mod ingress_cli;
 mod init;
 mod render_gate;
 mod schema;
+mod standin_helm;
 mod testbed;
 mod vault_cli;
 mod wireguard_cli;
