@@ -327,7 +327,15 @@ pub fn tcp_open(addr: &str, timeout: Duration) -> bool {
     TcpStream::connect_timeout(&sa, timeout).is_ok()
 }
 
-/// Waits until sshd accepts our key and presents the host key we generated.
+/// What root runs once sshd answers: wait for boot to settle, then say whether logins are open.
+/// pam_nologin refuses every user but root while /run/nologin exists ("System is booting up"),
+/// so sshd answering root is not yet a host a test's `tester` can use.
+const SETTLED: &str = "timeout 30 systemctl is-system-running --wait >/dev/null 2>&1; \
+    state=$(systemctl is-system-running 2>/dev/null); \
+    if [ -e /run/nologin ]; then echo \"state $state, /run/nologin present\"; exit 3; fi; echo \"$state\"";
+
+/// Waits until sshd accepts our key and presents the host key we generated, boot has settled
+/// (`systemctl is-system-running --wait`), and the unprivileged `tester` can log in too.
 pub fn wait_ssh(
     name: &str,
     addr: &str,
@@ -340,15 +348,31 @@ pub fn wait_ssh(
     loop {
         if tcp_open(addr, Duration::from_millis(500)) {
             let out = ssh_command(key, known_hosts, &format!("root@{addr}"))
-                .arg("true")
+                .arg(SETTLED)
                 .output()?;
             if out.status.success() {
-                return Ok(());
+                let tester = ssh_command(key, known_hosts, &format!("tester@{addr}"))
+                    .arg("true")
+                    .output()?;
+                if tester.status.success() {
+                    return Ok(());
+                }
+                last = format!(
+                    "boot settled ({}) but ssh tester@{addr} true: {}",
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    sys::tail(&String::from_utf8_lossy(&tester.stderr), 4)
+                );
+            } else if out.status.code() == Some(3) {
+                last = format!(
+                    "logins not open yet: {}",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                );
+            } else {
+                last = format!(
+                    "ssh root@{addr}: {}",
+                    sys::tail(&String::from_utf8_lossy(&out.stderr), 4)
+                );
             }
-            last = format!(
-                "ssh root@{addr} true: {}",
-                sys::tail(&String::from_utf8_lossy(&out.stderr), 4)
-            );
         }
         if Instant::now() >= deadline {
             bail!(
