@@ -17,4 +17,14 @@ fi
 python3 scripts/imports.py | grep -E "^(NOTE|PROBLEM)" >&2 || true
 python3 scripts/imports.py > /dev/null
 # The end-to-end tests share the two cores with the build; two at a time keeps boots fast.
-cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "$@" 2>&1 | tee "$log" || status=$?
+# What ran, said once at the end: a skipped test passes in libtest's count, so name each one.
+skipped=$(grep -c '^SKIPPED ' "$log" || true)
+e2e_ran=$(grep -E '^test (e2e_[a-z_]+|testbed|faults)::[^ ]+ \.\.\. (ok|FAILED)$' "$log" \
+  | sed -E 's/^test ([^ ]+) .*/\1/' | grep -vxF -f <(sed -nE 's/^SKIPPED ([^:]+(::[^:]+)*): .*/\1/p' "$log") | wc -l || true)
+echo "test.sh: end-to-end tests run on test hosts: $e2e_ran (LABCTL_E2E=$LABCTL_E2E); tests SKIPPED: $skipped"
+grep '^SKIPPED ' "$log" >&2 || true
+exit "$status"

@@ -2,7 +2,7 @@
 //! takes: [`Engine::render_file`] over the role's defaults), fed to the real programs that will
 //! read them: promtool, amtool, Alertmanager, the exporters, PostgreSQL. Test-only.
 //!
-//! A program that is not installed makes its test say "skipped" and pass: `scripts/setup.sh`
+//! A program that is not installed makes its test say "SKIPPED" and pass (fail under CI=true): `scripts/setup.sh`
 //! installs every one of them, and CI runs it first.
 
 mod cluster;
@@ -75,6 +75,23 @@ pub fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"))
 }
 
+/// Say a test is skipped, straight to stderr (libtest hides a passing test's captured output).
+/// Under CI a missing program is a failure: CI runs scripts/setup.sh, so it must be there.
+fn skipped(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and a prerequisite is missing: {why}"
+    );
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {test}: {why}\n").as_bytes(),
+    );
+}
+
 /// The real program's path, or None after saying the test is skipped.
 pub fn have(program: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
@@ -83,7 +100,9 @@ pub fn have(program: &str) -> Option<PathBuf> {
         .map(|d| d.join(program))
         .find(|p| p.is_file());
     if found.is_none() {
-        eprintln!("skipped: {program} is not installed (scripts/setup.sh installs it)");
+        skipped(&format!(
+            "{program} is not installed (scripts/setup.sh installs it)"
+        ));
     }
     found
 }
@@ -99,10 +118,10 @@ pub fn venv_program(name: &str) -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!(
-            "skipped: {} is missing (scripts/setup.sh creates the venv)",
+        skipped(&format!(
+            "{} is missing (scripts/setup.sh creates the venv)",
             p.display()
-        );
+        ));
         None
     }
 }

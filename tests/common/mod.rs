@@ -16,9 +16,16 @@ pub fn e2e_enabled() -> bool {
     false
 }
 
-/// Say that the running test skipped, and why, where the test log shows it. Straight to
+/// Say that the running test skipped, and why, where the test log shows it (under CI=true, fail
+/// instead). Straight to
 /// stderr, not through eprintln!: the harness swallows a passing test's captured output.
 pub fn skip(why: &str) {
+    // CI runs scripts/setup.sh as root: a missing prerequisite there is a broken setup, and a
+    // skipped test would pass for the wrong reason.
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and a prerequisite is missing: {why}"
+    );
     let test = std::thread::current()
         .name()
         .unwrap_or("a test")
