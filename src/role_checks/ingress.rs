@@ -146,3 +146,72 @@ fn the_sample_site_is_public_with_a_certificate_and_traefik_keeps_client_address
     assert_eq!(vals["crds"]["enabled"], true);
     assert_eq!(vals["acmesolver"]["image"]["tag"], "v1.21.1");
 }
+
+/// The role labels k3s itself puts on a node (pkg/server setNodeLabelsAndAnnotations: servers
+/// only; agents get none of them), beside the kubelet's own.
+fn k3s_node_labels(name: &str, server: bool) -> Value {
+    let mut l = json!({
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": "k3s",
+    });
+    if server {
+        l["node-role.kubernetes.io/control-plane"] = json!("true");
+        l["node-role.kubernetes.io/master"] = json!("true");
+    }
+    l
+}
+
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// With externalTrafficPolicy Local, ServiceLB answers only on nodes holding a Traefik pod, and
+/// DNS points at the server: Traefik must be scheduled there and nowhere else.
+#[test]
+fn traefik_runs_only_on_the_server_dns_points_at() {
+    let t = objects("traefik-config.yaml.j2", &[]);
+    assert_eq!(
+        (t[0]["kind"].as_str(), t[0]["metadata"]["name"].as_str()),
+        (Some("HelmChartConfig"), Some("traefik"))
+    );
+    let v = yaml(t[0]["spec"]["valuesContent"].as_str().unwrap());
+    assert_eq!(v["service"]["spec"]["externalTrafficPolicy"], "Local");
+    let sel = &v["nodeSelector"];
+    assert!(
+        sel.as_object().is_some_and(|m| !m.is_empty()),
+        "no nodeSelector: Traefik may land on an agent nobody's DNS points at: {v:#}"
+    );
+    assert!(
+        selects(sel, &k3s_node_labels("lab-server-1", true)),
+        "{sel}"
+    );
+    assert!(
+        !selects(sel, &k3s_node_labels("lab-agent-1", false)),
+        "{sel}"
+    );
+    // k3s's own values tolerate its control-plane taints; a list here would replace them.
+    assert!(v.get("tolerations").is_none(), "{v:#}");
+
+    // An override for a multi-server lab reaches the chart as given.
+    let t = objects(
+        "traefik-config.yaml.j2",
+        &[(
+            "traefik_node_selector",
+            json!({"kubernetes.io/hostname": "lab-server-2"}),
+        )],
+    );
+    let v = yaml(t[0]["spec"]["valuesContent"].as_str().unwrap());
+    assert!(selects(
+        &v["nodeSelector"],
+        &k3s_node_labels("lab-server-2", true)
+    ));
+    assert!(!selects(
+        &v["nodeSelector"],
+        &k3s_node_labels("lab-server-1", true)
+    ));
+}

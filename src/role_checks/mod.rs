@@ -71,6 +71,17 @@ pub fn render_values(name: &str, ctx: &Ctx) -> (String, bool) {
     (r.text, r.tainted)
 }
 
+/// `roles/ROLE/role.yml`'s resources as written (templates not rendered), in order.
+pub fn role_resources(role: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(format!("roles/{role}/role.yml")))
+        .unwrap_or_else(|e| panic!("roles/{role}/role.yml: {e}"));
+    let v = yaml(&text);
+    v["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("roles/{role}/role.yml has no resources"))
+        .clone()
+}
+
 pub fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"))
 }

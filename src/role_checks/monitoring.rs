@@ -156,14 +156,63 @@ fn alertmanager_config_passes_amtool_and_routes_as_documented() {
     );
     let sel = |v: &Value| v.as_array().map(|a| a.len()).unwrap_or(0);
     assert!(sel(&cfg["inhibit_rules"]) >= 3);
+}
 
-    // Grafana mails through the same account.
-    let (values, _) = render_values("monitoring.yaml.j2", &role_ctx("monitoring", &[]));
-    let smtp = &yaml(&values)["grafana"]["grafana.ini"]["smtp"];
-    assert_eq!(smtp["enabled"], true);
-    assert_eq!(smtp["host"], "smtp.example.org:587");
-    assert_eq!(smtp["password"], VAULT_CANARY);
-    assert_eq!(smtp["startTLS_policy"], "MandatoryStartTLS");
+/// Grafana mails through Alertmanager's SMTP account, its user and password from a Secret the
+/// role writes before the release: the grafana chart (12.11.1) reads `smtp.existingSecret`,
+/// `userKey` and `passwordKey` into GF_SMTP_USER / GF_SMTP_PASSWORD, and its
+/// assertNoLeakedSecrets refuses a plain `grafana.ini` smtp.password (which would also sit in a
+/// ConfigMap).
+#[test]
+fn grafana_smtp_credentials_come_from_a_secret_the_role_writes_before_the_release() {
+    let ctx = role_ctx("monitoring", &[]);
+    let (values, _) = render_values("monitoring.yaml.j2", &ctx);
+    let grafana = &yaml(&values)["grafana"];
+    let ini = &grafana["grafana.ini"];
+    assert_eq!(ini["smtp"]["enabled"], true);
+    assert_eq!(ini["smtp"]["host"], "smtp.example.org:587");
+    assert_eq!(ini["smtp"]["startTLS_policy"], "MandatoryStartTLS");
+    for key in ["password", "user"] {
+        assert!(ini["smtp"].get(key).is_none(), "grafana.ini smtp.{key}");
+    }
+    assert!(
+        !grafana.to_string().contains(VAULT_CANARY),
+        "a vault value in Grafana's values: {grafana:#}"
+    );
+
+    let smtp = &grafana["smtp"];
+    let secret_name = smtp["existingSecret"]
+        .as_str()
+        .expect("smtp.existingSecret");
+    let (user_key, pw_key) = (
+        smtp["userKey"].as_str().expect("smtp.userKey"),
+        smtp["passwordKey"].as_str().expect("smtp.passwordKey"),
+    );
+    let engine = Engine::new(&root());
+    let resources = role_resources("monitoring");
+    let rendered = |r: &Value| engine.render_value(r, &ctx).unwrap().0;
+    let at = |pred: &dyn Fn(&Value) -> bool| {
+        resources
+            .iter()
+            .position(|r| pred(&rendered(r)))
+            .unwrap_or_else(|| panic!("no such resource in roles/monitoring/role.yml"))
+    };
+    let secret_at = at(&|r| r["k8s_secret"]["name"] == secret_name);
+    let release_at =
+        at(&|r| r["helm_release"]["chart"] == "prometheus-community/kube-prometheus-stack");
+    assert!(
+        secret_at < release_at,
+        "the Secret must exist before Grafana's pod starts"
+    );
+    let secret = rendered(&resources[secret_at])["k8s_secret"].clone();
+    let release = rendered(&resources[release_at])["helm_release"].clone();
+    assert_eq!(secret["namespace"], release["namespace"]);
+    assert_eq!(secret["data"][user_key], "alertmanager@example.org");
+    assert_eq!(secret["data"][pw_key], VAULT_CANARY);
+    assert!(
+        resources[secret_at]["notify"].is_string(),
+        "Grafana reads the Secret only at start: a change must restart it"
+    );
 }
 
 /// The messages in a Maildir (aiosmtpd's Mailbox handler), as text.

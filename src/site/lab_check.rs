@@ -470,6 +470,8 @@ mod tests {
                 // Read only at start / first boot: a handler pushes the change.
                 "redis-auth" => assert_eq!(s.notify, ["restart redis"]),
                 "grafana-admin" => assert_eq!(s.notify, ["rotate grafana admin password"]),
+                // Grafana reads GF_SMTP_* from it only at start.
+                "grafana-smtp" => assert_eq!(s.notify, ["restart grafana"]),
                 other => panic!("{other}: no rotation path is known for this Secret"),
             }
         }
@@ -483,6 +485,7 @@ mod tests {
         for (r, h) in [
             ("redis", "restart redis"),
             ("monitoring", "rotate grafana admin password"),
+            ("monitoring", "restart grafana"),
         ] {
             assert!(
                 role(r).handlers.iter().any(|x| x.name == h),
