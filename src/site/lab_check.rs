@@ -371,6 +371,38 @@ mod tests {
         assert_eq!(dl["sha256"], "cd".repeat(32));
     }
 
+    /// rclone's S3 remote names AWS as `AWS` when no endpoint is set (AWS S3 itself), and any
+    /// S3-compatible service reached through an endpoint (MinIO, Backblaze, moto) as `Other`,
+    /// unless the inventory names the provider.
+    #[test]
+    fn the_rclone_remote_names_aws_as_aws() {
+        let remote = |overrides: &[(&str, Value)]| -> Vec<String> {
+            let on = [&[("backup_offsite", Value::Bool(true))], overrides].concat();
+            let ctx = crate::role_checks::role_ctx("backups", &on);
+            let (text, _) = crate::role_checks::render("backups", "rclone.conf.j2", &ctx);
+            text.lines()
+                .filter(|l| l.starts_with("provider = ") || l.starts_with("endpoint = "))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(remote(&[]), ["provider = AWS"]);
+        let b2 = "https://s3.eu-central-003.backblazeb2.com";
+        assert_eq!(
+            remote(&[("backup_s3_endpoint", Value::String(b2.into()))]),
+            ["provider = Other".to_string(), format!("endpoint = {b2}")]
+        );
+        assert_eq!(
+            remote(&[
+                (
+                    "backup_s3_endpoint",
+                    Value::String("http://10.0.0.5:9000".into())
+                ),
+                ("backup_s3_provider", Value::String("Minio".into())),
+            ]),
+            ["provider = Minio", "endpoint = http://10.0.0.5:9000"]
+        );
+    }
+
     /// No pinned checksum for the host's architecture: a clear error, never a download without one.
     #[test]
     fn an_architecture_without_a_checksum_is_refused_by_name() {
