@@ -182,7 +182,7 @@ fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
         d.join("base.yml"),
         format!(
             "k3s_airgap_dir: {}\nk3s_airgap_images: k3s-airgap-images-amd64.tar.zst\nk3s_version: \"{V1}\"\n\
-             k3s_sha256: {k3s_sha}\nk3s_ready_timeout: 30\nhelm_airgap_dir: {}\nhelm_sha256: {{amd64: {helm_sha}}}\n\
+             k3s_sha256: {k3s_sha}\nk3s_ready_timeout: 30\nhelm_airgap_dir: {}\nhelm_sha256: {helm_sha}\n\
              k3s_kubeconfig_dest: {}\n",
             d.join("k3s").display(),
             d.join("helm").display(),

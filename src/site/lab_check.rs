@@ -256,7 +256,10 @@ mod tests {
         // k3s_arch and k3s_sha256 still override the facts.
         let c = try_compile_lab(
             Some("armv7l"),
-            &[("k3s_sha256", Value::String("ab".repeat(32)))],
+            &[
+                ("k3s_sha256", Value::String("ab".repeat(32))),
+                ("helm_sha256", Value::String("cd".repeat(32))),
+            ],
         )
         .unwrap();
         let arm = rendered(&c, "lab-server-1", "k3s/download:k3s binary");
@@ -310,15 +313,134 @@ mod tests {
             .any(|i| i.rendered["path"] == "/etc/labctl-backup/offsite.env"));
     }
 
+    /// The helm tarball follows the server's architecture as the k3s binary does, each pinned by
+    /// that architecture's sha256 (helm v4.2.4's release notes).
+    #[test]
+    fn the_helm_tarball_follows_the_host_architecture() {
+        let tarball = |arch: &str| {
+            let c = try_compile_lab(Some(arch), &[]).unwrap_or_else(|d| panic!("{arch}: {d}"));
+            let server = items(&c, "lab-server-1");
+            let get = |id: &str| {
+                server
+                    .iter()
+                    .find(|i| i.id == id)
+                    .unwrap_or_else(|| panic!("no {id}"))
+                    .rendered
+                    .clone()
+            };
+            (
+                get("helm/download:helm tarball"),
+                get("helm/command:unpack helm"),
+            )
+        };
+        for (arch, helm_arch, sha) in [
+            (
+                "x86_64",
+                "amd64",
+                "c306b46f719b0a4da32d0f78ee21bf90ce8d602f15b22ab753f0674d1670a7f3",
+            ),
+            (
+                "aarch64",
+                "arm64",
+                "564de2191b881e9f71b5606b25345821ea1682f06ab90499d3ab22b530176da1",
+            ),
+        ] {
+            let (dl, unpack) = tarball(arch);
+            let want = format!("https://get.helm.sh/helm-v4.2.4-linux-{helm_arch}.tar.gz");
+            assert_eq!(dl["url"], want.as_str(), "{arch}");
+            assert_eq!(dl["sha256"], sha, "{arch}");
+            // The unpack step checks the same checksum and takes the same architecture's binary.
+            let run = unpack["run"].as_str().unwrap();
+            assert!(run.contains(&format!("echo \"{sha}  $t\"")), "{run}");
+            assert!(run.contains(&format!("linux-{helm_arch}/helm")), "{run}");
+        }
+        // helm_arch and helm_sha256 still override the facts.
+        let c = try_compile_lab(
+            Some("armv7l"),
+            &[
+                ("k3s_sha256", Value::String("ab".repeat(32))),
+                ("helm_sha256", Value::String("cd".repeat(32))),
+            ],
+        )
+        .unwrap();
+        let dl = rendered(&c, "lab-server-1", "helm/download:helm tarball");
+        assert!(
+            dl["url"].as_str().unwrap().ends_with("-linux-arm.tar.gz"),
+            "{dl}"
+        );
+        assert_eq!(dl["sha256"], "cd".repeat(32));
+    }
+
+    /// rclone's S3 remote names AWS as `AWS` when no endpoint is set (AWS S3 itself), and any
+    /// S3-compatible service reached through an endpoint (MinIO, Backblaze, moto) as `Other`,
+    /// unless the inventory names the provider.
+    #[test]
+    fn the_rclone_remote_names_aws_as_aws() {
+        let remote = |overrides: &[(&str, Value)]| -> Vec<String> {
+            let on = [&[("backup_offsite", Value::Bool(true))], overrides].concat();
+            let ctx = crate::role_checks::role_ctx("backups", &on);
+            let (text, _) = crate::role_checks::render("backups", "rclone.conf.j2", &ctx);
+            text.lines()
+                .filter(|l| l.starts_with("provider = ") || l.starts_with("endpoint = "))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(remote(&[]), ["provider = AWS"]);
+        let b2 = "https://s3.eu-central-003.backblazeb2.com";
+        assert_eq!(
+            remote(&[("backup_s3_endpoint", Value::String(b2.into()))]),
+            ["provider = Other".to_string(), format!("endpoint = {b2}")]
+        );
+        assert_eq!(
+            remote(&[
+                (
+                    "backup_s3_endpoint",
+                    Value::String("http://10.0.0.5:9000".into())
+                ),
+                ("backup_s3_provider", Value::String("Minio".into())),
+            ]),
+            ["provider = Minio", "endpoint = http://10.0.0.5:9000"]
+        );
+    }
+
     /// No pinned checksum for the host's architecture: a clear error, never a download without one.
     #[test]
     fn an_architecture_without_a_checksum_is_refused_by_name() {
         for arch in ["armv7l", "riscv64"] {
             let e = try_compile_lab(Some(arch), &[]).err().unwrap().to_string();
             assert!(e.contains("lab-server-1"), "{e}");
-            assert!(e.contains("k3s_sha256"), "{e}");
             assert!(e.contains(&format!("({arch})")), "{e}");
+            for var in ["k3s_sha256", "helm_sha256"] {
+                assert!(
+                    e.contains(&format!("set {var} for this host")),
+                    "{var}: {e}"
+                );
+            }
         }
+        // With k3s's pinned by hand, helm's missing one is still refused by name.
+        let e = try_compile_lab(
+            Some("armv7l"),
+            &[("k3s_sha256", Value::String("ab".repeat(32)))],
+        )
+        .err()
+        .expect("helm without a checksum is refused")
+        .to_string();
+        assert!(
+            e.contains("no sha256 of the helm 4.2.4 tarball for architecture arm (armv7l)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("lab-server-1") && !e.contains("k3s_sha256"),
+            "{e}"
+        );
+    }
+
+    /// `check` (no facts): the helm tarball's checksum waits for them too.
+    #[test]
+    fn without_facts_the_helm_tarball_waits_for_them() {
+        let c = try_compile_lab(None, &[]).unwrap();
+        let dl = rendered(&c, "lab-server-1", "helm/download:helm tarball");
+        assert_eq!(dl["sha256"], "<fact:helm_sha256>");
     }
 
     /// `check` (no facts): the binary's checksum waits for the facts; nothing claims one.
