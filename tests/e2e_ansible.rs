@@ -21,6 +21,7 @@ fn labctl_in(dir: &Path, ssh_config: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn ssh_config_adhoc_run_and_run_once() {
     if !e2e_enabled() {
         return;

@@ -93,6 +93,7 @@ fn assert_no_canary(what: &str, s: &str) {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn cluster_types_converge_on_standins_without_leaking_secrets() {
     if !e2e_enabled() {
         return;
@@ -416,6 +417,7 @@ fn controller_apt(pkgs: &[&str]) {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn backup_drill_and_smoke_scripts_work_against_real_servers() {
     if !e2e_enabled() {
         return;

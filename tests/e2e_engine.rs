@@ -69,6 +69,7 @@ fn change_ids(plan: &serde_json::Value, host: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn every_type_converges_then_drift_is_found_and_fixed() {
     if !e2e_enabled() {
         return;
@@ -251,6 +252,7 @@ fn every_type_converges_then_drift_is_found_and_fixed() {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn become_host_keys_and_unreachable_hosts() {
     if !e2e_enabled() {
         return;
@@ -338,6 +340,7 @@ fn become_host_keys_and_unreachable_hosts() {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn host_lock_and_ctrl_c() {
     if !e2e_enabled() {
         return;

@@ -47,6 +47,7 @@ fn counted(tb: &Testbed, host: &str, tag: &str, f: impl FnOnce()) -> (usize, usi
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn facts_come_in_the_one_probe() {
     if !e2e_enabled() {
         skip("facts_come_in_the_one_probe: set LABCTL_E2E=1");

@@ -206,6 +206,7 @@ fn ids(plan: &serde_json::Value, host: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn k3s_installs_converges_restarts_only_on_change_and_guards_the_token() {
     if !e2e_enabled() {
         return;

@@ -161,6 +161,7 @@ fn sha256_hex(s: &str) -> String {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
     if !e2e_enabled() {
         return;

@@ -73,6 +73,7 @@ impl Fw {
 }
 
 #[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn ufw_in_one_process_matches_the_cli_and_converges() {
     if !e2e_enabled() {
         return;

@@ -1,6 +1,6 @@
 //! One integration test binary, linked once (as just and ripgrep do): each file below is a
-//! module. End-to-end modules boot disposable hosts with `labctl testbed` and skip, saying so,
-//! unless `LABCTL_E2E=1`.
+//! module. End-to-end tests boot disposable hosts with `labctl testbed`; they are `#[ignore]`d,
+//! and run with `LABCTL_E2E=1 cargo test -- --include-ignored` (as root; scripts/test.sh does).
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! End-to-end test harness: disposable hosts from `labctl testbed`, and helpers to run
-//! the built binary. E2E tests need root and are opt-in: `LABCTL_E2E=1 cargo test`.
+//! the built binary. E2E tests need root, are `#[ignore]`d (a plain `cargo test` lists them as
+//! ignored), and run with `LABCTL_E2E=1 cargo test -- --include-ignored` (scripts/test.sh does).
 //!
 //! Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
