@@ -832,3 +832,671 @@ fn selectors(objs: &[Placed], made: &[(Produced, String)], out: &mut Vec<Problem
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Scopes as the schema check knows them: these cluster-scoped, `Mystery` unknown, the rest
+    /// namespaced.
+    struct TestScopes;
+    impl Scopes for TestScopes {
+        fn namespaced(&self, _api_version: &str, kind: &str) -> Option<bool> {
+            match kind {
+                "Namespace" | "CustomResourceDefinition" | "ClusterIssuer" => Some(false),
+                "Mystery" => None,
+                _ => Some(true),
+            }
+        }
+    }
+
+    fn placed(order: usize, release: Option<&str>, source: Option<&str>, value: Value) -> Placed {
+        let namespace = value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        Placed {
+            origin: format!("role/res:{order}"),
+            source: source.map(str::to_string),
+            order,
+            release: release.map(str::to_string),
+            namespace,
+            value,
+        }
+    }
+    /// An object of a manifest (no release) at `order`.
+    fn at(order: usize, value: Value) -> Placed {
+        placed(order, None, None, value)
+    }
+    fn ns(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    }
+    fn cm(ns: &str, name: &str, data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data})
+    }
+    fn secret(ns: &str, name: &str, data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "data": data})
+    }
+    fn deploy(ns: &str, name: &str, labels: Value, spec: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": spec}}})
+    }
+    fn svc(ns: &str, name: &str, spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    }
+    fn crd(group: &str, kind: &str, versions: Value) -> Value {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{}s.{group}", kind.to_lowercase())},
+            "spec": {"group": group, "names": {"kind": kind, "plural": format!("{}s", kind.to_lowercase())},
+                "scope": "Namespaced", "versions": versions}})
+    }
+    fn widget(ns: &str) -> Value {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": ns}})
+    }
+    fn served() -> Value {
+        json!([{"name": "v1", "served": true, "storage": true}])
+    }
+
+    fn run(objs: &[Placed]) -> Vec<Problem> {
+        check(objs, &TestScopes)
+    }
+    /// The messages of the problems about one object.
+    fn about(problems: &[Problem], object: &str) -> Vec<String> {
+        problems
+            .iter()
+            .filter(|p| p.object == object)
+            .map(|p| p.message.clone())
+            .collect()
+    }
+    fn one(problems: &[Problem], object: &str, needle: &str) {
+        let msgs = about(problems, object);
+        assert!(
+            msgs.len() == 1 && msgs[0].contains(needle),
+            "want one problem on {object} containing {needle:?}, got {problems:#?}"
+        );
+    }
+
+    #[test]
+    fn namespaces_must_exist_before_what_lands_in_them() {
+        let cfg = || cm("app", "c", json!({}));
+        // (case, objects, problem expected on ConfigMap app/c, containing)
+        let cases: Vec<(&str, Vec<Placed>, Option<&str>)> = vec![
+            (
+                "nothing creates it",
+                vec![at(0, cfg())],
+                Some("nothing creates it"),
+            ),
+            (
+                "earlier resource",
+                vec![at(0, ns("app")), at(1, cfg())],
+                None,
+            ),
+            (
+                "earlier in the manifest",
+                vec![at(0, ns("app")), at(0, cfg())],
+                None,
+            ),
+            (
+                "later in the manifest",
+                vec![at(0, cfg()), at(0, ns("app"))],
+                Some("comes later, from role/res:0"),
+            ),
+            (
+                "later resource",
+                vec![at(0, cfg()), at(3, ns("app"))],
+                Some("comes later, from role/res:3"),
+            ),
+            (
+                "a release's own Namespace: helm creates Namespaces first",
+                vec![
+                    placed(2, Some("r"), Some("c/templates/cm.yaml"), cfg()),
+                    placed(2, Some("r"), Some("c/templates/ns.yaml"), ns("app")),
+                ],
+                None,
+            ),
+        ];
+        for (case, objs, want) in cases {
+            let got = about(&run(&objs), "ConfigMap app/c");
+            match want {
+                None => assert!(got.is_empty(), "{case}: {got:?}"),
+                Some(w) => assert!(got.len() == 1 && got[0].contains(w), "{case}: {got:?}"),
+            }
+        }
+        // The system namespaces exist from the start; cluster-scoped and unknown kinds have none
+        // to check (the schema check reports unknown kinds).
+        let objs = [
+            at(0, cm("kube-system", "c", json!({}))),
+            at(
+                0,
+                json!({"apiVersion": "v1", "kind": "Mystery", "metadata": {"name": "m", "namespace": "nope"}}),
+            ),
+            at(0, ns("other")),
+        ];
+        assert!(run(&objs).is_empty(), "{:#?}", run(&objs));
+    }
+
+    #[test]
+    fn a_custom_resource_needs_its_crd_established_first() {
+        let tmpl = Some("c/templates/w.yaml");
+        let cases: Vec<(&str, Vec<Placed>, Option<&str>)> = vec![
+            ("CRD in an earlier resource", vec![at(0, crd("example.com", "Widget", served())), at(1, widget("default"))], None),
+            (
+                "CRD later",
+                vec![at(1, widget("default")), at(4, crd("example.com", "Widget", served()))],
+                Some("sent before its CustomResourceDefinition widgets.example.com, which comes from role/res:4"),
+            ),
+            (
+                "CRD in the same manifest",
+                vec![at(1, crd("example.com", "Widget", served())), at(1, widget("default"))],
+                Some("same manifest"),
+            ),
+            (
+                "CRD in the same release's crds/ directory",
+                vec![
+                    placed(1, Some("r"), Some("c/charts/sub/crds/w.yaml"), crd("example.com", "Widget", served())),
+                    placed(1, Some("r"), tmpl, widget("default")),
+                ],
+                None,
+            ),
+            (
+                "CRD among the same release's templates",
+                vec![
+                    placed(1, Some("r"), Some("c/templates/crds/w.yaml"), crd("example.com", "Widget", served())),
+                    placed(1, Some("r"), tmpl, widget("default")),
+                ],
+                Some("not in the chart's crds/ directory"),
+            ),
+            (
+                "a version the CRD does not serve is not its kind (the schema check's)",
+                vec![
+                    at(1, widget("default")),
+                    at(4, crd("example.com", "Widget", json!([{"name": "v1", "served": false}]))),
+                ],
+                None,
+            ),
+            ("another group", vec![at(1, widget("default")), at(4, crd("example.org", "Widget", served()))], None),
+        ];
+        for (case, objs, want) in cases {
+            let got = about(&run(&objs), "Widget default/w");
+            match want {
+                None => assert!(got.is_empty(), "{case}: {got:?}"),
+                Some(w) => assert!(got.len() == 1 && got[0].contains(w), "{case}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn node_ports_are_in_range_unique_and_only_on_node_port_services() {
+        let np = |name: &str, ty: &str, ports: Value| {
+            at(0, svc("default", name, json!({"type": ty, "ports": ports})))
+        };
+        let p = run(&[
+            np("a", "NodePort", json!([{"port": 1, "nodePort": 30001}])),
+            np("b", "LoadBalancer", json!([{"port": 1, "nodePort": 30001}])),
+            np(
+                "low",
+                "NodePort",
+                json!([{"name": "pg", "port": 1, "nodePort": 5432}]),
+            ),
+            np(
+                "dns",
+                "NodePort",
+                json!([{"port": 53, "protocol": "UDP", "nodePort": 30053},
+                {"port": 53, "protocol": "TCP", "nodePort": 30053}]),
+            ),
+            np(
+                "twice",
+                "NodePort",
+                json!([{"port": 1, "nodePort": 30100}, {"port": 2, "nodePort": 30100}]),
+            ),
+            np("cip", "ClusterIP", json!([{"port": 1, "nodePort": 30200}])),
+            np(
+                "ok",
+                "NodePort",
+                json!([{"port": 1, "nodePort": 32767}, {"port": 2}]),
+            ),
+        ]);
+        let both = "nodePort 30001 is used by two Services, Service default/a (role/res:0) and Service default/b";
+        one(&p, "Service default/a", both);
+        one(&p, "Service default/b", both);
+        one(
+            &p,
+            "Service default/low",
+            "spec.ports[0] (pg): nodePort 5432 is outside the cluster's NodePort range 30000-32767",
+        );
+        one(
+            &p,
+            "Service default/twice",
+            "nodePort 30100/TCP appears twice",
+        );
+        one(&p, "Service default/cip", "type ClusterIP");
+        assert!(about(&p, "Service default/dns").is_empty(), "{p:#?}");
+        assert!(about(&p, "Service default/ok").is_empty(), "{p:#?}");
+    }
+
+    #[test]
+    fn referenced_secrets_and_config_maps_must_exist_with_their_keys() {
+        let spec = json!({
+            "initContainers": [{"name": "init", "envFrom": [{"configMapRef": {"name": "env"}}]}],
+            "containers": [{"name": "app", "env": [
+                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                {"name": "USER", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "username"}}},
+                {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "x", "optional": true}}},
+                {"name": "LVL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}}],
+                "envFrom": [{"secretRef": {"name": "absent", "optional": true}}]}],
+            "volumes": [
+                {"name": "tls", "secret": {"secretName": "certs", "items": [{"key": "tls.crt", "path": "c"}, {"key": "tls.key", "path": "k"}]}},
+                {"name": "bin", "configMap": {"name": "settings", "items": [{"key": "blob", "path": "b"}]}},
+                {"name": "mix", "projected": {"sources": [{"configMap": {"name": "elsewhere"}}, {"serviceAccountToken": {"path": "t"}},
+                    {"secret": {"name": "absent", "optional": true}}]}},
+                {"name": "empty", "emptyDir": {}}]});
+        let mut creds = secret("app", "creds", json!({"password": "cA=="}));
+        creds["stringData"] = json!({"username": "me"});
+        let mut settings = cm("app", "settings", json!({"level": "1"}));
+        settings["binaryData"] = json!({"blob": "AA=="});
+        let objs = [
+            at(0, ns("app")),
+            at(1, creds),
+            at(1, settings),
+            at(1, secret("app", "certs", json!({"tls.crt": "eA=="}))),
+            // Same name, other namespace: not the one the pod reads.
+            at(1, cm("default", "env", json!({}))),
+            at(2, deploy("app", "web", json!({"app": "web"}), spec)),
+        ];
+        let p = run(&objs);
+        let got = about(&p, "Deployment app/web");
+        assert_eq!(got.len(), 3, "{p:#?}");
+        assert!(got.iter().any(|m| m.starts_with("container init, envFrom: ConfigMap app/env does not exist")), "{got:?}");
+        assert!(
+            got.iter().any(|m| m.starts_with(
+                "volume tls: Secret app/certs has no key \"tls.key\" (it has keys tls.crt)"
+            )),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|m| m
+                    .starts_with("volume mix (projected): ConfigMap app/elsewhere does not exist")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn every_pod_template_kind_is_read() {
+        let pod_spec = json!({"containers": [{"name": "c", "env": [
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]}]});
+        let wrap = |api: &str, kind: &str, spec: Value| json!({"apiVersion": api, "kind": kind, "metadata": {"name": "x", "namespace": "default"}, "spec": spec});
+        let tpl = json!({"template": {"spec": pod_spec}});
+        let objs = [
+            at(0, wrap("v1", "Pod", pod_spec.clone())),
+            at(0, wrap("apps/v1", "StatefulSet", tpl.clone())),
+            at(0, wrap("apps/v1", "DaemonSet", tpl.clone())),
+            at(0, wrap("apps/v1", "ReplicaSet", tpl.clone())),
+            at(0, wrap("batch/v1", "Job", tpl.clone())),
+            at(
+                0,
+                wrap(
+                    "batch/v1",
+                    "CronJob",
+                    json!({"schedule": "@daily", "jobTemplate": {"spec": tpl}}),
+                ),
+            ),
+        ];
+        let p = run(&objs);
+        for kind in [
+            "Pod",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Job",
+            "CronJob",
+        ] {
+            one(
+                &p,
+                &format!("{kind} default/x"),
+                "container c, env X: Secret default/gone does not exist",
+            );
+        }
+    }
+
+    /// A pod that reads `key` of Secret `name` in `ns`.
+    fn reader(ns: &str, name: &str, key: &str) -> Value {
+        deploy(
+            ns,
+            "reader",
+            json!({"app": "reader"}),
+            json!({"containers": [{"name": "c", "env": [
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}]}]}),
+        )
+    }
+
+    #[test]
+    fn secrets_operators_make_count_as_existing() {
+        let cluster = |spec: Value| {
+            at(
+                1,
+                json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                "metadata": {"name": "pg", "namespace": "db"}, "spec": spec}),
+            )
+        };
+        let cert = |issuer_kind: &str, issuer: &str| {
+            at(
+                1,
+                json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                "metadata": {"name": "c", "namespace": "db"},
+                "spec": {"secretName": "site-tls", "dnsNames": ["a"], "issuerRef": {"kind": issuer_kind, "name": issuer},
+                    "additionalOutputFormats": [{"type": "CombinedPEM"}]}}),
+            )
+        };
+        let issuer = |name: &str, spec: Value| {
+            at(
+                0,
+                json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": name}, "spec": spec}),
+            )
+        };
+        let mut sa_token = secret("db", "sa-token", json!({}));
+        sa_token["type"] = json!("kubernetes.io/service-account-token");
+        let base = || vec![at(0, ns("db"))];
+        // (case, extra objects, the Secret and key the pod reads, problem expected)
+        let cases: Vec<(&str, Vec<Placed>, (&str, &str), bool)> = vec![
+            (
+                "CNPG app secret",
+                vec![cluster(json!({"instances": 1}))],
+                ("pg-app", "uri"),
+                false,
+            ),
+            (
+                "CNPG app secret, fqdn-jdbc-uri",
+                vec![cluster(json!({}))],
+                ("pg-app", "fqdn-jdbc-uri"),
+                false,
+            ),
+            (
+                "CNPG app secret has no such key",
+                vec![cluster(json!({}))],
+                ("pg-app", "token"),
+                true,
+            ),
+            (
+                "CNPG: the bootstrap names its own secret, no NAME-app",
+                vec![cluster(
+                    json!({"bootstrap": {"initdb": {"secret": {"name": "mine"}}}}),
+                )],
+                ("pg-app", "password"),
+                true,
+            ),
+            (
+                "CNPG superuser secret without enableSuperuserAccess",
+                vec![cluster(json!({}))],
+                ("pg-superuser", "password"),
+                true,
+            ),
+            (
+                "CNPG superuser secret with enableSuperuserAccess",
+                vec![cluster(json!({"enableSuperuserAccess": true}))],
+                ("pg-superuser", "password"),
+                false,
+            ),
+            (
+                "CNPG: enableSuperuserAccess with its own superuserSecret",
+                vec![cluster(
+                    json!({"enableSuperuserAccess": true, "superuserSecret": {"name": "su"}}),
+                )],
+                ("pg-superuser", "password"),
+                true,
+            ),
+            (
+                "CNPG CA",
+                vec![cluster(json!({}))],
+                ("pg-ca", "ca.crt"),
+                false,
+            ),
+            (
+                "CNPG server certificate",
+                vec![cluster(json!({}))],
+                ("pg-server", "tls.key"),
+                false,
+            ),
+            (
+                "CNPG replication certificate",
+                vec![cluster(json!({}))],
+                ("pg-replication", "tls.crt"),
+                false,
+            ),
+            (
+                "certificate key pair",
+                vec![cert("ClusterIssuer", "acme")],
+                ("site-tls", "tls.key"),
+                false,
+            ),
+            (
+                "certificate combined PEM",
+                vec![cert("ClusterIssuer", "acme")],
+                ("site-tls", "tls-combined.pem"),
+                false,
+            ),
+            (
+                "no ca.crt from an ACME issuer",
+                vec![
+                    issuer("acme", json!({"acme": {}})),
+                    cert("ClusterIssuer", "acme"),
+                ],
+                ("site-tls", "ca.crt"),
+                true,
+            ),
+            (
+                "ca.crt from a CA issuer",
+                vec![
+                    issuer("inhouse", json!({"ca": {"secretName": "root"}})),
+                    cert("ClusterIssuer", "inhouse"),
+                ],
+                ("site-tls", "ca.crt"),
+                false,
+            ),
+            (
+                "service account token",
+                vec![at(1, sa_token)],
+                ("sa-token", "token"),
+                false,
+            ),
+            ("nothing makes it", vec![], ("pg-app", "uri"), true),
+        ];
+        for (case, extra, (name, key), want) in cases {
+            let mut objs = base();
+            objs.extend(extra);
+            objs.push(at(2, reader("db", name, key)));
+            let got = about(&run(&objs), "Deployment db/reader");
+            assert_eq!(!got.is_empty(), want, "{case}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_service_selector_must_pick_a_pod_in_its_namespace() {
+        let sel = |name: &str, selector: Value| {
+            at(
+                1,
+                svc(
+                    "app",
+                    name,
+                    json!({"selector": selector, "ports": [{"port": 80}]}),
+                ),
+            )
+        };
+        let p = run(&[
+            at(0, ns("app")),
+            at(0, ns("other")),
+            at(
+                1,
+                deploy(
+                    "app",
+                    "web",
+                    json!({"app": "web", "tier": "front"}),
+                    json!({"containers": []}),
+                ),
+            ),
+            at(
+                1,
+                deploy(
+                    "other",
+                    "api",
+                    json!({"app": "api"}),
+                    json!({"containers": []}),
+                ),
+            ),
+            sel("ok", json!({"app": "web"})),
+            sel("typo", json!({"app": "web", "tier": "frnt"})),
+            sel("elsewhere", json!({"app": "api"})),
+            sel("headless-no-selector", json!({})),
+            at(
+                1,
+                svc(
+                    "app",
+                    "ext",
+                    json!({"type": "ExternalName", "externalName": "x.example", "selector": {"app": "zzz"}}),
+                ),
+            ),
+        ]);
+        assert!(about(&p, "Service app/ok").is_empty(), "{p:#?}");
+        one(
+            &p,
+            "Service app/typo",
+            "selector app=web, tier=frnt selects no pod in namespace app",
+        );
+        one(
+            &p,
+            "Service app/typo",
+            "nearest is Deployment web, which lacks tier=frnt",
+        );
+        one(
+            &p,
+            "Service app/elsewhere",
+            "selects no pod in namespace app",
+        );
+        assert!(
+            about(&p, "Service app/headless-no-selector").is_empty(),
+            "{p:#?}"
+        );
+        assert!(about(&p, "Service app/ext").is_empty(), "{p:#?}");
+    }
+
+    #[test]
+    fn pods_operators_and_k3s_make_are_selectable() {
+        let cr = |api: &str, kind: &str, name: &str, spec: Value| {
+            at(
+                1,
+                json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "mon"}, "spec": spec}),
+            )
+        };
+        let sel = |ns: &str, name: &str, selector: Value| {
+            at(
+                2,
+                svc(
+                    ns,
+                    name,
+                    json!({"selector": selector, "ports": [{"port": 1}]}),
+                ),
+            )
+        };
+        let objs = [
+            at(0, ns("mon")),
+            cr(
+                "monitoring.coreos.com/v1",
+                "Prometheus",
+                "kp",
+                json!({"podMetadata": {"labels": {"team": "lab"}}}),
+            ),
+            cr("monitoring.coreos.com/v1", "Alertmanager", "am", json!({})),
+            cr(
+                "postgresql.cnpg.io/v1",
+                "Cluster",
+                "pg",
+                json!({"instances": 1}),
+            ),
+            // kube-prometheus-stack 88.5.3's Services, with defaults (helm template).
+            sel(
+                "mon",
+                "prom",
+                json!({"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": "kp"}),
+            ),
+            sel(
+                "mon",
+                "prom-shard",
+                json!({"prometheus": "kp", "operator.prometheus.io/shard": "0", "team": "lab"}),
+            ),
+            sel(
+                "mon",
+                "am",
+                json!({"app.kubernetes.io/name": "alertmanager", "alertmanager": "am"}),
+            ),
+            sel(
+                "mon",
+                "am-wrong",
+                json!({"app.kubernetes.io/name": "alertmanager", "alertmanager": "kp"}),
+            ),
+            sel(
+                "mon",
+                "pg-rw",
+                json!({"cnpg.io/cluster": "pg", "cnpg.io/instanceRole": "primary"}),
+            ),
+            sel(
+                "mon",
+                "pg-legacy",
+                json!({"cnpg.io/cluster": "pg", "role": "primary", "cnpg.io/podRole": "instance"}),
+            ),
+            sel(
+                "mon",
+                "pg-ro",
+                json!({"cnpg.io/cluster": "pg", "cnpg.io/instanceRole": "replica"}),
+            ),
+            sel("kube-system", "coredns", json!({"k8s-app": "kube-dns"})),
+        ];
+        let p = run(&objs);
+        for ok in [
+            "prom",
+            "prom-shard",
+            "am",
+            "pg-rw",
+            "pg-legacy",
+            "kube-system/coredns",
+        ] {
+            let object = if ok.contains('/') {
+                format!("Service {ok}")
+            } else {
+                format!("Service mon/{ok}")
+            };
+            assert!(about(&p, &object).is_empty(), "{ok}: {p:#?}");
+        }
+        one(
+            &p,
+            "Service mon/am-wrong",
+            "nearest is pod alertmanager-am (made by role/res:1), which lacks alertmanager=kp",
+        );
+        // One instance: no replica yet.
+        one(&p, "Service mon/pg-ro", "selects no pod");
+
+        let mut two = objs.to_vec();
+        two[3] = cr(
+            "postgresql.cnpg.io/v1",
+            "Cluster",
+            "pg",
+            json!({"instances": 2}),
+        );
+        assert!(about(&run(&two), "Service mon/pg-ro").is_empty());
+
+        let p = check_on_k3s(&objs, &TestScopes, &["coredns".to_string()]);
+        one(&p, "Service kube-system/coredns", "selects no pod");
+    }
+
+    #[test]
+    fn problems_come_sorted_and_once() {
+        let objs = [
+            at(0, cm("a", "x", json!({}))),
+            at(0, cm("a", "x", json!({}))),
+            at(0, cm("b", "y", json!({}))),
+        ];
+        let p = run(&objs);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p[0] < p[1]);
+    }
+}
