@@ -18,6 +18,8 @@ pub struct HostCluster {
     pub host: String,
     pub inputs: Vec<Input>,
     pub kube_version: Option<String>,
+    /// k3s's `disable:` list (`k3s_disable`): packaged components that will not run.
+    pub k3s_disabled: Vec<String>,
 }
 
 /// Every selected host that sends anything to a cluster.
@@ -31,6 +33,7 @@ pub fn cluster_work(compiled: &Compiled) -> Vec<HostCluster> {
                 host: h.host.clone(),
                 inputs,
                 kube_version: k3s_version(h).map(|v| gate::kube_version(&v)),
+                k3s_disabled: k3s_disabled(h),
             })
         })
         .collect()
@@ -64,6 +67,19 @@ fn k3s_version(h: &HostWork) -> Option<String> {
             .filter(|v| !v.contains("<fact:"))
             .map(str::to_string)
     })
+}
+
+fn k3s_disabled(h: &HostWork) -> Vec<String> {
+    h.roles
+        .iter()
+        .find_map(|r| r.vars.values.get("k3s_disable").and_then(Value::as_array))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `labctl render`.
@@ -114,7 +130,10 @@ pub fn render(
                 ))
             }
         };
-        let outcome = kit.as_ref().ok().map(|k| gate::run(k, &kv, &w.inputs));
+        let outcome = kit
+            .as_ref()
+            .ok()
+            .map(|k| gate::run(k, &kv, &w.k3s_disabled, &w.inputs));
         if let Some(o) = &outcome {
             for p in &o.problems {
                 sh.error(&format!("{}: {p}", w.host));
@@ -273,7 +292,7 @@ pub fn gate_for_check(g: &Global, root: &Path, compiled: &Compiled) -> Result<bo
             );
             continue;
         };
-        let o = gate::run(&kit, kv, &w.inputs);
+        let o = gate::run(&kit, kv, &w.k3s_disabled, &w.inputs);
         releases += o.rendered.len();
         objects += o.objects.iter().filter(|p| p.order > 0).count();
         for p in &o.problems {

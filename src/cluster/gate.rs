@@ -101,7 +101,9 @@ pub fn kube_version(k3s_version: &str) -> String {
 }
 
 /// Run the gate over one host's cluster work, in site order.
-pub fn run(kit: &Kit, kube_version: &str, inputs: &[Input]) -> Outcome {
+/// `k3s_disabled`: the packaged components k3s runs without (its `disable:`), whose pods and
+/// Services then do not exist.
+pub fn run(kit: &Kit, kube_version: &str, k3s_disabled: &[String], inputs: &[Input]) -> Outcome {
     let mut out = Outcome::default();
     let builtin = match &kit.schemas {
         Some(d) => match Builtin::load(d) {
@@ -255,7 +257,7 @@ pub fn run(kit: &Kit, kube_version: &str, inputs: &[Input]) -> Outcome {
         }
     }
     out.problems
-        .extend(super::rules::check(&out.objects, &schemas));
+        .extend(super::rules::check(&out.objects, &schemas, k3s_disabled));
     out.problems.sort();
     out.problems.dedup();
     out
@@ -341,14 +343,19 @@ fn helm_template(
 }
 
 /// helm's output: documents split on `---`, each with the `# Source:` it names.
+/// A document without its own `# Source:` line comes from the file named last: helm prints a
+/// chart's `crds/` files as they are, and a CRD file may hold a comment, `---`, then the CRD.
 pub fn split_docs(text: &str) -> Result<Vec<(Option<String>, Value)>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
+    let mut last: Option<String> = None;
     let mut flush = |cur: &mut String| -> Result<(), String> {
         let source = cur
             .lines()
             .find_map(|l| l.strip_prefix("# Source: "))
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| last.clone());
+        last = source.clone();
         let doc: Value = serde_saphyr::from_str(cur).map_err(|e| {
             format!(
                 "{} is not YAML: {e}",
@@ -430,9 +437,14 @@ mod tests {
 
     #[test]
     fn split_docs_keeps_each_source() {
-        let text = "---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n# Source: c/templates/empty.yaml\n---\n# Source: c/templates/b.yaml\napiVersion: v1\nkind: Secret\nmetadata: {name: b}\n";
+        let text = "---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n# Source: c/templates/empty.yaml\n---\n# Source: c/templates/b.yaml\napiVersion: v1\nkind: Secret\nmetadata: {name: b}\n---\n# Source: c/crds/x.yaml\n# a comment\n---\nkind: CustomResourceDefinition\n";
         let docs = split_docs(text).unwrap();
-        assert_eq!(docs.len(), 2);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(
+            docs[2].0.as_deref(),
+            Some("c/crds/x.yaml"),
+            "inherits the file named last"
+        );
         assert_eq!(docs[0].0.as_deref(), Some("c/templates/a.yaml"));
         assert_eq!(docs[1].1["kind"], "Secret");
         assert!(split_docs("---\n# Source: x.yaml\n- a\n")

@@ -5,9 +5,6 @@
 //! count as existing ([`produced`], [`k3s_packaged`]): they are not in the site's output, yet
 //! pods and Services rely on them.
 
-// Until the render gate calls `check` (the lead's src/cluster/gate.rs), nothing here is used.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 
@@ -23,15 +20,9 @@ const BUILTIN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", 
 /// its config sets `service-node-port-range` (roles/k3s does not).
 pub const NODE_PORT_RANGE: RangeInclusive<u64> = 30000..=32767;
 
-/// Every problem of the rules, sorted and deduplicated, on a k3s with all its packaged
-/// components (nothing in k3s's `disable:`).
-pub fn check(objs: &[Placed], scopes: &dyn Scopes) -> Vec<Problem> {
-    check_on_k3s(objs, scopes, &[])
-}
-
-/// As [`check`], on a k3s started with `disable: k3s_disabled` (its packaged components that
-/// are not deployed, e.g. `coredns`, `traefik`).
-pub fn check_on_k3s(objs: &[Placed], scopes: &dyn Scopes, k3s_disabled: &[String]) -> Vec<Problem> {
+/// Every problem of the rules, sorted and deduplicated, on a k3s started with
+/// `disable: k3s_disabled` (its packaged components that are not deployed, e.g. `coredns`).
+pub fn check(objs: &[Placed], scopes: &dyn Scopes, k3s_disabled: &[String]) -> Vec<Problem> {
     let mut out = Vec::new();
     namespaces(objs, scopes, &mut out);
     crds(objs, scopes, &mut out);
@@ -520,6 +511,42 @@ pub fn produced(o: &Placed, objs: &[Placed]) -> Vec<Produced> {
             ]));
             out.push(Produced::pod(ns, &format!("alertmanager-{name}"), l));
         }
+        // A chart's pre-install hook Jobs that write a Secret the release's pods then mount.
+        ("batch", "Job")
+            if o.value
+                .pointer("/metadata/annotations/helm.sh~1hook")
+                .is_some() =>
+        {
+            for c in items(spec, "/template/spec/containers") {
+                let words: Vec<&str> = items(c, "/command")
+                    .chain(items(c, "/args"))
+                    .filter_map(Value::as_str)
+                    .collect();
+                let flag = |f: &str| {
+                    words
+                        .iter()
+                        .find_map(|w| w.strip_prefix(f).and_then(|r| r.strip_prefix('=')))
+                };
+                // kube-webhook-certgen `create` (kube-prometheus-stack's admission webhook job):
+                // writes --secret-name in --namespace with keys ca, cert and key
+                // (jet/kube-webhook-certgen, pkg/k8s/k8s.go, SaveCertsToSecret).
+                if words.first() == Some(&"create") || words.contains(&"create") {
+                    if let Some(secret) = flag("--secret-name") {
+                        let sns = flag("--namespace").unwrap_or(ns);
+                        out.push(Produced::secret(sns, secret, &["ca", "cert", "key"]));
+                    }
+                }
+                // `argocd admin redis-initial-password` (argo-cd chart's redis-secret-init job):
+                // creates Secret argocd-redis with key auth in its namespace
+                // (argo-cd cmd/argocd/commands/admin/redis_initial_password.go).
+                if words
+                    .windows(3)
+                    .any(|w| w == ["argocd", "admin", "redis-initial-password"])
+                {
+                    out.push(Produced::secret(ns, "argocd-redis", &["auth"]));
+                }
+            }
+        }
         _ => {}
     }
     out
@@ -899,7 +926,7 @@ mod tests {
     }
 
     fn run(objs: &[Placed]) -> Vec<Problem> {
-        check(objs, &TestScopes)
+        check(objs, &TestScopes, &[])
     }
     /// The messages of the problems about one object.
     fn about(problems: &[Problem], object: &str) -> Vec<String> {
@@ -1484,7 +1511,7 @@ mod tests {
         );
         assert!(about(&run(&two), "Service mon/pg-ro").is_empty());
 
-        let p = check_on_k3s(&objs, &TestScopes, &["coredns".to_string()]);
+        let p = check(&objs, &TestScopes, &["coredns".to_string()]);
         one(&p, "Service kube-system/coredns", "selects no pod");
     }
 
@@ -1495,6 +1522,77 @@ mod tests {
             at(0, cm("a", "x", json!({}))),
             at(0, cm("b", "y", json!({}))),
         ];
+        let p = run(&objs);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p[0] < p[1]);
+    }
+
+    #[test]
+    fn secrets_written_by_a_charts_hook_jobs_count_as_existing() {
+        let hook = |ns: &str, container: Value| {
+            json!({"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "j", "namespace": ns, "annotations": {"helm.sh/hook": "pre-install,pre-upgrade"}},
+                "spec": {"template": {"spec": {"containers": [container]}}}})
+        };
+        let mounts = |ns: &str, secret: &str, key: &str| {
+            deploy(
+                ns,
+                "d",
+                json!({"app": "d"}),
+                json!({"containers": [{"name": "c",
+                "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]}]}),
+            )
+        };
+        let certgen = hook(
+            "monitoring",
+            json!({"name": "create", "args": ["create",
+            "--host=op,op.monitoring.svc", "--namespace=monitoring", "--secret-name=op-admission"]}),
+        );
+        let redis = hook(
+            "argocd",
+            json!({"name": "init", "command": ["argocd", "admin", "redis-initial-password"]}),
+        );
+        let namespaces = || vec![at(1, ns("monitoring")), at(1, ns("argocd"))];
+        let job_source = Some("c/templates/job-createSecret.yaml");
+        let mut objs = namespaces();
+        objs.extend([
+            placed(2, Some("r1"), job_source, certgen.clone()),
+            placed(
+                2,
+                Some("r1"),
+                None,
+                mounts("monitoring", "op-admission", "cert"),
+            ),
+            placed(3, Some("r2"), None, redis.clone()),
+            placed(
+                3,
+                Some("r2"),
+                None,
+                mounts("argocd", "argocd-redis", "auth"),
+            ),
+        ]);
+        assert_eq!(run(&objs), vec![]);
+        // The same Jobs without the hook annotation are ordinary Jobs: nothing is assumed; and
+        // a key the hook does not write is still missing.
+        let mut plain = certgen;
+        plain["metadata"]["annotations"] = json!({});
+        let mut objs = namespaces();
+        objs.extend([
+            placed(2, Some("r1"), None, plain),
+            placed(
+                2,
+                Some("r1"),
+                None,
+                mounts("monitoring", "op-admission", "cert"),
+            ),
+            placed(3, Some("r2"), None, redis),
+            placed(
+                3,
+                Some("r2"),
+                None,
+                mounts("argocd", "argocd-redis", "password"),
+            ),
+        ]);
         let p = run(&objs);
         assert_eq!(p.len(), 2, "{p:#?}");
         assert!(p[0] < p[1]);
