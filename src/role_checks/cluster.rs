@@ -18,19 +18,10 @@ const CLUSTER_TEMPLATES: &[(&str, &str)] = &[
     ("argocd", "values/argocd.yaml.j2"),
     ("argocd", "roles/argocd/templates/root-app.yaml.j2"),
     ("monitoring", "values/monitoring.yaml.j2"),
-    (
-        "monitoring",
-        "roles/monitoring/templates/postgres-exporter-values.yaml.j2",
-    ),
-    (
-        "monitoring",
-        "roles/monitoring/templates/redis-exporter-values.yaml.j2",
-    ),
+    ("monitoring", "values/postgres-exporter.yaml.j2"),
+    ("monitoring", "values/redis-exporter.yaml.j2"),
     ("backups", "roles/backups/templates/pg-backup.k8s.j2"),
-    (
-        "ingress",
-        "roles/ingress/templates/cert-manager-values.yaml.j2",
-    ),
+    ("ingress", "values/cert-manager.yaml.j2"),
     ("ingress", "roles/ingress/templates/sample-ingress.yaml.j2"),
 ];
 
@@ -355,4 +346,45 @@ fn redis_start_script_keeps_any_password_intact() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0);
+}
+
+/// Chart values are edited in one place: every helm_release of the shipped roles renders its
+/// values from `values/`, never from a role's templates/ folder.
+#[test]
+fn every_release_takes_its_values_from_the_values_folder() {
+    let mut releases = 0;
+    let mut problems = Vec::new();
+    for e in std::fs::read_dir(root().join("roles")).unwrap() {
+        let role = e.unwrap().file_name().to_string_lossy().into_owned();
+        if !root().join(format!("roles/{role}/role.yml")).is_file() {
+            continue;
+        }
+        for r in role_resources(&role) {
+            let Some(h) = r.get("helm_release") else {
+                continue;
+            };
+            releases += 1;
+            let Some(vt) = h.get("values_template").and_then(Value::as_str) else {
+                continue;
+            };
+            if !vt.starts_with("values/") {
+                problems.push(format!("roles/{role}: {} takes {vt}", h["name"]));
+            } else if !root().join(vt).is_file() {
+                problems.push(format!("roles/{role}: {vt} does not exist"));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(root().join(format!("roles/{role}/templates"))) {
+            for f in rd {
+                let name = f.unwrap().file_name().to_string_lossy().into_owned();
+                if name.contains("values") {
+                    problems.push(format!("roles/{role}/templates/{name} belongs in values/"));
+                }
+            }
+        }
+    }
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(
+        releases >= 6,
+        "only {releases} helm_release resources found"
+    );
 }
