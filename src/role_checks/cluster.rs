@@ -18,19 +18,10 @@ const CLUSTER_TEMPLATES: &[(&str, &str)] = &[
     ("argocd", "values/argocd.yaml.j2"),
     ("argocd", "roles/argocd/templates/root-app.yaml.j2"),
     ("monitoring", "values/monitoring.yaml.j2"),
-    (
-        "monitoring",
-        "roles/monitoring/templates/postgres-exporter-values.yaml.j2",
-    ),
-    (
-        "monitoring",
-        "roles/monitoring/templates/redis-exporter-values.yaml.j2",
-    ),
+    ("monitoring", "values/postgres-exporter.yaml.j2"),
+    ("monitoring", "values/redis-exporter.yaml.j2"),
     ("backups", "roles/backups/templates/pg-backup.k8s.j2"),
-    (
-        "ingress",
-        "roles/ingress/templates/cert-manager-values.yaml.j2",
-    ),
+    ("ingress", "values/cert-manager.yaml.j2"),
     ("ingress", "roles/ingress/templates/sample-ingress.yaml.j2"),
 ];
 
@@ -355,4 +346,148 @@ fn redis_start_script_keeps_any_password_intact() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0);
+}
+
+/// Chart values are edited in one place: every helm_release of the shipped roles renders its
+/// values from `values/`, never from a role's templates/ folder.
+#[test]
+fn every_release_takes_its_values_from_the_values_folder() {
+    let mut releases = 0;
+    let mut problems = Vec::new();
+    for e in std::fs::read_dir(root().join("roles")).unwrap() {
+        let role = e.unwrap().file_name().to_string_lossy().into_owned();
+        if !root().join(format!("roles/{role}/role.yml")).is_file() {
+            continue;
+        }
+        for r in role_resources(&role) {
+            let Some(h) = r.get("helm_release") else {
+                continue;
+            };
+            releases += 1;
+            let Some(vt) = h.get("values_template").and_then(Value::as_str) else {
+                continue;
+            };
+            if !vt.starts_with("values/") {
+                problems.push(format!("roles/{role}: {} takes {vt}", h["name"]));
+            } else if !root().join(vt).is_file() {
+                problems.push(format!("roles/{role}: {vt} does not exist"));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(root().join(format!("roles/{role}/templates"))) {
+            for f in rd {
+                let name = f.unwrap().file_name().to_string_lossy().into_owned();
+                if name.contains("values") {
+                    problems.push(format!("roles/{role}/templates/{name} belongs in values/"));
+                }
+            }
+        }
+    }
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(
+        releases >= 6,
+        "only {releases} helm_release resources found"
+    );
+}
+
+/// The firewall rules base-hardening renders for `host` in a server + agent lab.
+fn two_node_firewall(host: &str) -> Vec<Value> {
+    let ctx = role_ctx(
+        "base-hardening",
+        &[
+            ("inventory_hostname", json!(host)),
+            (
+                "groups",
+                json!({"k3s_server": ["s1"], "k3s_agents": ["a1"], "lab": ["s1", "a1"]}),
+            ),
+            (
+                "hostvars",
+                json!({"s1": {"wg_address": "10.200.0.1"}, "a1": {"wg_address": "10.200.0.2"}}),
+            ),
+        ],
+    );
+    let (v, _) = Engine::new(&root())
+        .eval("firewall_k3s_rules", &ctx)
+        .unwrap_or_else(|e| panic!("firewall_k3s_rules: {e}"));
+    v.as_array().expect("a list of rules").clone()
+}
+
+/// Prometheus (a pod on one node) scrapes node-exporter and the kubelet on every node's own
+/// address. Across nodes the scrape is masqueraded to the sending node's address and arrives on
+/// wg0: every scraped port must be open there to the nodes (and only to them), or the agent's
+/// targets are down for good (TargetDown). And the textfile collector's folder exists on every
+/// node, not only where the backups run (NodeTextFileCollectorScrapeError).
+#[test]
+fn prometheus_can_scrape_every_node_of_a_two_node_lab() {
+    let mon = role_ctx("monitoring", &[]);
+    let values = yaml(&render_values("monitoring.yaml.j2", &mon).0);
+    let ne = &values["prometheus-node-exporter"];
+    let ne_port = ne["service"]["port"].clone();
+    assert_eq!(ne["service"]["targetPort"], ne_port);
+    assert_ne!(values["kubelet"]["enabled"], false);
+    // The kubelet's port is the kubelet's (k3s does not move it); node-exporter's is the values'.
+    let scraped = [
+        ("10250".to_string(), "kubelet"),
+        (
+            ne_port.to_string().trim_matches('"').to_string(),
+            "node-exporter",
+        ),
+    ];
+    let nodes = json!(["10.200.0.1", "10.200.0.2"]);
+    for host in ["s1", "a1"] {
+        let rules = two_node_firewall(host);
+        for (port, what) in &scraped {
+            let r = rules
+                .iter()
+                .find(|r| r["port"] == json!(port))
+                .unwrap_or_else(|| panic!("{host}: {what} ({port}) is not open: {rules:#?}"));
+            assert_eq!(
+                (&r["proto"], &r["interface"], &r["from"]),
+                (&json!("tcp"), &json!("wg0"), &nodes),
+                "{host}: {what}"
+            );
+        }
+    }
+    // One place: both roles' defaults agree on what they share.
+    let defaults = |role: &str| -> indexmap::IndexMap<String, Value> {
+        serde_saphyr::from_str(
+            &std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let (mon_d, fw_d) = (defaults("monitoring"), defaults("base-hardening"));
+    for k in ["node_exporter_port", "node_exporter_textfile_dir"] {
+        assert_eq!(mon_d[k], fw_d[k], "{k}");
+    }
+    assert_eq!(
+        json!(fw_d["node_exporter_port"]).to_string(),
+        ne_port.to_string()
+    );
+
+    // The collector's folder, created by a role every node gets (site.yml's first play).
+    let arg = format!(
+        "--collector.textfile.directory=/host/root{}",
+        mon_d["node_exporter_textfile_dir"].as_str().unwrap()
+    );
+    assert!(
+        ne["extraArgs"].as_array().unwrap().contains(&json!(arg)),
+        "{ne:#}"
+    );
+    let site = yaml(&std::fs::read_to_string(root().join("site.yml")).unwrap());
+    let every_node = site
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["hosts"] == "lab")
+        .expect("a play for every node");
+    assert!(every_node["roles"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("base-hardening")));
+    let fw_ctx = role_ctx("base-hardening", &[("firewall_k3s_nodes", json!([]))]);
+    let engine = Engine::new(&root());
+    let made = role_resources("base-hardening").iter().any(|r| {
+        let r = engine.render_value(r, &fw_ctx).unwrap().0;
+        r["directory"]["path"] == mon_d["node_exporter_textfile_dir"]
+    });
+    assert!(made, "base-hardening does not create the textfile folder");
 }

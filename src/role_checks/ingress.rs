@@ -137,11 +137,7 @@ fn the_sample_site_is_public_with_a_certificate_and_traefik_keeps_client_address
     let t = objects("traefik-config.yaml.j2", &[]);
     let v = yaml(t[0]["spec"]["valuesContent"].as_str().unwrap());
     assert_eq!(v["service"]["spec"]["externalTrafficPolicy"], "Local");
-    let (vals, _) = render(
-        "ingress",
-        "cert-manager-values.yaml.j2",
-        &role_ctx("ingress", &[]),
-    );
+    let (vals, _) = render_values("cert-manager.yaml.j2", &role_ctx("ingress", &[]));
     let vals = yaml(&vals);
     assert_eq!(vals["crds"]["enabled"], true);
     assert_eq!(vals["acmesolver"]["image"]["tag"], "v1.21.1");
