@@ -236,6 +236,7 @@ pub fn compile(
                         role_entry: Some(&rref.vars),
                         extra: Some(extra),
                         magic: Some(&magics[host.as_str()]),
+                        shared_role: !role.per_environment,
                     },
                 );
                 let mut m = IndexMap::new();
