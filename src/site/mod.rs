@@ -4,6 +4,7 @@
 //! `roles/NAME/role.yml` (`resources:` and `handlers:`), `defaults.yml`, `templates/`, `files/`.
 //! A resource entry is a map with exactly one type key plus the common keys below.
 
+pub mod acme;
 pub mod environments;
 #[cfg(test)]
 mod lab_check;

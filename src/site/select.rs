@@ -338,6 +338,15 @@ pub fn compile(
                         Err(d) => diags.push(d.prefix(&host)),
                     }
                 }
+                // A role that registers an ACME account: an address Let's Encrypt refuses fails
+                // here, not as an issuer that never turns Ready.
+                if !rw.items.is_empty() && role.defaults.values.contains_key("acme_email") {
+                    if let Some(d) = super::acme::email_diag(&rw.vars, &rref.loc) {
+                        if !diags.0.iter().any(|x| x.message == d.message) {
+                            diags.push(d);
+                        }
+                    }
+                }
                 hw.roles.push(rw);
             }
         }
