@@ -138,7 +138,8 @@ pub fn role() -> Value {
         "type": ["object", "null"],
         "properties": {
             "resources": {"type": "array", "items": {"$ref": "#/$defs/entry"}, "description": "Resources, converged in this order"},
-            "handlers": {"type": "array", "items": {"$ref": "#/$defs/entry"}, "description": "Run once after the role's resources when a changed resource names them in `notify`"}
+            "handlers": {"type": "array", "items": {"$ref": "#/$defs/entry"}, "description": "Run once after the role's resources when a changed resource names them in `notify`"},
+            "per_environment": {"type": "boolean", "description": "true: `-e target_environment=NAME` applies `environments.NAME`'s vars to this role (each environment has its own). Otherwise the role is shared by all environments and never sees them"}
         },
         "additionalProperties": false,
         "$defs": defs

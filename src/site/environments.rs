@@ -146,6 +146,48 @@ pub fn problems(base: &IndexMap<String, Value>) -> Vec<String> {
     out
 }
 
+/// Every environment's NodePorts, each once: `{port, proto: tcp, comment}` for every `*_node_port`
+/// var, an environment's own value or else the shared one, for every environment under
+/// `environments` (the shared values alone without any). `base` as for [`problems`]. The firewall
+/// opens these to the VPN only (base-hardening's `environment_node_ports`): a new environment's
+/// NodePorts are closed to the internet without another edit.
+pub fn node_ports(base: &IndexMap<String, Value>) -> Vec<Value> {
+    let empty = serde_json::Map::new();
+    let envs: Vec<(&str, &serde_json::Map<String, Value>)> =
+        match base.get("environments").and_then(Value::as_object) {
+            Some(m) if !m.is_empty() => m
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_object().unwrap_or(&empty)))
+                .collect(),
+            _ => vec![("", &empty)],
+        };
+    let keys: BTreeSet<&str> = base
+        .keys()
+        .map(String::as_str)
+        .chain(envs.iter().flat_map(|(_, m)| m.keys().map(String::as_str)))
+        .filter(|k| class(k) == Some("NodePort"))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (env, vars) in &envs {
+        for key in &keys {
+            let v = vars.get(*key).or_else(|| base.get(*key));
+            // A value that is no port (a template, say) is the collision check's to report.
+            let Some(port) = v.and_then(scalar).and_then(|p| p.parse::<u16>().ok()) else {
+                continue;
+            };
+            if seen.insert(port) {
+                let comment = match *env {
+                    "" => key.to_string(),
+                    e => format!("{e} {key}"),
+                };
+                out.push(serde_json::json!({"port": port.to_string(), "proto": "tcp", "comment": comment}));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +240,44 @@ mod tests {
     }
 
     #[test]
+    fn every_environment_s_node_ports_are_listed_once() {
+        let ports = |b: Value| -> Vec<String> {
+            node_ports(&base(b))
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p["port"].as_str().unwrap(),
+                        p["comment"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        let shared = json!({"postgres_node_port": 30432, "redis_node_port": 30379, "postgres_namespace": "db"});
+        // Without environments: the shared values.
+        assert_eq!(
+            ports(shared.clone()),
+            ["30432 postgres_node_port", "30379 redis_node_port"]
+        );
+        let mut b = shared;
+        b["environments"] = json!({
+            "prod": {},
+            "staging": {"postgres_node_port": 31432, "redis_node_port": 31379},
+            "qa": {"postgres_node_port": 32432}
+        });
+        assert_eq!(
+            ports(b),
+            [
+                "30432 prod postgres_node_port",
+                "30379 prod redis_node_port",
+                "31432 staging postgres_node_port",
+                "31379 staging redis_node_port",
+                "32432 qa postgres_node_port",
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_targets_and_bad_ports_are_named() {
         let b = base(json!({
             "target_environment": "stagin",
@@ -238,27 +318,31 @@ mod tests {
         };
         let (p, s) = (render(&prod), render(&staging));
         assert_eq!(p.len(), s.len());
-        let changed: BTreeSet<&str> = p
-            .iter()
-            .zip(&s)
-            .filter(|(a, b)| a != b)
-            .map(|(a, _)| a.0.split('/').next().unwrap())
-            .collect();
-        // monitoring and backups read the database namespaces: run them without a target
-        // (README "Environments").
-        assert_eq!(
-            changed,
-            ["backups", "monitoring", "postgres", "redis"]
-                .into_iter()
-                .collect(),
-            "{changed:?}"
-        );
         let text = |v: &[(String, String)], role: &str| -> String {
             v.iter()
                 .filter(|(id, _)| id.starts_with(&format!("{role}/")))
                 .map(|(_, r)| r.as_str())
                 .collect()
         };
+        let changed: BTreeSet<&str> = p
+            .iter()
+            .zip(&s)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0.split('/').next().unwrap())
+            .collect();
+        // Only the per-environment roles move: the shared ones (monitoring's rules and
+        // exporters, the pg-backup CronJob) render exactly as without a target, watching and
+        // backing up production (README "Environments").
+        assert_eq!(
+            changed,
+            ["postgres", "redis"].into_iter().collect(),
+            "{changed:?}"
+        );
+        for role in ["monitoring", "backups"] {
+            assert_eq!(text(&p, role), text(&s, role), "{role}");
+        }
+        let backups = text(&s, "backups");
+        assert!(backups.contains("/CronJob/db/pg-backup\""), "{backups}");
         let pg = text(&s, "postgres");
         assert!(pg.contains("/db-staging/") && !pg.contains("/db/"), "{pg}");
         let rd = text(&s, "redis");

@@ -526,6 +526,52 @@ mod tests {
         );
     }
 
+    /// Every environment's NodePorts are open from the VPN only, on every node: production's and
+    /// staging's in the example inventory, and a new environment's with no other edit.
+    #[test]
+    fn every_environment_s_node_ports_are_vpn_only() {
+        let vpn_ports = |c: &Compiled, host: &str| -> Vec<String> {
+            let rules = rendered(c, host, "base-hardening/ufw:firewall")["rules"]
+                .as_array()
+                .unwrap()
+                .clone();
+            rules
+                .iter()
+                .filter(|r| r["from"] == "10.200.0.0/24" && r["proto"] == "tcp")
+                .map(|r| r["port"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let c = compile_lab(&[]);
+        for host in ["lab-server-1", "lab-agent-1"] {
+            let p = vpn_ports(&c, host);
+            for port in ["6443", "30432", "30379", "31432", "31379"] {
+                assert!(p.contains(&port.to_string()), "{host}: {port} in {p:?}");
+            }
+            // Nothing else of theirs is open to anyone.
+            let all = rendered(&c, host, "base-hardening/ufw:firewall")["rules"].to_string();
+            assert_eq!(all.matches("\"31432\"").count(), 1, "{all}");
+        }
+        // A third environment: its NodePorts join, with no edit of the firewall's vars.
+        let mut envs = compile_envs();
+        envs["qa"] = serde_json::json!({
+            "postgres_namespace": "db-qa", "postgres_node_port": 32432,
+            "redis_namespace": "cache-qa", "redis_node_port": 32379
+        });
+        let c = compile_lab(&[("environments", envs)]);
+        let p = vpn_ports(&c, "lab-agent-1");
+        for port in ["30432", "30379", "31432", "31379", "32432", "32379"] {
+            assert!(p.contains(&port.to_string()), "{port} in {p:?}");
+        }
+    }
+
+    /// The example inventory's `environments`, as written.
+    fn compile_envs() -> Value {
+        let text = std::fs::read_to_string(root().join("inventories/lab/group_vars/all/main.yml"))
+            .unwrap();
+        let v: Value = serde_saphyr::from_str(&text).unwrap();
+        v["environments"].clone()
+    }
+
     /// sshd drops a session whose client stopped answering: the drop-in carries the role's
     /// ClientAlive settings (interval × count = 60 s by default).
     #[test]
@@ -536,7 +582,10 @@ mod tests {
         // The role's defaults; the firewall's node list needs an inventory and is not read here.
         let ctx = crate::role_checks::role_ctx(
             "base-hardening",
-            &[("firewall_k3s_nodes", serde_json::json!([]))],
+            &[
+                ("firewall_k3s_nodes", serde_json::json!([])),
+                ("environment_node_ports", serde_json::json!([])),
+            ],
         );
         let (text, _) =
             crate::role_checks::render("base-hardening", "sshd-hardening.conf.j2", &ctx);

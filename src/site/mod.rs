@@ -4,6 +4,7 @@
 //! `roles/NAME/role.yml` (`resources:` and `handlers:`), `defaults.yml`, `templates/`, `files/`.
 //! A resource entry is a map with exactly one type key plus the common keys below.
 
+pub mod acme;
 pub mod environments;
 #[cfg(test)]
 mod lab_check;
@@ -57,6 +58,10 @@ pub struct Role {
     pub defaults: VarLayer,
     pub resources: Vec<Entry>,
     pub handlers: Vec<Entry>,
+    /// `per_environment: true` in role.yml: `-e target_environment=NAME` applies that
+    /// environment's vars to this role. Every other role is shared by all environments and never
+    /// sees them (monitoring and backups keep watching production whatever a run targets).
+    pub per_environment: bool,
 }
 
 /// One resource (or handler) entry, not yet rendered.
@@ -322,6 +327,7 @@ impl Role {
             defaults: VarLayer::default(),
             resources: Vec::new(),
             handlers: Vec::new(),
+            per_environment: false,
         };
         for dname in ["defaults.yml", "defaults.yaml"] {
             let d = dir.join(dname);
@@ -351,7 +357,11 @@ impl Role {
                                 }
                             }
                         }
-                        other => diags.push(Diag::at(k.loc(&file), format!("unknown key `{other}` in role.yml")).help("a role has `resources:` and `handlers:`; defaults go in defaults.yml")),
+                        "per_environment" => match v.to_json() {
+                            serde_json::Value::Bool(b) => role.per_environment = b,
+                            _ => diags.push(Diag::at(v.loc(&file), format!("`per_environment` must be true or false, found {}", v.kind_name()))),
+                        },
+                        other => diags.push(Diag::at(k.loc(&file), format!("unknown key `{other}` in role.yml")).help("a role has `resources:`, `handlers:` and `per_environment:`; defaults go in defaults.yml")),
                     }
                 }
             }

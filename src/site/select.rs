@@ -181,6 +181,25 @@ pub fn compile(
             .collect(),
     );
 
+    // Every role's defaults, under each host's inventory and `-e`: what every environment's
+    // NodePorts are, whichever roles a host runs (the firewall of every node needs them all).
+    let mut all_defaults = VarLayer::default();
+    for r in site.roles.values() {
+        all_defaults.overlay(&r.defaults);
+    }
+    let node_ports: IndexMap<&str, Value> = inv
+        .hosts
+        .keys()
+        .map(|h| {
+            let mut base = all_defaults.clone();
+            base.overlay(&vars::inventory(inv, h));
+            base.overlay(extra);
+            (
+                h.as_str(),
+                Value::Array(super::environments::node_ports(&base.values)),
+            )
+        })
+        .collect();
     let mut hosts: IndexMap<String, HostWork> = IndexMap::new();
     for (play_idx, play) in site.plays.iter().enumerate() {
         let matched = match pattern::select(inv, &play.hosts) {
@@ -217,11 +236,16 @@ pub fn compile(
                         role_entry: Some(&rref.vars),
                         extra: Some(extra),
                         magic: Some(&magics[host.as_str()]),
+                        shared_role: !role.per_environment,
                     },
                 );
                 let mut m = IndexMap::new();
                 m.insert("hostvars".to_string(), hostvars_value.clone());
                 m.insert("role_name".to_string(), json!(role.name));
+                m.insert(
+                    "environment_node_ports".to_string(),
+                    node_ports[host.as_str()].clone(),
+                );
                 layer.overlay(&VarLayer::from_map(m));
                 let layer = match template::vars::resolve(engine, &layer, placeholders) {
                     Ok(l) => l,
@@ -312,6 +336,15 @@ pub fn compile(
                             "handlers cannot use `loop` or `when`",
                         )),
                         Err(d) => diags.push(d.prefix(&host)),
+                    }
+                }
+                // A role that registers an ACME account: an address Let's Encrypt refuses fails
+                // here, not as an issuer that never turns Ready.
+                if !rw.items.is_empty() && role.defaults.values.contains_key("acme_email") {
+                    if let Some(d) = super::acme::email_diag(&rw.vars, &rref.loc) {
+                        if !diags.0.iter().any(|x| x.message == d.message) {
+                            diags.push(d);
+                        }
                     }
                 }
                 hw.roles.push(rw);

@@ -3,8 +3,8 @@
 //!
 //! Lowest first: role defaults < inventory (`group_vars` by group depth, then `host_vars`) <
 //! the play's `vars:` < the role entry's `vars:` < the target environment's vars
-//! (`environments.NAME`, see [`super::environments`]) < `-e` < magic vars (`inventory_hostname`,
-//! `groups`, …), which nothing overrides.
+//! (`environments.NAME`, see [`super::environments`]; not for a shared role) < `-e` < magic vars
+//! (`inventory_hostname`, `groups`, …), which nothing overrides.
 
 use crate::inventory::{Inventory, VarLayer};
 
@@ -16,6 +16,9 @@ pub struct Layers<'a> {
     pub role_entry: Option<&'a VarLayer>,
     pub extra: Option<&'a VarLayer>,
     pub magic: Option<&'a VarLayer>,
+    /// A role shared by all environments (role.yml without `per_environment: true`): the target
+    /// environment's vars are not applied to it.
+    pub shared_role: bool,
 }
 
 /// The inventory's vars for one host, as `labctl inventory` (and ansible-inventory) show them.
@@ -30,8 +33,10 @@ pub fn stack(inv: &Inventory, host: &str, l: &Layers) -> VarLayer {
     for layer in [l.play, l.role_entry].into_iter().flatten() {
         out.overlay(layer);
     }
-    if let Some(env) = super::environments::overlay(&out, l.extra) {
-        out.overlay(&env);
+    if !l.shared_role {
+        if let Some(env) = super::environments::overlay(&out, l.extra) {
+            out.overlay(&env);
+        }
     }
     for layer in [l.extra, l.magic].into_iter().flatten() {
         out.overlay(layer);
