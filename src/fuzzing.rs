@@ -31,7 +31,7 @@ fn with_file(name: &str, data: &[u8], f: impl FnOnce(&Path, &Path)) {
 /// An inventory file (YAML, or INI when it does not parse as YAML: the loader decides).
 pub fn inventory(data: &[u8]) {
     let no_vault: crate::inventory::Decrypt =
-        &|_p| Err(crate::inventory::VaultFail::NoKey("fuzzing".into()));
+        &|_p: &Path| Err(crate::inventory::VaultFail::NoKey("fuzzing".into()));
     with_file("hosts.yml", data, |_, p| {
         let _ = crate::inventory::Inventory::load(p, no_vault);
     });

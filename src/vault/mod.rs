@@ -4,17 +4,22 @@
 //! - `recipients`: the repo's `.age-recipients` (who can open the vaults).
 //! - `file`: decrypting and encrypting bytes, with errors a user can act on; atomic writes.
 //! - `cli`: `labctl vault …`.
+//! - `ansible`, `password`: ansible-vault values (read), and where their passwords come from.
+//! - `sops`: SOPS files with age recipients (read).
 //!
 //! Plaintext only ever lives in a `Secret`. Error messages are built from file names, key sources,
 //! public keys and age's own error kinds — never from decrypted content — and YAML errors from
 //! vault content are reported by position with quoted fragments removed.
 
+pub mod ansible;
 mod cli;
 mod file;
 pub mod gen;
 mod keys;
 pub(crate) use keys::rfc3339_now;
+pub mod password;
 mod recipients;
+pub mod sops;
 
 use std::path::PathBuf;
 
