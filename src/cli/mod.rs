@@ -385,7 +385,9 @@ pub fn main() -> i32 {
         Cmd::Wireguard {
             cmd: WgCmd::PeerConfig { peer, target },
         } => wireguard::peer_config(&g, &peer, &target),
-        Cmd::Vault { cmd } => crate::vault::run(cmd, g.vault_key.as_deref()),
+        Cmd::Vault { cmd } => {
+            crate::vault::run(cmd, g.vault_key.as_deref(), &g.vault_password_files)
+        }
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
         Cmd::Run {
             pattern,

@@ -45,8 +45,7 @@ impl Passwords {
                 sources.push(Source::File(PathBuf::from(f), ENV_FILE));
             }
         }
-        // SAFETY: isatty only inspects the descriptor.
-        if sources.is_empty() && unsafe { libc::isatty(0) } == 1 {
+        if sources.is_empty() && crate::ui::prompt::interactive() {
             sources.push(Source::Prompt);
         }
         Passwords {
@@ -65,10 +64,6 @@ impl Passwords {
                 .collect(),
             loaded: Mutex::new(None),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
     }
 
     pub fn no_password_reason() -> String {
@@ -166,16 +161,8 @@ pub fn read_password_file(p: &Path) -> Result<Secret<Vec<u8>>, String> {
 
 /// Ask on the terminal without echo. Only reached when stdin is a terminal.
 fn prompt() -> Result<Secret<Vec<u8>>, String> {
-    use std::io::{BufRead, Write};
-    eprint!("Vault password: ");
-    let _ = std::io::stderr().flush();
-    let echo = NoEcho::new();
-    let mut line = String::new();
-    let r = std::io::stdin().lock().read_line(&mut line);
-    drop(echo);
-    eprintln!();
-    let line = Secret::new(line);
-    r.map_err(|e| format!("cannot read the vault password: {e}"))?;
+    let line =
+        crate::ui::prompt::ask_hidden("Vault password").ok_or("no vault password was entered")?;
     let pw = line
         .expose()
         .trim_end_matches(['\r', '\n'])
@@ -185,35 +172,6 @@ fn prompt() -> Result<Secret<Vec<u8>>, String> {
         return Err("the vault password is empty".into());
     }
     Ok(Secret::new(pw))
-}
-
-/// Terminal echo off for as long as it lives.
-struct NoEcho(Option<libc::termios>);
-
-impl NoEcho {
-    fn new() -> Self {
-        // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed struct the call fills in.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return NoEcho(None);
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            t.c_lflag |= libc::ECHONL;
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-            NoEcho(Some(saved))
-        }
-    }
-}
-
-impl Drop for NoEcho {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            // SAFETY: restores the settings saved in `new`.
-            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
-        }
-    }
 }
 
 #[cfg(test)]
