@@ -23,6 +23,7 @@ mod ingress_cli;
 mod init;
 mod render_gate;
 mod schema;
+mod secret_formats;
 mod testbed;
 mod vault_cli;
 mod wireguard_cli;

@@ -128,7 +128,13 @@ pub fn read_password_file(p: &Path) -> Result<Secret<Vec<u8>>, String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(p).map_err(|e| format!("cannot read the password file: {e}"))?;
     let pw = if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-        let out = std::process::Command::new(p)
+        // `pw.sh` must run as ./pw.sh, not be looked up in $PATH.
+        let prog = if p.is_relative() {
+            Path::new(".").join(p)
+        } else {
+            p.to_path_buf()
+        };
+        let out = std::process::Command::new(prog)
             .stdout(std::process::Stdio::piped())
             .output()
             .map_err(|e| format!("cannot run the password script: {e}"))?;
