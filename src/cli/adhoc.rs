@@ -32,11 +32,14 @@ fn targets(
     host_pattern: &str,
 ) -> Result<(Inventory, Vec<(String, crate::inventory::Conn)>), CliError> {
     let keys = load::keyring(g)?;
-    let inv = load::inventory(&g.sh, inv_path, &keys)?;
-    if let Some((p, why)) = inv.unopened_vaults.first() {
+    let inv = load::inventory(&g.sh, inv_path, &keys, &load::passwords(g))?;
+    if !inv.unopened_vaults.is_empty() {
         return Err(CliError::new(
             Exit::Vault,
-            format!("cannot open vault file {}: {why}", p.display()),
+            format!(
+                "cannot open {}",
+                load::unopened_message(&inv.unopened_vaults)
+            ),
         ));
     }
     let hosts = pattern::select(&inv, host_pattern)

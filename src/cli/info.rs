@@ -86,7 +86,7 @@ fn print_json(g: &Global, command: &str, v: &Value) -> Result<(), CliError> {
 pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, CliError> {
     let sh = &g.sh;
     let keys = load::keyring(g)?;
-    let inv = load::inventory(sh, path, &keys)?;
+    let inv = load::inventory(sh, path, &keys, &load::passwords(g))?;
     let show = |h: &str| -> Value {
         let v = crate::site::vars::inventory(&inv, h);
         Value::Object(
@@ -139,7 +139,7 @@ pub fn inventory(g: &Global, path: &Path, host: Option<&str>) -> Result<Exit, Cl
     }
     if !inv.unopened_vaults.is_empty() {
         sh.warn(&format!(
-            "{} vault file(s) not opened (no key): their vars are missing",
+            "{} vault(s) not opened (no key or password): their vars are missing",
             inv.unopened_vaults.len()
         ));
     }

@@ -10,6 +10,8 @@ use crate::site::select::{self, Compiled};
 use crate::site::Site;
 use crate::template::Engine;
 use crate::ui::Shell;
+use crate::vault::password::{PasswordFail, Passwords};
+use crate::vault::sops::SopsFail;
 use crate::vault::Keyring;
 
 use super::{Global, Target};
@@ -53,26 +55,83 @@ pub fn keyring(g: &Global) -> Result<Keyring, CliError> {
     Keyring::discover(g.vault_key.as_deref()).map_err(|e| CliError::new(Exit::Vault, e.to_string()))
 }
 
-pub fn inventory(sh: &Shell, path: &Path, keys: &Keyring) -> Result<Inventory, CliError> {
-    let decrypt = |p: &Path| -> Result<Secret<Vec<u8>>, VaultFail> {
-        if keys.is_empty() {
+/// Opens every kind of vault the inventory may hold: age files with the keyring, ansible-vault
+/// values with the passwords (read on first need), SOPS files with the keyring.
+pub struct Openers<'a> {
+    pub keys: &'a Keyring,
+    pub passwords: &'a Passwords,
+}
+
+impl crate::inventory::Open for Openers<'_> {
+    fn age(&self, p: &Path) -> Result<Secret<Vec<u8>>, VaultFail> {
+        if self.keys.is_empty() {
             return Err(VaultFail::NoKey(format!(
                 "no age identity found (tried: {})",
-                keys.sources_tried().join(", ")
+                self.keys.sources_tried().join(", ")
             )));
         }
-        keys.decrypt_file(p)
+        self.keys
+            .decrypt_file(p)
             .map_err(|e| VaultFail::Error(e.to_string()))
-    };
-    Inventory::load(path, &decrypt).map_err(|d| {
-        let vault = d.0.iter().any(|x| {
-            x.loc
-                .as_ref()
-                .is_some_and(|l| l.file.extension().is_some_and(|e| e == "age"))
-        });
+    }
+
+    fn ansible(&self, envelope: &str) -> Result<Secret<Vec<u8>>, VaultFail> {
+        self.passwords.open(envelope).map_err(|e| match e {
+            PasswordFail::None(why) => VaultFail::NoKey(why),
+            PasswordFail::Error(why) => VaultFail::Error(why),
+        })
+    }
+
+    fn sops(
+        &self,
+        file: &Path,
+        doc: &mut crate::yaml::Node,
+    ) -> Result<std::collections::BTreeSet<String>, VaultFail> {
+        crate::vault::sops::decrypt(self.keys, file, doc).map_err(|e| match e {
+            SopsFail::NoKey(why) => VaultFail::NoKey(why),
+            SopsFail::Error(why) => VaultFail::Error(why),
+        })
+    }
+}
+
+pub fn passwords(g: &Global) -> Passwords {
+    Passwords::discover(&g.vault_password_files)
+}
+
+pub fn inventory(
+    sh: &Shell,
+    path: &Path,
+    keys: &Keyring,
+    passwords: &Passwords,
+) -> Result<Inventory, CliError> {
+    let open = Openers { keys, passwords };
+    Inventory::load(path, &open).map_err(|d| {
+        let vault = d.0.iter().any(crate::inventory::is_vault_diag);
         report(sh, &d);
         CliError::Reported(if vault { Exit::Vault } else { Exit::BadInput })
     })
+}
+
+/// Every vault that stayed closed, grouped by reason: each file, or file:line of an
+/// ansible-vault value.
+pub fn unopened_message(unopened: &[(crate::error::Loc, String)]) -> String {
+    let mut by_why: Vec<(&str, Vec<String>)> = Vec::new();
+    for (at, why) in unopened {
+        let at = if at.line == 0 {
+            at.file.display().to_string()
+        } else {
+            format!("{}:{}", at.file.display(), at.line)
+        };
+        match by_why.iter_mut().find(|(w, _)| *w == why.as_str()) {
+            Some((_, v)) => v.push(at),
+            None => by_why.push((why.as_str(), vec![at])),
+        }
+    }
+    by_why
+        .iter()
+        .map(|(why, at)| format!("{} vault(s): {why}\n    {}", at.len(), at.join("\n    ")))
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }
 
 pub fn report(sh: &Shell, d: &Diags) {
@@ -95,21 +154,15 @@ pub fn load(
     gather: bool,
 ) -> Result<Loaded, CliError> {
     let keys = keyring(g)?;
-    let mut inventory = inventory(sh, &t.inventory, &keys)?;
+    let mut inventory = inventory(sh, &t.inventory, &keys, &passwords(g))?;
     if !inventory.unopened_vaults.is_empty() {
-        let files: Vec<String> = inventory
-            .unopened_vaults
-            .iter()
-            .map(|(p, _)| p.display().to_string())
-            .collect();
-        let why = &inventory.unopened_vaults[0].1;
+        let why = unopened_message(&inventory.unopened_vaults);
         if check_mode {
             sh.warn(&format!(
-                "could not open vault file(s) {}: {why}; secrets are checked as placeholders",
-                files.join(", ")
+                "could not open {why}\n  secrets are checked as placeholders"
             ));
         } else {
-            return Err(CliError::new(Exit::Vault, format!("cannot open vault file(s) {}: {why}\n  = help: pass --vault-key FILE or set LABCTL_AGE_KEY_FILE", files.join(", "))));
+            return Err(CliError::new(Exit::Vault, format!("cannot open {why}\n  = help: pass --vault-key FILE or set LABCTL_AGE_KEY_FILE (age vaults, SOPS files); pass --vault-password-file FILE or set ANSIBLE_VAULT_PASSWORD_FILE (ansible-vault)")));
         }
     }
     let site = Site::load(&t.site).map_err(|d| {

@@ -53,6 +53,10 @@ pub struct Cli {
     /// age identity file for vaults (else $LABCTL_AGE_KEY_FILE, $SOPS_AGE_KEY_FILE, ~/.config/labctl/age.key)
     #[arg(long, global = true, value_name = "FILE")]
     vault_key: Option<PathBuf>,
+    /// ansible-vault password file, or an executable that prints the password (repeatable; else
+    /// $ANSIBLE_VAULT_PASSWORD_FILE, else a prompt when stdin is a terminal)
+    #[arg(long, global = true, value_name = "FILE")]
+    vault_password_file: Vec<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -304,6 +308,7 @@ pub struct Global {
     pub verbose: u8,
     pub json: bool,
     pub vault_key: Option<PathBuf>,
+    pub vault_password_files: Vec<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -330,6 +335,7 @@ pub fn main() -> i32 {
         verbose: cli.verbose,
         json: cli.json,
         vault_key: cli.vault_key,
+        vault_password_files: cli.vault_password_file,
     };
     init_logging(g.verbose);
     let r = match cli.cmd {
@@ -379,7 +385,9 @@ pub fn main() -> i32 {
         Cmd::Wireguard {
             cmd: WgCmd::PeerConfig { peer, target },
         } => wireguard::peer_config(&g, &peer, &target),
-        Cmd::Vault { cmd } => crate::vault::run(cmd, g.vault_key.as_deref()),
+        Cmd::Vault { cmd } => {
+            crate::vault::run(cmd, g.vault_key.as_deref(), &g.vault_password_files)
+        }
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
         Cmd::Run {
             pattern,

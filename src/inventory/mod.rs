@@ -43,14 +43,51 @@ pub struct Inventory {
     pub path: PathBuf,
     pub hosts: IndexMap<String, Host>,
     pub groups: IndexMap<String, Group>,
-    /// Vault files that could not be opened (no key given). `check` reports them; plan/apply refuse.
-    pub unopened_vaults: Vec<(PathBuf, String)>,
+    /// Vaults that could not be opened (no key or password given), where (a file, or the
+    /// file:line of an ansible-vault value) and why. `check` reports them; plan/apply refuse.
+    pub unopened_vaults: Vec<(Loc, String)>,
     /// Facts gathered from hosts (the keys of `ansible_facts`), when templates use them.
     pub facts: IndexMap<String, serde_json::Map<String, Value>>,
 }
 
-/// How vault files are opened while loading. A closure keeps this module free of key handling.
-pub type Decrypt<'a> = &'a dyn Fn(&Path) -> Result<Secret<Vec<u8>>, VaultFail>;
+/// How vaults are opened while loading: a trait object keeps this module free of key handling.
+/// A plain closure over a path opens age files only (tests, commands that need no secrets).
+pub type Decrypt<'a> = &'a dyn Open;
+
+pub trait Open {
+    /// An age-encrypted file (`*.age`).
+    fn age(&self, file: &Path) -> Result<Secret<Vec<u8>>, VaultFail>;
+    /// One ansible-vault envelope (a `!vault` value, or a whole file).
+    fn ansible(&self, _envelope: &str) -> Result<Secret<Vec<u8>>, VaultFail> {
+        Err(VaultFail::NoKey(
+            crate::vault::password::Passwords::no_password_reason(),
+        ))
+    }
+    /// A SOPS document, decrypted in place (its `sops:` block removed); returns the top-level
+    /// keys that held encrypted values.
+    fn sops(&self, _file: &Path, _doc: &mut Node) -> Result<BTreeSet<String>, VaultFail> {
+        Err(VaultFail::NoKey("no age identity for SOPS files".into()))
+    }
+}
+
+impl<F: Fn(&Path) -> Result<Secret<Vec<u8>>, VaultFail>> Open for F {
+    fn age(&self, file: &Path) -> Result<Secret<Vec<u8>>, VaultFail> {
+        self(file)
+    }
+}
+
+/// Vault errors (a wrong key or password, a tampered file) exit 4, not 3: their messages start
+/// with one of these, or their file is an age vault.
+pub const ANSIBLE_VAULT_DIAG: &str = "ansible-vault: ";
+pub const SOPS_DIAG: &str = "SOPS: ";
+
+pub fn is_vault_diag(d: &Diag) -> bool {
+    d.message.starts_with(ANSIBLE_VAULT_DIAG)
+        || d.message.starts_with(SOPS_DIAG)
+        || d.loc
+            .as_ref()
+            .is_some_and(|l| l.file.extension().is_some_and(|e| e == "age"))
+}
 
 #[derive(Debug, Clone)]
 pub enum VaultFail {
@@ -94,7 +131,7 @@ impl Inventory {
         // Ansible's rule: YAML for .yml/.yaml/.json, the INI format for anything else
         // (`hosts`, `hosts.ini`, `inventory`).
         if is_yaml_name(path) {
-            inv.read_yaml(path, &mut diags)?;
+            inv.read_yaml(path, decrypt, &mut diags)?;
         } else {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Diags::from(Diag::at(
@@ -146,8 +183,10 @@ impl Inventory {
         diags.into_result().map(|_| inv)
     }
 
-    fn read_yaml(&mut self, path: &Path, diags: &mut Diags) -> Result<(), Diags> {
-        let node = yaml::read_node(path).map_err(Diags::from)?;
+    fn read_yaml(&mut self, path: &Path, decrypt: Decrypt, diags: &mut Diags) -> Result<(), Diags> {
+        let text = yaml::read_text(path)?;
+        let mut node = yaml::parse_node_vaults(path, &text).map_err(Diags::from)?;
+        self.open_vault_values(path, &mut node, decrypt)?;
         match &node.v {
             NodeV::Null => {}
             NodeV::Map(entries) => {
@@ -355,21 +394,21 @@ impl Inventory {
             match self.read_vars_file(&f, decrypt) {
                 Ok(Some(l)) => layer.overlay(&l),
                 Ok(None) => {}
-                Err(d) => diags.push(d),
+                Err(d) => diags.extend(d),
             }
         }
         layer
     }
 
-    fn read_vars_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diag> {
+    fn read_vars_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diags> {
         if f.extension().is_some_and(|e| e == "age") {
-            let plain = match decrypt(f) {
+            let plain = match decrypt.age(f) {
                 Ok(p) => p,
                 Err(VaultFail::NoKey(why)) => {
-                    self.unopened_vaults.push((f.to_path_buf(), why));
+                    self.unopened_vaults.push((Loc::file_only(f), why));
                     return Ok(None);
                 }
-                Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why)),
+                Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why).into()),
             };
             let text = std::str::from_utf8(plain.expose())
                 .map_err(|_| Diag::at(Loc::file_only(f), "vault content is not UTF-8 text"))?;
@@ -379,13 +418,105 @@ impl Inventory {
                 d.message = "invalid YAML inside the vault (see `labctl vault view`)".into();
                 d
             })?;
-            let layer = vars_from_node(f, &node)?;
-            let mut secret = VarLayer::secret(layer.values);
-            secret.locs = layer.locs;
-            return Ok(Some(secret));
+            return Ok(Some(secret_layer(f, &node)?));
         }
-        let node = yaml::read_node(f)?;
-        vars_from_node(f, &node).map(Some)
+        let text = yaml::read_text(f)?;
+        if crate::vault::ansible::is_envelope(&text) {
+            return Ok(self.read_ansible_vault_file(f, &text, decrypt)?);
+        }
+        let mut node = yaml::parse_node_vaults(f, &text)?;
+        if crate::vault::sops::is_sops_document(&node) {
+            let encrypted = match decrypt.sops(f, &mut node) {
+                Ok(keys) => keys,
+                Err(VaultFail::NoKey(why)) => {
+                    self.unopened_vaults.push((Loc::file_only(f), why));
+                    return Ok(None);
+                }
+                Err(VaultFail::Error(why)) => {
+                    return Err(Diag::at(Loc::file_only(f), format!("{SOPS_DIAG}{why}")).into())
+                }
+            };
+            let mut layer = vars_from_node(f, &node)?;
+            layer.secret.extend(encrypted);
+            return Ok(Some(layer));
+        }
+        self.open_vault_values(f, &mut node, decrypt)?;
+        Ok(Some(vars_from_node(f, &node)?))
+    }
+
+    /// A whole file encrypted with `ansible-vault encrypt`: all its vars are secret.
+    fn read_ansible_vault_file(
+        &mut self,
+        f: &Path,
+        text: &str,
+        decrypt: Decrypt,
+    ) -> Result<Option<VarLayer>, Diag> {
+        let plain = match decrypt.ansible(text) {
+            Ok(p) => p,
+            Err(VaultFail::NoKey(why)) => {
+                self.unopened_vaults.push((Loc::new(f, 1, 1), why));
+                return Ok(None);
+            }
+            Err(VaultFail::Error(why)) => {
+                return Err(Diag::at(
+                    Loc::new(f, 1, 1),
+                    format!("{ANSIBLE_VAULT_DIAG}{why}"),
+                ))
+            }
+        };
+        // The file on disk is ciphertext: a position inside the plaintext is named in the
+        // message (`ansible-vault view` shows it), never rendered from the file.
+        let text = std::str::from_utf8(plain.expose()).map_err(|_| {
+            Diag::at(
+                Loc::file_only(f),
+                format!("{ANSIBLE_VAULT_DIAG}the decrypted file is not UTF-8 text"),
+            )
+        })?;
+        let node = yaml::parse_node(f, text).map_err(|d| {
+            let line = d.loc.as_ref().map_or(0, |l| l.line);
+            Diag::at(
+                Loc::file_only(f),
+                format!("invalid YAML inside the ansible-vault file at line {line} (see `ansible-vault view`)"),
+            )
+        })?;
+        secret_layer(f, &node).map(Some)
+    }
+
+    /// Open every `!vault` value in `node` in place. Without a password each is recorded as
+    /// unopened (its file:line); a wrong password or a tampered value is an error at its line,
+    /// all of them reported.
+    fn open_vault_values(
+        &mut self,
+        f: &Path,
+        node: &mut Node,
+        decrypt: Decrypt,
+    ) -> Result<(), Diags> {
+        let mut diags = Diags::default();
+        for (line, col, v) in node.vaults_mut() {
+            let yaml::Vaulted::Sealed(envelope) = &*v else {
+                continue;
+            };
+            match decrypt.ansible(envelope) {
+                Ok(plain) => match String::from_utf8(plain.into_inner()) {
+                    Ok(s) => *v = yaml::Vaulted::Open(Secret::new(s)),
+                    Err(e) => {
+                        drop(Secret::new(e.into_bytes()));
+                        diags.push(Diag::at(
+                            Loc::new(f, line, col),
+                            format!("{ANSIBLE_VAULT_DIAG}the decrypted value is not UTF-8 text"),
+                        ));
+                    }
+                },
+                Err(VaultFail::NoKey(why)) => {
+                    self.unopened_vaults.push((Loc::new(f, line, col), why))
+                }
+                Err(VaultFail::Error(why)) => diags.push(Diag::at(
+                    Loc::new(f, line, col),
+                    format!("{ANSIBLE_VAULT_DIAG}{why}"),
+                )),
+            }
+        }
+        diags.into_result()
     }
 
     /// A group_vars/ or host_vars/ entry for a group or host that does not exist is a typo.
@@ -576,12 +707,22 @@ fn is_vars_file(p: &Path) -> bool {
 }
 
 /// A vars node must be a map with valid variable names.
+/// A vault file's vars: all secret.
+fn secret_layer(f: &Path, node: &Node) -> Result<VarLayer, Diag> {
+    let layer = vars_from_node(f, node)?;
+    let mut secret = VarLayer::secret(layer.values);
+    secret.locs = layer.locs;
+    Ok(secret)
+}
+
+/// A var holding an ansible-vault value anywhere inside is secret as a whole.
 pub fn vars_from_node(file: &Path, node: &Node) -> Result<VarLayer, Diag> {
     match &node.v {
         NodeV::Null => Ok(VarLayer::default()),
         NodeV::Map(entries) => {
             let mut m = IndexMap::new();
             let mut locs = std::collections::BTreeMap::new();
+            let mut secret = BTreeSet::new();
             for (k, v) in entries {
                 let key = k.key_string();
                 if !valid_var_name(&key) {
@@ -592,10 +733,14 @@ pub fn vars_from_node(file: &Path, node: &Node) -> Result<VarLayer, Diag> {
                     .help("use letters, digits and `_`, not starting with a digit"));
                 }
                 locs.insert(key.clone(), v.loc(file));
+                if v.has_vault() {
+                    secret.insert(key.clone());
+                }
                 m.insert(key, v.to_json());
             }
             let mut layer = VarLayer::from_map(m);
             layer.locs = locs;
+            layer.secret = secret;
             Ok(layer)
         }
         _ => Err(Diag::at(

@@ -94,6 +94,24 @@ pub enum VaultCmd {
         #[arg(long, value_name = "FILE")]
         recipients: Option<PathBuf>,
     },
+    /// Move ansible-vault values (inline `!vault` and whole-file vaults) into the age vault
+    ///
+    /// An inline `KEY: !vault |…` becomes `KEY: "{{ vault_KEY }}"` and `vault_KEY` goes to the age
+    /// vault (`vault.yml.age` in a group_vars/NAME/ or host_vars/NAME/ folder, else NAME.yml.age
+    /// beside NAME.yml); a whole-file vault's vars move as they are and the file is removed. The
+    /// changes are listed and confirmed first; without a terminal, --yes is required (else exit
+    /// 5). Passwords come from --vault-password-file, $ANSIBLE_VAULT_PASSWORD_FILE or a prompt.
+    ImportAnsible {
+        /// Vars files holding ansible-vault values
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+        /// Recipients file [default: nearest .age-recipients above each age vault]
+        #[arg(long, value_name = "FILE")]
+        recipients: Option<PathBuf>,
+    },
     /// Print one value from a vault, for scripts
     ///
     /// KEY is a dotted path (`db.password`, `users.0.name`). Strings, numbers and booleans are
@@ -151,7 +169,11 @@ impl From<Fail> for CliError {
 
 type R<T> = Result<T, Fail>;
 
-pub fn run(cmd: VaultCmd, vault_key: Option<&Path>) -> Result<Exit, CliError> {
+pub fn run(
+    cmd: VaultCmd,
+    vault_key: Option<&Path>,
+    password_files: &[PathBuf],
+) -> Result<Exit, CliError> {
     let r = match cmd {
         VaultCmd::Keygen { out } => cmd_keygen(out),
         VaultCmd::Encrypt {
@@ -178,6 +200,17 @@ pub fn run(cmd: VaultCmd, vault_key: Option<&Path>) -> Result<Exit, CliError> {
         VaultCmd::Edit { file, recipients } => cmd_edit(&file, recipients.as_deref(), vault_key),
         VaultCmd::Rekey { files, recipients } => cmd_rekey(files, recipients.as_deref(), vault_key),
         VaultCmd::Get { file, key } => cmd_get(&file, &key, vault_key),
+        VaultCmd::ImportAnsible {
+            files,
+            yes,
+            recipients,
+        } => cmd_import(
+            &files,
+            yes,
+            recipients.as_deref(),
+            vault_key,
+            password_files,
+        ),
     };
     Ok(r?)
 }
@@ -391,6 +424,32 @@ fn cmd_decrypt(
                 .map_err(|e| Fail::Other(format!("cannot write to stdout: {e}")))?;
         }
     }
+    Ok(Exit::Ok)
+}
+
+fn cmd_import(
+    files: &[PathBuf],
+    yes: bool,
+    recipients: Option<&Path>,
+    vault_key: Option<&Path>,
+    password_files: &[PathBuf],
+) -> R<Exit> {
+    use super::import::ImportFail;
+    let keys = Keyring::discover(vault_key)?;
+    let passwords = super::password::Passwords::discover(password_files);
+    super::import::run(files, yes, recipients, &keys, &passwords, |r, t| {
+        recipients_for(r, t).map(|(_, rs)| rs).map_err(|f| match f {
+            Fail::Vault(e) => ImportFail::Vault(e),
+            Fail::Input(m) => ImportFail::Input(m),
+            other => ImportFail::Other(CliError::from(other).to_string()),
+        })
+    })
+    .map_err(|e| match e {
+        ImportFail::Vault(e) => Fail::Vault(e),
+        ImportFail::Input(m) => Fail::Input(m),
+        ImportFail::Refused(m) => Fail::Refused(m),
+        ImportFail::Other(m) => Fail::Other(m),
+    })?;
     Ok(Exit::Ok)
 }
 

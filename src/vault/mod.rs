@@ -4,17 +4,24 @@
 //! - `recipients`: the repo's `.age-recipients` (who can open the vaults).
 //! - `file`: decrypting and encrypting bytes, with errors a user can act on; atomic writes.
 //! - `cli`: `labctl vault …`.
+//! - `ansible`, `password`: ansible-vault values (read), and where their passwords come from.
+//! - `sops`: SOPS files with age recipients (read).
+//! - `import`: `labctl vault import-ansible`, ansible-vault values into the age vault.
 //!
 //! Plaintext only ever lives in a `Secret`. Error messages are built from file names, key sources,
 //! public keys and age's own error kinds — never from decrypted content — and YAML errors from
 //! vault content are reported by position with quoted fragments removed.
 
+pub mod ansible;
 mod cli;
 mod file;
 pub mod gen;
+mod import;
 mod keys;
 pub(crate) use keys::rfc3339_now;
+pub mod password;
 mod recipients;
+pub mod sops;
 
 use std::path::PathBuf;
 
@@ -96,6 +103,11 @@ pub enum VaultError {
 
     #[error("cannot encrypt: {0}")]
     Encrypt(String),
+
+    /// An ansible-vault value that cannot be opened (no password, wrong one, tampered), with
+    /// where it is.
+    #[error("{0}")]
+    AnsibleVault(String),
 }
 
 impl VaultError {
