@@ -255,7 +255,8 @@ fn example_inventory_checks_with_and_without_its_key() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("could not open vault"),
+        String::from_utf8_lossy(&o.stderr).contains("could not open 1 vault(s)")
+            && String::from_utf8_lossy(&o.stderr).contains("group_vars/all/vault.yml.age"),
         "{}",
         show(&o)
     );

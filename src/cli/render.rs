@@ -82,6 +82,72 @@ fn k3s_disabled(h: &HostWork) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What the site's other environments send to the same cluster, per host, their origins naming
+/// the environment: one cluster holds production and staging side by side, so a run for one
+/// environment meets the other's objects there (a shared role's Secret reference, a namespace).
+/// Compiled quietly: each environment's own problems are its own run's to report.
+fn other_environments(
+    g: &Global,
+    t: &Target,
+    compiled: &Compiled,
+) -> Result<std::collections::HashMap<String, Vec<Input>>, CliError> {
+    let mut out: std::collections::HashMap<String, Vec<Input>> = Default::default();
+    let Some(vars) = compiled
+        .hosts
+        .first()
+        .and_then(|h| h.roles.first())
+        .map(|r| &r.vars.values)
+    else {
+        return Ok(out);
+    };
+    let Some(envs) = vars.get("environments").and_then(Value::as_object) else {
+        return Ok(out);
+    };
+    let current = vars.get("target_environment").and_then(Value::as_str);
+    let quiet = Global {
+        sh: std::sync::Arc::new(crate::ui::Shell::buffered(
+            Box::new(std::io::sink()),
+            Box::new(std::io::sink()),
+        )),
+        verbose: 0,
+        json: false,
+        vault_key: g.vault_key.clone(),
+        vault_password_files: g.vault_password_files.clone(),
+    };
+    let base: Vec<String> = t
+        .extra_vars
+        .iter()
+        .filter(|e| !e.starts_with("target_environment="))
+        .cloned()
+        .collect();
+    let names = envs.keys().filter(|e| Some(e.as_str()) != current);
+    // The run without a target too, when this one names one: that is what a plain apply sends.
+    let runs = current
+        .map(|_| None)
+        .into_iter()
+        .chain(names.map(|e| Some(e.clone())));
+    for env in runs {
+        let mut t2 = t.clone();
+        t2.extra_vars = base.clone();
+        if let Some(e) = &env {
+            t2.extra_vars.push(format!("target_environment={e}"));
+        }
+        let Ok(l) = load::load(&quiet.sh, &quiet, &t2, true, false) else {
+            continue;
+        };
+        let label = env.as_deref().unwrap_or("none named");
+        for w in cluster_work(&l.compiled) {
+            out.entry(w.host)
+                .or_default()
+                .extend(w.inputs.into_iter().map(|mut i| {
+                    i.origin = format!("{} (environment {label})", i.origin);
+                    i
+                }));
+        }
+    }
+    Ok(out)
+}
+
 /// `labctl render`.
 pub fn render(
     g: &Global,
@@ -118,6 +184,7 @@ pub fn render(
             "charts not rendered ({why}): releases are written as their values only, and nothing is validated"
         ));
     }
+    let others = other_environments(g, t, &l.compiled)?;
     let mut failed = false;
     let mut stream = String::new();
     for w in &work {
@@ -130,10 +197,15 @@ pub fn render(
                 ))
             }
         };
-        let outcome = kit
-            .as_ref()
-            .ok()
-            .map(|k| gate::run(k, &kv, &w.k3s_disabled, &w.inputs));
+        let outcome = kit.as_ref().ok().map(|k| {
+            gate::run(
+                k,
+                &kv,
+                &w.k3s_disabled,
+                &w.inputs,
+                others.get(&w.host).map_or(&[], |v| v.as_slice()),
+            )
+        });
         if let Some(o) = &outcome {
             for p in &o.problems {
                 sh.error(&format!("{}: {p}", w.host));
@@ -265,7 +337,12 @@ fn as_stream(w: &HostCluster, outcome: Option<&Outcome>) -> String {
 
 /// `check`'s part: the gate over every host, or the reason it did not run. Problems are printed;
 /// the result says whether there were any.
-pub fn gate_for_check(g: &Global, root: &Path, compiled: &Compiled) -> Result<bool, CliError> {
+pub fn gate_for_check(
+    g: &Global,
+    t: &Target,
+    root: &Path,
+    compiled: &Compiled,
+) -> Result<bool, CliError> {
     let sh = &g.sh;
     let work = cluster_work(compiled);
     if work.is_empty() {
@@ -281,6 +358,7 @@ pub fn gate_for_check(g: &Global, root: &Path, compiled: &Compiled) -> Result<bo
             return Ok(true);
         }
     };
+    let others = other_environments(g, t, compiled)?;
     let mut ok = true;
     let mut releases = 0;
     let mut objects = 0;
@@ -292,7 +370,13 @@ pub fn gate_for_check(g: &Global, root: &Path, compiled: &Compiled) -> Result<bo
             );
             continue;
         };
-        let o = gate::run(&kit, kv, &w.k3s_disabled, &w.inputs);
+        let o = gate::run(
+            &kit,
+            kv,
+            &w.k3s_disabled,
+            &w.inputs,
+            others.get(&w.host).map_or(&[], |v| v.as_slice()),
+        );
         releases += o.rendered.len();
         objects += o.objects.iter().filter(|p| p.order > 0).count();
         for p in &o.problems {

@@ -302,8 +302,12 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
         .map(|i| i.id.to_string())
         .collect();
     let root = t.site.parent().filter(|p| !p.as_os_str().is_empty());
-    let rendered_ok =
-        super::render::gate_for_check(g, root.unwrap_or(std::path::Path::new(".")), &l.compiled)?;
+    let rendered_ok = super::render::gate_for_check(
+        g,
+        t,
+        root.unwrap_or(std::path::Path::new(".")),
+        &l.compiled,
+    )?;
     if !rendered_ok {
         return Err(CliError::Reported(Exit::BadInput));
     }

@@ -102,8 +102,16 @@ pub fn kube_version(k3s_version: &str) -> String {
 
 /// Run the gate over one host's cluster work, in site order.
 /// `k3s_disabled`: the packaged components k3s runs without (its `disable:`), whose pods and
-/// Services then do not exist.
-pub fn run(kit: &Kit, kube_version: &str, k3s_disabled: &[String], inputs: &[Input]) -> Outcome {
+/// Services then do not exist. `others`: what the site's other environments put in the same
+/// cluster (one cluster holds staging beside production); it is there before this run, and it is
+/// checked in its own run, so here it only satisfies references, selectors and namespaces.
+pub fn run(
+    kit: &Kit,
+    kube_version: &str,
+    k3s_disabled: &[String],
+    inputs: &[Input],
+    others: &[Input],
+) -> Outcome {
     let mut out = Outcome::default();
     let builtin = match &kit.schemas {
         Some(d) => match Builtin::load(d) {
@@ -132,108 +140,37 @@ pub fn run(kit: &Kit, kube_version: &str, k3s_disabled: &[String], inputs: &[Inp
             value: doc,
         });
     }
+    let mut existing: Vec<Placed> = Vec::new();
+    let mut ignored = Vec::new();
+    for input in others {
+        let (placed, _) = place(kit, kube_version, 0, input, &existing, &mut ignored);
+        existing.extend(placed);
+    }
+    for p in existing
+        .iter()
+        .filter(|p| p.kind() == "CustomResourceDefinition")
+    {
+        schemas.add_crd(&p.value);
+    }
     for (i, input) in inputs.iter().enumerate() {
-        let order = i + 1;
-        match &input.sent {
-            Sent::Removal => {}
-            Sent::Objects(objs) => {
-                for v in objs {
-                    let ns = v
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or("default")
-                        .to_string();
-                    out.objects.push(Placed {
-                        origin: input.origin.clone(),
-                        source: None,
-                        order,
-                        release: None,
-                        namespace: ns,
-                        value: v.clone(),
-                    });
-                }
-            }
-            Sent::Release {
-                name,
-                namespace,
-                chart,
-                version,
-                values,
-                create_namespace,
-            } => {
-                let file = kit.chart_file(chart, version);
-                if !file.is_file() {
-                    out.problems.push(Problem {
-                        whence: input.origin.clone(),
-                        object: format!("release {namespace}/{name}"),
-                        message: format!(
-                            "no kept chart {} for {chart} {version}: keep it there (scripts/refresh-charts.sh) so the gate can render it",
-                            file.display()
-                        ),
-                    });
-                    continue;
-                }
-                if *create_namespace {
-                    out.objects.push(Placed {
-                        origin: input.origin.clone(),
-                        source: Some("--create-namespace".into()),
-                        order,
-                        release: Some(input.origin.clone()),
-                        namespace: String::new(),
-                        value: serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-                            "metadata": {"name": namespace}}),
-                    });
-                }
-                let api_versions = api_versions(&out.objects);
-                match helm_template(
-                    kit,
-                    name,
-                    namespace,
-                    &file,
-                    kube_version,
-                    &api_versions,
-                    values,
-                ) {
-                    Err(e) => out.problems.push(Problem {
-                        whence: input.origin.clone(),
-                        object: format!("release {namespace}/{name}"),
-                        message: format!("helm template refuses it: {e}"),
-                    }),
-                    Ok(text) => {
-                        match split_docs(&text) {
-                            Err(e) => out.problems.push(Problem {
-                                whence: input.origin.clone(),
-                                object: format!("release {namespace}/{name}"),
-                                message: e,
-                            }),
-                            Ok(docs) => {
-                                for (source, v) in docs {
-                                    let ns = v
-                                        .pointer("/metadata/namespace")
-                                        .and_then(Value::as_str)
-                                        .unwrap_or(namespace)
-                                        .to_string();
-                                    out.objects.push(Placed {
-                                        origin: input.origin.clone(),
-                                        source,
-                                        order,
-                                        release: Some(input.origin.clone()),
-                                        namespace: ns,
-                                        value: v,
-                                    });
-                                }
-                            }
-                        }
-                        out.rendered.push((input.origin.clone(), text));
-                    }
-                }
-            }
-        }
+        let (placed, text) = place(
+            kit,
+            kube_version,
+            i + 1,
+            input,
+            &out.objects,
+            &mut out.problems,
+        );
         // CRDs sent so far define kinds for what comes after (and within the same release).
-        for p in out.objects.iter().filter(|p| p.order == order) {
-            if p.kind() == "CustomResourceDefinition" {
-                schemas.add_crd(&p.value);
-            }
+        for p in placed
+            .iter()
+            .filter(|p| p.kind() == "CustomResourceDefinition")
+        {
+            schemas.add_crd(&p.value);
+        }
+        out.objects.extend(placed);
+        if let Some(text) = text {
+            out.rendered.push((input.origin.clone(), text));
         }
     }
     for p in &out.objects {
@@ -256,11 +193,117 @@ pub fn run(kit: &Kit, kube_version: &str, k3s_disabled: &[String], inputs: &[Inp
             }),
         }
     }
-    out.problems
-        .extend(super::rules::check(&out.objects, &schemas, k3s_disabled));
+    // The other environments' objects, less what this run sends itself (the same object, which
+    // this run would update) and less their repeats (a shared role renders alike in each).
+    let key = |p: &Placed| {
+        let (g, _) = super::group_version(p.api_version());
+        (
+            g.to_string(),
+            p.kind().to_string(),
+            p.namespace.clone(),
+            p.name().to_string(),
+        )
+    };
+    let mut seen: std::collections::BTreeSet<_> = out.objects.iter().map(key).collect();
+    existing.retain(|p| seen.insert(key(p)));
+    let theirs: std::collections::BTreeSet<String> = existing.iter().map(Placed::whence).collect();
+    let mut all = existing;
+    all.append(&mut out.objects);
+    out.objects = all;
+    out.problems.extend(
+        super::rules::check(&out.objects, &schemas, k3s_disabled)
+            .into_iter()
+            .filter(|p| !theirs.contains(&p.whence)),
+    );
+    out.objects.retain(|p| !theirs.contains(&p.whence()));
     out.problems.sort();
     out.problems.dedup();
     out
+}
+
+/// One resource's objects as the cluster receives them (a release rendered by helm), and
+/// helm's output for a release. `before`: everything sent earlier (its CRDs are the API
+/// versions a chart can ask about).
+fn place(
+    kit: &Kit,
+    kube_version: &str,
+    order: usize,
+    input: &Input,
+    before: &[Placed],
+    problems: &mut Vec<Problem>,
+) -> (Vec<Placed>, Option<String>) {
+    let mut out = Vec::new();
+    let at = |v: &Value, default_ns: &str, source: Option<String>, release: bool| Placed {
+        origin: input.origin.clone(),
+        source,
+        order,
+        release: release.then(|| input.origin.clone()),
+        namespace: v
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(default_ns)
+            .to_string(),
+        value: v.clone(),
+    };
+    match &input.sent {
+        Sent::Removal => (out, None),
+        Sent::Objects(objs) => {
+            out.extend(objs.iter().map(|v| at(v, "default", None, false)));
+            (out, None)
+        }
+        Sent::Release {
+            name,
+            namespace,
+            chart,
+            version,
+            values,
+            create_namespace,
+        } => {
+            let problem = |message: String| Problem {
+                whence: input.origin.clone(),
+                object: format!("release {namespace}/{name}"),
+                message,
+            };
+            let file = kit.chart_file(chart, version);
+            if !file.is_file() {
+                problems.push(problem(format!(
+                    "no kept chart {} for {chart} {version}: keep it there (scripts/refresh-charts.sh) so the gate can render it",
+                    file.display()
+                )));
+                return (out, None);
+            }
+            if *create_namespace {
+                let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": namespace}});
+                out.push(at(&ns, "", Some("--create-namespace".into()), true));
+            }
+            let api_versions = api_versions(before);
+            match helm_template(
+                kit,
+                name,
+                namespace,
+                &file,
+                kube_version,
+                &api_versions,
+                values,
+            ) {
+                Err(e) => {
+                    problems.push(problem(format!("helm template refuses it: {e}")));
+                    (out, None)
+                }
+                Ok(text) => {
+                    match split_docs(&text) {
+                        Err(e) => problems.push(problem(e)),
+                        Ok(docs) => out.extend(
+                            docs.iter()
+                                .map(|(src, v)| at(v, namespace, src.clone(), true)),
+                        ),
+                    }
+                    (out, Some(text))
+                }
+            }
+        }
+    }
 }
 
 /// `group/version` and `group/version/Kind` of every CRD sent so far, as helm's
@@ -467,5 +510,64 @@ mod tests {
             kit.chart_file("oci://ghcr.io/x/cert-manager", "v1.21.1"),
             PathBuf::from("/p/charts/cert-manager-v1.21.1.tgz")
         );
+    }
+
+    fn objects(origin: &str, objs: Vec<Value>) -> Input {
+        Input {
+            origin: origin.into(),
+            sent: Sent::Objects(objs),
+        }
+    }
+
+    #[test]
+    fn other_environments_are_already_in_the_cluster_but_are_not_checked_here() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("charts")).unwrap();
+        // No release here: helm is never run.
+        let kit = Kit {
+            helm: "/nonexistent/helm".into(),
+            charts: d.path().join("charts"),
+            schemas: None,
+        };
+        let ns = |n: &str| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
+        let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "pg", "namespace": "db"}, "stringData": {"password": "<secret>"}});
+        let reader = |ns: &str, secret: &str| {
+            serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "backup", "namespace": ns},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x",
+                "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]}]}}}})
+        };
+        let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "ui", "namespace": "mon"},
+            "spec": {"type": "NodePort", "selector": {}, "ports": [{"port": 80, "nodePort": 30080}]}});
+        let this = vec![
+            objects("mon/k8s_manifest:ns", vec![ns("mon")]),
+            objects("mon/k8s_manifest:ui", vec![svc.clone()]),
+            objects("backups/k8s_manifest:job", vec![reader("db", "pg")]),
+        ];
+        // Alone, the run's Job reads a Secret nothing sends, in a namespace nothing makes.
+        let alone = run(&kit, "1.36.4", &[], &this, &[]);
+        assert_eq!(alone.problems.len(), 2, "{:?}", alone.problems);
+        // The other environment made both; its own broken Job and its copy of the shared Service
+        // (same object, same NodePort) are not this run's problems.
+        let others = vec![
+            objects(
+                "pg/k8s_manifest:ns (environment prod)",
+                vec![ns("db"), ns("mon")],
+            ),
+            objects("pg/k8s_secret:pg (environment prod)", vec![secret]),
+            objects("mon/k8s_manifest:ui (environment prod)", vec![svc]),
+            objects(
+                "x/k8s_manifest:broken (environment prod)",
+                vec![reader("db", "missing")],
+            ),
+        ];
+        let with = run(&kit, "1.36.4", &[], &this, &others);
+        assert_eq!(with.problems, vec![]);
+        assert!(with
+            .objects
+            .iter()
+            .all(|p| !p.origin.contains("environment prod")));
     }
 }

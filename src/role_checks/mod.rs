@@ -45,6 +45,8 @@ pub fn role_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
         "inventory_hostname".into(),
         Value::String("lab-server-1".into()),
     );
+    // Every environment's NodePorts (site::environments): none without an inventory.
+    vars.insert("environment_node_ports".into(), Value::Array(vec![]));
     for (k, v) in overrides {
         vars.insert((*k).to_string(), v.clone());
     }

@@ -35,8 +35,8 @@ impl Shell {
         }
     }
 
-    /// For tests: capture both streams.
-    #[cfg(test)]
+    /// Both streams into writers of the caller's: tests capture them, and a quiet inner load
+    /// (render's other environments) sends them to `io::sink`.
     pub fn buffered(out: Box<dyn Write + Send>, err: Box<dyn Write + Send>) -> Shell {
         Shell {
             out: Mutex::new(out),
