@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::apply::{self, Opts};
 use crate::error::{CliError, Exit};
-use crate::plan::{HostError, HostPlan, Plan, PLAN_FORMAT};
+use crate::plan::{HostError, HostPlan, Plan, Recap, PLAN_FORMAT};
 use crate::site::select::Compiled;
 use crate::ui::{self, progress::Progress};
 
@@ -249,7 +249,7 @@ fn apply_run(
         l.recompile(),
     ));
     progress.finish();
-    let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) =
+    let (plans, recaps): (Vec<HostPlan>, Vec<Recap>) =
         results.into_iter().map(|o| (o.plan, o.recap)).unzip();
     run.hosts_from(&recaps);
     if g.json {

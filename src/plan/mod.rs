@@ -2,10 +2,12 @@
 
 pub mod build;
 pub mod error;
+pub mod recap;
 pub mod step;
 pub mod touch;
 
 pub use error::HostError;
+pub use recap::{Failure, HostOutcome, Recap};
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};

@@ -9,8 +9,7 @@ pub mod prompt;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::apply::Recap;
-use crate::plan::{Action, HostPlan, Plan};
+use crate::plan::{Action, HostPlan, Plan, Recap};
 
 pub struct Shell {
     out: Mutex<Box<dyn Write + Send>>,

@@ -1,0 +1,249 @@
+//! Asking hosts for facts: which queries a host's plan reads, the first probe that also gathers
+//! the facts templates name (and the compile again with them), and the one probe script run.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::conn::Conns;
+use super::placeholder::{has_placeholder, placeholder_in};
+use super::{Opts, Recompile};
+use crate::facts::{self, probe, Fact, FactQuery, Facts};
+use crate::plan::HostError;
+use crate::site::select::{Compiled, Item};
+use crate::transport::Transport;
+
+/// The first probe of the hosts `idxs`, in parallel over their run-long connections: their
+/// facts for templates and every query the current compile knows (a query naming a placeholder
+/// is left for later: it never reaches a host). Returns the site compiled again with the
+/// facts, and each host's answers, or why it has none.
+pub(super) async fn first_probes(
+    compiled: Arc<Compiled>,
+    idxs: &[usize],
+    play: Option<usize>,
+    conns: &Conns,
+    opts: &Opts,
+    rc: &mut dyn Recompile,
+) -> (
+    Arc<Compiled>,
+    std::collections::HashMap<usize, Result<Facts, HostError>>,
+) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.forks.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for &i in idxs {
+        let (c, k, o, sem) = (compiled.clone(), conns.clone(), opts.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let work = &c.hosts[i];
+            let r = async {
+                let t = k.get(i, work, &o).await?;
+                let items: Vec<&Item> = work.roles_in(play).flat_map(|r| r.items.iter()).collect();
+                gather(&t, &first_queries(&items), &o).await
+            }
+            .await;
+            (i, r)
+        });
+    }
+    let mut answers = std::collections::HashMap::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok((i, r)) = j {
+            answers.insert(i, r);
+        }
+    }
+    for &i in idxs {
+        answers.entry(i).or_insert_with(|| {
+            Err(HostError::Internal(
+                "internal error: the probe task panicked".into(),
+            ))
+        });
+    }
+    let mut known = Vec::new();
+    for (&i, r) in answers.iter_mut() {
+        if let Ok(f) = r {
+            match f.get(&facts::host::HostQuery) {
+                Ok(m) => known.push((compiled.hosts[i].host.clone(), m)),
+                Err(e) => *r = Err(HostError::Probe(format!("facts for templates: {e}"))),
+            }
+        }
+    }
+    match rc.with_facts(known) {
+        Ok(c) if same_hosts(&c, &compiled) => (Arc::new(c), answers),
+        Ok(_) => {
+            let e = "internal error: compiling with facts selected other hosts".to_string();
+            fail_all(&compiled, &mut answers, |_| HostError::Internal(e.clone()));
+            (compiled, answers)
+        }
+        Err(report) => {
+            fail_all(&compiled, &mut answers, |h| {
+                HostError::Plan(errors_of(&report, h))
+            });
+            (compiled, answers)
+        }
+    }
+}
+
+fn same_hosts(a: &Compiled, b: &Compiled) -> bool {
+    a.hosts.len() == b.hosts.len() && a.hosts.iter().zip(&b.hosts).all(|(x, y)| x.host == y.host)
+}
+
+fn fail_all(
+    compiled: &Compiled,
+    answers: &mut std::collections::HashMap<usize, Result<Facts, HostError>>,
+    why: impl Fn(&str) -> HostError,
+) {
+    for (&i, r) in answers.iter_mut() {
+        if r.is_ok() {
+            *r = Err(why(&compiled.hosts[i].host));
+        }
+    }
+}
+
+/// The problems of a compile report about `host`; a host the report does not name was not
+/// planned because the others' errors stopped the compile.
+fn errors_of(report: &[String], host: &str) -> String {
+    let tag = format!("host `{host}`");
+    let mine: Vec<&str> = report
+        .iter()
+        .filter(|l| l.contains(&tag))
+        .map(String::as_str)
+        .collect();
+    if !mine.is_empty() {
+        return mine.join("\n");
+    }
+    if !report.iter().any(|l| l.contains("host `")) {
+        return report.join("\n");
+    }
+    "not planned: the site did not compile with the gathered facts (see the other hosts' errors)"
+        .into()
+}
+
+/// The first probe's queries: the host's plan queries that name no placeholder, and its facts.
+pub(crate) fn first_queries(items: &[&Item]) -> Vec<FactQuery> {
+    host_queries(items)
+        .into_iter()
+        .filter(|q| !has_placeholder(&q.key) && !has_placeholder(&q.script))
+        .chain([facts::host::HostQuery.query()])
+        .collect()
+}
+
+/// The queries in `want` that `have` holds no answer for: what a second, small probe must ask
+/// after compiling with facts (usually none: a download's url and checksum change, its path
+/// does not).
+pub(crate) fn missing(have: &Facts, want: &[FactQuery]) -> Vec<FactQuery> {
+    want.iter()
+        .filter(|q| !have.raw.contains_key(&q.key))
+        .cloned()
+        .collect()
+}
+
+/// `have`, plus the answers to the queries in `want` it lacks, asked in one more probe (none
+/// when it lacks nothing).
+pub(super) async fn gather_missing(
+    t: &Transport,
+    mut have: Facts,
+    want: &[FactQuery],
+    opts: &Opts,
+) -> Result<Facts, HostError> {
+    let more = missing(&have, want);
+    if !more.is_empty() {
+        have.raw.extend(gather(t, &more, opts).await?.raw);
+    }
+    Ok(have)
+}
+
+/// Every fact a host's plan reads: the OS, the handler journal, and each item's.
+pub(crate) fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
+    [
+        facts::os::OsQuery.query(),
+        facts::journal::JournalQuery.query(),
+    ]
+    .into_iter()
+    .chain(items.iter().flat_map(|i| i.inst.facts()))
+    .collect()
+}
+
+/// Connect and probe one host for every fact its plan reads, and its facts for templates: the
+/// round trip `plan` and `apply` make, for `labctl facts` to print. With `recompile`, the host's
+/// work is compiled again with its facts, and what that adds is asked over the same connection.
+/// Returns the host's work as the diff would see it, the answers and its `ansible_facts`.
+pub async fn probe_host(
+    compiled: Compiled,
+    i: usize,
+    opts: &Opts,
+    recompile: Option<&mut dyn Recompile>,
+) -> Result<(Compiled, Facts, Map<String, Value>), HostError> {
+    let t = Transport::connect(
+        &compiled.hosts[i].conn,
+        opts.host_keys,
+        opts.connect_timeout,
+    )
+    .await?;
+    let r = async {
+        let items: Vec<&Item> = compiled.hosts[i].items().collect();
+        let f = gather(&t, &first_queries(&items), opts).await?;
+        let host = f
+            .get(&facts::host::HostQuery)
+            .map_err(|e| HostError::Probe(format!("facts for templates: {e}")))?;
+        let compiled = match recompile {
+            None => compiled,
+            Some(rc) => {
+                let c = rc
+                    .with_facts(vec![(compiled.hosts[i].host.clone(), host.clone())])
+                    .map_err(|e| HostError::Plan(errors_of(&e, &compiled.hosts[i].host)))?;
+                if !same_hosts(&c, &compiled) {
+                    return Err(HostError::Internal(
+                        "internal error: compiling with facts selected other hosts".into(),
+                    ));
+                }
+                c
+            }
+        };
+        let items: Vec<&Item> = compiled.hosts[i].items().collect();
+        let f = gather_missing(&t, f, &host_queries(&items), opts).await?;
+        Ok((compiled, f, host))
+    }
+    .await;
+    t.close().await;
+    r
+}
+
+pub(super) async fn gather(
+    t: &Transport,
+    queries: &[FactQuery],
+    opts: &Opts,
+) -> Result<Facts, HostError> {
+    if let Some(q) = queries
+        .iter()
+        .find(|q| has_placeholder(&q.key) || has_placeholder(&q.script))
+    {
+        return Err(HostError::Plan(format!(
+            "fact `{}` names `{}`, a fact that was not gathered for this host; not asked",
+            q.key,
+            placeholder_in(&format!("{} {}", q.key, q.script)).unwrap_or_default()
+        )));
+    }
+    let p = probe::build(queries);
+    let started = std::time::Instant::now();
+    let out = t.run(&p.script, None, opts.step_timeout).await?;
+    tracing::debug!(
+        host = t.dest(),
+        facts = p.keys().len(),
+        bytes = out.stdout.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "probe"
+    );
+    if !out.stderr.is_empty() {
+        tracing::debug!(host = t.dest(), stderr = %out.stderr_tail(), "probe stderr");
+    }
+    let stdout = out.stdout_str();
+    p.parse(&stdout).map_err(|e| {
+        HostError::Probe(format!(
+            "probe failed: {e} (exit {}; stderr: {})",
+            out.status,
+            out.stderr_tail()
+        ))
+    })
+}
