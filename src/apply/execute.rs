@@ -134,3 +134,61 @@ pub(super) async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::testutil::opts;
+
+    fn local() -> Transport {
+        Transport::Local { become_: false }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_first_failed_change_with_its_own_stderr() {
+        let d = tempfile::tempdir().unwrap();
+        let mark = |n: &str| d.path().join(n).display().to_string();
+        let first = [Step::sh(format!("echo one > {}", crate::sh::q(&mark("1"))))];
+        let second = [Step::sh("echo first-broke >&2; exit 3")];
+        let third = [Step::sh(format!(
+            "echo three > {}",
+            crate::sh::q(&mark("3"))
+        ))];
+        let (done, err) =
+            rt().block_on(execute_batch(&local(), &[&first, &second, &third], &opts()));
+        assert_eq!(done, 1);
+        let err = err.expect("the second change failed");
+        assert!(err.contains("first-broke"), "{err}");
+        assert!(d.path().join("1").exists());
+        assert!(
+            !d.path().join("3").exists(),
+            "a change after the failed one ran"
+        );
+    }
+
+    #[test]
+    fn steps_that_name_an_ungathered_fact_are_never_sent() {
+        let d = tempfile::tempdir().unwrap();
+        let ran = d.path().join("ran");
+        let ok = [Step::sh(format!(
+            "touch {}",
+            crate::sh::q(&ran.display().to_string())
+        ))];
+        let bad = [Step::sh("echo <fact:hostname>")];
+        let (done, err) = rt().block_on(execute_batch(&local(), &[&ok, &bad], &opts()));
+        assert_eq!(done, 0);
+        assert!(err
+            .unwrap()
+            .contains("`<fact:hostname>` is a fact that was not gathered"));
+        let e = rt().block_on(execute(&local(), &bad, &opts())).unwrap_err();
+        assert!(e.contains("not gathered"), "{e}");
+        assert!(!ran.exists(), "a batch holding a placeholder ran in part");
+    }
+}

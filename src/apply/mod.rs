@@ -121,3 +121,45 @@ pub trait Recompile {
         facts: Vec<(String, Map<String, Value>)>,
     ) -> Result<Compiled, Vec<String>>;
 }
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Items and options for the engine's unit tests, built the way `site::select` builds them.
+    use super::*;
+    use crate::error::Loc;
+    use crate::plan::ResourceId;
+    use crate::site::select::Item;
+
+    /// An item of role `r` from a rendered spec, e.g. `item("file", json!({"path": "/x"}))`.
+    pub fn item(kind: &str, rendered: Value) -> Item {
+        let inst = crate::resources::testutil::with_prepare(|cx| {
+            crate::resources::build(kind, rendered.clone(), cx)
+                .expect("a known kind")
+                .unwrap_or_else(|e| panic!("{kind}: {e:?}"))
+        });
+        Item {
+            id: ResourceId::new("r", inst.kind(), &inst.name()),
+            inst,
+            notify: vec![],
+            secret: false,
+            loc: Loc::new("roles/r/role.yml", 1, 1),
+            rendered,
+        }
+    }
+
+    /// Options for a local transport: no forks, no fail limit, a 30 s step timeout.
+    pub fn opts() -> Opts {
+        Opts {
+            forks: 1,
+            serial: None,
+            max_fail_percent: None,
+            secrets: Arc::new(vec![]),
+            interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            host_keys: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(5),
+            step_timeout: Duration::from_secs(30),
+            hash_key: [3; 32],
+            run: Arc::new(RunInfo::new()),
+        }
+    }
+}

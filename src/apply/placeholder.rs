@@ -47,3 +47,78 @@ pub(super) fn in_steps(steps: &[Step]) -> Option<String> {
 pub(super) fn placeholder_in(text: &str) -> Option<String> {
     crate::plan::step::tag_in(text.as_bytes(), facts::host::PLACEHOLDER.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::testutil::item;
+    use crate::plan::{Action, Change};
+    use serde_json::json;
+
+    #[test]
+    fn placeholders_are_found_by_name_in_text_and_steps() {
+        assert!(has_placeholder("file:/etc/<fact:hostname>"));
+        assert!(!has_placeholder("file:/etc/hostname"));
+        assert_eq!(
+            placeholder_in("arch is <fact:architecture>, host <fact:hostname>").as_deref(),
+            Some("<fact:architecture>")
+        );
+        assert_eq!(placeholder_in("no facts here"), None);
+        let steps = [Step::sh("true"), Step::sh("echo <fact:fqdn> > /etc/x")];
+        assert_eq!(in_steps(&steps).as_deref(), Some("<fact:fqdn>"));
+        assert_eq!(in_steps(&steps[..1]), None);
+    }
+
+    fn change(it: &Item, steps: Vec<Step>) -> Change {
+        Change {
+            id: it.id.clone(),
+            action: Action::Update,
+            reasons: vec![],
+            diff: None,
+            notify: vec![],
+            fingerprint: String::new(),
+            steps,
+        }
+    }
+
+    #[test]
+    fn an_item_that_would_send_a_placeholder_is_an_error_naming_host_and_resource() {
+        let clean = item("file", json!({"path": "/etc/x", "content": "y\n"}));
+        let mut p = Planned::InSync;
+        refuse_placeholder("h1", &clean, &mut p);
+        assert!(matches!(p, Planned::InSync));
+        let mut p = Planned::Change(change(&clean, vec![Step::sh("echo y > /etc/x")]));
+        refuse_placeholder("h1", &clean, &mut p);
+        assert!(matches!(p, Planned::Change(_)));
+
+        // The spec is clean, but a step would carry the placeholder to the host.
+        let mut p = Planned::Change(change(&clean, vec![Step::sh("echo <fact:fqdn>")]));
+        refuse_placeholder("h1", &clean, &mut p);
+        match p {
+            Planned::Error(e) => assert!(
+                e.starts_with(
+                    "r/file:/etc/x: on host `h1`, `<fact:fqdn>` is a fact that was not gathered"
+                ),
+                "{e}"
+            ),
+            _ => panic!("the placeholder would reach the host"),
+        }
+
+        // In the spec: refused even when the diff found the host in sync.
+        let dirty = item(
+            "file",
+            json!({"path": "/etc/x", "content": "<fact:architecture>\n"}),
+        );
+        let mut p = Planned::InSync;
+        refuse_placeholder("h2", &dirty, &mut p);
+        assert!(
+            matches!(&p, Planned::Error(e) if e.contains("`h2`") && e.contains("<fact:architecture>")),
+            "{p:?}"
+        );
+
+        // A diff error already names the item: it is kept as it is.
+        let mut p = Planned::Error("r/file:/etc/x: boom".into());
+        refuse_placeholder("h2", &dirty, &mut p);
+        assert!(matches!(&p, Planned::Error(e) if e == "r/file:/etc/x: boom"));
+    }
+}

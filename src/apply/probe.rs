@@ -247,3 +247,77 @@ pub(super) async fn gather(
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::testutil::item;
+    use serde_json::json;
+
+    fn keys(qs: &[FactQuery]) -> Vec<String> {
+        qs.iter().map(|q| q.key.clone()).collect()
+    }
+
+    #[test]
+    fn a_plan_reads_the_os_the_journal_and_each_items_facts_in_order() {
+        let a = item("file", json!({"path": "/etc/a", "content": "a\n"}));
+        let b = item("file", json!({"path": "/etc/b", "content": "b\n"}));
+        let got = keys(&host_queries(&[&a, &b]));
+        let mut want = vec![facts::os::KEY.to_string(), facts::journal::KEY.to_string()];
+        want.extend(keys(&a.inst.facts()));
+        want.extend(keys(&b.inst.facts()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_first_probe_leaves_out_queries_naming_a_placeholder_and_adds_the_host_facts() {
+        let plain = item("file", json!({"path": "/etc/a", "content": "a\n"}));
+        let by_host = item(
+            "file",
+            json!({"path": "/etc/by-host/<fact:hostname>", "content": "b\n"}),
+        );
+        let got = keys(&first_queries(&[&plain, &by_host]));
+        let mut want = vec![facts::os::KEY.to_string(), facts::journal::KEY.to_string()];
+        want.extend(keys(&plain.inst.facts()));
+        want.push(facts::host::KEY.to_string());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn only_queries_without_an_answer_are_asked_again() {
+        let a = item("file", json!({"path": "/etc/a", "content": "a\n"}));
+        let b = item("file", json!({"path": "/etc/b", "content": "b\n"}));
+        let mut have = Facts::default();
+        for q in a.inst.facts() {
+            have.insert(&q.key, "", 0);
+        }
+        let want = host_queries(&[&a, &b]);
+        have.insert(facts::os::KEY, "", 0);
+        assert_eq!(
+            keys(&missing(&have, &want)),
+            [vec![facts::journal::KEY.to_string()], keys(&b.inst.facts())].concat()
+        );
+        for q in &want {
+            have.insert(&q.key, "", 0);
+        }
+        assert!(missing(&have, &want).is_empty());
+    }
+
+    #[test]
+    fn a_compile_report_is_split_by_the_host_it_names() {
+        let report = vec![
+            "error: host `h1`: roles/r/role.yml:3:5: undefined value".to_string(),
+            "error: host `h2`: roles/r/role.yml:4:5: bad".to_string(),
+            "error: host `h1`: roles/r/role.yml:9:5: worse".to_string(),
+        ];
+        assert_eq!(
+            errors_of(&report, "h1"),
+            "error: host `h1`: roles/r/role.yml:3:5: undefined value\nerror: host `h1`: roles/r/role.yml:9:5: worse"
+        );
+        // Named nowhere while others are: stopped by their errors.
+        assert!(errors_of(&report, "h3").starts_with("not planned: the site did not compile"));
+        // A report naming no host is every host's.
+        let site_wide = vec!["error: site.yml:1:1: bad".to_string()];
+        assert_eq!(errors_of(&site_wide, "h1"), "error: site.yml:1:1: bad");
+    }
+}

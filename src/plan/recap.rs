@@ -98,3 +98,53 @@ impl Recap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_that_failed_before_any_change_sits_out_later_plays() {
+        assert!(!HostOutcome::empty("h").is_failed());
+        let o = HostOutcome::failed(
+            "h",
+            "(connection)",
+            HostError::Unreachable("no route".into()),
+        );
+        assert!(o.is_failed() && o.recap.unreachable);
+        assert_eq!(o.recap.failed[0].resource, "(connection)");
+        assert_eq!(o.recap.failed[0].message, "no route");
+        assert_eq!(
+            o.plan.error,
+            Some(HostError::Unreachable("no route".into()))
+        );
+        let o = HostOutcome::failed("h", "-", HostError::Internal("panicked".into()));
+        assert!(o.is_failed() && !o.recap.unreachable);
+        let mut refused = HostOutcome::empty("h");
+        refused.recap.refused = Some(HostError::Locked("held".into()));
+        assert!(refused.is_failed());
+    }
+
+    #[test]
+    fn two_plays_of_a_host_add_up_to_one_outcome() {
+        let mut a = HostOutcome::empty("h");
+        a.plan.in_sync = 2;
+        a.recap.ok = 2;
+        a.recap.changed.push("r/file:/a".into());
+        a.recap.handlers.push("r/restart".into());
+        let mut b =
+            HostOutcome::failed("h", "(connection)", HostError::Probe("probe failed".into()));
+        b.plan.in_sync = 1;
+        b.recap.ok = 1;
+        b.recap.skipped = 3;
+        b.recap.notes.push("lock taken over".into());
+        let m = a.merge(b);
+        assert_eq!((m.plan.in_sync, m.recap.ok, m.recap.skipped), (3, 3, 3));
+        assert_eq!(m.recap.changed, ["r/file:/a"]);
+        assert_eq!(m.recap.handlers, ["r/restart"]);
+        assert_eq!(m.recap.failed.len(), 1);
+        assert_eq!(m.recap.notes, ["lock taken over"]);
+        assert_eq!(m.plan.error, Some(HostError::Probe("probe failed".into())));
+        assert!(m.is_failed());
+    }
+}
