@@ -16,16 +16,13 @@ LAYERS = [
     ["plan"],  # the plan's types: actions, steps, changes, host errors, the selection
     ["resources"],
     ["site", "role_checks", "fuzzing"],  # fuzzing: test-only entry points over the loaders
-    ["plan::build", "schema"],  # a host's plan from items and facts; JSON schema of specs
+    ["schema"],  # JSON schema of specs
     ["apply", "init"],
     ["ui"],
     ["testbed"],
     ["cli"],
     ["main"],
 ]
-
-# Submodules that sit on their own floor, apart from their parent.
-SPLIT = {"plan::build"}
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
 CRATE = re.compile(r"\bcrate::([a-z_]+(?:::[a-z_]+)?)")
@@ -39,9 +36,8 @@ def strip_tests(text):
 
 
 def node(name):
-    """`plan::build::x` -> `plan::build`; `facts::os` -> `facts`."""
-    two = "::".join(name.split("::")[:2])
-    return two if two in SPLIT else name.split("::")[0]
+    """`facts::os` -> `facts`."""
+    return name.split("::")[0]
 
 
 def top(path):
@@ -62,9 +58,6 @@ def main():
             names = {node(n) for n in CRATE.findall(text)}
             for g in USE_GROUP.findall(text):
                 names |= {node(n.strip()) for n in g.split(",") if n.strip()}
-            if me == "plan":
-                # plan/mod.rs declares `pub mod build;`: that is not a use.
-                names.discard("plan::build")
             deps[me] |= {n for n in names if n != me}
     floor = {m: i for i, layer in enumerate(LAYERS) for m in layer}
     bad = []

@@ -2,13 +2,13 @@
 //! into one execution, re-reading facts an earlier change may have moved, journalling the
 //! handlers each change notifies, and firing them after each role.
 
+use super::diff::{self, Keys, Planned};
 use super::execute::{execute, execute_batch};
 use super::handlers::run_handlers;
 use super::host::HostCx;
 use super::placeholder::refuse_placeholder;
 use super::probe::gather;
 use crate::facts::{self, FactQuery};
-use crate::plan::build::{self, Keys, Planned};
 use crate::plan::touch::affects;
 use crate::plan::{Change, Failure, Recap, ResourceId, Step, Touch};
 use crate::site::select::Item;
@@ -38,7 +38,7 @@ pub(super) async fn execute_all(
         let mut notified: Vec<String> = role
             .handlers
             .iter()
-            .filter(|h| pending.contains(&build::handler_id(&role.role, &h.name)))
+            .filter(|h| pending.contains(&diff::handler_id(&role.role, &h.name)))
             .map(|h| h.name.clone())
             .collect();
         let mut slots: Vec<Slot> = Vec::new();
@@ -101,7 +101,7 @@ pub(super) async fn execute_all(
                 .notify
                 .iter()
                 .filter(|n| role.handlers.iter().any(|h| &h.name == *n))
-                .map(|n| (n.clone(), build::handler_key(&role.role, n)))
+                .map(|n| (n.clone(), diff::handler_key(&role.role, n)))
                 .collect();
             let steps: Vec<Step> = if journal.is_empty() {
                 change.steps.clone()
@@ -173,7 +173,7 @@ async fn reread(
         .await
         .map_err(|e| e.to_string())?;
     for j in stale {
-        let mut p = match build::diff_item(slots[j].item, &f, keys) {
+        let mut p = match diff::diff_item(slots[j].item, &f, keys) {
             Ok(Some(c)) => Planned::Change(c),
             Ok(None) => Planned::InSync,
             Err(e) => Planned::Error(e),

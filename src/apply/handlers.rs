@@ -1,10 +1,10 @@
 //! Firing a role's notified handlers, each clearing its journal record once it succeeded.
 
+use super::diff;
 use super::execute::execute;
 use super::host::HostCx;
 use super::placeholder::in_steps;
 use crate::facts;
-use crate::plan::build;
 use crate::plan::{Failure, Recap, Step};
 
 /// Fire the notified handlers of a role, each on its own (a failing one does not stop the next).
@@ -24,7 +24,7 @@ pub(super) async fn run_handlers(
         let steps = match h.inst.handler(h.secret) {
             Ok(s) if in_steps(&s).is_some() => {
                 recap.failed.push(Failure {
-                    resource: build::handler_id(&role.role, &h.name).to_string(),
+                    resource: diff::handler_id(&role.role, &h.name).to_string(),
                     message: format!(
                         "on host `{}`, `{}` is a fact that was not gathered; not run",
                         cx.work.host,
@@ -35,14 +35,14 @@ pub(super) async fn run_handlers(
             }
             // Cleared in the same execution, only once the handler succeeded.
             Ok(mut s) => {
-                s.push(Step::sh(facts::journal::clear(&build::handler_key(
+                s.push(Step::sh(facts::journal::clear(&diff::handler_key(
                     &role.role, &h.name,
                 ))));
                 s
             }
             Err(e) => {
                 recap.failed.push(Failure {
-                    resource: build::handler_id(&role.role, &h.name).to_string(),
+                    resource: diff::handler_id(&role.role, &h.name).to_string(),
                     message: e.to_string(),
                 });
                 continue;
@@ -51,7 +51,7 @@ pub(super) async fn run_handlers(
         match execute(cx.t, &steps, cx.opts).await {
             Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
             Err(e) => recap.failed.push(Failure {
-                resource: build::handler_id(&role.role, &h.name).to_string(),
+                resource: diff::handler_id(&role.role, &h.name).to_string(),
                 message: e,
             }),
         }

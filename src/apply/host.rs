@@ -2,11 +2,11 @@
 //! take the host lock and run its changes.
 
 use super::changes::execute_all;
+use super::diff::{self, Planned};
 use super::placeholder::refuse_placeholder;
 use super::probe::{gather, gather_missing, host_queries};
 use super::{Events, Opts};
 use crate::facts::{self, Facts};
-use crate::plan::build::{self, Planned};
 use crate::plan::{Failure, HostError, HostOutcome, HostPlan, Plan, Recap, ResourceId};
 use crate::site::select::{HostWork, Item};
 use crate::transport::Transport;
@@ -65,17 +65,17 @@ pub(super) async fn probe_and_plan(
         None => gather(cx.t, &queries, cx.opts).await?,
         Some(have) => gather_missing(cx.t, have, &queries, cx.opts).await?,
     };
-    build::check_os(&facts)?;
-    let mut planned = build::plan_items(&items, &facts, &cx.opts.keys());
+    diff::check_os(&facts)?;
+    let mut planned = diff::plan_items(&items, &facts, &cx.opts.keys());
     for (item, p) in items.iter().zip(planned.iter_mut()) {
         refuse_placeholder(&cx.work.host, item, p);
     }
-    let mut plan = build::host_plan(&cx.work.host, &planned);
+    let mut plan = diff::host_plan(&cx.work.host, &planned);
     // Handlers an interrupted run left pending on the host are changes too (rule 6).
     let journal = facts
         .get(&facts::journal::JournalQuery)
         .map_err(|e| HostError::Probe(e.to_string()))?;
-    plan.changes.extend(build::pending_handlers(
+    plan.changes.extend(diff::pending_handlers(
         cx.work.roles_in(cx.play),
         &journal,
         &cx.opts.keys(),
@@ -118,7 +118,7 @@ pub(super) async fn apply_host(
             h.changes.retain(|c| items.iter().any(|i| i.id == c.id));
             h
         });
-        if let Some(why) = build::stale(&plan, saved_host.as_ref()) {
+        if let Some(why) = diff::stale(&plan, saved_host.as_ref()) {
             recap.refused = Some(why);
             return HostOutcome { plan, recap };
         }
@@ -140,7 +140,7 @@ pub(super) async fn apply_host(
     let pending: Vec<ResourceId> = plan
         .changes
         .iter()
-        .filter(|c| c.id.kind == build::HANDLER_KIND)
+        .filter(|c| c.id.kind == diff::HANDLER_KIND)
         .map(|c| c.id.clone())
         .collect();
     // The lease is renewed while the steps run: a holder that stops hearing from us (a silent

@@ -1,7 +1,7 @@
 //! Plan and apply, per host, all hosts in parallel up to `--forks`.
 //!
 //! One code path: a host is connected (one multiplexed SSH connection), probed (ONE script for
-//! every fact its resources need) and diffed by `plan::build` (pure). `plan_hosts` stops there.
+//! every fact its resources need) and diffed by `diff` (pure). `plan_hosts` stops there.
 //! `apply_hosts` then runs each drifted resource's steps as one remote execution, in order, and
 //! fires the role's handlers.
 //!
@@ -9,13 +9,15 @@
 //! manages), so once anything changed on a host, a resource is re-probed right before its own
 //! change runs. A no-op run never pays for this.
 //!
-//! One file per job: `walk` (hosts in parallel, plays, batches, fail limits), `host` (one host:
-//! probe, diff, lock, run), `probe` (which facts, gathering them), `placeholder` (facts not yet
-//! gathered never reach a host), `conn` (the run's connections), `changes` (a host's changes in
-//! order and in batches), `handlers`, `execute` and `script` (steps sent to a host).
+//! One file per job: `diff` (a host's plan from items and facts; pure), `walk` (hosts in
+//! parallel, plays, batches, fail limits), `host` (one host: probe, diff, lock, run), `probe`
+//! (which facts, gathering them), `placeholder` (facts not yet gathered never reach a host),
+//! `conn` (the run's connections), `changes` (a host's changes in order and in batches),
+//! `handlers`, `execute` and `script` (steps sent to a host).
 
 mod changes;
 mod conn;
+pub(crate) mod diff;
 mod execute;
 mod handlers;
 mod host;
@@ -29,9 +31,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::plan::build::Keys;
 use crate::site::select::Compiled;
 use crate::transport::HostKeyPolicy;
+use diff::Keys;
 
 pub use probe::probe_host;
 pub use walk::{apply_hosts, plan_hosts};

@@ -1,8 +1,8 @@
 //! `<fact:NAME>` placeholders: what a fact renders as before its host was probed. One must never
 //! reach a host nor a diff; these find one and turn it into an error naming host and resource.
 
+use super::diff::Planned;
 use crate::facts;
-use crate::plan::build::Planned;
 use crate::plan::Step;
 use crate::site::select::Item;
 

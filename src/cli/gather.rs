@@ -89,10 +89,10 @@ impl Recompile for Refacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::diff::Planned;
     use crate::apply::placeholder::refuse_placeholder;
     use crate::apply::probe::{first_queries, host_queries, missing};
     use crate::facts::{Facts, RawFact};
-    use crate::plan::build::Planned;
     use crate::site::select::Item;
 
     use crate::fsutil::write_rel as write;

@@ -1,6 +1,5 @@
 //! The plan: a plain value. Printable, serialisable (never with a secret), and what apply runs.
 
-pub mod build;
 pub mod error;
 pub mod recap;
 pub mod step;
