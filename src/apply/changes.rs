@@ -5,9 +5,9 @@
 use super::diff::{self, Keys, Planned};
 use super::execute::{execute, execute_batch};
 use super::handlers::run_handlers;
-use super::host::HostCx;
 use super::placeholder::refuse_placeholder;
 use super::probe::gather;
+use super::HostCx;
 use crate::facts::{self, FactQuery};
 use crate::plan::touch::affects;
 use crate::plan::{Change, Failure, Recap, ResourceId, Step, Touch};

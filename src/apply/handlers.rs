@@ -2,8 +2,8 @@
 
 use super::diff;
 use super::execute::execute;
-use super::host::HostCx;
 use super::placeholder::in_steps;
+use super::HostCx;
 use crate::facts;
 use crate::plan::{Failure, Recap, Step};
 

@@ -5,30 +5,11 @@ use super::changes::execute_all;
 use super::diff::{self, Planned};
 use super::placeholder::refuse_placeholder;
 use super::probe::{gather, gather_missing, host_queries};
-use super::{Events, Opts};
+use super::{Events, HostCx, Opts};
 use crate::facts::{self, Facts};
 use crate::plan::{Failure, HostError, HostOutcome, HostPlan, Plan, Recap, ResourceId};
-use crate::site::select::{HostWork, Item};
+use crate::site::select::HostWork;
 use crate::transport::Transport;
-
-/// One host, its connection, and the part of the run it is in (a play, or all plays when
-/// planning).
-pub(super) struct HostCx<'a> {
-    pub work: &'a HostWork,
-    pub play: Option<usize>,
-    pub opts: &'a Opts,
-    pub ev: &'a dyn Events,
-    pub t: &'a Transport,
-}
-
-impl HostCx<'_> {
-    pub fn items(&self) -> Vec<&Item> {
-        self.work
-            .roles_in(self.play)
-            .flat_map(|r| r.items.iter())
-            .collect()
-    }
-}
 
 /// Plan one host over a connection of its own (no fact gathering for templates).
 pub(super) async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::site::select::Compiled;
-use crate::transport::HostKeyPolicy;
+use crate::site::select::{Compiled, HostWork, Item};
+use crate::transport::{HostKeyPolicy, Transport};
 use diff::Keys;
 
 pub use probe::probe_host;
@@ -101,6 +101,25 @@ pub trait Events: Send + Sync {
     fn host_probed(&self, _host: &str, _changes: usize) {}
     fn change_done(&self, _host: &str, _id: &str, _ok: bool) {}
     fn host_done(&self, _host: &str) {}
+}
+
+/// One host, its connection, and the part of the run it is in (a play, or all plays when
+/// planning).
+struct HostCx<'a> {
+    work: &'a HostWork,
+    play: Option<usize>,
+    opts: &'a Opts,
+    ev: &'a dyn Events,
+    t: &'a Transport,
+}
+
+impl HostCx<'_> {
+    fn items(&self) -> Vec<&Item> {
+        self.work
+            .roles_in(self.play)
+            .flat_map(|r| r.items.iter())
+            .collect()
+    }
 }
 
 impl Opts {

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::conn::Conns;
-use super::host::{apply_host, plan_one, probe_and_plan, HostCx};
+use super::host::{apply_host, plan_one, probe_and_plan};
 use super::probe::first_probes;
+use super::HostCx;
 use super::{Events, Opts, Recompile};
 use crate::facts::Facts;
 use crate::plan::{HostError, HostOutcome, HostPlan, Plan};
