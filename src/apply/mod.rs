@@ -136,11 +136,11 @@ impl Opts {
 /// facts together with its resources' queries, and the diff uses the site compiled again.
 pub trait Recompile {
     /// The whole site, compiled with these hosts' facts added to those known before. An error
-    /// is the compiler's report, one entry per problem (naming its host where it is about one).
+    /// is the compiler's report, one entry per problem (with its host where it is about one).
     fn with_facts(
         &mut self,
         facts: Vec<(String, Map<String, Value>)>,
-    ) -> Result<Compiled, Vec<String>>;
+    ) -> Result<Compiled, Vec<crate::error::Diag>>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::conn::Conns;
 use super::placeholder::{has_placeholder, placeholder_in};
 use super::{Opts, Recompile};
+use crate::error::Diag;
 use crate::facts::{self, probe, Fact, FactQuery, Facts};
 use crate::plan::HostError;
 use crate::site::select::{Compiled, Item};
@@ -101,20 +102,24 @@ fn fail_all(
     }
 }
 
-/// The problems of a compile report about `host`; a host the report does not name was not
-/// planned because the others' errors stopped the compile.
-fn errors_of(report: &[String], host: &str) -> String {
-    let tag = format!("host `{host}`");
-    let mine: Vec<&str> = report
+/// The problems of a compile report about `host`, rendered; a host the report does not name was
+/// not planned because the others' errors stopped the compile.
+fn errors_of(report: &[Diag], host: &str) -> String {
+    let render = |ds: Vec<&Diag>| -> String {
+        ds.iter()
+            .map(|d| d.render("error"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mine: Vec<&Diag> = report
         .iter()
-        .filter(|l| l.contains(&tag))
-        .map(String::as_str)
+        .filter(|d| d.host.as_deref() == Some(host))
         .collect();
     if !mine.is_empty() {
-        return mine.join("\n");
+        return render(mine);
     }
-    if !report.iter().any(|l| l.contains("host `")) {
-        return report.join("\n");
+    if report.iter().all(|d| d.host.is_none()) {
+        return render(report.iter().collect());
     }
     "not planned: the site did not compile with the gathered facts (see the other hosts' errors)"
         .into()
@@ -304,20 +309,27 @@ mod tests {
     }
 
     #[test]
-    fn a_compile_report_is_split_by_the_host_it_names() {
+    fn a_compile_report_is_split_by_the_host_each_problem_is_about() {
+        let about = |h: &str, m: &str| Diag::new(format!("host `{h}`: {m}")).about(h);
         let report = vec![
-            "error: host `h1`: roles/r/role.yml:3:5: undefined value".to_string(),
-            "error: host `h2`: roles/r/role.yml:4:5: bad".to_string(),
-            "error: host `h1`: roles/r/role.yml:9:5: worse".to_string(),
+            about("h1", "variable `x`: undefined value"),
+            about("h2", "bad"),
+            about("h1", "worse"),
         ];
         assert_eq!(
             errors_of(&report, "h1"),
-            "error: host `h1`: roles/r/role.yml:3:5: undefined value\nerror: host `h1`: roles/r/role.yml:9:5: worse"
+            "error: host `h1`: variable `x`: undefined value\nerror: host `h1`: worse"
         );
         // Named nowhere while others are: stopped by their errors.
         assert!(errors_of(&report, "h3").starts_with("not planned: the site did not compile"));
-        // A report naming no host is every host's.
-        let site_wide = vec!["error: site.yml:1:1: bad".to_string()];
-        assert_eq!(errors_of(&site_wide, "h1"), "error: site.yml:1:1: bad");
+        // A report about no host is every host's.
+        let site_wide = vec![Diag::new("site.yml: bad")];
+        assert_eq!(errors_of(&site_wide, "h1"), "error: site.yml: bad");
+        // The field decides, not the text: a problem that is not h1's but quotes it is not h1's.
+        let quoting = vec![
+            about("h2", "bad"),
+            Diag::new("handlers cannot use `loop` or `when` (host `h1` was being compiled)"),
+        ];
+        assert!(errors_of(&quoting, "h1").starts_with("not planned"));
     }
 }
