@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Import graph of labctl's top-level modules, from `crate::` paths in src/ (tests excluded).
+"""Import graph of labctl's modules, from `crate::`, `super::` and `self::` paths in src/ (tests
+excluded).
 
-Prints each module's dependencies, and exits 1 if the graph has a cycle or a module imports
-one on a higher floor of LAYERS (a module not in LAYERS yet gets a NOTE). Run:
-python3 scripts/imports.py (scripts/test.sh runs it first).
+Prints each top-level module's dependencies, and exits 1 if a module imports one on a higher
+floor of LAYERS, or if there is a circle: between top-level modules, or between the module files
+inside one (`cli/confirm.rs` -> `cli/run.rs` -> `cli/confirm.rs`), reported with its path. A
+module not in LAYERS yet gets a NOTE. A parent's own file (`mod.rs`) declaring and re-exporting
+its children is not a use: only the children's uses of it, of each other and of anything else
+count. Run: python3 scripts/imports.py [--submodules] (scripts/test.sh runs it first);
+--submodules also prints the edges between module files inside each top-level module, and
+--self-test checks the checker on a made-up tree.
 """
 import os, re, sys
 from collections import defaultdict
@@ -13,10 +19,10 @@ LAYERS = [
     ["error", "secret", "fsutil", "yaml", "sh", "digest"],
     ["inventory", "vault"],
     ["template", "transport", "facts", "cluster"],  # cluster: what is sent to Kubernetes, checked offline
-    ["plan"],  # the plan's types: actions, steps, changes, host errors, the selection
+    ["plan"],  # the plan's values: actions, steps, changes, host errors, recaps
     ["resources"],
     ["site", "role_checks", "fuzzing"],  # fuzzing: test-only entry points over the loaders
-    ["plan::build", "schema"],  # a host's plan from items and facts; JSON schema of specs
+    ["schema"],  # JSON schema of specs
     ["apply", "init"],
     ["ui"],
     ["testbed"],
@@ -24,12 +30,11 @@ LAYERS = [
     ["main"],
 ]
 
-# Submodules that sit on their own floor, apart from their parent.
-SPLIT = {"plan::build"}
-
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
-CRATE = re.compile(r"\bcrate::([a-z_]+(?:::[a-z_]+)?)")
-USE_GROUP = re.compile(r"use crate::\{([^;]*)\};", re.S)
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# A path that starts at the crate or relative to the current module, outside `use` items.
+PATH = re.compile(rf"\b(?:crate|super|self)(?:::{IDENT})+")
+USE = re.compile(r"\buse\s+([^;]*);", re.S)
 
 
 def strip_tests(text):
@@ -38,60 +43,225 @@ def strip_tests(text):
     return text[: m.start()] if m else text
 
 
-def node(name):
-    """`plan::build::x` -> `plan::build`; `facts::os` -> `facts`."""
-    two = "::".join(name.split("::")[:2])
-    return two if two in SPLIT else name.split("::")[0]
+def module_of(path, src):
+    """`src/cli/run.rs` -> ("cli", "run"); `src/cli/mod.rs` -> ("cli",); `src/main.rs` -> ("main",)."""
+    rel = os.path.relpath(path, src)[:-3].split(os.sep)
+    if rel[-1] == "mod":
+        rel = rel[:-1]
+    return tuple(rel)
 
 
-def top(path):
-    rel = os.path.relpath(path, SRC)[:-3].replace(os.sep, "::")
-    return node(rel.removesuffix("::mod"))
+def split_top(s):
+    """Split at commas outside braces."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [p.strip() for p in out if p.strip()]
 
 
-def main():
+def expand(tree):
+    """A `use` tree as full paths: `a::{self, b::{c, d}}` -> a, a::b::c, a::b::d."""
+    tree = re.sub(r"\s+as\s+\w+", "", tree)  # `x as y` uses x
+    tree = re.sub(r"\s+", "", tree)
+    if tree.endswith("}") and "{" in tree:
+        i = tree.index("{")
+        prefix = tree[:i].rstrip(":")
+        out = []
+        for part in split_top(tree[i + 1 : -1]):
+            for p in expand(part):
+                out.append(prefix if p == "self" else f"{prefix}::{p}" if prefix else p)
+        return out
+    return [tree]
+
+
+def resolve(path, me):
+    """A path as segments from the crate root, or None for an external crate or std."""
+    segs = path.split("::")
+    if segs[0] == "crate":
+        return segs[1:]
+    if segs[0] in ("self", "super"):
+        # `super` of `cli::run` (cli/run.rs) is `cli`; of `cli` (cli/mod.rs), the crate.
+        base = list(me)
+        while segs and segs[0] in ("self", "super"):
+            if segs.pop(0) == "super":
+                base = base[:-1]
+        return base + segs
+    return None
+
+
+def target(segs, modules):
+    """The longest module that `segs` names or names something in."""
+    for n in range(len(segs), 0, -1):
+        if tuple(segs[:n]) in modules:
+            return tuple(segs[:n])
+    return None
+
+
+def cycles(deps):
+    """One circle per strongly connected component (Tarjan), each as a path back to its start."""
+    index, low, on, stack, comps, n = {}, {}, set(), [], [], [0]
+
+    def strong(v):
+        index[v] = low[v] = n[0]
+        n[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(deps.get(v, ())):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in deps.get(v, ()):
+                comps.append(comp)
+
+    for v in sorted(deps):
+        if v not in index:
+            strong(v)
+    out = []
+    for comp in comps:
+        start = min(comp)
+        # Shortest way back to `start` inside the component.
+        prev, todo = {start: None}, [start]
+        found = None
+        while todo and found is None:
+            nxt = []
+            for v in todo:
+                for w in sorted(deps.get(v, ())):
+                    if w == start:
+                        found = v
+                        break
+                    if w in comp and w not in prev:
+                        prev[w] = v
+                        nxt.append(w)
+                if found is not None:
+                    break
+            todo = nxt
+        path, v = [start], found
+        while v != start:
+            path.insert(1, v)
+            v = prev[v]
+        out.append(path + [start])
+    return sorted(out)
+
+
+def module_edges(src):
+    """Edges between module files, a parent's edges to its own children left out."""
+    files = {}
+    for root, _, names in os.walk(src):
+        for f in names:
+            if f.endswith(".rs") and f != "tests.rs":
+                p = os.path.join(root, f)
+                files[module_of(p, src)] = p
+    modules = set(files)
+    edges = defaultdict(set)
+    for me, p in files.items():
+        text = strip_tests(open(p).read())
+        text = re.sub(r"//.*", "", text)
+        paths = []
+        for u in USE.findall(text):
+            paths += expand(u)
+        paths += PATH.findall(USE.sub("", text))
+        for path in paths:
+            segs = resolve(path, me)
+            t = segs and target(segs, modules)
+            if t and t != me and t[: len(me)] != me:
+                edges[me].add(t)
+        edges.setdefault(me, set())
+    return edges
+
+
+def name(m):
+    return "::".join(m)
+
+
+def check(edges, out=print, show_sub=False):
+    """Print the graph through `out`; return the problems."""
     deps = defaultdict(set)
-    for root, _, files in os.walk(SRC):
-        for f in files:
-            if not f.endswith(".rs") or f == "tests.rs":
-                continue
-            p = os.path.join(root, f)
-            me = top(p)
-            text = strip_tests(open(p).read())
-            text = re.sub(r"//.*", "", text)
-            names = {node(n) for n in CRATE.findall(text)}
-            for g in USE_GROUP.findall(text):
-                names |= {node(n.strip()) for n in g.split(",") if n.strip()}
-            if me == "plan":
-                # plan/mod.rs declares `pub mod build;`: that is not a use.
-                names.discard("plan::build")
-            deps[me] |= {n for n in names if n != me}
+    for a, bs in edges.items():
+        deps[a[0]] |= {b[0] for b in bs if b[0] != a[0]}
+        deps.setdefault(a[0], set())
     floor = {m: i for i, layer in enumerate(LAYERS) for m in layer}
     bad = []
     notes = set()
     for m in sorted(deps):
-        print(f"{m:12} -> {', '.join(sorted(deps[m])) or '-'}")
+        out(f"{m:12} -> {', '.join(sorted(deps[m])) or '-'}")
         for d in deps[m]:
             if m not in floor or d not in floor:
                 # A new module: say so, but only cycles and known floors fail.
                 notes.add(f"{m if m not in floor else d} is not in LAYERS: give it a floor")
             elif floor[d] > floor[m]:
                 bad.append(f"{m} (floor {floor[m]}) imports {d} (floor {floor[d]})")
-    # cycles (same-floor modules may use each other only without a circle)
-    state = {}
-    def visit(m, stack):
-        state[m] = 1
-        for d in sorted(deps.get(m, ())):
-            if state.get(d) == 1:
-                bad.append("cycle: " + " -> ".join(stack[stack.index(d):] + [d]) if d in stack else f"cycle via {d}")
-            elif d not in state:
-                visit(d, stack + [d])
-        state[m] = 2
-    for m in sorted(deps):
-        if m not in state:
-            visit(m, [m])
+    for c in cycles(deps):
+        bad.append("cycle: " + " -> ".join(c))
+    # Circles between the files of one top-level module (a circle across top-level modules is
+    # one of theirs, reported above).
+    inner = {a: {b for b in bs if b[0] == a[0]} for a, bs in edges.items()}
+    if show_sub:
+        out("")
+        for a in sorted(inner):
+            if len(a) > 1 or inner[a]:
+                out(f"{name(a):24} -> {', '.join(name(b) for b in sorted(inner[a])) or '-'}")
+    for c in cycles(inner):
+        bad.append("cycle: " + " -> ".join(name(m) for m in c))
     for n in sorted(notes):
-        print("NOTE:", n)
+        out(f"NOTE: {n}")
+    return bad
+
+
+def self_test():
+    """The checks on a made-up tree: a circle two files deep, and what is not one."""
+    import tempfile
+
+    files = {
+        "main.rs": "mod plan; mod apply;",
+        "plan/mod.rs": "pub mod a; pub mod b; pub use self::a::A;",
+        # plan::a -> plan::b -> plan::c::d -> plan::a: found, with its path.
+        "plan/a.rs": "use super::b::{self as bee, B};\npub struct A;",
+        "plan/b.rs": "pub fn f() { crate::plan::c::d::g() }",
+        "plan/c/mod.rs": "pub mod d;",
+        "plan/c/d.rs": "use crate::plan::{a::A, error};\n#[cfg(test)]\nmod tests { use super::super::super::b; }",
+        "plan/error.rs": "// use crate::apply::x;  (a comment is no use)",
+        # A parent re-exporting its child and the child using the parent: no circle.
+        "apply/mod.rs": "mod run; pub use self::run::go; pub struct Opts;",
+        "apply/run.rs": "use super::Opts; use crate::plan::A; use std::sync::Arc;",
+    }
+    with tempfile.TemporaryDirectory() as d:
+        for rel, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
+            open(os.path.join(d, rel), "w").write(text)
+        edges = module_edges(d)
+        got = check(edges, out=lambda _: None)
+    want = ["cycle: plan::a -> plan::b -> plan::c::d -> plan::a"]
+    assert got == want, got
+    assert edges[("apply", "run")] == {("apply",), ("plan",)}, edges[("apply", "run")]
+    assert edges[("plan", "error")] == set(), edges[("plan", "error")]
+    assert edges[("plan",)] == set(), "a parent's uses of its children are not edges"
+    assert expand("a::{self, b::{c as x, d}, e}") == ["a", "a::b::c", "a::b::d", "a::e"]
+    print("imports.py self-test: ok")
+
+
+def main():
+    if "--self-test" in sys.argv[1:]:
+        return self_test()
+    bad = check(module_edges(SRC), show_sub="--submodules" in sys.argv[1:])
     for b in bad:
         print("PROBLEM:", b)
     sys.exit(1 if bad else 0)

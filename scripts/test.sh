@@ -16,6 +16,7 @@ fi
 # No module imports one above it, and no import circle (README: How it works).
 python3 scripts/imports.py | grep -E "^(NOTE|PROBLEM)" >&2 || true
 python3 scripts/imports.py > /dev/null
+python3 scripts/imports.py --self-test > /dev/null
 # The end-to-end tests share the two cores with the build; two at a time keeps boots fast.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

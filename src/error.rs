@@ -115,6 +115,9 @@ pub struct Diag {
     pub loc: Option<Loc>,
     pub message: String,
     pub help: Option<String>,
+    /// The host the problem is about, when it is one host's (the message names it too): how a
+    /// run that compiles with each host's facts picks that host's problems, not by the text.
+    pub host: Option<String>,
 }
 
 impl Diag {
@@ -123,6 +126,7 @@ impl Diag {
             loc: Some(loc),
             message: message.into(),
             help: None,
+            host: None,
         }
     }
     pub fn new(message: impl Into<String>) -> Self {
@@ -130,10 +134,16 @@ impl Diag {
             loc: None,
             message: message.into(),
             help: None,
+            host: None,
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+    /// The problem is this host's.
+    pub fn about(mut self, host: &str) -> Self {
+        self.host = Some(host.to_string());
         self
     }
 

@@ -7,8 +7,8 @@ use crate::error::{CliError, Exit};
 use crate::plan::Plan;
 use crate::ui::prompt;
 
+use super::engine::{failure_exit, plan_and_show};
 use super::load::Loaded;
-use super::run::{failure_exit, plan_and_show};
 use super::{Global, Target};
 
 pub enum Confirmed {

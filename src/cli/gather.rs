@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::apply::Recompile;
+use crate::error::Diag;
 use crate::facts::host;
 use crate::inventory::{Inventory, VarLayer};
 use crate::site::select::{self, Compiled, Selection};
@@ -70,7 +71,7 @@ impl Recompile for Refacts {
     fn with_facts(
         &mut self,
         facts: Vec<(String, Map<String, Value>)>,
-    ) -> Result<Compiled, Vec<String>> {
+    ) -> Result<Compiled, Vec<Diag>> {
         for (h, f) in facts {
             self.inv.facts.insert(h, f);
         }
@@ -82,16 +83,17 @@ impl Recompile for Refacts {
             &self.engine,
             false,
         )
-        .map_err(|d| d.0.iter().map(|x| x.render("error")).collect())
+        .map_err(|d| d.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{first_queries, host_queries, missing, refuse_placeholder};
+    use crate::apply::diff::Planned;
+    use crate::apply::placeholder::refuse_placeholder;
+    use crate::apply::probe::{first_queries, host_queries, missing};
     use crate::facts::{Facts, RawFact};
-    use crate::plan::build::Planned;
     use crate::site::select::Item;
 
     use crate::fsutil::write_rel as write;
@@ -233,6 +235,10 @@ mod tests {
         );
         let facts = host::parse("id=debian\narch=riscv64\nnodename=h1\n").unwrap();
         let e = rc.with_facts(vec![("h1".into(), facts)]).err().unwrap();
-        assert!(e.iter().any(|l| l.contains("host `h1`")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|d| d.host.as_deref() == Some("h1") && d.message.contains("host `h1`")),
+            "{e:?}"
+        );
     }
 }

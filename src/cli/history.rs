@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::Recap;
 use crate::error::{CliError, Exit};
+use crate::plan::Recap;
 use crate::ui::Shell;
 
 use super::Global;

@@ -13,9 +13,9 @@ use super::{Conn, Global, Target};
 
 pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliError> {
     let (mut l, i) = load::load_host(&g.sh, g, t, host)?;
-    let opts = super::run::opts(c, &l);
+    let opts = super::engine::opts(c, &l);
     let compiled = std::mem::replace(&mut l.compiled, Compiled::empty());
-    let (compiled, f, ansible_facts) = super::run::runtime()
+    let (compiled, f, ansible_facts) = super::engine::runtime()
         .block_on(crate::apply::probe_host(compiled, i, &opts, l.recompile()))
         .map_err(|e| CliError::new(e.exit(), format!("{host}: {e}")))?;
     let work = &compiled.hosts[i];

@@ -3,6 +3,7 @@
 mod adhoc;
 mod confirm;
 mod doc;
+mod engine;
 mod gather;
 mod history;
 mod info;

@@ -2,85 +2,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::apply::{self, Opts};
+use crate::apply;
 use crate::error::{CliError, Exit};
-use crate::plan::{HostError, HostPlan, Plan, PLAN_FORMAT};
+use crate::plan::{HostPlan, Plan, Recap, PLAN_FORMAT};
 use crate::site::select::Compiled;
 use crate::ui::{self, progress::Progress};
 
-use super::load::{self, Loaded};
+use super::engine::{failure_exit, opts, plan_and_show, runtime};
+use super::load;
 use super::{Conn, Global, Target};
-
-pub(super) fn opts(c: &Conn, l: &Loaded) -> Opts {
-    Opts {
-        forks: c.forks,
-        serial: c.serial,
-        max_fail_percent: c.max_fail_percent,
-        interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        secrets: Arc::new(l.compiled.secret_strings.clone()),
-        host_keys: c.host_key_policy(),
-        connect_timeout: Duration::from_secs(c.connect_timeout),
-        step_timeout: Duration::from_secs(c.step_timeout),
-        hash_key: l.hash_key,
-        run: Arc::new(apply::RunInfo::new()),
-    }
-}
-
-pub(super) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-pub(super) fn make_plan(l: &Loaded, t: &Target, hosts: Vec<HostPlan>) -> Plan {
-    Plan {
-        format: PLAN_FORMAT,
-        site: t.site.display().to_string(),
-        inventory: t.inventory.display().to_string(),
-        selection: l.selection.clone(),
-        hosts,
-    }
-}
-
-/// Probe every selected host, print the plan (text or the JSON envelope): `plan`, and `apply`'s
-/// question on a terminal.
-pub(super) fn plan_and_show(
-    g: &Global,
-    t: &Target,
-    o: &Opts,
-    mut l: Loaded,
-) -> Result<(Loaded, Plan), CliError> {
-    let sh = &g.sh;
-    let progress = Progress::new(sh.clone(), "probing", g.json);
-    let compiled = Arc::new(std::mem::replace(&mut l.compiled, Compiled::empty()));
-    let hosts = runtime().block_on(apply::plan_hosts(
-        compiled.clone(),
-        o,
-        progress.clone(),
-        l.recompile(),
-    ));
-    progress.finish();
-    l.compiled = Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done"));
-    let plan = make_plan(&l, t, hosts);
-    if g.json {
-        sh.out(&ui::json_envelope("plan", &plan)?);
-    } else {
-        sh.out(&ui::render_plan(sh, &plan));
-    }
-    Ok((l, plan))
-}
-
-/// Exit code for host-level failures and refusals.
-pub(super) fn failure_exit<'a>(
-    hosts: &'a [HostPlan],
-    refused: impl IntoIterator<Item = &'a HostError>,
-) -> Option<Exit> {
-    HostError::exit_of(hosts.iter().filter_map(|h| h.error.as_ref()).chain(refused))
-}
 
 pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
     let sh = &g.sh;
@@ -249,7 +180,7 @@ fn apply_run(
         l.recompile(),
     ));
     progress.finish();
-    let (plans, recaps): (Vec<HostPlan>, Vec<apply::Recap>) =
+    let (plans, recaps): (Vec<HostPlan>, Vec<Recap>) =
         results.into_iter().map(|o| (o.plan, o.recap)).unzip();
     run.hosts_from(&recaps);
     if g.json {

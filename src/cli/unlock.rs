@@ -61,9 +61,9 @@ fn parse(out: &str) -> Seen {
 pub fn unlock(g: &Global, host: &str, t: &Target, c: &Conn, yes: bool) -> Result<Exit, CliError> {
     let (l, i) = load::load_host(&g.sh, g, t, host)?;
     let work = &l.compiled.hosts[i];
-    let opts = super::run::opts(c, &l);
+    let opts = super::engine::opts(c, &l);
     let timeout = Duration::from_secs(c.step_timeout.min(60));
-    super::run::runtime().block_on(async {
+    super::engine::runtime().block_on(async {
         let tr = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout)
             .await
             .map_err(|e| {

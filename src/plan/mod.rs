@@ -1,11 +1,12 @@
 //! The plan: a plain value. Printable, serialisable (never with a secret), and what apply runs.
 
-pub mod build;
 pub mod error;
+pub mod recap;
 pub mod step;
 pub mod touch;
 
 pub use error::HostError;
+pub use recap::{Failure, HostOutcome, Recap};
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};

@@ -132,7 +132,7 @@ pub fn inventory_hostvars(
             loc,
             message,
         };
-        diags.push(e.diag(Loc::file_only(&inv.path), &who));
+        diags.push(e.diag(Loc::file_only(&inv.path), &who).about(&hosts[0]));
     }
     diags.into_result().map(|_| hostvars)
 }
@@ -250,10 +250,13 @@ pub fn compile(
                 let layer = match template::vars::resolve(engine, &layer, placeholders) {
                     Ok(l) => l,
                     Err(e) => {
-                        diags.push(e.diag(
-                            rref.loc.clone(),
-                            &format!("host `{host}`, role `{}`: ", role.name),
-                        ));
+                        diags.push(
+                            e.diag(
+                                rref.loc.clone(),
+                                &format!("host `{host}`, role `{}`: ", role.name),
+                            )
+                            .about(&host),
+                        );
                         continue;
                     }
                 };
@@ -264,7 +267,7 @@ pub fn compile(
                 ) {
                     Ok(c) => c,
                     Err(e) => {
-                        diags.push(Diag::at(Loc::file_only(&inv.path), e));
+                        diags.push(Diag::at(Loc::file_only(&inv.path), e).about(&host));
                         continue;
                     }
                 };
@@ -363,7 +366,8 @@ pub fn compile(
                             hw.host, it.id
                         ),
                     )
-                    .help("give one of them a distinct `name`, or merge them"),
+                    .help("give one of them a distinct `name`, or merge them")
+                    .about(&hw.host),
                 );
             }
         }
@@ -480,7 +484,7 @@ trait Prefix {
 impl Prefix for Diag {
     fn prefix(mut self, host: &str) -> Diag {
         self.message = format!("host `{host}`: {}", self.message);
-        self
+        self.about(host)
     }
 }
 
@@ -829,6 +833,47 @@ mod tests {
             true
         )
         .is_ok());
+    }
+
+    /// A run compiling with facts gives each host its own problems by this field (`apply`): it
+    /// must be set exactly where the message names the host.
+    #[test]
+    fn a_problem_about_one_host_carries_it() {
+        let d = setup();
+        write(
+            d.path(),
+            "roles/r/role.yml",
+            "resources:\n  - file: {path: /x, mod: \"0644\"}\n    when: inventory_hostname == 'h1'\n  - file: {path: /y, content: a}\n    when: inventory_hostname == 'h2'\n  - file: {path: /y, content: b}\n    when: inventory_hostname == 'h2'\n",
+        );
+        let problems = |host_vars: &str| {
+            write(d.path(), "inv/host_vars/h2.yml", host_vars);
+            let (site, inv) = load(d.path(), true);
+            let engine = Engine::new(&site.root);
+            let e = compile(
+                &site,
+                &inv,
+                &Selection::default(),
+                &VarLayer::default(),
+                &engine,
+                false,
+            )
+            .unwrap_err();
+            for d in &e.0 {
+                match &d.host {
+                    Some(h) => assert!(d.message.starts_with(&format!("host `{h}`")), "{d:?}"),
+                    None => assert!(!d.message.contains("host `"), "{d:?}"),
+                }
+            }
+            e.0.iter()
+                .map(|d| d.host.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        // A spec error on h1 and a resource managed twice on h2; then a connection setting
+        // refused on h2.
+        assert_eq!(problems("motd: x\n"), ["h1", "h2"]);
+        assert_eq!(problems("ansible_password: hunter2\n"), ["h1", "h2"]);
+        // A var that does not resolve.
+        assert_eq!(problems("broken: \"{{ nope }}\"\n"), ["h2"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! when `ServerAliveCountMax` probes went unanswered and the next one is due: a dead link is
 //! noticed within interval × (count + 1). ssh's default interval is 0 (off), so labctl adds
 //! [`INTERVAL`] — only where the user's own config leaves it at that default (RELIABILITY rule 7;
-//! `ssh_config::ssh_options`).
+//! `options::ssh_options`).
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use crate::inventory::Conn;
 
 pub mod keepalive;
 pub mod lock;
+pub mod options;
 pub mod ssh_config;
 #[cfg(test)]
 mod tests;
@@ -90,7 +91,7 @@ impl Transport {
                 why,
             }
         })?;
-        let mut b = ssh_config::ssh_options(conn, policy, connect_timeout, &eff);
+        let mut b = options::ssh_options(conn, policy, connect_timeout, &eff);
         tracing::debug!(
             host = conn.address,
             partition_bound_s = keepalive::bound(&eff).as_secs(),

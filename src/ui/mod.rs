@@ -9,8 +9,7 @@ pub mod prompt;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::apply::Recap;
-use crate::plan::{Action, HostPlan, Plan};
+use crate::plan::{Action, HostPlan, Plan, Recap};
 
 pub struct Shell {
     out: Mutex<Box<dyn Write + Send>>,
@@ -205,7 +204,7 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
     ));
     for c in &h.changes {
         let sym = sh.paint(action_color(c.action), &c.action.symbol().to_string());
-        if c.id.kind == crate::plan::build::HANDLER_KIND {
+        if c.id.kind == crate::apply::diff::HANDLER_KIND {
             // A handler an interrupted run left pending on the host (the handler journal).
             s.push_str(&format!(
                 "  {sym} {} ({})  [role {}]\n",

@@ -1,10 +1,10 @@
-//! Making a host's plan: pure functions over (items, facts). No I/O: `apply` probes the host and
-//! hands the facts in; everything here is tested with fixtures.
+//! Making a host's plan: pure functions over (items, facts). No I/O: the rest of `apply` probes
+//! the host and hands the facts in; everything here is tested with fixtures.
 
 use std::sync::Arc;
 
-use super::{Change, HostError, HostPlan, ResourceId, Step};
 use crate::facts::{self, Facts};
+use crate::plan::{Change, HostError, HostPlan, ResourceId, Step};
 use crate::resources::DiffCx;
 use crate::site::select::{Item, RoleWork};
 
@@ -200,7 +200,7 @@ pub fn pending_handlers<'a>(
             );
             out.push(Change {
                 id: handler_id(&role.role, &h.name),
-                action: super::Action::Run,
+                action: crate::plan::Action::Run,
                 reasons: vec![format!(
                     "pending since {}, from an interrupted run",
                     p.since

@@ -1,0 +1,194 @@
+//! Sending steps to a host: one change's steps, or several changes' in one framed execution,
+//! as one script with the content on stdin (`script`); fetched files written locally.
+
+use super::placeholder::in_steps;
+use super::{script, Opts};
+use crate::plan::Step;
+use crate::transport::Transport;
+
+/// Run several changes' steps in one execution. Returns how many completed and, if one
+/// failed, its error (with its own stderr only).
+pub(super) async fn execute_batch(
+    t: &Transport,
+    groups: &[&[Step]],
+    opts: &Opts,
+) -> (usize, Option<String>) {
+    if groups.len() == 1 {
+        return match execute(t, groups[0], opts).await {
+            Ok(()) => (1, None),
+            Err(e) => (0, Some(e)),
+        };
+    }
+    if let Some(name) = groups.iter().find_map(|g| in_steps(g)) {
+        return (
+            0,
+            Some(format!(
+                "`{name}` is a fact that was not gathered for this host; not run"
+            )),
+        );
+    }
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let compiled = script::compile_batch(groups, Some(&nonce));
+    let started = std::time::Instant::now();
+    let out = match t
+        .run(
+            &compiled.script,
+            Some(compiled.stdin.expose()),
+            opts.step_timeout,
+        )
+        .await
+    {
+        Ok(o) => o,
+        // The connection is gone: which of the changes finished is unknown. The first is
+        // reported; the next run re-plans the rest from what the host then says.
+        Err(e) => {
+            return (
+                0,
+                Some(format!(
+                    "{e} (in one execution with the {} change(s) after it; whether they ran is unknown)",
+                    groups.len() - 1
+                )),
+            )
+        }
+    };
+    tracing::debug!(
+        host = t.dest(),
+        changes = groups.len(),
+        stdin_bytes = compiled.stdin.expose().len(),
+        exit = out.status,
+        ms = started.elapsed().as_millis() as u64,
+        "batch"
+    );
+    let (done, stderr) = script::batch_outcome(
+        &nonce,
+        groups.len(),
+        &out.stdout_str(),
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    if done == groups.len() {
+        return (done, None);
+    }
+    let tail = crate::transport::tail(&stderr[done]);
+    (done, Some(format!("exit {}: {tail}", out.status)))
+}
+
+pub(super) async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), String> {
+    if let Some(name) = in_steps(steps) {
+        return Err(format!(
+            "`{name}` is a fact that was not gathered for this host; not run"
+        ));
+    }
+    let compiled = script::compile(steps);
+    let started = std::time::Instant::now();
+    if steps.iter().any(|s| !matches!(s, Step::Fetch { .. })) {
+        let out = t
+            .run(
+                &compiled.script,
+                Some(compiled.stdin.expose()),
+                opts.step_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(
+            host = t.dest(),
+            steps = steps.len(),
+            stdin_bytes = compiled.stdin.expose().len(),
+            exit = out.status,
+            ms = started.elapsed().as_millis() as u64,
+            "steps"
+        );
+        if !out.stderr.is_empty() {
+            tracing::debug!(host = t.dest(), stderr = %out.stderr_tail(), "steps stderr");
+        }
+        if out.status != 0 {
+            return Err(format!("exit {}: {}", out.status, out.stderr_tail()));
+        }
+    }
+    for s in steps {
+        if let Step::Fetch { path, dest, mode } = s {
+            let out = t
+                .run(
+                    &format!("base64 -w0 -- {}", crate::sh::q(path)),
+                    None,
+                    opts.step_timeout,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.status != 0 {
+                return Err(format!(
+                    "cannot read {path} on the host: {}",
+                    out.stderr_tail()
+                ));
+            }
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(out.stdout_str().trim())
+                .map_err(|_| format!("{path}: bad transfer"))?;
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            crate::fsutil::write_atomic(dest, &bytes, *mode, false)
+                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::testutil::opts;
+
+    fn local() -> Transport {
+        Transport::Local { become_: false }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_first_failed_change_with_its_own_stderr() {
+        let d = tempfile::tempdir().unwrap();
+        let mark = |n: &str| d.path().join(n).display().to_string();
+        let first = [Step::sh(format!("echo one > {}", crate::sh::q(&mark("1"))))];
+        let second = [Step::sh("echo first-broke >&2; exit 3")];
+        let third = [Step::sh(format!(
+            "echo three > {}",
+            crate::sh::q(&mark("3"))
+        ))];
+        let (done, err) =
+            rt().block_on(execute_batch(&local(), &[&first, &second, &third], &opts()));
+        assert_eq!(done, 1);
+        let err = err.expect("the second change failed");
+        assert!(err.contains("first-broke"), "{err}");
+        assert!(d.path().join("1").exists());
+        assert!(
+            !d.path().join("3").exists(),
+            "a change after the failed one ran"
+        );
+    }
+
+    #[test]
+    fn steps_that_name_an_ungathered_fact_are_never_sent() {
+        let d = tempfile::tempdir().unwrap();
+        let ran = d.path().join("ran");
+        let ok = [Step::sh(format!(
+            "touch {}",
+            crate::sh::q(&ran.display().to_string())
+        ))];
+        let bad = [Step::sh("echo <fact:hostname>")];
+        let (done, err) = rt().block_on(execute_batch(&local(), &[&ok, &bad], &opts()));
+        assert_eq!(done, 0);
+        assert!(err
+            .unwrap()
+            .contains("`<fact:hostname>` is a fact that was not gathered"));
+        let e = rt().block_on(execute(&local(), &bad, &opts())).unwrap_err();
+        assert!(e.contains("not gathered"), "{e}");
+        assert!(!ran.exists(), "a batch holding a placeholder ran in part");
+    }
+}

@@ -1,0 +1,60 @@
+//! Firing a role's notified handlers, each clearing its journal record once it succeeded.
+
+use super::diff;
+use super::execute::execute;
+use super::placeholder::in_steps;
+use super::HostCx;
+use crate::facts;
+use crate::plan::{Failure, Recap, Step};
+
+/// Fire the notified handlers of a role, each on its own (a failing one does not stop the next).
+/// True when any ran.
+pub(super) async fn run_handlers(
+    cx: &HostCx<'_>,
+    role: &crate::site::select::RoleWork,
+    notified: &[String],
+    recap: &mut Recap,
+) -> bool {
+    let mut ran = false;
+    for h in &role.handlers {
+        if !notified.contains(&h.name) {
+            continue;
+        }
+        ran = true;
+        let steps = match h.inst.handler(h.secret) {
+            Ok(s) if in_steps(&s).is_some() => {
+                recap.failed.push(Failure {
+                    resource: diff::handler_id(&role.role, &h.name).to_string(),
+                    message: format!(
+                        "on host `{}`, `{}` is a fact that was not gathered; not run",
+                        cx.work.host,
+                        in_steps(&s).unwrap_or_default()
+                    ),
+                });
+                continue;
+            }
+            // Cleared in the same execution, only once the handler succeeded.
+            Ok(mut s) => {
+                s.push(Step::sh(facts::journal::clear(&diff::handler_key(
+                    &role.role, &h.name,
+                ))));
+                s
+            }
+            Err(e) => {
+                recap.failed.push(Failure {
+                    resource: diff::handler_id(&role.role, &h.name).to_string(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match execute(cx.t, &steps, cx.opts).await {
+            Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
+            Err(e) => recap.failed.push(Failure {
+                resource: diff::handler_id(&role.role, &h.name).to_string(),
+                message: e,
+            }),
+        }
+    }
+    ran
+}

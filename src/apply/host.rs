@@ -1,0 +1,133 @@
+//! One host's part of a run: probe and diff it (`plan`), then, for `apply`, check a saved plan,
+//! take the host lock and run its changes.
+
+use super::changes::execute_all;
+use super::diff::{self, Planned};
+use super::placeholder::refuse_placeholder;
+use super::probe::{gather, gather_missing, host_queries};
+use super::{Events, HostCx, Opts};
+use crate::facts::{self, Facts};
+use crate::plan::{Failure, HostError, HostOutcome, HostPlan, Plan, Recap, ResourceId};
+use crate::site::select::HostWork;
+use crate::transport::Transport;
+
+/// Plan one host over a connection of its own (no fact gathering for templates).
+pub(super) async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
+    let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
+        Ok(t) => t,
+        Err(e) => return HostPlan::failed(&work.host, e.into()),
+    };
+    let cx = HostCx {
+        work,
+        play: None,
+        opts,
+        ev,
+        t: &t,
+    };
+    let r = probe_and_plan(&cx, None).await;
+    t.close().await;
+    match r {
+        Ok((plan, _)) => plan,
+        Err(e) => HostPlan::failed(&work.host, e),
+    }
+}
+
+/// Probe once and diff every item: the host's plan, and each item's verdict in item order.
+/// Err: the host as a whole could not be planned (probe failed, unsupported OS). `pre`: the
+/// answers of the host's first probe (made before compiling with its facts); only what they
+/// lack is asked, over the same connection.
+pub(super) async fn probe_and_plan(
+    cx: &HostCx<'_>,
+    pre: Option<Facts>,
+) -> Result<(HostPlan, Vec<Planned>), HostError> {
+    let items = cx.items();
+    let queries = host_queries(&items);
+    let facts = match pre {
+        None => gather(cx.t, &queries, cx.opts).await?,
+        Some(have) => gather_missing(cx.t, have, &queries, cx.opts).await?,
+    };
+    diff::check_os(&facts)?;
+    let mut planned = diff::plan_items(&items, &facts, &cx.opts.keys());
+    for (item, p) in items.iter().zip(planned.iter_mut()) {
+        refuse_placeholder(&cx.work.host, item, p);
+    }
+    let mut plan = diff::host_plan(&cx.work.host, &planned);
+    // Handlers an interrupted run left pending on the host are changes too (rule 6).
+    let journal = facts
+        .get(&facts::journal::JournalQuery)
+        .map_err(|e| HostError::Probe(e.to_string()))?;
+    plan.changes.extend(diff::pending_handlers(
+        cx.work.roles_in(cx.play),
+        &journal,
+        &cx.opts.keys(),
+    ));
+    cx.ev.host_probed(&cx.work.host, plan.changes.len());
+    Ok((plan, planned))
+}
+
+pub(super) async fn apply_host(
+    cx: &HostCx<'_>,
+    saved: Option<&Plan>,
+    pre: Option<Facts>,
+) -> HostOutcome {
+    let host = &cx.work.host;
+    let (plan, planned) = match probe_and_plan(cx, pre).await {
+        Ok(p) => p,
+        Err(e) => return HostOutcome::failed(host, "(connection)", e),
+    };
+    let mut recap = Recap::empty(host);
+    recap.ok = plan.in_sync;
+    let errors: Vec<Failure> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Error(e) => Some(Failure {
+                resource: "(plan)".into(),
+                message: e.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    if !errors.is_empty() {
+        recap.failed = errors;
+        return HostOutcome { plan, recap };
+    }
+    if let Some(saved) = saved {
+        // Only this play's part of the saved plan is compared now.
+        let items = cx.items();
+        let saved_host = saved.hosts.iter().find(|h| &h.host == host).map(|h| {
+            let mut h = h.clone();
+            h.changes.retain(|c| items.iter().any(|i| i.id == c.id));
+            h
+        });
+        if let Some(why) = diff::stale(&plan, saved_host.as_ref()) {
+            recap.refused = Some(why);
+            return HostOutcome { plan, recap };
+        }
+    }
+    if plan.changes.is_empty() {
+        return HostOutcome { plan, recap };
+    }
+    // One run per host at a time; held until we are done or the connection drops.
+    let mut lock = match cx.t.lock(&cx.opts.run.record(), &cx.work.host).await {
+        Ok((l, note)) => {
+            recap.notes.extend(note);
+            l
+        }
+        Err(e) => {
+            recap.refused = Some(HostError::Locked(e));
+            return HostOutcome { plan, recap };
+        }
+    };
+    let pending: Vec<ResourceId> = plan
+        .changes
+        .iter()
+        .filter(|c| c.id.kind == diff::HANDLER_KIND)
+        .map(|c| c.id.clone())
+        .collect();
+    // The lease is renewed while the steps run: a holder that stops hearing from us (a silent
+    // partition) gives the lock up by itself, so a dead run never locks the host for long.
+    crate::transport::lock::with_lease(&mut lock, execute_all(cx, planned, &pending, &mut recap))
+        .await;
+    lock.release().await;
+    HostOutcome { plan, recap }
+}
