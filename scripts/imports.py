@@ -16,7 +16,7 @@ from collections import defaultdict
 
 # Lowest floor first. A module may use modules on its own floor or below, never above.
 LAYERS = [
-    ["error", "secret", "fsutil", "yaml", "sh", "digest"],
+    ["error", "secret", "fsutil", "yaml", "sh", "digest", "prompt"],  # prompt: questions on the terminal
     ["inventory", "vault"],
     ["template", "transport", "facts", "cluster"],  # cluster: what is sent to Kubernetes, checked offline
     ["plan"],  # the plan's values: actions, steps, changes, host errors, recaps

@@ -14,6 +14,7 @@ mod fuzzing;
 mod init;
 mod inventory;
 mod plan;
+mod prompt;
 mod resources;
 #[cfg(test)]
 mod role_checks;

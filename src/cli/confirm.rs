@@ -5,7 +5,7 @@
 use crate::apply::Opts;
 use crate::error::{CliError, Exit};
 use crate::plan::Plan;
-use crate::ui::prompt;
+use crate::prompt;
 
 use super::engine::{failure_exit, plan_and_show};
 use super::load::Loaded;

@@ -6,8 +6,9 @@ use clap::Args;
 
 use crate::error::{CliError, Exit};
 use crate::init::{self, render, InitError};
+use crate::prompt;
 use crate::secret::Secret;
-use crate::ui::{prompt, Shell};
+use crate::ui::Shell;
 
 use super::Global;
 

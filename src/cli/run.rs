@@ -56,7 +56,7 @@ pub fn apply(
 ) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted (Terraform's rule): a script that means to
     // change hosts says so with --yes, or applies a plan someone saved and read.
-    if saved.is_none() && approve == Approve::Ask && !crate::ui::prompt::interactive() {
+    if saved.is_none() && approve == Approve::Ask && !crate::prompt::interactive() {
         return Err(CliError::new(
             Exit::BadInput,
             "refusing to apply without confirmation: stdin is not a terminal\n  = help: pass --yes to apply without asking, or `labctl plan --out FILE` and then `labctl apply --plan FILE`",

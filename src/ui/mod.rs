@@ -4,7 +4,6 @@
 //! defence (resources already redact; this catches what a remote stderr might echo back).
 
 pub mod progress;
-pub mod prompt;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;

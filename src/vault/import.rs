@@ -137,7 +137,12 @@ fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, Impor
         } else {
             format!("vault_{}", path.join("_"))
         };
-        if !crate::inventory::valid_var_name(&var) {
+        // Ansible's rule for a var name (inventory::valid_var_name holds it too; vault sits
+        // below inventory, so it is spelled out here): a letter or `_`, then letters, digits, `_`.
+        let mut chars = var.chars();
+        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
             return Err(ImportFail::Input(format!(
                 "{}:{line}: `{var}` would not be a valid variable name; move this value by hand",
                 source.display()
@@ -309,15 +314,14 @@ pub fn run(
         }
     }
     if !yes {
-        if !crate::ui::prompt::interactive() {
+        if !crate::prompt::interactive() {
             return Err(ImportFail::Refused(
                 "not importing: stdin is not a terminal; pass --yes to import without asking"
                     .into(),
             ));
         }
-        if !crate::ui::prompt::confirm(
-            "Import these values into the age vault? Only `yes` goes ahead",
-        ) {
+        if !crate::prompt::confirm("Import these values into the age vault? Only `yes` goes ahead")
+        {
             return Err(ImportFail::Refused("nothing imported".into()));
         }
     }

@@ -45,7 +45,7 @@ impl Passwords {
                 sources.push(Source::File(PathBuf::from(f), ENV_FILE));
             }
         }
-        if sources.is_empty() && crate::ui::prompt::interactive() {
+        if sources.is_empty() && crate::prompt::interactive() {
             sources.push(Source::Prompt);
         }
         Passwords {
@@ -168,7 +168,7 @@ pub fn read_password_file(p: &Path) -> Result<Secret<Vec<u8>>, String> {
 /// Ask on the terminal without echo. Only reached when stdin is a terminal.
 fn prompt() -> Result<Secret<Vec<u8>>, String> {
     let line =
-        crate::ui::prompt::ask_hidden("Vault password").ok_or("no vault password was entered")?;
+        crate::prompt::ask_hidden("Vault password").ok_or("no vault password was entered")?;
     let pw = line
         .expose()
         .trim_end_matches(['\r', '\n'])
