@@ -160,6 +160,23 @@ fn render_writes_every_release_and_manifest_without_secrets() {
     assert!(stream.contains("kind: PrometheusRule"), "{stream:.300}");
 }
 
+/// A pin moved past what is kept is refused: the gate never passes a chart it could not render.
+#[test]
+fn a_chart_version_that_is_not_kept_is_refused() {
+    if !kit() {
+        return;
+    }
+    let o = check_repo(&["-e", "monitoring_chart_version=88.5.4"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        err.contains("monitoring/helm_release:kube-prometheus-stack")
+            && err.contains("no kept chart")
+            && err.contains("kube-prometheus-stack-88.5.4.tgz"),
+        "{err}"
+    );
+}
+
 /// What the monitoring values held before (an SMTP password in grafana.ini) is refused by the
 /// real chart at render time, and check says where.
 #[test]
