@@ -7,6 +7,7 @@ mod common;
 mod ansible_inventory;
 mod apply_confirm;
 mod cli_local;
+mod controlplane;
 mod e2e_ansible;
 mod e2e_backups;
 mod e2e_cluster;
