@@ -2,7 +2,8 @@
 //! kube-controller-manager, kube-scheduler and kwok as the kubelet, built from the Kubernetes Go
 //! modules pinned in tests/controlplane) decides what the stand-ins and the render gate cannot:
 //! kinds refused before their CRD, NodePorts allocated once, immutable fields, CRD CEL rules,
-//! and helm's real release life cycle. Driven by the real kubectl and helm.
+//! and helm's real release life cycle; kwok makes Deployments Available and Jobs complete.
+//! Driven by the real kubectl and helm.
 //!
 //! Needs `scripts/controlplane.sh build` (scripts/setup.sh runs it with LABCTL_CONTROLPLANE=1),
 //! $LABCTL_KUBECTL and $LABCTL_HELM (default /work/k8s-tools/bin/{kubectl,helm}). Without them
@@ -282,6 +283,29 @@ fn a_real_control_plane_refuses_what_a_cluster_refuses_and_helm_installs_a_kept_
         None,
     );
     assert!(o.status.success(), "Available: {}\n{}", show(&o), cp.logs());
+
+    // kwok completes a Job's pod, so the Job completes.
+    cp.accepts(
+        "job",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: smoke}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: once, image: registry.k8s.io/pause:3.10}]\n",
+    );
+    let o = cp.kubectl(
+        &[
+            "-n",
+            "smoke",
+            "wait",
+            "--for=condition=Complete",
+            "job/once",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    assert!(
+        o.status.success(),
+        "Job Complete: {}\n{}",
+        show(&o),
+        cp.logs()
+    );
 
     // A custom resource before its CRD is refused; after the CRD is established, accepted.
     let err = cp.refuses("a Widget before its CRD", WIDGET);
