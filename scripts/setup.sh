@@ -109,3 +109,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# A real Kubernetes control plane (kine, kube-apiserver, controller-manager, scheduler, kwok) built
+# from the Go modules in tests/controlplane, for tests/controlplane.rs. Opt-in for now: its cold
+# build takes long on two cores (scripts/controlplane.sh: measured times); once built it is cached
+# per go.sum under ~/.cache/labctl/controlplane. Without it that test says SKIPPED.
+if [ "${LABCTL_CONTROLPLANE:-0}" = 1 ]; then
+  "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/controlplane.sh" build
+else
+  echo "setup: not building the test control plane (LABCTL_CONTROLPLANE=1 builds it)" >&2
+fi
