@@ -23,18 +23,17 @@ fn script() -> PathBuf {
     repo().join("scripts/controlplane.sh")
 }
 
-fn tool(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default))
+/// A program scripts/setup.sh installs and exports (none on PATH: tests put stand-ins there).
+fn tool(var: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_default()
 }
 
 fn kubectl_bin() -> PathBuf {
-    tool("LABCTL_KUBECTL", "/work/k8s-tools/bin/kubectl")
+    tool("LABCTL_KUBECTL")
 }
 
 fn helm_bin() -> PathBuf {
-    tool("LABCTL_HELM", "/work/k8s-tools/bin/helm")
+    tool("LABCTL_HELM")
 }
 
 /// True when the control plane is built and the real kubectl and helm are there; otherwise says
@@ -51,13 +50,20 @@ fn kit() -> bool {
     } else {
         return true;
     };
-    // Under CI the control plane is opt-in (LABCTL_CONTROLPLANE=1) while its build time is
-    // weighed; once asked for, a missing piece is a failure, never a silent pass.
-    let wanted = std::env::var("LABCTL_CONTROLPLANE").as_deref() == Ok("1");
-    assert!(
-        !(wanted && std::env::var("CI").as_deref() == Ok("true")),
-        "control plane test {why}"
-    );
+    // The control plane is opt-in (LABCTL_CONTROLPLANE=1) while its build time (about 12 min
+    // cold on 2 cores) is weighed against CI's budget. Not asked for: say so and pass (an opt-in,
+    // not a missing prerequisite). Asked for: a missing piece fails under CI, as any other.
+    if std::env::var("LABCTL_CONTROLPLANE").as_deref() != Ok("1") {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a test")
+            .to_string();
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED {test}: opt-in, LABCTL_CONTROLPLANE=1 runs it ({why})\n").as_bytes(),
+        );
+        return false;
+    }
     crate::common::skip(why);
     false
 }
