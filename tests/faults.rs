@@ -638,10 +638,13 @@ fn write_figures(figures: &[(String, String)]) {
 /// the next run would have nowhere to put its figures.
 #[test]
 fn reliability_page_has_the_figures_block() {
-    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIGURES_PAGE))
-        .unwrap();
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIGURES_PAGE)).unwrap();
     let body = "| fault | measured |\n| --- | --- |\n| x | y |\n";
     let new = with_figures(&page, body).expect("the figures block");
-    assert!(new.contains(&format!("{FIGURES_BEGIN}{body}{FIGURES_END}")), "{new}");
+    assert!(
+        new.contains(&format!("{FIGURES_BEGIN}{body}{FIGURES_END}")),
+        "{new}"
+    );
     assert_eq!(with_figures("no block here", body), None);
 }

@@ -8,6 +8,7 @@ mod ansible_inventory;
 mod apply_confirm;
 mod charts_lock;
 mod cli_local;
+mod docs_commands;
 mod e2e_ansible;
 mod e2e_backups;
 mod e2e_cluster;
