@@ -13,7 +13,7 @@ else
   echo "test: not root (or LABCTL_E2E=0): end-to-end tests on test hosts will be skipped" >&2
   export LABCTL_E2E=0
 fi
-# No module imports one above it, and no import circle (README: How it works).
+# No module imports one above it, and no import circle (docs/architecture.md).
 python3 scripts/imports.py | grep -E "^(NOTE|PROBLEM)" >&2 || true
 python3 scripts/imports.py > /dev/null
 python3 scripts/imports.py --self-test > /dev/null

@@ -3,8 +3,8 @@
 //! labctl promises measured. One testbed for the whole module, scenarios in sequence: booting is
 //! the expensive part, and the scenarios leave the hosts converged for the next one.
 //!
-//! The measured figures are written to `docs/reliability-figures.md` and into the marked block of
-//! README's "Reliability" section, so the README shows what the last run of this suite measured.
+//! The measured figures are written into the marked block of docs/reliability.md, so the page
+//! shows what the last run of this suite measured.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -594,43 +594,57 @@ fn dpkg_lock_held(s: &mut Suite) {
     );
 }
 
-/// The figures, where a reader finds them: docs/reliability-figures.md and README's block, when
+/// The page that shows the figures, and the markers of its block.
+const FIGURES_PAGE: &str = "docs/reliability.md";
+const FIGURES_BEGIN: &str = "<!-- reliability-figures:begin (written by tests/faults.rs) -->\n";
+const FIGURES_END: &str = "<!-- reliability-figures:end -->";
+
+/// `page` with its figures block replaced by `body`; None when the markers are missing.
+fn with_figures(page: &str, body: &str) -> Option<String> {
+    let i = page.find(FIGURES_BEGIN)?;
+    let j = page[i..].find(FIGURES_END)? + i;
+    Some(format!("{}{FIGURES_BEGIN}{body}{}", &page[..i], &page[j..]))
+}
+
+/// The figures, where a reader finds them: the block of docs/reliability.md, when
 /// `LABCTL_WRITE_FIGURES=1` asks for it (publishing a run is a decision; an ordinary test run
-/// must not leave tracked files changed). Otherwise beside the test binary's temp files, and the
-/// path is printed.
+/// must not leave tracked files changed). Otherwise a copy beside the test binary's temp files,
+/// and the path is printed.
 fn write_figures(figures: &[(String, String)]) {
     let publish = std::env::var("LABCTL_WRITE_FIGURES").is_ok_and(|v| v == "1");
-    let root = if publish {
-        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIGURES_PAGE);
+    let dest = if publish {
+        src.clone()
     } else {
         let t = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-figures");
         std::fs::create_dir_all(t.join("docs")).unwrap();
-        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-        std::fs::copy(readme, t.join("README.md")).unwrap();
         eprintln!(
-            "fault suite figures: {} (LABCTL_WRITE_FIGURES=1 writes them into README.md and docs/)",
+            "fault suite figures: {} (LABCTL_WRITE_FIGURES=1 writes them into {FIGURES_PAGE})",
             t.display()
         );
-        t
+        t.join(FIGURES_PAGE)
     };
-    let root = root.as_path();
     let mut body = String::from("| fault | measured |\n| --- | --- |\n");
     for (k, v) in figures {
         body.push_str(&format!("| {k} | {v} |\n"));
     }
-    let doc = format!(
-        "# Reliability figures\n\nWritten by the fault suite (`LABCTL_E2E=1 cargo test --test main faults:: -- --include-ignored`, \
-         tests/faults.rs) on its last run; three Debian 12 test hosts on one 2-core machine.\n\n{body}"
+    let page = std::fs::read_to_string(&src).unwrap();
+    let new = with_figures(&page, &body)
+        .unwrap_or_else(|| panic!("{FIGURES_PAGE} has no figures block ({FIGURES_BEGIN:?})"));
+    std::fs::write(&dest, new).unwrap();
+}
+
+/// The suite runs rarely (root, three hosts): the page it writes into must keep its block, or
+/// the next run would have nowhere to put its figures.
+#[test]
+fn reliability_page_has_the_figures_block() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIGURES_PAGE)).unwrap();
+    let body = "| fault | measured |\n| --- | --- |\n| x | y |\n";
+    let new = with_figures(&page, body).expect("the figures block");
+    assert!(
+        new.contains(&format!("{FIGURES_BEGIN}{body}{FIGURES_END}")),
+        "{new}"
     );
-    std::fs::write(root.join("docs/reliability-figures.md"), doc).unwrap();
-    let readme = root.join("README.md");
-    let text = std::fs::read_to_string(&readme).unwrap();
-    let (b, e) = (
-        "<!-- reliability-figures:begin (written by tests/faults.rs) -->\n",
-        "<!-- reliability-figures:end -->",
-    );
-    if let (Some(i), Some(j)) = (text.find(b), text.find(e)) {
-        let new = format!("{}{b}{body}{}", &text[..i], &text[j..]);
-        std::fs::write(&readme, new).unwrap();
-    }
+    assert_eq!(with_figures("no block here", body), None);
 }

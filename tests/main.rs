@@ -9,6 +9,7 @@ mod apply_confirm;
 mod charts_lock;
 mod cli_local;
 mod controlplane;
+mod docs_commands;
 mod e2e_ansible;
 mod e2e_backups;
 mod e2e_cluster;

@@ -1018,7 +1018,7 @@ def gaps17(res):
                        f"the floor with OpenSSH's default sntrup761x25519-sha512. The same run's floor with curve25519-sha256 "
                        f"took {fr['all_curve25519']['median']:.2f} s instead of {fr['all']['median']:.2f} s: pyinfra's lead in "
                        f"handshake cost, not in its own work. `bench/kex-compare.sh` times labctl's plan with that key exchange "
-                       f"(README, Speed).")
+                       f"(docs/speed.md).")
         if c and "all_cpu_s" in fr and n >= 20:
             out.append(f"- {n} hosts: of labctl's {c['cpu_s']:.2f} CPU s on the controller, {fr['all_cpu_s']:.2f} s is what "
                        f"the bare `ssh true` floor spends on {n} handshakes ({1000 * fr['all_cpu_s'] / n:.0f} ms each, "

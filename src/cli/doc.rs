@@ -1,5 +1,5 @@
-//! `labctl doc [TYPE]`: the resource reference, from the same module docs as the README's and
-//! the JSON Schema's.
+//! `labctl doc [TYPE]`: the resource reference, from the same module docs as docs/resources.md
+//! and the JSON Schema.
 
 use crate::error::{CliError, Exit};
 use crate::schema::docs;

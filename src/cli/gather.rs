@@ -203,7 +203,7 @@ mod tests {
         (d, rc)
     }
 
-    /// The gap README states: a `when:` comparing an unprobed host's fact compares its
+    /// The gap docs/ansible.md states: a `when:` comparing an unprobed host's fact compares its
     /// placeholder, so the resource is skipped without an error. Once that host is probed the
     /// same `when:` holds.
     #[test]

@@ -1,6 +1,6 @@
 //! Variable layers and the one function that merges them.
 //!
-//! Precedence, lowest to highest (documented in README):
+//! Precedence, lowest to highest (documented in docs/site.md):
 //! role defaults < group vars (all, then parents, then children; inline before group_vars/ files)
 //! < host vars (inline before host_vars/ files) < play vars < role-entry vars < `-e key=value`.
 //! Maps are replaced, not deep-merged, like Ansible's default `hash_behaviour=replace`.

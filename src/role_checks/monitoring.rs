@@ -1,6 +1,6 @@
 //! roles/monitoring against the real Prometheus tools: every rendered rule passes
 //! `promtool check rules` and fires in a `promtool test rules` case; the rendered Alertmanager
-//! config passes `amtool check-config` and routes as the README says; a real Alertmanager mails
+//! config passes `amtool check-config` and routes as docs/alerts.md says; a real Alertmanager mails
 //! `scripts/test-alert.sh`'s alert to an SMTP sink and honours the inhibitions; the real
 //! exporters emit every metric the rules read.
 
@@ -284,7 +284,7 @@ fn a_real_alertmanager_mails_the_test_alert_and_honours_inhibitions() {
         http_get(&format!("{url}/-/ready"))
     });
 
-    // The README's way: scripts/test-alert.sh.
+    // docs/alerts.md's way: scripts/test-alert.sh.
     let o = run(Command::new(root().join("scripts/test-alert.sh"))
         .env("ALERTMANAGER_URL", &url)
         .env("TEST_ALERT_SEVERITY", "warning"));

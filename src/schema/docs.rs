@@ -1,6 +1,6 @@
 //! Each resource type's reference: its module doc (`//!` lines of `src/resources/TYPE.rs`),
-//! captured at build time. `labctl doc`, the JSON Schema and the README's resource reference
-//! all come from these.
+//! captured at build time. `labctl doc`, the JSON Schema and docs/resources.md all come from
+//! these (tests/docs_commands.rs keeps docs/resources.md equal to what `labctl doc` prints).
 
 include!(concat!(env!("OUT_DIR"), "/resource_docs.rs"));
 
@@ -38,36 +38,6 @@ mod tests {
                 "{k}: the doc starts with \"`{k}`: \""
             );
             assert!(d.contains("```yaml"), "{k}: the doc shows a YAML example");
-        }
-    }
-
-    /// The README's resource reference is these docs: `#### \`TYPE\`` then the doc without
-    /// its "`TYPE`: " prefix.
-    #[test]
-    fn readme_reference_is_the_module_docs() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-        for k in crate::resources::KINDS {
-            let head = format!("#### `{k}`\n");
-            let at = readme
-                .find(&head)
-                .unwrap_or_else(|| panic!("README has no {head:?}"));
-            let body = &readme[at + head.len()..];
-            let body = &body[..body.find("\n#").map_or(body.len(), |e| e + 1)];
-            let want = super::doc(k).unwrap();
-            let want = want.strip_prefix(&format!("`{k}`: ")).unwrap_or(want);
-            // Blank lines may differ (the README keeps the heading's sentence with its example).
-            let lines = |t: &str| -> Vec<String> {
-                t.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_string)
-                    .collect()
-            };
-            assert_eq!(
-                lines(body),
-                lines(want),
-                "README's `{k}` section differs from src/resources/{k}.rs"
-            );
         }
     }
 }

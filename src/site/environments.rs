@@ -332,7 +332,7 @@ mod tests {
             .collect();
         // Only the per-environment roles move: the shared ones (monitoring's rules and
         // exporters, the pg-backup CronJob) render exactly as without a target, watching and
-        // backing up production (README "Environments").
+        // backing up production (docs/environments.md).
         assert_eq!(
             changed,
             ["postgres", "redis"].into_iter().collect(),

@@ -726,7 +726,7 @@ mod tests {
         assert_eq!(stdin, None, "no reset ran: {argv}");
     }
 
-    /// The README's and scripts' `labctl vault get` examples name the vault file first (the
+    /// The docs' (README.md, docs/*.md) and scripts' `labctl vault get` examples name the vault file first (the
     /// argument order `labctl vault get FILE KEY` has), and only vars the example vault defines.
     #[test]
     fn vault_get_examples_match_the_cli_and_the_example_vault() {
@@ -738,11 +738,20 @@ mod tests {
         let vault = String::from_utf8(vault.expose().clone()).unwrap();
         let re = regex::Regex::new(r"labctl vault get (\S+) (vault_[a-z0-9_]+)").unwrap();
         let mut seen = 0;
-        for f in [
+        let mut files: Vec<String> = [
             "README.md",
             "scripts/test-postgres.sh",
             "scripts/test-redis.sh",
-        ] {
+        ]
+        .map(String::from)
+        .to_vec();
+        for e in std::fs::read_dir(root().join("docs")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".md") {
+                files.push(format!("docs/{name}"));
+            }
+        }
+        for f in &files {
             let text = std::fs::read_to_string(root().join(f)).unwrap();
             assert!(
                 !regex::Regex::new(r"labctl vault get vault_")
