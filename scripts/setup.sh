@@ -22,12 +22,14 @@ fi
 
 # Real programs the tests run against instead of stand-ins (Debian's packages): PostgreSQL and
 # Redis (backups, restores, exporters), Prometheus/Alertmanager tools (rules, routing, mail),
+# node-exporter (what every node exposes to the chart's alert rules),
 # S3 clients. Installed only when missing, and never left running by the install.
 extra=()
 for pair in psql:postgresql-client pg_ctlcluster:postgresql redis-server:redis-server \
             promtool:prometheus amtool:prometheus-alertmanager \
             prometheus-postgres-exporter:prometheus-postgres-exporter \
             prometheus-redis-exporter:prometheus-redis-exporter \
+            prometheus-node-exporter:prometheus-node-exporter \
             aws:awscli rclone:rclone s3cmd:s3cmd; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   # Debian's own binaries only: a pyenv shim of the same name is not the package.

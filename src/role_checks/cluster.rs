@@ -390,7 +390,7 @@ fn every_release_takes_its_values_from_the_values_folder() {
 }
 
 /// The firewall rules base-hardening renders for `host` in a server + agent lab.
-fn two_node_firewall(host: &str) -> Vec<Value> {
+pub(super) fn two_node_firewall(host: &str) -> Vec<Value> {
     let ctx = role_ctx(
         "base-hardening",
         &[

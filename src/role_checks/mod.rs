@@ -5,6 +5,7 @@
 //! A program that is not installed makes its test say "SKIPPED" and pass (fail under CI=true): `scripts/setup.sh`
 //! installs every one of them, and CI runs it first.
 
+mod alerts;
 mod cluster;
 mod ingress;
 mod monitoring;

@@ -385,7 +385,7 @@ fn uid_of(user: &str) -> Option<u32> {
     String::from_utf8_lossy(&o.stdout).trim().parse().ok()
 }
 
-fn sample(metrics: &str, name: &str) -> Option<f64> {
+pub(super) fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
