@@ -159,10 +159,17 @@ fn read_identity_file(path: &Path, origin: &str) -> Result<Vec<age::x25519::Iden
     parse_identities(path, text.expose())
 }
 
+/// Once per key file and run: `check` and `render` load the site once per environment.
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o077 != 0 {
+        let first = WARNED
+            .lock()
+            .map(|mut w| w.insert(path.to_path_buf()))
+            .unwrap_or(true);
+        if first && m.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 "{} is readable by other users; run `chmod 600 {}`",
                 path.display(),
