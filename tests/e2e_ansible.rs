@@ -257,13 +257,13 @@ fn ssh_config_adhoc_run_and_run_once() {
     let o = trust(&[]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "");
-    // `labctl run` reports the same host as unreachable (exit 6), as README's table says.
+    // `labctl run` refuses the same host as plan does (exit 5), as docs/ansible.md says.
     let o = labctl_in(
         d.path(),
         &cfg,
         &["run", "all", "-i", "trust.ini", "--", "true"],
     );
-    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("is not trusted"),
         "{}",

@@ -15,14 +15,15 @@ use crate::transport::{HostKeyPolicy, Transport, TransportError};
 
 use super::{load, Conn, Global};
 
-/// One host's result: its exit status and output, or why it could not run.
+/// One host's result: its exit status and output, or why it could not run (typed as plan's and
+/// apply's are, so the three commands share one exit rule).
 enum Outcome {
     Ran {
         status: i32,
         stdout: String,
         stderr: String,
     },
-    Unreachable(String),
+    Refused(crate::plan::HostError),
 }
 
 /// Connection settings of every host the pattern selects, from the resolved inventory vars.
@@ -93,7 +94,7 @@ fn run_on(
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore open");
                 let outcome = match Transport::connect(&conn, policy, connect_timeout).await {
-                    Err(e) => Outcome::Unreachable(e.to_string()),
+                    Err(e) => Outcome::Refused(e.into()),
                     Ok(t) => {
                         let r = t.run(&script, None, step_timeout).await;
                         t.close().await;
@@ -108,7 +109,7 @@ fn run_on(
                                 stdout: String::new(),
                                 stderr: TransportError::SudoPassword(d).to_string(),
                             },
-                            Err(e) => Outcome::Unreachable(e.to_string()),
+                            Err(e) => Outcome::Refused(e.into()),
                         }
                     }
                 };
@@ -124,19 +125,26 @@ fn run_on(
         }
         out
     });
-    let failed = results
-        .values()
-        .filter(|o| !matches!(o, Outcome::Ran { status: 0, .. }))
-        .count();
-    let unreachable = results
-        .values()
-        .filter(|o| matches!(o, Outcome::Unreachable(_)))
-        .count();
-    Ok(match (failed, unreachable) {
-        (0, _) => Exit::Ok,
-        (f, u) if f == u => Exit::Unreachable,
-        _ => Exit::Failed,
-    })
+    Ok(exit_of(results.values()))
+}
+
+/// plan's and apply's rule (`HostError::exit_of`): unreachable-only is exit 6, a refusal (an
+/// untrusted host key) outranks a failure (exit 5), and a command that ran and failed is exit 1.
+fn exit_of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Exit {
+    let mut failed_command = false;
+    let mut errors = Vec::new();
+    for o in outcomes {
+        match o {
+            Outcome::Ran { status, .. } => failed_command |= *status != 0,
+            Outcome::Refused(e) => errors.push(e),
+        }
+    }
+    match crate::plan::HostError::exit_of(errors) {
+        None if failed_command => Exit::Failed,
+        None => Exit::Ok,
+        Some(Exit::Unreachable) if failed_command => Exit::Failed,
+        Some(e) => e,
+    }
 }
 
 fn print_outcome(sh: &crate::ui::Shell, host: &str, o: &Outcome) {
@@ -164,8 +172,13 @@ fn print_outcome(sh: &crate::ui::Shell, host: &str, o: &Outcome) {
             }
             t
         }
-        Outcome::Unreachable(why) => {
-            format!("{host} | {} >>\n{why}\n", sh.paint("31", "UNREACHABLE"))
+        Outcome::Refused(e) => {
+            let word = if e.exit() == Exit::Unreachable {
+                "UNREACHABLE"
+            } else {
+                "REFUSED"
+            };
+            format!("{host} | {} >>\n{e}\n", sh.paint("31", word))
         }
     };
     sh.out(&text);
@@ -228,4 +241,31 @@ pub fn kubectl(
         targets,
         format!("k3s kubectl {}", words.join(" ")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::HostError;
+
+    fn ran(status: i32) -> Outcome {
+        Outcome::Ran {
+            status,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn run_exits_as_plan_and_apply_do() {
+        let down = || Outcome::Refused(HostError::Unreachable("down".into()));
+        let key = || Outcome::Refused(HostError::HostKey("changed".into()));
+        assert_eq!(exit_of(&[ran(0), ran(0)]), Exit::Ok);
+        assert_eq!(exit_of(&[ran(0), ran(2)]), Exit::Failed);
+        assert_eq!(exit_of(&[ran(0), down()]), Exit::Unreachable);
+        assert_eq!(exit_of(&[ran(1), down()]), Exit::Failed);
+        // An untrusted host key is a refusal here too (it was "unreachable", exit 6).
+        assert_eq!(exit_of(&[ran(0), key()]), Exit::Refused);
+        assert_eq!(exit_of(&[ran(1), down(), key()]), Exit::Refused);
+    }
 }
