@@ -23,7 +23,7 @@ LAYERS = [
     ["resources"],
     ["site", "role_checks", "fuzzing"],  # fuzzing: test-only entry points over the loaders
     ["schema"],  # JSON schema of specs
-    ["apply", "init"],
+    ["apply", "init", "import"],  # import: Ansible playbooks → a labctl project
     ["ui"],
     ["testbed"],
     ["cli"],

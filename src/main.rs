@@ -11,6 +11,7 @@ mod facts;
 mod fsutil;
 #[cfg(test)]
 mod fuzzing;
+mod import;
 mod init;
 mod inventory;
 mod plan;

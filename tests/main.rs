@@ -22,6 +22,7 @@ mod e2e_site;
 mod e2e_ufw;
 mod environments_cli;
 mod faults;
+mod import_ansible;
 mod ingress_cli;
 mod init;
 mod render_gate;

@@ -6,6 +6,7 @@ mod doc;
 mod engine;
 mod gather;
 mod history;
+mod import;
 mod info;
 mod init;
 pub(crate) mod load;
@@ -23,7 +24,7 @@ use crate::error::{CliError, Exit};
 const EXIT_CODES: &str = "Exit codes:
   0    success (plan: no drift)
   1    a step, probe or handler failed on a host
-  2    plan only: changes are pending
+  2    plan only: changes are pending (import-ansible: something was left out)
   3    bad input (inventory, site, role, template, command line; apply without a terminal
        and without --yes or --plan); nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
@@ -146,6 +147,10 @@ enum Cmd {
         #[arg(short = 'y', long, conflicts_with = "plan")]
         yes: bool,
     },
+    /// Write a labctl project from an Ansible playbook and its roles, reporting what was
+    /// translated, approximated and left out (file:line). Exit 0: all translated, 2: something
+    /// was left out, 3: unreadable input
+    ImportAnsible(import::ImportArgs),
     /// Make a new lab repo (asks on a terminal, or takes flags), or --add-host to an existing one
     Init(init::InitArgs),
     /// Validate inventory, site, roles and templates offline (no SSH); report every problem
@@ -373,6 +378,7 @@ pub fn main() -> i32 {
             kube_version.as_deref(),
         ),
         Cmd::Init(a) => init::run(&g, a),
+        Cmd::ImportAnsible(a) => import::run(&g, a),
         Cmd::Facts { host, target, conn } => info::facts(&g, &host, &target, &conn),
         Cmd::Unlock {
             host,
