@@ -54,14 +54,7 @@ fn kit() -> bool {
     // cold on 2 cores) is weighed against CI's budget. Not asked for: say so and pass (an opt-in,
     // not a missing prerequisite). Asked for: a missing piece fails under CI, as any other.
     if std::env::var("LABCTL_CONTROLPLANE").as_deref() != Ok("1") {
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("a test")
-            .to_string();
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("SKIPPED {test}: opt-in, LABCTL_CONTROLPLANE=1 runs it ({why})\n").as_bytes(),
-        );
+        crate::common::say_skipped(&format!("opt-in, LABCTL_CONTROLPLANE=1 runs it ({why})"));
         return false;
     }
     crate::common::skip(why);

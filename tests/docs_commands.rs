@@ -113,11 +113,17 @@ fn code_of(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut prose = String::new();
     let mut block: Option<String> = None;
+    // A ```text block is output (a report, a log), not commands: prose in it may name labctl.
+    let mut output = false;
     for line in text.lines() {
-        if line.trim_start().starts_with("```") {
+        if let Some(info) = line.trim_start().strip_prefix("```") {
             match block.take() {
-                Some(b) => out.push(b),
-                None => block = Some(String::new()),
+                Some(b) if !output => out.push(b),
+                Some(_) => {}
+                None => {
+                    output = info.trim() == "text";
+                    block = Some(String::new());
+                }
             }
             continue;
         }
@@ -272,7 +278,7 @@ fn commands_and_flags_in_the_docs_exist() {
 #[test]
 fn a_made_up_flag_or_command_is_found() {
     let mut help = Help::new();
-    let page = "Run `labctl plan --tags web --no-such-flag` first.\n\n```sh\nlabctl apply --yes -i x # --not-checked-in-a-comment\nlabctl vault encrypt --in-place f\nlabctl vault keygen|encrypt --bogus\nlabctl frobnicate --yes\nlabctl testbed up --hosts 2 -Q\n```\n";
+    let page = "Run `labctl plan --tags web --no-such-flag` first.\n\n```sh\nlabctl apply --yes -i x # --not-checked-in-a-comment\nlabctl vault encrypt --in-place f\nlabctl vault keygen|encrypt --bogus\nlabctl frobnicate --yes\nlabctl testbed up --hosts 2 -Q\n```\n\n```text\nleft out: x: labctl has no such thing\n```\n";
     let found = problems("made-up.md", page, &mut help);
     let has = |s: &str| found.iter().any(|f| f.contains(s));
     assert!(has("has no `--no-such-flag`"), "{found:?}");

@@ -178,11 +178,11 @@ fn offsite_backups_and_restores_on_a_test_host() {
         return;
     }
     let Some(moto) = moto_server() else {
-        eprintln!("skipped: moto_server is not in the test venv (scripts/setup.sh)");
+        crate::common::skip("moto_server is not in the test venv (scripts/setup.sh)");
         return;
     };
     if !Path::new("/usr/bin/rclone").is_file() {
-        eprintln!("skipped: Debian's rclone is not installed (scripts/setup.sh)");
+        crate::common::skip("Debian's rclone is not installed (scripts/setup.sh)");
         return;
     }
     let tb = Testbed::up("seeds-backup", 1);

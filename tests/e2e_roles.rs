@@ -120,6 +120,9 @@ fn host_roles_harden_and_connect_two_hosts() {
         "8472/udp on wg0 ALLOW 10.200.0.2",
         "10250/tcp on wg0 ALLOW 10.200.0.1",
         "10250/tcp on wg0 ALLOW 10.200.0.2",
+        // node-exporter, which Prometheus scrapes on every node (masqueraded to the node's address).
+        "9100/tcp on wg0 ALLOW 10.200.0.1",
+        "9100/tcp on wg0 ALLOW 10.200.0.2",
     ];
     want.sort();
     assert_eq!(rules, want, "{status}");

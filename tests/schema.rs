@@ -68,6 +68,10 @@ fn validate(py: &Path, schema: &str, files: &[PathBuf]) -> Vec<(String, Vec<Stri
 fn find(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        // Ansible playbooks that import-ansible reads: their input, not labctl's files.
+        if p.ends_with("tests/fixtures/import") {
+            continue;
+        }
         if p.is_dir() {
             find(&p, name, out);
         } else if p.file_name().is_some_and(|f| f == name) {
@@ -89,7 +93,9 @@ fn check(dir: &Path) -> std::process::Output {
 #[test]
 fn schemas_accept_what_labctl_accepts_and_reject_what_it_rejects() {
     let Some(py) = python() else {
-        eprintln!("skipped: no Python with jsonschema and yaml in $LABCTL_TEST_VENV (scripts/setup.sh makes it)");
+        crate::common::skip(
+            "no Python with jsonschema and yaml in $LABCTL_TEST_VENV (scripts/setup.sh makes it)",
+        );
         return;
     };
     let mut roles = Vec::new();

@@ -91,7 +91,7 @@ pub fn yaml(text: &str) -> Value {
 
 /// Say a test is skipped, straight to stderr (libtest hides a passing test's captured output).
 /// Under CI a missing program is a failure: CI runs scripts/setup.sh, so it must be there.
-fn skipped(why: &str) {
+pub(super) fn skipped(why: &str) {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true and a prerequisite is missing: {why}"

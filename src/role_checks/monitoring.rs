@@ -407,11 +407,11 @@ fn the_real_exporters_emit_every_metric_the_rules_read() {
         return;
     };
     if !pgbin.join("postgres").is_file() || have("curl").is_none() {
-        eprintln!("skipped: PostgreSQL 15 server is not installed");
+        super::skipped("PostgreSQL 15 server is not installed");
         return;
     }
     let Some(pg_uid) = uid_of("postgres") else {
-        eprintln!("skipped: no postgres user");
+        super::skipped("no postgres user");
         return;
     };
     let rules = rules(&role_ctx("monitoring", &[]));
