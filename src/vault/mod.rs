@@ -7,6 +7,7 @@
 //! - `ansible`, `password`: ansible-vault values (read), and where their passwords come from.
 //! - `sops`: SOPS files with age recipients (read).
 //! - `import`: `labctl vault import-ansible`, ansible-vault values into the age vault.
+//! - `seal`: `labctl seal`, vault values into a SealedSecret for the apps repo.
 //!
 //! Plaintext only ever lives in a `Secret`. Error messages are built from file names, key sources,
 //! public keys and age's own error kinds — never from decrypted content — and YAML errors from
@@ -21,6 +22,7 @@ mod keys;
 pub(crate) use keys::rfc3339_now;
 pub mod password;
 mod recipients;
+pub mod seal;
 pub mod sops;
 
 use std::path::PathBuf;
