@@ -5,7 +5,7 @@
 //! - `file`: decrypting and encrypting bytes, with errors a user can act on; atomic writes.
 //! - `cli`: `labctl vault …`.
 //! - `ansible`, `password`: ansible-vault values (read), and where their passwords come from.
-//! - `sops`: SOPS files with age recipients (read).
+//! - `sops`, `sops_write`: SOPS files with age recipients (read; written by encrypt --sops and edit).
 //! - `import`: `labctl vault import-ansible`, ansible-vault values into the age vault.
 //! - `seal`: `labctl seal`, vault values into a SealedSecret for the apps repo.
 //!
@@ -24,6 +24,7 @@ pub mod password;
 mod recipients;
 pub mod seal;
 pub mod sops;
+pub mod sops_write;
 
 use std::path::PathBuf;
 
