@@ -288,3 +288,96 @@ fn the_gate_refuses_unknown_fields_missing_keys_and_order_mistakes() {
     // Nothing else: the chart itself and the valid objects pass.
     assert_eq!(err.matches("error:").count(), 3, "{err}");
 }
+
+/// `labctl seal` output through the gate: the sealed-secrets release rendered from the kept
+/// chart installs the SealedSecret CRD, and the manifest `seal` wrote validates against it; a
+/// field the CRD does not have is refused.
+#[test]
+fn a_sealed_secret_from_labctl_seal_validates_against_the_kept_chart_crd() {
+    if !kit() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("charts"), d.path().join("charts")).unwrap();
+    let fixtures = repo().join("tests/fixtures/sealed-secrets");
+    // An age vault holding the value, made with labctl itself.
+    let key = d.path().join("age.key");
+    let o = labctl(
+        d.path(),
+        &["vault", "keygen", "--out", key.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    write(
+        d.path(),
+        ".age-recipients",
+        &String::from_utf8_lossy(&o.stdout),
+    );
+    write(
+        d.path(),
+        "vault.yml",
+        "apps:\n  web:\n    db_password: hunter2-long\n",
+    );
+    let o = labctl(d.path(), &["vault", "encrypt", "--in-place", "vault.yml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = labctl(
+        d.path(),
+        &[
+            "--vault-key",
+            key.to_str().unwrap(),
+            "seal",
+            "--vault",
+            "vault.yml.age",
+            "--cert",
+            fixtures.join("cert.pem").to_str().unwrap(),
+            "--name",
+            "web-db",
+            "-n",
+            "apps",
+            "password=apps.web.db_password",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let sealed = String::from_utf8(o.stdout).unwrap();
+    assert!(sealed.contains("kind: SealedSecret") && !sealed.contains("hunter2"));
+    write(
+        d.path(),
+        "hosts.yml",
+        "all:\n  hosts:\n    s1: {ansible_host: 192.0.2.1}\n  vars:\n    k3s_version: v1.36.4+k3s1\n",
+    );
+    write(
+        d.path(),
+        "site.yml",
+        "- name: cluster\n  hosts: s1\n  roles: [app]\n",
+    );
+    let indented: String = sealed.lines().map(|l| format!("        {l}\n")).collect();
+    let role = |manifest: &str| {
+        format!(
+            r#"resources:
+  - name: controller
+    helm_release: {{name: sealed-secrets, namespace: kube-system, chart: sealed-secrets/sealed-secrets, version: "2.18.5"}}
+  - name: app namespace
+    k8s_manifest:
+      content: |
+        apiVersion: v1
+        kind: Namespace
+        metadata: {{name: apps}}
+  - name: sealed
+    k8s_manifest:
+      content: |
+{manifest}"#
+        )
+    };
+    write(d.path(), "roles/app/role.yml", &role(&indented));
+    let o = labctl(d.path(), &["check", "-i", "hosts.yml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // The same manifest with a field the CRD does not define is refused, naming the resource.
+    let broken = indented.replace("  encryptedData:", "  encryptedDat:");
+    write(d.path(), "roles/app/role.yml", &role(&broken));
+    let o = labctl(d.path(), &["check", "-i", "hosts.yml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        err.contains("app/k8s_manifest:sealed") && err.contains("encryptedDat"),
+        "{err}"
+    );
+}

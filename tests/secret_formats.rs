@@ -447,3 +447,151 @@ fn sops_files_decrypt_and_tampering_is_refused() {
     assert_eq!(o.status.code(), Some(4), "{}", show(&o));
     assert!(stderr(&o).contains(rel), "{}", show(&o));
 }
+
+/// SOPS files labctl writes (`vault encrypt --sops`, `vault edit`) under a .sops.yaml
+/// creation rule: the real `sops -d` opens them with the same values, labctl uses them, and a
+/// tampered one is refused by both. `vault edit` also rewrites a file sops made, and sops opens
+/// the result.
+#[test]
+fn sops_files_labctl_writes_open_with_the_real_sops() {
+    let (Some(sops), Some(keygen)) = (tool("sops"), tool("age-keygen")) else {
+        return;
+    };
+    let (d, root) = project("PW={{ sops_pw }}\nPORT={{ port }}\nUSER={{ db.user }}\n");
+    let dir = d.path();
+    run(Command::new(keygen)
+        .args(["-o", "home/age.key"])
+        .current_dir(dir));
+    let key = std::fs::read_to_string(dir.join("home/age.key")).unwrap();
+    let public = key
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    // The first rule does not match; the second gives the recipient and encrypted_regex.
+    write(
+        dir,
+        ".sops.yaml",
+        &format!("creation_rules:\n  - path_regex: ^elsewhere/\n    age: age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq\n  - path_regex: inv/host_vars/.*\\.sops\\.yaml$\n    age: {public}\n    encrypted_regex: ^(sops_pw|port|password)$\n"),
+    );
+    write(
+        dir,
+        "inv/host_vars/me/secrets.yaml",
+        &format!("sops_pw: {SOPS}\nport: 5432\ndb:\n  user: app\n  password: {SOPS}-2\n"),
+    );
+    let rel = "inv/host_vars/me/secrets.sops.yaml";
+    let o = labctl(dir)
+        .args([
+            "vault",
+            "encrypt",
+            "--sops",
+            "inv/host_vars/me/secrets.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    std::fs::remove_file(dir.join("inv/host_vars/me/secrets.yaml")).unwrap();
+    let enc = std::fs::read_to_string(dir.join(rel)).unwrap();
+    no_canary("the SOPS file", enc.as_bytes());
+    assert!(
+        enc.contains("user: app") && enc.contains("encrypted_regex"),
+        "{enc}"
+    );
+    let sops_cmd = || {
+        let mut c = Command::new(&sops);
+        c.current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env("SOPS_AGE_KEY_FILE", dir.join("home/age.key"));
+        c
+    };
+    let o = run(sops_cmd().args(["decrypt", "--output-type", "json", rel]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"sops_pw": SOPS, "port": 5432, "db": {"user": "app", "password": format!("{SOPS}-2")}})
+    );
+    let apply = || {
+        labctl(dir)
+            .args(["apply", "--yes", "-i", INV])
+            .env("SOPS_AGE_KEY_FILE", dir.join("home/age.key"))
+            .output()
+            .unwrap()
+    };
+    let o = apply();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.join("app.env")).unwrap(),
+        format!("PW={SOPS}\nPORT=5432\nUSER=app\n")
+    );
+    std::fs::remove_file(root.join("app.env")).unwrap();
+
+    // Tampered: the plain value under the MAC changed; a ciphertext moved to another key.
+    let pw = enc.lines().find(|l| l.starts_with("sops_pw:")).unwrap();
+    let port = enc.lines().find(|l| l.starts_with("port:")).unwrap();
+    let swapped = enc
+        .replace(pw, "@@")
+        .replace(port, &pw.replacen("sops_pw:", "port:", 1))
+        .replace("@@", &port.replacen("port:", "sops_pw:", 1));
+    for (what, text) in [
+        ("edited", enc.replace("user: app", "user: root")),
+        ("swapped", swapped),
+    ] {
+        std::fs::write(dir.join(rel), &text).unwrap();
+        let o = apply();
+        assert_eq!(o.status.code(), Some(4), "{what}: {}", show(&o));
+        assert!(stderr(&o).contains(rel), "{what}: {}", show(&o));
+        let o = sops_cmd().args(["decrypt", rel]).output().unwrap();
+        assert!(
+            !o.status.success(),
+            "{what}: sops -d accepted it\n{}",
+            show(&o)
+        );
+    }
+    std::fs::write(dir.join(rel), &enc).unwrap();
+
+    // `vault edit`: one value changed by the "editor"; the other values keep their ciphertext.
+    write(
+        dir,
+        "ed.sh",
+        "#!/bin/sh\nsed -i 's/^port: 5432/port: 6543/' \"$1\"\n",
+    );
+    std::fs::set_permissions(
+        dir.join("ed.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let o = labctl(dir)
+        .args(["vault", "edit", rel])
+        .env("SOPS_AGE_KEY_FILE", dir.join("home/age.key"))
+        .env("EDITOR", dir.join("ed.sh"))
+        .env_remove("VISUAL")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let edited = std::fs::read_to_string(dir.join(rel)).unwrap();
+    assert!(edited.contains(pw), "unchanged value kept its ciphertext");
+    assert!(!edited.contains(port), "changed value re-encrypted");
+    let o = run(sops_cmd().args(["decrypt", "--extract", "[\"port\"]", rel]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "6543");
+
+    // A file the real sops made, edited by labctl, still opens with sops.
+    let made = "inv/host_vars/me/other.sops.yaml";
+    write(dir, made, "password: first\nport: 1\n");
+    run(sops_cmd().args(["encrypt", "--in-place", made]));
+    write(
+        dir,
+        "ed.sh",
+        "#!/bin/sh\nsed -i 's/^port: 1$/port: 2/' \"$1\"\n",
+    );
+    let o = labctl(dir)
+        .args(["vault", "edit", made])
+        .env("SOPS_AGE_KEY_FILE", dir.join("home/age.key"))
+        .env("EDITOR", dir.join("ed.sh"))
+        .env_remove("VISUAL")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = run(sops_cmd().args(["decrypt", "--output-type", "json", made]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"password": "first", "port": 2}));
+}

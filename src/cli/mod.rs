@@ -235,6 +235,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: crate::vault::VaultCmd,
     },
+    /// Seal vault values into a SealedSecret manifest for the apps repo Argo CD deploys
+    ///
+    /// Each KEY=VAULT_PATH is sealed for the cluster's sealed-secrets controller (its public
+    /// certificate, --cert), bound to --namespace/--name (strict scope): only that controller can
+    /// turn it back into the Secret. The manifest goes to stdout or --out; it holds no secret.
+    Seal {
+        #[command(flatten)]
+        args: crate::vault::seal::SealArgs,
+    },
     /// Disposable Debian 12 test hosts (systemd-nspawn) with an inventory
     Testbed {
         #[command(subcommand)]
@@ -395,6 +404,7 @@ pub fn main() -> i32 {
         Cmd::Vault { cmd } => {
             crate::vault::run(cmd, g.vault_key.as_deref(), &g.vault_password_files)
         }
+        Cmd::Seal { args } => crate::vault::seal::run(args, g.vault_key.as_deref()),
         Cmd::Testbed { cmd } => crate::testbed::run(cmd),
         Cmd::Run {
             pattern,

@@ -15,6 +15,7 @@ const CLUSTER_TEMPLATES: &[(&str, &str)] = &[
     ),
     ("postgres", "values/cnpg-operator.yaml.j2"),
     ("redis", "roles/redis/templates/redis.k8s.j2"),
+    ("sealed-secrets", "values/sealed-secrets.yaml.j2"),
     ("argocd", "values/argocd.yaml.j2"),
     ("argocd", "roles/argocd/templates/root-app.yaml.j2"),
     ("monitoring", "values/monitoring.yaml.j2"),
@@ -43,9 +44,16 @@ fn docs(text: &str) -> Vec<Value> {
 }
 
 /// Registries and repositories known to serve nothing maintained (Bitnami's free versioned
-/// images went to the frozen docker.io/bitnamilegacy in 2025).
+/// images went to the frozen docker.io/bitnamilegacy in 2025). The one exception is the
+/// sealed-secrets controller: the bitnami-labs project publishes it under docker.io/bitnami
+/// itself and keeps its versioned tags there (its issues #1785, #1790).
 fn unmaintained(reference: &str) -> bool {
     let r = reference.trim_start_matches("docker.io/");
+    if r.starts_with("bitnami/sealed-secrets-controller:")
+        || r == "bitnami/sealed-secrets-controller"
+    {
+        return false;
+    }
     r.starts_with("bitnami/") || r.starts_with("bitnamilegacy/")
 }
 
@@ -141,7 +149,14 @@ fn every_deployed_image_is_a_pinned_var_from_a_maintained_source() {
         "only {seen} image references found: the walk missed some"
     );
     // Every image var in the defaults is pinned too (an override must replace a pinned value).
-    for role in ["postgres", "redis", "argocd", "monitoring", "backups"] {
+    for role in [
+        "postgres",
+        "redis",
+        "sealed-secrets",
+        "argocd",
+        "monitoring",
+        "backups",
+    ] {
         let text =
             std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap();
         let vars: indexmap::IndexMap<String, Value> = serde_saphyr::from_str(&text).unwrap();
@@ -179,6 +194,20 @@ fn the_image_check_refuses_what_broke_real_installs() {
         &mut p,
     );
     assert_eq!(p.len(), 7, "{p:#?}");
+    // The project's own controller image stays served; its frozen legacy copy does not.
+    let mut ss = Vec::new();
+    image_problems(
+        "t",
+        &json!({"image": {"registry": "docker.io", "repository": "bitnami/sealed-secrets-controller", "tag": "0.36.6"}}),
+        &mut ss,
+    );
+    assert_eq!(ss, Vec::<String>::new());
+    image_problems(
+        "t",
+        &json!({"image": "docker.io/bitnamilegacy/sealed-secrets-controller:0.30.0"}),
+        &mut ss,
+    );
+    assert_eq!(ss.len(), 1, "{ss:#?}");
     assert_eq!(
         literal_image_lines("image: {{ x }}\n  tag: \"1.2\"\n  repository: {{ y }}\n"),
         ["tag: \"1.2\""]

@@ -32,12 +32,19 @@ pub enum VaultCmd {
     /// --recipients is given. The plaintext must be valid YAML. By default the plaintext file is
     /// kept (and a warning printed); --in-place deletes it once the encrypted file is safely on
     /// disk. An existing output file is only replaced with --force (else exit 5).
+    ///
+    /// With --sops the output is a SOPS file (NAME.sops.yaml beside NAME.yaml, or FILE itself
+    /// with --in-place) that the real `sops -d` opens: recipients and which values are encrypted
+    /// come from the nearest .sops.yaml's creation_rules, as sops picks them.
     Encrypt {
         /// Plaintext YAML file
         file: PathBuf,
         /// Recipients file (one age1… public key per line)
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "sops")]
         recipients: Option<PathBuf>,
+        /// Write SOPS format (age recipients from .sops.yaml creation_rules)
+        #[arg(long)]
+        sops: bool,
         /// Replace FILE by FILE.age: delete the plaintext after writing the encrypted file
         #[arg(long, conflicts_with = "out")]
         in_place: bool,
@@ -75,7 +82,10 @@ pub enum VaultCmd {
     /// The plaintext goes to a 0600 file in a private 0700 directory under $TMPDIR that is removed
     /// on every exit path. The result must be valid YAML, else the vault is left unchanged and
     /// the edits are discarded (exit 3). The vault is re-encrypted only if the content changed.
-    /// A FILE that does not exist yet is created.
+    /// A FILE that does not exist yet is created. A SOPS file (one with a `sops:` block, or a new
+    /// NAME.sops.yaml) is edited as `sops edit` does: decrypted values in the editor, written back
+    /// with its data key and rules (a new one with the .sops.yaml creation rule that matches it);
+    /// unchanged values keep their ciphertext. Comments are not kept.
     Edit {
         /// Vault file (*.age)
         file: PathBuf,
@@ -178,10 +188,19 @@ pub fn run(
         VaultCmd::Keygen { out } => cmd_keygen(out),
         VaultCmd::Encrypt {
             file,
+            sops: true,
+            in_place,
+            out,
+            force,
+            ..
+        } => cmd_encrypt_sops(&file, in_place, out, force),
+        VaultCmd::Encrypt {
+            file,
             recipients,
             in_place,
             out,
             force,
+            ..
         } => cmd_encrypt(
             &file,
             recipients.as_deref(),
@@ -496,7 +515,164 @@ fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
     Ok(Exit::Ok)
 }
 
+fn sops_fail(file: &Path, e: super::sops::SopsFail) -> Fail {
+    use super::sops::SopsFail;
+    match e {
+        SopsFail::NoKey(m) | SopsFail::Error(m) => Fail::Vault(VaultError::Unsupported {
+            file: file.to_path_buf(),
+            detail: m,
+        }),
+    }
+}
+
+/// `FILE.sops.yaml` for `FILE.yaml` (`.yml` kept), else `FILE.sops.yaml`.
+fn sops_out(file: &Path) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let new = match name.rsplit_once('.') {
+        Some((stem, ext @ ("yaml" | "yml"))) => format!("{stem}.sops.{ext}"),
+        _ => format!("{name}.sops.yaml"),
+    };
+    file.with_file_name(new)
+}
+
+/// The creation rule for a new SOPS file at `out` (from the nearest .sops.yaml above it).
+fn sops_rule(out: &Path) -> R<super::sops_write::CreationRule> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let cfg = super::sops_write::find_config(&abs).ok_or_else(|| {
+        Fail::Input(format!(
+            "no .sops.yaml in {} or any parent directory: add one with creation_rules listing the age recipients (as sops needs)",
+            abs.display()
+        ))
+    })?;
+    super::sops_write::creation_rule(&cfg, out).map_err(|e| sops_fail(out, e))
+}
+
+fn parse_plain(file: &Path, plain: &Secret<Vec<u8>>) -> R<crate::yaml::Node> {
+    let text = std::str::from_utf8(plain.expose())
+        .map_err(|_| Fail::Input(format!("{}: not UTF-8", file.display())))?;
+    // Positions only: the parser's message could quote content.
+    crate::yaml::parse_node(file, text).map_err(|d| {
+        let at = d
+            .loc
+            .map(|l| format!(":{}:{}", l.line, l.col))
+            .unwrap_or_default();
+        Fail::Input(format!(
+            "{}{at}: invalid YAML for a SOPS file; nothing was written",
+            file.display()
+        ))
+    })
+}
+
+fn cmd_encrypt_sops(file: &Path, in_place: bool, out: Option<PathBuf>, force: bool) -> R<Exit> {
+    let plain = Secret::new(
+        std::fs::read(file)
+            .map_err(|e| Fail::Input(format!("cannot read {}: {e}", file.display())))?,
+    );
+    check_yaml(&plain)
+        .map_err(|p| yaml_fail(&file.display().to_string(), p, "nothing was encrypted"))?;
+    let doc = parse_plain(file, &plain)?;
+    if super::sops::is_sops_document(&doc) {
+        return Err(Fail::Input(format!(
+            "{} is already a SOPS file",
+            file.display()
+        )));
+    }
+    let out = if in_place {
+        file.to_path_buf()
+    } else {
+        out.unwrap_or_else(|| sops_out(file))
+    };
+    if !in_place && out.exists() && !force {
+        return Err(Fail::Refused(format!(
+            "{} already exists; pass --force to replace it (or `labctl vault edit` it)",
+            out.display()
+        )));
+    }
+    let rule = sops_rule(&out)?;
+    let header = super::sops_write::Header::new(&rule).map_err(|e| sops_fail(&out, e))?;
+    let text = super::sops_write::encrypt(&doc, &header, &super::sops_write::now())
+        .map_err(|e| sops_fail(&out, e))?;
+    write_atomic(&out, text.as_bytes(), mode_of(&out).unwrap_or(0o644), false)
+        .map_err(|e| write_err(&out, e))?;
+    note(&format!(
+        "encrypted {} → {} (SOPS) for {} age recipient(s) from {}",
+        file.display(),
+        out.display(),
+        rule.recipients.len(),
+        rule.origin
+    ));
+    if !in_place {
+        note(&format!(
+            "warning: the plaintext {} is still on disk: delete it (or use --in-place) and make sure it is never committed",
+            file.display()
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `vault edit` of a SOPS file: as `sops edit`.
+fn cmd_edit_sops(file: &Path, vault_key: Option<&Path>) -> R<Exit> {
+    use super::sops_write::{encrypt as sops_encrypt, now, plaintext, Header};
+    let (header, old) = if file.exists() {
+        let keys = Keyring::discover(vault_key)?;
+        let text = std::fs::read_to_string(file).map_err(|e| VaultError::io(file, e))?;
+        let mut doc =
+            crate::yaml::parse_node(file, &text).map_err(|d| Fail::Input(d.to_string()))?;
+        let kept = super::sops::decrypt_for_rewrite(&keys, file, &mut doc)
+            .map_err(|e| sops_fail(file, e))?;
+        let plain = plaintext(&doc).map_err(|e| sops_fail(file, e))?;
+        (
+            Header::kept(kept),
+            Secret::new(plain.expose().as_bytes().to_vec()),
+        )
+    } else {
+        let rule = sops_rule(file)?;
+        (
+            Header::new(&rule).map_err(|e| sops_fail(file, e))?,
+            Secret::new(Vec::new()),
+        )
+    };
+    let new = edit_in_tmp(file, &old)?;
+    if new.expose() == old.expose() {
+        note(&format!("no changes; {} left as it was", file.display()));
+        return Ok(Exit::Ok);
+    }
+    check_yaml(&new).map_err(|p| {
+        yaml_fail(
+            &format!("{} (edited copy)", file.display()),
+            p,
+            "the file was not changed and the edits were discarded",
+        )
+    })?;
+    let doc = parse_plain(file, &new)?;
+    let text = sops_encrypt(&doc, &header, &now()).map_err(|e| sops_fail(file, e))?;
+    write_atomic(file, text.as_bytes(), mode_of(file).unwrap_or(0o644), false)
+        .map_err(|e| write_err(file, e))?;
+    note(&format!("updated {} (SOPS)", file.display()));
+    Ok(Exit::Ok)
+}
+
+fn is_sops_file(file: &Path) -> bool {
+    if !file.exists() {
+        return super::sops_write::sops_named(file);
+    }
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| crate::yaml::parse_node(file, &t).ok())
+        .is_some_and(|n| super::sops::is_sops_document(&n))
+}
+
 fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<Exit> {
+    if is_sops_file(file) {
+        return cmd_edit_sops(file, vault_key);
+    }
     let keys = Keyring::discover(vault_key)?;
     // Resolve recipients before the editor opens, so a missing file is not found after the work.
     let (_, rs) = recipients_for(recipients, file)?;
@@ -505,7 +681,31 @@ fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) ->
     } else {
         Secret::new(Vec::new())
     };
+    let new = edit_in_tmp(file, &old)?;
+    if new.expose() == old.expose() {
+        note(&format!("no changes; {} left as it was", file.display()));
+        return Ok(Exit::Ok);
+    }
+    check_yaml(&new).map_err(|p| {
+        yaml_fail(
+            &format!("{} (edited copy)", file.display()),
+            p,
+            "the vault was not changed and the edits were discarded",
+        )
+    })?;
+    let ct = encrypt(new.expose(), &rs)?;
+    write_atomic(file, &ct, mode_of(file).unwrap_or(0o644), false)
+        .map_err(|e| write_err(file, e))?;
+    note(&format!(
+        "updated {} for {} recipient(s)",
+        file.display(),
+        rs.len()
+    ));
+    Ok(Exit::Ok)
+}
 
+/// The plaintext through the editor, in a private temp dir removed on every path.
+fn edit_in_tmp(file: &Path, old: &Secret<Vec<u8>>) -> R<Secret<Vec<u8>>> {
     // The directory is 0700 and removed by Drop on every return path (and on unwinding).
     let dir = tempfile::Builder::new()
         .prefix("labctl-vault-")
@@ -541,26 +741,7 @@ fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) ->
             .map_err(|e| Fail::Other(format!("cannot read back the edited file: {e}")))?,
     );
     drop(dir);
-    if new.expose() == old.expose() {
-        note(&format!("no changes; {} left as it was", file.display()));
-        return Ok(Exit::Ok);
-    }
-    check_yaml(&new).map_err(|p| {
-        yaml_fail(
-            &format!("{} (edited copy)", file.display()),
-            p,
-            "the vault was not changed and the edits were discarded",
-        )
-    })?;
-    let ct = encrypt(new.expose(), &rs)?;
-    write_atomic(file, &ct, mode_of(file).unwrap_or(0o644), false)
-        .map_err(|e| write_err(file, e))?;
-    note(&format!(
-        "updated {} for {} recipient(s)",
-        file.display(),
-        rs.len()
-    ));
-    Ok(Exit::Ok)
+    Ok(new)
 }
 
 fn run_editor(path: &Path) -> R<()> {

@@ -5,8 +5,9 @@
 //! - `file`: decrypting and encrypting bytes, with errors a user can act on; atomic writes.
 //! - `cli`: `labctl vault …`.
 //! - `ansible`, `password`: ansible-vault values (read), and where their passwords come from.
-//! - `sops`: SOPS files with age recipients (read).
+//! - `sops`, `sops_write`: SOPS files with age recipients (read; written by encrypt --sops and edit).
 //! - `import`: `labctl vault import-ansible`, ansible-vault values into the age vault.
+//! - `seal`: `labctl seal`, vault values into a SealedSecret for the apps repo.
 //!
 //! Plaintext only ever lives in a `Secret`. Error messages are built from file names, key sources,
 //! public keys and age's own error kinds — never from decrypted content — and YAML errors from
@@ -21,7 +22,9 @@ mod keys;
 pub(crate) use keys::rfc3339_now;
 pub mod password;
 mod recipients;
+pub mod seal;
 pub mod sops;
+pub mod sops_write;
 
 use std::path::PathBuf;
 

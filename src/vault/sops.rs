@@ -1,4 +1,5 @@
-//! SOPS files with age recipients, read: decrypted in memory like the age vault.
+//! SOPS files with age recipients, read: decrypted in memory like the age vault. Writing is in
+//! `sops_write`.
 //!
 //! A SOPS document is the data plus a top-level `sops:` block. The block holds the data key,
 //! age-encrypted (armored) once per recipient (`sops.age[].enc`, or inside `key_groups`), the
@@ -23,11 +24,11 @@ use super::keys::Keyring;
 use crate::secret::Secret;
 use crate::yaml::{Node, NodeV};
 
-type Aes256Gcm32 = aes_gcm::AesGcm<aes::Aes256, U32>;
+pub(super) type Aes256Gcm32 = aes_gcm::AesGcm<aes::Aes256, U32>;
 
 /// sops' `MACOnlyEncryptedInitialization`: hashed first when only encrypted values are MACed,
 /// so such a MAC never equals one over all values.
-const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
+pub(super) const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
     0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
     0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
@@ -49,17 +50,17 @@ pub fn is_sops_document(node: &Node) -> bool {
         .is_some_and(|s| s.as_map().is_some() && s.get("mac").is_some())
 }
 
-struct Rules {
+pub(super) struct Rules {
     unencrypted_suffix: Option<String>,
     encrypted_suffix: Option<String>,
     unencrypted_regex: Option<regex::Regex>,
     encrypted_regex: Option<regex::Regex>,
-    mac_only_encrypted: bool,
+    pub(super) mac_only_encrypted: bool,
 }
 
 impl Rules {
     /// sops' `shouldBeEncrypted`, in its order: each later rule overrides the earlier ones.
-    fn encrypted(&self, path: &[String]) -> bool {
+    pub(super) fn encrypted(&self, path: &[String]) -> bool {
         let mut enc = true;
         if let Some(s) = &self.unencrypted_suffix {
             if path.iter().any(|k| k.ends_with(s.as_str())) {
@@ -81,14 +82,14 @@ impl Rules {
     }
 }
 
-fn meta_str(meta: &Node, key: &str) -> Option<String> {
+pub(super) fn meta_str(meta: &Node, key: &str) -> Option<String> {
     meta.get(key)
         .and_then(|n| n.as_str())
         .filter(|s| !s.is_empty())
         .map(str::to_string)
 }
 
-fn rules(meta: &Node) -> Result<Rules, SopsFail> {
+pub(super) fn rules(meta: &Node) -> Result<Rules, SopsFail> {
     for k in ["unencrypted_comment_regex", "encrypted_comment_regex"] {
         if meta_str(meta, k).is_some() {
             // Which values are encrypted then depends on comments, which labctl does not keep.
@@ -234,7 +235,7 @@ fn go_bool(s: &str) -> Option<bool> {
 }
 
 /// sops' `ToBytes` for a value as it stands in the (decrypted) tree.
-fn mac_bytes(v: &NodeV) -> Option<Vec<u8>> {
+pub(super) fn mac_bytes(v: &NodeV) -> Option<Vec<u8>> {
     Some(match v {
         NodeV::Str(s) => s.as_bytes().to_vec(),
         NodeV::Int(i) => i.to_string().into_bytes(),
@@ -252,6 +253,20 @@ struct Walk<'a> {
     hash: Sha512,
     /// Top-level keys that held an encrypted value.
     secret: BTreeSet<String>,
+    /// When rewriting: each value's `ENC[…]` by (path, type, plaintext), so an unchanged value
+    /// keeps its ciphertext (sops' cipher stash does the same: diffs show only what changed).
+    stash: Option<Stash>,
+}
+
+/// Old ciphertexts by (AAD path, type, plaintext); holds plaintext, so only in memory.
+pub(super) type Stash = std::collections::HashMap<(String, String, Vec<u8>), String>;
+
+/// What `decrypt_for_rewrite` keeps to write the file back: the data key, the old `sops:` block
+/// and the stash of unchanged values.
+pub(super) struct Kept {
+    pub key: Secret<[u8; 32]>,
+    pub meta: Node,
+    pub stash: Secret<Stash>,
 }
 
 impl Walk<'_> {
@@ -294,6 +309,12 @@ impl Walk<'_> {
                         "`{shown}` failed authentication (modified, or moved from another key)"
                     ))
                 })?;
+                if let Some(st) = &mut self.stash {
+                    st.insert(
+                        (aad.clone(), enc.kind.clone(), plain.expose().clone()),
+                        s.clone(),
+                    );
+                }
                 let text = std::str::from_utf8(plain.expose()).ok();
                 let bad = || {
                     SopsFail::Error(format!(
@@ -329,6 +350,24 @@ impl Walk<'_> {
 /// Decrypt `doc` in place with the data key the age identities open, verify its MAC and drop the
 /// `sops:` block. Returns the top-level keys that held encrypted values (they are secret).
 pub fn decrypt(keys: &Keyring, file: &Path, doc: &mut Node) -> Result<BTreeSet<String>, SopsFail> {
+    decrypt_inner(keys, file, doc, false).map(|(s, _)| s)
+}
+
+/// `decrypt`, also returning what is needed to write the file back (`vault edit`).
+pub(super) fn decrypt_for_rewrite(
+    keys: &Keyring,
+    file: &Path,
+    doc: &mut Node,
+) -> Result<Kept, SopsFail> {
+    decrypt_inner(keys, file, doc, true).map(|(_, k)| k)
+}
+
+fn decrypt_inner(
+    keys: &Keyring,
+    file: &Path,
+    doc: &mut Node,
+    keep: bool,
+) -> Result<(BTreeSet<String>, Kept), SopsFail> {
     let NodeV::Map(entries) = &mut doc.v else {
         return err("a SOPS vars file must be a map");
     };
@@ -347,6 +386,7 @@ pub fn decrypt(keys: &Keyring, file: &Path, doc: &mut Node) -> Result<BTreeSet<S
         rules: &rules,
         hash: Sha512::new(),
         secret: BTreeSet::new(),
+        stash: keep.then(Stash::new),
     };
     if rules.mac_only_encrypted {
         w.hash.update(MAC_ONLY_ENCRYPTED_INIT);
@@ -372,7 +412,9 @@ pub fn decrypt(keys: &Keyring, file: &Path, doc: &mut Node) -> Result<BTreeSet<S
     if !ct_eq(stored.expose(), computed.as_bytes()) {
         return err("MAC mismatch: a value was modified, added or removed since sops wrote the file; refusing to use it");
     }
-    Ok(w.secret)
+    let stash = Secret::new(w.stash.take().unwrap_or_default());
+    let secret = std::mem::take(&mut w.secret);
+    Ok((secret, Kept { key, meta, stash }))
 }
 
 /// Constant-time equality (the MAC is the one thing an attacker might probe byte by byte).
