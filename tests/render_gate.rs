@@ -381,3 +381,87 @@ fn a_sealed_secret_from_labctl_seal_validates_against_the_kept_chart_crd() {
         "{err}"
     );
 }
+
+/// A private apps repo: its credentials sealed from a vault with `labctl seal --label …`, named
+/// by `argocd_repo_sealed_secret`, reach the cluster as a SealedSecret the kept CRD accepts, in
+/// Argo CD's namespace, labelled for Argo CD, before the root application; no value in clear.
+#[test]
+fn private_apps_repo_credentials_go_sealed_through_the_argocd_role() {
+    if !kit() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "repo.yml",
+        "apps_repo_url: git@git.example.net:lab/apps.git\napps_repo_key: canary-deploy-key-5a1e\n",
+    );
+    // Encrypted for the example repo's recipient, as `labctl vault encrypt` in the repo would.
+    let o = Command::new("age")
+        .args(["-a", "-R", ".age-recipients", "-o"])
+        .arg(d.path().join("repo.yml.age"))
+        .arg(d.path().join("repo.yml"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let sealed = d.path().join("apps-repo.yaml");
+    let o = labctl(
+        &repo(),
+        &[
+            "--vault-key",
+            KEY,
+            "seal",
+            "--vault",
+            d.path().join("repo.yml.age").to_str().unwrap(),
+            "--cert",
+            "tests/fixtures/sealed-secrets/cert.pem",
+            "-n",
+            "argocd",
+            "--name",
+            "apps-repo",
+            "--label",
+            "argocd.argoproj.io/secret-type=repository",
+            "url=apps_repo_url",
+            "sshPrivateKey=apps_repo_key",
+            "--out",
+            sealed.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let var = format!("argocd_repo_sealed_secret={}", sealed.display());
+    let o = check_repo(&["-e", &var]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = labctl(
+        &repo(),
+        &[
+            "--vault-key",
+            KEY,
+            "render",
+            "-i",
+            "inventories/lab/hosts.yml",
+            "--host",
+            "lab-server-1",
+            "-e",
+            &var,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stream = String::from_utf8_lossy(&o.stdout);
+    let at = stream
+        .find("argocd/k8s_manifest:apps repository credentials")
+        .unwrap_or_else(|| panic!("no credentials resource in:\n{stream:.400}"));
+    let root_app = stream.find("argocd/k8s_manifest:root application").unwrap();
+    assert!(
+        at < root_app,
+        "credentials come before the root application"
+    );
+    let doc = &stream[at..root_app];
+    assert!(
+        doc.contains("kind: SealedSecret")
+            && doc.contains("namespace: argocd")
+            && doc.contains("argocd.argoproj.io/secret-type: repository"),
+        "{doc}"
+    );
+    assert!(!stream.contains("canary-deploy-key-5a1e") && !stream.contains("git.example.net"));
+}
