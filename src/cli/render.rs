@@ -82,28 +82,26 @@ fn k3s_disabled(h: &HostWork) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What the site's other environments send to the same cluster, per host, their origins naming
-/// the environment: one cluster holds production and staging side by side, so a run for one
-/// environment meets the other's objects there (a shared role's Secret reference, a namespace).
-/// Compiled quietly: each environment's own problems are its own run's to report.
+/// What is already in the cluster when a run names an environment: what the run without one
+/// (a plain `apply`, which builds the lab first) sends, per host, its origins marked. One cluster
+/// holds production and staging side by side, so a staging run meets production's Secrets and
+/// namespaces there. A run without an environment gets nothing: on a first install the cluster is
+/// empty, and a staging object must never make a production run look complete. Compiled quietly:
+/// that run's own problems are its own to report.
 fn other_environments(
     g: &Global,
     t: &Target,
     compiled: &Compiled,
 ) -> Result<std::collections::HashMap<String, Vec<Input>>, CliError> {
     let mut out: std::collections::HashMap<String, Vec<Input>> = Default::default();
-    let Some(vars) = compiled
+    let targeted = compiled
         .hosts
         .first()
         .and_then(|h| h.roles.first())
-        .map(|r| &r.vars.values)
-    else {
+        .is_some_and(|r| r.vars.values.get("target_environment").is_some());
+    if !targeted {
         return Ok(out);
-    };
-    let Some(envs) = vars.get("environments").and_then(Value::as_object) else {
-        return Ok(out);
-    };
-    let current = vars.get("target_environment").and_then(Value::as_str);
+    }
     let quiet = Global {
         sh: std::sync::Arc::new(crate::ui::Shell::buffered(
             Box::new(std::io::sink()),
@@ -114,33 +112,16 @@ fn other_environments(
         vault_key: g.vault_key.clone(),
         vault_password_files: g.vault_password_files.clone(),
     };
-    let base: Vec<String> = t
+    let mut plain = t.clone();
+    plain
         .extra_vars
-        .iter()
-        .filter(|e| !e.starts_with("target_environment="))
-        .cloned()
-        .collect();
-    let names = envs.keys().filter(|e| Some(e.as_str()) != current);
-    // The run without a target too, when this one names one: that is what a plain apply sends.
-    let runs = current
-        .map(|_| None)
-        .into_iter()
-        .chain(names.map(|e| Some(e.clone())));
-    for env in runs {
-        let mut t2 = t.clone();
-        t2.extra_vars = base.clone();
-        if let Some(e) = &env {
-            t2.extra_vars.push(format!("target_environment={e}"));
-        }
-        let Ok(l) = load::load(&quiet.sh, &quiet, &t2, true, false) else {
-            continue;
-        };
-        let label = env.as_deref().unwrap_or("none named");
+        .retain(|e| !e.starts_with("target_environment="));
+    if let Ok(l) = load::load(&quiet.sh, &quiet, &plain, true, false) {
         for w in cluster_work(&l.compiled) {
             out.entry(w.host)
                 .or_default()
                 .extend(w.inputs.into_iter().map(|mut i| {
-                    i.origin = format!("{} (environment {label})", i.origin);
+                    i.origin = format!("{} (run without target_environment)", i.origin);
                     i
                 }));
         }

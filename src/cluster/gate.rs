@@ -143,7 +143,8 @@ pub fn run(
     let mut existing: Vec<Placed> = Vec::new();
     let mut ignored = Vec::new();
     for input in others {
-        let (placed, _) = place(kit, kube_version, 0, input, &existing, &mut ignored);
+        let api = api_versions(out.objects.iter().chain(&existing));
+        let (placed, _) = place(kit, kube_version, 0, input, &api, &mut ignored);
         existing.extend(placed);
     }
     for p in existing
@@ -153,14 +154,8 @@ pub fn run(
         schemas.add_crd(&p.value);
     }
     for (i, input) in inputs.iter().enumerate() {
-        let (placed, text) = place(
-            kit,
-            kube_version,
-            i + 1,
-            input,
-            &out.objects,
-            &mut out.problems,
-        );
+        let api = api_versions(out.objects.iter().chain(&existing));
+        let (placed, text) = place(kit, kube_version, i + 1, input, &api, &mut out.problems);
         // CRDs sent so far define kinds for what comes after (and within the same release).
         for p in placed
             .iter()
@@ -222,14 +217,13 @@ pub fn run(
 }
 
 /// One resource's objects as the cluster receives them (a release rendered by helm), and
-/// helm's output for a release. `before`: everything sent earlier (its CRDs are the API
-/// versions a chart can ask about).
+/// helm's output for a release. `api`: what the cluster serves by then (`api_versions`).
 fn place(
     kit: &Kit,
     kube_version: &str,
     order: usize,
     input: &Input,
-    before: &[Placed],
+    api: &[String],
     problems: &mut Vec<Problem>,
 ) -> (Vec<Placed>, Option<String>) {
     let mut out = Vec::new();
@@ -277,16 +271,7 @@ fn place(
                     "metadata": {"name": namespace}});
                 out.push(at(&ns, "", Some("--create-namespace".into()), true));
             }
-            let api_versions = api_versions(before);
-            match helm_template(
-                kit,
-                name,
-                namespace,
-                &file,
-                kube_version,
-                &api_versions,
-                values,
-            ) {
+            match helm_template(kit, name, namespace, &file, kube_version, api, values) {
                 Err(e) => {
                     problems.push(problem(format!("helm template refuses it: {e}")));
                     (out, None)
@@ -309,12 +294,9 @@ fn place(
 /// `group/version` and `group/version/Kind` of every CRD sent so far, as helm's
 /// `--api-versions`: a chart that asks `.Capabilities.APIVersions.Has` sees what the cluster
 /// would serve by the time the release is installed.
-fn api_versions(objs: &[Placed]) -> Vec<String> {
+fn api_versions<'a>(objs: impl Iterator<Item = &'a Placed>) -> Vec<String> {
     let mut out = Vec::new();
-    for p in objs
-        .iter()
-        .filter(|p| p.kind() == "CustomResourceDefinition")
-    {
+    for p in objs.filter(|p| p.kind() == "CustomResourceDefinition") {
         let spec = p.value.get("spec").unwrap_or(&Value::Null);
         let group = spec.get("group").and_then(Value::as_str).unwrap_or("");
         let kind = spec
@@ -340,6 +322,48 @@ fn api_versions(objs: &[Placed]) -> Vec<String> {
 
 /// `helm template` with the values on stdin (never in argv or a file).
 fn helm_template(
+    kit: &Kit,
+    name: &str,
+    namespace: &str,
+    chart: &Path,
+    kube_version: &str,
+    api_versions: &[String],
+    values: &Value,
+) -> Result<String, String> {
+    // The same release renders alike for every environment and host that sends it: ask helm once
+    // per run (check renders each environment, and each other one beside it).
+    type Memo = std::sync::Mutex<std::collections::HashMap<String, Result<String, String>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let key = serde_json::json!([
+        kit.helm,
+        name,
+        namespace,
+        chart,
+        kube_version,
+        api_versions,
+        values
+    ])
+    .to_string();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(hit) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return hit;
+    }
+    let r = run_helm_template(
+        kit,
+        name,
+        namespace,
+        chart,
+        kube_version,
+        api_versions,
+        values,
+    );
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, r.clone());
+    }
+    r
+}
+
+fn run_helm_template(
     kit: &Kit,
     name: &str,
     namespace: &str,
