@@ -28,8 +28,13 @@ include=()
 cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "${include[@]}" "$@" 2>&1 | tee "$log" || status=$?
 # What ran, said once at the end: a skipped test passes in libtest's count, so name each one.
 skipped=$(grep -c '^SKIPPED ' "$log" || true)
-e2e_ran=$(grep -E '^test (e2e_[a-z_]+|testbed|faults)::[^ ]+ \.\.\. (ok|FAILED)$' "$log" \
-  | sed -E 's/^test ([^ ]+) .*/\1/' | grep -vxF -f <(sed -nE 's/^SKIPPED ([^:]+(::[^:]+)*): .*/\1/p' "$log") | wc -l || true)
-echo "test.sh: end-to-end tests run on test hosts: $e2e_ran (LABCTL_E2E=$LABCTL_E2E); tests SKIPPED: $skipped"
+# The end-to-end tests are the #[ignore = "end-to-end …"] ones; count those that passed or failed
+# and did not say SKIPPED.
+e2e_names=$(grep -h -A1 '^#\[ignore = "end-to-end' tests/*.rs | sed -nE 's/^fn ([a-z0-9_]+)\(\).*/\1/p')
+e2e_ran=$(grep -E '^test [a-z0-9_]+::[a-z0-9_]+ \.\.\. (ok|FAILED)$' "$log" \
+  | sed -E 's/^test ([^ ]+) .*/\1/' \
+  | grep -xE "[a-z0-9_]+::($(echo $e2e_names | tr ' ' '|'))" \
+  | grep -vxF -f <(sed -nE 's/^SKIPPED ([^:]+(::[^:]+)*): .*/\1/p' "$log") | wc -l || true)
+echo "test.sh: end-to-end tests run on test hosts: $e2e_ran of $(echo $e2e_names | wc -w) (LABCTL_E2E=$LABCTL_E2E); tests SKIPPED: $skipped"
 grep '^SKIPPED ' "$log" >&2 || true
 exit "$status"
