@@ -639,24 +639,33 @@ fn cmd_edit_sops(file: &Path, vault_key: Option<&Path>) -> R<Exit> {
             Secret::new(Vec::new()),
         )
     };
-    let new = edit_in_tmp(file, &old)?;
-    if new.expose() == old.expose() {
-        note(&format!("no changes; {} left as it was", file.display()));
+    let Some(new) = edited(file, &old, "the file")? else {
         return Ok(Exit::Ok);
-    }
-    check_yaml(&new).map_err(|p| {
-        yaml_fail(
-            &format!("{} (edited copy)", file.display()),
-            p,
-            "the file was not changed and the edits were discarded",
-        )
-    })?;
+    };
     let doc = parse_plain(file, &new)?;
     let text = sops_encrypt(&doc, &header, &now()).map_err(|e| sops_fail(file, e))?;
     write_atomic(file, text.as_bytes(), mode_of(file).unwrap_or(0o644), false)
         .map_err(|e| write_err(file, e))?;
     note(&format!("updated {} (SOPS)", file.display()));
     Ok(Exit::Ok)
+}
+
+/// The user's edit of `old` in a private temp copy: None (and said so) when nothing changed; the
+/// new text only when it is YAML. `what` names what a refused edit leaves untouched.
+fn edited(file: &Path, old: &Secret<Vec<u8>>, what: &str) -> R<Option<Secret<Vec<u8>>>> {
+    let new = edit_in_tmp(file, old)?;
+    if new.expose() == old.expose() {
+        note(&format!("no changes; {} left as it was", file.display()));
+        return Ok(None);
+    }
+    check_yaml(&new).map_err(|p| {
+        yaml_fail(
+            &format!("{} (edited copy)", file.display()),
+            p,
+            &format!("{what} was not changed and the edits were discarded"),
+        )
+    })?;
+    Ok(Some(new))
 }
 
 fn is_sops_file(file: &Path) -> bool {
@@ -681,18 +690,9 @@ fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) ->
     } else {
         Secret::new(Vec::new())
     };
-    let new = edit_in_tmp(file, &old)?;
-    if new.expose() == old.expose() {
-        note(&format!("no changes; {} left as it was", file.display()));
+    let Some(new) = edited(file, &old, "the vault")? else {
         return Ok(Exit::Ok);
-    }
-    check_yaml(&new).map_err(|p| {
-        yaml_fail(
-            &format!("{} (edited copy)", file.display()),
-            p,
-            "the vault was not changed and the edits were discarded",
-        )
-    })?;
+    };
     let ct = encrypt(new.expose(), &rs)?;
     write_atomic(file, &ct, mode_of(file).unwrap_or(0o644), false)
         .map_err(|e| write_err(file, e))?;
