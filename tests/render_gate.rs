@@ -41,16 +41,15 @@ fn labctl(dir: &Path, args: &[&str]) -> Output {
 
 const KEY: &str = "inventories/lab/EXAMPLE-ONLY.agekey.txt";
 
-fn check_repo(extra: &[&str]) -> Output {
-    let mut args = vec![
-        "--vault-key",
-        KEY,
-        "check",
-        "-i",
-        "inventories/lab/hosts.yml",
-    ];
+/// `labctl --vault-key KEY CMD -i inventories/lab/hosts.yml EXTRA…` over the repo's own site.
+fn on_repo(cmd: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--vault-key", KEY, cmd, "-i", "inventories/lab/hosts.yml"];
     args.extend_from_slice(extra);
     labctl(&repo(), &args)
+}
+
+fn check_repo(extra: &[&str]) -> Output {
+    on_repo("check", extra)
 }
 
 /// The repo's own site, both environments: every release rendered by the real helm, every
@@ -89,14 +88,9 @@ fn render_writes_every_release_and_manifest_without_secrets() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = labctl(
-        &repo(),
+    let o = on_repo(
+        "render",
         &[
-            "--vault-key",
-            KEY,
-            "render",
-            "-i",
-            "inventories/lab/hosts.yml",
             "--host",
             "lab-server-1",
             "--out",
@@ -145,16 +139,7 @@ fn render_writes_every_release_and_manifest_without_secrets() {
     }
     assert!(n > 0, "the example vault holds values to look for");
     // The stream form is the same objects, for piping into another validator.
-    let o = labctl(
-        &repo(),
-        &[
-            "--vault-key",
-            KEY,
-            "render",
-            "-i",
-            "inventories/lab/hosts.yml",
-        ],
-    );
+    let o = on_repo("render", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let stream = String::from_utf8_lossy(&o.stdout);
     assert!(stream.contains("kind: PrometheusRule"), "{stream:.300}");
@@ -432,20 +417,7 @@ fn private_apps_repo_credentials_go_sealed_through_the_argocd_role() {
     let var = format!("argocd_repo_sealed_secret={}", sealed.display());
     let o = check_repo(&["-e", &var]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let o = labctl(
-        &repo(),
-        &[
-            "--vault-key",
-            KEY,
-            "render",
-            "-i",
-            "inventories/lab/hosts.yml",
-            "--host",
-            "lab-server-1",
-            "-e",
-            &var,
-        ],
-    );
+    let o = on_repo("render", &["--host", "lab-server-1", "-e", &var]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let stream = String::from_utf8_lossy(&o.stdout);
     let at = stream
