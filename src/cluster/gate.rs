@@ -330,48 +330,6 @@ fn helm_template(
     api_versions: &[String],
     values: &Value,
 ) -> Result<String, String> {
-    // The same release renders alike for every environment and host that sends it: ask helm once
-    // per run (check renders each environment, and each other one beside it).
-    type Memo = std::sync::Mutex<std::collections::HashMap<String, Result<String, String>>>;
-    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
-    let key = serde_json::json!([
-        kit.helm,
-        name,
-        namespace,
-        chart,
-        kube_version,
-        api_versions,
-        values
-    ])
-    .to_string();
-    let memo = MEMO.get_or_init(Default::default);
-    if let Some(hit) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
-        return hit;
-    }
-    let r = run_helm_template(
-        kit,
-        name,
-        namespace,
-        chart,
-        kube_version,
-        api_versions,
-        values,
-    );
-    if let Ok(mut m) = memo.lock() {
-        m.insert(key, r.clone());
-    }
-    r
-}
-
-fn run_helm_template(
-    kit: &Kit,
-    name: &str,
-    namespace: &str,
-    chart: &Path,
-    kube_version: &str,
-    api_versions: &[String],
-    values: &Value,
-) -> Result<String, String> {
     let mut cmd = Command::new(&kit.helm);
     cmd.args(["template", name])
         .arg(chart)
