@@ -9,6 +9,11 @@
 #   scripts/controlplane.sh up DIR    start everything; DIR/kubeconfig is an admin kubeconfig,
 #                                     DIR/pids the started PIDs, DIR/*.log their logs
 #   scripts/controlplane.sh down DIR  stop exactly the PIDs in DIR/pids
+#   scripts/controlplane.sh node-json NAME [LABELS] [TAINTS]
+#                                     print a Node as a kubelet registers it (for kwok)
+#
+# `up` takes its settings from CP_* variables (see cmd_up); the k3s stand-in
+# (tests/standins/k3s) uses them to run this control plane on a test host as `k3s server`.
 #
 # Upstream docs relied on: kine's README (github.com/k3s-io/kine: standalone kine for any
 # Kubernetes, SQLite for a single instance); kwok's "kwok in a cluster" and Stages docs
@@ -30,7 +35,7 @@ say() { echo "controlplane: $*" >&2; }
 # The cache key covers the glue as well as go.sum: a changed main.go or go.mod must rebuild too.
 cache_dir() {
   local key
-  key=$(cat "$MOD/go.sum" "$MOD/go.mod" "$MOD"/*.go | sha256sum | cut -c1-64)
+  key=$( { cat "$MOD/go.sum" "$MOD/go.mod" "$MOD"/*.go; ldflags; } | sha256sum | cut -c1-64)
   echo "$CACHE_ROOT/controlplane/$key"
 }
 
@@ -85,12 +90,37 @@ ensure_go() {
   echo "$CACHE_ROOT/$GO_TOOLCHAIN/bin/go"
 }
 
+# The version the components report (/version, `kubectl version`), stamped as Kubernetes' own
+# build does (hack/lib/version.sh); unstamped they say v0.0.0-master, which charts' kubeVersion
+# constraints refuse. The version is k8s.io/kubernetes's in go.mod; "+labctl" marks this build,
+# as "+k3s1" marks k3s's.
+ldflags() {
+  local v
+  v=$(sed -n 's/^[[:space:]]*k8s\.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$MOD/go.mod" | head -n 1)
+  [ -n "$v" ] || die "no k8s.io/kubernetes version in $MOD/go.mod"
+  local minor=${v#v1.}; minor=${minor%%.*}
+  local p=k8s.io/component-base/version
+  echo "-s -w -X $p.gitVersion=$v+labctl -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+}
+
 cmd_build() {
   local out bin go
   out=$(cache_dir)
   bin="$out/bin/controlplane"
   if [ -x "$bin" ]; then
     say "already built: $bin"
+    return
+  fi
+  # One build at a time: scripts/test.sh starts one in the background, and a test that needs the
+  # binary runs `build` too, which waits here for it instead of building twice.
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/controlplane.lock"
+  if ! flock -n 9; then
+    say "another build is running: waiting for it"
+    flock 9
+  fi
+  if [ -x "$bin" ]; then
+    say "built meanwhile: $bin"
     return
   fi
   go=$(ensure_go)
@@ -108,7 +138,7 @@ cmd_build() {
   # GOTOOLCHAIN=local: use exactly this go, never switch silently. -trimpath and -s -w keep the
   # binary reproducible and smaller; no -race.
   (cd "$MOD" && GOTOOLCHAIN=local CGO_ENABLED=1 GOFLAGS="${GOFLAGS:-} -mod=readonly" \
-     nice -n 10 "$go" build -trimpath -ldflags='-s -w' -o "$tmpbin" .) \
+     nice -n 10 "$go" build -trimpath -ldflags="$(ldflags)" -o "$tmpbin" .) \
     || { rm -f "$tmpbin"; die "go build failed"; }
   mv "$tmpbin" "$bin"
   local c
@@ -137,9 +167,11 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# cert NAME CN [O] [SAN]: a key and a certificate signed by DIR/pki/ca.
+# cert NAME CN [O] [SAN]: a key and a certificate signed by DIR/pki/ca. Kept when it exists with
+# the same SANs, as k3s keeps its certificates across restarts.
 cert() {
   local name=$1 cn=$2 org=${3:-} san=${4:-} subj ext
+  if [ -s "$PKI/$name.crt" ] && [ "$(cat "$PKI/$name.san" 2>/dev/null)" = "$san" ]; then return; fi
   subj="/CN=$cn"; [ -n "$org" ] && subj="/O=$org$subj"
   openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
@@ -150,28 +182,30 @@ cert() {
     printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' > "$ext"
   fi
   openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-    -days 30 -sha256 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+    -days 365 -sha256 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+  printf '%s' "$san" > "$PKI/$name.san"
   rm -f "$PKI/$name.csr" "$ext"
 }
 
-kubeconfig() { # kubeconfig FILE CERTNAME
+kubeconfig() { # kubeconfig FILE CERTNAME [NAME]: NAME names the cluster, user and context
+  local n=${3:-controlplane}
   cat > "$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
-- name: controlplane
+- name: $n
   cluster:
     server: https://127.0.0.1:$API_PORT
     certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
 users:
-- name: $2
+- name: $n
   user:
     client-certificate-data: $(base64 -w0 "$PKI/$2.crt")
     client-key-data: $(base64 -w0 "$PKI/$2.key")
 contexts:
-- name: controlplane
-  context: {cluster: controlplane, user: $2}
-current-context: controlplane
+- name: $n
+  context: {cluster: $n, user: $n}
+current-context: $n
 EOF
   chmod 600 "$1"
 }
@@ -182,10 +216,8 @@ start() { # start NAME ARGS...: runs the binary as component NAME in the backgro
   echo "$name $!" >> "$DIR/pids"
 }
 
-api() { # api METHOD PATH [BODY]: a request to the API server as admin
-  curl -sS --fail-with-body --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "https://127.0.0.1:$API_PORT$2"
-}
+# Requests go through the real kubectl: a minimal Debian test host has neither curl nor python.
+k() { "$KUBECTL" --kubeconfig "$DIR/kubeconfig" --request-timeout=10s "$@"; }
 
 wait_for() { # wait_for WHAT SECONDS CMD...: retries CMD until it succeeds; on timeout, fail naming WHAT
   local what=$1 secs=$2 i; shift 2
@@ -204,33 +236,73 @@ alive() { # alive NAME: the component is still running
   kill -0 "$pid" 2>/dev/null || { say "$1 exited; see $DIR/$1.log:"; tail -20 "$DIR/$1.log" >&2; return 1; }
 }
 
+port_open() { exec 3<>"/dev/tcp/127.0.0.1/$1"; }
+
+# node_json NAME [LABELS] [TAINTS]: a Node as a kubelet registers it, managed by kwok (the
+# annotation), with room for a lab's worth of pods. LABELS: more JSON members ('"a":"b",...');
+# TAINTS: JSON taint objects ('{"key":"k","value":"v","effect":"NoSchedule"},...'). Its address
+# is where its kubelet answers, as a kubelet registers it: kwok plays every kubelet, at
+# 127.0.0.1 on the machine of the API server (exec and logs go there).
+node_json() {
+  printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"%s","annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},"labels":{"kubernetes.io/hostname":"%s","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","type":"kwok"%s}},"spec":{"taints":[%s]},"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"%s"}],"capacity":{"cpu":"32","memory":"256Gi","pods":"110"},"allocatable":{"cpu":"32","memory":"256Gi","pods":"110"}}}' \
+    "$1" "$1" "${2:+,$2}" "${3:-}" "$1"
+}
+
+node_ready() { # node_ready NAME
+  [ "$(k get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+
+# Settings, from the environment; the defaults suit a test on this machine (loopback, free ports),
+# the k3s stand-in on a test host sets them as k3s would:
+#   CP_BIN, CP_KUBECTL   the control plane binary and kubectl (the built one, $LABCTL_KUBECTL)
+#   CP_BIND              the API server's bind address (127.0.0.1)
+#   CP_API_PORT          its port; when set, the others take k3s's and the kubelet's fixed ports
+#                        (kine 2379, controller-manager 10257, scheduler 10259, kwok 10250);
+#                        otherwise all take free ports
+#   CP_SANS              more subjectAltNames for its serving cert, e.g. IP:10.200.0.1
+#   CP_TOKEN_FILE        a static token file (token,user,uid,"groups"): how agents join
+#   CP_NODE              the first Node (kwok-node-0); empty registers none
+#   CP_NODE_LABELS, CP_NODE_TAINTS   that Node's labels and taints (see node_json)
+#   CP_KWOK_CONFIG       a file of more kwok configuration (Exec, ClusterExec), appended
 cmd_up() {
   DIR=${1:?usage: controlplane.sh up DIR}
   mkdir -p "$DIR"
   DIR=$(cd "$DIR" && pwd)
   [ ! -s "$DIR/pids" ] || die "$DIR/pids exists: run 'controlplane.sh down $DIR' first"
-  BIN=$(cmd_bin)
+  BIN=${CP_BIN:-$(cmd_bin)}
+  KUBECTL=${CP_KUBECTL:-${LABCTL_KUBECTL:-kubectl}}
+  command -v "$KUBECTL" >/dev/null 2>&1 || die "no kubectl at '$KUBECTL' (set CP_KUBECTL or LABCTL_KUBECTL)"
   PKI="$DIR/pki"
   mkdir -p "$PKI"
-  local ports
-  read -r KINE_PORT API_PORT CM_PORT SCHED_PORT KWOK_PORT <<<"$(free_ports 5)"
+  local ports bind=${CP_BIND:-127.0.0.1} node=${CP_NODE-kwok-node-0}
+  if [ -n "${CP_API_PORT:-}" ]; then
+    KINE_PORT=2379 API_PORT=$CP_API_PORT CM_PORT=10257 SCHED_PORT=10259 KWOK_PORT=10250
+  else
+    read -r KINE_PORT API_PORT CM_PORT SCHED_PORT KWOK_PORT <<<"$(free_ports 5)"
+  fi
   ports="kine=$KINE_PORT apiserver=$API_PORT controller-manager=$CM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT"
 
-  # A CA, the API server's serving cert (127.0.0.1 and the kubernetes Service's first IP), one
-  # client cert per component with the identity RBAC's default roles expect, and the service
-  # account key pair.
-  openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
-  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=labctl-controlplane-ca" -days 30 -sha256 \
-    -out "$PKI/ca.crt" 2>/dev/null
-  cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.43.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  # A CA, the API server's serving cert (127.0.0.1, the kubernetes Service's first IP, CP_SANS),
+  # one client cert per component with the identity RBAC's default roles expect, the API server's
+  # client cert for kubelets (kwok: exec, logs), kwok's serving cert and the service account keys.
+  if [ ! -s "$PKI/ca.crt" ]; then
+    openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
+    openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=labctl-controlplane-ca" -days 365 -sha256 \
+      -out "$PKI/ca.crt" 2>/dev/null
+  fi
+  cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.43.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${CP_SANS:+,$CP_SANS}"
   cert admin admin system:masters
   cert controller-manager system:kube-controller-manager
   cert scheduler system:kube-scheduler
+  cert apiserver-kubelet kube-apiserver-kubelet-client system:masters
   # kwok writes Node and Pod status as every kubelet would; one kwok for all fake Nodes cannot be
   # a single system:node:NAME, so it runs as an admin, as kwokctl's own clusters do.
   cert kwok kwok system:masters
-  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  cert kwok-serving kwok "" "IP:127.0.0.1,DNS:localhost"
+  if [ ! -s "$PKI/sa.key" ]; then
+    openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  fi
   kubeconfig "$DIR/kubeconfig" admin
   kubeconfig "$DIR/controller-manager.kubeconfig" controller-manager
   kubeconfig "$DIR/scheduler.kubeconfig" scheduler
@@ -240,21 +312,24 @@ cmd_up() {
 
   # kine with no --endpoint is what a single k3s server runs: SQLite at ./db/state.db (under DIR).
   start kine --listen-address "127.0.0.1:$KINE_PORT" --metrics-bind-address 0
-  wait_for "kine on 127.0.0.1:$KINE_PORT" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KINE_PORT"
+  wait_for "kine on 127.0.0.1:$KINE_PORT" 30 port_open "$KINE_PORT"
   # k3s's defaults for the Service range (10.43.0.0/16) and the NodePort range. No endpoint
   # reconciler: the API server would publish its 127.0.0.1 address in the `kubernetes` Endpoints,
   # which Endpoints validation refuses (loopback), every 10 s; no real pod ever calls it here.
   start kube-apiserver \
     --etcd-servers "http://127.0.0.1:$KINE_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --bind-address "$bind" --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet.crt" --kubelet-client-key "$PKI/apiserver-kubelet.key" \
+    --kubelet-preferred-address-types InternalIP \
+    ${CP_TOKEN_FILE:+--token-auth-file "$CP_TOKEN_FILE"} \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range 10.43.0.0/16 --service-node-port-range 30000-32767 \
     --authorization-mode Node,RBAC --allow-privileged=true --profiling=false \
     --endpoint-reconciler-type none
-  wait_for "the API server's /readyz" 120 api GET /readyz
+  wait_for "the API server's /readyz" 120 k get --raw /readyz
   start kube-controller-manager \
     --kubeconfig "$DIR/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$DIR/controller-manager.kubeconfig" \
@@ -268,23 +343,24 @@ cmd_up() {
     --authorization-kubeconfig "$DIR/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --profiling=false
   "$BIN" kwok-stages > "$DIR/kwok.yaml"
+  # kwok answers exec and logs where the API server looks for a kubelet (the Node's InternalIP
+  # and kubelet port), over TLS, as a kubelet does. CP_KWOK_CONFIG: more kwok configuration.
+  [ -z "${CP_KWOK_CONFIG:-}" ] || cat "$CP_KWOK_CONFIG" >> "$DIR/kwok.yaml"
   start kwok \
     --config "$DIR/kwok.yaml" --kubeconfig "$DIR/kwok.kubeconfig" \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --server-address "127.0.0.1:$KWOK_PORT" --node-ip 127.0.0.1 --cidr 10.42.0.0/24
+    --server-address "127.0.0.1:$KWOK_PORT" --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
+    --tls-cert-file "$PKI/kwok-serving.crt" --tls-private-key-file "$PKI/kwok-serving.key" \
+    --cidr 10.42.0.0/24
 
-  # One fake Node, registered as a kubelet would, with room for a lab's worth of pods.
-  api POST /api/v1/nodes '{"apiVersion":"v1","kind":"Node","metadata":{"name":"kwok-node-0",
-    "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},
-    "labels":{"kubernetes.io/hostname":"kwok-node-0","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","type":"kwok"}},
-    "status":{"capacity":{"cpu":"32","memory":"256Gi","pods":"110"},"allocatable":{"cpu":"32","memory":"256Gi","pods":"110"}}}' >/dev/null \
-    || { cmd_down "$DIR"; die "could not register the fake Node"; }
-  node_ready() {
-    api GET /api/v1/nodes/kwok-node-0 | python3 -c 'import json,sys; n=json.load(sys.stdin); sys.exit(0 if any(c["type"]=="Ready" and c["status"]=="True" for c in n["status"].get("conditions",[])) else 1)'
-  }
-  wait_for "kwok to make kwok-node-0 Ready" 60 node_ready
+  if [ -n "$node" ]; then
+    k get node "$node" >/dev/null 2>&1 \
+      || node_json "$node" "${CP_NODE_LABELS:-}" "${CP_NODE_TAINTS:-}" | k create -f - >/dev/null \
+      || { cmd_down "$DIR"; die "could not register the Node $node"; }
+    wait_for "kwok to make $node Ready" 60 node_ready "$node"
+  fi
   # The controller manager makes the default ServiceAccount that every pod needs.
-  wait_for "the default ServiceAccount" 60 api GET /api/v1/namespaces/default/serviceaccounts/default
+  wait_for "the default ServiceAccount" 60 k get -n default serviceaccount default
   local c
   for c in kine kube-apiserver kube-controller-manager kube-scheduler kwok; do alive "$c" || { cmd_down "$DIR"; exit 1; }; done
   say "up: $ports; KUBECONFIG=$DIR/kubeconfig"
@@ -309,6 +385,7 @@ case "${1:-}" in
   build) cmd_build ;;
   bin) cmd_bin ;;
   up) shift; cmd_up "$@" ;;
+  node-json) shift; node_json "$@" ;;
   down) shift; cmd_down "$@" ;;
-  *) echo "usage: $0 build | bin | up DIR | down DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 build | bin | up DIR | down DIR | node-json NAME [LABELS] [TAINTS]" >&2; exit 2 ;;
 esac

@@ -113,11 +113,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # A real Kubernetes control plane (kine, kube-apiserver, controller-manager, scheduler, kwok) built
-# from the Go modules in tests/controlplane, for tests/controlplane.rs. Opt-in for now: its cold
-# build takes long on two cores (scripts/controlplane.sh: measured times); once built it is cached
-# per go.sum under ~/.cache/labctl/controlplane. Without it that test says SKIPPED.
+# from the Go modules in tests/controlplane, cached per go.sum under ~/.cache/labctl/controlplane.
+# scripts/test.sh builds it in the background (its cold build takes ~12 min on two cores);
+# LABCTL_CONTROLPLANE=1 here builds it now, in the foreground.
 if [ "${LABCTL_CONTROLPLANE:-0}" = 1 ]; then
   "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/controlplane.sh" build
 else
-  echo "setup: not building the test control plane (LABCTL_CONTROLPLANE=1 builds it)" >&2
+  echo "setup: the test control plane is not built here (scripts/test.sh builds it; LABCTL_CONTROLPLANE=1 builds it now)" >&2
 fi

@@ -24,13 +24,14 @@ fn repo() -> PathBuf {
 
 const HELM_VERSION: &str = "4.2.4";
 
-/// An air-gap folder for the helm role: the stand-in as `linux-amd64/helm` in the release
-/// tarball's layout. Returns the tarball's sha256.
-fn helm_airgap(dir: &Path) -> String {
+/// An air-gap folder for the helm role: `helm` (the stand-in or the real one) as
+/// `linux-amd64/helm` in the release tarball's layout, named for `version`. Returns the
+/// tarball's sha256.
+pub(crate) fn helm_airgap(dir: &Path, helm: &Path, version: &str) -> String {
     let stage = dir.join("stage/linux-amd64");
     std::fs::create_dir_all(&stage).unwrap();
-    std::fs::copy(repo().join("tests/standins/helm"), stage.join("helm")).unwrap();
-    let tgz = dir.join(format!("helm-v{HELM_VERSION}-linux-amd64.tar.gz"));
+    std::fs::copy(helm, stage.join("helm")).unwrap();
+    let tgz = dir.join(format!("helm-v{version}-linux-amd64.tar.gz"));
     let o = std::process::Command::new("tar")
         .arg("-czf")
         .arg(&tgz)
@@ -122,25 +123,28 @@ impl Site {
         )
     }
     fn vault(&self, key: &str) -> String {
-        let o = labctl(&[
-            "vault",
-            "get",
-            &self
-                .tb
-                .dir
-                .join("group_vars/all/vault.yml.age")
-                .display()
-                .to_string(),
-            key,
-            "--vault-key",
-            &self.tb.dir.join("age.key").display().to_string(),
-        ]);
-        assert!(o.status.success(), "{}", show(&o));
-        String::from_utf8(o.stdout).unwrap().trim().to_string()
+        vault(&self.tb, key)
     }
 }
 
-fn ids(plan: &serde_json::Value) -> Vec<String> {
+/// A value from the testbed's age vault.
+pub(crate) fn vault(tb: &Testbed, key: &str) -> String {
+    let o = labctl(&[
+        "vault",
+        "get",
+        &tb.dir
+            .join("group_vars/all/vault.yml.age")
+            .display()
+            .to_string(),
+        key,
+        "--vault-key",
+        &tb.dir.join("age.key").display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+pub(crate) fn ids(plan: &serde_json::Value) -> Vec<String> {
     let mut v: Vec<String> = plan["hosts"]
         .as_array()
         .unwrap()
@@ -152,7 +156,7 @@ fn ids(plan: &serde_json::Value) -> Vec<String> {
     v
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(s.as_bytes())
         .iter()
@@ -177,7 +181,11 @@ fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
     };
     let d = site.dir.path();
     let k3s_sha = airgap(&d.join("k3s"), V1);
-    let helm_sha = helm_airgap(&d.join("helm"));
+    let helm_sha = helm_airgap(
+        &d.join("helm"),
+        &repo().join("tests/standins/helm"),
+        HELM_VERSION,
+    );
     // Test-only settings: where the stand-ins come from, and the kubeconfig kept out of the repo.
     std::fs::write(
         d.join("base.yml"),

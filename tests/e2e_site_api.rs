@@ -1,0 +1,484 @@
+//! The repo's own site.yml on two fresh test hosts against a REAL Kubernetes control plane: the
+//! stand-in k3s (tests/standins/k3s, kit mode) runs kube-apiserver, kube-controller-manager,
+//! kube-scheduler and kine built from the Kubernetes Go modules (tests/controlplane) on the
+//! server, with kwok as every node's kubelet; `k3s agent` registers its Node with the join token.
+//! kubectl and helm on the server are the real ones (helm v4.1.4 through the helm role's
+//! air-gap path), so every release is a real `helm upgrade --install` of the kept chart and
+//! every manifest a real server-side apply.
+//!
+//! Test configuration only, the same every run (tests/standins/pods.py): the chart repositories'
+//! host names point at a local HTTPS server holding charts/ (no internet here), the Service range
+//! is routed to the server (kube-proxy's part), and that server answers the charts' admission
+//! webhooks with `allowed` and writes its CA into their caBundle (the webhook pods' part), and
+//! provisions local-path volumes (k3s's provisioner pod). The roles and their values are the
+//! ones users get; only `helm_version` names the real helm that is here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::{e2e_enabled, json_data, labctl, show, Testbed};
+use crate::controlplane::{kit, kubectl_bin, script};
+use crate::e2e_k3s::{airgap, V1};
+use crate::e2e_site::{helm_airgap, ids, sha256_hex};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The version of the real helm scripts/setup.sh installs as $LABCTL_HELM.
+const REAL_HELM: &str = "4.1.4";
+const KIT: &str = "usr/local/lib/labctl-standin/cluster";
+
+/// The pods' stand-in, stopped by PID when the test ends.
+struct Pods(Child);
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Copies `src` to `root/rel` (a host's file system through /proc/PID/root), executable.
+/// A hard link when both are on one file system: the control plane binary is 180 MB.
+fn put(root: &Path, rel: &str, src: &Path) {
+    let dst = root.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&dst);
+    if std::fs::hard_link(src, &dst).is_err() {
+        std::fs::copy(src, &dst)
+            .unwrap_or_else(|e| panic!("{} -> {}: {e}", src.display(), dst.display()));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if rel.ends_with(".yaml") { 0o644 } else { 0o755 };
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{cmd:?}: {}", show(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every kept chart under its own repository (charts.lock.yaml's `helm_repository`), indexed
+/// by the real helm: DIR/<host>/<path>/. Returns the repositories' host names.
+fn chart_repos(dir: &Path) -> Vec<String> {
+    let lock = std::fs::read_to_string(repo().join("charts/charts.lock.yaml")).unwrap();
+    let (mut file, mut urls) = (None::<String>, std::collections::BTreeSet::new());
+    for line in lock.lines() {
+        if let Some(f) = line.strip_prefix("  - file: ") {
+            file = Some(f.trim().to_string());
+        } else if let (Some(url), Some(f)) = (line.strip_prefix("    helm_repository: "), &file) {
+            if !f.ends_with(".tgz") {
+                continue;
+            }
+            let url = url.trim().trim_end_matches('/').to_string();
+            let d = dir.join(url.trim_start_matches("https://"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(repo().join("charts").join(f), d.join(f)).unwrap();
+            urls.insert(url);
+        }
+    }
+    let helm = crate::controlplane::helm_bin();
+    for url in &urls {
+        let d = dir.join(url.trim_start_matches("https://"));
+        run_ok(
+            Command::new(&helm)
+                .args(["repo", "index"])
+                .arg(&d)
+                .args(["--url", url]),
+        );
+    }
+    let mut hosts: Vec<String> = urls
+        .iter()
+        .map(|u| {
+            u.trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    hosts.dedup();
+    assert!(hosts.len() >= 4, "{hosts:?}");
+    hosts
+}
+
+struct Site {
+    tb: Testbed,
+    dir: tempfile::TempDir,
+    server: String,
+    agent: String,
+}
+
+impl Site {
+    fn run(&self, cmd: &str, overlays: &[&str], extra: &[&str]) -> Output {
+        let mut a = self
+            .tb
+            .site_args(cmd, &repo().join("site.yml"), self.dir.path(), overlays);
+        if cmd == "apply" {
+            a.push("--yes".into());
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        labctl(&refs)
+    }
+    fn apply(&self) -> String {
+        let o = self.run("apply", &[], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), self.logs());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    fn plan(&self) -> (i32, serde_json::Value) {
+        let o = self.run("plan", &[], &["--json"]);
+        (o.status.code().unwrap_or(-1), json_data(&o))
+    }
+    /// A command on the server (out of band), with k3s's kubeconfig for kubectl and helm.
+    fn k(&self, script: &str) -> String {
+        self.tb
+            .sh_ok(
+                &self.server,
+                &format!("export KUBECONFIG=/etc/rancher/k3s/k3s.yaml; {script}"),
+            )
+            .trim()
+            .to_string()
+    }
+    /// `labctl apply` of a one-resource role `bad` on the server: a k8s_manifest named `name`.
+    fn bad(&self, name: &str, manifest: &str) -> Output {
+        let d = self.dir.path().join("bad");
+        let body: String = manifest.lines().map(|l| format!("        {l}\n")).collect();
+        crate::common::write(
+            &d,
+            "roles/bad/role.yml",
+            &format!("resources:\n  - name: {name}\n    k8s_manifest:\n      content: |\n{body}"),
+        );
+        crate::common::write(&d, "site.yml", "- hosts: k3s_server\n  roles: [bad]\n");
+        let inv = self.tb.inventory.display().to_string();
+        let key = self.tb.dir.join("age.key").display().to_string();
+        let base = format!("@{}", self.dir.path().join("base.yml").display());
+        labctl(&[
+            "apply",
+            d.join("site.yml").to_str().unwrap(),
+            "-i",
+            &inv,
+            "--vault-key",
+            &key,
+            "-e",
+            &base,
+            "--yes",
+        ])
+    }
+    fn json(&self, script: &str) -> serde_json::Value {
+        serde_json::from_str(&self.k(script)).unwrap()
+    }
+    /// The control plane's and the pods' stand-in's last log lines, for a failure message.
+    fn logs(&self) -> String {
+        let o = self.tb.sh(
+            &self.server,
+            "cd /var/lib/rancher/k3s/server/cp 2>/dev/null && tail -n 5 up.log kube-apiserver.log kwok.log; \
+             export KUBECONFIG=/etc/rancher/k3s/k3s.yaml; k3s kubectl get nodes -o wide; \
+             k3s kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.addresses} {.status.daemonEndpoints}{\"\\n\"}{end}'; \
+             k3s kubectl get pods -A -o wide | grep -v Running; \
+             grep -h '\"node\":' /var/lib/rancher/k3s/server/cp/kwok.log | grep -v '\"Patch node\"' | tail -n 5",
+        );
+        let pods = std::fs::read_to_string(self.dir.path().join("pods.log")).unwrap_or_default();
+        let tail: Vec<&str> = pods.lines().rev().take(30).collect();
+        format!(
+            "{}\n--- pods.log (last lines, newest first)\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            tail.join("\n")
+        )
+    }
+    /// helm's revision of every release, and the resourceVersion of every object labctl or a
+    /// chart wrote that no controller updates (ConfigMaps, Secrets, Services, custom resources).
+    fn versions(&self) -> String {
+        let mut out = self.k("helm list -A -o json | tr -d '\\n'");
+        out.push('\n');
+        out.push_str(&self.k(
+            "k3s kubectl get cm,secret,svc,clusters.postgresql.cnpg.io,scheduledbackups.postgresql.cnpg.io,\
+             prometheusrules,applications.argoproj.io,clusterissuers,middlewares.traefik.io,helmchartconfigs \
+             -A -o custom-columns=K:.kind,NS:.metadata.namespace,N:.metadata.name,RV:.metadata.resourceVersion --no-headers",
+        ));
+        out
+    }
+}
+
+#[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
+fn the_whole_site_converges_against_a_real_api_server() {
+    if !e2e_enabled() || !kit() {
+        return;
+    }
+    let tb = Testbed::up("site-api", 2);
+    let (server, agent) = (tb.hosts[0].name.clone(), tb.hosts[1].name.clone());
+    let site = Site {
+        tb,
+        dir: tempfile::tempdir().unwrap(),
+        server: server.clone(),
+        agent: agent.clone(),
+    };
+    let d = site.dir.path();
+    let root = |h: &str| PathBuf::from(format!("/proc/{}/root", site.tb.host(h).init_pid));
+
+    // ---- the cluster kit: the real kubectl everywhere, the control plane on the server ----
+    let cp_bin = PathBuf::from(run_ok(Command::new(script()).arg("bin")).trim());
+    for h in [&server, &agent] {
+        put(&root(h), &format!("{KIT}/kubectl"), &kubectl_bin());
+        put(&root(h), &format!("{KIT}/controlplane.sh"), &script());
+    }
+    let s = root(&server);
+    put(&s, &format!("{KIT}/controlplane"), &cp_bin);
+    put(
+        &s,
+        &format!("{KIT}/bin/openssl"),
+        Path::new("/usr/bin/openssl"),
+    );
+    put(
+        &s,
+        &format!("{KIT}/pod-bin/grafana"),
+        &repo().join("tests/standins/pod-bin/grafana"),
+    );
+    put(
+        &s,
+        &format!("{KIT}/kwok-exec.yaml"),
+        &repo().join("tests/standins/kwok-exec.yaml"),
+    );
+    for e in std::fs::read_dir(repo().join("charts/crds")).unwrap() {
+        let p = e.unwrap().path();
+        put(
+            &s,
+            &format!("{KIT}/crds/{}", p.file_name().unwrap().to_string_lossy()),
+            &p,
+        );
+    }
+
+    // ---- test configuration: chart repositories, webhook routing, the pods' stand-in ----
+    let ca = d.join("ca");
+    std::fs::create_dir_all(&ca).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=labctl test chart repositories and webhooks",
+            ])
+            .arg("-keyout")
+            .arg(ca.join("ca.key"))
+            .arg("-out")
+            .arg(ca.join("ca.crt")),
+    );
+    let hosts = chart_repos(&d.join("repos"));
+    site.tb.sh_ok(
+        &server,
+        &format!(
+            "echo '127.0.0.1 {}' >> /etc/hosts && ip route add local 10.43.0.0/16 dev lo",
+            hosts.join(" ")
+        ),
+    );
+    // Go (helm) reads every file in /etc/ssl/certs, with or without the ca-certificates package.
+    std::fs::create_dir_all(s.join("etc/ssl/certs")).unwrap();
+    std::fs::copy(
+        ca.join("ca.crt"),
+        s.join("etc/ssl/certs/labctl-test-repos.pem"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join("pods.log")).unwrap();
+    let pid = site.tb.host(&server).init_pid.to_string();
+    let _pods = Pods(
+        Command::new("nsenter")
+            .args(["-t", &pid, "-n", "--", "python3"])
+            .arg(repo().join("tests/standins/pods.py"))
+            .arg("--kubeconfig")
+            .arg(s.join("etc/rancher/k3s/k3s.yaml"))
+            .arg("--kubectl")
+            .arg(kubectl_bin())
+            .arg("--ca-dir")
+            .arg(&ca)
+            .arg("--repos")
+            .arg(d.join("repos"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    let k3s_sha = airgap(&d.join("k3s"), V1);
+    let helm_sha = helm_airgap(&d.join("helm"), &crate::controlplane::helm_bin(), REAL_HELM);
+    std::fs::write(
+        d.join("base.yml"),
+        format!(
+            "k3s_airgap_dir: {}\nk3s_airgap_images: k3s-airgap-images-amd64.tar.zst\nk3s_version: \"{V1}\"\n\
+             k3s_sha256: {k3s_sha}\nk3s_ready_timeout: 120\nhelm_airgap_dir: {}\nhelm_version: \"{REAL_HELM}\"\n\
+             helm_sha256: {helm_sha}\nk3s_kubeconfig_dest: {}\n",
+            d.join("k3s").display(),
+            d.join("helm").display(),
+            d.join("kubeconfig/server.yaml").display(),
+        ),
+    )
+    .unwrap();
+
+    // ---- 1. first apply of the whole site, into the real API server ----
+    let (code, plan) = site.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let out = site.apply();
+    assert!(out.contains("failed=0"), "{out}");
+
+    let releases = site.json("helm list -A -o json");
+    let mut names: Vec<String> = Vec::new();
+    for r in releases.as_array().unwrap() {
+        assert_eq!(r["status"], "deployed", "{r:#}");
+        names.push(r["name"].as_str().unwrap().to_string());
+    }
+    names.sort();
+    for want in ["argocd", "cert-manager", "cnpg", "monitoring"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    // Every custom resource the roles send was accepted (CRD schemas and CEL rules included).
+    for (what, name) in [
+        ("applications.argoproj.io -n argocd", "root"),
+        ("clusters.postgresql.cnpg.io -n db", "postgres"),
+        (
+            "prometheusrules.monitoring.coreos.com -n monitoring",
+            "lab-rules",
+        ),
+        ("clusterissuers.cert-manager.io", "letsencrypt-prod"),
+        ("middlewares.traefik.io -n monitoring", "vpn-only"),
+        ("helmchartconfigs.helm.cattle.io -n kube-system", "traefik"),
+    ] {
+        site.k(&format!("k3s kubectl get {what} {name} -o name"));
+    }
+    assert!(!site
+        .k("k3s kubectl get scheduledbackups.postgresql.cnpg.io -A -o name")
+        .is_empty());
+    assert!(!site
+        .k("k3s kubectl get servicemonitors.monitoring.coreos.com -A -o name")
+        .is_empty());
+    // kwok ran every pod: each Deployment and StatefulSet is available.
+    let deploys = site.json("k3s kubectl get deploy,sts -A -o json");
+    let items = deploys["items"].as_array().unwrap();
+    assert!(items.len() >= 8, "{}", items.len());
+    for o in items {
+        let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
+        let ready = o["status"]["readyReplicas"].as_i64().unwrap_or(0);
+        assert_eq!(
+            ready, want,
+            "{} {}/{} not ready",
+            o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]
+        );
+    }
+    // Both Nodes Ready, the agent's registered from the agent host with the join token.
+    let nodes = site.json("k3s kubectl get nodes -o json");
+    let mut ready: Vec<String> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    ready.sort();
+    let mut want = vec![site.server.clone(), site.agent.clone()];
+    want.sort();
+    assert_eq!(ready, want, "{nodes:#}");
+    // The backup CronJob's Job completes.
+    site.k("k3s kubectl -n db create job --from=cronjob/pg-backup drill && k3s kubectl -n db wait --for=condition=complete job/drill --timeout=60s");
+    // Grafana's password went to `grafana cli` on stdin through a real `kubectl exec`.
+    let grafana = crate::e2e_site::vault(&site.tb, "vault_grafana_admin_password");
+    assert!(
+        site.k("cat /var/lib/labctl-standin/exec.log")
+            .contains(&format!("stdin-sha256={}", sha256_hex(&grafana))),
+        "{}",
+        site.logs()
+    );
+
+    // ---- 2. converged: nothing changes, no new revision, no object rewritten ----
+    let before = site.versions();
+    let out = site.apply();
+    assert_eq!(out.matches("changed=0").count(), 2, "{out}");
+    let (code, plan) = site.plan();
+    assert_eq!(code, 0, "{plan:#}");
+    assert_eq!(
+        site.versions(),
+        before,
+        "a second apply wrote to the cluster"
+    );
+
+    // ---- 3. drift made with the real kubectl: plan names it, apply repairs it ----
+    site.k("k3s kubectl -n cache scale statefulset/redis --replicas=0");
+    site.k("k3s kubectl -n cache patch secret redis-auth --type=merge -p '{\"data\":{\"redis-password\":\"c3RhbGU=\"}}'");
+    let (code, plan) = site.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        ["redis/k8s_manifest:redis", "redis/k8s_secret:redis secret"],
+        "{plan:#}"
+    );
+    site.apply();
+    assert_eq!(
+        site.k("k3s kubectl -n cache get sts redis -o jsonpath={.spec.replicas}"),
+        "1"
+    );
+    let (code, plan) = site.plan();
+    assert_eq!(code, 0, "{plan:#}");
+
+    // ---- 4. what only an API server refuses, surfaced by labctl naming role and resource ----
+    let stable = site.versions();
+    for (name, manifest, why) in [
+        ("widget", WIDGET.to_string(), "no matches for kind \"Widget\""),
+        (
+            "missing namespace",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: nope}\ndata: {a: b}\n".into(),
+            "namespaces \"nope\" not found",
+        ),
+        (
+            "taken nodeport",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: second, namespace: db}\nspec:\n  type: NodePort\n  selector: {app: x}\n  ports: [{port: 5432, nodePort: 30432}]\n".into(),
+            "provided port is already allocated",
+        ),
+        (
+            "cnpg both images",
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata: {name: both, namespace: db}\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:16\n  imageCatalogRef: {apiGroup: postgresql.cnpg.io, kind: ImageCatalog, name: pg, major: 16}\n  storage: {size: 1Gi}\n".into(),
+            "imageName and imageCatalogRef are mutually exclusive",
+        ),
+    ] {
+        let o = site.bad(name, &manifest);
+        let text = show(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {text}");
+        assert!(text.contains(&format!("bad/k8s_manifest:{name}")), "{name}: {text}");
+        assert!(text.contains(why), "{name}: {text}");
+    }
+    // An immutable field: the Deployment goes in, a changed selector is refused.
+    let web = |app: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: db}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers: [{{name: web, image: registry.k8s.io/pause:3.10}}]\n"
+        )
+    };
+    let o = site.bad("web", &web("web"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = site.bad("web", &web("web2"));
+    let text = show(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bad/k8s_manifest:web") && text.contains("field is immutable"),
+        "{text}"
+    );
+    site.k("k3s kubectl -n db delete deploy web");
+    assert_eq!(
+        site.versions(),
+        stable,
+        "a refused object changed something else"
+    );
+}
+
+const WIDGET: &str = "apiVersion: smoke.labctl.test/v1\nkind: Widget\nmetadata: {name: one, namespace: db}\nspec: {size: 3}\n";
