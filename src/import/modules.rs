@@ -1001,7 +1001,7 @@ fn sysctl(args: &Args, _cx: Cx) -> Result<Mapped, String> {
             json_map(json!({
                 "run": format!("sysctl -w {}", q(&format!("{name}={value}"))),
                 "unless": format!(
-                    "[ \"$(sysctl -n {} | tr -s '[:space:]' ' ')\" = {} ]",
+                    "[ \"$(sysctl -n {} | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//')\" = {} ]",
                     q(&name),
                     q(&value)
                 ),
@@ -1954,7 +1954,7 @@ mod tests {
                 "name: net.ipv4.ip_forward\nvalue: \"1\"\nstate: present\nreload: true",
                 json!([
                     {"line": {"path": "/etc/sysctl.conf", "regexp": "^\\s*net\\.ipv4\\.ip_forward\\s*=", "line": "net.ipv4.ip_forward=1", "create": true}},
-                    {"command": {"run": "sysctl -w 'net.ipv4.ip_forward=1'", "unless": "[ \"$(sysctl -n net.ipv4.ip_forward | tr -s '[:space:]' ' ')\" = 1 ]"}},
+                    {"command": {"run": "sysctl -w 'net.ipv4.ip_forward=1'", "unless": "[ \"$(sysctl -n net.ipv4.ip_forward | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//')\" = 1 ]"}},
                 ]),
             ),
             (
@@ -1966,6 +1966,30 @@ mod tests {
             ),
         ]);
         approximated("sysctl", "name: a.b\nvalue: 1", "sysctl -p");
+        // The guard, run by sh against what sysctl prints (a final newline, tabs between words):
+        // in sync only when the words are the value's.
+        let guard = |value: &str, prints: &str| {
+            let m = run("sysctl", &format!("name: a.b\nvalue: \"{value}\""));
+            let unless = m.entries[1]["command"]["unless"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let d = tempfile::tempdir().unwrap();
+            let stub = d.path().join("sysctl");
+            std::fs::write(&stub, format!("#!/bin/sh\nprintf '{prints}'\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::process::Command::new("sh")
+                .args(["-c", &unless])
+                .env("PATH", format!("{}:/usr/bin:/bin", d.path().display()))
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(guard("1", "1\\n"));
+        assert!(!guard("1", "0\\n"));
+        assert!(guard("32768 60999", "32768\\t60999\\n"));
+        assert!(!guard("32768 60999", "32768\\n"));
         left_out(&[(
             "sysctl",
             "name: a\nvalue: 1\nignoreerrors: yes",
