@@ -673,6 +673,12 @@ fn lineinfile(args: &Args, _cx: Cx) -> Result<Mapped, String> {
         }
         s => return Err(format!("state `{s}`")),
     }
+    line_entry(args, spec)
+}
+
+/// What lineinfile and blockinfile share: where a new line (or block) goes, `create`,
+/// `validate`, and the `line` entry.
+fn line_entry(args: &Args, mut spec: Map<String, Value>) -> Result<Mapped, String> {
     if let Some(a) = get_str(args, &["insertafter"])? {
         if a == "BOF" {
             return Err("`insertafter: BOF` has no labctl equivalent".into());
@@ -748,19 +754,7 @@ fn blockinfile(args: &Args, _cx: Cx) -> Result<Mapped, String> {
             spec.insert(k.into(), json!(v));
         }
     }
-    if let Some(a) = get_str(args, &["insertafter"])? {
-        if a != "EOF" {
-            rust_regex(&a)?;
-            spec.insert("insert_after".into(), json!(a));
-        }
-    }
-    if get_bool(args, &["create"])? == Some(true) {
-        spec.insert("create".into(), json!(true));
-    }
-    if let Some(v) = get_str(args, &["validate"])? {
-        spec.insert("validate".into(), json!(v));
-    }
-    Ok(Mapped::ok(vec![entry("line", spec)]).also(backup_note(args)?))
+    line_entry(args, spec)
 }
 
 fn service(args: &Args, cx: Cx) -> Result<Mapped, String> {

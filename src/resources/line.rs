@@ -109,34 +109,17 @@ fn compile(field: &str, re: &str) -> Result<Regex, String> {
 pub fn check(spec: &Spec) -> Result<(), String> {
     check_path(&spec.path)?;
     if spec.is_block() {
-        return check_block(spec);
-    }
-    if spec.marker_begin.is_some() || spec.marker_end.is_some() {
-        return Err("`marker_begin`/`marker_end` only apply with `block` or `marker`".into());
-    }
-    if let Some(l) = &spec.line {
-        if l.contains('\n') || l.contains('\r') {
-            return Err("`line` must be a single line (use `file` for blocks)".into());
-        }
-    }
-    if let Some(r) = &spec.regexp {
-        compile("regexp", r)?;
+        check_block(spec)?;
+    } else {
+        check_line(spec)?;
     }
     match spec.state {
         State::Present => {
-            if spec.line.is_none() {
-                return Err("`line` is required with `state: present`".into());
-            }
             if let Some(a) = spec.insert_after.as_deref().filter(|a| *a != "EOF") {
                 compile("insert_after", a)?;
             }
         }
         State::Absent => {
-            if spec.line.is_none() && spec.regexp.is_none() {
-                return Err(
-                    "`state: absent` needs `regexp` or `line` (which lines to remove)".into(),
-                );
-            }
             if spec.insert_after.is_some() || spec.create {
                 return Err("`insert_after` and `create` only apply to `state: present`".into());
             }
@@ -150,6 +133,29 @@ pub fn check(spec: &Spec) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn check_line(spec: &Spec) -> Result<(), String> {
+    if spec.marker_begin.is_some() || spec.marker_end.is_some() {
+        return Err("`marker_begin`/`marker_end` only apply with `block` or `marker`".into());
+    }
+    if let Some(l) = &spec.line {
+        if l.contains('\n') || l.contains('\r') {
+            return Err("`line` must be a single line (use `file` for blocks)".into());
+        }
+    }
+    if let Some(r) = &spec.regexp {
+        compile("regexp", r)?;
+    }
+    match spec.state {
+        State::Present if spec.line.is_none() => {
+            Err("`line` is required with `state: present`".into())
+        }
+        State::Absent if spec.line.is_none() && spec.regexp.is_none() => {
+            Err("`state: absent` needs `regexp` or `line` (which lines to remove)".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_block(spec: &Spec) -> Result<(), String> {
@@ -167,27 +173,8 @@ fn check_block(spec: &Spec) -> Result<(), String> {
     if [&begin, &end].iter().any(|m| m.contains(['\n', '\r'])) {
         return Err("a marker must be a single line".into());
     }
-    match spec.state {
-        State::Present => {
-            if spec.block.is_none() {
-                return Err("`block` is required with `state: present`".into());
-            }
-            if let Some(a) = spec.insert_after.as_deref().filter(|a| *a != "EOF") {
-                compile("insert_after", a)?;
-            }
-        }
-        State::Absent => {
-            if spec.insert_after.is_some() || spec.create {
-                return Err("`insert_after` and `create` only apply to `state: present`".into());
-            }
-        }
-    }
-    if let Some(v) = &spec.validate {
-        if !v.contains("%s") {
-            return Err(
-                "`validate` must contain `%s` (where the new file's temp path goes)".into(),
-            );
-        }
+    if spec.state == State::Present && spec.block.is_none() {
+        return Err("`block` is required with `state: present`".into());
     }
     Ok(())
 }
