@@ -341,6 +341,13 @@ fn imported_playbook_converges_a_host_as_ansible_does() {
         show(&o)
     );
     let report = json_data(&o);
+    // docs/import-ansible.md quotes these.
+    assert_eq!(
+        report["counts"],
+        serde_json::json!({"translated": 27, "approximated": 11, "left_out": 0}),
+        "{}",
+        show(&o)
+    );
     let site = lab.join("site.yml").display().to_string();
     let inv = lab.join("inventory/labctl-hosts.yml").display().to_string();
     let t = std::time::Instant::now();
