@@ -30,7 +30,9 @@ LAYERS = [
     # Test-only checks of the shipped roles through the real programs: they may drive anything
     # below (the alerts check renders the chart the way `labctl render` does); nothing imports them.
     ["role_checks"],
-    ["main"],
+    # lib.rs is the crate root (declares the modules, `run`); main.rs is the binary, which only
+    # calls `labctl::run` from outside the library.
+    ["lib", "main"],
 ]
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
@@ -47,7 +49,7 @@ def strip_tests(text):
 
 
 def module_of(path, src):
-    """`src/cli/run.rs` -> ("cli", "run"); `src/cli/mod.rs` -> ("cli",); `src/main.rs` -> ("main",)."""
+    """`src/cli/run.rs` -> ("cli", "run"); `src/cli/mod.rs` -> ("cli",); `src/lib.rs` -> ("lib",)."""
     rel = os.path.relpath(path, src)[:-3].split(os.sep)
     if rel[-1] == "mod":
         rel = rel[:-1]
@@ -234,7 +236,7 @@ def self_test():
     import tempfile
 
     files = {
-        "main.rs": "mod plan; mod apply;",
+        "lib.rs": "mod plan; mod apply;",
         "plan/mod.rs": "pub mod a; pub mod b; pub use self::a::A;",
         # plan::a -> plan::b -> plan::c::d -> plan::a: found, with its path.
         "plan/a.rs": "use super::b::{self as bee, B};\npub struct A;",
