@@ -21,18 +21,15 @@ LAYERS = [
     ["template", "transport", "facts", "cluster"],  # cluster: what is sent to Kubernetes, checked offline
     ["plan"],  # the plan's values: actions, steps, changes, host errors, recaps
     ["resources"],
-    ["site", "fuzzing"],  # fuzzing: test-only entry points over the loaders
+    ["site"],
     ["schema"],  # JSON schema of specs
     ["apply", "init", "import"],  # import: Ansible playbooks → a labctl project
     ["ui"],
     ["testbed"],
     ["cli"],
-    # Test-only checks of the shipped roles through the real programs: they may drive anything
-    # below (the alerts check renders the chart the way `labctl render` does); nothing imports them.
-    ["role_checks"],
-    # lib.rs is the crate root (declares the modules, `run`); main.rs is the binary, which only
-    # calls `labctl::run` from outside the library.
-    ["lib", "main"],
+    # lib.rs is the crate root (declares the modules, `run`); internals re-exports what tests/ and
+    # fuzz/ call; main.rs is the binary, which only calls `labctl::run` from outside the library.
+    ["lib", "internals", "main"],
 ]
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")

@@ -11,16 +11,14 @@ mod digest;
 mod error;
 mod facts;
 mod fsutil;
-#[cfg(test)]
-mod fuzzing;
 mod import;
 mod init;
+#[doc(hidden)]
+pub mod internals;
 mod inventory;
 mod plan;
 mod prompt;
 mod resources;
-#[cfg(test)]
-mod role_checks;
 mod schema;
 mod secret;
 mod sh;
