@@ -66,41 +66,47 @@ fn compile(field: &str, re: &str) -> Result<Regex, String> {
     })
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.path)?;
     if let Some(l) = &spec.line {
         if l.contains('\n') || l.contains('\r') {
-            return Err("`line` must be a single line (use `file` for blocks)".into());
+            return Err(ResourceError::spec(
+                "`line` must be a single line (use `file` for blocks)",
+            ));
         }
     }
     if let Some(r) = &spec.regexp {
-        compile("regexp", r)?;
+        compile("regexp", r).map_err(ResourceError::Spec)?;
     }
     match spec.state {
         State::Present => {
             if spec.line.is_none() {
-                return Err("`line` is required with `state: present`".into());
+                return Err(ResourceError::spec(
+                    "`line` is required with `state: present`",
+                ));
             }
             if let Some(a) = spec.insert_after.as_deref().filter(|a| *a != "EOF") {
-                compile("insert_after", a)?;
+                compile("insert_after", a).map_err(ResourceError::Spec)?;
             }
         }
         State::Absent => {
             if spec.line.is_none() && spec.regexp.is_none() {
-                return Err(
-                    "`state: absent` needs `regexp` or `line` (which lines to remove)".into(),
-                );
+                return Err(ResourceError::spec(
+                    "`state: absent` needs `regexp` or `line` (which lines to remove)",
+                ));
             }
             if spec.insert_after.is_some() || spec.create {
-                return Err("`insert_after` and `create` only apply to `state: present`".into());
+                return Err(ResourceError::spec(
+                    "`insert_after` and `create` only apply to `state: present`",
+                ));
             }
         }
     }
     if let Some(v) = &spec.validate {
         if !v.contains("%s") {
-            return Err(
-                "`validate` must contain `%s` (where the new file's temp path goes)".into(),
-            );
+            return Err(ResourceError::spec(
+                "`validate` must contain `%s` (where the new file's temp path goes)",
+            ));
         }
     }
     Ok(())
@@ -215,7 +221,7 @@ impl Resource for Line {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -231,7 +237,7 @@ impl Resource for Line {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&FileQuery::new(&spec.path, true))?;
         if !seen.exists {
             if spec.state == State::Absent {
