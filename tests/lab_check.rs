@@ -60,6 +60,14 @@ pub fn try_compile_lab(
     select::compile(&site, &inv, &sel, &layer, &engine, false)
 }
 
+/// The message of a compile that must be refused; `what` says what should have refused it.
+fn refusal(r: Result<Compiled, lab::error::Diags>, what: &str) -> String {
+    match r {
+        Err(d) => d.to_string(),
+        Ok(_) => panic!("{what}"),
+    }
+}
+
 pub fn items<'a>(c: &'a Compiled, host: &str) -> Vec<&'a Item> {
     c.hosts
         .iter()
@@ -283,17 +291,17 @@ fn offsite_backups_without_a_bucket_are_refused_by_name() {
         ),
     ];
     let on = [&creds[..], &[("backup_offsite", Value::Bool(true))]].concat();
-    let e = try_compile_lab(Some("x86_64"), &on)
-        .err()
-        .expect("an empty backup_s3_bucket is refused")
-        .to_string();
+    let e = refusal(
+        try_compile_lab(Some("x86_64"), &on),
+        "an empty backup_s3_bucket is refused",
+    );
     assert!(e.contains("backup_s3_bucket is empty"), "{e}");
     assert!(e.contains("offsite.env.j2"), "{e}");
     // `check` compiles without facts: refused there too.
-    let e = try_compile_lab(None, &on)
-        .err()
-        .expect("check refuses an empty backup_s3_bucket")
-        .to_string();
+    let e = refusal(
+        try_compile_lab(None, &on),
+        "check refuses an empty backup_s3_bucket",
+    );
     assert!(e.contains("backup_s3_bucket is empty"), "{e}");
     let c = try_compile_lab(
         Some("x86_64"),
@@ -415,13 +423,13 @@ fn an_architecture_without_a_checksum_is_refused_by_name() {
         }
     }
     // With k3s's pinned by hand, helm's missing one is still refused by name.
-    let e = try_compile_lab(
-        Some("armv7l"),
-        &[("k3s_sha256", Value::String("ab".repeat(32)))],
-    )
-    .err()
-    .expect("helm without a checksum is refused")
-    .to_string();
+    let e = refusal(
+        try_compile_lab(
+            Some("armv7l"),
+            &[("k3s_sha256", Value::String("ab".repeat(32)))],
+        ),
+        "helm without a checksum is refused",
+    );
     assert!(
         e.contains("no sha256 of the helm 4.2.4 tarball for architecture arm (armv7l)"),
         "{e}"
@@ -746,12 +754,11 @@ fn vault_get_examples_match_the_cli_and_the_example_vault() {
             files.push(format!("docs/{name}"));
         }
     }
+    let key_first = regex::Regex::new(r"labctl vault get vault_").unwrap();
     for f in &files {
         let text = std::fs::read_to_string(root().join(f)).unwrap();
         assert!(
-            !regex::Regex::new(r"labctl vault get vault_")
-                .unwrap()
-                .is_match(&text),
+            !key_first.is_match(&text),
             "{f}: `labctl vault get` takes the vault FILE first"
         );
         for c in re.captures_iter(&text) {
