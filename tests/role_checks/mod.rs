@@ -107,23 +107,15 @@ pub fn have(program: &str) -> Option<PathBuf> {
     found
 }
 
-/// A program from the private PyPI venv (`$LABCTL_TEST_VENV`, see scripts/setup.sh).
+/// A program from the private PyPI venv, or None after saying the test is skipped.
 pub fn venv_program(name: &str) -> Option<PathBuf> {
-    let venv = std::env::var_os("LABCTL_TEST_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/labctl/test-venv"))
-        })?;
-    let p = venv.join("bin").join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
+    let found = crate::common::venv_tool(name);
+    if found.is_none() {
         skipped(&format!(
-            "{} is missing (scripts/setup.sh creates the venv)",
-            p.display()
+            "{name} is not in the test venv (scripts/setup.sh creates it)"
         ));
-        None
     }
+    found
 }
 
 pub fn run(cmd: &mut Command) -> Output {
