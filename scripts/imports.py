@@ -21,16 +21,15 @@ LAYERS = [
     ["template", "transport", "facts", "cluster"],  # cluster: what is sent to Kubernetes, checked offline
     ["plan"],  # the plan's values: actions, steps, changes, host errors, recaps
     ["resources"],
-    ["site", "fuzzing"],  # fuzzing: test-only entry points over the loaders
+    ["site"],
     ["schema"],  # JSON schema of specs
     ["apply", "init", "import"],  # import: Ansible playbooks → a labctl project
     ["ui"],
     ["testbed"],
     ["cli"],
-    # Test-only checks of the shipped roles through the real programs: they may drive anything
-    # below (the alerts check renders the chart the way `labctl render` does); nothing imports them.
-    ["role_checks"],
-    ["main"],
+    # lib.rs is the crate root (declares the modules, `run`); internals re-exports what tests/ and
+    # fuzz/ call; main.rs is the binary, which only calls `labctl::run` from outside the library.
+    ["lib", "internals", "main"],
 ]
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
@@ -47,7 +46,7 @@ def strip_tests(text):
 
 
 def module_of(path, src):
-    """`src/cli/run.rs` -> ("cli", "run"); `src/cli/mod.rs` -> ("cli",); `src/main.rs` -> ("main",)."""
+    """`src/cli/run.rs` -> ("cli", "run"); `src/cli/mod.rs` -> ("cli",); `src/lib.rs` -> ("lib",)."""
     rel = os.path.relpath(path, src)[:-3].split(os.sep)
     if rel[-1] == "mod":
         rel = rel[:-1]
@@ -234,7 +233,7 @@ def self_test():
     import tempfile
 
     files = {
-        "main.rs": "mod plan; mod apply;",
+        "lib.rs": "mod plan; mod apply;",
         "plan/mod.rs": "pub mod a; pub mod b; pub use self::a::A;",
         # plan::a -> plan::b -> plan::c::d -> plan::a: found, with its path.
         "plan/a.rs": "use super::b::{self as bee, B};\npub struct A;",

@@ -7,15 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn venv_tool(name: &str) -> Option<PathBuf> {
-    let venv = std::env::var_os("LABCTL_TEST_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/labctl/test-venv"))
-        })?;
-    let p = venv.join("bin").join(name);
-    p.is_file().then_some(p)
-}
+use crate::common::venv_tool;
 
 fn json_of(cmd: &mut Command) -> Value {
     let out = cmd.output().expect("run");

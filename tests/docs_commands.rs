@@ -156,10 +156,6 @@ fn commands(code: &str) -> Vec<Vec<String>> {
         // A comment is prose, even when it names labctl ("the port labctl reaches the host on").
         let line = comment.replace(line, "");
         for m in start.find_iter(&line) {
-            // `cargo test --bin labctl …` names the binary, not a labctl command.
-            if line[..m.start()].trim_end().ends_with("--bin") {
-                continue;
-            }
             let mut words = Vec::new();
             for w in line[m.end()..].split_whitespace() {
                 if w == "--" || ["|", "&&", ";", "||", ">", "<"].contains(&w) {

@@ -24,10 +24,15 @@ mod e2e_site_api;
 mod e2e_ufw;
 mod environments_cli;
 mod faults;
+// The fuzz targets' entry points, with the test that replays fuzz/corpus and fuzz/regressions.
+#[path = "../fuzz/src/lib.rs"]
+mod fuzzing;
 mod import_ansible;
 mod ingress_cli;
 mod init;
+mod lab_check;
 mod render_gate;
+mod role_checks;
 mod schema;
 mod secret_formats;
 mod standin_helm;

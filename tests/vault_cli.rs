@@ -565,3 +565,50 @@ fn rekey_adds_a_recipient_and_skips_target_and_git() {
         show(&out)
     );
 }
+
+/// `--json`: stdout is the one envelope every command prints, notes stay on stderr, and the
+/// plain output is unchanged without it.
+#[test]
+fn json_output_is_the_common_envelope() {
+    use crate::common::json_data;
+    let (r, public) = repo_with_vault();
+    let envelope = |args: &[&str], command: &str| -> serde_json::Value {
+        let mut all = vec!["--vault-key", "key.txt", "--json"];
+        all.extend_from_slice(args);
+        let out = r.labctl(&all);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["command"], command, "{}", show(&out));
+        json_data(&out)
+    };
+    // A map stays a map; a number stays a number.
+    let db = envelope(&["vault", "get", "inv/vault.yml.age", "db"], "vault get");
+    assert_eq!(db, serde_json::json!({"password": CANARY, "port": 5432}));
+    let plain = r.labctl(&[
+        "--vault-key",
+        "key.txt",
+        "vault",
+        "get",
+        "inv/vault.yml.age",
+        "db.port",
+    ]);
+    assert_eq!(stdout(&plain), "5432\n", "{}", show(&plain));
+
+    let view = envelope(&["vault", "view", "inv/vault.yml.age"], "vault view");
+    assert_eq!(view["file"], "inv/vault.yml.age");
+    assert!(
+        view["plaintext"].as_str().unwrap().contains("port: 5432"),
+        "{view}"
+    );
+
+    let rekey = envelope(&["vault", "rekey", "inv/vault.yml.age"], "vault rekey");
+    assert_eq!(
+        rekey,
+        serde_json::json!({"files": [{"file": "inv/vault.yml.age", "recipients": 1}]})
+    );
+
+    let key = envelope(&["vault", "keygen", "--out", "k2.txt"], "vault keygen");
+    assert_eq!(key["file"], "k2.txt");
+    let k2 = key["public_key"].as_str().unwrap();
+    assert!(k2.starts_with("age1") && k2 != public, "{key}");
+}

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| labctl_fuzz::fuzzing::site(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| labctl_fuzz::site(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| labctl_fuzz::fuzzing::sops_file(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| labctl_fuzz::sops_file(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| labctl_fuzz::fuzzing::vault_file(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| labctl_fuzz::vault_file(data));

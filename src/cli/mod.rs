@@ -13,6 +13,7 @@ pub(crate) mod load;
 pub(crate) mod render;
 mod run;
 mod unlock;
+mod vault;
 mod wireguard;
 
 use std::path::PathBuf;
@@ -233,7 +234,7 @@ enum Cmd {
     /// age-encrypted vault files
     Vault {
         #[command(subcommand)]
-        cmd: crate::vault::VaultCmd,
+        cmd: vault::VaultCmd,
     },
     /// Seal vault values into a SealedSecret manifest for the apps repo Argo CD deploys
     ///
@@ -401,11 +402,9 @@ pub fn main() -> i32 {
         Cmd::Wireguard {
             cmd: WgCmd::PeerConfig { peer, target },
         } => wireguard::peer_config(&g, &peer, &target),
-        Cmd::Vault { cmd } => {
-            crate::vault::run(cmd, g.vault_key.as_deref(), &g.vault_password_files)
-        }
+        Cmd::Vault { cmd } => vault::run(&g, cmd),
         Cmd::Seal { args } => crate::vault::seal::run(args, g.vault_key.as_deref()),
-        Cmd::Testbed { cmd } => crate::testbed::run(cmd),
+        Cmd::Testbed { cmd } => crate::testbed::run(&g.sh, cmd),
         Cmd::Run {
             pattern,
             command,

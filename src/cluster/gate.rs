@@ -25,34 +25,38 @@ pub struct Kit {
     pub schemas: Option<PathBuf>,
 }
 
+/// Why the gate cannot run: a missing piece of its [`Kit`], said to the user (never swallowed).
+#[derive(Debug, thiserror::Error)]
+pub enum KitMissing {
+    #[error("no kept charts ({} does not exist; see docs/render.md)", .0.display())]
+    Charts(PathBuf),
+    #[error("no helm found ($LABCTL_HELM unset, no `helm` on PATH)")]
+    Helm,
+    #[error("$LABCTL_HELM is {}, which is not a file", .0.display())]
+    HelmNotAFile(PathBuf),
+    #[error("$LABCTL_K8S_SCHEMAS is {}, which holds no _definitions.json", .0.display())]
+    Schemas(PathBuf),
+}
+
 impl Kit {
-    /// Everything found, or why the gate cannot run (said to the user, never swallowed).
-    pub fn find(root: &Path) -> Result<Kit, String> {
+    /// Everything found, or the piece that is missing.
+    pub fn find(root: &Path) -> Result<Kit, KitMissing> {
         let charts = root.join("charts");
         if !charts.is_dir() {
-            return Err(format!(
-                "no kept charts ({} does not exist; see docs/render.md)",
-                charts.display()
-            ));
+            return Err(KitMissing::Charts(charts));
         }
         let helm = match std::env::var_os("LABCTL_HELM") {
             Some(h) => PathBuf::from(h),
-            None => which("helm").ok_or("no helm found ($LABCTL_HELM unset, no `helm` on PATH)")?,
+            None => which("helm").ok_or(KitMissing::Helm)?,
         };
         if !helm.is_file() {
-            return Err(format!(
-                "$LABCTL_HELM is {}, which is not a file",
-                helm.display()
-            ));
+            return Err(KitMissing::HelmNotAFile(helm));
         }
         let schemas = match std::env::var_os("LABCTL_K8S_SCHEMAS") {
             Some(d) => {
                 let d = PathBuf::from(d);
                 if !d.join("_definitions.json").is_file() {
-                    return Err(format!(
-                        "$LABCTL_K8S_SCHEMAS is {}, which holds no _definitions.json",
-                        d.display()
-                    ));
+                    return Err(KitMissing::Schemas(d));
                 }
                 Some(d)
             }
@@ -370,7 +374,7 @@ fn helm_template(
 /// helm's output: documents split on `---`, each with the `# Source:` it names.
 /// A document without its own `# Source:` line comes from the file named last: helm prints a
 /// chart's `crds/` files as they are, and a CRD file may hold a comment, `---`, then the CRD.
-pub fn split_docs(text: &str) -> Result<Vec<(Option<String>, Value)>, String> {
+fn split_docs(text: &str) -> Result<Vec<(Option<String>, Value)>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut last: Option<String> = None;

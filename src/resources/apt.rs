@@ -142,7 +142,7 @@ impl Resource for Apt {
     }
 
     fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
-        validate(spec).map_err(ResourceError::Spec)
+        validate(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -157,7 +157,7 @@ impl Resource for Apt {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        validate(spec).map_err(ResourceError::Spec)?;
+        validate(spec)?;
         let names = spec.names();
         let (dpkg, cands) = queries(spec, &names);
         let seen = facts.get(&dpkg)?;
@@ -272,32 +272,36 @@ fn join_q(items: &[&str]) -> String {
     items.iter().map(|p| q(p)).collect::<Vec<_>>().join(" ")
 }
 
-fn validate(spec: &Spec) -> Result<(), String> {
+fn validate(spec: &Spec) -> Result<(), ResourceError> {
     let wanted = spec.wanted();
     if wanted.is_empty() {
-        return Err("give `packages: [..]` or `name: PACKAGE`".into());
+        return Err(ResourceError::spec(
+            "give `packages: [..]` or `name: PACKAGE`",
+        ));
     }
     for p in &wanted {
-        check_package(p)?;
+        check_package(p).map_err(ResourceError::Spec)?;
     }
     if spec.state == State::Absent {
         if let Some(p) = wanted.iter().find(|p| p.contains('=')) {
-            return Err(format!(
+            return Err(ResourceError::spec(format!(
                 "`{p}`: `state: absent` takes package names without `=version`"
-            ));
+            )));
         }
     }
     if spec.state == State::Latest {
         if let Some(p) = wanted.iter().find(|p| p.contains('=')) {
-            return Err(format!(
+            return Err(ResourceError::spec(format!(
                 "`{p}`: `state: latest` and a pinned `=version` contradict each other"
-            ));
+            )));
         }
     }
     let names = spec.names();
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
-            return Err(format!("package `{n}` is listed twice"));
+            return Err(ResourceError::spec(format!(
+                "package `{n}` is listed twice"
+            )));
         }
     }
     Ok(())

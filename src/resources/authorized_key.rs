@@ -148,7 +148,7 @@ fn blob_matches(kind: &str, b64: &str) -> bool {
 }
 
 /// Parse one line. The error names the key by its comment or first characters, never whole.
-pub fn parse_key(line: &str) -> Result<Key, String> {
+fn parse_key(line: &str) -> Result<Key, String> {
     let line = line.trim();
     let toks = tokens(line);
     let label = || match toks.len() {
@@ -187,7 +187,7 @@ pub fn parse_key(line: &str) -> Result<Key, String> {
 }
 
 /// The wanted keys, deduplicated (first wins), from `keys` and `key`.
-pub fn wanted(spec: &Spec) -> Result<Vec<Key>, String> {
+pub fn wanted(spec: &Spec) -> Result<Vec<Key>, ResourceError> {
     let mut out: Vec<Key> = Vec::new();
     for entry in spec.keys.iter().chain(spec.key.iter()) {
         for l in entry
@@ -195,31 +195,36 @@ pub fn wanted(spec: &Spec) -> Result<Vec<Key>, String> {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
-            let k = parse_key(l)?;
+            let k = parse_key(l).map_err(ResourceError::Spec)?;
             if !out.iter().any(|o| o.id() == k.id()) {
                 out.push(k);
             }
         }
     }
     if out.is_empty() {
-        return Err("give at least one key in `keys` (or `key`)".into());
+        return Err(ResourceError::spec(
+            "give at least one key in `keys` (or `key`)",
+        ));
     }
     Ok(out)
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_name("user", &spec.user)?;
     if let Some(p) = &spec.path {
         check_path(p)?;
     }
     if spec.exclusive && spec.state == State::Absent {
-        return Err("`exclusive` only applies to `state: present`".into());
+        return Err(ResourceError::spec(
+            "`exclusive` only applies to `state: present`",
+        ));
     }
     wanted(spec).map(|_| ())
 }
 
 /// The new file body, and why it changed; None when nothing changes. Pure.
-pub fn edit(spec: &Spec, old: &str) -> Result<Option<(String, Vec<String>)>, String> {
+/// Errors only from `wanted`, which `prepare` already ran: a spec problem.
+pub fn edit(spec: &Spec, old: &str) -> Result<Option<(String, Vec<String>)>, ResourceError> {
     let want = wanted(spec)?;
     let old_lines: Vec<&str> = old.lines().collect();
     let parsed: Vec<Option<Key>> = old_lines.iter().map(|l| parse_key(l).ok()).collect();
@@ -307,7 +312,7 @@ impl Resource for AuthorizedKey {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -315,7 +320,7 @@ impl Resource for AuthorizedKey {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&seen_query(spec))?;
         if !seen.user_exists {
             if spec.state == State::Absent {
@@ -354,7 +359,7 @@ impl Resource for AuthorizedKey {
             .map_err(|_| format!("{path} is not UTF-8 text"))
             .map_err(ResourceError::Host)?;
         let (user, group) = (spec.user.as_str(), seen.primary.as_str());
-        let Some((body, reasons)) = edit(spec, old_text).map_err(ResourceError::Host)? else {
+        let Some((body, reasons)) = edit(spec, old_text)? else {
             if !file.exists {
                 return Ok(None);
             }

@@ -50,18 +50,20 @@ pub struct Spec {
     pub chdir: Option<String>,
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     if spec.run.trim().is_empty() {
-        return Err("`run` is empty".into());
+        return Err(ResourceError::spec("`run` is empty"));
     }
     if let Some(c) = &spec.creates {
-        check_path(c).map_err(|e| format!("creates: {e}"))?;
+        check_path(c).map_err(|e| ResourceError::spec(format!("creates: {e}")))?;
     }
     if let Some(d) = &spec.chdir {
-        check_path(d).map_err(|e| format!("chdir: {e}"))?;
+        check_path(d).map_err(|e| ResourceError::spec(format!("chdir: {e}")))?;
     }
     if spec.unless.as_deref().is_some_and(|u| u.trim().is_empty()) {
-        return Err("`unless` is empty (leave it out to run every time)".into());
+        return Err(ResourceError::spec(
+            "`unless` is empty (leave it out to run every time)",
+        ));
     }
     Ok(())
 }
@@ -106,7 +108,7 @@ impl Resource for Command {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -121,7 +123,7 @@ impl Resource for Command {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         if cx.secret {
             return Err(ResourceError::Spec(SECRET_REFUSED.into()));
         }
@@ -159,7 +161,7 @@ impl Resource for Command {
         if secret {
             return Err(ResourceError::Handler(SECRET_REFUSED.into()));
         }
-        check(spec).map_err(ResourceError::Handler)?;
+        check(spec).map_err(ResourceError::for_handler)?;
         Ok(vec![Step::sh(script(spec))])
     }
 }

@@ -93,19 +93,19 @@ fn normalize(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.path)?;
     if spec.state == State::Absent {
         if spec.owner.is_some() || spec.group.is_some() || spec.mode.is_some() || spec.recurse {
-            return Err("`state: absent` takes only `path`".into());
+            return Err(ResourceError::spec("`state: absent` takes only `path`"));
         }
         let n = normalize(&spec.path);
         if n == "/" || PROTECTED.contains(&n.as_str()) {
-            return Err(format!("refusing to remove `{}`: it is a system directory (remove what is inside it instead)", spec.path));
+            return Err(ResourceError::spec(format!("refusing to remove `{}`: it is a system directory (remove what is inside it instead)", spec.path)));
         }
     }
     if spec.recurse && spec.owner.is_none() && spec.group.is_none() {
-        return Err("`recurse: true` applies `owner`/`group` below the directory: give at least one of them".into());
+        return Err(ResourceError::spec("`recurse: true` applies `owner`/`group` below the directory: give at least one of them"));
     }
     Ok(())
 }
@@ -124,7 +124,7 @@ impl Resource for Directory {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -145,7 +145,7 @@ impl Resource for Directory {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&FileQuery::new(&spec.path, false))?;
         if spec.state == State::Absent {
             if !seen.exists {

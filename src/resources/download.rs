@@ -44,13 +44,13 @@ pub struct Spec {
     pub group: Option<String>,
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.dest)?;
     if spec.dest.ends_with('/') {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "dest `{}` must be the file's full path, not a directory",
             spec.dest
-        ));
+        )));
     }
     // A checksum picked by the host's architecture is `<fact:…>` until the host's facts are
     // known: its query (the dest) is still asked in the host's first probe, and a placeholder
@@ -59,23 +59,25 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     if !awaits_facts
         && (spec.sha256.len() != 64 || !spec.sha256.chars().all(|c| c.is_ascii_hexdigit()))
     {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "sha256 `{}` must be 64 hex digits (the file's checksum, e.g. from the release's sha256sum.txt)",
             spec.sha256.chars().take(70).collect::<String>()
-        ));
+        )));
     }
     let lower = spec.url.to_ascii_lowercase();
     if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-        return Err("url must start with https:// (or http://)".into());
+        return Err(ResourceError::spec(
+            "url must start with https:// (or http://)",
+        ));
     }
     if spec
         .url
         .chars()
         .any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(
-            "url must not contain spaces or control characters (percent-encode them)".into(),
-        );
+        return Err(ResourceError::spec(
+            "url must not contain spaces or control characters (percent-encode them)",
+        ));
     }
     Ok(())
 }
@@ -89,7 +91,7 @@ impl Resource for Download {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         spec.sha256 = spec.sha256.to_ascii_lowercase();
         Ok(())
     }
@@ -103,7 +105,7 @@ impl Resource for Download {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let want = spec.sha256.to_ascii_lowercase();
         let seen = facts.get(&FileQuery::new(&spec.dest, false))?;
         if seen.exists && seen.kind != FileKind::File {

@@ -48,7 +48,7 @@ pub struct Local {
 
 const DEFAULT_MODE: &str = "0600";
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.src)?;
     // Relative paths stay inside the project; an absolute or `~/` path is the user's explicit
     // choice (e.g. ~/.kube/lab.yaml), as with Ansible's fetch. `..` is refused either way.
@@ -61,16 +61,16 @@ pub fn check(spec: &Spec) -> Result<(), String> {
             )
         })
     {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "dest `{}` must be a file path without `..`",
             spec.dest
-        ));
+        )));
     }
     if spec.dest.ends_with('/') {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "dest `{}` must name the file, not a directory",
             spec.dest
-        ));
+        )));
     }
     Ok(())
 }
@@ -90,7 +90,7 @@ impl Resource for Fetch {
 
     /// The only controller-side I/O of `fetch`: what the local copy looks like now.
     fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         // `~/x` → $HOME/x; absolute stays; relative is against the project root.
         spec.dest_abs = cx.root.join(crate::inventory::expand_tilde(&spec.dest));
         spec.local = match std::fs::read(&spec.dest_abs) {
@@ -120,7 +120,7 @@ impl Resource for Fetch {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&FileQuery::new(&spec.src, false))?;
         if seen.exists && seen.kind != FileKind::File {
             return Err(ResourceError::Host(format!(

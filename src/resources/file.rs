@@ -68,7 +68,7 @@ impl Resource for File {
     }
 
     fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
-        check_path(&spec.path).map_err(ResourceError::Spec)?;
+        check_path(&spec.path)?;
         let sources = [
             spec.content.is_some(),
             spec.template.is_some(),

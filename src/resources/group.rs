@@ -45,7 +45,7 @@ impl Resource for Group {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check_name("name", &spec.name).map_err(ResourceError::Spec)
+        check_name("name", &spec.name)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -53,7 +53,7 @@ impl Resource for Group {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check_name("name", &spec.name).map_err(ResourceError::Spec)?;
+        check_name("name", &spec.name)?;
         let seen = facts.get(&GroupQuery::new(&spec.name))?;
         let n = q(&spec.name);
         match (spec.state, seen.exists) {

@@ -106,30 +106,32 @@ fn compile(field: &str, re: &str) -> Result<Regex, String> {
     })
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.path)?;
     if spec.is_block() {
-        check_block(spec)?;
+        check_block(spec).map_err(ResourceError::Spec)?;
     } else {
-        check_line(spec)?;
+        check_line(spec).map_err(ResourceError::Spec)?;
     }
     match spec.state {
         State::Present => {
             if let Some(a) = spec.insert_after.as_deref().filter(|a| *a != "EOF") {
-                compile("insert_after", a)?;
+                compile("insert_after", a).map_err(ResourceError::Spec)?;
             }
         }
         State::Absent => {
             if spec.insert_after.is_some() || spec.create {
-                return Err("`insert_after` and `create` only apply to `state: present`".into());
+                return Err(ResourceError::spec(
+                    "`insert_after` and `create` only apply to `state: present`",
+                ));
             }
         }
     }
     if let Some(v) = &spec.validate {
         if !v.contains("%s") {
-            return Err(
-                "`validate` must contain `%s` (where the new file's temp path goes)".into(),
-            );
+            return Err(ResourceError::spec(
+                "`validate` must contain `%s` (where the new file's temp path goes)",
+            ));
         }
     }
     Ok(())
@@ -345,7 +347,7 @@ impl Resource for Line {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -361,7 +363,7 @@ impl Resource for Line {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&FileQuery::new(&spec.path, true))?;
         if !seen.exists {
             if spec.state == State::Absent {

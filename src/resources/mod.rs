@@ -129,7 +129,7 @@ impl PrepareCx<'_> {
 /// A relative `src`/`template` stays inside the project: a role must not pull in
 /// `../../../../etc/shadow` and show it in a plan diff. (An absolute path is the user's explicit
 /// choice; `file` then shows it by name only.) Lexical: symlinks inside the project are trusted.
-pub fn inside_project(field: &str, name: &str) -> Result<(), String> {
+fn inside_project(field: &str, name: &str) -> Result<(), String> {
     let p = Path::new(name);
     if !p.is_absolute()
         && p.components()
@@ -158,6 +158,22 @@ pub enum ResourceError {
     /// Not usable as a handler (this type, or this spec).
     #[error("{0}")]
     Handler(String),
+}
+
+impl ResourceError {
+    /// A spec problem (the role is wrong), from its message.
+    pub fn spec(message: impl Into<String>) -> ResourceError {
+        ResourceError::Spec(message.into())
+    }
+
+    /// The same problem met where the resource runs as a handler: a spec that is wrong cannot
+    /// be one either.
+    pub fn for_handler(self) -> ResourceError {
+        match self {
+            ResourceError::Spec(m) => ResourceError::Handler(m),
+            e => e,
+        }
+    }
 }
 
 /// A resource type. See the module docs.

@@ -46,12 +46,12 @@ pub struct Spec {
     pub daemon_reload: bool,
 }
 
-fn check_name(n: &str) -> Result<(), String> {
+fn check_name(n: &str) -> Result<(), ResourceError> {
     let re = regex::Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]*$").expect("static regex");
     if !re.is_match(n) || n.len() > 255 {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "`{n}` is not a systemd unit name (letters, digits, `: _ . @ \\ -`)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -69,7 +69,7 @@ impl Resource for Service {
     }
 
     fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
-        check_name(&spec.name).map_err(ResourceError::Spec)
+        check_name(&spec.name)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -77,7 +77,7 @@ impl Resource for Service {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check_name(&spec.name).map_err(ResourceError::Spec)?;
+        check_name(&spec.name)?;
         if let Some(s @ (State::Restarted | State::Reloaded)) = spec.state {
             let word = if s == State::Restarted {
                 "restarted"
@@ -192,7 +192,7 @@ impl Resource for Service {
     }
 
     fn handler(spec: &Spec, _secret: bool) -> Result<Vec<Step>, ResourceError> {
-        check_name(&spec.name).map_err(ResourceError::Handler)?;
+        check_name(&spec.name).map_err(ResourceError::for_handler)?;
         if spec.enabled.is_some() {
             return Err(ResourceError::Handler(
                 "`enabled` has no meaning in a handler: declare it on a `service` resource".into(),

@@ -40,26 +40,28 @@ pub struct Spec {
     pub state: State,
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.path)?;
     if spec.path.trim_end_matches('/').is_empty() || spec.path.ends_with('/') {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "path `{}` must name the link itself (no trailing `/`)",
             spec.path
-        ));
+        )));
     }
     match (spec.state, &spec.target) {
-        (State::Present, None) => Err("`target` is required (what the link points to)".into()),
-        (State::Present, Some(t)) if t.is_empty() || t.contains('\n') || t.contains('\0') => {
-            Err(format!("target `{t}` must be non-empty and one line"))
-        }
+        (State::Present, None) => Err(ResourceError::spec(
+            "`target` is required (what the link points to)",
+        )),
+        (State::Present, Some(t)) if t.is_empty() || t.contains('\n') || t.contains('\0') => Err(
+            ResourceError::spec(format!("target `{t}` must be non-empty and one line")),
+        ),
         (State::Absent, _)
             if spec.target.is_some()
                 || spec.owner.is_some()
                 || spec.group.is_some()
                 || spec.force =>
         {
-            Err("`state: absent` takes only `path`".into())
+            Err(ResourceError::spec("`state: absent` takes only `path`"))
         }
         _ => Ok(()),
     }
@@ -74,7 +76,7 @@ impl Resource for Symlink {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -87,7 +89,7 @@ impl Resource for Symlink {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&FileQuery::new(&spec.path, false))?;
         let p = q(&spec.path);
         if spec.state == State::Absent {

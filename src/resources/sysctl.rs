@@ -72,26 +72,30 @@ impl Spec {
     }
 }
 
-fn validate(spec: &Spec) -> Result<(), String> {
-    check_path(&spec.file).map_err(|e| format!("file: {e}"))?;
+fn validate(spec: &Spec) -> Result<(), ResourceError> {
+    check_path(&spec.file).map_err(|e| ResourceError::spec(format!("file: {e}")))?;
     if !spec.file.ends_with(".conf") {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "file `{}` must end in `.conf`: systemd-sysctl reads only *.conf at boot",
             spec.file
-        ));
+        )));
     }
     if spec.values.is_empty() {
-        return Err("`values` is empty: give at least one `key: value`".into());
+        return Err(ResourceError::spec(
+            "`values` is empty: give at least one `key: value`",
+        ));
     }
     let key_re = regex::Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$").expect("static regex");
     for (k, v) in &spec.values {
         if !key_re.is_match(k) || k.contains("..") || k.contains("//") {
-            return Err(format!(
+            return Err(ResourceError::spec(format!(
                 "`{k}` is not a sysctl key (like net.ipv4.ip_forward)"
-            ));
+            )));
         }
         if v.trim().is_empty() || v.contains(['\n', '\r', '\0']) {
-            return Err(format!("value of `{k}` must be one non-empty line"));
+            return Err(ResourceError::spec(format!(
+                "value of `{k}` must be one non-empty line"
+            )));
         }
     }
     Ok(())
@@ -114,7 +118,7 @@ impl Resource for Sysctl {
     }
 
     fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
-        validate(spec).map_err(ResourceError::Spec)
+        validate(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -132,7 +136,7 @@ impl Resource for Sysctl {
     }
 
     fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        validate(spec).map_err(ResourceError::Spec)?;
+        validate(spec)?;
         let (file, live) = queries(spec);
         let seen = facts.get(&file)?;
         if seen.exists && seen.kind != FileKind::File {

@@ -403,9 +403,9 @@ fn check_port(p: &str, proto: Proto) -> Result<(), String> {
     Ok(())
 }
 
-fn validate(spec: &Spec) -> Result<(), String> {
+fn validate(spec: &Spec) -> Result<(), ResourceError> {
     for (i, r) in spec.rules.iter().enumerate() {
-        let at = |e: String| format!("rules[{i}]: {e}");
+        let at = |e: String| ResourceError::spec(format!("rules[{i}]: {e}"));
         if r.port != "any" {
             check_port(&r.port, r.proto).map_err(at)?;
         }
@@ -442,13 +442,13 @@ fn validate(spec: &Spec) -> Result<(), String> {
         && spec.default_incoming != Policy::Allow
         && !spec.rules.iter().any(|r| r.admits_ssh(spec.ssh_port))
     {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "enabling ufw with `default_incoming: {}` and no rule allowing port {}/tcp would lock labctl (and you) out of the host: \
              add `{{port: \"{}\"}}` to `rules` (or set `ssh_port` if sshd listens elsewhere)",
             spec.default_incoming.word(),
             spec.ssh_port,
             spec.ssh_port
-        ));
+        )));
     }
     Ok(())
 }
@@ -533,7 +533,7 @@ impl Resource for Ufw {
     }
 
     fn prepare(spec: &mut Spec, _cx: &super::PrepareCx) -> Result<(), ResourceError> {
-        validate(spec).map_err(ResourceError::Spec)
+        validate(spec)
     }
 
     fn facts(_spec: &Spec) -> Vec<FactQuery> {
@@ -550,7 +550,7 @@ impl Resource for Ufw {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        validate(spec).map_err(ResourceError::Spec)?;
+        validate(spec)?;
         let seen = facts.get(&UfwQuery)?;
         let mut reasons = Vec::new();
         let mut first = Vec::new();

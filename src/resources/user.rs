@@ -69,7 +69,7 @@ fn deserialize_secret<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Names that useradd/groupadd accept without `--badname`, and that are safe in a script.
-pub fn check_name(field: &str, n: &str) -> Result<(), String> {
+pub fn check_name(field: &str, n: &str) -> Result<(), ResourceError> {
     let ok = !n.is_empty()
         && n.len() <= 32
         && !n.starts_with('-')
@@ -83,20 +83,20 @@ pub fn check_name(field: &str, n: &str) -> Result<(), String> {
     if ok && !n.chars().all(|c| c.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(format!("{field} `{n}` is not a valid user/group name (letters, digits, `_`, `.`, `-`; at most 32; not all digits)"))
+        Err(ResourceError::spec(format!("{field} `{n}` is not a valid user/group name (letters, digits, `_`, `.`, `-`; at most 32; not all digits)")))
     }
 }
 
-fn check_abs(field: &str, p: &str) -> Result<(), String> {
+fn check_abs(field: &str, p: &str) -> Result<(), ResourceError> {
     if !p.starts_with('/') || p.contains('\n') || p.contains(':') {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "{field} `{p}` must be an absolute path without `:`"
-        ));
+        )));
     }
     Ok(())
 }
 
-pub fn check(spec: &Spec) -> Result<(), String> {
+pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_name("name", &spec.name)?;
     if spec.state == State::Absent {
         return Ok(());
@@ -122,7 +122,7 @@ pub fn check(spec: &Spec) -> Result<(), String> {
         let locked = h.starts_with('!') || h == "*";
         if !(h.starts_with('$') || locked) || h.contains(':') || h.chars().any(char::is_whitespace)
         {
-            return Err("password_hash must be a crypt hash like `$y$…` or `$6$…` (make one with `mkpasswd -m yescrypt`), not a password; its value is not shown here".into());
+            return Err(ResourceError::spec("password_hash must be a crypt hash like `$y$…` or `$6$…` (make one with `mkpasswd -m yescrypt`), not a password; its value is not shown here"));
         }
     }
     Ok(())
@@ -137,7 +137,7 @@ impl Resource for User {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        check(spec).map_err(ResourceError::Spec)
+        check(spec)
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -145,7 +145,7 @@ impl Resource for User {
     }
 
     fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
-        check(spec).map_err(ResourceError::Spec)?;
+        check(spec)?;
         let seen = facts.get(&UserQuery::new(&spec.name))?;
         let n = q(&spec.name);
         if spec.state == State::Absent {

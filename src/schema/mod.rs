@@ -285,7 +285,7 @@ mod tests {
         }
         assert!(
             stale.is_empty(),
-            "stale schema file(s) {stale:?}: run `LABCTL_BLESS=1 cargo test --bin labctl schema` and commit them"
+            "stale schema file(s) {stale:?}: run `LABCTL_BLESS=1 cargo test --lib schema` and commit them"
         );
     }
 
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&p).unwrap_or_default(),
             want,
-            "{} is stale: LABCTL_BLESS=1 cargo test --bin labctl schema",
+            "{} is stale: LABCTL_BLESS=1 cargo test --lib schema",
             p.display()
         );
     }

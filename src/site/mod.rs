@@ -6,8 +6,6 @@
 
 pub mod acme;
 pub mod environments;
-#[cfg(test)]
-mod lab_check;
 pub mod select;
 pub mod vars;
 

@@ -16,6 +16,7 @@ mod sys;
 use anyhow::{bail, Context, Result};
 
 use crate::error::{CliError, Exit};
+use crate::ui::Shell;
 use host::{HostFiles, Paths, Spawn};
 use state::{HostState, InvHost, RootMode, State, STATE_VERSION};
 use std::path::{Path, PathBuf};
@@ -63,7 +64,8 @@ pub enum TestbedCmd {
 }
 
 /// Missing prerequisites are bad input (exit 3); they are listed before returning.
-pub fn run(cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
+/// What it says goes through `sh` (the run's one Shell), as every command's output does.
+pub fn run(sh: &Shell, cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
     sys::ensure_sbin_in_path();
     match cmd {
         TestbedCmd::Up {
@@ -78,20 +80,20 @@ pub fn run(cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
                     anyhow::anyhow!("--hosts must be between 1 and 60, got {hosts}").into(),
                 );
             }
-            check_prereqs(Need::Up)?;
-            inotify_room(hosts)?;
-            up(&name, &abs(&dir)?, hosts, Duration::from_secs(timeout))?;
+            check_prereqs(sh, Need::Up)?;
+            inotify_room(sh, hosts)?;
+            up(sh, &name, &abs(&dir)?, hosts, Duration::from_secs(timeout))?;
         }
         TestbedCmd::Down { name, dir, all } => {
             if !all {
                 validate_name(&name)?;
             }
-            check_prereqs(Need::Down)?;
-            return Ok(down(&name, &abs(&dir)?, all)?);
+            check_prereqs(sh, Need::Down)?;
+            return Ok(down(sh, &name, &abs(&dir)?, all)?);
         }
         TestbedCmd::Status { name, dir, json } => {
             validate_name(&name)?;
-            status(&name, &abs(&dir)?, json)?;
+            status(sh, &name, &abs(&dir)?, json)?;
         }
     }
     Ok(Exit::Ok)
@@ -132,7 +134,7 @@ enum Need {
 }
 
 /// Prints what is missing and how to get it; returns the exit code if anything is.
-fn check_prereqs(need: Need) -> std::result::Result<(), CliError> {
+fn check_prereqs(sh: &Shell, need: Need) -> std::result::Result<(), CliError> {
     let mut missing: Vec<String> = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
     if !cfg!(target_os = "linux") {
@@ -166,26 +168,26 @@ fn check_prereqs(need: Need) -> std::result::Result<(), CliError> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("labctl testbed: missing prerequisites:");
+    sh.err("labctl testbed: missing prerequisites:\n");
     for m in &missing {
-        eprintln!("  - {m}");
+        sh.err(&format!("  - {m}\n"));
     }
     if !packages.is_empty() {
-        eprintln!("Fix: apt-get install -y {}", packages.join(" "));
+        sh.err(&format!("Fix: apt-get install -y {}\n", packages.join(" ")));
     }
     Err(CliError::Reported(Exit::BadInput))
 }
 
 /// Raise fs.inotify.max_user_instances for `hosts` more hosts, or refuse (see `limits`).
-fn inotify_room(hosts: usize) -> std::result::Result<(), CliError> {
+fn inotify_room(sh: &Shell, hosts: usize) -> std::result::Result<(), CliError> {
     let sysctl = Path::new(limits::MAX_USER_INSTANCES);
     match limits::ensure_inotify(sysctl, limits::inotify_in_use(), hosts) {
-        Ok(Some(to)) => eprintln!(
-            "testbed: raised fs.inotify.max_user_instances to {to} (every host's systemd needs some; the default 128 runs out near 19 hosts)"
-        ),
+        Ok(Some(to)) => sh.err(&format!(
+            "testbed: raised fs.inotify.max_user_instances to {to} (every host's systemd needs some; the default 128 runs out near 19 hosts)\n"
+        )),
         Ok(None) => {}
         Err(why) => {
-            eprintln!("labctl testbed: {why}");
+            sh.err(&format!("labctl testbed: {why}\n"));
             return Err(CliError::Reported(Exit::BadInput));
         }
     }
@@ -216,23 +218,23 @@ impl Files {
     }
 }
 
-fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
+fn up(sh: &Shell, name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
     let started = Instant::now();
     let f = Files::new(base, name);
     let _lock = FileLock::exclusive(&f.lock)?;
 
     if let Some(st) = State::load(&f.state)? {
         if !st.hosts.is_empty() && st.hosts.iter().all(host::is_running) && f.inventory.exists() {
-            println!(
-                "testbed {name} is already up ({}); nothing to do.\ninventory: {}",
+            sh.out(&format!(
+                "testbed {name} is already up ({}); nothing to do.\ninventory: {}\n",
                 hosts_word(st.hosts.len()),
                 f.inventory.display()
-            );
+            ));
             return Ok(());
         }
-        eprintln!(
-            "testbed: {name} is only partly up (a crash or a host stopped); cleaning it up first"
-        );
+        sh.err(&format!(
+            "testbed: {name} is only partly up (a crash or a host stopped); cleaning it up first\n"
+        ));
         teardown(&st, &f)?;
     } else if f.dir.exists() {
         // Files without a state file were never booted (or their state was lost);
@@ -241,7 +243,7 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
     }
 
     let cache = rootfs::cache_dir();
-    let lower = rootfs::ensure(&cache)?;
+    let lower = rootfs::ensure(sh, &cache)?;
     let apt_archives = rootfs::apt_archives(&cache)?;
     std::fs::create_dir_all(f.dir.join("hosts"))
         .with_context(|| format!("cannot create {}", f.dir.display()))?;
@@ -250,10 +252,10 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
         Ok("copy") => RootMode::Copy,
         _ if host::overlay_works(&lower, &f.dir.join("hosts")) => RootMode::Overlay,
         _ => {
-            eprintln!(
-                "testbed: overlayfs does not work under {}; copying the rootfs per host",
+            sh.err(&format!(
+                "testbed: overlayfs does not work under {}; copying the rootfs per host\n",
                 f.dir.display()
-            );
+            ));
             RootMode::Copy
         }
     };
@@ -310,7 +312,9 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
         Ok(()) => {}
         Err(e) => {
             if let Err(te) = teardown(&st, &f) {
-                eprintln!("testbed: cleanup after the failed `up` also failed: {te:#}");
+                sh.err(&format!(
+                    "testbed: cleanup after the failed `up` also failed: {te:#}\n"
+                ));
             }
             return Err(e.context(format!(
                 "testbed {name}: up failed; everything it started was torn down"
@@ -318,25 +322,25 @@ fn up(name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
         }
     }
 
-    println!(
-        "testbed {name}: {} up in {:.1} s ({:?} roots)",
+    sh.out(&format!(
+        "testbed {name}: {} up in {:.1} s ({:?} roots)\n",
         hosts_word(n),
         started.elapsed().as_secs_f64(),
         mode
-    );
+    ));
     for h in &st.hosts {
-        println!(
-            "  {:<14} {:<14} nspawn pid {}",
+        sh.out(&format!(
+            "  {:<14} {:<14} nspawn pid {}\n",
             h.name, h.address, h.nspawn_pid
-        );
+        ));
     }
-    println!("inventory: {}", f.inventory.display());
-    println!(
-        "ssh: ssh -i {} -o UserKnownHostsFile={} root@{}",
+    sh.out(&format!("inventory: {}\n", f.inventory.display()));
+    sh.out(&format!(
+        "ssh: ssh -i {} -o UserKnownHostsFile={} root@{}\n",
         f.key.display(),
         f.known_hosts.display(),
         st.hosts[0].address
-    );
+    ));
     Ok(())
 }
 
@@ -547,7 +551,7 @@ fn teardown(st: &State, f: &Files) -> Result<()> {
     host::remove_tree(&f.dir)
 }
 
-fn down(name: &str, base: &Path, all: bool) -> Result<Exit> {
+fn down(sh: &Shell, name: &str, base: &Path, all: bool) -> Result<Exit> {
     let mut targets: Vec<(String, PathBuf)> = Vec::new();
     if all {
         if let Ok(rd) = std::fs::read_dir(base) {
@@ -578,7 +582,7 @@ fn down(name: &str, base: &Path, all: bool) -> Result<Exit> {
             }
         }
         if targets.is_empty() {
-            println!("no testbeds found");
+            sh.out("no testbeds found\n");
         }
     } else {
         targets.push((name.to_string(), base.to_path_buf()));
@@ -589,18 +593,22 @@ fn down(name: &str, base: &Path, all: bool) -> Result<Exit> {
         let f = Files::new(&tbase, &tname);
         let _lock = FileLock::exclusive(&f.lock)?;
         let res = match State::load(&f.state)? {
-            Some(st) => teardown(&st, &f)
-                .map(|_| println!("testbed {tname}: down ({})", hosts_word(st.hosts.len()))),
+            Some(st) => teardown(&st, &f).map(|_| {
+                sh.out(&format!(
+                    "testbed {tname}: down ({})\n",
+                    hosts_word(st.hosts.len())
+                ))
+            }),
             None => {
                 let existed = f.dir.exists();
                 host::remove_tree(&f.dir).map(|_| {
                     if existed {
-                        println!(
-                            "testbed {tname}: no state file; removed {}",
+                        sh.out(&format!(
+                            "testbed {tname}: no state file; removed {}\n",
                             f.dir.display()
-                        );
+                        ));
                     } else {
-                        println!("testbed {tname}: not up; nothing to do");
+                        sh.out(&format!("testbed {tname}: not up; nothing to do\n"));
                     }
                 })
             }
@@ -609,7 +617,7 @@ fn down(name: &str, base: &Path, all: bool) -> Result<Exit> {
         // different inodes and run at the same time.
         drop(_lock);
         if let Err(e) = res {
-            eprintln!("error: {e:#}");
+            sh.error(&format!("{e:#}"));
             failed = true;
         }
     }
@@ -628,13 +636,16 @@ struct HostStatus<'a> {
     ssh: bool,
 }
 
-fn status(name: &str, base: &Path, json: bool) -> Result<()> {
+fn status(sh: &Shell, name: &str, base: &Path, json: bool) -> Result<()> {
     let f = Files::new(base, name);
     let Some(st) = State::load(&f.state)? else {
         if json {
-            print!("{}", crate::ui::json_envelope("testbed status", &[(); 0])?);
+            sh.out(&crate::ui::json_envelope("testbed status", &[(); 0])?);
         } else {
-            println!("testbed {name}: not up (no {})", f.state.display());
+            sh.out(&format!(
+                "testbed {name}: not up (no {})\n",
+                f.state.display()
+            ));
         }
         return Ok(());
     };
@@ -664,28 +675,28 @@ fn status(name: &str, base: &Path, json: bool) -> Result<()> {
             .collect()
     });
     if json {
-        print!("{}", crate::ui::json_envelope("testbed status", &rows)?);
+        sh.out(&crate::ui::json_envelope("testbed status", &rows)?);
         return Ok(());
     }
-    println!(
-        "testbed {name} ({:?} roots, inventory {})",
+    sh.out(&format!(
+        "testbed {name} ({:?} roots, inventory {})\n",
         st.mode,
         f.inventory.display()
-    );
-    println!(
-        "  {:<14} {:<14} {:>8} {:>8}  {:<8} sshd",
+    ));
+    sh.out(&format!(
+        "  {:<14} {:<14} {:>8} {:>8}  {:<8} sshd\n",
         "HOST", "ADDRESS", "NSPAWN", "INIT", "STATE"
-    );
+    ));
     for r in &rows {
-        println!(
-            "  {:<14} {:<14} {:>8} {:>8}  {:<8} {}",
+        sh.out(&format!(
+            "  {:<14} {:<14} {:>8} {:>8}  {:<8} {}\n",
             r.name,
             r.address,
             r.nspawn_pid,
             r.init_pid,
             if r.running { "running" } else { "stopped" },
             if r.ssh { "answers" } else { "-" }
-        );
+        ));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The cached Debian 12 root filesystem every host is made from.
 
 use super::sys::{self, run, FileLock};
+use crate::ui::Shell;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -84,7 +85,7 @@ pub fn apt_archives(cache: &Path) -> Result<PathBuf> {
 }
 
 /// Returns the cached rootfs, building it first if needed. Safe to call from parallel runs.
-pub fn ensure(cache: &Path) -> Result<PathBuf> {
+pub fn ensure(sh: &Shell, cache: &Path) -> Result<PathBuf> {
     let root = rootfs_path(cache);
     if is_ready(&root) {
         return Ok(root);
@@ -107,10 +108,10 @@ pub fn ensure(cache: &Path) -> Result<PathBuf> {
     }
     let tmp = parent.join(format!(".debian-12.tmp-{}", std::process::id()));
     let started = Instant::now();
-    eprintln!(
-        "testbed: building the Debian 12 rootfs cache in {} (once; about a minute)...",
+    sh.err(&format!(
+        "testbed: building the Debian 12 rootfs cache in {} (once; about a minute)...\n",
         root.display()
-    );
+    ));
     let built = build(&tmp, &parent);
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -125,10 +126,10 @@ pub fn ensure(cache: &Path) -> Result<PathBuf> {
     }
     std::fs::rename(&tmp, &root)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), root.display()))?;
-    eprintln!(
-        "testbed: rootfs cache built in {:.0} s",
+    sh.err(&format!(
+        "testbed: rootfs cache built in {:.0} s\n",
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(root)
 }
 

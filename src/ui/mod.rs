@@ -69,6 +69,14 @@ impl Shell {
         let _ = o.flush();
     }
 
+    /// Bytes on stdout as they are, for data that need not be UTF-8 (a decrypted vault the user
+    /// asked for); a failed write is returned, so a closed pipe is not taken for success.
+    pub fn out_bytes(&self, data: &[u8]) -> std::io::Result<()> {
+        let mut o = self.out.lock().expect("stdout lock");
+        o.write_all(data)?;
+        o.flush()
+    }
+
     pub fn err(&self, text: &str) {
         let t = self.scrub(text);
         let mut e = self.err.lock().expect("stderr lock");

@@ -20,6 +20,7 @@ use super::file::check_yaml;
 use super::keys::Keyring;
 use super::password::{PasswordFail, Passwords};
 use super::{ansible, encrypt, VaultError};
+use crate::error::{CliError, Exit};
 use crate::fsutil::write_atomic;
 use crate::secret::Secret;
 use crate::yaml::{self, Node, NodeV, Vaulted};
@@ -36,29 +37,31 @@ struct Move {
     moved: Vec<(usize, String, String)>,
 }
 
-pub enum ImportFail {
-    Vault(VaultError),
-    Input(String),
-    Refused(String),
-    Other(String),
+/// What an import wrote: each age vault with its number of recipients, then each source
+/// rewritten or removed.
+pub struct Imported {
+    pub vaults: Vec<(PathBuf, usize)>,
+    pub sources: Vec<PathBuf>,
 }
 
-impl From<VaultError> for ImportFail {
-    fn from(e: VaultError) -> Self {
-        ImportFail::Vault(e)
-    }
+fn input(m: String) -> CliError {
+    CliError::new(Exit::BadInput, m)
 }
 
-fn open(passwords: &Passwords, envelope: &str, at: &str) -> Result<Secret<String>, ImportFail> {
+fn failed(m: String) -> CliError {
+    CliError::new(Exit::Failed, m)
+}
+
+fn open(passwords: &Passwords, envelope: &str, at: &str) -> Result<Secret<String>, CliError> {
     let plain = passwords.open(envelope).map_err(|e| {
-        ImportFail::Vault(VaultError::AnsibleVault(match e {
+        CliError::from(VaultError::AnsibleVault(match e {
             PasswordFail::None(why) => format!("{at}: {why}"),
             PasswordFail::Error(why) => format!("{at}: ansible-vault: {why}"),
         }))
     })?;
     String::from_utf8(plain.into_inner())
         .map(Secret::new)
-        .map_err(|_| ImportFail::Input(format!("{at}: the decrypted value is not UTF-8 text")))
+        .map_err(|_| input(format!("{at}: the decrypted value is not UTF-8 text")))
 }
 
 /// The age vault a source's values go to.
@@ -82,15 +85,15 @@ pub fn target_for(source: &Path) -> PathBuf {
     dir.join(format!("{stem}.yml.age"))
 }
 
-fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, ImportFail> {
+fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, CliError> {
     let text = std::fs::read_to_string(source)
-        .map_err(|e| ImportFail::Input(format!("cannot read {}: {e}", source.display())))?;
+        .map_err(|e| input(format!("cannot read {}: {e}", source.display())))?;
     let target = target_for(source);
     if ansible::is_envelope(&text) {
         let plain = open(passwords, &text, &source.display().to_string())?;
         let node = yaml::parse_node(source, plain.expose()).map_err(|d| {
             let line = d.loc.map_or(0, |l| l.line);
-            ImportFail::Input(format!(
+            input(format!(
                 "{}: invalid YAML inside the ansible-vault file at line {line}",
                 source.display()
             ))
@@ -99,7 +102,7 @@ fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, Impor
             NodeV::Map(m) => m.iter().map(|(k, _)| k.key_string()).collect(),
             NodeV::Null => vec![],
             _ => {
-                return Err(ImportFail::Input(format!(
+                return Err(input(format!(
                     "{}: the ansible-vault file does not hold a map of vars",
                     source.display()
                 )))
@@ -119,8 +122,7 @@ fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, Impor
             moved: names.into_iter().map(|n| (0, n.clone(), n)).collect(),
         }));
     }
-    let mut node =
-        yaml::parse_node_vaults(source, &text).map_err(|d| ImportFail::Input(d.to_string()))?;
+    let mut node = yaml::parse_node_vaults(source, &text).map_err(|d| input(d.to_string()))?;
     let mut found: Vec<(Vec<String>, usize, usize, Secret<String>)> = Vec::new();
     collect(&mut node, &mut Vec::new(), &mut found, source, passwords)?;
     if found.is_empty() {
@@ -143,7 +145,7 @@ fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, Impor
         let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(ImportFail::Input(format!(
+            return Err(input(format!(
                 "{}:{line}: `{var}` would not be a valid variable name; move this value by hand",
                 source.display()
             )));
@@ -164,7 +166,7 @@ fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, Impor
             .find(':')
             .map(|i| indent + i)
             .ok_or_else(|| {
-                ImportFail::Input(format!(
+                input(format!(
                     "{}:{line}: cannot find the key's `:`; move this value by hand",
                     source.display()
                 ))
@@ -188,7 +190,7 @@ fn plan_file(passwords: &Passwords, source: &Path) -> Result<Option<Move>, Impor
     new_text.push('\n');
     // The rewritten file must still parse, with no vault value left.
     yaml::parse_node(source, &new_text).map_err(|d| {
-        ImportFail::Other(format!(
+        failed(format!(
             "rewriting {} would break it ({d}); nothing was changed: move these values by hand",
             source.display()
         ))
@@ -209,7 +211,7 @@ fn collect(
     out: &mut Vec<(Vec<String>, usize, usize, Secret<String>)>,
     source: &Path,
     passwords: &Passwords,
-) -> Result<(), ImportFail> {
+) -> Result<(), CliError> {
     match &mut n.v {
         NodeV::Map(entries) => {
             for (k, v) in entries.iter_mut() {
@@ -228,7 +230,7 @@ fn collect(
         NodeV::Seq(items) => {
             for i in items.iter_mut() {
                 if i.has_vault() {
-                    return Err(ImportFail::Input(format!(
+                    return Err(input(format!(
                         "{}:{}: an ansible-vault value inside a list; move it by hand",
                         source.display(),
                         i.line
@@ -241,24 +243,30 @@ fn collect(
     }
 }
 
-/// Show what would change, ask (or take `yes`), then write: age vaults first, then sources.
+/// Show what would change (each line through `note`), ask (or take `yes`), then write: age
+/// vaults first, then sources.
 pub fn run(
     files: &[PathBuf],
     yes: bool,
     recipients: Option<&Path>,
     keys: &Keyring,
     passwords: &Passwords,
-    recipients_for: impl Fn(Option<&Path>, &Path) -> Result<Vec<age::x25519::Recipient>, ImportFail>,
-) -> Result<(), ImportFail> {
+    recipients_for: impl Fn(Option<&Path>, &Path) -> Result<Vec<age::x25519::Recipient>, CliError>,
+    note: &dyn Fn(&str),
+) -> Result<Imported, CliError> {
+    let mut done = Imported {
+        vaults: Vec::new(),
+        sources: Vec::new(),
+    };
     let mut moves = Vec::new();
     for f in files {
         match plan_file(passwords, f)? {
             Some(m) => moves.push(m),
-            None => eprintln!("{}: no ansible-vault value", f.display()),
+            None => note(&format!("{}: no ansible-vault value", f.display())),
         }
     }
     if moves.is_empty() {
-        return Ok(());
+        return Ok(done);
     }
     // Group by target, and build each target's new plaintext before asking anything.
     let mut by_target: BTreeMap<PathBuf, Vec<&Move>> = BTreeMap::new();
@@ -273,7 +281,7 @@ pub fn run(
             Secret::new(Vec::new())
         };
         let mut text = String::from_utf8(old.expose().clone())
-            .map_err(|_| ImportFail::Input(format!("{}: not UTF-8 text", target.display())))?;
+            .map_err(|_| input(format!("{}: not UTF-8 text", target.display())))?;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
@@ -282,7 +290,7 @@ pub fn run(
         }
         let text = Secret::new(text.into_bytes());
         check_yaml(&text).map_err(|p| {
-            ImportFail::Input(format!(
+            input(format!(
                 "{}: the merged vault would not be valid YAML at line {} ({}): a var may already be in it; nothing was changed",
                 target.display(),
                 p.line,
@@ -300,29 +308,29 @@ pub fn run(
             } else {
                 format!("{}:{line}", m.source.display())
             };
-            eprintln!("  {at}: {from} → {to} in {}", m.target.display());
+            note(&format!("  {at}: {from} → {to} in {}", m.target.display()));
         }
-        match &m.new_source {
-            Some(_) => eprintln!(
+        note(&match &m.new_source {
+            Some(_) => format!(
                 "  {}: rewritten to use the age vault's vars",
                 m.source.display()
             ),
-            None => eprintln!(
+            None => format!(
                 "  {}: removed (its vars move as they are)",
                 m.source.display()
             ),
-        }
+        });
     }
     if !yes {
         if !crate::prompt::interactive() {
-            return Err(ImportFail::Refused(
-                "not importing: stdin is not a terminal; pass --yes to import without asking"
-                    .into(),
+            return Err(CliError::new(
+                Exit::Refused,
+                "not importing: stdin is not a terminal; pass --yes to import without asking",
             ));
         }
         if !crate::prompt::confirm("Import these values into the age vault? Only `yes` goes ahead")
         {
-            return Err(ImportFail::Refused("nothing imported".into()));
+            return Err(CliError::new(Exit::Refused, "nothing imported"));
         }
     }
     for (target, text, rs) in &targets {
@@ -331,8 +339,13 @@ pub fn run(
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
             .unwrap_or(0o644);
         write_atomic(target, &ct, mode, false)
-            .map_err(|e| ImportFail::Other(format!("cannot write {}: {e}", target.display())))?;
-        eprintln!("wrote {} for {} recipient(s)", target.display(), rs.len());
+            .map_err(|e| failed(format!("cannot write {}: {e}", target.display())))?;
+        note(&format!(
+            "wrote {} for {} recipient(s)",
+            target.display(),
+            rs.len()
+        ));
+        done.vaults.push((target.clone(), rs.len()));
     }
     for m in &moves {
         match &m.new_source {
@@ -340,17 +353,16 @@ pub fn run(
                 let mode = std::fs::metadata(&m.source)
                     .map(|x| std::os::unix::fs::PermissionsExt::mode(&x.permissions()) & 0o7777)
                     .unwrap_or(0o644);
-                write_atomic(&m.source, t.as_bytes(), mode, false).map_err(|e| {
-                    ImportFail::Other(format!("cannot write {}: {e}", m.source.display()))
-                })?
+                write_atomic(&m.source, t.as_bytes(), mode, false)
+                    .map_err(|e| failed(format!("cannot write {}: {e}", m.source.display())))?
             }
-            None => std::fs::remove_file(&m.source).map_err(|e| {
-                ImportFail::Other(format!("cannot remove {}: {e}", m.source.display()))
-            })?,
+            None => std::fs::remove_file(&m.source)
+                .map_err(|e| failed(format!("cannot remove {}: {e}", m.source.display())))?,
         }
-        eprintln!("updated {}", m.source.display());
+        note(&format!("updated {}", m.source.display()));
+        done.sources.push(m.source.clone());
     }
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]

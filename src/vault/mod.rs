@@ -3,10 +3,9 @@
 //! - `keys`: where identities come from (`Keyring`), key generation, keys derived for plan hashes.
 //! - `recipients`: the repo's `.age-recipients` (who can open the vaults).
 //! - `file`: decrypting and encrypting bytes, with errors a user can act on; atomic writes.
-//! - `cli`: `labctl vault …`.
 //! - `ansible`, `password`: ansible-vault values (read), and where their passwords come from.
 //! - `sops`, `sops_write`: SOPS files with age recipients (read; written by encrypt --sops and edit).
-//! - `import`: `labctl vault import-ansible`, ansible-vault values into the age vault.
+//! - `import`: ansible-vault values into the age vault (`labctl vault import-ansible`).
 //! - `seal`: `labctl seal`, vault values into a SealedSecret for the apps repo.
 //!
 //! Plaintext only ever lives in a `Secret`. Error messages are built from file names, key sources,
@@ -14,10 +13,9 @@
 //! vault content are reported by position with quoted fragments removed.
 
 pub mod ansible;
-mod cli;
 mod file;
 pub mod gen;
-mod import;
+pub mod import;
 mod keys;
 pub(crate) use keys::rfc3339_now;
 pub mod password;
@@ -28,8 +26,8 @@ pub mod sops_write;
 
 use std::path::PathBuf;
 
-pub use cli::{run, VaultCmd};
 pub use file::encrypt;
+pub(crate) use file::{check_yaml, YamlProblem};
 pub use keys::{default_key_path, keygen, Keyring};
 pub use recipients::{find_recipients_file, load_recipients, RECIPIENTS_FILE};
 
@@ -124,6 +122,13 @@ impl VaultError {
             path: path.to_path_buf(),
             err,
         }
+    }
+}
+
+/// A command stopped by a vault problem: `error: MESSAGE`, exit 4.
+impl From<VaultError> for crate::error::CliError {
+    fn from(e: VaultError) -> Self {
+        crate::error::CliError::new(e.exit(), e.to_string())
     }
 }
 

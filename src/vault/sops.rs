@@ -263,7 +263,7 @@ pub(super) type Stash = std::collections::HashMap<(String, String, Vec<u8>), Str
 
 /// What `decrypt_for_rewrite` keeps to write the file back: the data key, the old `sops:` block
 /// and the stash of unchanged values.
-pub(super) struct Kept {
+pub(crate) struct Kept {
     pub key: Secret<[u8; 32]>,
     pub meta: Node,
     pub stash: Secret<Stash>,
@@ -354,7 +354,7 @@ pub fn decrypt(keys: &Keyring, file: &Path, doc: &mut Node) -> Result<BTreeSet<S
 }
 
 /// `decrypt`, also returning what is needed to write the file back (`vault edit`).
-pub(super) fn decrypt_for_rewrite(
+pub(crate) fn decrypt_for_rewrite(
     keys: &Keyring,
     file: &Path,
     doc: &mut Node,

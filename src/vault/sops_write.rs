@@ -216,7 +216,7 @@ impl Header {
     }
 
     /// An existing file, opened by `sops::decrypt_for_rewrite`: same key, recipients and rules.
-    pub(super) fn kept(k: super::sops::Kept) -> Header {
+    pub(crate) fn kept(k: super::sops::Kept) -> Header {
         let mut fields = IndexMap::new();
         if let NodeV::Map(entries) = &k.meta.v {
             for (name, v) in entries {

@@ -42,6 +42,18 @@ pub fn say_skipped(why: &str) {
     );
 }
 
+/// A program from the private PyPI venv (`$LABCTL_TEST_VENV`, else ~/.cache/labctl/test-venv;
+/// scripts/setup.sh creates it), if it is there.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("LABCTL_TEST_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/labctl/test-venv"))
+        })?;
+    let p = venv.join("bin").join(name);
+    p.is_file().then_some(p)
+}
+
 /// The `data` of a `--json` output, after checking the envelope's version.
 pub fn json_data(out: &Output) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)

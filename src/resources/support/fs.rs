@@ -1,16 +1,17 @@
 //! Paths and ownership, for every type that manages something in the filesystem.
 
+use crate::resources::ResourceError;
 use crate::sh::q;
 
 /// Paths must be absolute and plain: no `..`, no newlines (they travel in scripts).
-pub fn check_path(p: &str) -> Result<(), String> {
+pub fn check_path(p: &str) -> Result<(), ResourceError> {
     if !p.starts_with('/') {
-        return Err(format!("path `{p}` must be absolute"));
+        return Err(ResourceError::spec(format!("path `{p}` must be absolute")));
     }
     if p.split('/').any(|c| c == "..") || p.contains('\n') || p.contains('\0') {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "path `{p}` must not contain `..` or control characters"
-        ));
+        )));
     }
     Ok(())
 }

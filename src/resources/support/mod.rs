@@ -50,7 +50,7 @@ pub fn deserialize_mode<'de, D: serde::Deserializer<'de>>(
 }
 
 /// "644" / "0644" / "01777" → four or more octal digits, normalized to 4 digits minimum.
-pub fn normalize_mode(s: &str) -> Result<String, String> {
+fn normalize_mode(s: &str) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() || t.len() > 5 || !t.chars().all(|c| ('0'..='7').contains(&c)) {
         return Err(format!("mode `{s}` is not octal (like \"0644\")"));

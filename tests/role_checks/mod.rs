@@ -1,6 +1,6 @@
 //! The shipped roles' templates, rendered by labctl's own template engine (the path `apply`
 //! takes: [`Engine::render_file`] over the role's defaults), fed to the real programs that will
-//! read them: promtool, amtool, Alertmanager, the exporters, PostgreSQL. Test-only.
+//! read them: promtool, amtool, Alertmanager, the exporters, PostgreSQL.
 //!
 //! A program that is not installed makes its test say "SKIPPED" and pass (fail under CI=true): `scripts/setup.sh`
 //! installs every one of them, and CI runs it first.
@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::template::{Ctx, Engine};
+pub use crate::common::show;
+use crate::common::skip as skipped;
+use labctl::internals::inventory::VarLayer;
+use labctl::internals::template::{self, Ctx, Engine};
 
 /// What a vault var renders as: a secret the tests can search for.
 pub const VAULT_CANARY: &str = "canary-from-vault-9d1e";
@@ -51,9 +54,9 @@ pub fn role_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
     for (k, v) in overrides {
         vars.insert((*k).to_string(), v.clone());
     }
-    let mut layer = crate::inventory::VarLayer::from_map(vars);
+    let mut layer = VarLayer::from_map(vars);
     layer.secret = secret;
-    let l = crate::template::vars::resolve(&Engine::new(&root()), &layer, false)
+    let l = template::vars::resolve(&Engine::new(&root()), &layer, false)
         .unwrap_or_else(|e| panic!("{role}: {e:?}"));
     Ctx::new(&l.values, l.secret.clone(), vec![VAULT_CANARY.to_string()])
 }
@@ -89,23 +92,6 @@ pub fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"))
 }
 
-/// Say a test is skipped, straight to stderr (libtest hides a passing test's captured output).
-/// Under CI a missing program is a failure: CI runs scripts/setup.sh, so it must be there.
-pub(super) fn skipped(why: &str) {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and a prerequisite is missing: {why}"
-    );
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("SKIPPED {test}: {why}\n").as_bytes(),
-    );
-}
-
 /// The real program's path, or None after saying the test is skipped.
 pub fn have(program: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
@@ -121,37 +107,20 @@ pub fn have(program: &str) -> Option<PathBuf> {
     found
 }
 
-/// A program from the private PyPI venv (`$LABCTL_TEST_VENV`, see scripts/setup.sh).
+/// A program from the private PyPI venv, or None after saying the test is skipped.
 pub fn venv_program(name: &str) -> Option<PathBuf> {
-    let venv = std::env::var_os("LABCTL_TEST_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/labctl/test-venv"))
-        })?;
-    let p = venv.join("bin").join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
+    let found = crate::common::venv_tool(name);
+    if found.is_none() {
         skipped(&format!(
-            "{} is missing (scripts/setup.sh creates the venv)",
-            p.display()
+            "{name} is not in the test venv (scripts/setup.sh creates it)"
         ));
-        None
     }
+    found
 }
 
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-pub fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A loopback port nobody listens on right now.

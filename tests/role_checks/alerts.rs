@@ -12,8 +12,6 @@ use serde_json::{json, Map, Value};
 use super::cluster::two_node_firewall;
 use super::monitoring::sample;
 use super::*;
-use crate::cluster::gate::{self, Kit};
-use crate::cluster::Sent;
 
 /// The alerts about a node's scrape targets: unreachable targets, the textfile collector, the
 /// kubelet. Their groups are run whole, as Prometheus would.
@@ -29,70 +27,64 @@ const NODES: [(&str, &str); 2] = [("s1", "10.200.0.1"), ("a1", "10.200.0.2")];
 /// The Prometheus pod's address: a scrape of its own node comes from the pod network.
 const PROMETHEUS_POD: &str = "10.42.0.10";
 
-/// The chart's output for the monitoring release, rendered as `labctl render` renders it:
-/// the lab inventory compiled (vault opened with the example key), the release's values as the
-/// site sends them, `gate::run` with the real helm and the kept chart. None: skipped.
+/// The chart's output for the monitoring release, rendered by `labctl render` (the lab inventory
+/// compiled, vault opened with the example key, the release's values as the site sends them, the
+/// real helm and the kept chart). None: skipped.
 fn rendered_monitoring_chart() -> Option<Vec<Value>> {
-    let mut kit = match Kit::find(&root()) {
-        Ok(k) => k,
-        Err(why) => {
-            skipped(&format!("the render gate cannot run: {why}"));
-            return None;
-        }
-    };
-    // Only the chart's output is read here; `render_gate.rs` validates it.
-    kit.schemas = None;
-    let g = crate::cli::Global {
-        sh: std::sync::Arc::new(crate::ui::Shell::buffered(
-            Box::new(std::io::sink()),
-            Box::new(std::io::sink()),
-        )),
-        verbose: 0,
-        json: false,
-        vault_key: Some(root().join("inventories/lab/EXAMPLE-ONLY.agekey.txt")),
-        vault_password_files: vec![],
-    };
-    let t = crate::cli::Target {
-        site: root().join("site.yml"),
-        inventory: root().join("inventories/lab/hosts.yml"),
-        select: crate::plan::Selection {
-            limit: Some("lab-server-1".into()),
-            ..Default::default()
-        },
-        extra_vars: vec![],
-    };
-    let l = crate::cli::load::load(&g.sh, &g, &t, true, false)
-        .unwrap_or_else(|e| panic!("loading the lab site: {e:?}"));
-    let work = crate::cli::render::cluster_work(&l.compiled);
-    let w = work
-        .iter()
-        .find(|w| w.host == "lab-server-1")
-        .expect("lab-server-1 sends nothing to the cluster");
-    let input = w
-        .inputs
-        .iter()
-        .find(|i| {
-            matches!(&i.sent, Sent::Release { chart, .. } if chart.ends_with("/kube-prometheus-stack"))
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .current_dir(root())
+        .args([
+            "--vault-key",
+            "inventories/lab/EXAMPLE-ONLY.agekey.txt",
+            "render",
+            "-i",
+            "inventories/lab/hosts.yml",
+            "--limit",
+            "lab-server-1",
+            "--out",
+        ])
+        .arg(out.path())
+        // Only the chart's output is read here; `render_gate.rs` validates it.
+        .env_remove("LABCTL_K8S_SCHEMAS")
+        .output()
+        .expect("cannot run the labctl binary");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if let Some(why) = stderr
+        .lines()
+        .find_map(|l| l.split_once("charts not rendered ("))
+        .map(|(_, why)| why.split(')').next().unwrap_or(why).to_string())
+    {
+        skipped(&format!("the render gate cannot run: {why}"));
+        return None;
+    }
+    // The release's values file names its chart in the first line: `…, chart REPO/CHART VERSION`.
+    let dir = out.path().join("lab-server-1");
+    let values = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", dir.display(), show(&o)))
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy().ends_with(".values.yaml")
+                && std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.contains("/kube-prometheus-stack "))
         })
-        .expect("no kube-prometheus-stack release in the lab site");
-    let kv = w.kube_version.as_deref().expect("lab-server-1 pins no k3s");
-    let o = gate::run(&kit, kv, &w.k3s_disabled, std::slice::from_ref(input), &[]);
-    let text = o
-        .rendered
-        .iter()
-        .find(|(origin, _)| *origin == input.origin)
-        .map(|(_, t)| t)
         .unwrap_or_else(|| {
-            let problems: Vec<String> = o.problems.iter().map(|p| p.to_string()).collect();
-            panic!("helm rendered nothing: {problems:#?}")
+            panic!(
+                "no kube-prometheus-stack release in the lab site:\n{}",
+                show(&o)
+            )
         });
-    Some(
-        gate::split_docs(text)
-            .unwrap_or_else(|e| panic!("the chart's output: {e}"))
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect(),
-    )
+    let rendered = values
+        .to_string_lossy()
+        .replace(".values.yaml", ".rendered.yaml");
+    let text = std::fs::read_to_string(&rendered)
+        .unwrap_or_else(|e| panic!("helm rendered nothing ({rendered}: {e}):\n{}", show(&o)));
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("the chart's output: {e}"));
+    Some(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
 /// Every rule group holding a [`WATCHED`] alert, as a promtool rules file. Annotations are

@@ -1,19 +1,23 @@
-//! `labctl vault …`: keygen, encrypt, decrypt, view, edit, rekey, get.
+//! `labctl vault …`: keygen, encrypt, decrypt, view, edit, rekey, get, import-ansible.
 //!
-//! Data (decrypted content, a public key, a value) goes to stdout; everything else to stderr.
-//! Failures are printed here and returned as an exit code, so that vault problems exit 4 and
-//! bad input exits 3 instead of the generic 1.
+//! Data (decrypted content, a public key, a value) goes to stdout, everything else to stderr,
+//! both through the run's `Shell`; with `--json`, stdout is the one envelope every command prints
+//! (`{"version": 1, "command": "vault get", "data": …}`). Failures are `CliError`s with their exit
+//! code: a vault problem exits 4, bad input 3, a refusal 5, anything else 1.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::file::{check_yaml, YamlProblem};
-use super::keys::{default_key_path, Keyring};
-use super::recipients::{find_recipients_file, load_recipients};
-use super::{encrypt, keygen, VaultError};
+use serde_json::{json, Value};
+
+use super::Global;
 use crate::error::{CliError, Exit};
 use crate::fsutil::write_atomic;
 use crate::secret::Secret;
+use crate::vault::{
+    check_yaml, default_key_path, encrypt, find_recipients_file, keygen, load_recipients, Keyring,
+    VaultError, YamlProblem, RECIPIENTS_FILE,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VaultCmd {
@@ -134,58 +138,28 @@ pub enum VaultCmd {
     },
 }
 
-/// Why a vault command stopped, and so its exit code.
-enum Fail {
-    Vault(VaultError),
-    /// Bad command line or content (exit 3).
-    Input(String),
-    /// Refused for safety, e.g. it would overwrite a file (exit 5).
-    Refused(String),
-    /// Anything else (exit 1): an editor that failed, a write error.
-    Other(String),
-    /// Already reported file by file (`rekey`).
-    Reported(Exit),
+/// Bad command line or content (exit 3).
+fn input(m: impl Into<String>) -> CliError {
+    CliError::new(Exit::BadInput, m)
 }
 
-impl From<VaultError> for Fail {
-    fn from(e: VaultError) -> Self {
-        Fail::Vault(e)
-    }
+/// Refused for safety, e.g. it would overwrite a file (exit 5).
+fn refused(m: impl Into<String>) -> CliError {
+    CliError::new(Exit::Refused, m)
 }
 
-impl Fail {
-    fn exit(&self) -> Exit {
-        match self {
-            Fail::Vault(e) => e.exit(),
-            Fail::Input(_) => Exit::BadInput,
-            Fail::Refused(_) => Exit::Refused,
-            Fail::Other(_) => Exit::Failed,
-            Fail::Reported(e) => *e,
-        }
-    }
+/// Anything else (exit 1): an editor that failed, a write error.
+fn failed(m: impl Into<String>) -> CliError {
+    CliError::new(Exit::Failed, m)
 }
 
-impl From<Fail> for CliError {
-    fn from(f: Fail) -> Self {
-        let exit = f.exit();
-        let message = match f {
-            Fail::Reported(e) => return CliError::Reported(e),
-            Fail::Vault(e) => e.to_string(),
-            Fail::Input(m) | Fail::Refused(m) | Fail::Other(m) => m,
-        };
-        CliError::new(exit, message)
-    }
-}
+type R<T> = Result<T, CliError>;
 
-type R<T> = Result<T, Fail>;
-
-pub fn run(
-    cmd: VaultCmd,
-    vault_key: Option<&Path>,
-    password_files: &[PathBuf],
-) -> Result<Exit, CliError> {
-    let r = match cmd {
-        VaultCmd::Keygen { out } => cmd_keygen(out),
+pub fn run(g: &Global, cmd: VaultCmd) -> Result<Exit, CliError> {
+    let vault_key = g.vault_key.as_deref();
+    let o = Out(g);
+    match cmd {
+        VaultCmd::Keygen { out } => cmd_keygen(&o, out),
         VaultCmd::Encrypt {
             file,
             sops: true,
@@ -193,7 +167,7 @@ pub fn run(
             out,
             force,
             ..
-        } => cmd_encrypt_sops(&file, in_place, out, force),
+        } => cmd_encrypt_sops(&o, &file, in_place, out, force),
         VaultCmd::Encrypt {
             file,
             recipients,
@@ -202,6 +176,7 @@ pub fn run(
             force,
             ..
         } => cmd_encrypt(
+            &o,
             &file,
             recipients.as_deref(),
             in_place,
@@ -214,45 +189,78 @@ pub fn run(
             stdout,
             out,
             force,
-        } => cmd_decrypt(&file, stdout, out.as_deref(), force, vault_key),
-        VaultCmd::View { file } => cmd_decrypt(&file, true, None, false, vault_key),
-        VaultCmd::Edit { file, recipients } => cmd_edit(&file, recipients.as_deref(), vault_key),
-        VaultCmd::Rekey { files, recipients } => cmd_rekey(files, recipients.as_deref(), vault_key),
-        VaultCmd::Get { file, key } => cmd_get(&file, &key, vault_key),
+        } => cmd_decrypt(
+            &o,
+            "decrypt",
+            &file,
+            stdout,
+            out.as_deref(),
+            force,
+            vault_key,
+        ),
+        VaultCmd::View { file } => cmd_decrypt(&o, "view", &file, true, None, false, vault_key),
+        VaultCmd::Edit { file, recipients } => {
+            cmd_edit(&o, &file, recipients.as_deref(), vault_key)
+        }
+        VaultCmd::Rekey { files, recipients } => {
+            cmd_rekey(&o, files, recipients.as_deref(), vault_key)
+        }
+        VaultCmd::Get { file, key } => cmd_get(&o, &file, &key, vault_key),
         VaultCmd::ImportAnsible {
             files,
             yes,
             recipients,
         } => cmd_import(
+            &o,
             &files,
             yes,
             recipients.as_deref(),
             vault_key,
-            password_files,
+            &g.vault_password_files,
         ),
-    };
-    Ok(r?)
+    }
 }
 
-fn note(msg: &str) {
-    eprintln!("{msg}");
+/// Where a vault command prints: notes and warnings on stderr, its data on stdout (the JSON
+/// envelope under `--json`).
+struct Out<'a>(&'a Global);
+
+impl Out<'_> {
+    fn note(&self, msg: &str) {
+        self.0.sh.err(&format!("{msg}\n"));
+    }
+
+    fn warn(&self, msg: &str) {
+        self.0.sh.warn(msg);
+    }
+
+    /// `text` on stdout, or `data` in the envelope under `--json`.
+    fn data(&self, command: &str, text: Option<&str>, data: impl FnOnce() -> Value) -> R<Exit> {
+        if self.0.json {
+            self.0.sh.out(&crate::ui::json_envelope(
+                &format!("vault {command}"),
+                &data(),
+            )?);
+        } else if let Some(t) = text {
+            self.0.sh.out(t);
+        }
+        Ok(Exit::Ok)
+    }
 }
 
-fn write_err(path: &Path, e: std::io::Error) -> Fail {
-    Fail::Other(format!("cannot write {}: {e}", path.display()))
+fn write_err(path: &Path, e: std::io::Error) -> CliError {
+    failed(format!("cannot write {}: {e}", path.display()))
 }
 
-fn cmd_keygen(out: Option<PathBuf>) -> R<Exit> {
+fn cmd_keygen(o: &Out, out: Option<PathBuf>) -> R<Exit> {
     let path = match out {
         Some(p) => p,
         None => default_key_path().ok_or_else(|| {
-            Fail::Input(
-                "cannot find the config directory (HOME is not set); pass --out FILE".into(),
-            )
+            input("cannot find the config directory (HOME is not set); pass --out FILE")
         })?,
     };
     if path.exists() {
-        return Err(Fail::Refused(format!(
+        return Err(refused(format!(
             "{} already exists; refusing to overwrite an identity (vaults encrypted for it would become unreadable)",
             path.display()
         )));
@@ -268,7 +276,7 @@ fn cmd_keygen(out: Option<PathBuf>) -> R<Exit> {
     let (text, public) = keygen();
     write_atomic(&path, text.expose().as_bytes(), 0o600, true).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Fail::Refused(format!(
+            refused(format!(
                 "{} already exists; refusing to overwrite it",
                 path.display()
             ))
@@ -276,13 +284,15 @@ fn cmd_keygen(out: Option<PathBuf>) -> R<Exit> {
             write_err(&path, e)
         }
     })?;
-    note(&format!("wrote a new age identity to {} (mode 0600; back it up: without it the vaults cannot be opened)", path.display()));
-    note(&format!(
-        "add its public key to the repo's {} and run `labctl vault rekey`:",
-        super::RECIPIENTS_FILE
+    o.note(&format!("wrote a new age identity to {} (mode 0600; back it up: without it the vaults cannot be opened)", path.display()));
+    o.note(&format!(
+        "add its public key to the repo's {RECIPIENTS_FILE} and run `labctl vault rekey`:"
     ));
-    println!("{public}");
-    Ok(Exit::Ok)
+    o.data(
+        "keygen",
+        Some(&format!("{public}\n")),
+        || json!({"file": path, "public_key": public.to_string()}),
+    )
 }
 
 fn recipients_for(
@@ -311,7 +321,7 @@ fn looks_encrypted(data: &[u8]) -> bool {
         || data.starts_with(b"age-encryption.org/")
 }
 
-fn yaml_fail(what: &str, p: YamlProblem, tail: &str) -> Fail {
+fn yaml_fail(what: &str, p: YamlProblem, tail: &str) -> CliError {
     let at = if p.line == 0 {
         String::new()
     } else if p.col == 0 {
@@ -319,7 +329,7 @@ fn yaml_fail(what: &str, p: YamlProblem, tail: &str) -> Fail {
     } else {
         format!(":{}:{}", p.line, p.col)
     };
-    Fail::Input(format!("{what}{at}: invalid YAML: {}; {tail}", p.message))
+    input(format!("{what}{at}: invalid YAML: {}; {tail}", p.message))
 }
 
 fn mode_of(path: &Path) -> Option<u32> {
@@ -330,6 +340,7 @@ fn mode_of(path: &Path) -> Option<u32> {
 }
 
 fn cmd_encrypt(
+    o: &Out,
     file: &Path,
     recipients: Option<&Path>,
     in_place: bool,
@@ -338,11 +349,10 @@ fn cmd_encrypt(
     vault_key: Option<&Path>,
 ) -> R<Exit> {
     let plain = Secret::new(
-        std::fs::read(file)
-            .map_err(|e| Fail::Input(format!("cannot read {}: {e}", file.display())))?,
+        std::fs::read(file).map_err(|e| input(format!("cannot read {}: {e}", file.display())))?,
     );
     if looks_encrypted(plain.expose()) {
-        return Err(Fail::Input(format!(
+        return Err(input(format!(
             "{} is already age-encrypted",
             file.display()
         )));
@@ -355,7 +365,7 @@ fn cmd_encrypt(
         PathBuf::from(s)
     });
     if out.exists() && !force {
-        return Err(Fail::Refused(format!(
+        return Err(refused(format!(
             "{} already exists; pass --force to replace it (or `labctl vault edit` it)",
             out.display()
         )));
@@ -364,33 +374,46 @@ fn cmd_encrypt(
     let ct = encrypt(plain.expose(), &rs)?;
     write_atomic(&out, &ct, mode_of(&out).unwrap_or(0o644), !force)
         .map_err(|e| write_err(&out, e))?;
-    note(&format!(
+    o.note(&format!(
         "encrypted {} → {} for {} recipient(s) from {}",
         file.display(),
         out.display(),
         rs.len(),
         rpath.display()
     ));
-    warn_if_not_a_recipient(vault_key, &rs, &out);
+    warn_if_not_a_recipient(o, vault_key, &rs, &out);
     if in_place {
         std::fs::remove_file(file).map_err(|e| {
-            Fail::Other(format!(
+            failed(format!(
                 "encrypted, but cannot remove the plaintext {}: {e}",
                 file.display()
             ))
         })?;
-        note(&format!("removed the plaintext {}", file.display()));
+        o.note(&format!("removed the plaintext {}", file.display()));
     } else {
-        note(&format!(
-            "warning: the plaintext {} is still on disk: delete it (or use --in-place) and make sure it is never committed",
-            file.display()
-        ));
+        warn_plaintext_left(o, file);
     }
-    Ok(Exit::Ok)
+    o.data(
+        "encrypt",
+        None,
+        || json!({"file": file, "out": out, "recipients": rs.len(), "plaintext_removed": in_place}),
+    )
+}
+
+fn warn_plaintext_left(o: &Out, file: &Path) {
+    o.warn(&format!(
+        "the plaintext {} is still on disk: delete it (or use --in-place) and make sure it is never committed",
+        file.display()
+    ));
 }
 
 /// Encrypting for a set that excludes yourself is legal but usually a mistake worth a word.
-fn warn_if_not_a_recipient(vault_key: Option<&Path>, rs: &[age::x25519::Recipient], out: &Path) {
+fn warn_if_not_a_recipient(
+    o: &Out,
+    vault_key: Option<&Path>,
+    rs: &[age::x25519::Recipient],
+    out: &Path,
+) {
     let Ok(keys) = Keyring::discover(vault_key) else {
         return;
     };
@@ -399,14 +422,17 @@ fn warn_if_not_a_recipient(vault_key: Option<&Path>, rs: &[age::x25519::Recipien
     }
     let listed: Vec<String> = rs.iter().map(|r| r.to_string()).collect();
     if !keys.public_keys().iter().any(|k| listed.contains(k)) {
-        note(&format!(
-            "warning: none of your identities is a recipient: you will not be able to open {}",
+        o.warn(&format!(
+            "none of your identities is a recipient: you will not be able to open {}",
             out.display()
         ));
     }
 }
 
+/// `decrypt`, and `view` (its `--stdout` form): `command` names it in the JSON envelope.
 fn cmd_decrypt(
+    o: &Out,
+    command: &str,
     file: &Path,
     stdout: bool,
     out: Option<&Path>,
@@ -414,7 +440,7 @@ fn cmd_decrypt(
     vault_key: Option<&Path>,
 ) -> R<Exit> {
     if !stdout && out.is_none() {
-        return Err(Fail::Input(format!(
+        return Err(input(format!(
             "refusing to decrypt {} without a destination: pass --stdout to print the secrets, or --out FILE to write them to a 0600 file",
             file.display()
         )));
@@ -422,57 +448,68 @@ fn cmd_decrypt(
     let keys = Keyring::discover(vault_key)?;
     let plain = keys.decrypt_file(file)?;
     match out {
-        Some(o) => {
-            if o.exists() && !force {
-                return Err(Fail::Refused(format!(
+        Some(dest) => {
+            if dest.exists() && !force {
+                return Err(refused(format!(
                     "{} already exists; pass --force to replace it",
-                    o.display()
+                    dest.display()
                 )));
             }
-            write_atomic(o, plain.expose(), 0o600, !force).map_err(|e| write_err(o, e))?;
-            note(&format!(
+            write_atomic(dest, plain.expose(), 0o600, !force).map_err(|e| write_err(dest, e))?;
+            o.note(&format!(
                 "decrypted {} → {} (mode 0600); delete it when done",
                 file.display(),
-                o.display()
+                dest.display()
             ));
+            o.data(command, None, || json!({"file": file, "out": dest}))
+        }
+        None if o.0.json => {
+            let text = std::str::from_utf8(plain.expose()).map_err(|_| {
+                input(format!(
+                    "{}: the plaintext is not UTF-8 text, so it cannot go in JSON; use --out FILE",
+                    file.display()
+                ))
+            })?;
+            o.data(command, None, || json!({"file": file, "plaintext": text}))
         }
         None => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(plain.expose())
-                .and_then(|_| so.flush())
-                .map_err(|e| Fail::Other(format!("cannot write to stdout: {e}")))?;
+            // The bytes as they are (not necessarily UTF-8); a closed pipe is a failure.
+            o.0.sh
+                .out_bytes(plain.expose())
+                .map_err(|e| failed(format!("cannot write to stdout: {e}")))?;
+            Ok(Exit::Ok)
         }
     }
-    Ok(Exit::Ok)
 }
 
 fn cmd_import(
+    o: &Out,
     files: &[PathBuf],
     yes: bool,
     recipients: Option<&Path>,
     vault_key: Option<&Path>,
     password_files: &[PathBuf],
 ) -> R<Exit> {
-    use super::import::ImportFail;
     let keys = Keyring::discover(vault_key)?;
-    let passwords = super::password::Passwords::discover(password_files);
-    super::import::run(files, yes, recipients, &keys, &passwords, |r, t| {
-        recipients_for(r, t).map(|(_, rs)| rs).map_err(|f| match f {
-            Fail::Vault(e) => ImportFail::Vault(e),
-            Fail::Input(m) => ImportFail::Input(m),
-            other => ImportFail::Other(CliError::from(other).to_string()),
+    let passwords = crate::vault::password::Passwords::discover(password_files);
+    let done = crate::vault::import::run(
+        files,
+        yes,
+        recipients,
+        &keys,
+        &passwords,
+        |r, t| recipients_for(r, t).map(|(_, rs)| rs),
+        &|line| o.note(line),
+    )?;
+    o.data("import-ansible", None, || {
+        json!({
+            "vaults": done.vaults.iter().map(|(f, n)| json!({"file": f, "recipients": n})).collect::<Vec<_>>(),
+            "sources": done.sources,
         })
     })
-    .map_err(|e| match e {
-        ImportFail::Vault(e) => Fail::Vault(e),
-        ImportFail::Input(m) => Fail::Input(m),
-        ImportFail::Refused(m) => Fail::Refused(m),
-        ImportFail::Other(m) => Fail::Other(m),
-    })?;
-    Ok(Exit::Ok)
 }
 
-fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
+fn cmd_get(o: &Out, file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
     let keys = Keyring::discover(vault_key)?;
     let plain = keys.decrypt_file(file)?;
     check_yaml(&plain).map_err(|p| {
@@ -487,7 +524,7 @@ fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
         serde_json::Value::Null
     } else {
         serde_saphyr::from_str(text)
-            .map_err(|_| Fail::Input(format!("{}: invalid YAML", file.display())))?
+            .map_err(|_| input(format!("{}: invalid YAML", file.display())))?
     });
     let mut cur = doc.expose();
     for (i, seg) in key.split('.').enumerate() {
@@ -498,7 +535,7 @@ fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
         };
         cur = next.ok_or_else(|| {
             let upto: Vec<&str> = key.split('.').take(i + 1).collect();
-            Fail::Input(format!(
+            input(format!(
                 "{}: no value at `{}`",
                 file.display(),
                 upto.join(".")
@@ -511,17 +548,19 @@ fn cmd_get(file: &Path, key: &str, vault_key: Option<&Path>) -> R<Exit> {
         v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => v.to_string(),
         v => serde_json::to_string(v).unwrap_or_default(),
     });
-    println!("{}", shown.expose());
-    Ok(Exit::Ok)
+    o.data("get", Some(&format!("{}\n", shown.expose())), || {
+        cur.clone()
+    })
 }
 
-fn sops_fail(file: &Path, e: super::sops::SopsFail) -> Fail {
-    use super::sops::SopsFail;
+fn sops_fail(file: &Path, e: crate::vault::sops::SopsFail) -> CliError {
+    use crate::vault::sops::SopsFail;
     match e {
-        SopsFail::NoKey(m) | SopsFail::Error(m) => Fail::Vault(VaultError::Unsupported {
+        SopsFail::NoKey(m) | SopsFail::Error(m) => VaultError::Unsupported {
             file: file.to_path_buf(),
             detail: m,
-        }),
+        }
+        .into(),
     }
 }
 
@@ -539,50 +578,52 @@ fn sops_out(file: &Path) -> PathBuf {
 }
 
 /// The creation rule for a new SOPS file at `out` (from the nearest .sops.yaml above it).
-fn sops_rule(out: &Path) -> R<super::sops_write::CreationRule> {
+fn sops_rule(out: &Path) -> R<crate::vault::sops_write::CreationRule> {
     let dir = out
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let cfg = super::sops_write::find_config(&abs).ok_or_else(|| {
-        Fail::Input(format!(
+    let cfg = crate::vault::sops_write::find_config(&abs).ok_or_else(|| {
+        input(format!(
             "no .sops.yaml in {} or any parent directory: add one with creation_rules listing the age recipients (as sops needs)",
             abs.display()
         ))
     })?;
-    super::sops_write::creation_rule(&cfg, out).map_err(|e| sops_fail(out, e))
+    crate::vault::sops_write::creation_rule(&cfg, out).map_err(|e| sops_fail(out, e))
 }
 
 fn parse_plain(file: &Path, plain: &Secret<Vec<u8>>) -> R<crate::yaml::Node> {
     let text = std::str::from_utf8(plain.expose())
-        .map_err(|_| Fail::Input(format!("{}: not UTF-8", file.display())))?;
+        .map_err(|_| input(format!("{}: not UTF-8", file.display())))?;
     // Positions only: the parser's message could quote content.
     crate::yaml::parse_node(file, text).map_err(|d| {
         let at = d
             .loc
             .map(|l| format!(":{}:{}", l.line, l.col))
             .unwrap_or_default();
-        Fail::Input(format!(
+        input(format!(
             "{}{at}: invalid YAML for a SOPS file; nothing was written",
             file.display()
         ))
     })
 }
 
-fn cmd_encrypt_sops(file: &Path, in_place: bool, out: Option<PathBuf>, force: bool) -> R<Exit> {
+fn cmd_encrypt_sops(
+    o: &Out,
+    file: &Path,
+    in_place: bool,
+    out: Option<PathBuf>,
+    force: bool,
+) -> R<Exit> {
     let plain = Secret::new(
-        std::fs::read(file)
-            .map_err(|e| Fail::Input(format!("cannot read {}: {e}", file.display())))?,
+        std::fs::read(file).map_err(|e| input(format!("cannot read {}: {e}", file.display())))?,
     );
     check_yaml(&plain)
         .map_err(|p| yaml_fail(&file.display().to_string(), p, "nothing was encrypted"))?;
     let doc = parse_plain(file, &plain)?;
-    if super::sops::is_sops_document(&doc) {
-        return Err(Fail::Input(format!(
-            "{} is already a SOPS file",
-            file.display()
-        )));
+    if crate::vault::sops::is_sops_document(&doc) {
+        return Err(input(format!("{} is already a SOPS file", file.display())));
     }
     let out = if in_place {
         file.to_path_buf()
@@ -590,18 +631,18 @@ fn cmd_encrypt_sops(file: &Path, in_place: bool, out: Option<PathBuf>, force: bo
         out.unwrap_or_else(|| sops_out(file))
     };
     if !in_place && out.exists() && !force {
-        return Err(Fail::Refused(format!(
+        return Err(refused(format!(
             "{} already exists; pass --force to replace it (or `labctl vault edit` it)",
             out.display()
         )));
     }
     let rule = sops_rule(&out)?;
-    let header = super::sops_write::Header::new(&rule).map_err(|e| sops_fail(&out, e))?;
-    let text = super::sops_write::encrypt(&doc, &header, &super::sops_write::now())
+    let header = crate::vault::sops_write::Header::new(&rule).map_err(|e| sops_fail(&out, e))?;
+    let text = crate::vault::sops_write::encrypt(&doc, &header, &crate::vault::sops_write::now())
         .map_err(|e| sops_fail(&out, e))?;
     write_atomic(&out, text.as_bytes(), mode_of(&out).unwrap_or(0o644), false)
         .map_err(|e| write_err(&out, e))?;
-    note(&format!(
+    o.note(&format!(
         "encrypted {} → {} (SOPS) for {} age recipient(s) from {}",
         file.display(),
         out.display(),
@@ -609,23 +650,23 @@ fn cmd_encrypt_sops(file: &Path, in_place: bool, out: Option<PathBuf>, force: bo
         rule.origin
     ));
     if !in_place {
-        note(&format!(
-            "warning: the plaintext {} is still on disk: delete it (or use --in-place) and make sure it is never committed",
-            file.display()
-        ));
+        warn_plaintext_left(o, file);
     }
-    Ok(Exit::Ok)
+    o.data(
+        "encrypt",
+        None,
+        || json!({"file": file, "out": out, "recipients": rule.recipients.len(), "sops": true}),
+    )
 }
 
 /// `vault edit` of a SOPS file: as `sops edit`.
-fn cmd_edit_sops(file: &Path, vault_key: Option<&Path>) -> R<Exit> {
-    use super::sops_write::{encrypt as sops_encrypt, now, plaintext, Header};
+fn cmd_edit_sops(o: &Out, file: &Path, vault_key: Option<&Path>) -> R<Exit> {
+    use crate::vault::sops_write::{encrypt as sops_encrypt, now, plaintext, Header};
     let (header, old) = if file.exists() {
         let keys = Keyring::discover(vault_key)?;
         let text = std::fs::read_to_string(file).map_err(|e| VaultError::io(file, e))?;
-        let mut doc =
-            crate::yaml::parse_node(file, &text).map_err(|d| Fail::Input(d.to_string()))?;
-        let kept = super::sops::decrypt_for_rewrite(&keys, file, &mut doc)
+        let mut doc = crate::yaml::parse_node(file, &text).map_err(|d| input(d.to_string()))?;
+        let kept = crate::vault::sops::decrypt_for_rewrite(&keys, file, &mut doc)
             .map_err(|e| sops_fail(file, e))?;
         let plain = plaintext(&doc).map_err(|e| sops_fail(file, e))?;
         (
@@ -639,23 +680,23 @@ fn cmd_edit_sops(file: &Path, vault_key: Option<&Path>) -> R<Exit> {
             Secret::new(Vec::new()),
         )
     };
-    let Some(new) = edited(file, &old, "the file")? else {
-        return Ok(Exit::Ok);
+    let Some(new) = edited(o, file, &old, "the file")? else {
+        return o.data("edit", None, || json!({"file": file, "changed": false}));
     };
     let doc = parse_plain(file, &new)?;
     let text = sops_encrypt(&doc, &header, &now()).map_err(|e| sops_fail(file, e))?;
     write_atomic(file, text.as_bytes(), mode_of(file).unwrap_or(0o644), false)
         .map_err(|e| write_err(file, e))?;
-    note(&format!("updated {} (SOPS)", file.display()));
-    Ok(Exit::Ok)
+    o.note(&format!("updated {} (SOPS)", file.display()));
+    o.data("edit", None, || json!({"file": file, "changed": true}))
 }
 
 /// The user's edit of `old` in a private temp copy: None (and said so) when nothing changed; the
 /// new text only when it is YAML. `what` names what a refused edit leaves untouched.
-fn edited(file: &Path, old: &Secret<Vec<u8>>, what: &str) -> R<Option<Secret<Vec<u8>>>> {
+fn edited(o: &Out, file: &Path, old: &Secret<Vec<u8>>, what: &str) -> R<Option<Secret<Vec<u8>>>> {
     let new = edit_in_tmp(file, old)?;
     if new.expose() == old.expose() {
-        note(&format!("no changes; {} left as it was", file.display()));
+        o.note(&format!("no changes; {} left as it was", file.display()));
         return Ok(None);
     }
     check_yaml(&new).map_err(|p| {
@@ -670,17 +711,17 @@ fn edited(file: &Path, old: &Secret<Vec<u8>>, what: &str) -> R<Option<Secret<Vec
 
 fn is_sops_file(file: &Path) -> bool {
     if !file.exists() {
-        return super::sops_write::sops_named(file);
+        return crate::vault::sops_write::sops_named(file);
     }
     std::fs::read_to_string(file)
         .ok()
         .and_then(|t| crate::yaml::parse_node(file, &t).ok())
-        .is_some_and(|n| super::sops::is_sops_document(&n))
+        .is_some_and(|n| crate::vault::sops::is_sops_document(&n))
 }
 
-fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<Exit> {
+fn cmd_edit(o: &Out, file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<Exit> {
     if is_sops_file(file) {
-        return cmd_edit_sops(file, vault_key);
+        return cmd_edit_sops(o, file, vault_key);
     }
     let keys = Keyring::discover(vault_key)?;
     // Resolve recipients before the editor opens, so a missing file is not found after the work.
@@ -690,18 +731,22 @@ fn cmd_edit(file: &Path, recipients: Option<&Path>, vault_key: Option<&Path>) ->
     } else {
         Secret::new(Vec::new())
     };
-    let Some(new) = edited(file, &old, "the vault")? else {
-        return Ok(Exit::Ok);
+    let Some(new) = edited(o, file, &old, "the vault")? else {
+        return o.data("edit", None, || json!({"file": file, "changed": false}));
     };
     let ct = encrypt(new.expose(), &rs)?;
     write_atomic(file, &ct, mode_of(file).unwrap_or(0o644), false)
         .map_err(|e| write_err(file, e))?;
-    note(&format!(
+    o.note(&format!(
         "updated {} for {} recipient(s)",
         file.display(),
         rs.len()
     ));
-    Ok(Exit::Ok)
+    o.data(
+        "edit",
+        None,
+        || json!({"file": file, "changed": true, "recipients": rs.len()}),
+    )
 }
 
 /// The plaintext through the editor, in a private temp dir removed on every path.
@@ -711,7 +756,7 @@ fn edit_in_tmp(file: &Path, old: &Secret<Vec<u8>>) -> R<Secret<Vec<u8>>> {
         .prefix("labctl-vault-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
-        .map_err(|e| Fail::Other(format!("cannot create a private temp directory: {e}")))?;
+        .map_err(|e| failed(format!("cannot create a private temp directory: {e}")))?;
     // Keep the plaintext name (vault.yml) so editors pick YAML highlighting.
     let name = file
         .file_name()
@@ -730,7 +775,7 @@ fn edit_in_tmp(file: &Path, old: &Secret<Vec<u8>>) -> R<Secret<Vec<u8>>> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(|e| Fail::Other(format!("cannot create {}: {e}", tmp.display())))?;
+            .map_err(|e| failed(format!("cannot create {}: {e}", tmp.display())))?;
         f.write_all(old.expose()).map_err(|e| write_err(&tmp, e))?;
     }
 
@@ -738,7 +783,7 @@ fn edit_in_tmp(file: &Path, old: &Secret<Vec<u8>>) -> R<Secret<Vec<u8>>> {
 
     let new = Secret::new(
         std::fs::read(&tmp)
-            .map_err(|e| Fail::Other(format!("cannot read back the edited file: {e}")))?,
+            .map_err(|e| failed(format!("cannot read back the edited file: {e}")))?,
     );
     drop(dir);
     Ok(new)
@@ -759,7 +804,7 @@ fn run_editor(path: &Path) -> R<()> {
         .arg(path)
         .spawn()
         .map_err(|e| {
-            Fail::Other(format!(
+            failed(format!(
                 "cannot start the editor `{editor}`: {e}; set $EDITOR; the vault was not changed"
             ))
         })?;
@@ -769,9 +814,9 @@ fn run_editor(path: &Path) -> R<()> {
         let _guard = IgnoreSigint::new();
         child.wait()
     };
-    let status = status.map_err(|e| Fail::Other(format!("waiting for the editor: {e}")))?;
+    let status = status.map_err(|e| failed(format!("waiting for the editor: {e}")))?;
     if !status.success() {
-        return Err(Fail::Other(format!(
+        return Err(failed(format!(
             "the editor `{editor}` failed ({status}); the vault was not changed"
         )));
     }
@@ -796,15 +841,20 @@ impl Drop for IgnoreSigint {
     }
 }
 
-fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&Path>) -> R<Exit> {
+fn cmd_rekey(
+    o: &Out,
+    files: Vec<PathBuf>,
+    recipients: Option<&Path>,
+    vault_key: Option<&Path>,
+) -> R<Exit> {
     let files = if files.is_empty() {
         let mut found = Vec::new();
         find_vaults(Path::new("."), &mut found)
-            .map_err(|e| Fail::Other(format!("cannot list the current directory: {e}")))?;
+            .map_err(|e| failed(format!("cannot list the current directory: {e}")))?;
         found.sort();
         if found.is_empty() {
-            note("no *.age files under the current directory");
-            return Ok(Exit::Ok);
+            o.note("no *.age files under the current directory");
+            return o.data("rekey", None, || json!({"files": []}));
         }
         found
     } else {
@@ -812,6 +862,7 @@ fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&
     };
     let keys = Keyring::discover(vault_key)?;
     let mut worst = Exit::Ok;
+    let mut report = Vec::new();
     for f in &files {
         let r = (|| -> R<usize> {
             let (_, rs) = recipients_for(recipients, f)?;
@@ -822,21 +873,25 @@ fn cmd_rekey(files: Vec<PathBuf>, recipients: Option<&Path>, vault_key: Option<&
             Ok(rs.len())
         })();
         match r {
-            Ok(n) => note(&format!("rekeyed {} for {n} recipient(s)", f.display())),
+            Ok(n) => {
+                o.note(&format!("rekeyed {} for {n} recipient(s)", f.display()));
+                report.push(json!({"file": f, "recipients": n}));
+            }
             Err(e) => {
                 // Every file is tried; each failure is reported as it happens.
-                let exit = e.exit();
-                note(&format!("error: {}", CliError::from(e)));
+                o.0.sh.error(&e.to_string());
+                report.push(json!({"file": f, "error": e.to_string()}));
                 // A vault problem outranks a generic failure: it is the one the user must fix.
                 if worst != Exit::Vault {
-                    worst = exit;
+                    worst = e.exit();
                 }
             }
         }
     }
+    o.data("rekey", None, || json!({"files": report}))?;
     match worst {
         Exit::Ok => Ok(Exit::Ok),
-        e => Err(Fail::Reported(e)),
+        e => Err(CliError::Reported(e)),
     }
 }
 

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use labctl::internals::facts;
 
 /// Every template or values file that becomes Kubernetes objects or chart values, with the role
 /// whose defaults render it.
@@ -219,14 +220,13 @@ fn resolved_ctx(role: &str, overrides: &[(&str, Value)]) -> Ctx {
     let text = std::fs::read_to_string(root().join(format!("roles/{role}/defaults.yml"))).unwrap();
     let mut values: indexmap::IndexMap<String, Value> = serde_saphyr::from_str(&text).unwrap();
     // An x86_64 Debian host's facts, as its probe gathers them.
-    let facts =
-        crate::facts::host::parse("id=debian\nversion_id=12\narch=x86_64\nnodename=n\n").unwrap();
-    values.extend(crate::facts::host::template_vars(&facts));
+    let facts = facts::host::parse("id=debian\nversion_id=12\narch=x86_64\nnodename=n\n").unwrap();
+    values.extend(facts::host::template_vars(&facts));
     for (k, v) in overrides {
         values.insert((*k).to_string(), v.clone());
     }
-    let layer = crate::inventory::VarLayer::from_map(values);
-    let l = crate::template::vars::resolve(&Engine::new(&root()), &layer, false)
+    let layer = VarLayer::from_map(values);
+    let l = template::vars::resolve(&Engine::new(&root()), &layer, false)
         .unwrap_or_else(|e| panic!("{role}: {e:?}"));
     Ctx::new(&l.values, Default::default(), vec![])
 }

@@ -1,11 +1,17 @@
-//! Entry points for the fuzzer (`fuzz/`, cargo fuzz) and for replaying its corpus in the normal
-//! test run. Each takes arbitrary bytes, feeds them to one loader exactly as labctl reads that
-//! kind of input, and must return (an error is fine) without panicking, hanging or blowing up.
+//! Entry points for the fuzzer (fuzz_targets/, cargo fuzz) and for replaying its corpus in the
+//! normal test run. Each takes arbitrary bytes, feeds them to one loader of the labctl library
+//! exactly as labctl reads that kind of input, and must return (an error is fine) without
+//! panicking, hanging or blowing up.
 //!
 //! The corpus (`fuzz/corpus/TARGET/`) and any input that ever crashed (`fuzz/regressions/TARGET/`)
-//! are replayed by the test at the bottom, so CI checks them without building the fuzzer.
+//! are replayed by the test at the bottom, so CI checks them without building the fuzzer: this
+//! file is also a module of labctl's integration tests (tests/main.rs), which do not build this
+//! crate (its libFuzzer dependency needs nightly).
 
 use std::path::Path;
+
+// `lab::`: the entry points are named after the loaders they feed (`inventory`, `site`, …).
+use labctl::internals as lab;
 
 /// The loaders that take user input, by fuzz target name.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
@@ -32,34 +38,34 @@ fn with_file(name: &str, data: &[u8], f: impl FnOnce(&Path, &Path)) {
 
 /// An inventory file (YAML, or INI when it does not parse as YAML: the loader decides).
 pub fn inventory(data: &[u8]) {
-    let no_vault: crate::inventory::Decrypt =
-        &|_p: &Path| Err(crate::inventory::VaultFail::NoKey("fuzzing".into()));
+    let no_vault: lab::inventory::Decrypt =
+        &|_p: &Path| Err(lab::inventory::VaultFail::NoKey("fuzzing".into()));
     with_file("hosts.yml", data, |_, p| {
-        let _ = crate::inventory::Inventory::load(p, no_vault);
+        let _ = lab::inventory::Inventory::load(p, no_vault);
     });
     with_file("hosts", data, |_, p| {
-        let _ = crate::inventory::Inventory::load(p, no_vault);
+        let _ = lab::inventory::Inventory::load(p, no_vault);
     });
 }
 
 /// A site file (its roles are missing: that must be a clean error too).
 pub fn site(data: &[u8]) {
     with_file("site.yml", data, |_, p| {
-        let _ = crate::site::Site::load(p);
+        let _ = lab::site::Site::load(p);
     });
 }
 
 /// A role's `role.yml`.
 pub fn role(data: &[u8]) {
     with_file("roles/r/role.yml", data, |root, _| {
-        let _ = crate::site::Role::load(root, "r");
+        let _ = lab::site::Role::load(root, "r");
     });
 }
 
 /// A vars file, as `-e @file.yml` reads it.
 pub fn vars_file(data: &[u8]) {
     with_file("vars.yml", data, |_, p| {
-        let _ = crate::inventory::vars::parse_extra_var(&format!("@{}", p.display()));
+        let _ = lab::inventory::vars::parse_extra_var(&format!("@{}", p.display()));
     });
 }
 
@@ -67,7 +73,7 @@ pub fn vars_file(data: &[u8]) {
 pub fn vault_file(data: &[u8]) {
     static ID: std::sync::OnceLock<age::x25519::Identity> = std::sync::OnceLock::new();
     let id = ID.get_or_init(age::x25519::Identity::generate).clone();
-    let keys = crate::vault::Keyring::from_identities(vec![id], "fuzzing");
+    let keys = lab::vault::Keyring::from_identities(vec![id], "fuzzing");
     let _ = keys.decrypt_bytes(data, Path::new("fuzz.vault.yml"));
 }
 
@@ -76,7 +82,7 @@ pub fn ansible_vault(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(env) = crate::vault::ansible::parse(text) {
+    if let Ok(env) = lab::vault::ansible::parse(text) {
         let _ = env.open(b"fuzzing");
     }
 }
@@ -90,14 +96,14 @@ const SOPS_FUZZ_IDENTITY: &str =
 /// A SOPS vars file, decrypted with the fuzzing identity (metadata, ENC values, MAC).
 pub fn sops_file(data: &[u8]) {
     let id: age::x25519::Identity = SOPS_FUZZ_IDENTITY.parse().expect("the fuzzing identity");
-    let keys = crate::vault::Keyring::from_identities(vec![id], "fuzzing");
+    let keys = lab::vault::Keyring::from_identities(vec![id], "fuzzing");
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let p = Path::new("fuzz.sops.yaml");
-    if let Ok(mut node) = crate::yaml::parse_node_vaults(p, text) {
-        if crate::vault::sops::is_sops_document(&node) {
-            let _ = crate::vault::sops::decrypt(&keys, p, &mut node);
+    if let Ok(mut node) = lab::yaml::parse_node_vaults(p, text) {
+        if lab::vault::sops::is_sops_document(&node) {
+            let _ = lab::vault::sops::decrypt(&keys, p, &mut node);
         }
     }
 }
@@ -108,7 +114,7 @@ pub fn template(data: &[u8]) {
         return;
     };
     let d = tempfile::tempdir().expect("temp dir");
-    let engine = crate::template::Engine::new(d.path());
+    let engine = lab::template::Engine::new(d.path());
     let mut vars = indexmap::IndexMap::new();
     vars.insert("name".to_string(), serde_json::json!("lab-1"));
     vars.insert("ports".to_string(), serde_json::json!([22, 80, 443]));
@@ -117,7 +123,7 @@ pub fn template(data: &[u8]) {
         serde_json::json!({"a": {"b": [1, "two", null]}}),
     );
     vars.insert("token".to_string(), serde_json::json!("s3cr3t-token"));
-    let ctx = crate::template::Ctx::new(
+    let ctx = lab::template::Ctx::new(
         &vars,
         ["token".to_string()].into_iter().collect(),
         vec!["s3cr3t-token".to_string()],
@@ -129,6 +135,8 @@ pub fn template(data: &[u8]) {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::lab;
+
     /// Every committed corpus and regression input of every target: no panic, under 1 s each.
     /// The SOPS seed really opens (so the fuzzer starts past the data key and the MAC).
     #[test]
@@ -136,15 +144,15 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let p = root.join("fuzz/corpus/sops_file/seed-yaml");
         let text = std::fs::read_to_string(&p).unwrap();
-        let mut node = crate::yaml::parse_node_vaults(&p, &text).unwrap();
+        let mut node = lab::yaml::parse_node_vaults(&p, &text).unwrap();
         let id: age::x25519::Identity = super::SOPS_FUZZ_IDENTITY.parse().unwrap();
-        let keys = crate::vault::Keyring::from_identities(vec![id], "fuzzing");
-        let secret = crate::vault::sops::decrypt(&keys, &p, &mut node).unwrap();
-        assert_eq!(node.get("a").unwrap().v, crate::yaml::NodeV::Int(1));
+        let keys = lab::vault::Keyring::from_identities(vec![id], "fuzzing");
+        let secret = lab::vault::sops::decrypt(&keys, &p, &mut node).unwrap();
+        assert_eq!(node.get("a").unwrap().v, lab::yaml::NodeV::Int(1));
         assert_eq!(node.get("c_unencrypted").unwrap().as_str(), Some("z"));
         assert_eq!(
             node.get("d").unwrap().get("f").unwrap().v,
-            crate::yaml::NodeV::Float(1.5)
+            lab::yaml::NodeV::Float(1.5)
         );
         assert!(node.get("sops").is_none());
         assert_eq!(secret.into_iter().collect::<Vec<_>>(), ["a", "b", "d"]);

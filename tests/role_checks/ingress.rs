@@ -11,7 +11,7 @@ fn objects(name: &str, overrides: &[(&str, Value)]) -> Vec<Value> {
     render("ingress", name, &ctx)
         .0
         .split("\n---\n")
-        .map(|doc| yaml(doc))
+        .map(yaml)
         .filter(|v| !v.is_null())
         .collect()
 }
