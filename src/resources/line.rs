@@ -743,7 +743,7 @@ mod tests {
                 "only apply with `block`",
             ),
         ] {
-            let e = check(&spec::<Line>(y)).unwrap_err();
+            let e = check(&spec::<Line>(y)).unwrap_err().to_string();
             assert!(e.contains(why), "{y}: {e}");
         }
         assert_eq!(
