@@ -344,12 +344,16 @@ cmd_up() {
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --profiling=false
   "$BIN" kwok-stages > "$DIR/kwok.yaml"
   # kwok answers exec and logs where the API server looks for a kubelet (the Node's InternalIP
-  # and kubelet port), over TLS, as a kubelet does. CP_KWOK_CONFIG: more kwok configuration.
+  # and kubelet port), over TLS, as a kubelet does. It renews each Node's Lease as a kubelet does
+  # (kwokctl's default, 40 s): the heartbeat stage updates Node status only every ~10 min and
+  # counts on the Lease, without which the node lifecycle controller marks Nodes unknown after
+  # 50 s and their pods NotReady for good (kwok never readies a pod twice). CP_KWOK_CONFIG: more kwok configuration.
   [ -z "${CP_KWOK_CONFIG:-}" ] || cat "$CP_KWOK_CONFIG" >> "$DIR/kwok.yaml"
   start kwok \
     --config "$DIR/kwok.yaml" --kubeconfig "$DIR/kwok.kubeconfig" \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --server-address "127.0.0.1:$KWOK_PORT" --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
+    --node-lease-duration-seconds 40 \
     --tls-cert-file "$PKI/kwok-serving.crt" --tls-private-key-file "$PKI/kwok-serving.key" \
     --cidr 10.42.0.0/24
 
