@@ -80,6 +80,25 @@ fn chart_repos(dir: &Path) -> Vec<String> {
         }
     }
     let helm = crate::controlplane::helm_bin();
+    // The next patch of one chart, to move a pin: no newer upstream chart is kept here, so the
+    // kept 6.29.0 is repackaged by the real helm as 6.29.1 (the same templates, a new version).
+    let exporter = dir.join("prometheus-community.github.io/helm-charts");
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(exporter.join("prometheus-redis-exporter-6.29.0.tgz"))
+            .arg("-C")
+            .arg(&unpacked),
+    );
+    run_ok(
+        Command::new(&helm)
+            .args(["package", "--version", "6.29.1", "-d"])
+            .arg(&exporter)
+            .arg(unpacked.join("prometheus-redis-exporter")),
+    );
+    std::fs::remove_dir_all(&unpacked).unwrap();
     for url in &urls {
         let d = dir.join(url.trim_start_matches("https://"));
         run_ok(
@@ -109,6 +128,8 @@ struct Site {
     dir: tempfile::TempDir,
     server: String,
     agent: String,
+    /// Everything labctl printed, to look for secrets in.
+    seen: std::cell::RefCell<String>,
 }
 
 impl Site {
@@ -121,7 +142,18 @@ impl Site {
         }
         a.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        labctl(&refs)
+        let o = labctl(&refs);
+        self.seen.borrow_mut().push_str(&show(&o));
+        o
+    }
+    fn restarts(&self) -> (String, String) {
+        let show = |h: &str, unit: &str| {
+            self.tb.sh_ok(
+                h,
+                &format!("systemctl show -p NRestarts,ExecMainStartTimestampMonotonic {unit}"),
+            )
+        };
+        (show(&self.server, "k3s"), show(&self.agent, "k3s-agent"))
     }
     fn apply(&self) -> String {
         let o = self.run("apply", &[], &[]);
@@ -152,6 +184,11 @@ impl Site {
             &format!("resources:\n  - name: {name}\n    k8s_manifest:\n      content: |\n{body}"),
         );
         crate::common::write(&d, "site.yml", "- hosts: k3s_server\n  roles: [bad]\n");
+        self.bad_site()
+    }
+    /// `labctl apply` of the test's own small site in DIR/bad (the testbed's inventory).
+    fn bad_site(&self) -> Output {
+        let d = self.dir.path().join("bad");
         let inv = self.tb.inventory.display().to_string();
         let key = self.tb.dir.join("age.key").display().to_string();
         let base = format!("@{}", self.dir.path().join("base.yml").display());
@@ -194,7 +231,7 @@ impl Site {
         let mut out = self.k("helm list -A -o json | tr -d '\\n'");
         out.push('\n');
         out.push_str(&self.k(
-            "k3s kubectl get cm,secret,svc,clusters.postgresql.cnpg.io,scheduledbackups.postgresql.cnpg.io,\
+            "k3s kubectl get cm,secret,svc,clusters.postgresql.cnpg.io,\
              prometheusrules,applications.argoproj.io,clusterissuers,middlewares.traefik.io,helmchartconfigs \
              -A -o custom-columns=K:.kind,NS:.metadata.namespace,N:.metadata.name,RV:.metadata.resourceVersion --no-headers",
         ));
@@ -215,6 +252,7 @@ fn the_whole_site_converges_against_a_real_api_server() {
         dir: tempfile::tempdir().unwrap(),
         server: server.clone(),
         agent: agent.clone(),
+        seen: Default::default(),
     };
     let d = site.dir.path();
     let root = |h: &str| PathBuf::from(format!("/proc/{}/root", site.tb.host(h).init_pid));
@@ -354,24 +392,38 @@ fn the_whole_site_converges_against_a_real_api_server() {
         site.k(&format!("k3s kubectl get {what} {name} -o name"));
     }
     assert!(!site
-        .k("k3s kubectl get scheduledbackups.postgresql.cnpg.io -A -o name")
-        .is_empty());
-    assert!(!site
         .k("k3s kubectl get servicemonitors.monitoring.coreos.com -A -o name")
         .is_empty());
-    // kwok ran every pod: each Deployment and StatefulSet is available.
-    let deploys = site.json("k3s kubectl get deploy,sts -A -o json");
-    let items = deploys["items"].as_array().unwrap();
-    assert!(items.len() >= 8, "{}", items.len());
-    for o in items {
-        let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
-        let ready = o["status"]["readyReplicas"].as_i64().unwrap_or(0);
-        assert_eq!(
-            ready, want,
-            "{} {}/{} not ready",
-            o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]
-        );
+    // kwok runs every pod: each Deployment and StatefulSet becomes available (releases installed
+    // without --wait, and the last manifests, may still be rolling out: up to two minutes).
+    let mut unready = Vec::new();
+    for _ in 0..60 {
+        let all = site.json("k3s kubectl get deploy,sts -A -o json");
+        let items = all["items"].as_array().unwrap().clone();
+        assert!(items.len() >= 8, "{}", items.len());
+        unready = items
+            .iter()
+            .filter(|o| {
+                o["status"]["readyReplicas"].as_i64().unwrap_or(0)
+                    != o["spec"]["replicas"].as_i64().unwrap_or(1)
+            })
+            .map(|o| {
+                format!(
+                    "{} {}/{}",
+                    o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]
+                )
+            })
+            .collect();
+        if unready.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
     }
+    assert!(
+        unready.is_empty(),
+        "not ready: {unready:?}\n{}",
+        site.logs()
+    );
     // Both Nodes Ready, the agent's registered from the agent host with the join token.
     let nodes = site.json("k3s kubectl get nodes -o json");
     let mut ready: Vec<String> = nodes["items"]
@@ -393,6 +445,49 @@ fn the_whole_site_converges_against_a_real_api_server() {
     assert_eq!(ready, want, "{nodes:#}");
     // The backup CronJob's Job completes.
     site.k("k3s kubectl -n db create job --from=cronjob/pg-backup drill && k3s kubectl -n db wait --for=condition=complete job/drill --timeout=60s");
+    // What the roles sent, as the API server stored it.
+    let get = |what: &str| site.k(&format!("k3s kubectl get {what} -o json"));
+    assert!(get("clusters.postgresql.cnpg.io -n db postgres")
+        .contains("ghcr.io/cloudnative-pg/postgresql:"));
+    assert!(get("sts -n cache redis").contains("docker.io/library/redis:"));
+    assert!(get("svc -n db postgres-nodeport").contains("\"nodePort\": 30432"));
+    assert!(get("applications.argoproj.io -n argocd root").contains("\"selfHeal\": true"));
+    assert!(
+        get("prometheusrules.monitoring.coreos.com -n monitoring lab-rules")
+            .contains("PostgreSQLDown")
+    );
+    assert!(get("middlewares.traefik.io -n monitoring vpn-only").contains("10.200.0.0/24"));
+    assert!(get("clusterissuers.cert-manager.io letsencrypt-prod")
+        .contains("acme-v02.api.letsencrypt.org"));
+    assert!(
+        get("helmchartconfigs.helm.cattle.io -n kube-system traefik")
+            .contains("externalTrafficPolicy")
+    );
+    for (rel, chart) in [
+        ("cnpg", "cloudnative-pg-0.29.0"),
+        ("argocd", "argo-cd-10.1.1"),
+        ("monitoring", "kube-prometheus-stack-88.5.3"),
+        ("cert-manager", "cert-manager-v1.21.1"),
+    ] {
+        let r = releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == rel)
+            .unwrap();
+        assert_eq!(r["chart"], chart, "{r:#}");
+    }
+    let mon: serde_json::Value = site.json("helm get values monitoring -n monitoring -o json");
+    assert_eq!(mon["kubeControllerManager"]["enabled"], false);
+    use std::os::unix::fs::PermissionsExt;
+    let kc = d.join("kubeconfig/server.yaml");
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&kc)
+        .unwrap()
+        .contains("server: https://10.200.0.1:6443"));
     // Grafana's password went to `grafana cli` on stdin through a real `kubectl exec`.
     let grafana = crate::e2e_site::vault(&site.tb, "vault_grafana_admin_password");
     assert!(
@@ -404,8 +499,10 @@ fn the_whole_site_converges_against_a_real_api_server() {
 
     // ---- 2. converged: nothing changes, no new revision, no object rewritten ----
     let before = site.versions();
+    let restarts = site.restarts();
     let out = site.apply();
     assert_eq!(out.matches("changed=0").count(), 2, "{out}");
+    assert_eq!(site.restarts(), restarts, "a second apply restarted k3s");
     let (code, plan) = site.plan();
     assert_eq!(code, 0, "{plan:#}");
     assert_eq!(
@@ -414,14 +511,23 @@ fn the_whole_site_converges_against_a_real_api_server() {
         "a second apply wrote to the cluster"
     );
 
-    // ---- 3. drift made with the real kubectl: plan names it, apply repairs it ----
+    // ---- 3. drift made by hand with the real kubectl and helm: plan names it, apply repairs ----
     site.k("k3s kubectl -n cache scale statefulset/redis --replicas=0");
     site.k("k3s kubectl -n cache patch secret redis-auth --type=merge -p '{\"data\":{\"redis-password\":\"c3RhbGU=\"}}'");
+    site.k("k3s kubectl -n db patch configmap pg-backup-scripts --type=merge -p '{\"data\":{\"pg-backup.sh\":\"exit 0\"}}'");
+    // A release changed by hand (revision 2), then repaired by labctl (3), then rolled back by hand
+    // to the hand-made revision (4): each time plan names the release.
+    site.k("helm upgrade cnpg cnpg/cloudnative-pg --version 0.29.0 -n cnpg-system --reuse-values --set podAnnotations.drift=by-hand");
     let (code, plan) = site.plan();
     assert_eq!(code, 2, "{plan:#}");
     assert_eq!(
         ids(&plan),
-        ["redis/k8s_manifest:redis", "redis/k8s_secret:redis secret"],
+        [
+            "backups/k8s_manifest:postgres backup jobs",
+            "postgres/helm_release:cloudnative-pg operator",
+            "redis/k8s_manifest:redis",
+            "redis/k8s_secret:redis secret",
+        ],
         "{plan:#}"
     );
     site.apply();
@@ -429,8 +535,51 @@ fn the_whole_site_converges_against_a_real_api_server() {
         site.k("k3s kubectl -n cache get sts redis -o jsonpath={.spec.replicas}"),
         "1"
     );
+    assert!(!site
+        .k("helm get values cnpg -n cnpg-system -o json")
+        .contains("by-hand"));
+    site.k("helm rollback cnpg 2 -n cnpg-system --wait");
+    let (code, plan) = site.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        ["postgres/helm_release:cloudnative-pg operator"],
+        "{plan:#}"
+    );
+    site.apply();
     let (code, plan) = site.plan();
     assert_eq!(code, 0, "{plan:#}");
+    assert_eq!(
+        site.json("helm status cnpg -n cnpg-system -o json")["version"],
+        5,
+        "install, by hand, repair, rollback, repair"
+    );
+
+    // ---- a vault change reaches the running Grafana ----
+    std::fs::write(
+        d.join("rotate.yml"),
+        "grafana_admin_password: \"{{ vault_smtp_password }}\"\n",
+    )
+    .unwrap();
+    let o = site.run("plan", &["rotate"], &["--json"]);
+    let plan = json_data(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        ["monitoring/k8s_secret:grafana admin secret"],
+        "{plan:#}"
+    );
+    let o = site.run("apply", &["rotate"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let smtp = crate::e2e_site::vault(&site.tb, "vault_smtp_password");
+    assert!(
+        site.k("cat /var/lib/labctl-standin/exec.log")
+            .ends_with(&format!("stdin-sha256={}", sha256_hex(&smtp))),
+        "{}",
+        site.logs()
+    );
+    // Back to the inventory's password, so the checks below see the site as written.
+    site.apply();
 
     // ---- 4. what only an API server refuses, surfaced by labctl naming role and resource ----
     let stable = site.versions();
@@ -479,6 +628,81 @@ fn the_whole_site_converges_against_a_real_api_server() {
         stable,
         "a refused object changed something else"
     );
+
+    // ---- 5. a chart pin moved to the next patch upgrades the live release in place ----
+    std::fs::write(
+        d.join("next.yml"),
+        "redis_exporter_chart_version: \"6.29.1\"\n",
+    )
+    .unwrap();
+    let o = site.run("plan", &["next"], &["--json"]);
+    let plan = json_data(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        ["monitoring/helm_release:redis exporter"],
+        "{plan:#}"
+    );
+    let o = site.run("apply", &["next"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), site.logs());
+    let st = site.json("helm status redis-exporter -n cache -o json");
+    assert_eq!(
+        (st["version"].as_i64(), st["info"]["status"].as_str()),
+        (Some(2), Some("deployed")),
+        "{st:#}"
+    );
+    assert!(site
+        .k("helm list -n cache -o json")
+        .contains("prometheus-redis-exporter-6.29.1"));
+    let o = site.run("plan", &["next"], &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    // ---- 6. a release a role stops wanting (state: absent) is uninstalled ----
+    let release = |state: &str| {
+        format!(
+            "resources:\n  - name: extra\n    helm_release:\n      name: extra\n      chart: prometheus-community/prometheus-redis-exporter\n      version: \"6.29.0\"\n      namespace: cache\n      state: {state}\n"
+        )
+    };
+    let dd = d.join("bad");
+    crate::common::write(&dd, "roles/bad/role.yml", &release("present"));
+    crate::common::write(&dd, "site.yml", "- hosts: k3s_server\n  roles: [bad]\n");
+    let o = site.bad_site();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(site
+        .k("helm list -n cache -q")
+        .lines()
+        .any(|l| l == "extra"));
+    crate::common::write(&dd, "roles/bad/role.yml", &release("absent"));
+    let o = site.bad_site();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!site
+        .k("helm list -n cache -q")
+        .lines()
+        .any(|l| l == "extra"));
+    assert!(site
+        .k("k3s kubectl -n cache get deploy -o name")
+        .lines()
+        .all(|l| !l.contains("extra")));
+    let o = site.bad_site();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=0"),
+        "{}",
+        show(&o)
+    );
+
+    // No vault value in anything labctl printed.
+    let seen = site.seen.borrow().clone();
+    for key in [
+        "vault_grafana_admin_password",
+        "vault_smtp_password",
+        "vault_postgres_password",
+        "vault_redis_password",
+    ] {
+        assert!(
+            !seen.contains(&crate::e2e_site::vault(&site.tb, key)),
+            "{key} leaked"
+        );
+    }
 }
 
 const WIDGET: &str = "apiVersion: smoke.labctl.test/v1\nkind: Widget\nmetadata: {name: one, namespace: db}\nspec: {size: 3}\n";

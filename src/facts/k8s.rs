@@ -70,7 +70,7 @@ fn object_query(
         .map(|n| format!(" -n {}", q(n)))
         .unwrap_or_default();
     let get = format!(
-        "kubectl get {} {}{ns} --kubeconfig {kc} -o json",
+        "kubectl get {} {}{ns} --kubeconfig {kc} -o json --show-managed-fields",
         q(&resource_arg(api_version, kind)),
         q(name)
     );

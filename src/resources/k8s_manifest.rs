@@ -4,7 +4,7 @@
 //! - k8s_manifest:
 //!     manifest: root-app.yaml.j2          # roles/R/templates/ or values/…; or `content: |` inline
 //!     kubeconfig: /etc/rancher/k3s/k3s.yaml   # the default
-//!     force_conflicts: false              # take over fields another manager owns
+//!     force_conflicts: false              # take over fields another applier (helm, Argo CD) owns
 //!     state: present                      # absent: delete these objects (last first)
 //! ```
 //!
@@ -12,6 +12,9 @@
 //! the fields WE set only: each rendered object is compared with the live object restricted to
 //! our keys, recursively, so defaults, `status` and metadata the API server adds never count.
 //! Objects travel as JSON on stdin (`kubectl apply --server-side -f -`), one step per object.
+//! labctl owns the fields it declares: drift made by hand (`kubectl edit`/`patch`/`scale`) is
+//! taken back on apply, and plan says from whom; fields another applier owns stay a conflict
+//! (an error naming the resource) unless `force_conflicts: true`.
 //! Secrets: use `k8s_secret`; a Secret here would always drift (`stringData` is write-only).
 //! With `state: absent` the same manifest names what to delete: each object that exists is
 //! deleted (`kubectl delete`, waiting until it is gone), in reverse order, so a role can take
@@ -150,6 +153,7 @@ impl Resource for K8sManifest {
         let mut steps = Vec::new();
         let mut present = 0;
         for o in &spec.objects {
+            let mut force = spec.force_conflicts;
             let seen = facts.get(&object_query(o, &spec.kubeconfig))?;
             let want = o.body.expose();
             let live = match seen {
@@ -160,6 +164,15 @@ impl Resource for K8sManifest {
                     }
                     let paths = diff_paths(want, &live);
                     reasons.push(format!("{} differs at {}", o.label(), summarize(&paths)));
+                    let editors = hand_editors(&live);
+                    if !editors.is_empty() && !spec.force_conflicts {
+                        reasons.push(format!(
+                            "{}: taking back the fields labctl declares from {}",
+                            o.label(),
+                            editors.join(", ")
+                        ));
+                        force = true;
+                    }
                     Some(restrict(want, &live))
                 }
                 Seen::Absent => {
@@ -172,7 +185,7 @@ impl Resource for K8sManifest {
                 }
             };
             diffs.push(value_diff(&o.label(), live.as_ref(), want, cx));
-            steps.push(apply_step(o, &spec.kubeconfig, spec.force_conflicts));
+            steps.push(apply_step(o, &spec.kubeconfig, force));
         }
         if steps.is_empty() {
             return Ok(None);
@@ -216,6 +229,33 @@ fn absent_diff(spec: &Spec, facts: &Facts) -> Result<Option<Drift>, String> {
         return Ok(None);
     }
     Ok(Some(Drift::new(Action::Remove, reasons, steps)))
+}
+
+/// Who else wrote this object by hand, when nothing else applies it: the field managers of
+/// imperative writes (`operation: Update`: `kubectl edit`/`patch`/`scale`, a script) other than
+/// labctl, if no other manager *applies* it (`operation: Apply`: helm 4, Argo CD, another
+/// labctl). labctl owns the fields it declares, so a repair of drift made by hand takes them
+/// back (`--force-conflicts`) instead of failing on server-side apply's conflict; a field
+/// another applier owns is two tools fighting over it, which stays an error unless the
+/// resource says `force_conflicts: true`. Empty when the object carries no managedFields.
+fn hand_editors(live: &Value) -> Vec<String> {
+    let entries = live["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let others = entries
+        .iter()
+        .filter(|m| m["manager"].as_str() != Some("labctl") && m["subresource"].is_null());
+    if others.clone().any(|m| m["operation"] == "Apply") {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = others
+        .filter(|m| m["operation"] == "Update")
+        .filter_map(|m| m["manager"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn apply_step(o: &Obj, kubeconfig: &str, force: bool) -> Step {
@@ -316,6 +356,34 @@ mod tests {
         s.content = None;
         s.objects = parse_objects(text, false).unwrap();
         s
+    }
+
+    #[test]
+    fn hand_edits_are_taken_back_but_another_applier_is_not_overridden() {
+        let live = |entries: Value| json!({"metadata": {"managedFields": entries}});
+        let m = |manager: &str, op: &str| json!({"manager": manager, "operation": op});
+        // `kubectl patch` and `kubectl edit` wrote fields labctl applies: labctl takes them back.
+        assert_eq!(
+            hand_editors(&live(json!([
+                m("labctl", "Apply"),
+                m("kubectl-patch", "Update"),
+                m("kubectl-edit", "Update"),
+                m("kubectl-patch", "Update")
+            ]))),
+            ["kubectl-edit", "kubectl-patch"]
+        );
+        // Another tool applies this object too: its fields stay its own (a conflict is an error).
+        assert!(hand_editors(&live(json!([
+            m("labctl", "Apply"),
+            m("helm", "Apply"),
+            m("kubectl-patch", "Update")
+        ])))
+        .is_empty());
+        // Status written by a controller is a subresource, not the fields labctl sends.
+        let status = json!({"manager": "kube-controller-manager", "operation": "Update", "subresource": "status"});
+        assert!(hand_editors(&live(json!([m("labctl", "Apply"), status]))).is_empty());
+        // Nothing known about the writers (a stand-in, an old server): nothing forced.
+        assert!(hand_editors(&json!({"metadata": {}})).is_empty());
     }
 
     const TWO: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: db}\ndata: {k: v}\n---\n\
