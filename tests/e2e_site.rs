@@ -1,33 +1,131 @@
-//! The repo's own site.yml — all nine roles, exactly as users get them — on two fresh test
-//! hosts (a k3s server and an agent), against the stand-ins for what cannot run here: k3s
-//! (`tests/standins/k3s`, through the k3s role's air-gap path), helm (`tests/standins/helm`,
-//! through the helm role's air-gap tarball) and the Kubernetes API (`tests/standins/kubectl`,
-//! which the stand-in k3s hands its kubectl calls to). base-hardening (real ufw), wireguard
-//! (real wireguard-go), apt and systemd are real.
+//! The repo's own site.yml on two fresh test hosts against a REAL Kubernetes control plane: the
+//! stand-in k3s (tests/standins/k3s, kit mode) runs kube-apiserver, kube-controller-manager,
+//! kube-scheduler and kine built from the Kubernetes Go modules (tests/controlplane) on the
+//! server, with kwok as every node's kubelet; `k3s agent` registers its Node with the join token.
+//! kubectl and helm on the server are the real ones (helm v4.1.4 through the helm role's
+//! air-gap path), so every release is a real `helm upgrade --install` of the kept chart and
+//! every manifest a real server-side apply.
 //!
-//! The stand-ins refuse what a real cluster refuses (a missing namespace, a kind whose CRD is
-//! not installed yet, a NodePort outside 30000-32767, a release into a missing namespace without
-//! --create-namespace, unknown flags), so the roles' order and values are checked as a real first
-//! install would check them; the stand-in helm renders each release with the real helm and the
-//! chart kept in charts/ first, so values a chart refuses fail here too. One testbed for the
-//! module; state is checked out of band.
+//! Test configuration only, the same every run (tests/standins/pods.py): the chart repositories'
+//! host names point at a local HTTPS server holding charts/ (no internet here), the Service range
+//! is routed to the server (kube-proxy's part), and that server answers the charts' admission
+//! webhooks with `allowed` and writes its CA into their caBundle (the webhook pods' part), and
+//! provisions local-path volumes (k3s's provisioner pod). The roles and their values are the
+//! ones users get; only `helm_version` names the real helm that is here.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
 
 use crate::common::{e2e_enabled, json_data, labctl, show, Testbed};
+use crate::controlplane::{kit, kubectl_bin, script};
 use crate::e2e_k3s::{airgap, V1};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-const HELM_VERSION: &str = "4.2.4";
+/// The version of the real helm scripts/setup.sh installs as $LABCTL_HELM.
+const REAL_HELM: &str = "4.1.4";
+const KIT: &str = "usr/local/lib/labctl-standin/cluster";
+
+/// The pods' stand-in, stopped by PID when the test ends.
+struct Pods(Child);
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Copies `src` to `root/rel` (a host's file system through /proc/PID/root), executable.
+/// A hard link when both are on one file system: the control plane binary is 180 MB.
+fn put(root: &Path, rel: &str, src: &Path) {
+    let dst = root.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&dst);
+    if std::fs::hard_link(src, &dst).is_err() {
+        std::fs::copy(src, &dst)
+            .unwrap_or_else(|e| panic!("{} -> {}: {e}", src.display(), dst.display()));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if rel.ends_with(".yaml") { 0o644 } else { 0o755 };
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{cmd:?}: {}", show(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every kept chart under its own repository (charts.lock.yaml's `helm_repository`), indexed
+/// by the real helm: DIR/<host>/<path>/. Returns the repositories' host names.
+fn chart_repos(dir: &Path) -> Vec<String> {
+    let lock = std::fs::read_to_string(repo().join("charts/charts.lock.yaml")).unwrap();
+    let (mut file, mut urls) = (None::<String>, std::collections::BTreeSet::new());
+    for line in lock.lines() {
+        if let Some(f) = line.strip_prefix("  - file: ") {
+            file = Some(f.trim().to_string());
+        } else if let (Some(url), Some(f)) = (line.strip_prefix("    helm_repository: "), &file) {
+            if !f.ends_with(".tgz") {
+                continue;
+            }
+            let url = url.trim().trim_end_matches('/').to_string();
+            let d = dir.join(url.trim_start_matches("https://"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(repo().join("charts").join(f), d.join(f)).unwrap();
+            urls.insert(url);
+        }
+    }
+    let helm = crate::controlplane::helm_bin();
+    // The next patch of one chart, to move a pin: no newer upstream chart is kept here, so the
+    // kept 6.29.0 is repackaged by the real helm as 6.29.1 (the same templates, a new version).
+    let exporter = dir.join("prometheus-community.github.io/helm-charts");
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(exporter.join("prometheus-redis-exporter-6.29.0.tgz"))
+            .arg("-C")
+            .arg(&unpacked),
+    );
+    run_ok(
+        Command::new(&helm)
+            .args(["package", "--version", "6.29.1", "-d"])
+            .arg(&exporter)
+            .arg(unpacked.join("prometheus-redis-exporter")),
+    );
+    std::fs::remove_dir_all(&unpacked).unwrap();
+    for url in &urls {
+        let d = dir.join(url.trim_start_matches("https://"));
+        run_ok(
+            Command::new(&helm)
+                .args(["repo", "index"])
+                .arg(&d)
+                .args(["--url", url]),
+        );
+    }
+    let mut hosts: Vec<String> = urls
+        .iter()
+        .map(|u| {
+            u.trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    hosts.dedup();
+    assert!(hosts.len() >= 4, "{hosts:?}");
+    hosts
+}
 
 /// An air-gap folder for the helm role: `helm` (the stand-in or the real one) as
 /// `linux-amd64/helm` in the release tarball's layout, named for `version`. Returns the
 /// tarball's sha256.
-pub(crate) fn helm_airgap(dir: &Path, helm: &Path, version: &str) -> String {
+fn helm_airgap(dir: &Path, helm: &Path, version: &str) -> String {
     let stage = dir.join("stage/linux-amd64");
     std::fs::create_dir_all(&stage).unwrap();
     std::fs::copy(helm, stage.join("helm")).unwrap();
@@ -48,28 +146,41 @@ pub(crate) fn helm_airgap(dir: &Path, helm: &Path, version: &str) -> String {
         .collect()
 }
 
-/// The stand-in helm renders every release with the real helm and the kept chart before
-/// recording it (tests/standins/helm), from a fixed folder in the server: the real helm
-/// (`LABCTL_HELM`, from scripts/setup.sh) and the repo's charts/. Written through the host's
-/// /proc/PID/root, as the binary is too big for a heredoc.
-fn render_with_real_helm(tb: &Testbed, server: &str) {
-    let helm = std::env::var_os("LABCTL_HELM")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .expect("LABCTL_HELM (the real helm) is not set or not a file: source scripts/setup.sh");
-    let root = PathBuf::from(format!("/proc/{}/root", tb.host(server).init_pid));
-    let render = root.join("usr/local/lib/labctl-standin/render");
-    std::fs::create_dir_all(render.join("charts")).unwrap();
-    std::fs::copy(&helm, render.join("helm")).unwrap();
-    let mut kept = 0;
-    for e in std::fs::read_dir(repo().join("charts")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "tgz") {
-            std::fs::copy(&p, render.join("charts").join(p.file_name().unwrap())).unwrap();
-            kept += 1;
-        }
-    }
-    assert!(kept > 0, "no charts/*.tgz in the repo");
+/// A value from the testbed's age vault.
+fn vault(tb: &Testbed, key: &str) -> String {
+    let o = labctl(&[
+        "vault",
+        "get",
+        &tb.dir
+            .join("group_vars/all/vault.yml.age")
+            .display()
+            .to_string(),
+        key,
+        "--vault-key",
+        &tb.dir.join("age.key").display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn ids(plan: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["changes"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 struct Site {
@@ -77,6 +188,7 @@ struct Site {
     dir: tempfile::TempDir,
     server: String,
     agent: String,
+    /// Everything labctl printed, to look for secrets in.
     seen: std::cell::RefCell<String>,
 }
 
@@ -94,83 +206,106 @@ impl Site {
         self.seen.borrow_mut().push_str(&show(&o));
         o
     }
-    fn apply(&self, overlays: &[&str]) -> String {
-        let o = self.run("apply", overlays, &[]);
-        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    fn restarts(&self) -> (String, String) {
+        let show = |h: &str, unit: &str| {
+            self.tb.sh_ok(
+                h,
+                &format!("systemctl show -p NRestarts,ExecMainStartTimestampMonotonic {unit}"),
+            )
+        };
+        (show(&self.server, "k3s"), show(&self.agent, "k3s-agent"))
+    }
+    fn apply(&self) -> String {
+        let o = self.run("apply", &[], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), self.logs());
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
-    fn plan(&self, overlays: &[&str]) -> (i32, serde_json::Value) {
-        let o = self.run("plan", overlays, &["--json"]);
+    fn plan(&self) -> (i32, serde_json::Value) {
+        let o = self.run("plan", &[], &["--json"]);
         (o.status.code().unwrap_or(-1), json_data(&o))
     }
-    fn sh(&self, host: &str, script: &str) -> String {
-        self.tb.sh_ok(host, script).trim().to_string()
-    }
-    /// The server's stand-in API, as any kubectl on it sees it.
-    fn k(&self, script: &str) -> Output {
-        self.tb.sh(&self.server, script)
-    }
-    fn restarts(&self) -> (String, String) {
-        (
-            self.sh(
+    /// A command on the server (out of band), with k3s's kubeconfig for kubectl and helm.
+    fn k(&self, script: &str) -> String {
+        self.tb
+            .sh_ok(
                 &self.server,
-                "systemctl show -p NRestarts,ExecMainStartTimestampMonotonic k3s",
-            ),
-            self.sh(
-                &self.agent,
-                "systemctl show -p NRestarts,ExecMainStartTimestampMonotonic k3s-agent",
-            ),
+                &format!("export KUBECONFIG=/etc/rancher/k3s/k3s.yaml; {script}"),
+            )
+            .trim()
+            .to_string()
+    }
+    /// `labctl apply` of a one-resource role `bad` on the server: a k8s_manifest named `name`.
+    fn bad(&self, name: &str, manifest: &str) -> Output {
+        let d = self.dir.path().join("bad");
+        let body: String = manifest.lines().map(|l| format!("        {l}\n")).collect();
+        crate::common::write(
+            &d,
+            "roles/bad/role.yml",
+            &format!("resources:\n  - name: {name}\n    k8s_manifest:\n      content: |\n{body}"),
+        );
+        crate::common::write(&d, "site.yml", "- hosts: k3s_server\n  roles: [bad]\n");
+        self.bad_site()
+    }
+    /// `labctl apply` of the test's own small site in DIR/bad (the testbed's inventory).
+    fn bad_site(&self) -> Output {
+        let d = self.dir.path().join("bad");
+        let inv = self.tb.inventory.display().to_string();
+        let key = self.tb.dir.join("age.key").display().to_string();
+        let base = format!("@{}", self.dir.path().join("base.yml").display());
+        labctl(&[
+            "apply",
+            d.join("site.yml").to_str().unwrap(),
+            "-i",
+            &inv,
+            "--vault-key",
+            &key,
+            "-e",
+            &base,
+            "--yes",
+        ])
+    }
+    fn json(&self, script: &str) -> serde_json::Value {
+        serde_json::from_str(&self.k(script)).unwrap()
+    }
+    /// The control plane's and the pods' stand-in's last log lines, for a failure message.
+    fn logs(&self) -> String {
+        let o = self.tb.sh(
+            &self.server,
+            "cd /var/lib/rancher/k3s/server/cp 2>/dev/null && tail -n 5 up.log kube-apiserver.log kwok.log; \
+             export KUBECONFIG=/etc/rancher/k3s/k3s.yaml; k3s kubectl get nodes -o wide; \
+             k3s kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.addresses} {.status.daemonEndpoints}{\"\\n\"}{end}'; \
+             k3s kubectl get pods -A -o wide | grep -v Running; \
+             grep -h '\"node\":' /var/lib/rancher/k3s/server/cp/kwok.log | grep -v '\"Patch node\"' | tail -n 5",
+        );
+        let pods = std::fs::read_to_string(self.dir.path().join("pods.log")).unwrap_or_default();
+        let tail: Vec<&str> = pods.lines().rev().take(30).collect();
+        format!(
+            "{}\n--- pods.log (last lines, newest first)\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            tail.join("\n")
         )
     }
-    fn vault(&self, key: &str) -> String {
-        vault(&self.tb, key)
+    /// helm's revision of every release, and the resourceVersion of every object labctl or a
+    /// chart wrote that no controller updates (ConfigMaps, Secrets, Services, custom resources).
+    fn versions(&self) -> String {
+        let mut out = self.k("helm list -A -o json | tr -d '\\n'");
+        out.push('\n');
+        out.push_str(&self.k(
+            "k3s kubectl get cm,secret,svc,clusters.postgresql.cnpg.io,\
+             prometheusrules,applications.argoproj.io,clusterissuers,middlewares.traefik.io,helmchartconfigs \
+             -A -o custom-columns=K:.kind,NS:.metadata.namespace,N:.metadata.name,RV:.metadata.resourceVersion --no-headers",
+        ));
+        out
     }
-}
-
-/// A value from the testbed's age vault.
-pub(crate) fn vault(tb: &Testbed, key: &str) -> String {
-    let o = labctl(&[
-        "vault",
-        "get",
-        &tb.dir
-            .join("group_vars/all/vault.yml.age")
-            .display()
-            .to_string(),
-        key,
-        "--vault-key",
-        &tb.dir.join("age.key").display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
-
-pub(crate) fn ids(plan: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = plan["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|h| h["changes"].as_array().cloned().unwrap_or_default())
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
-}
-
-pub(crate) fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]
 #[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
-fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
-    if !e2e_enabled() {
+fn the_whole_site_converges_against_a_real_api_server() {
+    if !e2e_enabled() || !kit() {
         return;
     }
-    let tb = Testbed::up("cluster-site", 2);
+    let tb = Testbed::up("site-api", 2);
     let (server, agent) = (tb.hosts[0].name.clone(), tb.hosts[1].name.clone());
     let site = Site {
         tb,
@@ -180,204 +315,451 @@ fn the_whole_site_converges_on_two_hosts_and_repairs_cluster_drift() {
         seen: Default::default(),
     };
     let d = site.dir.path();
-    let k3s_sha = airgap(&d.join("k3s"), V1);
-    let helm_sha = helm_airgap(
-        &d.join("helm"),
-        &repo().join("tests/standins/helm"),
-        HELM_VERSION,
+    let root = |h: &str| PathBuf::from(format!("/proc/{}/root", site.tb.host(h).init_pid));
+
+    // ---- the cluster kit: the real kubectl everywhere, the control plane on the server ----
+    let cp_bin = PathBuf::from(run_ok(Command::new(script()).arg("bin")).trim());
+    for h in [&server, &agent] {
+        put(&root(h), &format!("{KIT}/kubectl"), &kubectl_bin());
+        put(&root(h), &format!("{KIT}/controlplane.sh"), &script());
+    }
+    let s = root(&server);
+    put(&s, &format!("{KIT}/controlplane"), &cp_bin);
+    put(
+        &s,
+        &format!("{KIT}/bin/openssl"),
+        Path::new("/usr/bin/openssl"),
     );
-    // Test-only settings: where the stand-ins come from, and the kubeconfig kept out of the repo.
+    put(
+        &s,
+        &format!("{KIT}/pod-bin/grafana"),
+        &repo().join("tests/standins/pod-bin/grafana"),
+    );
+    put(
+        &s,
+        &format!("{KIT}/kwok-exec.yaml"),
+        &repo().join("tests/standins/kwok-exec.yaml"),
+    );
+    for e in std::fs::read_dir(repo().join("charts/crds")).unwrap() {
+        let p = e.unwrap().path();
+        put(
+            &s,
+            &format!("{KIT}/crds/{}", p.file_name().unwrap().to_string_lossy()),
+            &p,
+        );
+    }
+
+    // ---- test configuration: chart repositories, webhook routing, the pods' stand-in ----
+    let ca = d.join("ca");
+    std::fs::create_dir_all(&ca).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=labctl test chart repositories and webhooks",
+            ])
+            .arg("-keyout")
+            .arg(ca.join("ca.key"))
+            .arg("-out")
+            .arg(ca.join("ca.crt")),
+    );
+    let hosts = chart_repos(&d.join("repos"));
+    site.tb.sh_ok(
+        &server,
+        &format!(
+            "echo '127.0.0.1 {}' >> /etc/hosts && ip route add local 10.43.0.0/16 dev lo",
+            hosts.join(" ")
+        ),
+    );
+    // Go (helm) reads every file in /etc/ssl/certs, with or without the ca-certificates package.
+    std::fs::create_dir_all(s.join("etc/ssl/certs")).unwrap();
+    std::fs::copy(
+        ca.join("ca.crt"),
+        s.join("etc/ssl/certs/labctl-test-repos.pem"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join("pods.log")).unwrap();
+    let pid = site.tb.host(&server).init_pid.to_string();
+    let _pods = Pods(
+        Command::new("nsenter")
+            .args(["-t", &pid, "-n", "--", "python3"])
+            .arg(repo().join("tests/standins/pods.py"))
+            .arg("--kubeconfig")
+            .arg(s.join("etc/rancher/k3s/k3s.yaml"))
+            .arg("--kubectl")
+            .arg(kubectl_bin())
+            .arg("--ca-dir")
+            .arg(&ca)
+            .arg("--repos")
+            .arg(d.join("repos"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    let k3s_sha = airgap(&d.join("k3s"), V1);
+    let helm_sha = helm_airgap(&d.join("helm"), &crate::controlplane::helm_bin(), REAL_HELM);
     std::fs::write(
         d.join("base.yml"),
         format!(
             "k3s_airgap_dir: {}\nk3s_airgap_images: k3s-airgap-images-amd64.tar.zst\nk3s_version: \"{V1}\"\n\
-             k3s_sha256: {k3s_sha}\nk3s_ready_timeout: 30\nhelm_airgap_dir: {}\nhelm_sha256: {helm_sha}\n\
-             k3s_kubeconfig_dest: {}\n",
+             k3s_sha256: {k3s_sha}\nk3s_ready_timeout: 120\nhelm_airgap_dir: {}\nhelm_version: \"{REAL_HELM}\"\n\
+             helm_sha256: {helm_sha}\nk3s_kubeconfig_dest: {}\n",
             d.join("k3s").display(),
             d.join("helm").display(),
             d.join("kubeconfig/server.yaml").display(),
         ),
     )
     .unwrap();
-    // The stand-in API server's CLI, where the stand-in k3s looks for it.
-    let api = std::fs::read_to_string(repo().join("tests/standins/kubectl")).unwrap();
-    assert!(!api.contains("LABCTL_EOF"));
-    site.sh(
-        &server,
-        &format!("mkdir -p /usr/local/lib/labctl-standin && cat > /usr/local/lib/labctl-standin/kubectl <<'LABCTL_EOF'\n{api}LABCTL_EOF\nchmod 755 /usr/local/lib/labctl-standin/kubectl"),
-    );
-    render_with_real_helm(&site.tb, &server);
 
-    // ---- 1. first apply of the whole site ----
-    let (code, plan) = site.plan(&[]);
+    // ---- 1. first apply of the whole site, into the real API server ----
+    let (code, plan) = site.plan();
     assert_eq!(code, 2, "{plan:#}");
-    let out = site.apply(&[]);
+    let out = site.apply();
     assert!(out.contains("failed=0"), "{out}");
-    let state = |p: &str| site.sh(&server, &format!("cat /var/lib/standin-k8s/{p}"));
-    for ns in ["db", "cache", "argocd", "monitoring", "cnpg-system"] {
-        state(&format!("objects/namespace/_/{ns}.json"));
+
+    let releases = site.json("helm list -A -o json");
+    let mut names: Vec<String> = Vec::new();
+    for r in releases.as_array().unwrap() {
+        assert_eq!(r["status"], "deployed", "{r:#}");
+        names.push(r["name"].as_str().unwrap().to_string());
     }
-    assert!(
-        state("objects/cluster/db/postgres.json").contains("ghcr.io/cloudnative-pg/postgresql:")
-    );
-    assert!(state("objects/statefulset/cache/redis.json").contains("docker.io/library/redis:"));
-    assert!(state("objects/service/db/postgres-nodeport.json").contains("\"nodePort\":30432"));
-    assert!(state("objects/application/argocd/root.json").contains("\"selfHeal\":true"));
-    assert!(state("objects/prometheusrule/monitoring/lab-rules.json").contains("PostgreSQLDown"));
-    assert!(state("objects/cronjob/db/pg-backup.json").contains("postgres-superuser"));
-    // ingress: cert-manager (its CRDs) before the issuers; Traefik's CRDs came with k3s.
-    assert!(state("releases/cert-manager/cert-manager/meta").contains("chart=cert-manager-v1.21.1"));
-    assert!(state("objects/clusterissuer/_/letsencrypt-prod.json")
-        .contains("acme-v02.api.letsencrypt.org"));
-    assert!(state("objects/middleware/monitoring/vpn-only.json").contains("10.200.0.0/24"));
-    assert!(
-        state("objects/ingress/argocd/argocd-vpn.json").contains("argocd-vpn-only@kubernetescrd")
-    );
-    assert!(
-        state("objects/helmchartconfig/kube-system/traefik.json").contains("externalTrafficPolicy")
-    );
-    assert!(state("objects/ingress/hello/hello.json").contains("letsencrypt-staging"));
-    for (ns, rel, chart) in [
-        ("cnpg-system", "cnpg", "cloudnative-pg-0.29.0"),
-        ("argocd", "argocd", "argo-cd-10.1.1"),
-        ("monitoring", "monitoring", "kube-prometheus-stack-88.5.3"),
+    names.sort();
+    for want in ["argocd", "cert-manager", "cnpg", "monitoring"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    // Every custom resource the roles send was accepted (CRD schemas and CEL rules included).
+    for (what, name) in [
+        ("applications.argoproj.io -n argocd", "root"),
+        ("clusters.postgresql.cnpg.io -n db", "postgres"),
+        (
+            "prometheusrules.monitoring.coreos.com -n monitoring",
+            "lab-rules",
+        ),
+        ("clusterissuers.cert-manager.io", "letsencrypt-prod"),
+        ("middlewares.traefik.io -n monitoring", "vpn-only"),
+        ("helmchartconfigs.helm.cattle.io -n kube-system", "traefik"),
     ] {
-        assert!(state(&format!("releases/{ns}/{rel}/meta")).contains(&format!("chart={chart}")));
+        site.k(&format!("k3s kubectl get {what} {name} -o name"));
     }
-    let mon: serde_json::Value =
-        serde_json::from_str(&state("releases/monitoring/monitoring/values")).unwrap();
-    assert_eq!(mon["kubeControllerManager"]["enabled"], false);
-    // The nodes: NodePorts answer only on each node's VPN address; the firewall lets k3s in.
-    for (h, wg) in [(&server, "10.200.0.1"), (&agent, "10.200.0.2")] {
-        assert!(
-            site.sh(h, "cat /etc/rancher/k3s/config.yaml")
-                .contains(&format!("kube-proxy-arg: [\"nodeport-addresses={wg}/32\"]")),
-            "{h}"
-        );
-        let fw = site.sh(h, "ufw status");
-        for want in [
-            "10.42.0.0/16",
-            "10.43.0.0/16",
-            "8472/udp on wg0",
-            "10250/tcp on wg0",
-        ] {
-            assert!(fw.contains(want), "{h}: {want}\n{fw}");
+    assert!(!site
+        .k("k3s kubectl get servicemonitors.monitoring.coreos.com -A -o name")
+        .is_empty());
+    // kwok runs every pod: each Deployment and StatefulSet becomes available (releases installed
+    // without --wait, and the last manifests, may still be rolling out: up to two minutes).
+    let mut unready = Vec::new();
+    for _ in 0..60 {
+        let all = site.json("k3s kubectl get deploy,sts -A -o json");
+        let items = all["items"].as_array().unwrap().clone();
+        assert!(items.len() >= 8, "{}", items.len());
+        unready = items
+            .iter()
+            .filter(|o| {
+                o["status"]["readyReplicas"].as_i64().unwrap_or(0)
+                    != o["spec"]["replicas"].as_i64().unwrap_or(1)
+            })
+            .map(|o| {
+                format!(
+                    "{} {}/{}",
+                    o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]
+                )
+            })
+            .collect();
+        if unready.is_empty() {
+            break;
         }
+        std::thread::sleep(std::time::Duration::from_secs(2));
     }
-    assert!(site.sh(&agent, "systemctl is-active k3s-agent") == "active");
-    // Grafana's password went into the running Grafana over stdin (the rotation handler).
-    let grafana = site.vault("vault_grafana_admin_password");
-    assert!(state("exec.log").contains(&format!("stdin-sha256={}", sha256_hex(&grafana))));
-    // The kubeconfig is private.
-    let kc = d.join("kubeconfig/server.yaml");
+    assert!(
+        unready.is_empty(),
+        "not ready: {unready:?}\n{}",
+        site.logs()
+    );
+    // Both Nodes Ready, the agent's registered from the agent host with the join token.
+    let nodes = site.json("k3s kubectl get nodes -o json");
+    let mut ready: Vec<String> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    ready.sort();
+    let mut want = vec![site.server.clone(), site.agent.clone()];
+    want.sort();
+    assert_eq!(ready, want, "{nodes:#}");
+    // The backup CronJob's Job completes.
+    site.k("k3s kubectl -n db create job --from=cronjob/pg-backup drill && k3s kubectl -n db wait --for=condition=complete job/drill --timeout=60s");
+    // What the roles sent, as the API server stored it.
+    let get = |what: &str| site.k(&format!("k3s kubectl get {what} -o json"));
+    assert!(get("clusters.postgresql.cnpg.io -n db postgres")
+        .contains("ghcr.io/cloudnative-pg/postgresql:"));
+    assert!(get("sts -n cache redis").contains("docker.io/library/redis:"));
+    assert!(get("svc -n db postgres-nodeport").contains("\"nodePort\": 30432"));
+    assert!(get("applications.argoproj.io -n argocd root").contains("\"selfHeal\": true"));
+    assert!(
+        get("prometheusrules.monitoring.coreos.com -n monitoring lab-rules")
+            .contains("PostgreSQLDown")
+    );
+    assert!(get("middlewares.traefik.io -n monitoring vpn-only").contains("10.200.0.0/24"));
+    assert!(get("clusterissuers.cert-manager.io letsencrypt-prod")
+        .contains("acme-v02.api.letsencrypt.org"));
+    assert!(
+        get("helmchartconfigs.helm.cattle.io -n kube-system traefik")
+            .contains("externalTrafficPolicy")
+    );
+    for (rel, chart) in [
+        ("cnpg", "cloudnative-pg-0.29.0"),
+        ("argocd", "argo-cd-10.1.1"),
+        ("monitoring", "kube-prometheus-stack-88.5.3"),
+        ("cert-manager", "cert-manager-v1.21.1"),
+    ] {
+        let r = releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == rel)
+            .unwrap();
+        assert_eq!(r["chart"], chart, "{r:#}");
+    }
+    let mon: serde_json::Value = site.json("helm get values monitoring -n monitoring -o json");
+    assert_eq!(mon["kubeControllerManager"]["enabled"], false);
     use std::os::unix::fs::PermissionsExt;
+    let kc = d.join("kubeconfig/server.yaml");
     assert_eq!(
         std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    assert!(std::fs::read_to_string(&kc)
+        .unwrap()
+        .contains("server: https://10.200.0.1:6443"));
+    // Grafana's password went to `grafana cli` on stdin through a real `kubectl exec`.
+    let grafana = vault(&site.tb, "vault_grafana_admin_password");
+    assert!(
+        site.k("cat /var/lib/labctl-standin/exec.log")
+            .contains(&format!("stdin-sha256={}", sha256_hex(&grafana))),
+        "{}",
+        site.logs()
+    );
 
-    // ---- 2. converged: nothing changes, nothing restarts, plan is clean ----
-    let before = site.restarts();
-    let out = site.apply(&[]);
+    // ---- 2. converged: nothing changes, no new revision, no object rewritten ----
+    let before = site.versions();
+    let restarts = site.restarts();
+    let out = site.apply();
     assert_eq!(out.matches("changed=0").count(), 2, "{out}");
-    assert_eq!(site.restarts(), before, "a second apply restarted k3s");
-    let (code, plan) = site.plan(&[]);
+    assert_eq!(site.restarts(), restarts, "a second apply restarted k3s");
+    let (code, plan) = site.plan();
     assert_eq!(code, 0, "{plan:#}");
+    assert_eq!(
+        site.versions(),
+        before,
+        "a second apply wrote to the cluster"
+    );
 
-    // ---- 3. out-of-band drift in the cluster: plan names exactly it, apply repairs it ----
-    site.sh(&server, "cd /var/lib/standin-k8s && sed -i 's/\"redis-password\":\"[^\"]*\"/\"redis-password\":\"c3RhbGU=\"/' objects/secret/cache/redis-auth.json");
-    site.sh(&server, "cd /var/lib/standin-k8s && sed -i 's/\"create\":true/\"create\":false/' releases/cnpg-system/cnpg/values");
-    site.sh(&server, "cd /var/lib/standin-k8s && sed -i 's/\"nodePort\":30432/\"nodePort\":31432/' objects/service/db/postgres-nodeport.json");
-    let (code, plan) = site.plan(&[]);
+    // ---- 3. drift made by hand with the real kubectl and helm: plan names it, apply repairs ----
+    site.k("k3s kubectl -n cache scale statefulset/redis --replicas=0");
+    site.k("k3s kubectl -n cache patch secret redis-auth --type=merge -p '{\"data\":{\"redis-password\":\"c3RhbGU=\"}}'");
+    site.k("k3s kubectl -n db patch configmap pg-backup-scripts --type=merge -p '{\"data\":{\"pg-backup.sh\":\"exit 0\"}}'");
+    // A release changed by hand (revision 2), then repaired by labctl (3), then rolled back by hand
+    // to the hand-made revision (4): each time plan names the release.
+    site.k("helm upgrade cnpg cnpg/cloudnative-pg --version 0.29.0 -n cnpg-system --reuse-values --set podAnnotations.drift=by-hand");
+    let (code, plan) = site.plan();
     assert_eq!(code, 2, "{plan:#}");
     assert_eq!(
         ids(&plan),
         [
+            "backups/k8s_manifest:postgres backup jobs",
             "postgres/helm_release:cloudnative-pg operator",
-            "postgres/k8s_manifest:postgres cluster",
+            "redis/k8s_manifest:redis",
             "redis/k8s_secret:redis secret",
         ],
         "{plan:#}"
     );
-    let restarts = state("restarts.log").lines().count();
-    site.apply(&[]);
+    site.apply();
     assert_eq!(
-        state("restarts.log").lines().count(),
-        restarts + 1,
-        "the repaired Redis password restarted Redis"
+        site.k("k3s kubectl -n cache get sts redis -o jsonpath={.spec.replicas}"),
+        "1"
     );
-    assert!(state("objects/service/db/postgres-nodeport.json").contains("\"nodePort\":30432"));
-    assert!(state("releases/cnpg-system/cnpg/values").contains("\"create\":true"));
-    let (code, plan) = site.plan(&[]);
+    assert!(!site
+        .k("helm get values cnpg -n cnpg-system -o json")
+        .contains("by-hand"));
+    site.k("helm rollback cnpg 2 -n cnpg-system --wait");
+    let (code, plan) = site.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        ["postgres/helm_release:cloudnative-pg operator"],
+        "{plan:#}"
+    );
+    site.apply();
+    let (code, plan) = site.plan();
     assert_eq!(code, 0, "{plan:#}");
+    assert_eq!(
+        site.json("helm status cnpg -n cnpg-system -o json")["version"],
+        5,
+        "install, by hand, repair, rollback, repair"
+    );
 
-    // ---- 4. a vault password change reaches the running service ----
-    // Another vault secret stands in for an edited vault value (it stays secret, as a vault
-    // value would).
+    // ---- a vault change reaches the running Grafana ----
     std::fs::write(
         d.join("rotate.yml"),
         "grafana_admin_password: \"{{ vault_smtp_password }}\"\n",
     )
     .unwrap();
-    let (code, plan) = site.plan(&["rotate"]);
-    assert_eq!(code, 2, "{plan:#}");
+    let o = site.run("plan", &["rotate"], &["--json"]);
+    let plan = json_data(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan:#}");
     assert_eq!(
         ids(&plan),
         ["monitoring/k8s_secret:grafana admin secret"],
         "{plan:#}"
     );
-    site.apply(&["rotate"]);
-    let smtp = site.vault("vault_smtp_password");
+    let o = site.run("apply", &["rotate"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let smtp = vault(&site.tb, "vault_smtp_password");
     assert!(
-        state("exec.log").ends_with(&format!("stdin-sha256={}", sha256_hex(&smtp))),
+        site.k("cat /var/lib/labctl-standin/exec.log")
+            .ends_with(&format!("stdin-sha256={}", sha256_hex(&smtp))),
         "{}",
-        state("exec.log")
+        site.logs()
     );
+    // Back to the inventory's password, so the checks below see the site as written.
+    site.apply();
 
-    // ---- 5. the stand-ins refuse what a real cluster refuses ----
-    let kc = "--kubeconfig /etc/rancher/k3s/k3s.yaml";
-    let refused = |script: &str, why: &str| {
-        let o = site.k(script);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(
-            !o.status.success() && err.contains(why),
-            "{script}\n{}",
-            show(&o)
-        );
-    };
-    refused(
-        &format!("echo '{{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"nope\"}}}}' | kubectl apply --server-side {kc} -f -"),
-        "namespaces \"nope\" not found",
-    );
-    refused(
-        &format!("echo '{{\"apiVersion\":\"kubevirt.io/v1\",\"kind\":\"VirtualMachine\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"db\"}}}}' | kubectl apply --server-side {kc} -f -"),
-        "no matches for kind \"VirtualMachine\"",
-    );
-    refused(
-        &format!("echo '{{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{{\"name\":\"x\",\"namespace\":\"db\"}},\"spec\":{{\"type\":\"NodePort\",\"ports\":[{{\"port\":80,\"nodePort\":80}}]}}}}' | kubectl apply --server-side {kc} -f -"),
-        "The range of valid ports is 30000-32767",
-    );
-    refused(
-        &format!("echo '{{}}' | helm upgrade --install x cnpg/cloudnative-pg --version 0.29.0 -n fresh {kc} -f -"),
-        "namespaces \"fresh\" not found",
-    );
-    refused(
-        &format!("kubectl get ns db {kc} --frobnicate"),
-        "unknown flag",
-    );
-    refused(
-        &format!("helm list -n db {kc} --frobnicate"),
-        "unknown flag",
-    );
-
-    // No secret in any output or argv.
-    let seen = site.seen.borrow().clone() + &state("calls.log");
-    for s in [
-        grafana,
-        smtp,
-        site.vault("vault_postgres_password"),
-        site.vault("vault_redis_password"),
+    // ---- 4. what only an API server refuses, surfaced by labctl naming role and resource ----
+    let stable = site.versions();
+    for (name, manifest, why) in [
+        ("widget", WIDGET.to_string(), "no matches for kind \"Widget\""),
+        (
+            "missing namespace",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: nope}\ndata: {a: b}\n".into(),
+            "namespaces \"nope\" not found",
+        ),
+        (
+            "taken nodeport",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: second, namespace: db}\nspec:\n  type: NodePort\n  selector: {app: x}\n  ports: [{port: 5432, nodePort: 30432}]\n".into(),
+            "provided port is already allocated",
+        ),
+        (
+            "cnpg both images",
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata: {name: both, namespace: db}\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:16\n  imageCatalogRef: {apiGroup: postgresql.cnpg.io, kind: ImageCatalog, name: pg, major: 16}\n  storage: {size: 1Gi}\n".into(),
+            "imageName and imageCatalogRef are mutually exclusive",
+        ),
     ] {
-        assert!(!seen.contains(&s), "a vault value leaked");
+        let o = site.bad(name, &manifest);
+        let text = show(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {text}");
+        assert!(text.contains(&format!("bad/k8s_manifest:{name}")), "{name}: {text}");
+        assert!(text.contains(why), "{name}: {text}");
+    }
+    // An immutable field: the Deployment goes in, a changed selector is refused.
+    let web = |app: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: db}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers: [{{name: web, image: registry.k8s.io/pause:3.10}}]\n"
+        )
+    };
+    let o = site.bad("web", &web("web"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = site.bad("web", &web("web2"));
+    let text = show(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bad/k8s_manifest:web") && text.contains("field is immutable"),
+        "{text}"
+    );
+    site.k("k3s kubectl -n db delete deploy web");
+    assert_eq!(
+        site.versions(),
+        stable,
+        "a refused object changed something else"
+    );
+
+    // ---- 5. a chart pin moved to the next patch upgrades the live release in place ----
+    std::fs::write(
+        d.join("next.yml"),
+        "redis_exporter_chart_version: \"6.29.1\"\n",
+    )
+    .unwrap();
+    let o = site.run("plan", &["next"], &["--json"]);
+    let plan = json_data(&o);
+    assert_eq!(o.status.code(), Some(2), "{plan:#}");
+    assert_eq!(
+        ids(&plan),
+        ["monitoring/helm_release:redis exporter"],
+        "{plan:#}"
+    );
+    let o = site.run("apply", &["next"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), site.logs());
+    let st = site.json("helm status redis-exporter -n cache -o json");
+    assert_eq!(
+        (st["version"].as_i64(), st["info"]["status"].as_str()),
+        (Some(2), Some("deployed")),
+        "{st:#}"
+    );
+    assert!(site
+        .k("helm list -n cache -o json")
+        .contains("prometheus-redis-exporter-6.29.1"));
+    let o = site.run("plan", &["next"], &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    // ---- 6. a release a role stops wanting (state: absent) is uninstalled ----
+    let release = |state: &str| {
+        format!(
+            "resources:\n  - name: extra\n    helm_release:\n      name: extra\n      chart: prometheus-community/prometheus-redis-exporter\n      version: \"6.29.0\"\n      namespace: cache\n      state: {state}\n"
+        )
+    };
+    let dd = d.join("bad");
+    crate::common::write(&dd, "roles/bad/role.yml", &release("present"));
+    crate::common::write(&dd, "site.yml", "- hosts: k3s_server\n  roles: [bad]\n");
+    let o = site.bad_site();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(site
+        .k("helm list -n cache -q")
+        .lines()
+        .any(|l| l == "extra"));
+    crate::common::write(&dd, "roles/bad/role.yml", &release("absent"));
+    let o = site.bad_site();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!site
+        .k("helm list -n cache -q")
+        .lines()
+        .any(|l| l == "extra"));
+    assert!(site
+        .k("k3s kubectl -n cache get deploy -o name")
+        .lines()
+        .all(|l| !l.contains("extra")));
+    let o = site.bad_site();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("changed=0"),
+        "{}",
+        show(&o)
+    );
+
+    // No vault value in anything labctl printed.
+    let seen = site.seen.borrow().clone();
+    for key in [
+        "vault_grafana_admin_password",
+        "vault_smtp_password",
+        "vault_postgres_password",
+        "vault_redis_password",
+    ] {
+        assert!(!seen.contains(&vault(&site.tb, key)), "{key} leaked");
     }
 }
+
+const WIDGET: &str = "apiVersion: smoke.labctl.test/v1\nkind: Widget\nmetadata: {name: one, namespace: db}\nspec: {size: 3}\n";

@@ -20,7 +20,6 @@ mod e2e_k3s;
 mod e2e_roles;
 mod e2e_secrets;
 mod e2e_site;
-mod e2e_site_api;
 mod e2e_ufw;
 mod environments_cli;
 mod faults;
