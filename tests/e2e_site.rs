@@ -413,7 +413,9 @@ fn the_whole_site_converges_against_a_real_api_server() {
         format!(
             "k3s_airgap_dir: {}\nk3s_airgap_images: k3s-airgap-images-amd64.tar.zst\nk3s_version: \"{V1}\"\n\
              k3s_sha256: {k3s_sha}\nk3s_ready_timeout: 120\nhelm_airgap_dir: {}\nhelm_version: \"{REAL_HELM}\"\n\
-             helm_sha256: {helm_sha}\nk3s_kubeconfig_dest: {}\n",
+             helm_sha256: {helm_sha}\nk3s_kubeconfig_dest: {}\n\
+             environments:\n  prod: {{}}\n  staging: {{postgres_namespace: db-staging, postgres_node_port: 31432, \
+             redis_namespace: cache-staging, redis_node_port: 31379}}\n",
             d.join("k3s").display(),
             d.join("helm").display(),
             d.join("kubeconfig/server.yaml").display(),
@@ -503,6 +505,24 @@ fn the_whole_site_converges_against_a_real_api_server() {
     let mut want = vec![site.server.clone(), site.agent.clone()];
     want.sort();
     assert_eq!(ready, want, "{nodes:#}");
+    // The join token is checked by the server: a wrong one is refused (401), and the agent's
+    // working credentials stay as they were.
+    let o = site.tb.sh(
+        &site.agent,
+        "timeout 30 /usr/local/bin/k3s agent --server https://10.200.0.1:6443 --token K10wrong::server:wrong",
+    );
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("token is not valid"),
+        "{}",
+        show(&o)
+    );
+    site.tb.sh_ok(
+        &site.agent,
+        &format!(
+            "k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig get node {}",
+            site.agent
+        ),
+    );
     // The backup CronJob's Job completes.
     site.k("k3s kubectl -n db create job --from=cronjob/pg-backup drill && k3s kubectl -n db wait --for=condition=complete job/drill --timeout=60s");
     // What the roles sent, as the API server stored it.
@@ -571,8 +591,25 @@ fn the_whole_site_converges_against_a_real_api_server() {
         "a second apply wrote to the cluster"
     );
 
+    // ---- staging beside production in the same cluster (the per-environment roles) ----
+    std::fs::write(d.join("staging.yml"), "target_environment: staging\n").unwrap();
+    let o = site.run("apply", &["staging"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), site.logs());
+    site.k("k3s kubectl get clusters.postgresql.cnpg.io -n db-staging postgres -o name");
+    assert!(site
+        .k("k3s kubectl get svc -A -o jsonpath='{range .items[*]}{.spec.ports[*].nodePort} {end}'")
+        .contains("31432"));
+    assert!(site
+        .k("k3s kubectl get sts -n cache-staging -o name")
+        .contains("redis"));
+    for overlay in [&["staging"][..], &[][..]] {
+        let o = site.run("plan", overlay, &["--json"]);
+        assert_eq!(o.status.code(), Some(0), "{overlay:?}: {}", show(&o));
+    }
+
     // ---- 3. drift made by hand with the real kubectl and helm: plan names it, apply repairs ----
     site.k("k3s kubectl -n cache scale statefulset/redis --replicas=0");
+    site.k("k3s kubectl -n hello scale deployment/hello --replicas=3");
     site.k("k3s kubectl -n cache patch secret redis-auth --type=merge -p '{\"data\":{\"redis-password\":\"c3RhbGU=\"}}'");
     site.k("k3s kubectl -n db patch configmap pg-backup-scripts --type=merge -p '{\"data\":{\"pg-backup.sh\":\"exit 0\"}}'");
     // A release changed by hand (revision 2), then repaired by labctl (3), then rolled back by hand
@@ -584,15 +621,26 @@ fn the_whole_site_converges_against_a_real_api_server() {
         ids(&plan),
         [
             "backups/k8s_manifest:postgres backup jobs",
+            "ingress/k8s_manifest:sample public site",
             "postgres/helm_release:cloudnative-pg operator",
             "redis/k8s_manifest:redis",
             "redis/k8s_secret:redis secret",
         ],
         "{plan:#}"
     );
+    // Plan says whose hand edit apply takes back (server-side apply ownership, see k8s_manifest).
+    assert!(
+        plan.to_string()
+            .contains("taking back the fields labctl declares from kubectl-patch"),
+        "{plan:#}"
+    );
     site.apply();
     assert_eq!(
         site.k("k3s kubectl -n cache get sts redis -o jsonpath={.spec.replicas}"),
+        "1"
+    );
+    assert_eq!(
+        site.k("k3s kubectl -n hello get deploy hello -o jsonpath={.spec.replicas}"),
         "1"
     );
     assert!(!site

@@ -232,7 +232,7 @@ fn absent_diff(spec: &Spec, facts: &Facts) -> Result<Option<Drift>, String> {
 }
 
 /// Who else wrote this object by hand, when nothing else applies it: the field managers of
-/// imperative writes (`operation: Update`: `kubectl edit`/`patch`/`scale`, a script) other than
+/// imperative writes (`operation: Update`, status aside: `kubectl edit`/`patch`/`scale`, a script) other than
 /// labctl, if no other manager *applies* it (`operation: Apply`: helm 4, Argo CD, another
 /// labctl). labctl owns the fields it declares, so a repair of drift made by hand takes them
 /// back (`--force-conflicts`) instead of failing on server-side apply's conflict; a field
@@ -245,7 +245,7 @@ fn hand_editors(live: &Value) -> Vec<String> {
         .unwrap_or_default();
     let others = entries
         .iter()
-        .filter(|m| m["manager"].as_str() != Some("labctl") && m["subresource"].is_null());
+        .filter(|m| m["manager"].as_str() != Some("labctl") && m["subresource"] != "status");
     if others.clone().any(|m| m["operation"] == "Apply") {
         return Vec::new();
     }
@@ -379,6 +379,12 @@ mod tests {
             m("kubectl-patch", "Update")
         ])))
         .is_empty());
+        // `kubectl scale` writes spec.replicas through the scale subresource: a hand edit too.
+        let scale = json!({"manager": "kubectl", "operation": "Update", "subresource": "scale"});
+        assert_eq!(
+            hand_editors(&live(json!([m("labctl", "Apply"), scale]))),
+            ["kubectl"]
+        );
         // Status written by a controller is a subresource, not the fields labctl sends.
         let status = json!({"manager": "kube-controller-manager", "operation": "Update", "subresource": "status"});
         assert!(hand_editors(&live(json!([m("labctl", "Apply"), status]))).is_empty());
