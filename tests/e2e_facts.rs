@@ -32,9 +32,10 @@ fn counted(tb: &Testbed, host: &str, tag: &str, f: impl FnOnce()) -> (usize, usi
     f();
     std::thread::sleep(std::time::Duration::from_millis(800));
     tb.sh_ok(host, &format!("logger -t afacts-marker END-{tag}"));
+    // OpenSSH 10 (Debian 13) logs a session from its own sshd-session process.
     let log = tb.sh_ok(
         host,
-        "journalctl -o cat --no-pager -t sshd -t afacts-marker --since -10min",
+        "journalctl -o cat --no-pager -t sshd -t sshd-session -t afacts-marker --since -10min",
     );
     let lines: Vec<&str> = log
         .lines()
@@ -78,7 +79,8 @@ fn facts_come_in_the_one_probe() {
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(
         tb.sh_ok(&h.name, "cat /root/facts"),
-        format!("{arch} Debian bookworm {}\n", h.name)
+        // The release the host runs (Testbed::up checked it in /etc/os-release).
+        format!("{arch} Debian {} {}\n", tb.release, h.name)
     );
 
     // A no-op plan: one connection, one remote command (the probe, facts included).
