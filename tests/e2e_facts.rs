@@ -47,6 +47,16 @@ fn counted(tb: &Testbed, host: &str, tag: &str, f: impl FnOnce()) -> (usize, usi
     (n("Accepted publickey"), n("Starting session: command"))
 }
 
+/// One test host whose sshd logs every connection and command, for `counted`.
+fn counting_host(name: &str) -> Testbed {
+    let tb = Testbed::up(name, 1);
+    tb.sh_ok(
+        &tb.hosts[0].name,
+        "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-afacts.conf && systemctl reload ssh",
+    );
+    tb
+}
+
 #[test]
 #[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn facts_come_in_the_one_probe() {
@@ -54,12 +64,8 @@ fn facts_come_in_the_one_probe() {
         skip("facts_come_in_the_one_probe: set LABCTL_E2E=1");
         return;
     }
-    let tb = Testbed::up("afacts-probe", 1);
+    let tb = counting_host("afacts-probe");
     let h = &tb.hosts[0];
-    tb.sh_ok(
-        &h.name,
-        "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-afacts.conf && systemctl reload ssh",
-    );
     let arch = tb.sh_ok(&h.name, "uname -m").trim().to_string();
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
@@ -181,15 +187,10 @@ fn facts_come_in_the_one_probe() {
 #[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn a_pending_reboot_shows_in_the_plan_from_the_one_probe() {
     if !e2e_enabled() {
-        skip("a_pending_reboot_shows_in_the_plan_from_the_one_probe: set LABCTL_E2E=1");
         return;
     }
-    let tb = Testbed::up("afacts-rr", 1);
+    let tb = counting_host("afacts-rr");
     let h = &tb.hosts[0];
-    tb.sh_ok(
-        &h.name,
-        "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-afacts.conf && systemctl reload ssh",
-    );
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
     write(
