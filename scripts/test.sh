@@ -2,10 +2,45 @@
 # The whole test suite: unit tests, CLI tests, and the end-to-end suite on disposable test hosts.
 # Run as root on Debian 12 (the end-to-end tests boot systemd-nspawn hosts). Without root, the
 # end-to-end tests are skipped and say so.
+#
+# `scripts/test.sh --release trixie` runs the host-role end-to-end tests (HOST_ROLE_TESTS below)
+# on Debian 13 test hosts instead: the Debian 13 matrix of docs/systems.md. Opt-in, not part of
+# the default run (docs/systems.md says why and what it costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+release=
+if [ "${1:-}" = --release ]; then
+  release=${2:-}
+  case "$release" in
+    bookworm | trixie) shift 2 ;;
+    *) echo "test.sh: --release takes bookworm or trixie, got '${release}'" >&2; exit 3 ;;
+  esac
+fi
 . scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+
+# The tests that prove labctl's roles on a host (and what they stand on: the testbed itself,
+# the one probe's facts): the set the Debian 13 matrix runs. Filters for `cargo test --test main`.
+HOST_ROLE_TESTS=(testbed:: e2e_facts:: e2e_roles:: e2e_ufw:: e2e_k3s:: e2e_backups::)
+if [ -n "$release" ]; then
+  if [ "$(id -u)" != 0 ] || [ "${LABCTL_E2E:-1}" != 1 ]; then
+    # The matrix is nothing but end-to-end tests: skipping them all would pass for nothing.
+    echo "test.sh: --release $release runs end-to-end tests on test hosts: run it as root" >&2
+    exit 3
+  fi
+  export LABCTL_E2E=1 LABCTL_TESTBED_RELEASE="$release"
+  start=$(date +%s)
+  status=0
+  log=$(mktemp)
+  trap 'rm -f "$log"' EXIT
+  cargo test --locked --test main -- --include-ignored --test-threads="${LABCTL_TEST_THREADS:-2}" \
+    "${HOST_ROLE_TESTS[@]}" "$@" 2>&1 | tee "$log" || status=$?
+  ran=$(grep -cE '^test [a-z0-9_]+::[a-z0-9_]+ \.\.\. (ok|FAILED)$' "$log" || true)
+  skipped=$(grep -c '^SKIPPED ' "$log" || true)
+  echo "test.sh: on $release test hosts: $ran tests ran (${HOST_ROLE_TESTS[*]}), SKIPPED: $skipped, $(( $(date +%s) - start )) s"
+  grep '^SKIPPED ' "$log" >&2 || true
+  exit "$status"
+fi
 
 if [ "$(id -u)" = 0 ] && [ "${LABCTL_E2E:-1}" = 1 ]; then
   export LABCTL_E2E=1

@@ -32,9 +32,10 @@ fn counted(tb: &Testbed, host: &str, tag: &str, f: impl FnOnce()) -> (usize, usi
     f();
     std::thread::sleep(std::time::Duration::from_millis(800));
     tb.sh_ok(host, &format!("logger -t afacts-marker END-{tag}"));
+    // OpenSSH 10 (Debian 13) logs a session from its own sshd-session process.
     let log = tb.sh_ok(
         host,
-        "journalctl -o cat --no-pager -t sshd -t afacts-marker --since -10min",
+        "journalctl -o cat --no-pager -t sshd -t sshd-session -t afacts-marker --since -10min",
     );
     let lines: Vec<&str> = log
         .lines()
@@ -46,6 +47,16 @@ fn counted(tb: &Testbed, host: &str, tag: &str, f: impl FnOnce()) -> (usize, usi
     (n("Accepted publickey"), n("Starting session: command"))
 }
 
+/// One test host whose sshd logs every connection and command, for `counted`.
+fn counting_host(name: &str) -> Testbed {
+    let tb = Testbed::up(name, 1);
+    tb.sh_ok(
+        &tb.hosts[0].name,
+        "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-afacts.conf && systemctl reload ssh",
+    );
+    tb
+}
+
 #[test]
 #[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
 fn facts_come_in_the_one_probe() {
@@ -53,12 +64,8 @@ fn facts_come_in_the_one_probe() {
         skip("facts_come_in_the_one_probe: set LABCTL_E2E=1");
         return;
     }
-    let tb = Testbed::up("afacts-probe", 1);
+    let tb = counting_host("afacts-probe");
     let h = &tb.hosts[0];
-    tb.sh_ok(
-        &h.name,
-        "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/10-afacts.conf && systemctl reload ssh",
-    );
     let arch = tb.sh_ok(&h.name, "uname -m").trim().to_string();
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
@@ -78,7 +85,8 @@ fn facts_come_in_the_one_probe() {
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(
         tb.sh_ok(&h.name, "cat /root/facts"),
-        format!("{arch} Debian bookworm {}\n", h.name)
+        // The release the host runs (Testbed::up checked it in /etc/os-release).
+        format!("{arch} Debian {} {}\n", tb.release, h.name)
     );
 
     // A no-op plan: one connection, one remote command (the probe, facts included).
@@ -169,4 +177,109 @@ fn facts_come_in_the_one_probe() {
         );
     }
     assert!(!tb.sh(&h.name, "test -e /root/peer").status.success());
+}
+
+/// A pending reboot (Debian's /run/reboot-required, written out of band as a kernel or libc
+/// upgrade writes it) shows in `plan` from the same one probe, as a notice and a JSON field, not
+/// as a change: plan still exits 0, apply changes nothing and does not reboot. Removing the
+/// marker (what a reboot does to /run) makes it go away.
+#[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
+fn a_pending_reboot_shows_in_the_plan_from_the_one_probe() {
+    if !e2e_enabled() {
+        return;
+    }
+    let tb = counting_host("afacts-rr");
+    let h = &tb.hosts[0];
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "site.yml", "- hosts: all\n  roles: [r]\n");
+    write(
+        d.path(),
+        "roles/r/role.yml",
+        "resources:\n  - file: {path: /root/plain, content: \"x\\n\"}\n",
+    );
+    let o = labctl_in(d.path(), &tb, &["apply", "--yes", "site.yml"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let plan_json = || {
+        let o = labctl_in(d.path(), &tb, &["--json", "plan", "site.yml"]);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        json_data(&o)["hosts"][0].clone()
+    };
+    let host = plan_json();
+    assert_eq!(host["reboot_required"], serde_json::Value::Null, "{host}");
+    let o = labctl_in(d.path(), &tb, &["plan", "site.yml"]);
+    assert!(!show(&o).contains("reboot required"), "{}", show(&o));
+
+    // What linux-image's and libc6's postinst leave behind (each appends its name; an upgrade
+    // run twice appends twice).
+    tb.sh_ok(
+        &h.name,
+        "echo '*** System restart required ***' > /run/reboot-required && \
+         printf 'linux-image-6.1.0-28-amd64\\nlibc6\\nlinux-image-6.1.0-28-amd64\\n' > /run/reboot-required.pkgs",
+    );
+    let since = tb
+        .sh_ok(
+            &h.name,
+            "date -u -r /run/reboot-required +%Y-%m-%dT%H:%M:%SZ",
+        )
+        .trim()
+        .to_string();
+    let (conns, cmds) = counted(&tb, &h.name, "reboot", || {
+        let o = labctl_in(d.path(), &tb, &["plan", "site.yml"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "a reboot is no change: {}",
+            show(&o)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(&format!(
+                "reboot required since {since} by linux-image-6.1.0-28-amd64, libc6 (/run/reboot-required; labctl never reboots: choose when)"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("1 host to reboot: {}.", h.name)),
+            "{out}"
+        );
+    });
+    assert_eq!(
+        (conns, cmds),
+        (1, 1),
+        "the reboot check is in the one probe"
+    );
+    let host = plan_json();
+    assert_eq!(
+        host["reboot_required"],
+        serde_json::json!({"since": since, "packages": ["linux-image-6.1.0-28-amd64", "libc6"]}),
+        "{host}"
+    );
+    assert_eq!(host["changes"], serde_json::json!([]), "{host}");
+
+    // apply --yes shows no plan: its recap says it, changes nothing, and reboots nothing.
+    // The host's PID 1 and its start time: a reboot would give a new one.
+    let init = "cut -d' ' -f22 /proc/1/stat";
+    let started = tb.sh_ok(&h.name, init);
+    let o = labctl_in(d.path(), &tb, &["apply", "--yes", "site.yml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("changed=0"), "{out}");
+    assert!(out.contains("    note     reboot required since"), "{out}");
+    assert_eq!(tb.sh_ok(&h.name, init), started, "apply rebooted the host");
+    assert!(
+        crate::common::pid_alive(h.init_pid),
+        "apply rebooted the host"
+    );
+    tb.sh_ok(&h.name, "test -e /run/reboot-required");
+
+    // A reboot empties /run: without the marker the notice is gone (a leftover list alone is
+    // no pending reboot).
+    tb.sh_ok(&h.name, "rm /run/reboot-required");
+    let host = plan_json();
+    assert_eq!(host["reboot_required"], serde_json::Value::Null, "{host}");
+    tb.sh_ok(&h.name, "rm /run/reboot-required.pkgs");
+    let o = labctl_in(d.path(), &tb, &["plan", "site.yml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!show(&o).contains("reboot required"), "{}", show(&o));
 }

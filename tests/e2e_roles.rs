@@ -144,6 +144,12 @@ fn host_roles_harden_and_connect_two_hosts() {
         assert!(t.lines().any(|l| l == line), "sshd -T lacks `{line}`");
     }
 
+    // unattended-upgrades is on and never reboots by itself: what apt reads, every file merged.
+    let apt_reboot = "apt-config shell U APT::Periodic::Unattended-Upgrade R Unattended-Upgrade::Automatic-Reboot T Unattended-Upgrade::Automatic-Reboot-Time";
+    for h in [&h1, &h2] {
+        assert_eq!(lab.tb.sh_ok(h, apt_reboot), "U='1'\nR='false'\n", "{h}");
+    }
+
     // The admin user logs in with its key and has passwordless sudo.
     let o = lab.tb.ssh("labadmin", &a2, "sudo -n id -u");
     assert!(o.status.success(), "{}", show(&o));
@@ -241,6 +247,52 @@ fn host_roles_harden_and_connect_two_hosts() {
     );
     let o = lab.tb.ssh("labadmin", &lab.tb.hosts[0].address, "true");
     assert!(o.status.success(), "still able to log in: {}", show(&o));
+
+    // A reboot time: the reboot policy changes on both hosts, and apt reads it; nothing else
+    // that restarts anything runs.
+    let reboot_at = |t: &str| {
+        vec![
+            peer.to_string(),
+            peer_val.to_string(),
+            "-e".to_string(),
+            "unattended_reboot=true".to_string(),
+            "-e".to_string(),
+            format!("unattended_reboot_time={t}"),
+        ]
+    };
+    let args = reboot_at("03:30");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = lab.run("apply", &args);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        out.matches("changed  base-hardening/file:unattended-upgrades reboot policy")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(!out.contains("handler  "), "{out}");
+    for h in [&h1, &h2] {
+        assert_eq!(
+            lab.tb.sh_ok(h, apt_reboot),
+            "U='1'\nR='true'\nT='03:30'\n",
+            "{h}"
+        );
+    }
+    // A time `shutdown -r` would not take is refused before any host is touched.
+    let args = reboot_at("3:30pm");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = lab.run("plan", &args);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unattended_reboot_time is \"3:30pm\""),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(
+        lab.tb.sh_ok(&h1, apt_reboot),
+        "U='1'\nR='true'\nT='03:30'\n"
+    );
 }
 
 #[test]

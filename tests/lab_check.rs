@@ -599,6 +599,91 @@ fn sshd_drops_dead_sessions() {
     );
 }
 
+/// unattended-upgrades reboots a host only when told to, at the time given: the role's apt
+/// config file as the real `apt-config` reads it, and a time it could not use refused by name.
+#[test]
+fn unattended_upgrades_reboot_only_at_a_time_given() {
+    let Some(apt_config) = crate::role_checks::have("apt-config") else {
+        return;
+    };
+    let c = compile_lab(&[]);
+    let f = rendered(
+        &c,
+        "lab-agent-1",
+        "base-hardening/file:unattended-upgrades reboot policy",
+    );
+    assert_eq!(f["path"], "/etc/apt/apt.conf.d/52labctl-unattended-reboot");
+    // What apt reads from the rendered file: (Automatic-Reboot, Automatic-Reboot-Time).
+    let read = |overrides: &[(&str, Value)]| -> (String, String) {
+        let ctx = crate::role_checks::role_ctx(
+            "base-hardening",
+            &[
+                &[
+                    ("firewall_k3s_nodes", serde_json::json!([])),
+                    ("environment_node_ports", serde_json::json!([])),
+                ][..],
+                overrides,
+            ]
+            .concat(),
+        );
+        let (text, _) =
+            crate::role_checks::render("base-hardening", "unattended-reboot.conf.j2", &ctx);
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("52labctl-unattended-reboot");
+        std::fs::write(&conf, &text).unwrap();
+        let o = crate::role_checks::run(
+            std::process::Command::new(&apt_config)
+                .arg("-c")
+                .arg(&conf)
+                .args([
+                    "shell",
+                    "R",
+                    "Unattended-Upgrade::Automatic-Reboot",
+                    "T",
+                    "Unattended-Upgrade::Automatic-Reboot-Time",
+                ]),
+        );
+        assert!(o.status.success(), "apt-config refused:\n{text}\n{o:?}");
+        let out = String::from_utf8(o.stdout).unwrap();
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}='")))
+                .map(|v| v.trim_end_matches('\'').to_string())
+                .unwrap_or_default()
+        };
+        (get("R"), get("T"))
+    };
+    // Off by default, and said explicitly (not left to unattended-upgrades' own default).
+    assert_eq!(read(&[]), ("false".into(), String::new()));
+    let on = ("unattended_reboot", Value::Bool(true));
+    assert_eq!(read(&[on.clone()]), ("true".into(), "04:00".into()));
+    for t in ["03:30", "now", "23:59"] {
+        let got = read(&[
+            on.clone(),
+            ("unattended_reboot_time", Value::String(t.into())),
+        ]);
+        assert_eq!(got, ("true".into(), t.into()));
+    }
+    // A time the role would hand to `shutdown -r` unchecked is refused, naming the var.
+    for bad in ["25:00", "3:30", "04:00; reboot", ""] {
+        let e = refusal(
+            try_compile_lab(
+                Some("x86_64"),
+                &[
+                    on.clone(),
+                    ("unattended_reboot_time", Value::String(bad.into())),
+                ],
+            ),
+            "a bad unattended_reboot_time is refused",
+        );
+        assert!(
+            e.contains(&format!("unattended_reboot_time is {bad:?}"))
+                && e.contains("unattended-reboot.conf.j2"),
+            "{bad}: {e}"
+        );
+    }
+}
+
 /// Defect 7: the fetched cluster-admin kubeconfig lands where git ignores it, mode 0600.
 #[test]
 fn the_fetched_kubeconfig_is_git_ignored_and_private() {

@@ -77,7 +77,16 @@ fn testbed_up_status_down() {
     // A second `up` is a no-op that points at the same inventory.
     let before = tb.status();
     let out = labctl(&[
-        "testbed", "up", "--name", &tb.name, "--hosts", "2", "--dir", &base,
+        "testbed",
+        "up",
+        "--name",
+        &tb.name,
+        "--hosts",
+        "2",
+        "--dir",
+        &base,
+        "--release",
+        &tb.release,
     ]);
     assert!(out.status.success(), "second up:\n{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -141,6 +150,72 @@ fn testbed_up_status_down() {
     // Idempotent.
     let out = labctl(&["testbed", "down", "--name", &tb.name, "--dir", &base]);
     assert!(out.status.success(), "second down:\n{}", show(&out));
+}
+
+#[test]
+#[ignore = "end-to-end on test hosts (root): scripts/test.sh runs it with --include-ignored"]
+fn debian_12_and_13_testbeds_run_side_by_side() {
+    if !e2e_enabled() {
+        return;
+    }
+    // up_release checks each host's /etc/os-release out of band.
+    let old = Testbed::up_release("e2e-rel12", 1, "bookworm");
+    let new = Testbed::up_release("e2e-rel13", 1, "trixie");
+    let base = testbeds_dir().to_string_lossy().into_owned();
+    assert_eq!(old.status()[0]["release"], "bookworm");
+    assert_eq!(new.status()[0]["release"], "trixie");
+    assert_eq!(
+        new.sh_ok(&new.hosts[0].name, "cat /etc/debian_version")
+            .split('.')
+            .next(),
+        Some("13")
+    );
+    // Each from its own cached rootfs, routed to each other like hosts of one testbed.
+    let lower = |tb: &Testbed| -> String {
+        let st: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tb.dir.join("state.json")).unwrap()).unwrap();
+        st["rootfs"].as_str().unwrap().to_string()
+    };
+    assert!(
+        lower(&old).ends_with("/rootfs/debian-12"),
+        "{}",
+        lower(&old)
+    );
+    assert!(
+        lower(&new).ends_with("/rootfs/debian-13"),
+        "{}",
+        lower(&new)
+    );
+    new.sh_ok(
+        &new.hosts[0].name,
+        &format!(
+            "timeout 5 bash -c 'echo > /dev/tcp/{}/22'",
+            old.hosts[0].address
+        ),
+    );
+
+    // Asking for the other release of a running testbed is refused, and nothing restarts.
+    let pid = new.status()[0]["nspawn_pid"].clone();
+    let out = labctl(&[
+        "testbed",
+        "up",
+        "--name",
+        &new.name,
+        "--hosts",
+        "1",
+        "--dir",
+        &base,
+        "--release",
+        "bookworm",
+    ]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is up with Debian 13 (trixie)"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(new.status()[0]["nspawn_pid"], pid);
+    assert_eq!(new.status()[0]["running"], true);
 }
 
 #[test]

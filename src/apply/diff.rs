@@ -64,6 +64,7 @@ pub fn host_plan(host: &str, planned: &[Planned]) -> HostPlan {
         } else {
             Some(HostError::Plan(errors.join("\n")))
         },
+        reboot_required: None,
     }
 }
 

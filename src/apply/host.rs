@@ -61,6 +61,10 @@ pub(super) async fn probe_and_plan(
         &journal,
         &cx.opts.keys(),
     ));
+    // Reported, never acted on: the operator chooses when a host reboots.
+    plan.reboot_required = facts
+        .get(&facts::reboot::RebootQuery)
+        .map_err(|e| HostError::Probe(e.to_string()))?;
     cx.ev.host_probed(&cx.work.host, plan.changes.len());
     Ok((plan, planned))
 }
@@ -77,6 +81,10 @@ pub(super) async fn apply_host(
     };
     let mut recap = Recap::empty(host);
     recap.ok = plan.in_sync;
+    // `apply --yes` shows no plan: the recap is where a pending reboot is seen.
+    recap
+        .notes
+        .extend(plan.reboot_required.as_ref().map(|r| r.note()));
     let errors: Vec<Failure> = planned
         .iter()
         .filter_map(|p| match p {

@@ -159,11 +159,13 @@ pub(super) async fn gather_missing(
     Ok(have)
 }
 
-/// Every fact a host's plan reads: the OS, the handler journal, and each item's.
+/// Every fact a host's plan reads: the OS, the handler journal, a pending reboot, and each
+/// item's.
 pub(crate) fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
     [
         facts::os::OsQuery.query(),
         facts::journal::JournalQuery.query(),
+        facts::reboot::RebootQuery.query(),
     ]
     .into_iter()
     .chain(items.iter().flat_map(|i| i.inst.facts()))
@@ -264,11 +266,15 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_reads_the_os_the_journal_and_each_items_facts_in_order() {
+    fn a_plan_reads_the_os_the_journal_a_pending_reboot_and_each_items_facts_in_order() {
         let a = item("file", json!({"path": "/etc/a", "content": "a\n"}));
         let b = item("file", json!({"path": "/etc/b", "content": "b\n"}));
         let got = keys(&host_queries(&[&a, &b]));
-        let mut want = vec![facts::os::KEY.to_string(), facts::journal::KEY.to_string()];
+        let mut want = vec![
+            facts::os::KEY.to_string(),
+            facts::journal::KEY.to_string(),
+            facts::reboot::KEY.to_string(),
+        ];
         want.extend(keys(&a.inst.facts()));
         want.extend(keys(&b.inst.facts()));
         assert_eq!(got, want);
@@ -282,7 +288,11 @@ mod tests {
             json!({"path": "/etc/by-host/<fact:hostname>", "content": "b\n"}),
         );
         let got = keys(&first_queries(&[&plain, &by_host]));
-        let mut want = vec![facts::os::KEY.to_string(), facts::journal::KEY.to_string()];
+        let mut want = vec![
+            facts::os::KEY.to_string(),
+            facts::journal::KEY.to_string(),
+            facts::reboot::KEY.to_string(),
+        ];
         want.extend(keys(&plain.inst.facts()));
         want.push(facts::host::KEY.to_string());
         assert_eq!(got, want);
@@ -300,7 +310,14 @@ mod tests {
         have.insert(facts::os::KEY, "", 0);
         assert_eq!(
             keys(&missing(&have, &want)),
-            [vec![facts::journal::KEY.to_string()], keys(&b.inst.facts())].concat()
+            [
+                vec![
+                    facts::journal::KEY.to_string(),
+                    facts::reboot::KEY.to_string()
+                ],
+                keys(&b.inst.facts())
+            ]
+            .concat()
         );
         for q in &want {
             have.insert(&q.key, "", 0);

@@ -245,7 +245,7 @@ enum Cmd {
         #[command(flatten)]
         args: crate::vault::seal::SealArgs,
     },
-    /// Disposable Debian 12 test hosts (systemd-nspawn) with an inventory
+    /// Disposable Debian 12 or 13 test hosts (systemd-nspawn) with an inventory
     Testbed {
         #[command(subcommand)]
         cmd: crate::testbed::TestbedCmd,

@@ -23,6 +23,7 @@ pub mod k8s;
 pub mod os;
 pub mod packages;
 pub mod probe;
+pub mod reboot;
 pub mod service;
 pub mod sysctl;
 pub mod ufw;

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::facts::reboot::RebootRequired;
 pub use step::Step;
 pub use touch::Touch;
 
@@ -190,6 +191,9 @@ pub struct HostPlan {
     pub in_sync: usize,
     /// The host as a whole failed (then `changes` is empty).
     pub error: Option<HostError>,
+    /// The host waits for a reboot (Debian's /run/reboot-required). A notice, not a change:
+    /// `apply` never reboots, so it neither makes `plan` exit 2 nor stales a saved plan.
+    pub reboot_required: Option<RebootRequired>,
 }
 
 impl HostPlan {
@@ -199,6 +203,7 @@ impl HostPlan {
             changes: vec![],
             in_sync: 0,
             error: None,
+            reboot_required: None,
         }
     }
 
@@ -224,6 +229,9 @@ struct HostPlanFile {
     error: Option<String>,
     #[serde(default)]
     unreachable: bool,
+    /// `null` when no reboot is pending (or the host was not probed).
+    #[serde(default)]
+    reboot_required: Option<RebootRequired>,
 }
 
 impl From<HostPlan> for HostPlanFile {
@@ -235,6 +243,7 @@ impl From<HostPlan> for HostPlanFile {
             in_sync: h.in_sync,
             error: h.error.map(|e| e.to_string()),
             unreachable,
+            reboot_required: h.reboot_required,
         }
     }
 }
@@ -252,6 +261,7 @@ impl From<HostPlanFile> for HostPlan {
                     HostError::Recorded(m)
                 }
             }),
+            reboot_required: f.reboot_required,
         }
     }
 }
@@ -337,6 +347,15 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.hosts.iter().any(|h| !h.changes.is_empty())
     }
+
+    /// The hosts that wait for a reboot, in plan order.
+    pub fn reboots_pending(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| h.reboot_required.is_some())
+            .map(|h| h.host.as_str())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -376,15 +395,45 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"host": "h", "changes": [], "in_sync": 0,
-                "error": "cannot connect to h", "unreachable": true})
+                "error": "cannot connect to h", "unreachable": true, "reboot_required": null})
         );
         let back: HostPlan = serde_json::from_value(json).unwrap();
         assert!(back.unreachable());
         let ok = serde_json::to_value(HostPlan::new("h")).unwrap();
         assert_eq!(
             ok,
-            serde_json::json!({"host": "h", "changes": [], "in_sync": 0, "unreachable": false})
+            serde_json::json!({"host": "h", "changes": [], "in_sync": 0, "unreachable": false,
+                "reboot_required": null})
         );
+    }
+
+    #[test]
+    fn a_pending_reboot_is_a_field_of_its_host_not_a_change() {
+        let mut h = HostPlan::new("h");
+        h.reboot_required = Some(RebootRequired {
+            since: Some("2026-12-07T14:00:05Z".into()),
+            packages: vec!["libc6".into()],
+        });
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            json["reboot_required"],
+            serde_json::json!({"since": "2026-12-07T14:00:05Z", "packages": ["libc6"]})
+        );
+        let back: HostPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back.reboot_required, h.reboot_required);
+        let plan = Plan {
+            format: PLAN_FORMAT,
+            site: "site.yml".into(),
+            inventory: "hosts.yml".into(),
+            selection: SavedSelection::default(),
+            hosts: vec![HostPlan::new("a"), h],
+        };
+        assert!(!plan.has_changes(), "a reboot is no change: plan exits 0");
+        assert_eq!(plan.reboots_pending(), ["h"]);
+        // Plan files saved before the field existed still load.
+        let old = serde_json::json!({"host": "h", "changes": [], "in_sync": 1});
+        let old: HostPlan = serde_json::from_value(old).unwrap();
+        assert_eq!(old.reboot_required, None);
     }
 
     #[test]

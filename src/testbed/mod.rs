@@ -1,6 +1,7 @@
-//! Disposable Debian 12 test hosts booted with systemd-nspawn.
+//! Disposable Debian test hosts (12 by default, or 13) booted with systemd-nspawn.
 //!
-//! `up` boots PREFIX-1..N from a cached debootstrap rootfs (copy-on-write per host),
+//! `up` boots PREFIX-1..N from a cached debootstrap rootfs of the chosen release
+//! (copy-on-write per host; one cache per release, so both can run side by side),
 //! gives each a /24 in 10.213.0.0/16, and writes an inventory, an SSH key and a
 //! known_hosts file for them. The state file records the PIDs so `down` can stop
 //! exactly what `up` started, even after a crash.
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use crate::error::{CliError, Exit};
 use crate::ui::Shell;
 use host::{HostFiles, Paths, Spawn};
+pub use rootfs::Release;
 use state::{HostState, InvHost, RootMode, State, STATE_VERSION};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +28,7 @@ use sys::{run as run_cmd, FileLock};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TestbedCmd {
-    /// Boot disposable Debian 12 hosts and write an inventory for them
+    /// Boot disposable Debian hosts and write an inventory for them
     Up {
         /// Number of hosts; the first is the k3s server, the rest agents
         #[arg(long, default_value_t = 2)]
@@ -40,6 +42,9 @@ pub enum TestbedCmd {
         /// Seconds to wait for every host's sshd
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Debian release of the hosts: bookworm (12) or trixie (13)
+        #[arg(long, value_enum, default_value_t = Release::Bookworm)]
+        release: Release,
     },
     /// Stop the hosts and remove their interfaces, files and state
     Down {
@@ -73,6 +78,7 @@ pub fn run(sh: &Shell, cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
             name,
             dir,
             timeout,
+            release,
         } => {
             validate_name(&name)?;
             if !(1..=60).contains(&hosts) {
@@ -82,7 +88,14 @@ pub fn run(sh: &Shell, cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
             }
             check_prereqs(sh, Need::Up)?;
             inotify_room(sh, hosts)?;
-            up(sh, &name, &abs(&dir)?, hosts, Duration::from_secs(timeout))?;
+            up(
+                sh,
+                &name,
+                &abs(&dir)?,
+                hosts,
+                release,
+                Duration::from_secs(timeout),
+            )?;
         }
         TestbedCmd::Down { name, dir, all } => {
             if !all {
@@ -218,13 +231,30 @@ impl Files {
     }
 }
 
-fn up(sh: &Shell, name: &str, base: &Path, n: usize, timeout: Duration) -> Result<()> {
+fn up(
+    sh: &Shell,
+    name: &str,
+    base: &Path,
+    n: usize,
+    release: Release,
+    timeout: Duration,
+) -> Result<()> {
     let started = Instant::now();
     let f = Files::new(base, name);
     let _lock = FileLock::exclusive(&f.lock)?;
 
     if let Some(st) = State::load(&f.state)? {
-        if !st.hosts.is_empty() && st.hosts.iter().all(host::is_running) && f.inventory.exists() {
+        let running =
+            !st.hosts.is_empty() && st.hosts.iter().all(host::is_running) && f.inventory.exists();
+        if running && st.release != release {
+            // Silently keeping the old release would run a "Debian 13" test on Debian 12.
+            bail!(
+                "testbed {name} is up with {}, not {}; `labctl testbed down --name {name}` first",
+                st.release.label(),
+                release.label()
+            );
+        }
+        if running {
             sh.out(&format!(
                 "testbed {name} is already up ({}); nothing to do.\ninventory: {}\n",
                 hosts_word(st.hosts.len()),
@@ -243,7 +273,7 @@ fn up(sh: &Shell, name: &str, base: &Path, n: usize, timeout: Duration) -> Resul
     }
 
     let cache = rootfs::cache_dir();
-    let lower = rootfs::ensure(sh, &cache)?;
+    let lower = rootfs::ensure(sh, &cache, release)?;
     let apt_archives = rootfs::apt_archives(&cache)?;
     std::fs::create_dir_all(f.dir.join("hosts"))
         .with_context(|| format!("cannot create {}", f.dir.display()))?;
@@ -270,6 +300,7 @@ fn up(sh: &Shell, name: &str, base: &Path, n: usize, timeout: Duration) -> Resul
             name: name.to_string(),
             dir: f.dir.clone(),
             rootfs: lower.clone(),
+            release,
             mode,
             created_unix: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -323,9 +354,10 @@ fn up(sh: &Shell, name: &str, base: &Path, n: usize, timeout: Duration) -> Resul
     }
 
     sh.out(&format!(
-        "testbed {name}: {} up in {:.1} s ({:?} roots)\n",
+        "testbed {name}: {} up in {:.1} s ({}, {:?} roots)\n",
         hosts_word(n),
         started.elapsed().as_secs_f64(),
+        release.label(),
         mode
     ));
     for h in &st.hosts {
@@ -627,6 +659,8 @@ fn down(sh: &Shell, name: &str, base: &Path, all: bool) -> Result<Exit> {
 #[derive(serde::Serialize)]
 struct HostStatus<'a> {
     name: &'a str,
+    /// The release the testbed was built from (the same for every host of a testbed).
+    release: Release,
     address: &'a str,
     host_if: &'a str,
     nspawn_pid: u32,
@@ -658,6 +692,7 @@ fn status(sh: &Shell, name: &str, base: &Path, json: bool) -> Result<()> {
                     let running = host::is_running(h);
                     HostStatus {
                         name: &h.name,
+                        release: st.release,
                         address: &h.address,
                         host_if: &h.host_if,
                         nspawn_pid: h.nspawn_pid,
@@ -679,7 +714,8 @@ fn status(sh: &Shell, name: &str, base: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     sh.out(&format!(
-        "testbed {name} ({:?} roots, inventory {})\n",
+        "testbed {name} ({}, {:?} roots, inventory {})\n",
+        st.release.label(),
         st.mode,
         f.inventory.display()
     ));

@@ -1,8 +1,9 @@
-//! The cached Debian 12 root filesystem every host is made from.
+//! The cached Debian root filesystems hosts are made from: one per release, built once.
 
 use super::sys::{self, run, FileLock};
 use crate::ui::Shell;
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,9 +12,48 @@ use std::time::Instant;
 /// Bump when `customize` changes so existing caches are rebuilt.
 const ROOTFS_VERSION: &str = "2";
 const STAMP: &str = ".labctl-rootfs";
-const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 const INCLUDE: &str = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2";
+
+/// The Debian release a testbed's hosts run. Bookworm is the default: every test was written
+/// against it; trixie is the release a user installing today gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    /// Debian 12
+    #[default]
+    #[value(alias = "12", alias = "debian-12")]
+    Bookworm,
+    /// Debian 13
+    #[value(alias = "13", alias = "debian-13")]
+    Trixie,
+}
+
+impl Release {
+    /// debootstrap's suite name (a codename, so a new stable never changes what we build).
+    pub fn suite(self) -> &'static str {
+        match self {
+            Release::Bookworm => "bookworm",
+            Release::Trixie => "trixie",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Release::Bookworm => "12",
+            Release::Trixie => "13",
+        }
+    }
+
+    /// The cache directory's name, also the prefix of its lock and temp directories.
+    fn dir_name(self) -> String {
+        format!("debian-{}", self.version())
+    }
+
+    pub fn label(self) -> String {
+        format!("Debian {} ({})", self.version(), self.suite())
+    }
+}
 
 /// Units that only cost boot time or grab the apt lock behind a test's back.
 const MASKED_UNITS: &[&str] = &[
@@ -45,8 +85,8 @@ fn cache_dir_from(env: Option<OsString>, home: Option<OsString>) -> PathBuf {
     PathBuf::from(home).join(".cache/labctl")
 }
 
-pub fn rootfs_path(cache: &Path) -> PathBuf {
-    cache.join("rootfs/debian-12")
+pub fn rootfs_path(cache: &Path, release: Release) -> PathBuf {
+    cache.join("rootfs").join(release.dir_name())
 }
 
 pub fn is_ready(root: &Path) -> bool {
@@ -84,9 +124,10 @@ pub fn apt_archives(cache: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Returns the cached rootfs, building it first if needed. Safe to call from parallel runs.
-pub fn ensure(sh: &Shell, cache: &Path) -> Result<PathBuf> {
-    let root = rootfs_path(cache);
+/// Returns the cached rootfs of `release`, building it first if needed. Safe to call from
+/// parallel runs; each release has its own lock, so building one never waits for another.
+pub fn ensure(sh: &Shell, cache: &Path, release: Release) -> Result<PathBuf> {
+    let root = rootfs_path(cache, release);
     if is_ready(&root) {
         return Ok(root);
     }
@@ -94,25 +135,29 @@ pub fn ensure(sh: &Shell, cache: &Path) -> Result<PathBuf> {
         .parent()
         .expect("rootfs path has a parent")
         .to_path_buf();
-    let _lock = FileLock::exclusive(&parent.join(".debian-12.lock"))?;
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let base = release.dir_name();
+    let _lock = FileLock::exclusive(&parent.join(format!(".{base}.lock")))?;
     if is_ready(&root) {
         // Another run built it while we waited for the lock.
         return Ok(root);
     }
-    // Under the lock no one else builds, so leftovers of crashed builds can go.
+    // Under the lock no one else builds this release, so leftovers of crashed builds can go.
     for e in std::fs::read_dir(&parent)?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(".debian-12.tmp-") || n.starts_with(".debian-12.old-") {
+        if n.starts_with(&format!(".{base}.tmp-")) || n.starts_with(&format!(".{base}.old-")) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let tmp = parent.join(format!(".debian-12.tmp-{}", std::process::id()));
+    let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
     let started = Instant::now();
     sh.err(&format!(
-        "testbed: building the Debian 12 rootfs cache in {} (once; about a minute)...\n",
+        "testbed: building the {} rootfs cache in {} (once; about a minute)...\n",
+        release.label(),
         root.display()
     ));
-    let built = build(&tmp, &parent);
+    let built = build(release, &tmp, &parent);
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -120,7 +165,7 @@ pub fn ensure(sh: &Shell, cache: &Path) -> Result<PathBuf> {
     if root.exists() {
         // Stale version: move it aside atomically, then delete. Hosts still running on it
         // keep their open files.
-        let old = parent.join(format!(".debian-12.old-{}", std::process::id()));
+        let old = parent.join(format!(".{base}.old-{}", std::process::id()));
         std::fs::rename(&root, &old)?;
         let _ = std::fs::remove_dir_all(&old);
     }
@@ -133,12 +178,14 @@ pub fn ensure(sh: &Shell, cache: &Path) -> Result<PathBuf> {
     Ok(root)
 }
 
-fn build(tmp: &Path, parent: &Path) -> Result<()> {
+fn build(release: Release, tmp: &Path, parent: &Path) -> Result<()> {
     std::fs::create_dir_all(tmp)?;
-    let log_path = parent.join("debootstrap.log");
+    let suite = release.suite();
+    // One log per release: two releases may build at the same time.
+    let log_path = parent.join(format!("debootstrap-{suite}.log"));
     let log = std::fs::File::create(&log_path)?;
     let status = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
+        .args(["--variant=minbase", &format!("--include={INCLUDE}"), suite])
         .arg(tmp)
         .arg(MIRROR)
         .stdin(Stdio::null())
@@ -150,7 +197,7 @@ fn build(tmp: &Path, parent: &Path) -> Result<()> {
         // debootstrap's own log has the real reason (e.g. a failed download).
         let inner = sys::tail_file(&tmp.join("debootstrap/debootstrap.log"), 10);
         bail!(
-            "debootstrap {SUITE} failed ({status}); see {}:\n{}\n{inner}",
+            "debootstrap {suite} failed ({status}); see {}:\n{}\n{inner}",
             log_path.display(),
             sys::tail_file(&log_path, 10)
         );
@@ -255,6 +302,28 @@ mod tests {
             cache_dir_from(None, None),
             PathBuf::from("/root/.cache/labctl")
         );
-        assert!(rootfs_path(Path::new("/c")).ends_with("rootfs/debian-12"));
+    }
+
+    #[test]
+    fn one_cache_per_release() {
+        let c = Path::new("/c");
+        assert_eq!(
+            rootfs_path(c, Release::default()),
+            Path::new("/c/rootfs/debian-12")
+        );
+        assert_eq!(
+            rootfs_path(c, Release::Trixie),
+            Path::new("/c/rootfs/debian-13")
+        );
+        use clap::ValueEnum;
+        for (arg, want) in [
+            ("bookworm", Release::Bookworm),
+            ("12", Release::Bookworm),
+            ("trixie", Release::Trixie),
+            ("debian-13", Release::Trixie),
+        ] {
+            assert_eq!(Release::from_str(arg, false), Ok(want), "{arg}");
+        }
+        assert!(Release::from_str("sid", false).is_err());
     }
 }

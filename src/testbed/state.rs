@@ -1,5 +1,6 @@
 //! The testbed state file and the files derived from it (inventory, known_hosts).
 
+use super::rootfs::Release;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ pub struct State {
     pub dir: PathBuf,
     /// The cached rootfs the hosts were made from.
     pub rootfs: PathBuf,
+    /// State files from before releases existed are bookworm, the only release then.
+    #[serde(default)]
+    pub release: Release,
     pub mode: RootMode,
     pub created_unix: u64,
     pub hosts: Vec<HostState>,
@@ -160,7 +164,8 @@ mod tests {
             version: STATE_VERSION,
             name: "lab".into(),
             dir: "/x/.testbed/lab".into(),
-            rootfs: "/root/.cache/labctl/rootfs/debian-12".into(),
+            rootfs: "/root/.cache/labctl/rootfs/debian-13".into(),
+            release: Release::Trixie,
             mode: RootMode::Overlay,
             created_unix: 1_700_000_000,
             hosts: vec![HostState {
@@ -189,6 +194,19 @@ mod tests {
         assert!(!path.with_extension("json.tmp").exists());
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"mode\": \"overlay\""), "{text}");
+        assert!(text.contains("\"release\": \"trixie\""), "{text}");
+    }
+
+    #[test]
+    fn state_without_a_release_is_bookworm() {
+        // Written before `--release` existed, when every testbed was Debian 12.
+        let dir = tempfile::tempdir().unwrap();
+        let path = State::path(dir.path());
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v.as_object_mut().unwrap().remove("release");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let st = State::load(&path).unwrap().unwrap();
+        assert_eq!(st.release, Release::Bookworm);
     }
 
     #[test]

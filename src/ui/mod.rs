@@ -201,6 +201,7 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
             sh.paint("1", &h.host),
             h.in_sync
         ));
+        render_reboot(sh, h, s);
         return;
     }
     s.push_str(&format!(
@@ -209,6 +210,7 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
         h.changes.len(),
         h.in_sync
     ));
+    render_reboot(sh, h, s);
     for c in &h.changes {
         let sym = sh.paint(action_color(c.action), &c.action.symbol().to_string());
         if c.id.kind == crate::apply::diff::HANDLER_KIND {
@@ -240,6 +242,14 @@ fn render_host(sh: &Shell, h: &HostPlan, s: &mut String) {
     }
 }
 
+/// A pending reboot under its host's line: a notice, not a change (no action symbol), since
+/// `apply` never reboots.
+fn render_reboot(sh: &Shell, h: &HostPlan, s: &mut String) {
+    if let Some(r) = &h.reboot_required {
+        s.push_str(&format!("  {}\n", sh.paint("33", &r.note())));
+    }
+}
+
 pub fn summary_line(plan: &Plan) -> String {
     let c = plan.counts();
     let hosts = plan.hosts.len();
@@ -258,6 +268,18 @@ pub fn summary_line(plan: &Plan) -> String {
             " {} host{} failed.",
             c.failed_hosts,
             if c.failed_hosts == 1 { "" } else { "s" }
+        ));
+    }
+    let reboots = plan.reboots_pending();
+    if !reboots.is_empty() {
+        line.push_str(&format!(
+            " {} to reboot: {}.",
+            if reboots.len() == 1 {
+                "1 host"
+            } else {
+                "hosts"
+            },
+            reboots.join(", ")
         ));
     }
     line.push('\n');
@@ -353,8 +375,17 @@ mod tests {
                     ],
                     in_sync: 7,
                     error: None,
+                    reboot_required: None,
                 },
-                HostPlan { host: "lab-2".into(), changes: vec![], in_sync: 10, error: None },
+                HostPlan {
+                    host: "lab-2".into(),
+                    in_sync: 10,
+                    reboot_required: Some(crate::plan::RebootRequired {
+                        since: Some("2026-12-07T14:00:05Z".into()),
+                        packages: vec!["linux-image-6.1.0-28-amd64".into(), "libc6".into()],
+                    }),
+                    ..HostPlan::new("lab-2")
+                },
                 HostPlan::failed("lab-3", HostError::Unreachable("cannot connect to root@10.0.0.3:22: timed out".into())),
             ],
         }

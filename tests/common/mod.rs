@@ -105,6 +105,17 @@ pub fn in_pty(cmd: &Command, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The Debian release e2e test hosts run: `$LABCTL_TESTBED_RELEASE` (`scripts/test.sh --release`
+/// sets it), else bookworm, labctl's default.
+pub fn testbed_release() -> String {
+    let r = std::env::var("LABCTL_TESTBED_RELEASE").unwrap_or_default();
+    match r.as_str() {
+        "" => "bookworm".into(),
+        "bookworm" | "trixie" => r,
+        other => panic!("LABCTL_TESTBED_RELEASE={other:?}: use bookworm or trixie (codenames)"),
+    }
+}
+
 /// Where e2e testbeds live: `<target>/e2e-testbeds`, so `cargo clean` removes leftovers.
 pub fn testbeds_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -130,6 +141,8 @@ pub struct TbHost {
 /// A running testbed; `Drop` tears it down, also when the test panicked.
 pub struct Testbed {
     pub name: String,
+    /// The Debian release its hosts run (`bookworm`, `trixie`), checked in /etc/os-release.
+    pub release: String,
     /// The testbed's own directory (`<testbeds_dir>/NAME`): inventory, key, known_hosts.
     pub dir: PathBuf,
     pub inventory: PathBuf,
@@ -137,20 +150,36 @@ pub struct Testbed {
 }
 
 impl Testbed {
-    /// Boots `hosts` hosts named `NAME-1..N`. Use a name unique to the test: tests run in parallel.
+    /// Boots `hosts` hosts named `NAME-1..N` of the release the run asks for
+    /// (`testbed_release`). Use a name unique to the test: tests run in parallel.
     pub fn up(name: &str, hosts: usize) -> Testbed {
+        Testbed::up_release(name, hosts, &testbed_release())
+    }
+
+    /// Like `up`, with an explicit Debian release (a codename `labctl testbed up --release` takes).
+    pub fn up_release(name: &str, hosts: usize, release: &str) -> Testbed {
         let base = testbeds_dir();
         let base_s = base.to_string_lossy().into_owned();
         // Constructed first so Drop cleans up even if `up` half-succeeded and we panic below.
         let mut tb = Testbed {
             name: name.to_string(),
+            release: release.to_string(),
             dir: base.join(name),
             inventory: base.join(name).join("inventory.yml"),
             hosts: Vec::new(),
         };
         let n = hosts.to_string();
         let out = labctl(&[
-            "testbed", "up", "--name", name, "--hosts", &n, "--dir", &base_s,
+            "testbed",
+            "up",
+            "--name",
+            name,
+            "--hosts",
+            &n,
+            "--dir",
+            &base_s,
+            "--release",
+            release,
         ]);
         assert!(
             out.status.success(),
@@ -171,6 +200,11 @@ impl Testbed {
             hosts,
             "status lists a different number of hosts"
         );
+        // Out of band, so a test that says it ran on Debian 13 did.
+        for h in &tb.hosts {
+            let codename = tb.sh_ok(&h.name, ". /etc/os-release && echo \"$VERSION_CODENAME\"");
+            assert_eq!(codename.trim(), release, "{}: /etc/os-release", h.name);
+        }
         tb
     }
 
