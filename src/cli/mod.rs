@@ -4,7 +4,6 @@ mod adhoc;
 mod confirm;
 mod doc;
 mod engine;
-mod gather;
 mod history;
 mod import;
 mod info;

@@ -39,7 +39,7 @@ PersistentKeepalive = {{ wg_keepalive }}
 /// compile as `plan` (so `-e` and play vars count, in the usual precedence).
 pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false, false)?;
+    let l = load::load(sh, g, t, false)?;
     let Some(role) = l
         .compiled
         .hosts
@@ -103,7 +103,7 @@ pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError>
     vars.insert("peer_private_key".into(), own);
     vars.insert("admin_ui_hosts".into(), admin_ui_hosts(&l.compiled));
     let ctx = Ctx::new(&vars, resolved.secret.clone(), Vec::new());
-    let engine = Engine::new(&l.site.root);
+    let engine = Engine::new(&l.sources.site.root);
     match engine.render_str(PEER_TEMPLATE, &ctx) {
         // Printing this is the point of the command (like `vault decrypt --stdout`): no scrubbing.
         Ok(r) => print!("{}", r.text),

@@ -46,8 +46,6 @@ pub struct Inventory {
     /// Vaults that could not be opened (no key or password given), where (a file, or the
     /// file:line of an ansible-vault value) and why. `check` reports them; plan/apply refuse.
     pub unopened_vaults: Vec<(Loc, String)>,
-    /// Facts gathered from hosts (the keys of `ansible_facts`), when templates use them.
-    pub facts: IndexMap<String, serde_json::Map<String, Value>>,
 }
 
 /// How vaults are opened while loading: a trait object keeps this module free of key handling.

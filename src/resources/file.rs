@@ -281,13 +281,7 @@ mod tests {
         std::fs::create_dir_all(role.join("files")).unwrap();
         let engine = crate::template::Engine::new(&root);
         let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
-        let pcx = PrepareCx {
-            engine: &engine,
-            ctx: &ctx,
-            role_dir: &role,
-            root: &root,
-            tainted: std::cell::Cell::new(false),
-        };
+        let pcx = PrepareCx::new(&engine, &ctx, &role, &root);
         let mut bad = spec::<File>("{path: /etc/x, src: ../../../../etc/shadow}");
         let e = File::prepare(&mut bad, &pcx).unwrap_err().to_string();
         assert!(e.contains("leaves the project"), "{e}");

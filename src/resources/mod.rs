@@ -74,9 +74,23 @@ pub struct PrepareCx<'a> {
     pub root: &'a Path,
     /// Set when anything prepared is secret.
     pub tainted: std::cell::Cell<bool>,
+    /// The first fact placeholder (`<fact:NAME>`) a template rendered: the host's facts are not
+    /// known yet, and the item is built as one that awaits them (`site::select`).
+    pub awaits: std::cell::OnceCell<String>,
 }
 
-impl PrepareCx<'_> {
+impl<'a> PrepareCx<'a> {
+    pub fn new(engine: &'a Engine, ctx: &'a Ctx, role_dir: &'a Path, root: &'a Path) -> Self {
+        PrepareCx {
+            engine,
+            ctx,
+            role_dir,
+            root,
+            tainted: std::cell::Cell::new(false),
+            awaits: std::cell::OnceCell::new(),
+        }
+    }
+
     /// Render `roles/ROLE/templates/NAME` (or a project-relative path starting with `values/`).
     pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, String> {
         inside_project("template", name)?;
@@ -90,6 +104,11 @@ impl PrepareCx<'_> {
             })?;
         if r.tainted {
             self.tainted.set(true);
+        }
+        if self.awaits.get().is_none() {
+            if let Some(fact) = crate::facts::host::placeholder_in(r.text.as_bytes()) {
+                let _ = self.awaits.set(fact);
+            }
         }
         Ok(Secret::new(r.text.into_bytes()))
     }
@@ -158,6 +177,9 @@ pub enum ResourceError {
     /// Not usable as a handler (this type, or this spec).
     #[error("{0}")]
     Handler(String),
+    /// The spec renders a fact not gathered for its host: nothing of it is sent.
+    #[error(transparent)]
+    NotGathered(#[from] crate::facts::host::NotGathered),
 }
 
 impl ResourceError {
@@ -226,6 +248,11 @@ pub trait Instance: Send + Sync {
     fn handler(&self, secret: bool) -> Result<Vec<Step>, ResourceError>;
     fn touches(&self) -> Vec<Touch>;
     fn sends(&self) -> Option<crate::cluster::Sent>;
+    /// The fact this resource awaits: set only on one built before its host's facts were
+    /// gathered (`site::select`), whose diff is then this error.
+    fn awaits(&self) -> Option<&crate::facts::host::NotGathered> {
+        None
+    }
 }
 
 struct Typed<R: Resource>(R::Spec);
@@ -339,14 +366,7 @@ pub(crate) mod testutil {
     pub fn with_prepare_in<T>(root: &Path, f: impl FnOnce(&PrepareCx) -> T) -> T {
         let engine = crate::template::Engine::new(root);
         let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
-        let cx = PrepareCx {
-            engine: &engine,
-            ctx: &ctx,
-            role_dir: root,
-            root,
-            tainted: std::cell::Cell::new(false),
-        };
-        f(&cx)
+        f(&PrepareCx::new(&engine, &ctx, root, root))
     }
     pub fn cx() -> DiffCx {
         DiffCx {
