@@ -97,7 +97,7 @@ pub fn inventory(
 ) -> Result<Inventory, CliError> {
     let open = Openers { keys, passwords };
     Inventory::load(path, &open).map_err(|d| {
-        let vault = d.0.iter().any(crate::inventory::is_vault_diag);
+        let vault = d.0.iter().any(|d| d.vault);
         report(sh, &d);
         CliError::Reported(if vault { Exit::Vault } else { Exit::BadInput })
     })

@@ -74,18 +74,10 @@ impl<F: Fn(&Path) -> Result<Secret<Vec<u8>>, VaultFail>> Open for F {
     }
 }
 
-/// Vault errors (a wrong key or password, a tampered file) exit 4, not 3: their messages start
-/// with one of these, or their file is an age vault.
-pub const ANSIBLE_VAULT_DIAG: &str = "ansible-vault: ";
-pub const SOPS_DIAG: &str = "SOPS: ";
-
-pub fn is_vault_diag(d: &Diag) -> bool {
-    d.message.starts_with(ANSIBLE_VAULT_DIAG)
-        || d.message.starts_with(SOPS_DIAG)
-        || d.loc
-            .as_ref()
-            .is_some_and(|l| l.file.extension().is_some_and(|e| e == "age"))
-}
+/// What a vault problem's message starts with, saying which kind of vault it is (an age vault
+/// is named by its file). Such problems are marked `Diag::vault`: they exit 4, not 3.
+const ANSIBLE_VAULT_DIAG: &str = "ansible-vault: ";
+const SOPS_DIAG: &str = "SOPS: ";
 
 #[derive(Debug, Clone)]
 pub enum VaultFail {
@@ -400,23 +392,11 @@ impl Inventory {
 
     fn read_vars_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diags> {
         if f.extension().is_some_and(|e| e == "age") {
-            let plain = match decrypt.age(f) {
-                Ok(p) => p,
-                Err(VaultFail::NoKey(why)) => {
-                    self.unopened_vaults.push((Loc::file_only(f), why));
-                    return Ok(None);
-                }
-                Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why).into()),
-            };
-            let text = std::str::from_utf8(plain.expose())
-                .map_err(|_| Diag::at(Loc::file_only(f), "vault content is not UTF-8 text"))?;
-            // Positions inside a vault are still useful (the user can `labctl vault view` it);
-            // the error must not quote the line, and Diag::render never reads `.age` files.
-            let node = yaml::parse_node(f, text).map_err(|mut d| {
-                d.message = "invalid YAML inside the vault (see `labctl vault view`)".into();
+            // Every problem of an age vault is the vault's.
+            return self.read_age_file(f, decrypt).map_err(|mut d| {
+                d.0.iter_mut().for_each(|d| d.vault = true);
                 d
-            })?;
-            return Ok(Some(secret_layer(f, &node)?));
+            });
         }
         let text = yaml::read_text(f)?;
         if crate::vault::ansible::is_envelope(&text) {
@@ -431,7 +411,8 @@ impl Inventory {
                     return Ok(None);
                 }
                 Err(VaultFail::Error(why)) => {
-                    return Err(Diag::at(Loc::file_only(f), format!("{SOPS_DIAG}{why}")).into())
+                    let d = Diag::at(Loc::file_only(f), format!("{SOPS_DIAG}{why}"));
+                    return Err(d.vault().into());
                 }
             };
             let mut layer = vars_from_node(f, &node)?;
@@ -440,6 +421,26 @@ impl Inventory {
         }
         self.open_vault_values(f, &mut node, decrypt)?;
         Ok(Some(vars_from_node(f, &node)?))
+    }
+
+    fn read_age_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diags> {
+        let plain = match decrypt.age(f) {
+            Ok(p) => p,
+            Err(VaultFail::NoKey(why)) => {
+                self.unopened_vaults.push((Loc::file_only(f), why));
+                return Ok(None);
+            }
+            Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why).into()),
+        };
+        let text = std::str::from_utf8(plain.expose())
+            .map_err(|_| Diag::at(Loc::file_only(f), "vault content is not UTF-8 text"))?;
+        // Positions inside a vault are still useful (the user can `labctl vault view` it);
+        // the error must not quote the line, and Diag::render never reads `.age` files.
+        let node = yaml::parse_node(f, text).map_err(|mut d| {
+            d.message = "invalid YAML inside the vault (see `labctl vault view`)".into();
+            d
+        })?;
+        Ok(Some(secret_layer(f, &node)?))
     }
 
     /// A whole file encrypted with `ansible-vault encrypt`: all its vars are secret.
@@ -456,10 +457,9 @@ impl Inventory {
                 return Ok(None);
             }
             Err(VaultFail::Error(why)) => {
-                return Err(Diag::at(
-                    Loc::new(f, 1, 1),
-                    format!("{ANSIBLE_VAULT_DIAG}{why}"),
-                ))
+                return Err(
+                    Diag::at(Loc::new(f, 1, 1), format!("{ANSIBLE_VAULT_DIAG}{why}")).vault(),
+                )
             }
         };
         // The file on disk is ciphertext: a position inside the plaintext is named in the
@@ -469,6 +469,7 @@ impl Inventory {
                 Loc::file_only(f),
                 format!("{ANSIBLE_VAULT_DIAG}the decrypted file is not UTF-8 text"),
             )
+            .vault()
         })?;
         let node = yaml::parse_node(f, text).map_err(|d| {
             let line = d.loc.as_ref().map_or(0, |l| l.line);
@@ -499,19 +500,23 @@ impl Inventory {
                     Ok(s) => *v = yaml::Vaulted::Open(Secret::new(s)),
                     Err(e) => {
                         drop(Secret::new(e.into_bytes()));
-                        diags.push(Diag::at(
-                            Loc::new(f, line, col),
-                            format!("{ANSIBLE_VAULT_DIAG}the decrypted value is not UTF-8 text"),
-                        ));
+                        diags.push(
+                            Diag::at(
+                                Loc::new(f, line, col),
+                                format!(
+                                    "{ANSIBLE_VAULT_DIAG}the decrypted value is not UTF-8 text"
+                                ),
+                            )
+                            .vault(),
+                        );
                     }
                 },
                 Err(VaultFail::NoKey(why)) => {
                     self.unopened_vaults.push((Loc::new(f, line, col), why))
                 }
-                Err(VaultFail::Error(why)) => diags.push(Diag::at(
-                    Loc::new(f, line, col),
-                    format!("{ANSIBLE_VAULT_DIAG}{why}"),
-                )),
+                Err(VaultFail::Error(why)) => diags.push(
+                    Diag::at(Loc::new(f, line, col), format!("{ANSIBLE_VAULT_DIAG}{why}")).vault(),
+                ),
             }
         }
         diags.into_result()
