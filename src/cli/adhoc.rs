@@ -62,7 +62,7 @@ fn targets(
     let mut out = Vec::new();
     for h in hosts {
         let conn = Inventory::conn(&h, &hostvars[&h].values, root)
-            .map_err(|e| CliError::new(Exit::BadInput, e))?;
+            .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
         out.push((h, conn));
     }
     Ok((inv, out))

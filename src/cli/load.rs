@@ -156,7 +156,7 @@ pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Load
     for e in &t.extra_vars {
         match vars::parse_extra_var(e) {
             Ok(l) => extra.overlay(&l),
-            Err(m) => return Err(CliError::new(Exit::BadInput, m)),
+            Err(m) => return Err(CliError::new(Exit::BadInput, m.to_string())),
         }
     }
     let engine = Engine::new(&site.root);
@@ -164,7 +164,7 @@ pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Load
     let inv_dir = t.inventory.parent().unwrap_or(Path::new("."));
     let passwords = std::sync::Arc::new(
         crate::template::passwords::PasswordStore::open(inv_dir, &keys, check_mode)
-            .map_err(|e| CliError::new(Exit::Vault, e))?,
+            .map_err(|e| CliError::new(Exit::Vault, e.to_string()))?,
     );
     engine.set_passwords(passwords.clone());
     let vault_placeholders = check_mode && !inventory.unopened_vaults.is_empty();
@@ -184,7 +184,7 @@ pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Load
     compiled.secret_strings.extend(passwords.secrets());
     if let Some(p) = passwords
         .save()
-        .map_err(|e| CliError::new(Exit::Vault, e))?
+        .map_err(|e| CliError::new(Exit::Vault, e.to_string()))?
     {
         sh.status("Saved", &format!("new password(s) in {}", p.display()));
     }

@@ -320,7 +320,7 @@ impl Inventory {
         let (names, port) = match ini::expand_host_pattern(&pattern) {
             Ok(x) => x,
             Err(e) => {
-                diags.push(Diag::at(key.loc(file), e));
+                diags.push(Diag::at(key.loc(file), e.to_string()));
                 return;
             }
         };
@@ -633,7 +633,7 @@ impl Inventory {
         host: &str,
         vars: &IndexMap<String, Value>,
         base_dir: &Path,
-    ) -> Result<Conn, String> {
+    ) -> Result<Conn, ConnError> {
         // Ansible's older `ansible_ssh_*` spellings still work; the current name wins.
         let get = |k: &str| {
             vars.get(k).or_else(|| {
@@ -657,7 +657,11 @@ impl Inventory {
             ("ansible_become_pass", "labctl uses `sudo -n`: configure NOPASSWD sudo for the user, or connect as root"),
         ] {
             if vars.get(var).is_some_and(|v| !v.is_null() && v != "") {
-                return Err(format!("host `{host}`: `{var}` is an Ansible setting labctl does not use; {instead}"));
+                return Err(ConnError::Unsupported {
+                    host: host.to_string(),
+                    var,
+                    instead,
+                });
             }
         }
         let s = |k: &str| get(k).and_then(value_as_string);
@@ -666,8 +670,9 @@ impl Inventory {
             Some(v) => Some(
                 value_as_string(v)
                     .and_then(|s| s.parse::<u16>().ok())
-                    .ok_or_else(|| {
-                        format!("host `{host}`: ansible_port must be a port number, got {v}")
+                    .ok_or_else(|| ConnError::Port {
+                        host: host.to_string(),
+                        got: v.clone(),
                     })?,
             ),
         };
@@ -691,6 +696,20 @@ impl Inventory {
             local: s("ansible_connection").as_deref() == Some("local"),
         })
     }
+}
+
+/// A host's connection settings that labctl refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnError {
+    /// An Ansible setting labctl cannot honour: refused, not silently ignored.
+    #[error("host `{host}`: `{var}` is an Ansible setting labctl does not use; {instead}")]
+    Unsupported {
+        host: String,
+        var: &'static str,
+        instead: &'static str,
+    },
+    #[error("host `{host}`: ansible_port must be a port number, got {got}")]
+    Port { host: String, got: Value },
 }
 
 fn is_yaml_name(p: &Path) -> bool {
@@ -880,9 +899,16 @@ mod tests {
         );
         let e = Inventory::conn("x", &proxy, d.path()).unwrap_err();
         assert!(
-            e.contains("`ansible_ssh_common_args`") && e.contains("~/.ssh/config"),
-            "{e}"
+            matches!(
+                e,
+                ConnError::Unsupported {
+                    var: "ansible_ssh_common_args",
+                    ..
+                }
+            ),
+            "{e:?}"
         );
+        assert!(e.to_string().contains("~/.ssh/config"), "{e}");
         assert_eq!(inv.groups_map()["lab"], vec!["s1", "a1", "a2"]);
     }
 

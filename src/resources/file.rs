@@ -100,12 +100,12 @@ impl Resource for File {
         spec.body = if let Some(c) = spec.content.take() {
             Some(Secret::new(c.into_bytes()))
         } else if let Some(t) = &spec.template {
-            Some(cx.render_template(t).map_err(ResourceError::Spec)?)
+            Some(cx.render_template(t)?)
         } else if let Some(s) = &spec.src {
             if std::path::Path::new(s).is_absolute() && !spec.show_diff {
                 spec.hidden_src = Some(s.clone());
             }
-            Some(Secret::new(cx.read_file(s).map_err(ResourceError::Spec)?))
+            Some(Secret::new(cx.read_file(s)?))
         } else {
             None
         };

@@ -92,7 +92,7 @@ impl<'a> PrepareCx<'a> {
     }
 
     /// Render `roles/ROLE/templates/NAME` (or a project-relative path starting with `values/`).
-    pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, String> {
+    pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, ResourceError> {
         inside_project("template", name)?;
         let rel = self.template_path(name);
         let r = self
@@ -101,7 +101,8 @@ impl<'a> PrepareCx<'a> {
             .map_err(|e| match &e.file {
                 Some(f) => format!("{}:{}:{}: {}", f.display(), e.line, e.col, e.message),
                 None => e.message.clone(),
-            })?;
+            })
+            .map_err(ResourceError::Spec)?;
         if r.tainted {
             self.tainted.set(true);
         }
@@ -125,10 +126,11 @@ impl<'a> PrepareCx<'a> {
     }
 
     /// Read `roles/ROLE/files/NAME` (or a project-relative path) from the controller.
-    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, String> {
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, ResourceError> {
         inside_project("src", name)?;
         let p = self.file_path(name);
-        std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        std::fs::read(&p)
+            .map_err(|e| ResourceError::Spec(format!("cannot read {}: {e}", p.display())))
     }
 
     pub fn file_path(&self, name: &str) -> PathBuf {
@@ -148,15 +150,15 @@ impl<'a> PrepareCx<'a> {
 /// A relative `src`/`template` stays inside the project: a role must not pull in
 /// `../../../../etc/shadow` and show it in a plan diff. (An absolute path is the user's explicit
 /// choice; `file` then shows it by name only.) Lexical: symlinks inside the project are trusted.
-fn inside_project(field: &str, name: &str) -> Result<(), String> {
+fn inside_project(field: &str, name: &str) -> Result<(), ResourceError> {
     let p = Path::new(name);
     if !p.is_absolute()
         && p.components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "`{field}: {name}` leaves the project: a relative path must stay inside it (roles/ROLE/files/, roles/ROLE/templates/ or the project folder); give an absolute path to use a file elsewhere on this machine"
-        ));
+        )));
     }
     Ok(())
 }

@@ -277,7 +277,8 @@ pub fn compile(src: &Sources, gathered: &Gathered) -> Result<Compiled, Diags> {
                 ) {
                     Ok(c) => c,
                     Err(e) => {
-                        diags.push(Diag::at(Loc::file_only(&inv.path), e).about(&host));
+                        let d = Diag::at(Loc::file_only(&inv.path), e.to_string());
+                        diags.push(d.about(&host));
                         continue;
                     }
                 };
