@@ -118,6 +118,9 @@ pub struct Diag {
     /// The host the problem is about, when it is one host's (the message names it too): how a
     /// run that compiles with each host's facts picks that host's problems, not by the text.
     pub host: Option<String>,
+    /// A vault could not be opened or read (a wrong key or password, a tampered file): the run
+    /// exits 4 (`Exit::Vault`), not 3.
+    pub vault: bool,
 }
 
 impl Diag {
@@ -127,6 +130,7 @@ impl Diag {
             message: message.into(),
             help: None,
             host: None,
+            vault: false,
         }
     }
     pub fn new(message: impl Into<String>) -> Self {
@@ -135,6 +139,7 @@ impl Diag {
             message: message.into(),
             help: None,
             host: None,
+            vault: false,
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -144,6 +149,11 @@ impl Diag {
     /// The problem is this host's.
     pub fn about(mut self, host: &str) -> Self {
         self.host = Some(host.to_string());
+        self
+    }
+    /// The problem is a vault's.
+    pub fn vault(mut self) -> Self {
+        self.vault = true;
         self
     }
 

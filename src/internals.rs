@@ -9,7 +9,7 @@ pub mod error {
 
 pub mod facts {
     pub mod host {
-        pub use crate::facts::host::{parse, placeholders, template_vars};
+        pub use crate::facts::host::{parse, template_vars};
     }
 }
 
@@ -32,6 +32,9 @@ pub mod site {
     pub use crate::site::{Role, Site};
     pub mod select {
         pub use crate::site::select::{compile, Compiled, Item, Selection};
+    }
+    pub mod sources {
+        pub use crate::site::sources::{Gathered, Sources};
     }
 }
 

@@ -300,6 +300,18 @@ fn become_host_keys_and_unreachable_hosts() {
         "{}",
         show(&o)
     );
+    // Sudo that wants a password (the NOPASSWD rule gone, `tester` still in group sudo): told
+    // by sudo's own refusal, its own error (exit 1), and nothing is written.
+    tb.sh_ok(&h, "rm /etc/sudoers.d/labctl-tester");
+    let i = inv(&tb.known_hosts(), "tester", true, false);
+    let o = labctl(&["apply", "--yes", &site, "-i", &i]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        show(&o).contains(&format!("sudo needs a password on tester@{addr}")),
+        "{}",
+        show(&o)
+    );
+    tb.sh_ok(&h, "test ! -e /etc/labctl-conn");
 
     // A changed host key is refused (exit 5), and nothing is contacted beyond the handshake.
     let other = dir.path().join("other_key");

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{e2e_enabled, show, Testbed};
+use crate::common::{e2e_enabled, json_data, show, Testbed};
 
 /// Small bounds, so the suite stays short; each is the flag a user would pass.
 const STEP_TIMEOUT: u64 = 20;
@@ -536,12 +536,39 @@ fn unlock_needs_a_human(s: &Suite) {
         show(&o)
     );
     s.tb.sh_ok(&h, "! flock -n /run/lock/labctl.lock true");
-    let o = unlock(&["--yes"]);
+    // Under --json stdout holds only the envelope: what the question needs goes to stderr.
+    let o = unlock(&["--json"]);
+    assert_eq!(code(&o), Some(5), "{}", show(&o));
+    assert!(o.stdout.is_empty(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is held by"),
+        "{}",
+        show(&o)
+    );
+    let o = unlock(&["--yes", "--json"]);
     assert_eq!(code(&o), Some(0), "{}", show(&o));
+    let v = json_data(&o);
+    assert_eq!(
+        (&v["held"], &v["broken"]),
+        (&true.into(), &true.into()),
+        "{v}"
+    );
+    assert!(
+        v["processes"][0]["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("flock")),
+        "{v}"
+    );
     s.tb.sh_ok(&h, "flock -n /run/lock/labctl.lock true");
     let o = unlock(&[]);
     assert_eq!(code(&o), Some(0), "{}", show(&o));
     assert!(out(&o).contains("the run lock is free"), "{}", show(&o));
+    let v = json_data(&unlock(&["--json"]));
+    assert_eq!(
+        (&v["held"], &v["broken"]),
+        (&false.into(), &false.into()),
+        "{v}"
+    );
 }
 
 /// The dpkg lock held by another process: labctl (apt) waits for it up to the stated bound, then

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use lab::inventory::{Inventory, VarLayer};
 use lab::site::select::{self, Compiled, Item, Selection};
+use lab::site::sources::{Gathered, Sources};
 use lab::site::Site;
 use lab::template::Engine;
 use labctl::internals as lab;
@@ -34,17 +35,17 @@ pub fn try_compile_lab(
         keys.decrypt_file(p)
             .map_err(|e| lab::inventory::VaultFail::Error(e.to_string()))
     };
-    let mut inv = Inventory::load(&root().join("inventories/lab/hosts.yml"), &decrypt)
+    let inv = Inventory::load(&root().join("inventories/lab/hosts.yml"), &decrypt)
         .unwrap_or_else(|d| panic!("example inventory: {d}"));
-    let facts = match arch {
-        Some(a) => lab::facts::host::parse(&format!(
+    let mut gathered = Gathered::default();
+    if let Some(a) = arch {
+        let facts = lab::facts::host::parse(&format!(
             "id=debian\nversion_id=12\ncodename=bookworm\narch={a}\nnodename=lab\n"
         ))
-        .expect("facts parse"),
-        None => lab::facts::host::placeholders(),
-    };
-    for h in inv.hosts.keys() {
-        inv.facts.insert(h.clone(), facts.clone());
+        .expect("facts parse");
+        for h in inv.hosts.keys() {
+            gathered.add(h, facts.clone());
+        }
     }
     let site = Site::load(&root().join("site.yml")).unwrap_or_else(|d| panic!("site.yml: {d}"));
     let mut layer = VarLayer::default();
@@ -57,7 +58,9 @@ pub fn try_compile_lab(
         limit: None,
     };
     let engine = Engine::new(&site.root);
-    select::compile(&site, &inv, &sel, &layer, &engine, false)
+    let src = Sources::new(site, inv, layer, engine, sel);
+    assert!(src.facts_used, "the shipped roles name facts");
+    select::compile(&src, &gathered)
 }
 
 /// The message of a compile that must be refused; `what` says what should have refused it.

@@ -612,3 +612,80 @@ fn json_output_is_the_common_envelope() {
     let k2 = key["public_key"].as_str().unwrap();
     assert!(k2.starts_with("age1") && k2 != public, "{key}");
 }
+
+/// `labctl seal`: the manifest on stdout, or written to --out with a status line on stderr, or
+/// under --json the envelope naming what was sealed (with the manifest when it was not written).
+#[test]
+fn seal_prints_writes_or_gives_the_envelope() {
+    use crate::common::json_data;
+    let (r, _) = repo_with_vault();
+    let cert = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sealed-secrets/cert.pem");
+    let seal = |global: &[&str], own: &[&str]| {
+        let mut a = vec!["--vault-key", "key.txt"];
+        a.extend_from_slice(global);
+        a.extend_from_slice(&[
+            "seal",
+            "--vault",
+            "inv/vault.yml.age",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--name",
+            "db",
+            "-n",
+            "apps",
+            "password=db.password",
+        ]);
+        a.extend_from_slice(own);
+        let out = r.labctl(&a);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        assert_no_canary(&out);
+        out
+    };
+    let out = seal(&[], &[]);
+    assert!(
+        stdout(&out).contains("kind: SealedSecret"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(stderr(&out), "");
+
+    let out = seal(&[], &["--out", "sealed.yaml"]);
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("Sealed 1 key(s) into SealedSecret apps/db → sealed.yaml"),
+        "{}",
+        show(&out)
+    );
+    let written = std::fs::read_to_string(r.path("sealed.yaml")).unwrap();
+    assert!(written.contains("kind: SealedSecret"), "{written}");
+
+    let v = json_data(&seal(&["--json"], &[]));
+    assert_eq!(
+        (
+            &v["name"],
+            &v["namespace"],
+            &v["scope"],
+            &v["keys"],
+            &v["out"]
+        ),
+        (
+            &serde_json::json!("db"),
+            &serde_json::json!("apps"),
+            &serde_json::json!("strict"),
+            &serde_json::json!(["password"]),
+            &serde_json::Value::Null
+        ),
+        "{v}"
+    );
+    assert!(
+        v["manifest"]
+            .as_str()
+            .unwrap()
+            .contains("kind: SealedSecret"),
+        "{v}"
+    );
+    let v = json_data(&seal(&["--json"], &["--out", "sealed2.yaml"]));
+    assert_eq!(v["out"], "sealed2.yaml", "{v}");
+    assert!(v["manifest"].is_null(), "{v}");
+    assert!(r.path("sealed2.yaml").exists());
+}

@@ -61,3 +61,20 @@ fn play_vars_count() {
     let conf = String::from_utf8_lossy(&o.stdout);
     assert!(conf.contains("Endpoint = 203.0.113.10:51888"), "{conf}");
 }
+
+/// Under --json the config comes in the envelope, the same text as without it.
+#[test]
+fn json_gives_the_config_in_the_envelope() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plain = peer_config(repo, &["laptop"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", show(&plain));
+    let o = peer_config(repo, &["laptop", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v = crate::common::json_data(&o);
+    assert_eq!(v["peer"], "laptop", "{v}");
+    assert_eq!(
+        v["config"].as_str().unwrap(),
+        String::from_utf8_lossy(&plain.stdout),
+        "{v}"
+    );
+}

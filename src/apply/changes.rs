@@ -5,7 +5,6 @@
 use super::diff::{self, Keys, Planned};
 use super::execute::{execute, execute_batch};
 use super::handlers::run_handlers;
-use super::placeholder::refuse_placeholder;
 use super::probe::gather;
 use super::HostCx;
 use crate::facts::{self, FactQuery};
@@ -173,17 +172,7 @@ async fn reread(
         .await
         .map_err(|e| e.to_string())?;
     for j in stale {
-        let mut p = match diff::diff_item(slots[j].item, &f, keys) {
-            Ok(Some(c)) => Planned::Change(c),
-            Ok(None) => Planned::InSync,
-            Err(e) => Planned::Error(e),
-        };
-        refuse_placeholder(&cx.work.host, slots[j].item, &mut p);
-        slots[j].verdict = match p {
-            Planned::Change(c) => Ok(Some(c)),
-            Planned::InSync => Ok(None),
-            Planned::Error(e) => Err(e),
-        };
+        slots[j].verdict = diff::diff_item(slots[j].item, &f, keys);
         slots[j].read_at = log.len();
     }
     Ok(())

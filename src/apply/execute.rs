@@ -1,7 +1,6 @@
 //! Sending steps to a host: one change's steps, or several changes' in one framed execution,
 //! as one script with the content on stdin (`script`); fetched files written locally.
 
-use super::placeholder::in_steps;
 use super::{script, Opts};
 use crate::plan::Step;
 use crate::transport::Transport;
@@ -18,14 +17,6 @@ pub(super) async fn execute_batch(
             Ok(()) => (1, None),
             Err(e) => (0, Some(e)),
         };
-    }
-    if let Some(name) = groups.iter().find_map(|g| in_steps(g)) {
-        return (
-            0,
-            Some(format!(
-                "`{name}` is a fact that was not gathered for this host; not run"
-            )),
-        );
     }
     let nonce = format!("{:016x}", rand::random::<u64>());
     let compiled = script::compile_batch(groups, Some(&nonce));
@@ -73,11 +64,6 @@ pub(super) async fn execute_batch(
 }
 
 pub(super) async fn execute(t: &Transport, steps: &[Step], opts: &Opts) -> Result<(), String> {
-    if let Some(name) = in_steps(steps) {
-        return Err(format!(
-            "`{name}` is a fact that was not gathered for this host; not run"
-        ));
-    }
     let compiled = script::compile(steps);
     let started = std::time::Instant::now();
     if steps.iter().any(|s| !matches!(s, Step::Fetch { .. })) {
@@ -171,24 +157,5 @@ mod tests {
             !d.path().join("3").exists(),
             "a change after the failed one ran"
         );
-    }
-
-    #[test]
-    fn steps_that_name_an_ungathered_fact_are_never_sent() {
-        let d = tempfile::tempdir().unwrap();
-        let ran = d.path().join("ran");
-        let ok = [Step::sh(format!(
-            "touch {}",
-            crate::sh::q(&ran.display().to_string())
-        ))];
-        let bad = [Step::sh("echo <fact:hostname>")];
-        let (done, err) = rt().block_on(execute_batch(&local(), &[&ok, &bad], &opts()));
-        assert_eq!(done, 0);
-        assert!(err
-            .unwrap()
-            .contains("`<fact:hostname>` is a fact that was not gathered"));
-        let e = rt().block_on(execute(&local(), &bad, &opts())).unwrap_err();
-        assert!(e.contains("not gathered"), "{e}");
-        assert!(!ran.exists(), "a batch holding a placeholder ran in part");
     }
 }

@@ -2,7 +2,6 @@
 
 use super::diff;
 use super::execute::execute;
-use super::placeholder::in_steps;
 use super::HostCx;
 use crate::facts;
 use crate::plan::{Failure, Recap, Step};
@@ -22,17 +21,6 @@ pub(super) async fn run_handlers(
         }
         ran = true;
         let steps = match h.inst.handler(h.secret) {
-            Ok(s) if in_steps(&s).is_some() => {
-                recap.failed.push(Failure {
-                    resource: diff::handler_id(&role.role, &h.name).to_string(),
-                    message: format!(
-                        "on host `{}`, `{}` is a fact that was not gathered; not run",
-                        cx.work.host,
-                        in_steps(&s).unwrap_or_default()
-                    ),
-                });
-                continue;
-            }
             // Cleared in the same execution, only once the handler succeeded.
             Ok(mut s) => {
                 s.push(Step::sh(facts::journal::clear(&diff::handler_key(

@@ -3,7 +3,6 @@
 
 use super::changes::execute_all;
 use super::diff::{self, Planned};
-use super::placeholder::refuse_placeholder;
 use super::probe::{gather, gather_missing, host_queries};
 use super::{Events, HostCx, Opts};
 use crate::facts::{self, Facts};
@@ -47,10 +46,7 @@ pub(super) async fn probe_and_plan(
         Some(have) => gather_missing(cx.t, have, &queries, cx.opts).await?,
     };
     diff::check_os(&facts)?;
-    let mut planned = diff::plan_items(&items, &facts, &cx.opts.keys());
-    for (item, p) in items.iter().zip(planned.iter_mut()) {
-        refuse_placeholder(&cx.work.host, item, p);
-    }
+    let planned = diff::plan_items(&items, &facts, &cx.opts.keys());
     let mut plan = diff::host_plan(&cx.work.host, &planned);
     // Handlers an interrupted run left pending on the host are changes too (rule 6).
     let journal = facts

@@ -11,7 +11,7 @@
 //!
 //! One file per job: `diff` (a host's plan from items and facts; pure), `walk` (hosts in
 //! parallel, plays, batches, fail limits), `host` (one host: probe, diff, lock, run), `probe`
-//! (which facts, gathering them), `placeholder` (facts not yet gathered never reach a host),
+//! (which facts, gathering them, and compiling the site again with them, `site::select::compile`),
 //! `conn` (the run's connections), `changes` (a host's changes in order and in batches),
 //! `handlers`, `execute` and `script` (steps sent to a host).
 
@@ -21,7 +21,6 @@ pub(crate) mod diff;
 mod execute;
 mod handlers;
 mod host;
-pub(crate) mod placeholder;
 pub(crate) mod probe;
 pub mod script;
 mod walk;
@@ -29,9 +28,7 @@ mod walk;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
-use crate::site::select::{Compiled, HostWork, Item};
+use crate::site::select::{HostWork, Item};
 use crate::transport::{HostKeyPolicy, Transport};
 use diff::Keys;
 
@@ -131,18 +128,6 @@ impl Opts {
     }
 }
 
-/// Compiles the site again once hosts' facts are known. When a template names a fact, the site
-/// is first compiled with `<fact:NAME>` placeholders; each host's first probe then gathers its
-/// facts together with its resources' queries, and the diff uses the site compiled again.
-pub trait Recompile {
-    /// The whole site, compiled with these hosts' facts added to those known before. An error
-    /// is the compiler's report, one entry per problem (with its host where it is about one).
-    fn with_facts(
-        &mut self,
-        facts: Vec<(String, Map<String, Value>)>,
-    ) -> Result<Compiled, Vec<crate::error::Diag>>;
-}
-
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Items and options for the engine's unit tests, built the way `site::select` builds them.
@@ -150,6 +135,7 @@ pub(crate) mod testutil {
     use crate::error::Loc;
     use crate::plan::ResourceId;
     use crate::site::select::Item;
+    use serde_json::Value;
 
     /// An item of role `r` from a rendered spec, e.g. `item("file", json!({"path": "/x"}))`.
     pub fn item(kind: &str, rendered: Value) -> Item {

@@ -6,25 +6,25 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::conn::Conns;
-use super::placeholder::{has_placeholder, placeholder_in};
-use super::{Opts, Recompile};
+use super::Opts;
 use crate::error::Diag;
 use crate::facts::{self, probe, Fact, FactQuery, Facts};
 use crate::plan::HostError;
-use crate::site::select::{Compiled, Item};
+use crate::site::select::{self, Compiled, Item};
+use crate::site::sources::{Gathered, Sources};
 use crate::transport::Transport;
 
 /// The first probe of the hosts `idxs`, in parallel over their run-long connections: their
-/// facts for templates and every query the current compile knows (a query naming a placeholder
-/// is left for later: it never reaches a host). Returns the site compiled again with the
-/// facts, and each host's answers, or why it has none.
+/// facts for templates and every query the current compile knows (an item that awaits facts
+/// asks only what names none). Adds their facts to `gathered` and returns the site compiled
+/// again with all facts gathered so far, and each host's answers, or why it has none.
 pub(super) async fn first_probes(
     compiled: Arc<Compiled>,
     idxs: &[usize],
     play: Option<usize>,
     conns: &Conns,
     opts: &Opts,
-    rc: &mut dyn Recompile,
+    (sources, gathered): (&Sources, &mut Gathered),
 ) -> (
     Arc<Compiled>,
     std::collections::HashMap<usize, Result<Facts, HostError>>,
@@ -61,16 +61,15 @@ pub(super) async fn first_probes(
             ))
         });
     }
-    let mut known = Vec::new();
     for (&i, r) in answers.iter_mut() {
         if let Ok(f) = r {
             match f.get(&facts::host::HostQuery) {
-                Ok(m) => known.push((compiled.hosts[i].host.clone(), m)),
+                Ok(m) => gathered.add(&compiled.hosts[i].host, m),
                 Err(e) => *r = Err(HostError::Probe(format!("facts for templates: {e}"))),
             }
         }
     }
-    match rc.with_facts(known) {
+    match select::compile(sources, gathered) {
         Ok(c) if same_hosts(&c, &compiled) => (Arc::new(c), answers),
         Ok(_) => {
             let e = "internal error: compiling with facts selected other hosts".to_string();
@@ -79,7 +78,7 @@ pub(super) async fn first_probes(
         }
         Err(report) => {
             fail_all(&compiled, &mut answers, |h| {
-                HostError::Plan(errors_of(&report, h))
+                HostError::Plan(errors_of(&report.0, h))
             });
             (compiled, answers)
         }
@@ -125,11 +124,10 @@ fn errors_of(report: &[Diag], host: &str) -> String {
         .into()
 }
 
-/// The first probe's queries: the host's plan queries that name no placeholder, and its facts.
+/// The first probe's queries: the host's plan queries, and its facts.
 pub(crate) fn first_queries(items: &[&Item]) -> Vec<FactQuery> {
     host_queries(items)
         .into_iter()
-        .filter(|q| !has_placeholder(&q.key) && !has_placeholder(&q.script))
         .chain([facts::host::HostQuery.query()])
         .collect()
 }
@@ -173,14 +171,15 @@ pub(crate) fn host_queries(items: &[&Item]) -> Vec<FactQuery> {
 }
 
 /// Connect and probe one host for every fact its plan reads, and its facts for templates: the
-/// round trip `plan` and `apply` make, for `labctl facts` to print. With `recompile`, the host's
-/// work is compiled again with its facts, and what that adds is asked over the same connection.
-/// Returns the host's work as the diff would see it, the answers and its `ansible_facts`.
+/// round trip `plan` and `apply` make, for `labctl facts` to print. When templates name facts,
+/// the host's work is compiled again with its facts, and what that adds is asked over the same
+/// connection. Returns the host's work as the diff would see it, the answers and its
+/// `ansible_facts`.
 pub async fn probe_host(
+    sources: &Sources,
     compiled: Compiled,
     i: usize,
     opts: &Opts,
-    recompile: Option<&mut dyn Recompile>,
 ) -> Result<(Compiled, Facts, Map<String, Value>), HostError> {
     let t = Transport::connect(
         &compiled.hosts[i].conn,
@@ -194,19 +193,19 @@ pub async fn probe_host(
         let host = f
             .get(&facts::host::HostQuery)
             .map_err(|e| HostError::Probe(format!("facts for templates: {e}")))?;
-        let compiled = match recompile {
-            None => compiled,
-            Some(rc) => {
-                let c = rc
-                    .with_facts(vec![(compiled.hosts[i].host.clone(), host.clone())])
-                    .map_err(|e| HostError::Plan(errors_of(&e, &compiled.hosts[i].host)))?;
-                if !same_hosts(&c, &compiled) {
-                    return Err(HostError::Internal(
-                        "internal error: compiling with facts selected other hosts".into(),
-                    ));
-                }
-                c
+        let compiled = if !sources.facts_used {
+            compiled
+        } else {
+            let mut gathered = Gathered::default();
+            gathered.add(&compiled.hosts[i].host, host.clone());
+            let c = select::compile(sources, &gathered)
+                .map_err(|e| HostError::Plan(errors_of(&e.0, &compiled.hosts[i].host)))?;
+            if !same_hosts(&c, &compiled) {
+                return Err(HostError::Internal(
+                    "internal error: compiling with facts selected other hosts".into(),
+                ));
             }
+            c
         };
         let items: Vec<&Item> = compiled.hosts[i].items().collect();
         let f = gather_missing(&t, f, &host_queries(&items), opts).await?;
@@ -222,16 +221,6 @@ pub(super) async fn gather(
     queries: &[FactQuery],
     opts: &Opts,
 ) -> Result<Facts, HostError> {
-    if let Some(q) = queries
-        .iter()
-        .find(|q| has_placeholder(&q.key) || has_placeholder(&q.script))
-    {
-        return Err(HostError::Plan(format!(
-            "fact `{}` names `{}`, a fact that was not gathered for this host; not asked",
-            q.key,
-            placeholder_in(&format!("{} {}", q.key, q.script)).unwrap_or_default()
-        )));
-    }
     let p = probe::build(queries);
     let started = std::time::Instant::now();
     let out = t.run(&p.script, None, opts.step_timeout).await?;
@@ -280,22 +269,42 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// The round trip of a host whose templates name facts: the first probe asks its facts and
+    /// every query that names none; compiled again with them, only a query whose key depended
+    /// on a fact is asked in a second probe.
     #[test]
-    fn the_first_probe_leaves_out_queries_naming_a_placeholder_and_adds_the_host_facts() {
-        let plain = item("file", json!({"path": "/etc/a", "content": "a\n"}));
-        let by_host = item(
-            "file",
-            json!({"path": "/etc/by-host/<fact:hostname>", "content": "b\n"}),
+    fn first_probe_then_compile_again_asks_only_what_changed() {
+        let (_d, src) = crate::site::sources::testutil::project(
+            "all:\n  hosts:\n    h1: {ansible_host: 10.0.0.1}\n",
+            "- hosts: all\n  roles: [r]\n",
+            "resources:\n  - file: {path: /etc/arch, content: \"{{ ansible_architecture }}\\n\"}\n  - file: {path: \"/etc/by-host/{{ ansible_facts.hostname }}\", content: x}\n  - file: {path: /etc/plain, content: y}\n",
+            &[],
         );
-        let got = keys(&first_queries(&[&plain, &by_host]));
-        let mut want = vec![
-            facts::os::KEY.to_string(),
-            facts::journal::KEY.to_string(),
-            facts::reboot::KEY.to_string(),
-        ];
-        want.extend(keys(&plain.inst.facts()));
-        want.push(facts::host::KEY.to_string());
-        assert_eq!(got, want);
+        assert!(src.facts_used);
+        let before = select::compile(&src, &Gathered::default()).unwrap();
+        let items: Vec<&Item> = before.hosts[0].items().collect();
+        let first = keys(&first_queries(&items));
+        assert!(first.contains(&facts::host::KEY.to_string()), "{first:?}");
+        assert!(first.contains(&facts::reboot::KEY.to_string()), "{first:?}");
+        assert!(first.iter().any(|k| k.ends_with("/etc/arch")), "{first:?}");
+        assert!(first.iter().any(|k| k.ends_with("/etc/plain")), "{first:?}");
+        assert!(!first.iter().any(|k| k.contains("<fact:")), "{first:?}");
+
+        let mut gathered = Gathered::default();
+        let facts = "id=debian\nversion_id=12\narch=aarch64\nnodename=node-7\n";
+        gathered.add("h1", facts::host::parse(facts).unwrap());
+        let after = select::compile(&src, &gathered).unwrap();
+        let items: Vec<&Item> = after.hosts[0].items().collect();
+        assert_eq!(items[0].rendered["content"], "aarch64\n");
+        assert_eq!(items[1].rendered["path"], "/etc/by-host/node-7");
+        assert!(items.iter().all(|i| i.inst.awaits().is_none()));
+        let mut have = Facts::default();
+        for k in first {
+            have.insert(&k, "", 0);
+        }
+        let more = keys(&missing(&have, &host_queries(&items)));
+        assert_eq!(more.len(), 1, "{more:?}");
+        assert!(more[0].ends_with("/etc/by-host/node-7"), "{more:?}");
     }
 
     #[test]

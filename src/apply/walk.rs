@@ -7,32 +7,43 @@ use super::conn::Conns;
 use super::host::{apply_host, plan_one, probe_and_plan};
 use super::probe::first_probes;
 use super::HostCx;
-use super::{Events, Opts, Recompile};
+use super::{Events, Opts};
 use crate::facts::Facts;
 use crate::plan::{HostError, HostOutcome, HostPlan, Plan};
 use crate::site::select::Compiled;
+use crate::site::sources::{Gathered, Sources};
 
-/// Plan every host. Never changes anything. Planning changes nothing, so every host is probed
-/// once, across all its plays. With `recompile` (templates name facts), that one probe also
-/// gathers the host's facts, and the site is compiled again with them before the diff.
+/// Plan every host of `compiled` (the site compiled from `sources` before any facts were
+/// gathered). Never changes anything. Planning changes nothing, so every host is probed once,
+/// across all its plays. When templates name facts, that one probe also gathers the host's
+/// facts, and the site is compiled again with them before the diff.
 pub async fn plan_hosts(
+    sources: &Sources,
     compiled: Arc<Compiled>,
     opts: &Opts,
     events: Arc<dyn Events>,
-    recompile: Option<&mut dyn Recompile>,
 ) -> Vec<HostPlan> {
     let idxs: Vec<usize> = (0..compiled.hosts.len()).collect();
     let on_panic = |host: &str, msg: String| HostPlan::failed(host, HostError::Internal(msg));
-    let Some(rc) = recompile else {
+    if !sources.facts_used {
         let o = opts.clone();
         let job = move |c: Arc<Compiled>, i: usize, ev: Arc<dyn Events>| {
             let o = o.clone();
             async move { plan_one(&c.hosts[i], &o, ev.as_ref()).await }
         };
         return for_each_host(&compiled, &idxs, opts.forks, &events, job, on_panic).await;
-    };
+    }
     let conns = Conns::default();
-    let (compiled, mut first) = first_probes(compiled, &idxs, None, &conns, opts, rc).await;
+    let mut gathered = Gathered::default();
+    let (compiled, mut first) = first_probes(
+        compiled,
+        &idxs,
+        None,
+        &conns,
+        opts,
+        (sources, &mut gathered),
+    )
+    .await;
     let mut pre: Vec<Option<Result<Facts, HostError>>> = (0..compiled.hosts.len())
         .map(|i| first.remove(&i))
         .collect();
@@ -64,24 +75,25 @@ pub async fn plan_hosts(
     out
 }
 
-/// Plan and apply every host. With `saved`, each host's fresh plan must match the saved one.
+/// Plan and apply every host of `compiled` (compiled from `sources`, as for `plan_hosts`). With
+/// `saved`, each host's fresh plan must match the saved one.
 ///
 /// Apply runs play by play (so e.g. k3s servers converge before agents join), each play in
 /// batches of its `serial` (or --serial); a host that failed sits out the later plays.
 pub async fn apply_hosts(
+    sources: &Sources,
     compiled: Arc<Compiled>,
     opts: &Opts,
     events: Arc<dyn Events>,
     saved: Option<Arc<Plan>>,
-    mut recompile: Option<&mut dyn Recompile>,
 ) -> Vec<HostOutcome> {
     let mut compiled = compiled;
     let n = compiled.hosts.len();
     let mut acc: Vec<Option<HostOutcome>> = (0..n).map(|_| None).collect();
     let mut fatal = false;
     let conns = Conns::default();
-    // Hosts whose facts are in `compiled` already (gathered by an earlier play's probe).
-    let mut gathered = vec![false; n];
+    // Facts in `compiled` already (gathered by an earlier play's or batch's probe).
+    let mut gathered = Gathered::default();
     for (p, play) in compiled.plays.clone().iter().enumerate() {
         let idxs: Vec<usize> = (0..n)
             .filter(|&i| {
@@ -98,14 +110,24 @@ pub async fn apply_hosts(
             let stopped = opts.interrupted.load(std::sync::atomic::Ordering::SeqCst) || fatal;
             // The batch's first probe gathers the facts of its hosts that have none yet.
             let mut pre: Vec<Option<Result<Facts, HostError>>> = (0..n).map(|_| None).collect();
-            if let Some(rc) = recompile.as_deref_mut().filter(|_| !stopped) {
-                let need: Vec<usize> = chunk.iter().copied().filter(|&i| !gathered[i]).collect();
+            if sources.facts_used && !stopped {
+                let need: Vec<usize> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|&i| !gathered.has(&compiled.hosts[i].host))
+                    .collect();
                 if !need.is_empty() {
-                    let (c, mut first) =
-                        first_probes(compiled, &need, Some(p), &conns, opts, rc).await;
+                    let (c, mut first) = first_probes(
+                        compiled,
+                        &need,
+                        Some(p),
+                        &conns,
+                        opts,
+                        (sources, &mut gathered),
+                    )
+                    .await;
                     compiled = c;
                     for i in need {
-                        gathered[i] = true;
                         pre[i] = first.remove(&i);
                     }
                 }

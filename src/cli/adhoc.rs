@@ -47,17 +47,22 @@ fn targets(
         .map_err(|e| CliError::new(Exit::BadInput, format!("host pattern: {e}")))?;
     let root = inv_path.parent().unwrap_or(Path::new("."));
     let engine = Engine::new(Path::new("."));
-    let hostvars =
-        crate::site::select::inventory_hostvars(&inv, &VarLayer::default(), &engine, false)
-            .map_err(|d| {
-                load::report(&g.sh, &d);
-                CliError::Reported(Exit::BadInput)
-            })?;
+    let hostvars = crate::site::select::inventory_hostvars(
+        &inv,
+        &VarLayer::default(),
+        &engine,
+        false,
+        &|_| None,
+    )
+    .map_err(|d| {
+        load::report(&g.sh, &d);
+        CliError::Reported(Exit::BadInput)
+    })?;
     g.sh.set_secrets(hostvars.values().flat_map(|l| l.secret_strings()).collect());
     let mut out = Vec::new();
     for h in hosts {
         let conn = Inventory::conn(&h, &hostvars[&h].values, root)
-            .map_err(|e| CliError::new(Exit::BadInput, e))?;
+            .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
         out.push((h, conn));
     }
     Ok((inv, out))

@@ -58,10 +58,10 @@ pub(super) fn plan_and_show(
     let progress = Progress::new(sh.clone(), "probing", g.json);
     let compiled = Arc::new(std::mem::replace(&mut l.compiled, Compiled::empty()));
     let hosts = runtime().block_on(apply::plan_hosts(
+        &l.sources,
         compiled.clone(),
         o,
         progress.clone(),
-        l.recompile(),
     ));
     progress.finish();
     l.compiled = Arc::try_unwrap(compiled).unwrap_or_else(|_| unreachable!("tasks are done"));

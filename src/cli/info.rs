@@ -16,7 +16,7 @@ pub fn facts(g: &Global, host: &str, t: &Target, c: &Conn) -> Result<Exit, CliEr
     let opts = super::engine::opts(c, &l);
     let compiled = std::mem::replace(&mut l.compiled, Compiled::empty());
     let (compiled, f, ansible_facts) = super::engine::runtime()
-        .block_on(crate::apply::probe_host(compiled, i, &opts, l.recompile()))
+        .block_on(crate::apply::probe_host(&l.sources, compiled, i, &opts))
         .map_err(|e| CliError::new(e.exit(), format!("{host}: {e}")))?;
     let work = &compiled.hosts[i];
     // File bodies and raw answers of secret resources are not printed: only parsed metadata.

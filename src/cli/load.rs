@@ -7,6 +7,7 @@ use crate::error::{CliError, Diags, Exit};
 use crate::inventory::{vars, Inventory, VarLayer, VaultFail};
 use crate::secret::Secret;
 use crate::site::select::{self, Compiled};
+use crate::site::sources::{Gathered, Sources};
 use crate::site::Site;
 use crate::template::Engine;
 use crate::ui::Shell;
@@ -17,25 +18,15 @@ use crate::vault::Keyring;
 use super::{Global, Target};
 
 pub struct Loaded {
-    pub site: Site,
+    /// What `compiled` was compiled from: the engine compiles it again as hosts' facts arrive.
+    pub sources: Sources,
+    /// Compiled before any host's facts are gathered.
     pub compiled: Compiled,
     pub hash_key: [u8; 32],
     /// Set when `hash_key` is a key for this run only (no vault identity, and no plan key could
     /// be read or created): why, for refusing to save or apply a plan file with it.
     pub ephemeral_key: Option<String>,
     pub selection: crate::plan::SavedSelection,
-    /// Set when a template names a fact and hosts will be contacted: `compiled` holds
-    /// placeholders, and each host's first probe gathers its facts for compiling again.
-    pub refacts: Option<super::gather::Refacts>,
-}
-
-impl Loaded {
-    /// For `plan_hosts`/`apply_hosts`/`probe_host`.
-    pub fn recompile(&mut self) -> Option<&mut dyn crate::apply::Recompile> {
-        self.refacts
-            .as_mut()
-            .map(|r| r as &mut dyn crate::apply::Recompile)
-    }
 }
 
 impl Loaded {
@@ -106,7 +97,7 @@ pub fn inventory(
 ) -> Result<Inventory, CliError> {
     let open = Openers { keys, passwords };
     Inventory::load(path, &open).map_err(|d| {
-        let vault = d.0.iter().any(crate::inventory::is_vault_diag);
+        let vault = d.0.iter().any(|d| d.vault);
         report(sh, &d);
         CliError::Reported(if vault { Exit::Vault } else { Exit::BadInput })
     })
@@ -144,17 +135,9 @@ pub fn report(sh: &Shell, d: &Diags) {
 }
 
 /// Load and compile. `check_mode`: unopened vaults become placeholders instead of a stop.
-/// `gather`: facts may be gathered from hosts (plan, apply, facts), so keep what compiling
-/// again with them needs.
-pub fn load(
-    sh: &Shell,
-    g: &Global,
-    t: &Target,
-    check_mode: bool,
-    gather: bool,
-) -> Result<Loaded, CliError> {
+pub fn load(sh: &Shell, g: &Global, t: &Target, check_mode: bool) -> Result<Loaded, CliError> {
     let keys = keyring(g)?;
-    let mut inventory = inventory(sh, &t.inventory, &keys, &passwords(g))?;
+    let inventory = inventory(sh, &t.inventory, &keys, &passwords(g))?;
     if !inventory.unopened_vaults.is_empty() {
         let why = unopened_message(&inventory.unopened_vaults);
         if check_mode {
@@ -173,45 +156,35 @@ pub fn load(
     for e in &t.extra_vars {
         match vars::parse_extra_var(e) {
             Ok(l) => extra.overlay(&l),
-            Err(m) => return Err(CliError::new(Exit::BadInput, m)),
+            Err(m) => return Err(CliError::new(Exit::BadInput, m.to_string())),
         }
-    }
-    let facts_used = super::gather::facts_used(&site, &inventory, &extra);
-    if facts_used {
-        super::gather::placeholders(&mut inventory);
     }
     let engine = Engine::new(&site.root);
     // lookup('password') keeps what it generates in a vault beside the inventory.
     let inv_dir = t.inventory.parent().unwrap_or(Path::new("."));
     let passwords = std::sync::Arc::new(
         crate::template::passwords::PasswordStore::open(inv_dir, &keys, check_mode)
-            .map_err(|e| CliError::new(Exit::Vault, e))?,
+            .map_err(|e| CliError::new(Exit::Vault, e.to_string()))?,
     );
     engine.set_passwords(passwords.clone());
-    let placeholders = check_mode && !inventory.unopened_vaults.is_empty();
-    let refacts = (facts_used && gather && !check_mode).then(|| super::gather::Refacts {
-        site: site.clone(),
-        inv: inventory.clone(),
-        extra: extra.clone(),
-        engine: engine.clone(),
-        select: t.select.clone(),
-    });
-    let mut compiled = select::compile(&site, &inventory, &t.select, &extra, &engine, placeholders)
-        .map_err(|d| {
-            report(sh, &d);
-            CliError::Reported(Exit::BadInput)
-        })?;
-    let env_problems = environment_problems(&site, &inventory, &compiled, &extra);
+    let vault_placeholders = check_mode && !inventory.unopened_vaults.is_empty();
+    let mut sources = Sources::new(site, inventory, extra, engine, t.select.clone());
+    sources.vault_placeholders = vault_placeholders;
+    let mut compiled = select::compile(&sources, &Gathered::default()).map_err(|d| {
+        report(sh, &d);
+        CliError::Reported(Exit::BadInput)
+    })?;
+    let env_problems = environment_problems(&sources, &compiled);
     if !env_problems.is_empty() {
         for p in &env_problems {
-            sh.error(&format!("{}: {p}", inventory.path.display()));
+            sh.error(&format!("{}: {p}", sources.inventory.path.display()));
         }
         return Err(CliError::Reported(Exit::BadInput));
     }
     compiled.secret_strings.extend(passwords.secrets());
     if let Some(p) = passwords
         .save()
-        .map_err(|e| CliError::new(Exit::Vault, e))?
+        .map_err(|e| CliError::new(Exit::Vault, e.to_string()))?
     {
         sh.status("Saved", &format!("new password(s) in {}", p.display()));
     }
@@ -230,12 +203,11 @@ pub fn load(
         extra_vars: extra_hash,
     };
     Ok(Loaded {
-        site,
+        sources,
         compiled,
         hash_key,
         ephemeral_key,
         selection,
-        refacts,
     })
 }
 
@@ -249,7 +221,7 @@ pub fn load_host(
 ) -> Result<(Loaded, usize), CliError> {
     let mut target = t.clone();
     target.select.limit = Some(host.to_string());
-    let l = load(sh, g, &target, false, true)?;
+    let l = load(sh, g, &target, false)?;
     let i = l
         .compiled
         .hosts
@@ -315,12 +287,8 @@ pub fn config_dir() -> Option<PathBuf> {
 
 /// `environments` that would collide, or a target that does not exist: checked per host on the
 /// vars without any environment applied (role defaults, inventory, `-e`), reported once each.
-fn environment_problems(
-    site: &Site,
-    inventory: &Inventory,
-    compiled: &select::Compiled,
-    extra: &VarLayer,
-) -> Vec<String> {
+fn environment_problems(src: &Sources, compiled: &select::Compiled) -> Vec<String> {
+    let (site, inventory, extra) = (&src.site, &src.inventory, &src.extra);
     let mut out: Vec<String> = Vec::new();
     for hw in &compiled.hosts {
         let mut base = VarLayer::default();

@@ -4,7 +4,6 @@ mod adhoc;
 mod confirm;
 mod doc;
 mod engine;
-mod gather;
 mod history;
 mod import;
 mod info;
@@ -12,6 +11,7 @@ mod init;
 pub(crate) mod load;
 pub(crate) mod render;
 mod run;
+mod seal;
 mod unlock;
 mod vault;
 mod wireguard;
@@ -403,7 +403,7 @@ pub fn main() -> i32 {
             cmd: WgCmd::PeerConfig { peer, target },
         } => wireguard::peer_config(&g, &peer, &target),
         Cmd::Vault { cmd } => vault::run(&g, cmd),
-        Cmd::Seal { args } => crate::vault::seal::run(args, g.vault_key.as_deref()),
+        Cmd::Seal { args } => seal::seal(&g, args),
         Cmd::Testbed { cmd } => crate::testbed::run(&g.sh, cmd),
         Cmd::Run {
             pattern,

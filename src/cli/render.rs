@@ -64,7 +64,7 @@ fn k3s_version(h: &HostWork) -> Option<String> {
             .values
             .get("k3s_version")
             .and_then(Value::as_str)
-            .filter(|v| !v.contains("<fact:"))
+            .filter(|v| crate::facts::host::placeholder_in(v.as_bytes()).is_none())
             .map(str::to_string)
     })
 }
@@ -116,7 +116,7 @@ fn other_environments(
     plain
         .extra_vars
         .retain(|e| !e.starts_with("target_environment="));
-    if let Ok(l) = load::load(&quiet.sh, &quiet, &plain, true, false) {
+    if let Ok(l) = load::load(&quiet.sh, &quiet, &plain, true) {
         for w in cluster_work(&l.compiled) {
             out.entry(w.host)
                 .or_default()
@@ -138,7 +138,7 @@ pub fn render(
     kube_version: Option<&str>,
 ) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, true, false)?;
+    let l = load::load(sh, g, t, true)?;
     let mut work = cluster_work(&l.compiled);
     if let Some(h) = host {
         if !l.compiled.hosts.iter().any(|w| w.host == h) {

@@ -15,7 +15,7 @@ use super::{Conn, Global, Target};
 
 pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false, true)?;
+    let l = load::load(sh, g, t, false)?;
     if out.is_some() {
         l.lasting_key()?;
     }
@@ -126,7 +126,7 @@ fn apply_run(
         run.selection.skip_tags = target.select.skip_tags.clone();
         run.selection.limit = target.select.limit.clone();
     }
-    let l = load::load(sh, g, &target, false, true)?;
+    let l = load::load(sh, g, &target, false)?;
     if let Some(p) = &saved_plan {
         l.lasting_key()?;
         if p.selection.extra_vars != l.selection.extra_vars {
@@ -173,11 +173,11 @@ fn apply_run(
         }
     });
     let results = rt.block_on(apply::apply_hosts(
+        &l.sources,
         compiled,
         &o,
         progress.clone(),
         saved_plan.map(Arc::new),
-        l.recompile(),
     ));
     progress.finish();
     let (plans, recaps): (Vec<HostPlan>, Vec<Recap>) =
@@ -205,7 +205,7 @@ fn apply_run(
 
 pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, true, false)?;
+    let l = load::load(sh, g, t, true)?;
     let hosts = l.compiled.hosts.len();
     let resources: usize = l.compiled.hosts.iter().map(|h| h.items().count()).sum();
     let warnings: std::collections::BTreeSet<String> = l
@@ -229,7 +229,7 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
         .hosts
         .iter()
         .flat_map(|h| h.items())
-        .filter(|i| crate::facts::host::holds_placeholder(&i.rendered))
+        .filter(|i| i.inst.awaits().is_some())
         .map(|i| i.id.to_string())
         .collect();
     let root = t.site.parent().filter(|p| !p.as_os_str().is_empty());
@@ -245,7 +245,7 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
     if g.json {
         sh.out(&ui::json_envelope(
             "check",
-            &serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.site.roles.len(), "await_facts": waiting}),
+            &serde_json::json!({"ok": true, "hosts": hosts, "resources": resources, "roles": l.sources.site.roles.len(), "await_facts": waiting}),
         )?);
     } else {
         if !waiting.is_empty() {
@@ -263,7 +263,7 @@ pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {
             &format!(
                 "{} ({} roles, {hosts} hosts, {resources} resources rendered): no problems",
                 t.site.display(),
-                l.site.roles.len()
+                l.sources.site.roles.len()
             ),
         );
     }

@@ -4,8 +4,9 @@
 //! next run takes over a stuck one (see `transport::lock`). This is for the case a human must
 //! judge, such as a holder from an older labctl that keeps no lease, or a manual `flock`.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use crate::error::{CliError, Exit};
 use crate::transport::lock::{Holder, HOLDER_FILE, LOCK_FILE};
@@ -70,19 +71,46 @@ pub fn unlock(g: &Global, host: &str, t: &Target, c: &Conn, yes: bool) -> Result
                 let e = crate::plan::HostError::from(e);
                 CliError::new(e.exit(), e.to_string())
             })?;
-        let r = run(&g.sh, &tr, host, yes, timeout).await;
+        let r = run(g, &tr, host, yes, timeout).await;
         tr.close().await;
         r
     })
 }
 
+/// What `unlock` saw and did, for `--json`.
+fn seen_json(host: &str, seen: &Seen, broken: bool) -> Value {
+    json!({
+        "host": host,
+        "held": seen.held,
+        "holder": seen.record.as_ref().map(|r| r.describe()),
+        "renewed_secs_ago": seen.age,
+        "ending": seen.record.as_ref().filter(|_| !seen.held).map(|r| r.ending()),
+        "processes": seen.procs.iter().map(|(pid, cmd)| json!({"pid": pid, "command": cmd})).collect::<Vec<_>>(),
+        "broken": broken,
+    })
+}
+
 async fn run(
-    sh: &Shell,
+    g: &Global,
     tr: &Transport,
     host: &str,
     yes: bool,
     timeout: Duration,
 ) -> Result<Exit, CliError> {
+    let sh: &Shell = &g.sh;
+    // Text on stdout, or the envelope under `--json` (then what the question needs goes to
+    // stderr with it).
+    let data = |text: &str, broken: bool, seen: &Seen| -> Result<(), CliError> {
+        if g.json {
+            sh.out(&crate::ui::json_envelope(
+                "unlock",
+                &seen_json(host, seen, broken),
+            )?);
+        } else {
+            sh.out(text);
+        }
+        Ok(())
+    };
     let failed = |e: crate::transport::TransportError| CliError::new(Exit::Failed, e.to_string());
     let out = tr
         .run(&inspect_script(), None, timeout)
@@ -103,28 +131,32 @@ async fn run(
                 r.ending()
             ));
         }
-        sh.out(&format!("{msg}\n"));
+        data(&format!("{msg}\n"), false, &seen)?;
         return Ok(Exit::Ok);
     }
     let mut text = format!("{host}: the run lock ({LOCK_FILE}) is held by {who}\n");
     for (pid, cmd) in &seen.procs {
         text.push_str(&format!("    pid {pid}: {cmd}\n"));
     }
-    sh.out(&text);
+    if g.json {
+        if !yes {
+            sh.err(&text);
+        }
+    } else {
+        sh.out(&text);
+    }
     if !yes {
-        if !std::io::stdin().is_terminal() {
+        if !crate::prompt::interactive() {
             return Err(CliError::new(
                 Exit::Refused,
                 "not breaking it: stdin is not a terminal; pass --yes to break the lock without asking",
             ));
         }
-        eprint!(
-            "Break it? This kills the processes above; a run that is still alive will fail. [y/N] "
+        let answer = crate::prompt::ask(
+            "Break it? This kills the processes above; a run that is still alive will fail. [y/N]",
+            None,
         );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !matches!(answer.as_deref(), Some("y" | "Y" | "yes")) {
             return Err(CliError::new(Exit::Refused, "not broken"));
         }
     }
@@ -144,6 +176,9 @@ async fn run(
             "Unlocked",
             &format!("{host}: the run lock was broken ({who})"),
         );
+        if g.json {
+            data("", true, &seen)?;
+        }
         Ok(Exit::Ok)
     } else {
         Err(CliError::new(

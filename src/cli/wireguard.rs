@@ -39,7 +39,7 @@ PersistentKeepalive = {{ wg_keepalive }}
 /// compile as `plan` (so `-e` and play vars count, in the usual precedence).
 pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError> {
     let sh = &g.sh;
-    let l = load::load(sh, g, t, false, false)?;
+    let l = load::load(sh, g, t, false)?;
     let Some(role) = l
         .compiled
         .hosts
@@ -103,17 +103,28 @@ pub fn peer_config(g: &Global, peer: &str, t: &Target) -> Result<Exit, CliError>
     vars.insert("peer_private_key".into(), own);
     vars.insert("admin_ui_hosts".into(), admin_ui_hosts(&l.compiled));
     let ctx = Ctx::new(&vars, resolved.secret.clone(), Vec::new());
-    let engine = Engine::new(&l.site.root);
-    match engine.render_str(PEER_TEMPLATE, &ctx) {
-        // Printing this is the point of the command (like `vault decrypt --stdout`): no scrubbing.
-        Ok(r) => print!("{}", r.text),
-        Err(e) => {
-            return Err(CliError::new(
+    let engine = Engine::new(&l.sources.site.root);
+    let config = engine
+        .render_str(PEER_TEMPLATE, &ctx)
+        .map_err(|e| {
+            CliError::new(
                 Exit::BadInput,
                 format!("cannot render the peer config: {}", e.message),
-            ));
-        }
-    }
+            )
+        })?
+        .text;
+    // Printing this is the point of the command (like `vault decrypt --stdout`): the Shell's
+    // bytes, which it does not scrub of the secrets `load` told it.
+    let text = if g.json {
+        crate::ui::json_envelope(
+            "wireguard peer-config",
+            &serde_json::json!({"peer": peer, "config": config}),
+        )?
+    } else {
+        config
+    };
+    sh.out_bytes(text.as_bytes())
+        .map_err(|e| CliError::new(Exit::Failed, format!("cannot write to stdout: {e}")))?;
     Ok(Exit::Ok)
 }
 

@@ -124,7 +124,7 @@ pub fn run(
                 out.problems.push(Problem {
                     whence: "render gate".into(),
                     object: "schemas".into(),
-                    message: e,
+                    message: e.to_string(),
                 });
                 None
             }
@@ -188,7 +188,7 @@ pub fn run(
             Err(m) => out.problems.push(Problem {
                 whence: p.whence(),
                 object: p.label(namespaced),
-                message: m,
+                message: m.to_string(),
             }),
         }
     }

@@ -59,6 +59,32 @@ const CLUSTER_SCOPED: &[&str] = &[
     "VolumeAttributesClass",
 ];
 
+/// Why the built-in schemas could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not JSON: {source}", file.display())]
+    NotJson {
+        file: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{} has no `$defs`", file.display())]
+    NoDefs { file: std::path::PathBuf },
+}
+
+/// An object no schema describes: the API server refuses it as a whole ("no matches for kind").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindError {
+    #[error("has no apiVersion or kind")]
+    Missing,
+    #[error("no kind {kind} in {api_version}: not a built-in kind of this Kubernetes version, and no CRD sent before it defines it")]
+    Unknown { kind: String, api_version: String },
+}
+
 /// The built-in kinds' schemas of one Kubernetes minor.
 pub struct Builtin {
     defs: Map<String, Value>,
@@ -68,12 +94,17 @@ pub struct Builtin {
 
 impl Builtin {
     /// `dir`: a `kubernetes-validate` schema folder such as `v1.36.0-local-strict`.
-    pub fn load(dir: &Path) -> Result<Builtin, String> {
+    pub fn load(dir: &Path) -> Result<Builtin, SchemaError> {
         let file = dir.join("_definitions.json");
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let mut doc: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file).map_err(|source| SchemaError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let mut doc: Value =
+            serde_json::from_str(&text).map_err(|source| SchemaError::NotJson {
+                file: file.clone(),
+                source,
+            })?;
         let key = if doc.get("$defs").is_some() {
             "$defs"
         } else {
@@ -81,7 +112,7 @@ impl Builtin {
         };
         let defs = match doc.get_mut(key) {
             Some(Value::Object(m)) => std::mem::take(m),
-            _ => return Err(format!("{} has no `$defs`", file.display())),
+            _ => return Err(SchemaError::NoDefs { file }),
         };
         let mut gvk = HashMap::new();
         for (name, d) in &defs {
@@ -189,11 +220,11 @@ impl Schemas {
 
     /// Every reason the API server would refuse `obj` (empty: accepted). `Err`: no schema for
     /// its kind at all, which is itself a refusal ("no matches for kind").
-    pub fn validate(&self, obj: &Value) -> Result<Vec<String>, String> {
+    pub fn validate(&self, obj: &Value) -> Result<Vec<String>, KindError> {
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         if api_version.is_empty() || kind.is_empty() {
-            return Err("has no apiVersion or kind".into());
+            return Err(KindError::Missing);
         }
         let (g, v) = group_version(api_version);
         let mut out = Vec::new();
@@ -213,9 +244,10 @@ impl Schemas {
             );
         } else if let Some(b) = &self.builtin {
             let Some(schema) = b.lookup(api_version, kind) else {
-                return Err(format!(
-                    "no kind {kind} in {api_version}: not a built-in kind of this Kubernetes version, and no CRD sent before it defines it"
-                ));
+                return Err(KindError::Unknown {
+                    kind: kind.to_string(),
+                    api_version: api_version.to_string(),
+                });
             };
             let mut w = Walk {
                 defs: Some(&b.defs),
@@ -604,7 +636,11 @@ mod tests {
         let mut s = Schemas::new(Some(builtin()));
         let cr = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
             "metadata": {"name": "pg", "namespace": "db"}, "spec": {"instances": 1}});
-        assert!(s.validate(&cr).unwrap_err().contains("no kind Cluster"));
+        assert!(s
+            .validate(&cr)
+            .unwrap_err()
+            .to_string()
+            .contains("no kind Cluster"));
         assert_eq!(s.namespaced("postgresql.cnpg.io/v1", "Cluster"), None);
         s.add_crd(&crd());
         assert_eq!(errors(&s, cr), Vec::<String>::new());

@@ -202,6 +202,48 @@ pub fn holds_placeholder(v: &Value) -> bool {
     }
 }
 
+/// The first placeholder in this value's strings, by name (`<fact:architecture>`). Walked, not
+/// serialised: it runs for every item of every compile.
+pub fn placeholder_in_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => placeholder_in(s.as_bytes()),
+        Value::Array(a) => a.iter().find_map(placeholder_in_value),
+        Value::Object(m) => m.values().find_map(placeholder_in_value),
+        _ => None,
+    }
+}
+
+/// The first placeholder in `text`, as a whole tag (`<fact:NAME>`) when a name follows it, else
+/// as `<fact:…`. Only a name is ever quoted back: `text` may be a secret (a rendered template),
+/// and an error message must not carry what follows the placeholder there.
+pub fn placeholder_in(text: &[u8]) -> Option<String> {
+    let needle = PLACEHOLDER.as_bytes();
+    let at = text.windows(needle.len()).position(|w| w == needle)?;
+    let after = &text[at + needle.len()..];
+    let name = after
+        .iter()
+        .take(64)
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        .count();
+    Some(match after.get(name) {
+        Some(b'>') if name > 0 => {
+            format!("{PLACEHOLDER}{}>", String::from_utf8_lossy(&after[..name]))
+        }
+        _ => format!("{PLACEHOLDER}…"),
+    })
+}
+
+/// A resource that renders a fact not gathered for its host (another host's, read through
+/// `hostvars`, of a host outside `--limit` or not probed yet in this run; or any fact in
+/// `check`): it is built as one that awaits the fact, and never reaches a host nor a diff.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("on host `{host}`, `{fact}` is a fact that was not gathered (another host's, read through hostvars, outside --limit or not yet probed in this run); nothing was run")]
+pub struct NotGathered {
+    pub host: String,
+    /// The placeholder, `<fact:NAME>`.
+    pub fact: String,
+}
+
 /// Does this text (a role file, a template, an inventory var) use a fact?
 pub fn named_in(text: &str) -> bool {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -221,6 +263,26 @@ mod tests {
         debian_version=12.15\narch=x86_64\nkernel=6.18.44-fc-v657\nnodename=ansible-cap-1\n\
         fqdn=ansible-cap-1\nroute=default via 10.213.1.1 dev host0 \naddr=10.213.1.2/24\n\
         memkb=24684092\ncpus=2\ninit=systemd\npkg=apt-get\n";
+
+    #[test]
+    fn a_placeholder_is_quoted_back_only_when_a_name_follows() {
+        let tag = |t: &str| placeholder_in(t.as_bytes());
+        assert_eq!(
+            tag("arch=<fact:architecture> x").as_deref(),
+            Some("<fact:architecture>")
+        );
+        assert_eq!(
+            tag("a <fact:default_ipv4.address>").as_deref(),
+            Some("<fact:default_ipv4.address>")
+        );
+        // Cut or not a name: found, but nothing after the needle is repeated.
+        assert_eq!(tag("pw=<fact:s3cr et>").as_deref(), Some("<fact:…"));
+        assert_eq!(tag("host <fact:ho").as_deref(), Some("<fact:…"));
+        assert_eq!(tag("no placeholder"), None);
+        let v = json!({"a": [1, "x"], "b": {"c": "<fact:fqdn>/<fact:hostname>"}});
+        assert_eq!(placeholder_in_value(&v).as_deref(), Some("<fact:fqdn>"));
+        assert_eq!(placeholder_in_value(&json!({"a": "b"})), None);
+    }
 
     #[test]
     fn named_like_ansible() {

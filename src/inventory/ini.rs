@@ -190,7 +190,7 @@ fn host_line(
     let (names, port) = match expand_host_pattern(pattern) {
         Ok(x) => x,
         Err(e) => {
-            diags.push(Diag::at(loc(*pcol), e));
+            diags.push(Diag::at(loc(*pcol), e.to_string()));
             return;
         }
     };
@@ -285,11 +285,19 @@ fn split(line: &str) -> Result<Vec<(String, usize)>, String> {
     Ok(out)
 }
 
+/// A host name with ranges or a port (`node[01:03]`, `host:2222`) that does not expand; the
+/// message names the part at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct HostPatternError(String);
+
 /// `node[01:03]` → node01, node02, node03; `web-[a:c]`; `[0:10:2]` steps; `host:2222` sets
 /// the port. Shared by the YAML reader, whose host keys Ansible expands the same way.
-pub(super) fn expand_host_pattern(pattern: &str) -> Result<(Vec<String>, Option<u16>), String> {
-    let (name, port) = split_port(pattern)?;
-    Ok((expand_ranges(name)?, port))
+pub(super) fn expand_host_pattern(
+    pattern: &str,
+) -> Result<(Vec<String>, Option<u16>), HostPatternError> {
+    let (name, port) = split_port(pattern).map_err(HostPatternError)?;
+    Ok((expand_ranges(name).map_err(HostPatternError)?, port))
 }
 
 fn split_port(p: &str) -> Result<(&str, Option<u16>), String> {

@@ -46,8 +46,6 @@ pub struct Inventory {
     /// Vaults that could not be opened (no key or password given), where (a file, or the
     /// file:line of an ansible-vault value) and why. `check` reports them; plan/apply refuse.
     pub unopened_vaults: Vec<(Loc, String)>,
-    /// Facts gathered from hosts (the keys of `ansible_facts`), when templates use them.
-    pub facts: IndexMap<String, serde_json::Map<String, Value>>,
 }
 
 /// How vaults are opened while loading: a trait object keeps this module free of key handling.
@@ -76,18 +74,10 @@ impl<F: Fn(&Path) -> Result<Secret<Vec<u8>>, VaultFail>> Open for F {
     }
 }
 
-/// Vault errors (a wrong key or password, a tampered file) exit 4, not 3: their messages start
-/// with one of these, or their file is an age vault.
-pub const ANSIBLE_VAULT_DIAG: &str = "ansible-vault: ";
-pub const SOPS_DIAG: &str = "SOPS: ";
-
-pub fn is_vault_diag(d: &Diag) -> bool {
-    d.message.starts_with(ANSIBLE_VAULT_DIAG)
-        || d.message.starts_with(SOPS_DIAG)
-        || d.loc
-            .as_ref()
-            .is_some_and(|l| l.file.extension().is_some_and(|e| e == "age"))
-}
+/// What a vault problem's message starts with, saying which kind of vault it is (an age vault
+/// is named by its file). Such problems are marked `Diag::vault`: they exit 4, not 3.
+const ANSIBLE_VAULT_DIAG: &str = "ansible-vault: ";
+const SOPS_DIAG: &str = "SOPS: ";
 
 #[derive(Debug, Clone)]
 pub enum VaultFail {
@@ -330,7 +320,7 @@ impl Inventory {
         let (names, port) = match ini::expand_host_pattern(&pattern) {
             Ok(x) => x,
             Err(e) => {
-                diags.push(Diag::at(key.loc(file), e));
+                diags.push(Diag::at(key.loc(file), e.to_string()));
                 return;
             }
         };
@@ -402,23 +392,11 @@ impl Inventory {
 
     fn read_vars_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diags> {
         if f.extension().is_some_and(|e| e == "age") {
-            let plain = match decrypt.age(f) {
-                Ok(p) => p,
-                Err(VaultFail::NoKey(why)) => {
-                    self.unopened_vaults.push((Loc::file_only(f), why));
-                    return Ok(None);
-                }
-                Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why).into()),
-            };
-            let text = std::str::from_utf8(plain.expose())
-                .map_err(|_| Diag::at(Loc::file_only(f), "vault content is not UTF-8 text"))?;
-            // Positions inside a vault are still useful (the user can `labctl vault view` it);
-            // the error must not quote the line, and Diag::render never reads `.age` files.
-            let node = yaml::parse_node(f, text).map_err(|mut d| {
-                d.message = "invalid YAML inside the vault (see `labctl vault view`)".into();
+            // Every problem of an age vault is the vault's.
+            return self.read_age_file(f, decrypt).map_err(|mut d| {
+                d.0.iter_mut().for_each(|d| d.vault = true);
                 d
-            })?;
-            return Ok(Some(secret_layer(f, &node)?));
+            });
         }
         let text = yaml::read_text(f)?;
         if crate::vault::ansible::is_envelope(&text) {
@@ -433,7 +411,8 @@ impl Inventory {
                     return Ok(None);
                 }
                 Err(VaultFail::Error(why)) => {
-                    return Err(Diag::at(Loc::file_only(f), format!("{SOPS_DIAG}{why}")).into())
+                    let d = Diag::at(Loc::file_only(f), format!("{SOPS_DIAG}{why}"));
+                    return Err(d.vault().into());
                 }
             };
             let mut layer = vars_from_node(f, &node)?;
@@ -442,6 +421,26 @@ impl Inventory {
         }
         self.open_vault_values(f, &mut node, decrypt)?;
         Ok(Some(vars_from_node(f, &node)?))
+    }
+
+    fn read_age_file(&mut self, f: &Path, decrypt: Decrypt) -> Result<Option<VarLayer>, Diags> {
+        let plain = match decrypt.age(f) {
+            Ok(p) => p,
+            Err(VaultFail::NoKey(why)) => {
+                self.unopened_vaults.push((Loc::file_only(f), why));
+                return Ok(None);
+            }
+            Err(VaultFail::Error(why)) => return Err(Diag::at(Loc::file_only(f), why).into()),
+        };
+        let text = std::str::from_utf8(plain.expose())
+            .map_err(|_| Diag::at(Loc::file_only(f), "vault content is not UTF-8 text"))?;
+        // Positions inside a vault are still useful (the user can `labctl vault view` it);
+        // the error must not quote the line, and Diag::render never reads `.age` files.
+        let node = yaml::parse_node(f, text).map_err(|mut d| {
+            d.message = "invalid YAML inside the vault (see `labctl vault view`)".into();
+            d
+        })?;
+        Ok(Some(secret_layer(f, &node)?))
     }
 
     /// A whole file encrypted with `ansible-vault encrypt`: all its vars are secret.
@@ -458,10 +457,9 @@ impl Inventory {
                 return Ok(None);
             }
             Err(VaultFail::Error(why)) => {
-                return Err(Diag::at(
-                    Loc::new(f, 1, 1),
-                    format!("{ANSIBLE_VAULT_DIAG}{why}"),
-                ))
+                return Err(
+                    Diag::at(Loc::new(f, 1, 1), format!("{ANSIBLE_VAULT_DIAG}{why}")).vault(),
+                )
             }
         };
         // The file on disk is ciphertext: a position inside the plaintext is named in the
@@ -471,6 +469,7 @@ impl Inventory {
                 Loc::file_only(f),
                 format!("{ANSIBLE_VAULT_DIAG}the decrypted file is not UTF-8 text"),
             )
+            .vault()
         })?;
         let node = yaml::parse_node(f, text).map_err(|d| {
             let line = d.loc.as_ref().map_or(0, |l| l.line);
@@ -501,19 +500,23 @@ impl Inventory {
                     Ok(s) => *v = yaml::Vaulted::Open(Secret::new(s)),
                     Err(e) => {
                         drop(Secret::new(e.into_bytes()));
-                        diags.push(Diag::at(
-                            Loc::new(f, line, col),
-                            format!("{ANSIBLE_VAULT_DIAG}the decrypted value is not UTF-8 text"),
-                        ));
+                        diags.push(
+                            Diag::at(
+                                Loc::new(f, line, col),
+                                format!(
+                                    "{ANSIBLE_VAULT_DIAG}the decrypted value is not UTF-8 text"
+                                ),
+                            )
+                            .vault(),
+                        );
                     }
                 },
                 Err(VaultFail::NoKey(why)) => {
                     self.unopened_vaults.push((Loc::new(f, line, col), why))
                 }
-                Err(VaultFail::Error(why)) => diags.push(Diag::at(
-                    Loc::new(f, line, col),
-                    format!("{ANSIBLE_VAULT_DIAG}{why}"),
-                )),
+                Err(VaultFail::Error(why)) => diags.push(
+                    Diag::at(Loc::new(f, line, col), format!("{ANSIBLE_VAULT_DIAG}{why}")).vault(),
+                ),
             }
         }
         diags.into_result()
@@ -630,7 +633,7 @@ impl Inventory {
         host: &str,
         vars: &IndexMap<String, Value>,
         base_dir: &Path,
-    ) -> Result<Conn, String> {
+    ) -> Result<Conn, ConnError> {
         // Ansible's older `ansible_ssh_*` spellings still work; the current name wins.
         let get = |k: &str| {
             vars.get(k).or_else(|| {
@@ -654,7 +657,11 @@ impl Inventory {
             ("ansible_become_pass", "labctl uses `sudo -n`: configure NOPASSWD sudo for the user, or connect as root"),
         ] {
             if vars.get(var).is_some_and(|v| !v.is_null() && v != "") {
-                return Err(format!("host `{host}`: `{var}` is an Ansible setting labctl does not use; {instead}"));
+                return Err(ConnError::Unsupported {
+                    host: host.to_string(),
+                    var,
+                    instead,
+                });
             }
         }
         let s = |k: &str| get(k).and_then(value_as_string);
@@ -663,8 +670,9 @@ impl Inventory {
             Some(v) => Some(
                 value_as_string(v)
                     .and_then(|s| s.parse::<u16>().ok())
-                    .ok_or_else(|| {
-                        format!("host `{host}`: ansible_port must be a port number, got {v}")
+                    .ok_or_else(|| ConnError::Port {
+                        host: host.to_string(),
+                        got: v.clone(),
                     })?,
             ),
         };
@@ -688,6 +696,20 @@ impl Inventory {
             local: s("ansible_connection").as_deref() == Some("local"),
         })
     }
+}
+
+/// A host's connection settings that labctl refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnError {
+    /// An Ansible setting labctl cannot honour: refused, not silently ignored.
+    #[error("host `{host}`: `{var}` is an Ansible setting labctl does not use; {instead}")]
+    Unsupported {
+        host: String,
+        var: &'static str,
+        instead: &'static str,
+    },
+    #[error("host `{host}`: ansible_port must be a port number, got {got}")]
+    Port { host: String, got: Value },
 }
 
 fn is_yaml_name(p: &Path) -> bool {
@@ -877,9 +899,16 @@ mod tests {
         );
         let e = Inventory::conn("x", &proxy, d.path()).unwrap_err();
         assert!(
-            e.contains("`ansible_ssh_common_args`") && e.contains("~/.ssh/config"),
-            "{e}"
+            matches!(
+                e,
+                ConnError::Unsupported {
+                    var: "ansible_ssh_common_args",
+                    ..
+                }
+            ),
+            "{e:?}"
         );
+        assert!(e.to_string().contains("~/.ssh/config"), "{e}");
         assert_eq!(inv.groups_map()["lab"], vec!["s1", "a1", "a2"]);
     }
 

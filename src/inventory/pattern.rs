@@ -7,9 +7,31 @@ use indexmap::IndexMap;
 
 use super::Inventory;
 
+/// Why a host pattern selects nothing usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("empty host pattern `{0}`")]
+    Empty(String),
+    /// `group[…]` asks for a position the group does not have, or is not a position.
+    #[error("`{term}`: {why}")]
+    Subscript { term: String, why: String },
+    #[error("host pattern `{term}`: {why}")]
+    Regex { term: String, why: String },
+    /// A glob or `~regex` that matches nothing.
+    #[error("host pattern `{0}` matches no host or group")]
+    NoMatch(String),
+    /// A plain name that is neither a group nor a host: a typo never selects nothing silently.
+    #[error("`{term}` is neither a group nor a host in {inventory} (known: {known})")]
+    Unknown {
+        term: String,
+        inventory: String,
+        known: String,
+    },
+}
+
 /// Resolve a pattern to hosts in inventory order. A name that matches no group or host is an
 /// error, so a typo in `--limit` never silently selects nothing.
-pub fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, String> {
+pub fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, PatternError> {
     select_in(&inv.groups_map(), &inv.path.display().to_string(), pattern)
 }
 
@@ -19,14 +41,14 @@ pub fn select_in(
     groups: &IndexMap<String, Vec<String>>,
     source: &str,
     pattern: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, PatternError> {
     let all: &[String] = groups.get("all").map(Vec::as_slice).unwrap_or_default();
     let mut include: Vec<String> = Vec::new();
     let mut intersect: Vec<Vec<String>> = Vec::new();
     let mut exclude: Vec<String> = Vec::new();
     let terms = split_terms(pattern);
     if terms.is_empty() {
-        return Err(format!("empty host pattern `{pattern}`"));
+        return Err(PatternError::Empty(pattern.to_string()));
     }
     for term in terms {
         if let Some(t) = term.strip_prefix('!') {
@@ -78,7 +100,7 @@ fn term_hosts(
     groups: &IndexMap<String, Vec<String>>,
     source: &str,
     term: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, PatternError> {
     let all: &[String] = groups.get("all").map(Vec::as_slice).unwrap_or_default();
     // `name[subscript]`: pick by position among the hosts `name` matches.
     if let Some((base, sub)) = term
@@ -88,7 +110,10 @@ fn term_hosts(
     {
         if groups.contains_key(base) || all.iter().any(|h| h == base) || base.contains('*') {
             let hosts = term_hosts(groups, source, base)?;
-            return subscript(&hosts, sub).map_err(|e| format!("`{term}`: {e}"));
+            return subscript(&hosts, sub).map_err(|why| PatternError::Subscript {
+                term: term.to_string(),
+                why,
+            });
         }
     }
     if term == "all" || term == "*" {
@@ -96,8 +121,10 @@ fn term_hosts(
     }
     type Matcher<'a> = Box<dyn Fn(&str) -> bool + 'a>;
     let matcher: Option<Matcher> = if let Some(re) = term.strip_prefix('~') {
-        let re = regex::Regex::new(&format!("^(?:{re})"))
-            .map_err(|e| format!("host pattern `{term}`: {e}"))?;
+        let re = regex::Regex::new(&format!("^(?:{re})")).map_err(|e| PatternError::Regex {
+            term: term.to_string(),
+            why: e.to_string(),
+        })?;
         Some(Box::new(move |s: &str| re.is_match(s)))
     } else if term.contains('*') {
         Some(Box::new(move |s: &str| glob(term, s)))
@@ -110,7 +137,7 @@ fn term_hosts(
             out.extend(hosts.iter().cloned());
         }
         if out.is_empty() {
-            return Err(format!("host pattern `{term}` matches no host or group"));
+            return Err(PatternError::NoMatch(term.to_string()));
         }
         return Ok(out);
     }
@@ -127,10 +154,11 @@ fn term_hosts(
         .collect();
     known.sort();
     known.dedup();
-    Err(format!(
-        "`{term}` is neither a group nor a host in {source} (known: {})",
-        known.join(", ")
-    ))
+    Err(PatternError::Unknown {
+        term: term.to_string(),
+        inventory: source.to_string(),
+        known: known.join(", "),
+    })
 }
 
 /// `0`, `-1`, `1:3` (end included, as Ansible), `1:`, `:2`.
@@ -211,10 +239,16 @@ mod tests {
         assert_eq!(select(&i, "all:&agents").unwrap(), ["a1", "web-1"]);
         assert_eq!(select(&i, "s*").unwrap(), ["s1", "s2"]);
         assert_eq!(select(&i, "web-*,s1").unwrap(), ["s1", "web-1"]);
-        assert!(select(&i, "servres")
-            .unwrap_err()
-            .contains("neither a group nor a host"));
-        assert!(select(&i, "x*").is_err());
+        let e = select(&i, "servres").unwrap_err();
+        assert!(
+            matches!(&e, PatternError::Unknown { term, .. } if term == "servres"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("neither a group nor a host"), "{e}");
+        assert_eq!(
+            select(&i, "x*").unwrap_err(),
+            PatternError::NoMatch("x*".into())
+        );
     }
 
     #[test]

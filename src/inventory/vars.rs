@@ -104,22 +104,36 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a VarLayer>) -> VarLayer {
     out
 }
 
+/// Why an `-e` argument is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtraVarError {
+    /// `-e @FILE`: the file cannot be read or parsed (file:line:col in the problems).
+    #[error("{0}")]
+    File(crate::error::Diags),
+    #[error("{0}: extra vars file must be a map")]
+    NotAMap(String),
+    #[error("-e expects key=value or @file.yml, got `{0}`")]
+    Syntax(String),
+    #[error("-e: `{0}` is not a valid variable name")]
+    Name(String),
+}
+
 /// `-e key=value` (value parsed as YAML, so `-e n=3` is a number) or `-e @file.yml`.
-pub fn parse_extra_var(arg: &str) -> Result<VarLayer, String> {
+pub fn parse_extra_var(arg: &str) -> Result<VarLayer, ExtraVarError> {
     if let Some(path) = arg.strip_prefix('@') {
         let p = std::path::Path::new(path);
-        let node = crate::yaml::read_node(p).map_err(|d| d.to_string())?;
+        let node = crate::yaml::read_node(p).map_err(|d| ExtraVarError::File(d.into()))?;
         let v = node.to_json();
         let Value::Object(map) = v else {
-            return Err(format!("{path}: extra vars file must be a map"));
+            return Err(ExtraVarError::NotAMap(path.to_string()));
         };
         return Ok(VarLayer::from_map(map.into_iter().collect()));
     }
     let (k, v) = arg
         .split_once('=')
-        .ok_or_else(|| format!("-e expects key=value or @file.yml, got `{arg}`"))?;
+        .ok_or_else(|| ExtraVarError::Syntax(arg.to_string()))?;
     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("-e: `{k}` is not a valid variable name"));
+        return Err(ExtraVarError::Name(k.to_string()));
     }
     let value = match crate::yaml::parse_node(std::path::Path::new("-e"), v) {
         Ok(n) if !matches!(n.v, crate::yaml::NodeV::Null) || v.trim() == "null" => n.to_json(),

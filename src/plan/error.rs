@@ -110,6 +110,7 @@ mod tests {
     fn transport_errors_keep_their_message() {
         let e: HostError = TransportError::HostKey {
             dest: "root@h".into(),
+            refusal: crate::transport::HostKeyRefusal::Changed,
             why: "changed".into(),
         }
         .into();

@@ -34,38 +34,6 @@ pub enum Step {
 }
 
 impl Step {
-    /// The first `NEEDLE…>` in anything the step sends to the host (scripts, paths, content),
-    /// for checks that must see inside content too (Debug hides it).
-    pub fn find_tag(&self, needle: &str) -> Option<String> {
-        let fields: Vec<&[u8]> = match self {
-            Step::Sh { script } => vec![script.as_bytes()],
-            Step::Write {
-                path,
-                content,
-                mode,
-                owner,
-                group,
-                validate,
-                ..
-            } => [
-                path.as_str(),
-                opt(mode),
-                opt(owner),
-                opt(group),
-                opt(validate),
-            ]
-            .into_iter()
-            .map(str::as_bytes)
-            .chain([content.expose().as_slice()])
-            .collect(),
-            Step::Stdin { script, data } => vec![script.as_bytes(), data.expose().as_slice()],
-            Step::Fetch { path, .. } => vec![path.as_bytes()],
-        };
-        fields
-            .into_iter()
-            .find_map(|f| tag_in(f, needle.as_bytes()))
-    }
-
     pub fn sh(script: impl Into<String>) -> Step {
         Step::Sh {
             script: script.into(),
@@ -109,50 +77,5 @@ impl Step {
                 h(&mode.to_le_bytes());
             }
         }
-    }
-}
-
-fn opt(s: &Option<String>) -> &str {
-    s.as_deref().unwrap_or("")
-}
-
-/// The first `needle` in `hay`, as a whole tag (`<fact:NAME>`) when a name follows it, else as
-/// `needle…`. Only a name is ever quoted back: `hay` may be a secret's bytes (a file's content,
-/// a step's stdin), and an error message must not carry what follows the needle there. A cut
-/// placeholder (`<fact:ho` from a slice) is still found.
-pub fn tag_in(hay: &[u8], needle: &[u8]) -> Option<String> {
-    let at = hay.windows(needle.len()).position(|w| w == needle)?;
-    let after = &hay[at + needle.len()..];
-    let name = after
-        .iter()
-        .take(64)
-        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        .count();
-    let needle = String::from_utf8_lossy(needle);
-    Some(match after.get(name) {
-        Some(b'>') if name > 0 => format!("{needle}{}>", String::from_utf8_lossy(&after[..name])),
-        _ => format!("{needle}…"),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tag_is_quoted_back_only_when_a_name_follows() {
-        let n = b"<fact:";
-        assert_eq!(
-            tag_in(b"arch=<fact:architecture> x", n).as_deref(),
-            Some("<fact:architecture>")
-        );
-        assert_eq!(
-            tag_in(b"a <fact:default_ipv4.address>", n).as_deref(),
-            Some("<fact:default_ipv4.address>")
-        );
-        // Cut or not a name: found, but nothing after the needle is repeated.
-        assert_eq!(tag_in(b"pw=<fact:s3cr et>", n).as_deref(), Some("<fact:…"));
-        assert_eq!(tag_in(b"host <fact:ho", n).as_deref(), Some("<fact:…"));
-        assert_eq!(tag_in(b"no placeholder", n), None);
     }
 }

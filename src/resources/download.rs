@@ -53,8 +53,8 @@ pub fn check(spec: &Spec) -> Result<(), ResourceError> {
         )));
     }
     // A checksum picked by the host's architecture is `<fact:…>` until the host's facts are
-    // known: its query (the dest) is still asked in the host's first probe, and a placeholder
-    // never reaches a host (apply::refuse_placeholder).
+    // known: its query (the dest) is still asked in the host's first probe, and the item awaits
+    // the facts (`site::select`), so the placeholder never reaches a host.
     let awaits_facts = spec.sha256.starts_with(crate::facts::host::PLACEHOLDER);
     if !awaits_facts
         && (spec.sha256.len() != 64 || !spec.sha256.chars().all(|c| c.is_ascii_hexdigit()))

@@ -100,12 +100,12 @@ impl Resource for File {
         spec.body = if let Some(c) = spec.content.take() {
             Some(Secret::new(c.into_bytes()))
         } else if let Some(t) = &spec.template {
-            Some(cx.render_template(t).map_err(ResourceError::Spec)?)
+            Some(cx.render_template(t)?)
         } else if let Some(s) = &spec.src {
             if std::path::Path::new(s).is_absolute() && !spec.show_diff {
                 spec.hidden_src = Some(s.clone());
             }
-            Some(Secret::new(cx.read_file(s).map_err(ResourceError::Spec)?))
+            Some(Secret::new(cx.read_file(s)?))
         } else {
             None
         };
@@ -281,13 +281,7 @@ mod tests {
         std::fs::create_dir_all(role.join("files")).unwrap();
         let engine = crate::template::Engine::new(&root);
         let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
-        let pcx = PrepareCx {
-            engine: &engine,
-            ctx: &ctx,
-            role_dir: &role,
-            root: &root,
-            tainted: std::cell::Cell::new(false),
-        };
+        let pcx = PrepareCx::new(&engine, &ctx, &role, &root);
         let mut bad = spec::<File>("{path: /etc/x, src: ../../../../etc/shadow}");
         let e = File::prepare(&mut bad, &pcx).unwrap_err().to_string();
         assert!(e.contains("leaves the project"), "{e}");

@@ -124,7 +124,7 @@ impl Resource for HelmRelease {
     fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
         check_label("release name", &spec.name, 53).map_err(ResourceError::Spec)?;
         check_label("namespace", &spec.namespace, 63).map_err(ResourceError::Spec)?;
-        check_kubeconfig(&spec.kubeconfig).map_err(ResourceError::Spec)?;
+        check_kubeconfig(&spec.kubeconfig)?;
         if spec.state == State::Absent {
             return Ok(());
         }
@@ -163,13 +163,9 @@ impl Resource for HelmRelease {
         }
         let mut values = Value::Object(Default::default());
         if let Some(t) = &spec.values_template {
-            let text = String::from_utf8(
-                cx.render_template(t)
-                    .map_err(ResourceError::Spec)?
-                    .into_inner(),
-            )
-            .map_err(|_| format!("{t}: not UTF-8"))
-            .map_err(ResourceError::Spec)?;
+            let text = String::from_utf8(cx.render_template(t)?.into_inner())
+                .map_err(|_| format!("{t}: not UTF-8"))
+                .map_err(ResourceError::Spec)?;
             let parsed: Value = if text.trim().is_empty() {
                 Value::Null
             } else {

@@ -97,7 +97,7 @@ impl Resource for K8sManifest {
     }
 
     fn prepare(spec: &mut Spec, cx: &PrepareCx) -> Result<(), ResourceError> {
-        check_kubeconfig(&spec.kubeconfig).map_err(ResourceError::Spec)?;
+        check_kubeconfig(&spec.kubeconfig)?;
         let text = match (&spec.manifest, spec.content.take()) {
             (Some(_), Some(_)) => {
                 return Err(ResourceError::Spec(
@@ -109,13 +109,9 @@ impl Resource for K8sManifest {
                     "give `manifest` (a template) or `content`".into(),
                 ))
             }
-            (Some(m), None) => String::from_utf8(
-                cx.render_template(m)
-                    .map_err(ResourceError::Spec)?
-                    .into_inner(),
-            )
-            .map_err(|_| "the manifest is not UTF-8".to_string())
-            .map_err(ResourceError::Spec)?,
+            (Some(m), None) => String::from_utf8(cx.render_template(m)?.into_inner())
+                .map_err(|_| "the manifest is not UTF-8".to_string())
+                .map_err(ResourceError::Spec)?,
             (None, Some(c)) => c,
         };
         spec.objects = parse_objects(&text, cx.tainted.get()).map_err(ResourceError::Spec)?;
@@ -273,7 +269,7 @@ fn apply_step(o: &Obj, kubeconfig: &str, force: bool) -> Step {
 
 /// Rendered YAML (maybe several `---` documents) → objects, each with apiVersion, kind and
 /// metadata.name. Parse errors of secret text name no content.
-pub fn parse_objects(text: &str, secret: bool) -> Result<Vec<Obj>, String> {
+fn parse_objects(text: &str, secret: bool) -> Result<Vec<Obj>, String> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text)
         .map_err(|e| yaml_error("manifest", &e.to_string(), secret))?;
     let mut out = Vec::new();

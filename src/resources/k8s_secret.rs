@@ -69,7 +69,7 @@ impl Resource for K8sSecret {
     }
 
     fn prepare(spec: &mut Spec, _cx: &PrepareCx) -> Result<(), ResourceError> {
-        spec.take_values().map_err(ResourceError::Spec)
+        spec.take_values()
     }
 
     fn facts(spec: &Spec) -> Vec<FactQuery> {
@@ -195,7 +195,7 @@ impl Resource for K8sSecret {
 }
 
 impl Spec {
-    fn take_values(&mut self) -> Result<(), String> {
+    fn take_values(&mut self) -> Result<(), ResourceError> {
         check_kubeconfig(&self.kubeconfig)?;
         let dns = |what: &str, v: &str, max: usize| {
             if v.is_empty()
@@ -204,9 +204,9 @@ impl Spec {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
             {
-                Err(format!(
+                Err(ResourceError::spec(format!(
                     "{what} `{v}` must be lowercase letters, digits, `-` or `.`"
-                ))
+                )))
             } else {
                 Ok(())
             }
@@ -214,10 +214,13 @@ impl Spec {
         dns("secret name", &self.name, 253)?;
         dns("namespace", &self.namespace, 63)?;
         if self.type_.is_empty() || self.type_.chars().any(|c| c.is_whitespace()) {
-            return Err(format!("type `{}` is not a Secret type", self.type_));
+            return Err(ResourceError::spec(format!(
+                "type `{}` is not a Secret type",
+                self.type_
+            )));
         }
         if self.state == State::Present && self.data.is_empty() {
-            return Err("`data` must list at least one key".into());
+            return Err(ResourceError::spec("`data` must list at least one key"));
         }
         for (k, v) in std::mem::take(&mut self.data) {
             if k.is_empty()
@@ -226,9 +229,9 @@ impl Spec {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
             {
-                return Err(format!(
+                return Err(ResourceError::spec(format!(
                     "data key `{k}` must be letters, digits, `-`, `_` or `.`"
-                ));
+                )));
             }
             let s = match v {
                 Value::String(s) => s,
@@ -236,9 +239,9 @@ impl Spec {
                 Value::Bool(b) => b.to_string(),
                 // Never echo the value: it is likely a secret.
                 _ => {
-                    return Err(format!(
+                    return Err(ResourceError::spec(format!(
                         "data key `{k}` must be a string, number or boolean"
-                    ))
+                    )))
                 }
             };
             self.values.insert(k, Secret::new(s));

@@ -215,7 +215,7 @@ impl<'a> Lines<'a> {
 }
 
 /// The whole new file, or None when `line` is already as wanted. Pure; the heart of `line`.
-pub fn edit(spec: &Spec, old: &str) -> Result<Option<String>, String> {
+fn edit(spec: &Spec, old: &str) -> Result<Option<String>, String> {
     if spec.is_block() {
         return edit_block(spec, old);
     }

@@ -74,11 +74,25 @@ pub struct PrepareCx<'a> {
     pub root: &'a Path,
     /// Set when anything prepared is secret.
     pub tainted: std::cell::Cell<bool>,
+    /// The first fact placeholder (`<fact:NAME>`) a template rendered: the host's facts are not
+    /// known yet, and the item is built as one that awaits them (`site::select`).
+    pub awaits: std::cell::OnceCell<String>,
 }
 
-impl PrepareCx<'_> {
+impl<'a> PrepareCx<'a> {
+    pub fn new(engine: &'a Engine, ctx: &'a Ctx, role_dir: &'a Path, root: &'a Path) -> Self {
+        PrepareCx {
+            engine,
+            ctx,
+            role_dir,
+            root,
+            tainted: std::cell::Cell::new(false),
+            awaits: std::cell::OnceCell::new(),
+        }
+    }
+
     /// Render `roles/ROLE/templates/NAME` (or a project-relative path starting with `values/`).
-    pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, String> {
+    pub fn render_template(&self, name: &str) -> Result<Secret<Vec<u8>>, ResourceError> {
         inside_project("template", name)?;
         let rel = self.template_path(name);
         let r = self
@@ -87,9 +101,15 @@ impl PrepareCx<'_> {
             .map_err(|e| match &e.file {
                 Some(f) => format!("{}:{}:{}: {}", f.display(), e.line, e.col, e.message),
                 None => e.message.clone(),
-            })?;
+            })
+            .map_err(ResourceError::Spec)?;
         if r.tainted {
             self.tainted.set(true);
+        }
+        if self.awaits.get().is_none() {
+            if let Some(fact) = crate::facts::host::placeholder_in(r.text.as_bytes()) {
+                let _ = self.awaits.set(fact);
+            }
         }
         Ok(Secret::new(r.text.into_bytes()))
     }
@@ -106,10 +126,11 @@ impl PrepareCx<'_> {
     }
 
     /// Read `roles/ROLE/files/NAME` (or a project-relative path) from the controller.
-    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, String> {
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>, ResourceError> {
         inside_project("src", name)?;
         let p = self.file_path(name);
-        std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        std::fs::read(&p)
+            .map_err(|e| ResourceError::Spec(format!("cannot read {}: {e}", p.display())))
     }
 
     pub fn file_path(&self, name: &str) -> PathBuf {
@@ -129,15 +150,15 @@ impl PrepareCx<'_> {
 /// A relative `src`/`template` stays inside the project: a role must not pull in
 /// `../../../../etc/shadow` and show it in a plan diff. (An absolute path is the user's explicit
 /// choice; `file` then shows it by name only.) Lexical: symlinks inside the project are trusted.
-fn inside_project(field: &str, name: &str) -> Result<(), String> {
+fn inside_project(field: &str, name: &str) -> Result<(), ResourceError> {
     let p = Path::new(name);
     if !p.is_absolute()
         && p.components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(format!(
+        return Err(ResourceError::spec(format!(
             "`{field}: {name}` leaves the project: a relative path must stay inside it (roles/ROLE/files/, roles/ROLE/templates/ or the project folder); give an absolute path to use a file elsewhere on this machine"
-        ));
+        )));
     }
     Ok(())
 }
@@ -158,6 +179,9 @@ pub enum ResourceError {
     /// Not usable as a handler (this type, or this spec).
     #[error("{0}")]
     Handler(String),
+    /// The spec renders a fact not gathered for its host: nothing of it is sent.
+    #[error(transparent)]
+    NotGathered(#[from] crate::facts::host::NotGathered),
 }
 
 impl ResourceError {
@@ -226,6 +250,11 @@ pub trait Instance: Send + Sync {
     fn handler(&self, secret: bool) -> Result<Vec<Step>, ResourceError>;
     fn touches(&self) -> Vec<Touch>;
     fn sends(&self) -> Option<crate::cluster::Sent>;
+    /// The fact this resource awaits: set only on one built before its host's facts were
+    /// gathered (`site::select`), whose diff is then this error.
+    fn awaits(&self) -> Option<&crate::facts::host::NotGathered> {
+        None
+    }
 }
 
 struct Typed<R: Resource>(R::Spec);
@@ -339,14 +368,7 @@ pub(crate) mod testutil {
     pub fn with_prepare_in<T>(root: &Path, f: impl FnOnce(&PrepareCx) -> T) -> T {
         let engine = crate::template::Engine::new(root);
         let ctx = crate::template::Ctx::new(&Default::default(), Default::default(), vec![]);
-        let cx = PrepareCx {
-            engine: &engine,
-            ctx: &ctx,
-            role_dir: root,
-            root,
-            tainted: std::cell::Cell::new(false),
-        };
-        f(&cx)
+        f(&PrepareCx::new(&engine, &ctx, root, root))
     }
     pub fn cx() -> DiffCx {
         DiffCx {

@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod environments;
 pub mod select;
+pub mod sources;
 pub mod vars;
 
 use std::path::{Path, PathBuf};

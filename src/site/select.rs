@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 
 use indexmap::IndexMap;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+use super::sources::{Gathered, Sources};
 use super::{vars, Entry, Site};
 use crate::error::{Diag, Diags, Loc};
 use crate::inventory::{pattern, Conn, Inventory, VarLayer};
@@ -88,21 +89,25 @@ pub struct Compiled {
     pub secret_strings: Vec<String>,
 }
 
-/// Inventory-level vars of every host (what `hostvars` holds), with `-e` and the magic vars
-/// (inventory_hostname, group_names, groups), templated vars resolved lazily, as Ansible does:
-/// a var may read another host's through `hostvars`.
+/// A host's facts as templates see them (None: templates get no fact vars).
+pub type FactsOf<'a> = &'a dyn Fn(&str) -> Option<&'a Map<String, Value>>;
+
+/// Inventory-level vars of every host (what `hostvars` holds), with `-e`, the magic vars
+/// (inventory_hostname, group_names, groups) and the host's facts, templated vars resolved
+/// lazily, as Ansible does: a var may read another host's through `hostvars`.
 pub fn inventory_hostvars(
     inv: &Inventory,
     extra: &VarLayer,
     engine: &Engine,
     placeholders: bool,
+    facts: FactsOf,
 ) -> Result<IndexMap<String, VarLayer>, Diags> {
     let groups_value = serde_json::to_value(inv.groups_map()).unwrap_or(Value::Null);
     let layers: IndexMap<String, VarLayer> = inv
         .hosts
         .keys()
         .map(|h| {
-            let magic = magic(inv, h, &groups_value);
+            let magic = magic(inv, h, &groups_value, facts(h));
             let layers = vars::Layers {
                 extra: Some(extra),
                 magic: Some(&magic),
@@ -137,15 +142,20 @@ pub fn inventory_hostvars(
     diags.into_result().map(|_| hostvars)
 }
 
-/// Build every selected host's work. All problems are collected, not just the first.
-pub fn compile(
-    site: &Site,
-    inv: &Inventory,
-    sel: &Selection,
-    extra: &VarLayer,
-    engine: &Engine,
-    placeholders: bool,
-) -> Result<Compiled, Diags> {
+/// Build every selected host's work, with the facts gathered so far (a host not gathered yet
+/// renders its facts as `<fact:NAME>`, and an item that still renders one awaits them). All
+/// problems are collected, not just the first; each one about a host names it (`Diag::host`).
+pub fn compile(src: &Sources, gathered: &Gathered) -> Result<Compiled, Diags> {
+    let (site, inv, sel, extra, engine) = (
+        &src.site,
+        &src.inventory,
+        &src.select,
+        &src.extra,
+        &src.engine,
+    );
+    let placeholders = src.vault_placeholders;
+    let unknown = crate::facts::host::placeholders();
+    let facts = |h: &str| src.facts_of(gathered, &unknown, h);
     let mut diags = Diags::default();
     let limit: Option<Vec<String>> = match &sel.limit {
         Some(l) => match pattern::select(inv, l) {
@@ -159,9 +169,9 @@ pub fn compile(
     let magics: IndexMap<&str, VarLayer> = inv
         .hosts
         .keys()
-        .map(|h| (h.as_str(), magic(inv, h, &groups_value)))
+        .map(|h| (h.as_str(), magic(inv, h, &groups_value, facts(h))))
         .collect();
-    let hostvars = inventory_hostvars(inv, extra, engine, placeholders)?;
+    let hostvars = inventory_hostvars(inv, extra, engine, placeholders, &facts)?;
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -267,7 +277,8 @@ pub fn compile(
                 ) {
                     Ok(c) => c,
                     Err(e) => {
-                        diags.push(Diag::at(Loc::file_only(&inv.path), e).about(&host));
+                        let d = Diag::at(Loc::file_only(&inv.path), e.to_string());
+                        diags.push(d.about(&host));
                         continue;
                     }
                 };
@@ -303,7 +314,7 @@ pub fn compile(
                     if !sel.wants(&tags) {
                         continue;
                     }
-                    match expand(entry, &ctx, engine, site, &role.dir) {
+                    match expand(entry, &ctx, engine, site, &role.dir, &host) {
                         Ok(items) => {
                             for (name_override, inst, secret, rendered) in items {
                                 let name = name_override.unwrap_or_else(|| inst.name());
@@ -321,12 +332,16 @@ pub fn compile(
                     }
                 }
                 for h in &role.handlers {
-                    match expand(h, &ctx, engine, site, &role.dir) {
+                    match expand(h, &ctx, engine, site, &role.dir, &host) {
                         Ok(mut items) if items.len() == 1 => {
                             let (_, inst, secret, _) = items.remove(0);
-                            if let Err(e) = inst.handler(secret) {
-                                diags.push(Diag::at(h.loc.clone(), e.to_string()));
-                                continue;
+                            // One that awaits facts is checked as a handler again with them.
+                            match inst.handler(secret) {
+                                Err(resources::ResourceError::NotGathered(_)) | Ok(_) => {}
+                                Err(e) => {
+                                    diags.push(Diag::at(h.loc.clone(), e.to_string()));
+                                    continue;
+                                }
                             }
                             rw.handlers.push(HandlerItem {
                                 name: h.name.clone().unwrap_or_default(),
@@ -404,9 +419,14 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-/// Vars every template can use, as in Ansible.
+/// Vars every template can use, as in Ansible, and the host's facts.
 /// `groups` is `inv.groups_map()` as a value: computed once per run, not per host and role.
-pub(crate) fn magic(inv: &Inventory, host: &str, groups_map: &Value) -> VarLayer {
+fn magic(
+    inv: &Inventory,
+    host: &str,
+    groups_map: &Value,
+    facts: Option<&Map<String, Value>>,
+) -> VarLayer {
     let mut m = IndexMap::new();
     m.insert("inventory_hostname".to_string(), json!(host));
     m.insert(
@@ -420,17 +440,22 @@ pub(crate) fn magic(inv: &Inventory, host: &str, groups_map: &Value) -> VarLayer
         .collect();
     m.insert("group_names".to_string(), json!(groups));
     m.insert("groups".to_string(), groups_map.clone());
-    if let Some(f) = inv.facts.get(host) {
+    if let Some(f) = facts {
         m.extend(crate::facts::host::template_vars(f));
     }
     VarLayer::from_map(m)
 }
 
-/// A resource whose spec is valid only once the host's facts are known (`check`, and before the
-/// host's probe). It asks nothing, and its diff is an error: it never reaches a host.
+/// A resource built before its host's facts were gathered, whose spec (or a template it
+/// rendered) still holds a `<fact:NAME>`: its diff and handler are the `NotGathered` error, so
+/// it never reaches a host nor a diff. What it was built as (when the spec was valid with the
+/// placeholder) still answers offline questions: `check`'s warnings and render gate, and the
+/// queries that name no placeholder, asked in the host's first probe with its facts.
 struct AwaitsFacts {
     kind: &'static str,
     name: String,
+    why: crate::facts::host::NotGathered,
+    built: Option<Box<dyn Instance>>,
 }
 
 impl Instance for AwaitsFacts {
@@ -441,31 +466,41 @@ impl Instance for AwaitsFacts {
         self.name.clone()
     }
     fn warnings(&self) -> Vec<String> {
-        vec![]
+        self.built
+            .as_ref()
+            .map(|b| b.warnings())
+            .unwrap_or_default()
     }
     fn facts(&self) -> Vec<crate::facts::FactQuery> {
-        vec![]
+        let named = |t: &str| crate::facts::host::placeholder_in(t.as_bytes()).is_some();
+        self.built
+            .iter()
+            .flat_map(|b| b.facts())
+            .filter(|q| !named(&q.key) && !named(&q.script))
+            .collect()
     }
     fn diff(
         &self,
         _: &crate::facts::Facts,
         _: &resources::DiffCx,
     ) -> Result<Option<crate::plan::Drift>, resources::ResourceError> {
-        Err(resources::ResourceError::Spec(
-            "depends on facts that were not gathered for this host".into(),
-        ))
+        Err(self.why.clone().into())
     }
-    fn handler(&self, _: bool) -> Result<Vec<crate::plan::Step>, resources::ResourceError> {
-        Err(resources::ResourceError::Handler(
-            "depends on facts that were not gathered for this host".into(),
-        ))
+    /// What it was built as says whether it can be a handler at all; its steps are not sent.
+    fn handler(&self, secret: bool) -> Result<Vec<crate::plan::Step>, resources::ResourceError> {
+        match &self.built {
+            Some(b) => b.handler(secret).and(Err(self.why.clone().into())),
+            None => Err(self.why.clone().into()),
+        }
     }
     fn touches(&self) -> Vec<crate::plan::Touch> {
         vec![crate::plan::Touch::Anything]
     }
-    /// Unknown until the facts are: `check` lists it among the resources that await facts.
     fn sends(&self) -> Option<crate::cluster::Sent> {
-        None
+        self.built.as_ref().and_then(|b| b.sends())
+    }
+    fn awaits(&self) -> Option<&crate::facts::host::NotGathered> {
+        Some(&self.why)
     }
 }
 
@@ -498,6 +533,7 @@ fn expand(
     engine: &Engine,
     site: &Site,
     role_dir: &std::path::Path,
+    host: &str,
 ) -> Result<Vec<Built>, Diag> {
     let items: Vec<Option<Value>> = match &entry.loop_ {
         None => vec![None],
@@ -550,32 +586,38 @@ fn expand(
             )),
             other => other.clone(),
         };
-        let pcx = PrepareCx {
-            engine,
-            ctx: &c,
-            role_dir,
-            root: &site.root,
-            tainted: std::cell::Cell::new(false),
-        };
+        let pcx = PrepareCx::new(engine, &c, role_dir, &site.root);
         let built =
             resources::build(&entry.kind, spec.clone(), &pcx).expect("kind was checked at load");
+        let tainted = tainted || pcx.tainted.get();
+        // The one place a fact placeholder is refused: an item whose spec, or a template it
+        // rendered, holds one awaits the host's facts. Compiling again with them builds it for
+        // real; until then it asks nothing that names one and never reaches a host.
+        let fact =
+            crate::facts::host::placeholder_in_value(&spec).or_else(|| pcx.awaits.get().cloned());
+        if let Some(fact) = fact {
+            let built = built.ok();
+            let name = name
+                .or_else(|| built.as_ref().map(|b| b.name()))
+                .unwrap_or_else(|| pending_name(&spec));
+            let inst: Box<dyn Instance> = Box::new(AwaitsFacts {
+                kind: resources::KINDS
+                    .iter()
+                    .find(|k| **k == entry.kind)
+                    .copied()
+                    .unwrap_or("resource"),
+                name: name.clone(),
+                why: crate::facts::host::NotGathered {
+                    host: host.to_string(),
+                    fact,
+                },
+                built,
+            });
+            out.push((Some(name), inst, tainted, spec));
+            continue;
+        }
         match built {
-            Ok(inst) => out.push((name, inst, tainted || pcx.tainted.get(), spec)),
-            // Not valid until the host's facts are known (a checksum picked by architecture):
-            // it waits for them. Compiling again with the facts builds it for real, and a
-            // placeholder never reaches a host (`apply::refuse_placeholder`).
-            Err(_) if crate::facts::host::holds_placeholder(&spec) => {
-                let name = name.unwrap_or_else(|| pending_name(&spec));
-                let inst: Box<dyn Instance> = Box::new(AwaitsFacts {
-                    kind: resources::KINDS
-                        .iter()
-                        .find(|k| **k == entry.kind)
-                        .copied()
-                        .unwrap_or("resource"),
-                    name: name.clone(),
-                });
-                out.push((Some(name), inst, tainted, spec))
-            }
+            Ok(inst) => out.push((name, inst, tainted, spec)),
             Err(BuildError::Spec { path, message }) => {
                 let loc = crate::yaml::error_loc(&entry.file, &entry.spec, &path, &message);
                 let at = if path.iter().next().is_some() {
@@ -640,6 +682,24 @@ mod tests {
 
     use crate::fsutil::write_rel as write;
 
+    /// The site compiled for `inv` before any host's facts are gathered.
+    fn compile_with(
+        site: &Site,
+        inv: &Inventory,
+        sel: &Selection,
+        vault_placeholders: bool,
+    ) -> Result<Compiled, Diags> {
+        let mut src = Sources::new(
+            site.clone(),
+            inv.clone(),
+            VarLayer::default(),
+            Engine::new(&site.root),
+            sel.clone(),
+        );
+        src.vault_placeholders = vault_placeholders;
+        compile(&src, &Gathered::default())
+    }
+
     fn setup() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "inv/hosts.yml", "all:\n  children:\n    lab:\n      hosts:\n        h1: {ansible_host: 10.0.0.1}\n        h2: {ansible_host: 10.0.0.2, motd: from-host}\n");
@@ -686,16 +746,7 @@ mod tests {
     fn precedence_loops_when_and_taint() {
         let d = setup();
         let (site, inv) = load(d.path(), true);
-        let engine = Engine::new(&site.root);
-        let c = compile(
-            &site,
-            &inv,
-            &Selection::default(),
-            &VarLayer::default(),
-            &engine,
-            false,
-        )
-        .unwrap();
+        let c = compile_with(&site, &inv, &Selection::default(), false).unwrap();
         let ids: Vec<Vec<String>> = c
             .hosts
             .iter()
@@ -736,13 +787,12 @@ mod tests {
             "resources:\n  - file: {path: /etc/play, content: x}\n",
         );
         let (site, inv) = load(d.path(), true);
-        let engine = Engine::new(&site.root);
         let ids = |limit: Option<&str>| -> Vec<(String, Vec<String>)> {
             let sel = Selection {
                 limit: limit.map(String::from),
                 ..Default::default()
             };
-            compile(&site, &inv, &sel, &VarLayer::default(), &engine, false)
+            compile_with(&site, &inv, &sel, false)
                 .unwrap()
                 .hosts
                 .iter()
@@ -780,13 +830,12 @@ mod tests {
     fn tags_and_limit_select() {
         let d = setup();
         let (site, inv) = load(d.path(), true);
-        let engine = Engine::new(&site.root);
         let sel = Selection {
             tags: vec!["motd".into()],
             skip_tags: vec![],
             limit: Some("h2".into()),
         };
-        let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
+        let c = compile_with(&site, &inv, &sel, false).unwrap();
         assert_eq!(c.hosts.len(), 1);
         assert_eq!(c.hosts[0].host, "h2");
         assert_eq!(
@@ -801,38 +850,21 @@ mod tests {
             skip_tags: vec!["r".into()],
             limit: None,
         };
-        let c = compile(&site, &inv, &sel, &VarLayer::default(), &engine, false).unwrap();
+        let c = compile_with(&site, &inv, &sel, false).unwrap();
         assert_eq!(c.hosts[0].items().count(), 0);
         let bad = Selection {
             limit: Some("nosuch".into()),
             ..Default::default()
         };
-        assert!(compile(&site, &inv, &bad, &VarLayer::default(), &engine, false).is_err());
+        assert!(compile_with(&site, &inv, &bad, false).is_err());
     }
 
     #[test]
     fn without_a_key_check_uses_placeholders() {
         let d = setup();
         let (site, inv) = load(d.path(), false);
-        let engine = Engine::new(&site.root);
-        assert!(compile(
-            &site,
-            &inv,
-            &Selection::default(),
-            &VarLayer::default(),
-            &engine,
-            false
-        )
-        .is_err());
-        assert!(compile(
-            &site,
-            &inv,
-            &Selection::default(),
-            &VarLayer::default(),
-            &engine,
-            true
-        )
-        .is_ok());
+        assert!(compile_with(&site, &inv, &Selection::default(), false).is_err());
+        assert!(compile_with(&site, &inv, &Selection::default(), true).is_ok());
     }
 
     /// A run compiling with facts gives each host its own problems by this field (`apply`): it
@@ -848,16 +880,7 @@ mod tests {
         let problems = |host_vars: &str| {
             write(d.path(), "inv/host_vars/h2.yml", host_vars);
             let (site, inv) = load(d.path(), true);
-            let engine = Engine::new(&site.root);
-            let e = compile(
-                &site,
-                &inv,
-                &Selection::default(),
-                &VarLayer::default(),
-                &engine,
-                false,
-            )
-            .unwrap_err();
+            let e = compile_with(&site, &inv, &Selection::default(), false).unwrap_err();
             for d in &e.0 {
                 match &d.host {
                     Some(h) => assert!(d.message.starts_with(&format!("host `{h}`")), "{d:?}"),
@@ -876,6 +899,100 @@ mod tests {
         assert_eq!(problems("broken: \"{{ nope }}\"\n"), ["h2"]);
     }
 
+    /// The one place a `<fact:NAME>` is refused: an item (or handler) that renders one, in its
+    /// spec or in a template it renders, is built as one that awaits facts. Its diff and
+    /// handler are the typed error naming host and fact, and it asks nothing that names one.
+    #[test]
+    fn an_item_rendering_an_ungathered_fact_awaits_it_and_never_reaches_a_host() {
+        use crate::facts::host::NotGathered;
+        use crate::resources::{DiffCx, ResourceError};
+        let (_d, src) = super::super::sources::testutil::project(
+            "all:\n  hosts:\n    h1: {}\n    h2: {}\n",
+            "- hosts: h1\n  roles: [r]\n",
+            "resources:\n  - file: {path: /etc/plain, content: y}\n  - file: {path: /etc/arch, content: \"{{ ansible_architecture }}\\n\"}\n  - file: {path: \"/etc/by-host/{{ ansible_hostname }}\", content: x}\n  - file: {path: /etc/t, template: t.j2}\n  - download: {url: \"https://e.x/a\", dest: /usr/local/bin/a, sha256: \"{{ 'a' * 64 if ansible_architecture == 'x86_64' else ansible_architecture }}\"}\n  - file: {path: /etc/peer, content: \"{{ hostvars['h2'].ansible_fqdn }}\"}\n    notify: restart\nhandlers:\n  - name: restart\n    service: {name: \"{{ ansible_hostname }}\", state: restarted}\n",
+            &[("roles/r/templates/t.j2", "secret-ish {{ ansible_fqdn }} rest\n")],
+        );
+        let awaits = |c: &Compiled| -> Vec<Option<String>> {
+            c.hosts[0]
+                .items()
+                .map(|i| i.inst.awaits().map(|w| w.fact.clone()))
+                .collect()
+        };
+        let before = compile(&src, &Gathered::default()).unwrap();
+        assert_eq!(
+            awaits(&before),
+            [
+                None,
+                Some("<fact:architecture>".into()),
+                Some("<fact:hostname>".into()),
+                Some("<fact:fqdn>".into()),
+                Some("<fact:architecture>".into()),
+                Some("<fact:fqdn>".into()),
+            ]
+        );
+        let items: Vec<&Item> = before.hosts[0].items().collect();
+        assert_eq!(items[4].id.to_string(), "r/download:/usr/local/bin/a");
+        let cx = DiffCx {
+            secret: false,
+            hash_key: [0; 32],
+            secrets: Default::default(),
+        };
+        let e = items[3]
+            .inst
+            .diff(&crate::facts::Facts::default(), &cx)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ResourceError::NotGathered(NotGathered { host, fact }) if host == "h1" && fact == "<fact:fqdn>"),
+            "{e:?}"
+        );
+        // Only the fact's name is quoted, never the template's text around it.
+        assert!(
+            e.to_string()
+                .starts_with("on host `h1`, `<fact:fqdn>` is a fact that was not gathered"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("secret-ish"), "{e}");
+        // A query that names a placeholder is never asked; the others are, in the first probe.
+        assert!(items[2].inst.facts().is_empty());
+        assert!(!items[1].inst.facts().is_empty());
+        assert!(items
+            .iter()
+            .flat_map(|i| i.inst.facts())
+            .all(|q| !q.key.contains("<fact:") && !q.script.contains("<fact:")));
+        let handler = &before.hosts[0].roles[0].handlers[0];
+        assert!(matches!(
+            handler.inst.handler(false),
+            Err(ResourceError::NotGathered(_))
+        ));
+
+        // With h1's facts: built for real, except what reads h2's, still not gathered.
+        let mut gathered = Gathered::default();
+        let facts = "id=debian\narch=x86_64\nnodename=h1\nfqdn=h1.lab\n";
+        gathered.add("h1", crate::facts::host::parse(facts).unwrap());
+        let after = compile(&src, &gathered).unwrap();
+        assert_eq!(
+            awaits(&after),
+            [None, None, None, None, None, Some("<fact:fqdn>".into())]
+        );
+        assert!(after.hosts[0].roles[0].handlers[0]
+            .inst
+            .handler(false)
+            .is_ok());
+    }
+
+    /// A resource that can never be a handler is refused at compile even while it awaits facts.
+    #[test]
+    fn a_handler_awaiting_facts_is_still_checked_as_a_handler() {
+        let (_d, src) = super::super::sources::testutil::project(
+            "all:\n  hosts:\n    h1: {}\n",
+            "- hosts: all\n  roles: [r]\n",
+            "resources: []\nhandlers:\n  - name: h\n    file: {path: \"/etc/{{ ansible_hostname }}\", content: x}\n",
+            &[],
+        );
+        let e = compile(&src, &Gathered::default()).unwrap_err();
+        assert!(e.to_string().contains("cannot be a handler"), "{e}");
+    }
+
     #[test]
     fn spec_errors_point_into_the_role() {
         let d = setup();
@@ -885,16 +1002,7 @@ mod tests {
             "resources:\n  - file:\n      path: /x\n      mod: \"0644\"\n",
         );
         let (site, inv) = load(d.path(), true);
-        let engine = Engine::new(&site.root);
-        let e = compile(
-            &site,
-            &inv,
-            &Selection::default(),
-            &VarLayer::default(),
-            &engine,
-            false,
-        )
-        .unwrap_err();
+        let e = compile_with(&site, &inv, &Selection::default(), false).unwrap_err();
         assert!(
             e.to_string()
                 .contains("role.yml:4:7: host `h1`: file at `mod`: unknown field `mod`"),
@@ -907,15 +1015,7 @@ mod tests {
         );
         write(d.path(), "roles/r/templates/t.j2", "line1\n{{ nope }}\n");
         let (site, inv) = load(d.path(), true);
-        let e = compile(
-            &site,
-            &inv,
-            &Selection::default(),
-            &VarLayer::default(),
-            &Engine::new(&site.root),
-            false,
-        )
-        .unwrap_err();
+        let e = compile_with(&site, &inv, &Selection::default(), false).unwrap_err();
         assert!(
             e.to_string().contains("t.j2:2:4") && e.to_string().contains("`nope`"),
             "{e}"

@@ -127,7 +127,7 @@ fn to_yaml(v: Value) -> Result<String, Error> {
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
 }
 
-pub fn wg_pubkey(private_b64: &str) -> Result<String, String> {
+fn wg_pubkey(private_b64: &str) -> Result<String, String> {
     // `check` without a vault key renders vault vars as placeholders: derive a placeholder.
     if private_b64.starts_with("<vault:") {
         return Ok(format!("<public key of {private_b64}>"));

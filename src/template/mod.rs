@@ -216,6 +216,7 @@ impl Engine {
         let used = tmpl.undeclared_variables(false);
         let text = tmpl.render(ctx.value_for(&used)).map_err(|e| {
             undefined_hint(
+                &e,
                 to_error(&e, file.clone(), source_of(&self.root, name).as_deref()),
                 &used,
                 ctx,
@@ -237,7 +238,7 @@ impl Engine {
         let used = tmpl.undeclared_variables(false);
         let text = tmpl
             .render(ctx.value_for(&used))
-            .map_err(|e| undefined_hint(to_error(&e, None, Some(src)), &used, ctx))?;
+            .map_err(|e| undefined_hint(&e, to_error(&e, None, Some(src)), &used, ctx))?;
         Ok(Rendered {
             tainted: ctx.is_tainted(&used, &text) | passwords::take_touched(),
             text,
@@ -254,7 +255,7 @@ impl Engine {
         let used = e.undeclared_variables(false);
         let v = e
             .eval(ctx.value_for(&used))
-            .map_err(|err| undefined_hint(to_error(&err, None, Some(expr)), &used, ctx))?;
+            .map_err(|err| undefined_hint(&err, to_error(&err, None, Some(expr)), &used, ctx))?;
         if let Some(p) = v.downcast_object_ref::<Placeholder>() {
             return Ok((Value::String(format!("<vault:{}>", p.0)), true));
         }
@@ -411,11 +412,12 @@ fn names_hint(missing: &[&String]) -> String {
 
 /// minijinja says "undefined value"; say which name, so the user knows what to define.
 fn undefined_hint(
+    cause: &minijinja::Error,
     mut e: TemplateError,
     used: &std::collections::HashSet<String>,
     ctx: &Ctx,
 ) -> TemplateError {
-    if e.message.starts_with("undefined value") {
+    if cause.kind() == minijinja::ErrorKind::UndefinedError {
         let mut missing: Vec<&String> = used.iter().filter(|u| !ctx.names.contains(*u)).collect();
         missing.sort();
         e.message.push_str(&names_hint(&missing));

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use indexmap::IndexMap;
 use rand::Rng;
 
-use crate::vault::Keyring;
+use crate::vault::{Keyring, VaultError};
 
 thread_local! {
     static TOUCHED: Cell<bool> = const { Cell::new(false) };
@@ -27,6 +27,35 @@ pub fn take_touched() -> bool {
 
 pub const FILE: &str = "passwords.yml.age";
 
+/// Why the password vault could not be read or written, or a password not made. Every one is a
+/// vault problem (exit 4) except `NoAlphabet`, a template's.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The vault did not open (no key, a wrong key, tampering).
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: Box<VaultError>,
+    },
+    /// It opened, but what is inside is not the YAML map labctl writes.
+    #[error("{}: {what} inside the vault", path.display())]
+    Content { path: PathBuf, what: &'static str },
+    #[error("a new password must be stored in {}, but no {} was found above it", path.display(), crate::vault::RECIPIENTS_FILE)]
+    NoRecipients { path: PathBuf },
+    /// The recipients file, or encrypting for it.
+    #[error(transparent)]
+    Seal(Box<VaultError>),
+    #[error("{0}")]
+    Yaml(String),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a password needs a length and characters to use")]
+    NoAlphabet,
+}
+
 pub struct PasswordStore {
     path: PathBuf,
     values: Mutex<IndexMap<String, String>>,
@@ -37,20 +66,28 @@ pub struct PasswordStore {
 
 impl PasswordStore {
     /// Open (or start) the store beside the inventory; decrypting needs the vault key.
-    pub fn open(dir: &Path, keys: &Keyring, read_only: bool) -> Result<PasswordStore, String> {
+    pub fn open(
+        dir: &Path,
+        keys: &Keyring,
+        read_only: bool,
+    ) -> Result<PasswordStore, PasswordError> {
         let path = dir.join(FILE);
         let mut values = IndexMap::new();
         if path.is_file() {
             if keys.is_empty() && read_only {
                 // `check` without a key: stored passwords render as placeholders.
             } else {
-                let plain = keys
-                    .decrypt_file(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let text = std::str::from_utf8(plain.expose())
-                    .map_err(|_| format!("{}: not UTF-8 inside the vault", path.display()))?;
+                let plain = keys.decrypt_file(&path).map_err(|e| PasswordError::Open {
+                    path: path.clone(),
+                    source: Box::new(e),
+                })?;
+                let content = |what| PasswordError::Content {
+                    path: path.clone(),
+                    what,
+                };
+                let text = std::str::from_utf8(plain.expose()).map_err(|_| content("not UTF-8"))?;
                 let v = crate::yaml::parse_node(&path, text)
-                    .map_err(|_| format!("{}: invalid YAML inside the vault", path.display()))?
+                    .map_err(|_| content("invalid YAML"))?
                     .to_json();
                 if let serde_json::Value::Object(m) = v {
                     for (k, v) in m {
@@ -75,7 +112,7 @@ impl PasswordStore {
         name: &str,
         length: usize,
         chars: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, PasswordError> {
         TOUCHED.with(|t| t.set(true));
         let mut v = self.values.lock().expect("not poisoned");
         if let Some(p) = v.get(name) {
@@ -86,7 +123,7 @@ impl PasswordStore {
         }
         let alphabet: Vec<char> = chars.chars().collect();
         if alphabet.is_empty() || length == 0 {
-            return Err("a password needs a length and characters to use".into());
+            return Err(PasswordError::NoAlphabet);
         }
         let mut rng = rand::rngs::OsRng;
         let p: String = (0..length)
@@ -108,19 +145,17 @@ impl PasswordStore {
     }
 
     /// Write the vault when a password was generated. Returns the file written, if any.
-    pub fn save(&self) -> Result<Option<PathBuf>, String> {
+    pub fn save(&self) -> Result<Option<PathBuf>, PasswordError> {
         if !self.dirty.load(Ordering::SeqCst) {
             return Ok(None);
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let rfile = crate::vault::find_recipients_file(dir).ok_or_else(|| {
-            format!(
-                "a new password must be stored in {}, but no {} was found above it",
-                self.path.display(),
-                crate::vault::RECIPIENTS_FILE
-            )
-        })?;
-        let recipients = crate::vault::load_recipients(&rfile).map_err(|e| e.to_string())?;
+        let rfile =
+            crate::vault::find_recipients_file(dir).ok_or_else(|| PasswordError::NoRecipients {
+                path: self.path.clone(),
+            })?;
+        let recipients =
+            crate::vault::load_recipients(&rfile).map_err(|e| PasswordError::Seal(Box::new(e)))?;
         let map: serde_json::Map<String, serde_json::Value> = self
             .values
             .lock()
@@ -128,10 +163,15 @@ impl PasswordStore {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        let yaml = serde_saphyr::to_string(&map).map_err(|e| e.to_string())?;
-        let enc = crate::vault::encrypt(yaml.as_bytes(), &recipients).map_err(|e| e.to_string())?;
-        crate::fsutil::write_atomic(&self.path, &enc, 0o600, false)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let yaml = serde_saphyr::to_string(&map).map_err(|e| PasswordError::Yaml(e.to_string()))?;
+        let enc = crate::vault::encrypt(yaml.as_bytes(), &recipients)
+            .map_err(|e| PasswordError::Seal(Box::new(e)))?;
+        crate::fsutil::write_atomic(&self.path, &enc, 0o600, false).map_err(|source| {
+            PasswordError::Write {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
         self.dirty.store(false, Ordering::SeqCst);
         Ok(Some(self.path.clone()))
     }

@@ -48,7 +48,11 @@ pub enum TransportError {
     #[error("cannot connect to {dest}: {why}")]
     Unreachable { dest: String, why: String },
     #[error("host key of {dest} is not trusted: {why}")]
-    HostKey { dest: String, why: String },
+    HostKey {
+        dest: String,
+        refusal: HostKeyRefusal,
+        why: String,
+    },
     #[error("sudo needs a password on {0}: labctl uses `sudo -n` (configure NOPASSWD for this user, or connect as root)")]
     SudoPassword(String),
     #[error("connection to {dest} failed while running a command: {why}")]
@@ -151,14 +155,17 @@ impl Transport {
         stdin: Option<&[u8]>,
         secs: u64,
     ) -> Result<Output, TransportError> {
-        let out = match self {
+        let sudo = match self {
             Transport::Ssh {
-                session,
-                dest,
                 become_,
                 user_is_root,
-            } => {
-                let argv = crate::sh::argv(script, *become_ && !*user_is_root, Some(secs));
+                ..
+            } => *become_ && !*user_is_root,
+            Transport::Local { become_ } => *become_ && !nix_is_root(),
+        };
+        let argv = crate::sh::argv(script, sudo, Some(secs));
+        let out = match self {
+            Transport::Ssh { session, dest, .. } => {
                 let mut cmd = session.command(&argv[0]);
                 cmd.args(&argv[1..]);
                 cmd.stdin(if stdin.is_some() {
@@ -188,8 +195,7 @@ impl Transport {
                     stderr: o.stderr,
                 }
             }
-            Transport::Local { become_ } => {
-                let argv = crate::sh::argv(script, *become_ && !nix_is_root(), Some(secs));
+            Transport::Local { .. } => {
                 let mut cmd = tokio::process::Command::new(&argv[0]);
                 cmd.args(&argv[1..]);
                 cmd.stdin(if stdin.is_some() {
@@ -217,9 +223,7 @@ impl Transport {
                 }
             }
         };
-        if out.status != 0
-            && String::from_utf8_lossy(&out.stderr).contains("sudo: a password is required")
-        {
+        if sudo && sudo_wants_password(&out) {
             return Err(TransportError::SudoPassword(self.dest().to_string()));
         }
         Ok(out)
@@ -349,21 +353,84 @@ fn control_dir() -> PathBuf {
     d
 }
 
+/// `sudo -n` would not run the command without a password: it exits 1 having printed only its
+/// own message (`a password is required`, from sudo's sources), so a command that fails after
+/// printing those words is not mistaken for it. Asked only when the command ran under sudo.
+fn sudo_wants_password(out: &Output) -> bool {
+    out.status == 1
+        && String::from_utf8_lossy(&out.stderr).trim_end() == "sudo: a password is required"
+}
+
+/// How ssh refused a host's key, told by the lines OpenSSH prints for each case
+/// (`sshconnect.c`: check_host_key, warn_changed_key; `sshconnect2.c`). Nothing else decides:
+/// "no matching host key type found" (no key algorithm in common, `ssherr.c`) is a failed
+/// negotiation, not a key to trust, and other text that mentions host keys is not ssh's refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyRefusal {
+    /// No key is known for the host and checking is strict: a first contact.
+    Unknown,
+    /// The host's key is not the one recorded for it.
+    Changed,
+    /// The recorded key is marked `@revoked`.
+    Revoked,
+    /// "Host key verification failed." without one of the above (a KnownHostsCommand, a CA).
+    Failed,
+}
+
+impl HostKeyRefusal {
+    /// The refusal ssh's log (its stderr, one message a line) reports, if any.
+    pub fn of(log: &str) -> Option<HostKeyRefusal> {
+        const STRICT: &str = " and you have requested strict checking.";
+        let lines: Vec<&str> = log.lines().map(str::trim).collect();
+        let any = |f: &dyn Fn(&str) -> bool| lines.iter().any(|l| f(l));
+        // `Host key for H has changed…` (OpenSSH 8.5 on), `ED25519 host key for H has changed…`
+        // before it; the banner in every version.
+        let changed = |l: &str| {
+            l == "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @"
+                || (l.ends_with(&format!(" has changed{STRICT}"))
+                    && (l.starts_with("Host key for ") || l.contains(" host key for ")))
+        };
+        let revoked = |l: &str| {
+            l == "@       WARNING: REVOKED HOST KEY DETECTED!               @"
+                || (l.ends_with(&format!(" was revoked{STRICT}")) && l.contains(" host key for "))
+        };
+        let unknown = |l: &str| {
+            l.starts_with("No ") && l.contains(" host key is known for ") && l.ends_with(STRICT)
+        };
+        if any(&changed) {
+            Some(HostKeyRefusal::Changed)
+        } else if any(&revoked) {
+            Some(HostKeyRefusal::Revoked)
+        } else if any(&unknown) {
+            Some(HostKeyRefusal::Unknown)
+        } else if any(&|l| l == "Host key verification failed.") {
+            Some(HostKeyRefusal::Failed)
+        } else {
+            None
+        }
+    }
+
+    /// What to do about it.
+    fn fix(self) -> &'static str {
+        match self {
+            HostKeyRefusal::Unknown | HostKeyRefusal::Failed => "add the host to known_hosts (ssh-keyscan + verify the fingerprint), or pass --accept-new-host-keys for a first contact",
+            HostKeyRefusal::Changed => "the host's key is not the one recorded for it: if the host was reinstalled, verify its new fingerprint and remove the old key (ssh-keygen -R HOST -f KNOWN_HOSTS); --accept-new-host-keys never trusts a changed key",
+            HostKeyRefusal::Revoked => "the key is marked revoked in known_hosts and is never trusted",
+        }
+    }
+}
+
 fn classify(dest: &str, e: openssh::Error) -> TransportError {
     let why = format!("{e}");
     let detail = match &e {
         openssh::Error::Connect(io) | openssh::Error::Master(io) => io.to_string(),
         _ => String::new(),
     };
-    let all = format!("{why}: {detail}");
-    if all.contains("Host key verification failed")
-        || all.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-        || all.contains("No ED25519 host key is known")
-        || all.contains("host key")
-    {
+    if let Some(refusal) = HostKeyRefusal::of(&detail) {
         return TransportError::HostKey {
             dest: dest.to_string(),
-            why: format!("{}; add the host to known_hosts (ssh-keyscan + verify the fingerprint), or pass --accept-new-host-keys for a first contact", detail.trim()),
+            refusal,
+            why: format!("{}; {}", detail.trim(), refusal.fix()),
         };
     }
     TransportError::Unreachable {

@@ -371,7 +371,14 @@ fn data_key(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
-pub fn run(args: SealArgs, vault_key: Option<&Path>) -> Result<Exit, CliError> {
+/// A SealedSecret manifest, and the keys sealed into it.
+pub struct Sealed {
+    pub manifest: String,
+    pub keys: Vec<String>,
+}
+
+/// Seal the vault values `args` names (`labctl seal`; `cli::seal` prints or writes it).
+pub fn seal(args: &SealArgs, vault_key: Option<&Path>) -> Result<Sealed, CliError> {
     if !dns_name(&args.name, 253) {
         return Err(input(format!(
             "--name `{}` is not a valid Secret name (lower-case letters, digits, `-` and `.`)",
@@ -443,31 +450,17 @@ pub fn run(args: SealArgs, vault_key: Option<&Path>) -> Result<Exit, CliError> {
             base64::engine::general_purpose::STANDARD.encode(ct),
         ));
     }
-    let text = manifest(
-        &args.name,
-        &args.namespace,
-        &args.r#type,
-        args.scope,
-        &labels,
-        &encrypted,
-    );
-    match &args.out {
-        Some(o) => {
-            crate::fsutil::write_atomic(o, text.as_bytes(), 0o644, false).map_err(|e| {
-                CliError::new(Exit::Failed, format!("cannot write {}: {e}", o.display()))
-            })?;
-            eprintln!(
-                "sealed {} key(s) into SealedSecret {}/{} → {} (scope {:?}); commit it to the apps repo",
-                encrypted.len(),
-                args.namespace,
-                args.name,
-                o.display(),
-                args.scope
-            );
-        }
-        None => print!("{text}"),
-    }
-    Ok(Exit::Ok)
+    Ok(Sealed {
+        manifest: manifest(
+            &args.name,
+            &args.namespace,
+            &args.r#type,
+            args.scope,
+            &labels,
+            &encrypted,
+        ),
+        keys: encrypted.into_iter().map(|(k, _)| k).collect(),
+    })
 }
 
 #[cfg(test)]

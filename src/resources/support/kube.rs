@@ -8,8 +8,9 @@ pub fn default_kubeconfig() -> String {
     DEFAULT_KUBECONFIG.to_string()
 }
 
-pub fn check_kubeconfig(p: &str) -> Result<(), String> {
-    super::fs::check_path(p).map_err(|e| format!("kubeconfig: {e}"))
+pub fn check_kubeconfig(p: &str) -> Result<(), crate::resources::ResourceError> {
+    super::fs::check_path(p)
+        .map_err(|e| crate::resources::ResourceError::spec(format!("kubeconfig: {e}")))
 }
 
 pub fn yaml_error(what: &str, message: &str, secret: bool) -> String {
