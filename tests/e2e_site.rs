@@ -206,6 +206,16 @@ impl Site {
         self.seen.borrow_mut().push_str(&show(&o));
         o
     }
+    /// Writes the var file NAME.yml, checks that plan with it names exactly `want`, applies it.
+    fn overlay(&self, name: &str, vars: &str, want: &[&str]) {
+        std::fs::write(self.dir.path().join(format!("{name}.yml")), vars).unwrap();
+        let o = self.run("plan", &[name], &["--json"]);
+        let plan = json_data(&o);
+        assert_eq!(o.status.code(), Some(2), "{plan:#}");
+        assert_eq!(ids(&plan), want, "{plan:#}");
+        let o = self.run("apply", &[name], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), self.logs());
+    }
     fn restarts(&self) -> (String, String) {
         let show = |h: &str, unit: &str| {
             self.tb.sh_ok(
@@ -505,6 +515,16 @@ fn the_whole_site_converges_against_a_real_api_server() {
     let mut want = vec![site.server.clone(), site.agent.clone()];
     want.sort();
     assert_eq!(ready, want, "{nodes:#}");
+    // The labels k3s gives its nodes: the server's control-plane role, none on the agent.
+    let role = |n: &str| {
+        site.k(&format!(
+            "k3s kubectl get node {n} -o jsonpath='{{.metadata.labels.node-role\\.kubernetes\\.io/control-plane}}'"
+        ))
+    };
+    assert_eq!(
+        (role(&site.server), role(&site.agent)),
+        ("true".to_string(), String::new())
+    );
     // The join token is checked by the server: a wrong one is refused (401), and the agent's
     // working credentials stay as they were.
     let o = site.tb.sh(
@@ -664,21 +684,11 @@ fn the_whole_site_converges_against_a_real_api_server() {
     );
 
     // ---- a vault change reaches the running Grafana ----
-    std::fs::write(
-        d.join("rotate.yml"),
+    site.overlay(
+        "rotate",
         "grafana_admin_password: \"{{ vault_smtp_password }}\"\n",
-    )
-    .unwrap();
-    let o = site.run("plan", &["rotate"], &["--json"]);
-    let plan = json_data(&o);
-    assert_eq!(o.status.code(), Some(2), "{plan:#}");
-    assert_eq!(
-        ids(&plan),
-        ["monitoring/k8s_secret:grafana admin secret"],
-        "{plan:#}"
+        &["monitoring/k8s_secret:grafana admin secret"],
     );
-    let o = site.run("apply", &["rotate"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let smtp = vault(&site.tb, "vault_smtp_password");
     assert!(
         site.k("cat /var/lib/labctl-standin/exec.log")
@@ -738,21 +748,11 @@ fn the_whole_site_converges_against_a_real_api_server() {
     );
 
     // ---- 5. a chart pin moved to the next patch upgrades the live release in place ----
-    std::fs::write(
-        d.join("next.yml"),
+    site.overlay(
+        "next",
         "redis_exporter_chart_version: \"6.29.1\"\n",
-    )
-    .unwrap();
-    let o = site.run("plan", &["next"], &["--json"]);
-    let plan = json_data(&o);
-    assert_eq!(o.status.code(), Some(2), "{plan:#}");
-    assert_eq!(
-        ids(&plan),
-        ["monitoring/helm_release:redis exporter"],
-        "{plan:#}"
+        &["monitoring/helm_release:redis exporter"],
     );
-    let o = site.run("apply", &["next"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", show(&o), site.logs());
     let st = site.json("helm status redis-exporter -n cache -o json");
     assert_eq!(
         (st["version"].as_i64(), st["info"]["status"].as_str()),
