@@ -9,6 +9,7 @@
 #   scripts/controlplane.sh up DIR    start everything; DIR/kubeconfig is an admin kubeconfig,
 #                                     DIR/pids the started PIDs, DIR/*.log their logs
 #   scripts/controlplane.sh down DIR  stop exactly the PIDs in DIR/pids
+#   scripts/controlplane.sh ca DIR    make DIR/pki/ca.{key,crt} unless there (`up` does too)
 #   scripts/controlplane.sh node-json NAME [LABELS] [TAINTS]
 #                                     print a Node as a kubelet registers it (for kwok)
 #
@@ -285,11 +286,7 @@ cmd_up() {
   # A CA, the API server's serving cert (127.0.0.1, the kubernetes Service's first IP, CP_SANS),
   # one client cert per component with the identity RBAC's default roles expect, the API server's
   # client cert for kubelets (kwok: exec, logs), kwok's serving cert and the service account keys.
-  if [ ! -s "$PKI/ca.crt" ]; then
-    openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
-    openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=labctl-controlplane-ca" -days 365 -sha256 \
-      -out "$PKI/ca.crt" 2>/dev/null
-  fi
+  cmd_ca "$DIR"
   cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.43.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${CP_SANS:+,$CP_SANS}"
   cert admin admin system:masters
   cert controller-manager system:kube-controller-manager
@@ -370,6 +367,15 @@ cmd_up() {
   say "up: $ports; KUBECONFIG=$DIR/kubeconfig"
 }
 
+cmd_ca() { # cmd_ca DIR: DIR/pki/ca.{key,crt}, made once (the k3s stand-in needs its hash first)
+  local pki=${1:?usage: controlplane.sh ca DIR}/pki
+  mkdir -p "$pki"
+  [ -s "$pki/ca.crt" ] && return
+  openssl genrsa -out "$pki/ca.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=labctl-controlplane-ca" -days 3650 -sha256 \
+    -out "$pki/ca.crt" 2>/dev/null
+}
+
 cmd_down() {
   local dir=${1:?usage: controlplane.sh down DIR} name pid i
   [ -f "$dir/pids" ] || { say "no $dir/pids: nothing to stop"; return 0; }
@@ -390,6 +396,7 @@ case "${1:-}" in
   bin) cmd_bin ;;
   up) shift; cmd_up "$@" ;;
   node-json) shift; node_json "$@" ;;
+  ca) shift; cmd_ca "$@" ;;
   down) shift; cmd_down "$@" ;;
-  *) echo "usage: $0 build | bin | up DIR | down DIR | node-json NAME [LABELS] [TAINTS]" >&2; exit 2 ;;
+  *) echo "usage: $0 build | bin | up DIR | down DIR | ca DIR | node-json NAME [LABELS] [TAINTS]" >&2; exit 2 ;;
 esac

@@ -12,15 +12,15 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Lock {
-    charts: Vec<Entry>,
+pub(crate) struct Lock {
+    pub(crate) charts: Vec<Entry>,
     crds: Vec<Entry>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Entry {
-    file: Option<String>,
+pub(crate) struct Entry {
+    pub(crate) file: Option<String>,
     dir: Option<String>,
     name: String,
     version: String,
@@ -31,11 +31,18 @@ struct Entry {
     path: Option<String>,
     license: String,
     license_file: String,
-    helm_repository: Option<String>,
+    pub(crate) helm_repository: Option<String>,
     #[allow(dead_code)] // free text, for people
     note: Option<String>,
     #[serde(default)]
     subcharts: Vec<Entry>,
+}
+
+/// charts/charts.lock.yaml, parsed (the test below says what is wrong with it, if anything).
+pub(crate) fn lock() -> Lock {
+    let path = charts_dir().join("charts.lock.yaml");
+    serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn charts_dir() -> PathBuf {

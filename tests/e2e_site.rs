@@ -62,21 +62,16 @@ fn run_ok(cmd: &mut Command) -> String {
 /// Every kept chart under its own repository (charts.lock.yaml's `helm_repository`), indexed
 /// by the real helm: DIR/<host>/<path>/. Returns the repositories' host names.
 fn chart_repos(dir: &Path) -> Vec<String> {
-    let lock = std::fs::read_to_string(repo().join("charts/charts.lock.yaml")).unwrap();
-    let (mut file, mut urls) = (None::<String>, std::collections::BTreeSet::new());
-    for line in lock.lines() {
-        if let Some(f) = line.strip_prefix("  - file: ") {
-            file = Some(f.trim().to_string());
-        } else if let (Some(url), Some(f)) = (line.strip_prefix("    helm_repository: "), &file) {
-            if !f.ends_with(".tgz") {
-                continue;
-            }
-            let url = url.trim().trim_end_matches('/').to_string();
-            let d = dir.join(url.trim_start_matches("https://"));
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::copy(repo().join("charts").join(f), d.join(f)).unwrap();
-            urls.insert(url);
-        }
+    let mut urls = std::collections::BTreeSet::new();
+    for e in crate::charts_lock::lock().charts {
+        let (Some(f), Some(url)) = (&e.file, &e.helm_repository) else {
+            continue;
+        };
+        let url = url.trim_end_matches('/').to_string();
+        let d = dir.join(url.trim_start_matches("https://"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(repo().join("charts").join(f), d.join(f)).unwrap();
+        urls.insert(url);
     }
     let helm = crate::controlplane::helm_bin();
     // The next patch of one chart, to move a pin: no newer upstream chart is kept here, so the
@@ -258,21 +253,11 @@ impl Site {
     }
     /// `labctl apply` of the test's own small site in DIR/bad (the testbed's inventory).
     fn bad_site(&self) -> Output {
-        let d = self.dir.path().join("bad");
-        let inv = self.tb.inventory.display().to_string();
-        let key = self.tb.dir.join("age.key").display().to_string();
-        let base = format!("@{}", self.dir.path().join("base.yml").display());
-        labctl(&[
-            "apply",
-            d.join("site.yml").to_str().unwrap(),
-            "-i",
-            &inv,
-            "--vault-key",
-            &key,
-            "-e",
-            &base,
-            "--yes",
-        ])
+        let site = self.dir.path().join("bad/site.yml");
+        let mut a = self.tb.site_args("apply", &site, self.dir.path(), &[]);
+        a.push("--yes".into());
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        labctl(&refs)
     }
     fn json(&self, script: &str) -> serde_json::Value {
         serde_json::from_str(&self.k(script)).unwrap()
