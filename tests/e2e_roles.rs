@@ -21,8 +21,12 @@ struct Lab {
 
 impl Lab {
     fn run(&self, cmd: &str, extra: &[&str]) -> std::process::Output {
+        self.run_as(&self.tb.inventory, cmd, extra)
+    }
+    /// `run` with another inventory (the testbed's, logging in as another user).
+    fn run_as(&self, inventory: &Path, cmd: &str, extra: &[&str]) -> std::process::Output {
         let key = self.tb.dir.join("age.key").display().to_string();
-        let inv = self.tb.inventory.display().to_string();
+        let inv = inventory.display().to_string();
         let vars = format!("@{}", self.vars.display());
         let site = repo("site.yml");
         let mut args = vec![
@@ -293,6 +297,63 @@ fn host_roles_harden_and_connect_two_hosts() {
         lab.tb.sh_ok(&h1, apt_reboot),
         "U='1'\nR='true'\nT='03:30'\n"
     );
+
+    // Root login. While labctl logs in as root, keys-only root login stays, and turning it off is
+    // refused before the drop-in lands (sshd's own reading of the new file, `sshd -T -C`).
+    let permit = |h: &str| {
+        lab.tb
+            .sh_ok(h, "sshd -T | grep '^permitrootlogin'")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(permit(&h1), "permitrootlogin without-password");
+    let args = reboot_at("03:30");
+    let mut off: Vec<&str> = args.iter().map(String::as_str).collect();
+    off.extend(["-e", "ssh_permit_root_login=no", "--limit", &h1]);
+    let o = lab.run("apply", &off);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        show(&o).contains("PermitRootLogin no would lock out root, the user labctl is logged in as"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(permit(&h1), "permitrootlogin without-password");
+    let o = lab.tb.ssh("root", &lab.tb.hosts[0].address, "true");
+    assert!(o.status.success(), "root still logs in: {}", show(&o));
+
+    // The same inventory logging in as the admin user (its key, `sudo -n`): that login is the
+    // proof the new way in works, and root login turns off by default.
+    let admin_inv = lab.tb.dir.join("inventory-admin.yml");
+    std::fs::write(
+        &admin_inv,
+        std::fs::read_to_string(&lab.tb.inventory)
+            .unwrap()
+            .lines()
+            .map(|l| match l.strip_suffix("ansible_user: root") {
+                Some(indent) => format!("{indent}ansible_user: labadmin\n{indent}ansible_become: true\n"),
+                None => format!("{l}\n"),
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    let as_admin: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = lab.run_as(&admin_inv, "apply", &as_admin);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        out.matches("changed  base-hardening/file:sshd hardening").count(),
+        2,
+        "{out}"
+    );
+    for h in &lab.tb.hosts {
+        assert_eq!(permit(&h.name), "permitrootlogin no");
+        let o = lab.tb.ssh("root", &h.address, "true");
+        assert!(!o.status.success(), "root login is off on {}", h.name);
+        let o = lab.tb.ssh("labadmin", &h.address, "sudo -n true");
+        assert!(o.status.success(), "{}", show(&o));
+    }
+    let o = lab.run_as(&admin_inv, "apply", &as_admin);
+    assert_eq!(stdout(&o).matches("changed=0").count(), 2, "{}", show(&o));
 }
 
 #[test]
