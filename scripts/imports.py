@@ -10,6 +10,12 @@ its children is not a use: only the children's uses of it, of each other and of 
 count. Run: python3 scripts/imports.py [--submodules] (scripts/test.sh runs it first);
 --submodules also prints the edges between module files inside each top-level module, and
 --self-test checks the checker on a made-up tree.
+
+It also exits 1 if an error crosses a module boundary as a bare String: a `pub` (or
+`pub(crate)`, `pub(super)`) fn, field or type alias with `Result<_, String>` in its type, or a
+trait impl's `type Err = String` / `type Error = String`. Errors are typed to the edge; only a
+leaf parser's private helpers may build a message as a String (STRING_ERRORS_ALLOWED lists the
+files that may do more, each with why).
 """
 import os, re, sys
 from collections import defaultdict
@@ -31,6 +37,10 @@ LAYERS = [
     # fuzz/ call; main.rs is the binary, which only calls `labctl::run` from outside the library.
     ["lib", "internals", "main"],
 ]
+
+# Files (relative to src/) whose public items may still return `Result<_, String>`, each with why.
+# Empty: every public error is typed. Add a file only with a reason that would convince a reviewer.
+STRING_ERRORS_ALLOWED = {}
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "src")
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -228,6 +238,73 @@ def check(edges, out=print, show_sub=False):
     return bad
 
 
+VIS = r"\bpub(?:\([^)]*\))?\s+"
+# A public fn's signature (up to its body or `;`), a public field (one line), a public type alias.
+PUB_ITEMS = re.compile(
+    rf"{VIS}(?:(?:async|const|unsafe|extern)\s+)*fn\b[^{{;]*"
+    rf"|{VIS}{IDENT}\s*:[^\n]*"
+    rf"|{VIS}type\s[^;]*;"
+)
+STRING_ASSOC = re.compile(r"\btype\s+(?:Err|Error)\s*=\s*(?:std::string::)?String\s*;")
+
+
+def generic_args(text, start):
+    """The top-level arguments of the `<...>` opening at text[start]."""
+    depth, cur, out = 0, "", []
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if ch in "<([":
+            depth += 1
+            if depth == 1:
+                i += 1
+                continue
+        elif ch in ">)]" and not (ch == ">" and text[i - 1] == "-"):
+            depth -= 1
+            if depth == 0:
+                out.append(cur.strip())
+                return out
+        elif ch == "," and depth == 1:
+            out.append(cur.strip())
+            cur = ""
+            i += 1
+            continue
+        cur += ch
+        i += 1
+    return out
+
+
+def string_error(sig):
+    """Does this type or signature hold a `Result<_, String>`?"""
+    for m in re.finditer(r"\bResult\s*<", sig):
+        args = generic_args(sig, m.end() - 1)
+        if len(args) == 2 and args[1] in ("String", "std::string::String"):
+            return True
+    return False
+
+
+def string_errors(src, allowed=None):
+    """Public items of src/ whose error is a bare String, as `file:line: item` problems."""
+    allowed = STRING_ERRORS_ALLOWED if allowed is None else allowed
+    bad = []
+    for root, _, names in os.walk(src):
+        for f in sorted(names):
+            if not f.endswith(".rs") or f == "tests.rs":
+                continue
+            p = os.path.join(root, f)
+            rel = os.path.relpath(p, src)
+            if rel in allowed:
+                continue
+            text = re.sub(r"//[^\n]*", "", strip_tests(open(p).read()))
+            hits = [m for m in PUB_ITEMS.finditer(text) if string_error(m.group(0))]
+            hits += list(STRING_ASSOC.finditer(text))
+            for m in sorted(hits, key=lambda m: m.start()):
+                line = text[: m.start()].count("\n") + 1
+                item = " ".join(m.group(0).split())[:90]
+                bad.append(f"{rel}:{line}: a String error crosses the module boundary: {item}")
+    return bad
+
+
 def self_test():
     """The checks on a made-up tree: a circle two files deep, and what is not one."""
     import tempfile
@@ -244,6 +321,22 @@ def self_test():
         # A parent re-exporting its child and the child using the parent: no circle.
         "apply/mod.rs": "mod run; pub use self::run::go; pub struct Opts;",
         "apply/run.rs": "use super::Opts; use crate::plan::A; use std::sync::Arc;",
+        # String errors: public ones found (fn over lines, field, assoc type), the rest not.
+        "apply/parse.rs": "\n".join([
+            "pub fn bad(s: &str) -> Result<u8, String> { Ok(0) }",
+            "pub(crate) async fn long(",
+            "    s: &str,",
+            ") -> Result<HashMap<String, String>, String> {",
+            "fn private() -> Result<u8, String> { Ok(0) }",
+            "pub fn typed() -> Result<HashMap<String, String>, ParseError> { todo!() }",
+            "pub fn other() -> Result<(), Box<dyn Fn() -> String>> { todo!() }",
+            "// pub fn commented() -> Result<u8, String>",
+            "pub struct M { pub split: fn(&[&str], &str) -> Result<Vec<String>, String>, pub n: u8 }",
+            "impl FromStr for X { type Err = String; }",
+            "#[cfg(test)]",
+            "mod tests { pub fn helper() -> Result<(), String> { Ok(()) } }",
+        ]),
+        "apply/leaf.rs": "pub fn allowed() -> Result<u8, String> { Ok(0) }",
     }
     with tempfile.TemporaryDirectory() as d:
         for rel, text in files.items():
@@ -251,12 +344,15 @@ def self_test():
             open(os.path.join(d, rel), "w").write(text)
         edges = module_edges(d)
         got = check(edges, out=lambda _: None)
+        strings = string_errors(d, {"apply/leaf.rs": "test"})
     want = ["cycle: plan::a -> plan::b -> plan::c::d -> plan::a"]
     assert got == want, got
     assert edges[("apply", "run")] == {("apply",), ("plan",)}, edges[("apply", "run")]
     assert edges[("plan", "error")] == set(), edges[("plan", "error")]
     assert edges[("plan",)] == set(), "a parent's uses of its children are not edges"
     assert expand("a::{self, b::{c as x, d}, e}") == ["a", "a::b::c", "a::b::d", "a::e"]
+    got = [b.split(": a String")[0] for b in strings]
+    assert got == ["apply/parse.rs:1", "apply/parse.rs:2", "apply/parse.rs:9", "apply/parse.rs:10"], got
     print("imports.py self-test: ok")
 
 
@@ -264,6 +360,7 @@ def main():
     if "--self-test" in sys.argv[1:]:
         return self_test()
     bad = check(module_edges(SRC), show_sub="--submodules" in sys.argv[1:])
+    bad += string_errors(SRC)
     for b in bad:
         print("PROBLEM:", b)
     sys.exit(1 if bad else 0)

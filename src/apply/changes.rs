@@ -2,14 +2,14 @@
 //! into one execution, re-reading facts an earlier change may have moved, journalling the
 //! handlers each change notifies, and firing them after each role.
 
-use super::diff::{self, Keys, Planned};
+use super::diff::{self, ItemError, Keys, Planned};
 use super::execute::{execute, execute_batch};
 use super::handlers::run_handlers;
 use super::probe::gather;
 use super::HostCx;
 use crate::facts::{self, FactQuery};
 use crate::plan::touch::affects;
-use crate::plan::{Change, Failure, Recap, ResourceId, Step, Touch};
+use crate::plan::{Change, Failure, HostError, Recap, ResourceId, Step, Touch};
 use crate::site::select::Item;
 
 /// Run the planned changes role by role, handlers after each role. `pending` are ids of
@@ -69,7 +69,7 @@ pub(super) async fn execute_all(
                     stop = true;
                     recap.failed.push(Failure {
                         resource: item.id.to_string(),
-                        message: e,
+                        message: e.to_string(),
                     });
                     break;
                 }
@@ -85,7 +85,7 @@ pub(super) async fn execute_all(
                     batch.run(cx, &mut log, recap, &mut notified).await;
                     recap.failed.push(Failure {
                         resource: item.id.to_string(),
-                        message: e,
+                        message: e.to_string(),
                     });
                     break;
                 }
@@ -145,7 +145,7 @@ pub(super) async fn execute_all(
 /// its facts were read.
 struct Slot<'a> {
     item: &'a Item,
-    verdict: Result<Option<Change>, String>,
+    verdict: Result<Option<Change>, ItemError>,
     read_at: usize,
 }
 
@@ -160,7 +160,7 @@ async fn reread(
     slots: &mut [Slot<'_>],
     log: &[Touch],
     keys: &Keys,
-) -> Result<(), String> {
+) -> Result<(), HostError> {
     let stale: Vec<usize> = (0..slots.len())
         .filter(|&j| j == 0 || affects(&log[slots[j].read_at..], &fact_keys(slots[j].item)))
         .collect();
@@ -168,9 +168,7 @@ async fn reread(
         .iter()
         .flat_map(|&j| slots[j].item.inst.facts())
         .collect();
-    let f = gather(cx.t, &queries, cx.opts)
-        .await
-        .map_err(|e| e.to_string())?;
+    let f = gather(cx.t, &queries, cx.opts).await?;
     for j in stale {
         slots[j].verdict = diff::diff_item(slots[j].item, &f, keys);
         slots[j].read_at = log.len();
@@ -251,7 +249,7 @@ impl Batch<'_> {
                 }
                 recap.failed.push(Failure {
                     resource: id.clone(),
-                    message: e,
+                    message: e.to_string(),
                 });
                 cx.ev.change_done(&cx.work.host, &id, false);
                 // Stop this host, but still fire what was notified (RELIABILITY rule 6).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::facts::{self, Facts};
 use crate::plan::{Change, HostError, HostPlan, ResourceId, Step};
-use crate::resources::DiffCx;
+use crate::resources::{DiffCx, ResourceError};
 use crate::site::select::{Item, RoleWork};
 
 /// What one item's diff came to.
@@ -13,8 +13,16 @@ use crate::site::select::{Item, RoleWork};
 pub enum Planned {
     InSync,
     Change(Change),
-    /// The diff failed; the message names the item.
-    Error(String),
+    /// The diff failed.
+    Error(ItemError),
+}
+
+/// One item's diff failed: the resource's error, with the item it is about.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{id}: {source}")]
+pub struct ItemError {
+    pub id: ResourceId,
+    pub source: ResourceError,
 }
 
 /// Besides items and facts, planning needs only these: the key for keyed hashes and
@@ -39,10 +47,10 @@ pub fn plan_items(items: &[&Item], facts: &Facts, keys: &Keys) -> Vec<Planned> {
 
 /// The plan a host shows: its changes, how many items are in sync, and the diff errors.
 pub fn host_plan(host: &str, planned: &[Planned]) -> HostPlan {
-    let errors: Vec<&str> = planned
+    let errors: Vec<String> = planned
         .iter()
         .filter_map(|p| match p {
-            Planned::Error(e) => Some(e.as_str()),
+            Planned::Error(e) => Some(e.to_string()),
             _ => None,
         })
         .collect();
@@ -69,16 +77,16 @@ pub fn host_plan(host: &str, planned: &[Planned]) -> HostPlan {
 }
 
 /// One item against the host's facts. `Ok(None)` = in sync; errors name the item.
-pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Change>, String> {
+pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Change>, ItemError> {
     let cx = DiffCx {
         secret: item.secret,
         hash_key: keys.hash_key,
         secrets: keys.secrets.clone(),
     };
-    let Some(d) = item
-        .inst
-        .diff(facts, &cx)
-        .map_err(|e| format!("{}: {e}", item.id))?
+    let Some(d) = item.inst.diff(facts, &cx).map_err(|source| ItemError {
+        id: item.id.clone(),
+        source,
+    })?
     else {
         return Ok(None);
     };
@@ -218,9 +226,7 @@ pub fn pending_handlers<'a>(
 
 /// labctl manages Debian-family hosts only; anything else is refused before any diff.
 pub fn check_os(facts: &Facts) -> Result<(), HostError> {
-    let os = facts
-        .get(&facts::os::OsQuery)
-        .map_err(|e| HostError::Probe(e.to_string()))?;
+    let os = facts.get(&facts::os::OsQuery)?;
     if os.family != "debian" {
         return Err(HostError::Probe(format!(
             "unsupported OS `{}`: labctl manages Debian and Ubuntu (apt, systemd) hosts",
@@ -325,6 +331,13 @@ mod tests {
         assert!(stale(&hp(vec![]), None).is_none());
     }
 
+    fn item_error(id: &str, why: &str) -> ItemError {
+        ItemError {
+            id: ResourceId::parse(id).unwrap(),
+            source: ResourceError::spec(why),
+        }
+    }
+
     #[test]
     fn host_plan_counts_in_sync_changes_and_errors() {
         let p = host_plan(
@@ -332,8 +345,8 @@ mod tests {
             &[
                 Planned::InSync,
                 Planned::Change(ch("a", "1")),
-                Planned::Error("r/file:/x: boom".into()),
-                Planned::Error("r/file:/y: bang".into()),
+                Planned::Error(item_error("r/file:/x", "boom")),
+                Planned::Error(item_error("r/file:/y", "bang")),
                 Planned::InSync,
             ],
         );

@@ -40,7 +40,7 @@ pub(super) async fn run_handlers(
             Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
             Err(e) => recap.failed.push(Failure {
                 resource: diff::handler_id(&role.role, &h.name).to_string(),
-                message: e,
+                message: e.to_string(),
             }),
         }
     }

@@ -49,18 +49,14 @@ pub(super) async fn probe_and_plan(
     let planned = diff::plan_items(&items, &facts, &cx.opts.keys());
     let mut plan = diff::host_plan(&cx.work.host, &planned);
     // Handlers an interrupted run left pending on the host are changes too (rule 6).
-    let journal = facts
-        .get(&facts::journal::JournalQuery)
-        .map_err(|e| HostError::Probe(e.to_string()))?;
+    let journal = facts.get(&facts::journal::JournalQuery)?;
     plan.changes.extend(diff::pending_handlers(
         cx.work.roles_in(cx.play),
         &journal,
         &cx.opts.keys(),
     ));
     // Reported, never acted on: the operator chooses when a host reboots.
-    plan.reboot_required = facts
-        .get(&facts::reboot::RebootQuery)
-        .map_err(|e| HostError::Probe(e.to_string()))?;
+    plan.reboot_required = facts.get(&facts::reboot::RebootQuery)?;
     cx.ev.host_probed(&cx.work.host, plan.changes.len());
     Ok((plan, planned))
 }
@@ -86,7 +82,7 @@ pub(super) async fn apply_host(
         .filter_map(|p| match p {
             Planned::Error(e) => Some(Failure {
                 resource: "(plan)".into(),
-                message: e.clone(),
+                message: e.to_string(),
             }),
             _ => None,
         })
@@ -118,7 +114,7 @@ pub(super) async fn apply_host(
             l
         }
         Err(e) => {
-            recap.refused = Some(HostError::Locked(e));
+            recap.refused = Some(e.into());
             return HostOutcome { plan, recap };
         }
     };

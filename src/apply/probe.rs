@@ -235,12 +235,10 @@ pub(super) async fn gather(
         tracing::debug!(host = t.dest(), stderr = %out.stderr_tail(), "probe stderr");
     }
     let stdout = out.stdout_str();
-    p.parse(&stdout).map_err(|e| {
-        HostError::Probe(format!(
-            "probe failed: {e} (exit {}; stderr: {})",
-            out.status,
-            out.stderr_tail()
-        ))
+    p.parse(&stdout).map_err(|source| HostError::ProbeOutput {
+        source,
+        status: out.status,
+        stderr: out.stderr_tail(),
     })
 }
 

@@ -173,7 +173,7 @@ fn create(sh: &Shell, g: &Global, a: InitArgs) -> Result<(), InitError> {
             a.dir.display()
         ));
     }
-    let subnet: init::net::Subnet = a.wg_subnet.parse().map_err(InitError::BadInput)?;
+    let subnet: init::net::Subnet = a.wg_subnet.parse()?;
     let mut hosts: Vec<(String, String)> = a
         .hosts
         .iter()

@@ -144,7 +144,7 @@ echo @end",
 }
 
 /// One merged answer → one answer per arg (see the module docs for its shape).
-pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
+pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, super::SplitError> {
     let mut lines = out.lines();
     let exist: Vec<usize> = lines
         .next()
@@ -185,7 +185,8 @@ pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
             "stat answered {} of {} paths (did one vanish during the probe? run again)",
             stats.len(),
             exist.len()
-        ));
+        )
+        .into());
     }
     let mut links = section("@link").into_iter();
     let shas = section("@sha");
@@ -487,7 +488,7 @@ mod tests {
             "exist 1 2\n@stat\nregular file|644|root|root|1\n@link\n@sha\n@content\n\n@end\n",
         )
         .unwrap_err();
-        assert!(e.contains("stat answered 1 of 2"), "{e}");
+        assert!(e.0.contains("stat answered 1 of 2"), "{e}");
     }
 
     #[test]

@@ -73,7 +73,25 @@ pub struct Merge {
     pub script: fn(&[&str]) -> String,
     /// Split the snippet's output into one answer per arg, in order; each answer is what
     /// `Fact::parse` reads.
-    pub split: fn(&[&str], &str) -> Result<Vec<String>, String>,
+    pub split: fn(&[&str], &str) -> Result<Vec<String>, SplitError>,
+}
+
+/// Why a family's merged answer could not be split back into one answer per query (the answer
+/// was cut short, or the host changed while the probe read it). The probe names the family.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SplitError(pub String);
+
+impl From<&str> for SplitError {
+    fn from(s: &str) -> Self {
+        SplitError(s.to_string())
+    }
+}
+
+impl From<String> for SplitError {
+    fn from(s: String) -> Self {
+        SplitError(s)
+    }
 }
 
 impl Merge {
@@ -137,7 +155,7 @@ pub struct Facts {
     pub raw: BTreeMap<String, RawFact>,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FactError {
     #[error("fact `{0}` was not gathered (a resource read a fact it did not ask for)")]
     Missing(String),

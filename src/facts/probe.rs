@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{FactQuery, Facts, Merge, RawFact};
+use super::{FactQuery, Facts, Merge, RawFact, SplitError};
 
 pub struct Probe {
     pub script: String,
@@ -100,28 +100,25 @@ impl Probe {
     }
 
     /// Split the probe's stdout into answers. Every key asked must be answered.
-    pub fn parse(&self, stdout: &str) -> Result<Facts, String> {
+    pub fn parse(&self, stdout: &str) -> Result<Facts, ProbeError> {
         let begin = format!("\n@@{}@@ begin ", self.nonce);
         let end = format!("\n@@{}@@ end ", self.nonce);
         let mut raw = BTreeMap::new();
         let mut rest = stdout;
         while let Some(b) = rest.find(&begin) {
             let after = &rest[b + begin.len()..];
-            let nl = after
-                .find('\n')
-                .ok_or("probe output cut inside a section header")?;
+            let nl = after.find('\n').ok_or(ProbeError::CutHeader)?;
             let key = after[..nl].to_string();
             let body_start = &after[nl + 1..];
-            let e = body_start
-                .find(&end)
-                .ok_or_else(|| format!("probe output cut inside fact `{key}`"))?;
+            let Some(e) = body_start.find(&end) else {
+                return Err(ProbeError::CutFact(key));
+            };
             let body = &body_start[..e];
             let tail = &body_start[e + end.len()..];
             let enl = tail.find('\n').unwrap_or(tail.len());
-            let rc: i32 = tail[..enl]
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad status for fact `{key}`"))?;
+            let Ok(rc) = tail[..enl].trim().parse::<i32>() else {
+                return Err(ProbeError::BadStatus(key));
+            };
             raw.insert(
                 key,
                 RawFact {
@@ -135,15 +132,17 @@ impl Probe {
             let Some(section) = raw.remove(&g.section()) else {
                 continue;
             };
-            let parts = (g.merge.split)(&g.args(), &section.out)
-                .map_err(|e| format!("fact family `{}`: {e}", g.merge.family))?;
+            let parts =
+                (g.merge.split)(&g.args(), &section.out).map_err(|source| ProbeError::Split {
+                    family: g.merge.family,
+                    source,
+                })?;
             if parts.len() != g.members.len() {
-                return Err(format!(
-                    "fact family `{}` answered {} of {} queries",
-                    g.merge.family,
-                    parts.len(),
-                    g.members.len()
-                ));
+                return Err(ProbeError::Count {
+                    family: g.merge.family,
+                    answered: parts.len(),
+                    asked: g.members.len(),
+                });
             }
             for ((key, _), out) in g.members.iter().zip(parts) {
                 raw.insert(
@@ -155,15 +154,36 @@ impl Probe {
                 );
             }
         }
-        for k in &self.keys {
-            if !raw.contains_key(k) {
-                return Err(format!(
-                    "the probe did not answer fact `{k}` (output cut short?)"
-                ));
-            }
+        if let Some(k) = self.keys.iter().find(|k| !raw.contains_key(*k)) {
+            return Err(ProbeError::Unanswered(k.clone()));
         }
         Ok(Facts { raw })
     }
+}
+
+/// Why the probe's output could not be read back into facts: it was cut short, or a family's
+/// merged answer did not split.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probe output cut inside a section header")]
+    CutHeader,
+    #[error("probe output cut inside fact `{0}`")]
+    CutFact(String),
+    #[error("bad status for fact `{0}`")]
+    BadStatus(String),
+    #[error("fact family `{family}`: {source}")]
+    Split {
+        family: &'static str,
+        source: SplitError,
+    },
+    #[error("fact family `{family}` answered {answered} of {asked} queries")]
+    Count {
+        family: &'static str,
+        answered: usize,
+        asked: usize,
+    },
+    #[error("the probe did not answer fact `{0}` (output cut short?)")]
+    Unanswered(String),
 }
 
 #[cfg(test)]
@@ -250,6 +270,24 @@ mod tests {
         assert_eq!(facts.raw.len(), 3);
         // A family that cannot split its answer fails the probe, naming the family.
         let e = p.parse("").unwrap_err();
-        assert!(e.contains("did not answer"), "{e}");
+        assert!(matches!(e, ProbeError::Unanswered(_)), "{e}");
+        assert!(e.to_string().contains("did not answer"), "{e}");
+    }
+
+    #[test]
+    fn probe_errors_name_the_family_or_fact() {
+        let e = ProbeError::Split {
+            family: "file",
+            source: "answer cut short".into(),
+        };
+        assert_eq!(e.to_string(), "fact family `file`: answer cut short");
+        let e = ProbeError::Count {
+            family: "file",
+            answered: 1,
+            asked: 2,
+        };
+        assert_eq!(e.to_string(), "fact family `file` answered 1 of 2 queries");
+        let e = ProbeError::CutFact("os".into());
+        assert_eq!(e.to_string(), "probe output cut inside fact `os`");
     }
 }

@@ -158,7 +158,7 @@ pub fn merged_script(units: &[&str]) -> String {
 }
 
 /// One block per unit, each followed by the shared `systemctl_rc=` line.
-pub fn split(units: &[&str], out: &str) -> Result<Vec<String>, String> {
+pub fn split(units: &[&str], out: &str) -> Result<Vec<String>, super::SplitError> {
     let rc = out
         .lines()
         .find(|l| l.starts_with("systemctl_rc="))
@@ -182,7 +182,8 @@ pub fn split(units: &[&str], out: &str) -> Result<Vec<String>, String> {
             "systemctl show answered {} of {} units",
             blocks.len(),
             units.len()
-        ));
+        )
+        .into());
     }
     Ok(blocks.into_iter().map(|b| format!("{b}{rc}\n")).collect())
 }

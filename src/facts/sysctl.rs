@@ -95,7 +95,7 @@ fn unique_keys<'a>(args: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// Each arg gets a `val`, `missing` or `unreadable` line per key, then `done`.
-pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
+pub fn split(args: &[&str], out: &str) -> Result<Vec<String>, super::SplitError> {
     let (head, read) = out.split_once("@read\n").ok_or("answer cut short")?;
     let read = read
         .strip_suffix("done\n")

@@ -253,7 +253,7 @@ fn authorized_keys_script(args: &[&str]) -> String {
     s
 }
 
-fn authorized_keys_split(args: &[&str], out: &str) -> Result<Vec<String>, String> {
+fn authorized_keys_split(args: &[&str], out: &str) -> Result<Vec<String>, super::SplitError> {
     if !out.lines().any(|l| l == "@ak end") {
         return Err("answer cut short".into());
     }
@@ -269,7 +269,7 @@ fn authorized_keys_split(args: &[&str], out: &str) -> Result<Vec<String>, String
         }
     }
     if chunks.len() != args.len() {
-        return Err(format!("answered {} of {} users", chunks.len(), args.len()));
+        return Err(format!("answered {} of {} users", chunks.len(), args.len()).into());
     }
     chunks
         .into_iter()
@@ -552,6 +552,7 @@ mod tests {
         let ask = |qy: &AuthorizedKeysQuery| {
             let out = run_sh(&qy.script());
             authorized_keys_split(&[&qy.arg()], &out)
+                .map_err(|e| e.to_string())
                 .and_then(|mut v| qy.parse(&v.remove(0)).map_err(|e| e.to_string()))
         };
         let qy = AuthorizedKeysQuery::new(&me, Some(p.to_str().unwrap()));

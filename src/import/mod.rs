@@ -717,7 +717,7 @@ impl Importer {
                     src,
                     "vars_files",
                     p.name.as_deref(),
-                    &Outcome::LeftOut(why.clone()),
+                    &Outcome::LeftOut(why.to_string()),
                 ),
             }
         }

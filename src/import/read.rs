@@ -73,13 +73,25 @@ pub struct RoleRef {
     pub unknown: Vec<String>,
 }
 
+/// Why a play's `vars_files` entry is not carried over (said in the report).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarsFileLeftOut {
+    #[error("a templated or list entry is chosen at run time")]
+    ChosenAtRunTime,
+    #[error("an ansible-vault file: move its values into the inventory's group_vars (labctl opens them there)")]
+    AnsibleVault,
+    #[error("holds `!vault` values: move them into the inventory's group_vars")]
+    VaultValues,
+}
+
 #[derive(Debug, Clone)]
 pub struct Play {
     pub src: Src,
     pub name: Option<String>,
     /// Every play key, to be checked by the caller.
     pub keys: Vec<(String, Value)>,
-    pub vars_files: Vec<(Src, Result<Map<String, Value>, String>)>,
+    /// Each `vars_files` entry: its values, or why labctl leaves it out.
+    pub vars_files: Vec<(Src, Result<Map<String, Value>, VarsFileLeftOut>)>,
     pub pre_tasks: Vec<Item>,
     pub roles: Vec<RoleRef>,
     pub tasks: Vec<Item>,
@@ -252,12 +264,10 @@ impl Reader {
                         };
                         for f in list {
                             let src = self.src(file, f);
-                            let r =
-                                match f.as_str() {
-                                    Some(s) if !s.contains("{{") => self.vars_file(&dir.join(s))?,
-                                    _ => Err("a templated or list entry is chosen at run time"
-                                        .to_string()),
-                                };
+                            let r = match f.as_str() {
+                                Some(s) if !s.contains("{{") => self.vars_file(&dir.join(s))?,
+                                _ => Err(VarsFileLeftOut::ChosenAtRunTime),
+                            };
                             play.vars_files.push((src, r));
                         }
                     }
@@ -270,16 +280,14 @@ impl Reader {
     }
 
     /// A vars file's map; an ansible-vault file or value is reported, not opened.
-    fn vars_file(&self, file: &Path) -> Result<Result<Map<String, Value>, String>, Diag> {
+    fn vars_file(&self, file: &Path) -> Result<Result<Map<String, Value>, VarsFileLeftOut>, Diag> {
         let text = yaml::read_text(file)?;
         if text.trim_start().starts_with("$ANSIBLE_VAULT") {
-            return Ok(Err("an ansible-vault file: move its values into the inventory's group_vars (labctl opens them there)".into()));
+            return Ok(Err(VarsFileLeftOut::AnsibleVault));
         }
         let n = yaml::parse_node_vaults(file, &text)?;
         if n.has_vault() {
-            return Ok(Err(
-                "holds `!vault` values: move them into the inventory's group_vars".into(),
-            ));
+            return Ok(Err(VarsFileLeftOut::VaultValues));
         }
         match n.to_json() {
             Value::Object(m) => Ok(Ok(m)),
@@ -392,7 +400,7 @@ impl Reader {
             match self.vars_file(&f)? {
                 Ok(m) => role.vars = m,
                 Err(why) => {
-                    return Err(Diag::at(Loc::file_only(&f), why));
+                    return Err(Diag::at(Loc::file_only(&f), why.to_string()));
                 }
             }
         }

@@ -114,10 +114,7 @@ fn addresses(inv: &Inventory) -> Result<(Subnet, Vec<Ipv4Addr>), InitError> {
         };
         if subnet.is_none() {
             if let Some(v) = s("wg_subnet") {
-                subnet = Some(
-                    v.parse()
-                        .map_err(|e| InitError::BadInput(format!("wg_subnet: {e}")))?,
-                );
+                subnet = Some(v.parse().map_err(InitError::InventorySubnet)?);
             }
         }
         if let Some(a) = s("wg_address").and_then(|a| a.parse().ok()) {
@@ -136,7 +133,7 @@ fn addresses(inv: &Inventory) -> Result<(Subnet, Vec<Ipv4Addr>), InitError> {
     }
     let subnet = match subnet {
         Some(s) => s,
-        None => "10.200.0.0/24".parse().map_err(InitError::BadInput)?,
+        None => "10.200.0.0/24".parse()?,
     };
     Ok((subnet, used))
 }

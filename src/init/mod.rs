@@ -23,6 +23,12 @@ use render::{Answers, Node};
 pub enum InitError {
     #[error("{0}")]
     BadInput(String),
+    /// `--wg-subnet` is not a usable subnet.
+    #[error(transparent)]
+    Subnet(#[from] net::SubnetError),
+    /// The inventory's `wg_subnet` is not a usable subnet.
+    #[error("wg_subnet: {0}")]
+    InventorySubnet(net::SubnetError),
     #[error("refusing to overwrite what is already there ({}): `labctl init` only makes new repos\n  = help: use an empty or new folder; `labctl init --add-host NAME ADDRESS` adds a node to an existing lab", some(.0))]
     Exists(Vec<String>),
     #[error("{0}")]
@@ -36,7 +42,9 @@ pub enum InitError {
 impl InitError {
     pub fn exit(&self) -> Exit {
         match self {
-            InitError::BadInput(_) => Exit::BadInput,
+            InitError::BadInput(_) | InitError::Subnet(_) | InitError::InventorySubnet(_) => {
+                Exit::BadInput
+            }
             InitError::Exists(_) | InitError::Refused(_) => Exit::Refused,
             InitError::Vault(_) => Exit::Vault,
             InitError::Io { .. } => Exit::Failed,

@@ -8,15 +8,24 @@ pub struct Subnet {
     pub prefix: u8,
 }
 
+/// Why a WireGuard subnet was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubnetError {
+    #[error("`{0}` is not an IPv4 subnet like 10.200.0.0/24")]
+    Syntax(String),
+    #[error("`{0}`: use a prefix between /8 and /30")]
+    Prefix(String),
+}
+
 impl std::str::FromStr for Subnet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Subnet, String> {
-        let bad = || format!("`{s}` is not an IPv4 subnet like 10.200.0.0/24");
+    type Err = SubnetError;
+    fn from_str(s: &str) -> Result<Subnet, SubnetError> {
+        let bad = || SubnetError::Syntax(s.to_string());
         let (a, p) = s.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
         let prefix: u8 = p.parse().map_err(|_| bad())?;
         if !(8..=30).contains(&prefix) {
-            return Err(format!("`{s}`: use a prefix between /8 and /30"));
+            return Err(SubnetError::Prefix(s.to_string()));
         }
         let mask = u32::MAX << (32 - prefix);
         Ok(Subnet {
@@ -59,5 +68,21 @@ mod tests {
         assert_eq!(tiny.free(&full), None);
         assert!("10.0.0.0".parse::<Subnet>().is_err());
         assert!("10.0.0.0/31".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn refusals_say_what_a_subnet_looks_like() {
+        assert_eq!(
+            "10.0.0.0".parse::<Subnet>().unwrap_err().to_string(),
+            "`10.0.0.0` is not an IPv4 subnet like 10.200.0.0/24"
+        );
+        assert_eq!(
+            "10.0.0.0/31".parse::<Subnet>().unwrap_err(),
+            SubnetError::Prefix("10.0.0.0/31".into())
+        );
+        assert_eq!(
+            "10.0.0.0/31".parse::<Subnet>().unwrap_err().to_string(),
+            "`10.0.0.0/31`: use a prefix between /8 and /30"
+        );
     }
 }

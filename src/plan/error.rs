@@ -2,7 +2,8 @@
 //! Resource-level failures stay in the recap; this is the host-level verdict.
 
 use crate::error::Exit;
-use crate::transport::TransportError;
+use crate::facts::{probe::ProbeError, FactError};
+use crate::transport::{LockError, TransportError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -18,6 +19,17 @@ pub enum HostError {
     /// The probe failed, or its answer says the host is not one labctl manages.
     #[error("{0}")]
     Probe(String),
+    /// A fact the host's plan reads (its OS, its journal, a pending reboot) is missing or
+    /// unreadable.
+    #[error(transparent)]
+    Fact(#[from] FactError),
+    /// The probe ran, but its output could not be read back into facts.
+    #[error("probe failed: {source} (exit {status}; stderr: {stderr})")]
+    ProbeOutput {
+        source: ProbeError,
+        status: i32,
+        stderr: String,
+    },
     /// One or more resources could not be diffed (one line each, naming the resource).
     #[error("{0}")]
     Plan(String),
@@ -45,6 +57,8 @@ impl HostError {
             HostError::HostKey(_) | HostError::Locked(_) | HostError::Stale(_) => Exit::Refused,
             HostError::Sudo(_)
             | HostError::Probe(_)
+            | HostError::ProbeOutput { .. }
+            | HostError::Fact(_)
             | HostError::Plan(_)
             | HostError::Stopped(_)
             | HostError::Internal(_)
@@ -72,11 +86,20 @@ impl From<TransportError> for HostError {
     fn from(e: TransportError) -> Self {
         let msg = e.to_string();
         match e {
-            TransportError::Unreachable { .. } => HostError::Unreachable(msg),
+            TransportError::Unreachable { .. } | TransportError::SshConfig { .. } => {
+                HostError::Unreachable(msg)
+            }
             TransportError::HostKey { .. } => HostError::HostKey(msg),
             TransportError::SudoPassword(_) => HostError::Sudo(msg),
             TransportError::Lost { .. } => HostError::Probe(msg),
         }
+    }
+}
+
+/// Every way of not getting the lock is a refusal: the run does not touch the host.
+impl From<LockError> for HostError {
+    fn from(e: LockError) -> Self {
+        HostError::Locked(e.to_string())
     }
 }
 
@@ -116,5 +139,39 @@ mod tests {
         .into();
         assert_eq!(e.exit(), Exit::Refused);
         assert_eq!(e.to_string(), "host key of root@h is not trusted: changed");
+    }
+
+    #[test]
+    fn typed_causes_keep_their_message_and_code() {
+        let e = HostError::ProbeOutput {
+            source: ProbeError::Unanswered("os".into()),
+            status: 0,
+            stderr: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "probe failed: the probe did not answer fact `os` (output cut short?) (exit 0; stderr: )"
+        );
+        assert_eq!(e.exit(), Exit::Failed);
+        let e: HostError = FactError::Missing("os".into()).into();
+        assert_eq!(e.exit(), Exit::Failed);
+        assert!(
+            e.to_string().starts_with("fact `os` was not gathered"),
+            "{e}"
+        );
+        let e: HostError =
+            LockError::Busy("h: another labctl run holds the host's lock".into()).into();
+        assert_eq!(e.exit(), Exit::Refused);
+        assert_eq!(e.to_string(), "h: another labctl run holds the host's lock");
+        let e: HostError = TransportError::SshConfig {
+            dest: "h".into(),
+            source: crate::transport::ssh_config::SshConfigError::Timeout,
+        }
+        .into();
+        assert_eq!(e.exit(), Exit::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to h: `ssh -G` did not answer"
+        );
     }
 }

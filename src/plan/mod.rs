@@ -160,15 +160,20 @@ impl From<Change> for ChangeFile {
     }
 }
 
+/// A saved change whose `id` disagrees with its role, kind and name: the plan file was edited.
+#[derive(Debug, thiserror::Error)]
+#[error("change `{written}` does not match its role/kind/name ({id})")]
+pub struct ChangeIdMismatch {
+    written: String,
+    id: ResourceId,
+}
+
 impl TryFrom<ChangeFile> for Change {
-    type Error = String;
-    fn try_from(f: ChangeFile) -> Result<Self, String> {
+    type Error = ChangeIdMismatch;
+    fn try_from(f: ChangeFile) -> Result<Self, ChangeIdMismatch> {
         let id = ResourceId::new(&f.role, &f.kind, &f.name);
         if ResourceId::parse(&f.id).as_ref() != Some(&id) {
-            return Err(format!(
-                "change `{}` does not match its role/kind/name ({id})",
-                f.id
-            ));
+            return Err(ChangeIdMismatch { written: f.id, id });
         }
         Ok(Change {
             id,

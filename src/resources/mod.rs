@@ -165,7 +165,7 @@ fn inside_project(field: &str, name: &str) -> Result<(), ResourceError> {
 
 /// Why a resource could not be prepared, diffed or used as a handler. The message says what to
 /// do; the variant says where the fault is.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ResourceError {
     /// The spec, or a controller-side input it names (a template, a file), is wrong: fix the role.
     #[error("{0}")]

@@ -6,7 +6,7 @@
 //! run) the next host fails with "Too many open files". `up` raises the limit before booting,
 //! or refuses with this explanation when it cannot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const MAX_USER_INSTANCES: &str = "/proc/sys/fs/inotify/max_user_instances";
 
@@ -72,25 +72,58 @@ pub fn inotify_in_use() -> u64 {
     n
 }
 
+/// Why the inotify limit could not be made to fit: what to do is in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum InotifyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds `{text}`, not a number", path.display())]
+    NotANumber { path: PathBuf, text: String },
+    #[error(
+        "{hosts} more host(s) need about {need} inotify instances ({in_use} in use by root now, ~{PER_HOST} per host), \
+         but fs.inotify.max_user_instances is {limit}, and raising it failed ({source}); past the limit the next host \
+         fails to boot with \"Too many open files\". Raise it first: sysctl -w fs.inotify.max_user_instances={to}"
+    )]
+    Raise {
+        hosts: usize,
+        need: u64,
+        in_use: u64,
+        limit: u64,
+        to: u64,
+        source: std::io::Error,
+    },
+}
+
 /// Make room for `hosts` more hosts: read the limit at `sysctl`, raise it if needed.
 /// Ok(Some(new)) when raised; Err with what to do when it is too low and cannot be raised.
-pub fn ensure_inotify(sysctl: &Path, in_use: u64, hosts: usize) -> Result<Option<u64>, String> {
-    let text = std::fs::read_to_string(sysctl)
-        .map_err(|e| format!("cannot read {}: {e}", sysctl.display()))?;
-    let limit: u64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{} holds `{}`, not a number", sysctl.display(), text.trim()))?;
+pub fn ensure_inotify(
+    sysctl: &Path,
+    in_use: u64,
+    hosts: usize,
+) -> Result<Option<u64>, InotifyError> {
+    let text = std::fs::read_to_string(sysctl).map_err(|source| InotifyError::Read {
+        path: sysctl.to_path_buf(),
+        source,
+    })?;
+    let limit: u64 = text.trim().parse().map_err(|_| InotifyError::NotANumber {
+        path: sysctl.to_path_buf(),
+        text: text.trim().to_string(),
+    })?;
     match plan_inotify(limit, in_use, hosts) {
         Inotify::Enough => Ok(None),
         Inotify::Raise(to) => match std::fs::write(sysctl, to.to_string()) {
             Ok(()) => Ok(Some(to)),
-            Err(e) => Err(format!(
-                "{hosts} more host(s) need about {} inotify instances ({in_use} in use by root now, ~{PER_HOST} per host), \
-                 but fs.inotify.max_user_instances is {limit}, and raising it failed ({e}); past the limit the next host \
-                 fails to boot with \"Too many open files\". Raise it first: sysctl -w fs.inotify.max_user_instances={to}",
-                hosts as u64 * PER_HOST
-            )),
+            Err(source) => Err(InotifyError::Raise {
+                hosts,
+                need: hosts as u64 * PER_HOST,
+                in_use,
+                limit,
+                to,
+                source,
+            }),
         },
     }
 }
@@ -117,18 +150,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("max_user_instances");
         std::fs::write(&f, "128\n").unwrap();
-        assert_eq!(ensure_inotify(&f, 10, 20), Ok(Some(1024)));
+        assert_eq!(ensure_inotify(&f, 10, 20).unwrap(), Some(1024));
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "1024");
-        assert_eq!(ensure_inotify(&f, 10, 20), Ok(None));
+        assert_eq!(ensure_inotify(&f, 10, 20).unwrap(), None);
         // A limit that cannot be written: the refusal says why and how to fix it.
         let ro = d.path().join("missing-dir").join("max_user_instances");
         assert!(ensure_inotify(&ro, 0, 20)
             .unwrap_err()
+            .to_string()
             .contains("cannot read"));
         // A read-only sysctl (0444 in /proc/sys refuses even root): the refusal says why and
         // what to run.
         let ro = Path::new("/proc/sys/kernel/ngroups_max");
-        let e = ensure_inotify(ro, 0, 5000).unwrap_err();
+        let e = ensure_inotify(ro, 0, 5000).unwrap_err().to_string();
         assert!(
             e.contains("max_user_instances is 65536")
                 && e.contains("Too many open files")

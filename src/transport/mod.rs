@@ -47,6 +47,12 @@ pub fn tail(stderr: &str) -> String {
 pub enum TransportError {
     #[error("cannot connect to {dest}: {why}")]
     Unreachable { dest: String, why: String },
+    /// ssh could not say how it would connect (`ssh -G`): nothing was tried.
+    #[error("cannot connect to {dest}: {source}")]
+    SshConfig {
+        dest: String,
+        source: ssh_config::SshConfigError,
+    },
     #[error("host key of {dest} is not trusted: {why}")]
     HostKey {
         dest: String,
@@ -57,6 +63,22 @@ pub enum TransportError {
     SudoPassword(String),
     #[error("connection to {dest} failed while running a command: {why}")]
     Lost { dest: String, why: String },
+}
+
+/// Why a host's run lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another run holds it (the message says who, and what to do).
+    #[error("{0}")]
+    Busy(String),
+    /// The lock helper could not start, or answered with an error.
+    #[error("{dest}: cannot take the run lock: {why}")]
+    Failed { dest: String, why: String },
+    /// The local lock helper could not start.
+    #[error("cannot take the local run lock: {0}")]
+    Local(#[source] std::io::Error),
+    #[error("no stdout")]
+    NoStdout,
 }
 
 pub enum Transport {
@@ -89,10 +111,10 @@ impl Transport {
                 become_: conn.become_,
             });
         }
-        let eff = ssh_config::Effective::query(conn).await.map_err(|why| {
-            TransportError::Unreachable {
+        let eff = ssh_config::Effective::query(conn).await.map_err(|source| {
+            TransportError::SshConfig {
                 dest: conn.address.clone(),
-                why,
+                source,
             }
         })?;
         let mut b = options::ssh_options(conn, policy, connect_timeout, &eff);
@@ -236,7 +258,7 @@ impl Transport {
         &self,
         record: &str,
         host: &str,
-    ) -> Result<(HostLock<'_>, Option<String>), String> {
+    ) -> Result<(HostLock<'_>, Option<String>), LockError> {
         let script = lock::script();
         let (held, line) = match self {
             Transport::Ssh {
@@ -259,11 +281,11 @@ impl Transport {
                 cmd.stdin(openssh::Stdio::piped())
                     .stdout(openssh::Stdio::piped())
                     .stderr(openssh::Stdio::null());
-                let mut child = cmd
-                    .spawn()
-                    .await
-                    .map_err(|e| format!("{dest}: cannot take the run lock: {e}"))?;
-                let out = child.stdout().take().ok_or("no stdout")?;
+                let mut child = cmd.spawn().await.map_err(|e| LockError::Failed {
+                    dest: dest.clone(),
+                    why: e.to_string(),
+                })?;
+                let out = child.stdout().take().ok_or(LockError::NoStdout)?;
                 let line = lock::first_line(out).await;
                 (HostLock::Ssh(child), line)
             }
@@ -285,8 +307,8 @@ impl Transport {
                     .stderr(Stdio::null())
                     .kill_on_drop(true)
                     .spawn()
-                    .map_err(|e| format!("cannot take the local run lock: {e}"))?;
-                let out = child.stdout.take().ok_or("no stdout")?;
+                    .map_err(LockError::Local)?;
+                let out = child.stdout.take().ok_or(LockError::NoStdout)?;
                 let line = lock::first_line(out).await;
                 (HostLock::Local(child), line)
             }
@@ -310,11 +332,19 @@ impl Transport {
             }
             lock::Answer::Busy { age, holder } => {
                 held.release().await;
-                Err(lock::busy_message(dest, age, holder.as_ref(), host))
+                Err(LockError::Busy(lock::busy_message(
+                    dest,
+                    age,
+                    holder.as_ref(),
+                    host,
+                )))
             }
             lock::Answer::Error(why) => {
                 held.release().await;
-                Err(format!("{dest}: cannot take the run lock: {why}"))
+                Err(LockError::Failed {
+                    dest: dest.to_string(),
+                    why,
+                })
             }
         }
     }

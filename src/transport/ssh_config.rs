@@ -8,6 +8,18 @@ use std::time::Duration;
 
 use crate::inventory::Conn;
 
+/// Why `ssh -G` could not tell what ssh would use for a destination.
+#[derive(Debug, thiserror::Error)]
+pub enum SshConfigError {
+    #[error("`ssh -G` did not answer")]
+    Timeout,
+    #[error("cannot run ssh: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// ssh refused its configuration: its stderr, trimmed.
+    #[error("ssh cannot read its configuration: {0}")]
+    Config(String),
+}
+
 /// What `ssh -G` reports for a destination: the settings ssh will use, after every config file.
 #[derive(Debug, Default, Clone)]
 pub struct Effective {
@@ -26,7 +38,7 @@ static DEFAULTS: tokio::sync::OnceCell<HashMap<String, String>> =
 impl Effective {
     /// Ask ssh. The inventory's port and user go on the command line, as they will on connect,
     /// so `Match`/`Host` blocks evaluate the same way.
-    pub async fn query(conn: &Conn) -> Result<Effective, String> {
+    pub async fn query(conn: &Conn) -> Result<Effective, SshConfigError> {
         let defaults = DEFAULTS.get_or_init(|| async {
             let any = Conn {
                 address: "labctl-defaults".into(),
@@ -73,7 +85,10 @@ pub fn config_file() -> Option<std::path::PathBuf> {
         .map(Into::into)
 }
 
-async fn ssh_g(conn: &Conn, config: Option<&str>) -> Result<HashMap<String, String>, String> {
+async fn ssh_g(
+    conn: &Conn,
+    config: Option<&str>,
+) -> Result<HashMap<String, String>, SshConfigError> {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-G");
     match (config, config_file()) {
@@ -95,12 +110,11 @@ async fn ssh_g(conn: &Conn, config: Option<&str>) -> Result<HashMap<String, Stri
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
         .await
-        .map_err(|_| "`ssh -G` did not answer".to_string())?
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
+        .map_err(|_| SshConfigError::Timeout)?
+        .map_err(SshConfigError::Spawn)?;
     if !out.status.success() {
-        return Err(format!(
-            "ssh cannot read its configuration: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        return Err(SshConfigError::Config(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
     Ok(parse_g(&String::from_utf8_lossy(&out.stdout)))

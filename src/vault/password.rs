@@ -124,7 +124,7 @@ impl Passwords {
 
 /// A plain file's content (whitespace stripped), or an executable's stdout (line ends stripped),
 /// as ansible-core reads them. An empty password is refused, as Ansible does.
-pub fn read_password_file(p: &Path) -> Result<Secret<Vec<u8>>, String> {
+fn read_password_file(p: &Path) -> Result<Secret<Vec<u8>>, String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(p).map_err(|e| format!("cannot read the password file: {e}"))?;
     let pw = if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {

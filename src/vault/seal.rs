@@ -82,7 +82,7 @@ pub struct SealArgs {
 }
 
 /// The controller's RSA public key from its certificate, refused when expired (as kubeseal does).
-pub fn public_key_from_cert(pem: &str, now_unix: i64) -> Result<rsa::RsaPublicKey, String> {
+fn public_key_from_cert(pem: &str, now_unix: i64) -> Result<rsa::RsaPublicKey, String> {
     let der = pem_block(pem, "CERTIFICATE").ok_or(
         "no `-----BEGIN CERTIFICATE-----` block (expected the PEM `kubeseal --fetch-cert` prints)",
     )?;
@@ -216,7 +216,7 @@ fn civil(unix: i64) -> String {
 }
 
 /// One value sealed as the controller opens it (`crypto.HybridEncrypt`).
-pub fn seal_value(
+fn seal_value(
     key: &rsa::RsaPublicKey,
     plaintext: &[u8],
     label: &str,
