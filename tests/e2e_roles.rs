@@ -313,7 +313,8 @@ fn host_roles_harden_and_connect_two_hosts() {
     let o = lab.run("apply", &off);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
-        show(&o).contains("PermitRootLogin no would lock out root, the user labctl is logged in as"),
+        show(&o)
+            .contains("PermitRootLogin no would lock out root, the user labctl is logged in as"),
         "{}",
         show(&o)
     );
@@ -330,7 +331,9 @@ fn host_roles_harden_and_connect_two_hosts() {
             .unwrap()
             .lines()
             .map(|l| match l.strip_suffix("ansible_user: root") {
-                Some(indent) => format!("{indent}ansible_user: labadmin\n{indent}ansible_become: true\n"),
+                Some(indent) => {
+                    format!("{indent}ansible_user: labadmin\n{indent}ansible_become: true\n")
+                }
                 None => format!("{l}\n"),
             })
             .collect::<String>(),
@@ -341,7 +344,8 @@ fn host_roles_harden_and_connect_two_hosts() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(
-        out.matches("changed  base-hardening/file:sshd hardening").count(),
+        out.matches("changed  base-hardening/file:sshd hardening")
+            .count(),
         2,
         "{out}"
     );

@@ -14,10 +14,11 @@
 //! ones users get; only `helm_version` names the real helm that is here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
+use crate::cluster_kit::{put, put_kit};
 use crate::common::{e2e_enabled, json_data, labctl, show, Testbed};
-use crate::controlplane::{kit, kubectl_bin, script};
+use crate::controlplane::kit;
 use crate::e2e_k3s::{airgap, V1};
 
 fn repo() -> PathBuf {
@@ -27,95 +28,6 @@ fn repo() -> PathBuf {
 /// The version of the real helm scripts/setup.sh installs as $LABCTL_HELM.
 const REAL_HELM: &str = "4.1.4";
 const KIT: &str = "usr/local/lib/labctl-standin/cluster";
-
-/// The pods' stand-in, stopped by PID when the test ends.
-struct Pods(Child);
-
-impl Drop for Pods {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Copies `src` to `root/rel` (a host's file system through /proc/PID/root), executable.
-/// A hard link when both are on one file system: the control plane binary is 180 MB.
-fn put(root: &Path, rel: &str, src: &Path) {
-    let dst = root.join(rel);
-    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&dst);
-    if std::fs::hard_link(src, &dst).is_err() {
-        std::fs::copy(src, &dst)
-            .unwrap_or_else(|e| panic!("{} -> {}: {e}", src.display(), dst.display()));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let mode = if rel.ends_with(".yaml") { 0o644 } else { 0o755 };
-    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{cmd:?}: {}", show(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Every kept chart under its own repository (charts.lock.yaml's `helm_repository`), indexed
-/// by the real helm: DIR/<host>/<path>/. Returns the repositories' host names.
-fn chart_repos(dir: &Path) -> Vec<String> {
-    let mut urls = std::collections::BTreeSet::new();
-    for e in crate::charts_lock::lock().charts {
-        let (Some(f), Some(url)) = (&e.file, &e.helm_repository) else {
-            continue;
-        };
-        let url = url.trim_end_matches('/').to_string();
-        let d = dir.join(url.trim_start_matches("https://"));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::copy(repo().join("charts").join(f), d.join(f)).unwrap();
-        urls.insert(url);
-    }
-    let helm = crate::controlplane::helm_bin();
-    // The next patch of one chart, to move a pin: no newer upstream chart is kept here, so the
-    // kept 6.29.0 is repackaged by the real helm as 6.29.1 (the same templates, a new version).
-    let exporter = dir.join("prometheus-community.github.io/helm-charts");
-    let unpacked = dir.join("unpacked");
-    std::fs::create_dir_all(&unpacked).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(exporter.join("prometheus-redis-exporter-6.29.0.tgz"))
-            .arg("-C")
-            .arg(&unpacked),
-    );
-    run_ok(
-        Command::new(&helm)
-            .args(["package", "--version", "6.29.1", "-d"])
-            .arg(&exporter)
-            .arg(unpacked.join("prometheus-redis-exporter")),
-    );
-    std::fs::remove_dir_all(&unpacked).unwrap();
-    for url in &urls {
-        let d = dir.join(url.trim_start_matches("https://"));
-        run_ok(
-            Command::new(&helm)
-                .args(["repo", "index"])
-                .arg(&d)
-                .args(["--url", url]),
-        );
-    }
-    let mut hosts: Vec<String> = urls
-        .iter()
-        .map(|u| {
-            u.trim_start_matches("https://")
-                .split('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    hosts.dedup();
-    assert!(hosts.len() >= 4, "{hosts:?}");
-    hosts
-}
 
 /// An air-gap folder for the helm role: `helm` (the stand-in or the real one) as
 /// `linux-amd64/helm` in the release tarball's layout, named for `version`. Returns the
@@ -310,21 +222,12 @@ fn the_whole_site_converges_against_a_real_api_server() {
         seen: Default::default(),
     };
     let d = site.dir.path();
-    let root = |h: &str| PathBuf::from(format!("/proc/{}/root", site.tb.host(h).init_pid));
+    let root = |h: &str| crate::cluster_kit::root(&site.tb, h);
 
     // ---- the cluster kit: the real kubectl everywhere, the control plane on the server ----
-    let cp_bin = PathBuf::from(run_ok(Command::new(script()).arg("bin")).trim());
-    for h in [&server, &agent] {
-        put(&root(h), &format!("{KIT}/kubectl"), &kubectl_bin());
-        put(&root(h), &format!("{KIT}/controlplane.sh"), &script());
-    }
+    put_kit(&root(&agent), KIT, false);
     let s = root(&server);
-    put(&s, &format!("{KIT}/controlplane"), &cp_bin);
-    put(
-        &s,
-        &format!("{KIT}/bin/openssl"),
-        Path::new("/usr/bin/openssl"),
-    );
+    put_kit(&s, KIT, true);
     put(
         &s,
         &format!("{KIT}/pod-bin/grafana"),
@@ -345,61 +248,7 @@ fn the_whole_site_converges_against_a_real_api_server() {
     }
 
     // ---- test configuration: chart repositories, webhook routing, the pods' stand-in ----
-    let ca = d.join("ca");
-    std::fs::create_dir_all(&ca).unwrap();
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=labctl test chart repositories and webhooks",
-            ])
-            .arg("-keyout")
-            .arg(ca.join("ca.key"))
-            .arg("-out")
-            .arg(ca.join("ca.crt")),
-    );
-    let hosts = chart_repos(&d.join("repos"));
-    site.tb.sh_ok(
-        &server,
-        &format!(
-            "echo '127.0.0.1 {}' >> /etc/hosts && ip route add local 10.43.0.0/16 dev lo",
-            hosts.join(" ")
-        ),
-    );
-    // Go (helm) reads every file in /etc/ssl/certs, with or without the ca-certificates package.
-    std::fs::create_dir_all(s.join("etc/ssl/certs")).unwrap();
-    std::fs::copy(
-        ca.join("ca.crt"),
-        s.join("etc/ssl/certs/labctl-test-repos.pem"),
-    )
-    .unwrap();
-    let log = std::fs::File::create(d.join("pods.log")).unwrap();
-    let pid = site.tb.host(&server).init_pid.to_string();
-    let _pods = Pods(
-        Command::new("nsenter")
-            .args(["-t", &pid, "-n", "--", "python3"])
-            .arg(repo().join("tests/standins/pods.py"))
-            .arg("--kubeconfig")
-            .arg(s.join("etc/rancher/k3s/k3s.yaml"))
-            .arg("--kubectl")
-            .arg(kubectl_bin())
-            .arg("--ca-dir")
-            .arg(&ca)
-            .arg("--repos")
-            .arg(d.join("repos"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _pods = crate::cluster_kit::serve(&site.tb, &server, d, "etc/rancher/k3s/k3s.yaml", true);
 
     let k3s_sha = airgap(&d.join("k3s"), V1);
     let helm_sha = helm_airgap(&d.join("helm"), &crate::controlplane::helm_bin(), REAL_HELM);
@@ -530,6 +379,14 @@ fn the_whole_site_converges_against_a_real_api_server() {
     );
     // The backup CronJob's Job completes.
     site.k("k3s kubectl -n db create job --from=cronjob/pg-backup drill && k3s kubectl -n db wait --for=condition=complete job/drill --timeout=60s");
+    // Its pod is pinned by nodeSelector to the control plane (the dump lands on the server's
+    // disk): the real scheduler put it there, with the agent's Node Ready beside it.
+    assert_eq!(
+        site.k(
+            "k3s kubectl -n db get pods -l job-name=drill -o jsonpath='{.items[*].spec.nodeName}'"
+        ),
+        server
+    );
     // What the roles sent, as the API server stored it.
     let get = |what: &str| site.k(&format!("k3s kubectl get {what} -o json"));
     assert!(get("clusters.postgresql.cnpg.io -n db postgres")
