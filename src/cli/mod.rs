@@ -25,13 +25,14 @@ use crate::error::{CliError, Exit};
 
 const EXIT_CODES: &str = "Exit codes:
   0    success (plan: no drift)
-  1    a step, probe or handler failed on a host
+  1    a step, probe or handler failed on a host (reboot: a host did not come back, or a
+       drain failed)
   2    plan only: changes are pending (import-ansible: something was left out)
-  3    bad input (inventory, site, role, template, command line; apply without a terminal
-       and without --yes or --plan); nothing was contacted
+  3    bad input (inventory, site, role, template, command line; apply or reboot without a
+       terminal and without --yes (or --plan)); nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
   5    refused for safety (stale saved plan, untrusted host key, host locked by a live run,
-       `no` at apply's question, init on an existing repo)
+       `no` at apply's or reboot's question, init on an existing repo)
   6    every failing host was unreachable
   130  interrupted";
 

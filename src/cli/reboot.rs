@@ -148,11 +148,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
     } else {
         sh.out(&recap(sh, &reports));
     }
-    Ok(if reports.iter().any(|r| r.status == Status::Failed) {
-        Exit::Failed
-    } else {
-        Exit::Ok
-    })
+    Ok(reboot::exit_of(&reports))
 }
 
 /// The first k3s server, where kubectl runs as root.

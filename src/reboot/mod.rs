@@ -122,6 +122,17 @@ pub enum RebootError {
     Uncordon { node: String, why: String },
 }
 
+impl RebootError {
+    /// The exit-code contract: a host that could not be reached before anything was done to
+    /// it is "unreachable" (6, when that is every failure); everything else failed (1).
+    pub fn exit(&self) -> crate::error::Exit {
+        match self {
+            RebootError::Unreachable { .. } => crate::error::Exit::Unreachable,
+            _ => crate::error::Exit::Failed,
+        }
+    }
+}
+
 /// What happened to one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,6 +154,19 @@ pub struct HostReport {
     pub started: Option<f64>,
     pub finished: Option<f64>,
     pub error: Option<String>,
+    /// The failure's exit code (`RebootError::exit`).
+    #[serde(skip)]
+    pub exit: Option<crate::error::Exit>,
+}
+
+/// The rollout's exit: 0 when every host was rebooted; 6 when the one failure was a host that
+/// could not be reached to begin with; otherwise 1.
+pub fn exit_of(reports: &[HostReport]) -> crate::error::Exit {
+    use crate::error::Exit;
+    match reports.iter().find_map(|r| r.exit) {
+        None => Exit::Ok,
+        Some(e) => e,
+    }
 }
 
 impl HostReport {
@@ -156,6 +180,7 @@ impl HostReport {
             started: None,
             finished: None,
             error: None,
+            exit: None,
         }
     }
 }
@@ -313,6 +338,30 @@ mod tests {
         let mut f = r.clone();
         f.status = Status::Failed;
         assert_eq!(next_action(&[r, f]), Next::LeaveUntouched);
+    }
+
+    #[test]
+    fn unreachable_at_the_start_is_exit_6_anything_else_1() {
+        use crate::error::Exit;
+        let mut r = HostReport::untouched(&target(None));
+        assert_eq!(exit_of(std::slice::from_ref(&r)), Exit::Ok);
+        r.exit = Some(
+            RebootError::Unreachable {
+                host: "h".into(),
+                why: "refused".into(),
+            }
+            .exit(),
+        );
+        assert_eq!(exit_of(std::slice::from_ref(&r)), Exit::Unreachable);
+        r.exit = Some(
+            RebootError::NotBack {
+                host: "h".into(),
+                secs: 1,
+                last: String::new(),
+            }
+            .exit(),
+        );
+        assert_eq!(exit_of(&[r]), Exit::Failed);
     }
 
     #[test]

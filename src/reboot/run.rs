@@ -85,6 +85,7 @@ pub async fn rollout(
                 r.status = Status::Failed;
                 r.finished = Some(now());
                 r.error = Some(e.to_string());
+                r.exit = Some(e.exit());
                 on(Event::Failed {
                     host: &t.host,
                     error: &e,
