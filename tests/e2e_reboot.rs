@@ -50,8 +50,8 @@ After=network-online.target
 
 [Service]
 Type=notify
-NotifyAccess=all
 KillMode=process
+User=root
 TimeoutStartSec=300
 Restart=always
 RestartSec=3s
@@ -60,6 +60,28 @@ ExecStart=/usr/local/bin/k3s ROLE
 [Install]
 WantedBy=multi-user.target
 ";
+
+/// Enables and starts `unit` on `host`; on failure, shows its journal.
+fn start(tb: &Testbed, host: &str, unit: &str) {
+    let o = tb.sh(
+        host,
+        &format!("systemctl daemon-reload && systemctl enable --now {unit}.service"),
+    );
+    if !o.status.success() {
+        let log = tb.sh(
+            host,
+            &format!(
+                "journalctl -u {unit} --no-pager | tail -40; tail -20 /var/lib/rancher/k3s/server/cp/up.log"
+            ),
+        );
+        panic!(
+            "{unit} on {host}: {}
+{}",
+            show(&o),
+            show(&log)
+        );
+    }
+}
 
 fn boot_id(tb: &Testbed, host: &str) -> String {
     tb.sh_ok(host, "cat /proc/sys/kernel/random/boot_id")
@@ -159,6 +181,14 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
         );
     }
     put(&tb, &server, &format!("{KIT}/controlplane"), &cp_bin, 0o755);
+    // openssl's configuration, which the minimal hosts lack (the openssl package brings it).
+    put(
+        &tb,
+        &server,
+        "usr/lib/ssl/openssl.cnf",
+        Path::new("/usr/lib/ssl/openssl.cnf"),
+        0o644,
+    );
     put(
         &tb,
         &server,
@@ -196,14 +226,8 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
         format!("server: https://{server_addr}:6443\ntoken: {TOKEN}\n").as_bytes(),
         0o600,
     );
-    tb.sh_ok(
-        &server,
-        "systemctl daemon-reload && systemctl enable --now k3s.service",
-    );
-    tb.sh_ok(
-        &agent,
-        "systemctl daemon-reload && systemctl enable --now k3s-agent.service",
-    );
+    start(&tb, &server, "k3s");
+    start(&tb, &agent, "k3s-agent");
     wait_until("both Nodes Ready", 120, || {
         ready(&tb, &server, &server) && ready(&tb, &server, &agent)
     });
@@ -309,4 +333,34 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
         !unschedulable(&tb, &server, &agent),
         "the agent was drained"
     );
+
+    // ---- `down` after reboots: the supervisors, the current nspawns and inits all stop ----
+    let mut pids: Vec<u32> = Vec::new();
+    for h in tb.status() {
+        pids.push(h["nspawn_pid"].as_u64().unwrap() as u32);
+        pids.push(h["init_pid"].as_u64().unwrap() as u32);
+    }
+    let nspawns = |pids: &mut Vec<u32>| {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("systemd-nspawn\0") && cmd.contains("--machine=rbt-") {
+                pids.push(e.file_name().to_string_lossy().parse().unwrap());
+            }
+        }
+    };
+    nspawns(&mut pids);
+    assert!(pids.len() >= 6, "supervisors, nspawns and inits: {pids:?}");
+    let base = crate::common::testbeds_dir().display().to_string();
+    let out = labctl(&["testbed", "down", "--name", &tb.name, "--dir", &base]);
+    assert!(out.status.success(), "{}", show(&out));
+    for p in pids {
+        assert!(
+            !crate::common::pid_alive(p),
+            "PID {p} still runs after down"
+        );
+    }
+    let mut left = Vec::new();
+    nspawns(&mut left);
+    assert!(left.is_empty(), "nspawn left after down: {left:?}");
 }

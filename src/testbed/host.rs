@@ -249,7 +249,7 @@ pub fn nspawn_command(s: &Spawn) -> Command {
 }
 
 /// The word after `testbed` in a supervisor's command line (`supervise`; matched by it here).
-pub const SUBCOMMAND: &str = "supervise";
+const SUBCOMMAND: &str = "supervise";
 
 /// The command `up` starts for one host: this same labctl binary, detached from the caller's
 /// process group (see `host::spawn`).
