@@ -29,7 +29,7 @@ LAYERS = [
     ["resources"],
     ["site"],
     ["schema"],  # JSON schema of specs
-    ["apply", "init", "import"],  # import: Ansible playbooks → a labctl project
+    ["apply", "init", "import", "reboot"],  # import: Ansible playbooks → a labctl project; reboot: rolling reboots
     ["ui"],
     ["testbed"],
     ["cli"],

@@ -18,6 +18,7 @@ pub mod internals;
 mod inventory;
 mod plan;
 mod prompt;
+mod reboot;
 mod resources;
 mod schema;
 mod secret;

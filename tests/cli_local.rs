@@ -350,3 +350,54 @@ fn plan_files_need_a_lasting_key() {
     assert_eq!(o.status.code(), Some(4), "{}", show(&o));
     assert!(!root.join("motd").exists(), "nothing applied");
 }
+
+/// `reboot --check` names the steps of each host in order (k3s nodes drained first) and contacts
+/// nothing; without a terminal and without --yes, `reboot` refuses before reading anything.
+#[test]
+fn reboot_check_lists_the_steps_and_a_script_must_say_yes() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "hosts.yml",
+        "all:\n  children:\n    k3s_server:\n      hosts:\n        s1: {ansible_host: 192.0.2.1}\n    \
+         k3s_agents:\n      hosts:\n        a1: {ansible_host: 192.0.2.2, k3s_node_name: agent-one}\n    \
+         other:\n      hosts:\n        db: {ansible_host: 192.0.2.3}\n",
+    );
+    let out = labctl(
+        d.path(),
+        &["reboot", "all", "-i", "hosts.yml", "--check", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let data = crate::common::json_data(&out);
+    let hosts = data["hosts"].as_array().unwrap();
+    let names: Vec<&str> = hosts.iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(names, ["s1", "a1", "db"], "{data}");
+    let steps = |i: usize| -> Vec<String> {
+        hosts[i]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        steps(1),
+        ["drain", "reboot", "wait_back", "wait_ready", "uncordon"]
+    );
+    assert_eq!(hosts[1]["node"], "agent-one", "k3s_node_name is followed");
+    assert_eq!(steps(2), ["reboot", "wait_back"], "not a k3s node");
+    assert!(hosts[2]["node"].is_null());
+
+    let out = labctl(d.path(), &["reboot", "a1", "-i", "hosts.yml"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to reboot without confirmation"),
+        "{}",
+        show(&out)
+    );
+    let out = labctl(
+        d.path(),
+        &["reboot", "nosuch", "-i", "hosts.yml", "--check"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+}

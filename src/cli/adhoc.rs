@@ -32,6 +32,22 @@ fn targets(
     inv_path: &Path,
     host_pattern: &str,
 ) -> Result<(Inventory, Vec<(String, crate::inventory::Conn)>), CliError> {
+    targets_with_vars(g, inv_path, host_pattern).map(|(inv, t, _)| (inv, t))
+}
+
+/// The selected hosts in pattern order, each with its connection settings, and every host's
+/// resolved inventory vars (`reboot` reads `k3s_node_name` there).
+pub(super) type Selected = (
+    Inventory,
+    Vec<(String, crate::inventory::Conn)>,
+    IndexMap<String, VarLayer>,
+);
+
+pub(super) fn targets_with_vars(
+    g: &Global,
+    inv_path: &Path,
+    host_pattern: &str,
+) -> Result<Selected, CliError> {
     let keys = load::keyring(g)?;
     let inv = load::inventory(&g.sh, inv_path, &keys, &load::passwords(g))?;
     if !inv.unopened_vaults.is_empty() {
@@ -65,7 +81,7 @@ fn targets(
             .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
         out.push((h, conn));
     }
-    Ok((inv, out))
+    Ok((inv, out, hostvars))
 }
 
 /// Run `script` on every target in parallel (at most `forks` at once); print each host's

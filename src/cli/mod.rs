@@ -9,6 +9,7 @@ mod import;
 mod info;
 mod init;
 pub(crate) mod load;
+mod reboot;
 pub(crate) mod render;
 mod run;
 mod seal;
@@ -24,13 +25,14 @@ use crate::error::{CliError, Exit};
 
 const EXIT_CODES: &str = "Exit codes:
   0    success (plan: no drift)
-  1    a step, probe or handler failed on a host
+  1    a step, probe or handler failed on a host (reboot: a host did not come back, or a
+       drain failed)
   2    plan only: changes are pending (import-ansible: something was left out)
-  3    bad input (inventory, site, role, template, command line; apply without a terminal
-       and without --yes or --plan); nothing was contacted
+  3    bad input (inventory, site, role, template, command line; apply or reboot without a
+       terminal and without --yes (or --plan)); nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
   5    refused for safety (stale saved plan, untrusted host key, host locked by a live run,
-       `no` at apply's question, init on an existing repo)
+       `no` at apply's or reboot's question, init on an existing repo)
   6    every failing host was unreachable
   130  interrupted";
 
@@ -270,6 +272,13 @@ enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Reboot the hosts a pattern selects, one at a time: k3s nodes are drained first (kubectl on
+    /// the k3s server), each host must answer SSH with a new boot id (and its Node be Ready,
+    /// then uncordoned) before the next; one that does not come back stops the rollout (exit 1)
+    ///
+    /// On a terminal it shows the steps and asks (only `yes` goes ahead); without a terminal it
+    /// refuses (exit 3, nothing contacted) unless --yes. --check prints the steps only.
+    Reboot(reboot::RebootArgs),
     /// Run kubectl on the first k3s server (group `k3s_server`, or `server`), as root
     Kubectl {
         /// kubectl's arguments, after `--`
@@ -418,6 +427,7 @@ pub fn main() -> i32 {
             inventory,
             conn,
         } => adhoc::kubectl(&g, &inventory, &args, on.as_deref(), &conn),
+        Cmd::Reboot(a) => reboot::run(&g, a),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
             Ok(Exit::Ok)

@@ -203,7 +203,6 @@ pub struct Spawn<'a> {
     pub apt_archives: &'a Path,
     /// This host's own layer over the shared package cache.
     pub apt_upper: &'a Path,
-    pub console_log: &'a Path,
 }
 
 /// nspawn treats ':' as a separator in --overlay/--bind; paths must escape it.
@@ -249,21 +248,63 @@ pub fn nspawn_command(s: &Spawn) -> Command {
     cmd
 }
 
-/// Starts nspawn detached from our process group, so a Ctrl-C aimed at the caller
-/// (or a test runner) does not take the hosts down mid-test.
-pub fn spawn(s: &Spawn) -> Result<Child> {
-    let log = std::fs::File::create(s.console_log)
-        .with_context(|| format!("cannot create {}", s.console_log.display()))?;
-    let mut cmd = nspawn_command(s);
+/// The word after `testbed` in a supervisor's command line (`supervise`; matched by it here).
+const SUBCOMMAND: &str = "supervise";
+
+/// The command `up` starts for one host: this same labctl binary, detached from the caller's
+/// process group (see `host::spawn`).
+pub fn supervisor_command(base: &Path, testbed: &str, host: &str) -> Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the labctl binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["testbed", SUBCOMMAND, "--dir"])
+        .arg(base)
+        .args(["--name", testbed, "--host", host]);
+    Ok(cmd)
+}
+
+/// Starts the host's supervisor (which runs nspawn, again after each reboot: `supervise`)
+/// detached from our process group, so a Ctrl-C aimed at the caller (or a test runner) does
+/// not take the hosts down mid-test.
+pub fn spawn(base: &Path, testbed: &str, name: &str, console_log: &Path) -> Result<Child> {
+    let log = std::fs::File::create(console_log)
+        .with_context(|| format!("cannot create {}", console_log.display()))?;
+    let mut cmd = supervisor_command(base, testbed, name)?;
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
     cmd.spawn()
-        .with_context(|| format!("{}: cannot start `{}`", s.name, sys::describe(&cmd)))
+        .with_context(|| format!("{name}: cannot start `{}`", sys::describe(&cmd)))
 }
 
-/// The container's init: the child of nspawn that has exec'd systemd.
+/// The guest's init under `pid`: its child `systemd` when `pid` is nspawn, or the one under
+/// its nspawn when `pid` is the host's supervisor.
+fn init_under(pid: u32) -> Option<(u32, u64)> {
+    for (c, st) in sys::children_of(pid) {
+        if st.comm == "systemd" {
+            return Some((c, st.start));
+        }
+        if st.comm == "systemd-nspawn" {
+            if let Some(x) = sys::children_of(c)
+                .into_iter()
+                .find(|(_, s)| s.comm == "systemd")
+            {
+                return Some((x.0, x.1.start));
+            }
+        }
+    }
+    None
+}
+
+/// The init of the host's current boot (it changes with every reboot), if it runs now.
+pub fn live_init(h: &HostState) -> Option<(u32, u64)> {
+    if !is_running(h) {
+        return None;
+    }
+    init_under(h.nspawn_pid)
+}
+
+/// The container's init: the `systemd` under the nspawn that `child` is or runs.
 pub fn find_init(
     name: &str,
     child: &mut Child,
@@ -278,14 +319,12 @@ pub fn find_init(
                 sys::tail_file(console_log, 15)
             );
         }
-        for (cpid, st) in sys::children_of(pid) {
-            if st.comm == "systemd" {
-                return Ok((cpid, st.start));
-            }
+        if let Some(init) = init_under(pid) {
+            return Ok(init);
         }
         if Instant::now() >= deadline {
             bail!(
-                "{name}: no systemd process under nspawn PID {pid} yet; console.log:\n{}",
+                "{name}: no systemd process under PID {pid} yet; console.log:\n{}",
                 sys::tail_file(console_log, 15)
             );
         }
@@ -390,10 +429,48 @@ pub fn wait_ssh(
     }
 }
 
-/// True if `pid` is the very nspawn we started for `name`, not a reused PID.
+/// True if `pid` is the very process `up` started for `name` (its supervisor, or nspawn itself
+/// for a testbed from before supervisors), not a reused PID.
 fn is_our_nspawn(pid: u32, start: u64, name: &str) -> bool {
     sys::alive(pid, start)
-        && sys::cmdline(pid).is_some_and(|args| nspawn_args_match(&args, name, None))
+        && sys::cmdline(pid).is_some_and(|args| {
+            nspawn_args_match(&args, name, None) || supervisor_args_match(&args, name)
+        })
+}
+
+/// `labctl testbed supervise … --host NAME`.
+fn supervisor_args_match(args: &[String], name: &str) -> bool {
+    args.get(1).is_some_and(|a| a == "testbed")
+        && args.get(2).is_some_and(|a| a == SUBCOMMAND)
+        && args.windows(2).any(|w| w[0] == "--host" && w[1] == name)
+}
+
+/// Supervisors of host `name` of the testbed in `testbed_dir` still running, found by command
+/// line (a state file whose PID is missing or wrong).
+fn find_supervisors(name: &str, testbed_dir: &Path) -> Vec<(u32, u64)> {
+    let arg = |args: &[String], flag: &str| -> Option<String> {
+        args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+    };
+    let ours = |args: &[String]| {
+        supervisor_args_match(args, name)
+            && arg(args, "--dir").map(PathBuf::from).as_deref() == testbed_dir.parent()
+            && arg(args, "--name").as_deref() == testbed_dir.file_name().and_then(|n| n.to_str())
+    };
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let (Some(args), Some(st)) = (sys::cmdline(pid), sys::proc_stat(pid)) {
+            if st.state != 'Z' && ours(&args) {
+                out.push((pid, st.start));
+            }
+        }
+    }
+    out
 }
 
 fn nspawn_args_match(args: &[String], name: &str, root: Option<&Path>) -> bool {
@@ -438,12 +515,26 @@ pub fn is_running(h: &HostState) -> bool {
 
 /// Stops the host and removes its interface and files. Safe on any half state.
 pub fn stop(h: &HostState, testbed_dir: &Path) -> Result<()> {
+    // The supervisor first: told to stop, it passes SIGTERM on to its nspawn and boots no more.
+    let mut supervisors = find_supervisors(&h.name, testbed_dir);
+    let recorded = (
+        h.nspawn_pid,
+        sys::proc_stat(h.nspawn_pid).map_or(0, |s| s.start),
+    );
+    if is_our_nspawn(h.nspawn_pid, h.nspawn_start, &h.name)
+        && !supervisors.iter().any(|(p, _)| *p == h.nspawn_pid)
+        && sys::cmdline(h.nspawn_pid).is_some_and(|a| supervisor_args_match(&a, &h.name))
+    {
+        supervisors.push(recorded);
+    }
+    for (pid, _) in &supervisors {
+        sys::kill(*pid, libc::SIGTERM);
+    }
     let mut nspawns: Vec<(u32, u64)> = Vec::new();
-    if is_our_nspawn(h.nspawn_pid, h.nspawn_start, &h.name) {
-        nspawns.push((
-            h.nspawn_pid,
-            sys::proc_stat(h.nspawn_pid).map_or(0, |s| s.start),
-        ));
+    if is_our_nspawn(h.nspawn_pid, h.nspawn_start, &h.name)
+        && !supervisors.iter().any(|(p, _)| *p == h.nspawn_pid)
+    {
+        nspawns.push(recorded);
     }
     for p in find_nspawns(&h.name, &h.root) {
         if !nspawns.iter().any(|(pid, _)| *pid == p.0) {
@@ -479,6 +570,25 @@ pub fn stop(h: &HostState, testbed_dir: &Path) -> Result<()> {
             sys::wait_gone(*pid, *start, Duration::from_secs(5));
         }
     }
+    for (pid, start) in &supervisors {
+        if !sys::wait_gone(*pid, *start, Duration::from_secs(20)) {
+            sys::kill(*pid, libc::SIGKILL);
+            sys::wait_gone(*pid, *start, Duration::from_secs(5));
+        }
+    }
+    // An nspawn a supervisor started while it was being stopped (a reboot at that moment).
+    for (pid, start) in find_nspawns(&h.name, &h.root) {
+        for (c, st) in sys::children_of(pid) {
+            if st.comm == "systemd" && !inits.iter().any(|(p, _)| *p == c) {
+                inits.push((c, st.start));
+            }
+        }
+        sys::kill(pid, libc::SIGTERM);
+        if !sys::wait_gone(pid, start, Duration::from_secs(20)) {
+            sys::kill(pid, libc::SIGKILL);
+            sys::wait_gone(pid, start, Duration::from_secs(5));
+        }
+    }
     for (pid, start) in &inits {
         if sys::alive(*pid, *start) {
             sys::kill(*pid, libc::SIGKILL);
@@ -490,7 +600,11 @@ pub fn stop(h: &HostState, testbed_dir: &Path) -> Result<()> {
             }
         }
     }
-    if let Some((pid, _)) = nspawns.iter().find(|(p, s)| sys::alive(*p, *s)) {
+    if let Some((pid, _)) = nspawns
+        .iter()
+        .chain(&supervisors)
+        .find(|(p, s)| sys::alive(*p, *s))
+    {
         bail!(
             "{}: systemd-nspawn PID {pid} survived SIGKILL; its files are left in place",
             h.name
@@ -568,7 +682,6 @@ mod tests {
             host_if: "ltb-3",
             apt_archives: Path::new("/c/apt-archives"),
             apt_upper: Path::new("/t/apt"),
-            console_log: Path::new("/t/console.log"),
         };
         let args: Vec<String> = nspawn_command(&s)
             .get_args()
@@ -610,6 +723,34 @@ mod tests {
         let mut not_nspawn = args.clone();
         not_nspawn[0] = "sleep".into();
         assert!(!nspawn_args_match(&not_nspawn, "lab-1", None));
+    }
+
+    #[test]
+    fn supervisor_cmdline_matching() {
+        let args: Vec<String> = supervisor_command(Path::new("/t"), "lab", "lab-1")
+            .unwrap()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let argv: Vec<String> = std::iter::once("/usr/bin/labctl".to_string())
+            .chain(args)
+            .collect();
+        assert_eq!(
+            argv[1..],
+            [
+                "testbed",
+                "supervise",
+                "--dir",
+                "/t",
+                "--name",
+                "lab",
+                "--host",
+                "lab-1"
+            ]
+        );
+        assert!(supervisor_args_match(&argv, "lab-1"));
+        assert!(!supervisor_args_match(&argv, "lab-10"));
+        assert!(!nspawn_args_match(&argv, "lab-1", None));
     }
 
     #[test]

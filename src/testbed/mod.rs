@@ -12,13 +12,14 @@ mod net;
 mod rootfs;
 mod secrets;
 mod state;
+mod supervise;
 mod sys;
 
 use anyhow::{bail, Context, Result};
 
 use crate::error::{CliError, Exit};
 use crate::ui::Shell;
-use host::{HostFiles, Paths, Spawn};
+use host::{HostFiles, Paths};
 pub use rootfs::Release;
 use state::{HostState, InvHost, RootMode, State, STATE_VERSION};
 use std::path::{Path, PathBuf};
@@ -55,6 +56,16 @@ pub enum TestbedCmd {
         /// Every testbed under DIR and every one registered on this machine
         #[arg(long)]
         all: bool,
+    },
+    /// (internal) Run one host's systemd-nspawn, and again after each reboot; `up` starts it
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        host: String,
     },
     /// List hosts with address, PID and whether sshd answers
     Status {
@@ -103,6 +114,10 @@ pub fn run(sh: &Shell, cmd: TestbedCmd) -> std::result::Result<Exit, CliError> {
             }
             check_prereqs(sh, Need::Down)?;
             return Ok(down(sh, &name, &abs(&dir)?, all)?);
+        }
+        TestbedCmd::Supervise { dir, name, host } => {
+            let code = supervise::run(&dir, &name, &host)?;
+            return Ok(if code == 0 { Exit::Ok } else { Exit::Failed });
         }
         TestbedCmd::Status { name, dir, json } => {
             validate_name(&name)?;
@@ -274,7 +289,8 @@ fn up(
 
     let cache = rootfs::cache_dir();
     let lower = rootfs::ensure(sh, &cache, release)?;
-    let apt_archives = rootfs::apt_archives(&cache)?;
+    // Made here so a missing cache folder fails `up`, not each host's supervisor.
+    rootfs::apt_archives(&cache)?;
     std::fs::create_dir_all(f.dir.join("hosts"))
         .with_context(|| format!("cannot create {}", f.dir.display()))?;
 
@@ -339,7 +355,7 @@ fn up(
         st
     };
 
-    match boot(&mut st, &f, &lower, &apt_archives, timeout) {
+    match boot(&mut st, &f, &lower, timeout) {
         Ok(()) => {}
         Err(e) => {
             if let Err(te) = teardown(&st, &f) {
@@ -377,13 +393,7 @@ fn up(
 }
 
 /// Prepares, boots and waits for every host; records PIDs in the state as soon as known.
-fn boot(
-    st: &mut State,
-    f: &Files,
-    lower: &Path,
-    apt_archives: &Path,
-    timeout: Duration,
-) -> Result<()> {
+fn boot(st: &mut State, f: &Files, lower: &Path, timeout: Duration) -> Result<()> {
     let _ = std::fs::remove_file(&f.key);
     let _ = std::fs::remove_file(f.key.with_extension("pub"));
     run_cmd(
@@ -454,16 +464,8 @@ fn boot(
     for i in 0..st.hosts.len() {
         let h = &st.hosts[i];
         let p = Paths::new(&f.dir, &h.name);
-        let child = host::spawn(&Spawn {
-            name: &h.name,
-            lower,
-            root: &h.root,
-            mode,
-            host_if: &h.host_if,
-            apt_archives,
-            apt_upper: &p.apt_upper,
-            console_log: &p.console_log,
-        })?;
+        let base = f.dir.parent().unwrap_or(&f.dir);
+        let child = host::spawn(base, &st.name, &h.name, &p.console_log)?;
         let pid = child.id();
         st.hosts[i].nspawn_pid = pid;
         st.hosts[i].nspawn_start = sys::proc_stat(pid).map(|s| s.start).unwrap_or(0);
@@ -690,13 +692,19 @@ fn status(sh: &Shell, name: &str, base: &Path, json: bool) -> Result<()> {
             .map(|h| {
                 s.spawn(move || {
                     let running = host::is_running(h);
+                    // The current boot's init: a reboot starts a new one.
+                    // (0 between two boots; the recorded one only while it is that process).
+                    let init_pid = host::live_init(h)
+                        .map(|(p, _)| p)
+                        .or_else(|| sys::alive(h.init_pid, h.init_start).then_some(h.init_pid))
+                        .unwrap_or(0);
                     HostStatus {
                         name: &h.name,
                         release: st.release,
                         address: &h.address,
                         host_if: &h.host_if,
                         nspawn_pid: h.nspawn_pid,
-                        init_pid: h.init_pid,
+                        init_pid,
                         root: &h.root,
                         running,
                         ssh: running && host::tcp_open(&h.address, Duration::from_secs(1)),

@@ -40,11 +40,14 @@ pub struct HostState {
     pub address: String,
     pub gateway: String,
     pub host_if: String,
-    /// 0 until spawned.
+    /// 0 until spawned. The process `up` started: the host's supervisor, which runs
+    /// systemd-nspawn and starts it again after each reboot (`supervise`). The name stays
+    /// from when it was nspawn itself.
     pub nspawn_pid: u32,
     /// /proc start time of nspawn_pid, so `down` never signals a reused PID.
     pub nspawn_start: u64,
-    /// 0 until found.
+    /// 0 until found. The first boot's init; after a reboot the current one is under the
+    /// supervisor (`host::live_init`, what `status` reports).
     pub init_pid: u32,
     pub init_start: u64,
     /// Where the host's own files live on the machine: the overlay upper dir, or the full copy.

@@ -134,8 +134,22 @@ pub fn show(out: &Output) -> String {
 pub struct TbHost {
     pub name: String,
     pub address: String,
-    /// PID (in the machine's namespace) of the host's systemd; `sh` enters its namespaces.
+    /// PID (in the machine's namespace) of the host's systemd when the testbed came up; `sh`
+    /// enters its namespaces (through `init_pid_now`, which follows a reboot).
     pub init_pid: u32,
+    /// Its /proc start time: a PID seen again with another start time is another process.
+    pub init_start: Option<u64>,
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), if it runs.
+pub fn proc_start(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// A running testbed; `Drop` tears it down, also when the test panicked.
@@ -193,6 +207,7 @@ impl Testbed {
                 name: h["name"].as_str().expect("status: name").to_string(),
                 address: h["address"].as_str().expect("status: address").to_string(),
                 init_pid: h["init_pid"].as_u64().expect("status: init_pid") as u32,
+                init_start: h["init_pid"].as_u64().and_then(|p| proc_start(p as u32)),
             })
             .collect();
         assert_eq!(
@@ -247,6 +262,20 @@ impl Testbed {
         a
     }
 
+    /// The init PID of `host`'s current boot: the one from `up` while it runs, else (the host
+    /// rebooted) the one `testbed status` reports now (0 while it is between two boots).
+    pub fn init_pid_now(&self, host: &str) -> u32 {
+        let h = self.host(host);
+        if h.init_start.is_some() && proc_start(h.init_pid) == h.init_start {
+            return h.init_pid;
+        }
+        self.status()
+            .iter()
+            .find(|s| s["name"] == host)
+            .and_then(|s| s["init_pid"].as_u64())
+            .unwrap_or(0) as u32
+    }
+
     pub fn host(&self, name: &str) -> &TbHost {
         self.hosts
             .iter()
@@ -265,11 +294,10 @@ impl Testbed {
     /// Runs `script` inside `host` out of band (entering its namespaces, not via ssh), so
     /// checks do not depend on the code under test.
     pub fn sh(&self, host: &str, script: &str) -> Output {
-        let h = self.host(host);
         Command::new("nsenter")
             .args([
                 "-t",
-                &h.init_pid.to_string(),
+                &self.init_pid_now(host).to_string(),
                 "-m",
                 "-u",
                 "-i",

@@ -1,0 +1,238 @@
+//! `labctl reboot PATTERN`: the hosts a pattern selects, rebooted one at a time, k3s nodes
+//! drained first and uncordoned once Ready (the rollout itself is `crate::reboot`). Asks first
+//! on a terminal, refuses without one unless `--yes`, as `apply` does; `--check` only prints
+//! the steps.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::error::{CliError, Exit};
+use crate::inventory::Inventory;
+use crate::reboot::{self, Event, HostReport, Opts, Server, Status, Target};
+use crate::ui::Shell;
+
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct RebootArgs {
+    /// Host pattern (as --limit takes it): `all`, a group, a host, `web*`, `a:!b`
+    pattern: String,
+    /// Inventory file (Ansible YAML format)
+    #[arg(
+        short = 'i',
+        long,
+        env = "LABCTL_INVENTORY",
+        default_value = "inventories/lab/hosts.yml"
+    )]
+    inventory: PathBuf,
+    /// Print what would be done, host by host, and change nothing (no host is contacted)
+    #[arg(long)]
+    check: bool,
+    /// Reboot without asking first (for scripts); without it, a non-terminal stdin refuses
+    #[arg(short = 'y', long, conflicts_with = "check")]
+    yes: bool,
+    /// Seconds `kubectl drain` may take to evict a node's pods
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    drain_timeout: u64,
+    /// Seconds a host may take after `systemctl reboot` to answer SSH with a new boot id, and
+    /// then its Node to be Ready; past it the rollout stops (exit 1)
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+    /// Trust the host key of hosts not yet in known_hosts (changed keys are always refused)
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// Seconds to wait for a host to answer SSH (each attempt)
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    connect_timeout: u64,
+}
+
+/// The k3s groups, as `labctl kubectl` and the k3s role name them (k3s-ansible's spelling too).
+const SERVER_GROUPS: [&str; 2] = ["k3s_server", "server"];
+const AGENT_GROUPS: [&str; 2] = ["k3s_agents", "agent"];
+
+pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
+    // Refused before anything is read or contacted, as `apply` is: a script that means to
+    // reboot hosts says so.
+    if !a.check && !a.yes && !crate::prompt::interactive() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            "refusing to reboot without confirmation: stdin is not a terminal\n  = help: pass --yes to reboot without asking, or --check to see the steps",
+        ));
+    }
+    let (inv, selected, vars) = super::adhoc::targets_with_vars(g, &a.inventory, &a.pattern)?;
+    if selected.is_empty() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!("host pattern `{}` selects no host", a.pattern),
+        ));
+    }
+    let groups = inv.groups_map();
+    let in_groups = |h: &str, names: &[&str]| {
+        names
+            .iter()
+            .any(|n| groups.get(*n).is_some_and(|hs| hs.iter().any(|x| x == h)))
+    };
+    let node_name = |h: &str| -> String {
+        // The k3s role names the Node `k3s_node_name`, by default the inventory name; an
+        // inventory that sets it to a plain string is followed.
+        vars.get(h)
+            .and_then(|l| l.values.get("k3s_node_name"))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.contains("{{"))
+            .map_or_else(|| h.to_string(), str::to_string)
+    };
+    let targets: Vec<Target> = selected
+        .into_iter()
+        .map(|(host, mut conn)| {
+            // Rebooting and reading what it needs is root's, whatever ansible_become says.
+            conn.become_ = true;
+            let node = (in_groups(&host, &SERVER_GROUPS) || in_groups(&host, &AGENT_GROUPS))
+                .then(|| node_name(&host));
+            Target { host, conn, node }
+        })
+        .collect();
+    let server = server(&vars, &a.inventory, &groups)?;
+    if server.is_none() && targets.iter().any(|t| t.node.is_some()) {
+        return Err(CliError::new(
+            Exit::BadInput,
+            "k3s nodes selected but no k3s server to drain them from: the inventory has no host in group `k3s_server` (or `server`)",
+        ));
+    }
+    let o = Opts {
+        host_keys: if a.accept_new_host_keys {
+            crate::transport::HostKeyPolicy::AcceptNew
+        } else {
+            crate::transport::HostKeyPolicy::Strict
+        },
+        connect_timeout: Duration::from_secs(a.connect_timeout),
+        drain_timeout: Duration::from_secs(a.drain_timeout),
+        timeout: Duration::from_secs(a.timeout),
+        poll: Duration::from_secs(2),
+    };
+
+    let sh = &g.sh;
+    let plan = plan_text(&targets, server.as_ref(), &o);
+    if a.check {
+        if g.json {
+            sh.out(&crate::ui::json_envelope(
+                "reboot",
+                &plan_json(&targets, &o),
+            )?);
+        } else {
+            sh.out(&plan);
+            sh.status("Check", "nothing was changed");
+        }
+        return Ok(Exit::Ok);
+    }
+    if !a.yes {
+        sh.err(&plan);
+        sh.err(&format!(
+            "\nlabctl will reboot {} host(s) above, one at a time.\n",
+            targets.len()
+        ));
+        if !crate::prompt::confirm("Reboot them? Only 'yes' is accepted") {
+            sh.status("Cancelled", "nothing was changed");
+            return Ok(Exit::Refused);
+        }
+    }
+    let on = |e: Event| progress(sh, e, &o);
+    let reports =
+        super::engine::runtime().block_on(reboot::rollout(&targets, server.as_ref(), &o, &on));
+    if g.json {
+        sh.out(&crate::ui::json_envelope(
+            "reboot",
+            &json!({ "hosts": reports }),
+        )?);
+    } else {
+        sh.out(&recap(sh, &reports));
+    }
+    Ok(reboot::exit_of(&reports))
+}
+
+/// The first k3s server, where kubectl runs as root.
+fn server(
+    vars: &indexmap::IndexMap<String, crate::inventory::VarLayer>,
+    inv_path: &Path,
+    groups: &indexmap::IndexMap<String, Vec<String>>,
+) -> Result<Option<Server>, CliError> {
+    let Some(host) = SERVER_GROUPS
+        .iter()
+        .find_map(|g| groups.get(*g).and_then(|hs| hs.first().cloned()))
+    else {
+        return Ok(None);
+    };
+    let root = inv_path.parent().unwrap_or(Path::new("."));
+    let values = vars
+        .get(&host)
+        .map(|l| l.values.clone())
+        .unwrap_or_default();
+    let mut conn = Inventory::conn(&host, &values, root)
+        .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
+    conn.become_ = true;
+    Ok(Some(Server { host, conn }))
+}
+
+fn plan_text(targets: &[Target], server: Option<&Server>, o: &Opts) -> String {
+    let mut t = String::new();
+    for (i, h) in targets.iter().enumerate() {
+        let what = match &h.node {
+            Some(n) => format!(
+                " (k3s node {n}; kubectl on {})",
+                server.map_or("?", |s| s.host.as_str())
+            ),
+            None => String::new(),
+        };
+        t.push_str(&format!("{}. {}{what}\n", i + 1, h.host));
+        for s in reboot::steps(h) {
+            t.push_str(&format!("     {}\n", s.describe(o)));
+        }
+    }
+    t.push_str(&format!(
+        "One host at a time; a host that does not come back within {}s stops the rollout (the rest stay untouched).\n",
+        o.timeout.as_secs()
+    ));
+    t
+}
+
+fn plan_json(targets: &[Target], o: &Opts) -> serde_json::Value {
+    json!({
+        "hosts": targets.iter().map(|h| json!({
+            "host": h.host,
+            "node": h.node,
+            "steps": reboot::steps(h),
+        })).collect::<Vec<_>>(),
+        "timeout_secs": o.timeout.as_secs(),
+        "drain_timeout_secs": o.drain_timeout.as_secs(),
+    })
+}
+
+fn progress(sh: &Shell, e: Event, o: &Opts) {
+    match e {
+        Event::Start { host, index, of } => {
+            sh.status("Rebooting", &format!("{host} ({index}/{of})"))
+        }
+        Event::Step { host, step } => sh.status("", &format!("{host}: {}", step.describe(o))),
+        Event::Done { host, secs } => sh.status("Back", &format!("{host} in {secs:.0}s")),
+        Event::Failed { host, error } => sh.error(&format!("{host}: {error}")),
+        Event::Skipped { host } => sh.status("Untouched", &format!("{host} (the rollout stopped)")),
+    }
+}
+
+fn recap(sh: &Shell, reports: &[HostReport]) -> String {
+    let mut t = String::from("\nReboot recap\n");
+    for r in reports {
+        let word = match r.status {
+            Status::Rebooted => sh.paint("32", "rebooted"),
+            Status::Failed => sh.paint("31", "FAILED"),
+            Status::Untouched => sh.paint("33", "untouched"),
+        };
+        t.push_str(&format!("  {:<20} {word}", r.host));
+        if let Some(e) = &r.error {
+            t.push_str(&format!(": {e}"));
+        }
+        t.push('\n');
+    }
+    t
+}

@@ -1,0 +1,266 @@
+//! Executing a rollout over the transport: one host after the other, each through `steps`.
+//! Every look at a host or at the k3s server opens its own connection: a reboot kills the old
+//! one (and the server may be the host that rebooted).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::transport::{Output, Transport};
+
+use super::{
+    back_verdict, next_action, parse_boot_id, ready_verdict, script, steps, Event, HostReport,
+    Next, Opts, RebootError, Seen, Server, Status, Step, Target, Verdict,
+};
+
+/// Time one short command may take (boot id, kubectl get, uncordon).
+const SHORT: Duration = Duration::from_secs(30);
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Runs `script` on a fresh connection to `conn` and closes it.
+async fn once(
+    conn: &crate::inventory::Conn,
+    o: &Opts,
+    connect_timeout: Duration,
+    script: &str,
+    timeout: Duration,
+) -> Result<Output, String> {
+    let t = Transport::connect(conn, o.host_keys, connect_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = t
+        .run(script, None, timeout)
+        .await
+        .map_err(|e| e.to_string());
+    // A master whose host just went down may take a while to notice: do not wait on it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+    r
+}
+
+fn failed_output(o: &Output) -> String {
+    let tail = o.stderr_tail();
+    if tail.is_empty() {
+        format!("exit {}", o.status)
+    } else {
+        format!("exit {}: {tail}", o.status)
+    }
+}
+
+/// The hosts in order; after the first failure, the rest are reported untouched.
+pub async fn rollout(
+    targets: &[Target],
+    server: Option<&Server>,
+    o: &Opts,
+    on: &(dyn Fn(Event) + Sync),
+) -> Vec<HostReport> {
+    let mut reports: Vec<HostReport> = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        if next_action(&reports) == Next::LeaveUntouched {
+            on(Event::Skipped { host: &t.host });
+            reports.push(HostReport::untouched(t));
+            continue;
+        }
+        on(Event::Start {
+            host: &t.host,
+            index: i + 1,
+            of: targets.len(),
+        });
+        let started = Instant::now();
+        let mut r = HostReport::untouched(t);
+        r.started = Some(now());
+        match host(t, server, o, on, &mut r).await {
+            Ok(()) => {
+                r.status = Status::Rebooted;
+                r.finished = Some(now());
+                on(Event::Done {
+                    host: &t.host,
+                    secs: started.elapsed().as_secs_f64(),
+                });
+            }
+            Err(e) => {
+                r.status = Status::Failed;
+                r.finished = Some(now());
+                r.error = Some(e.to_string());
+                r.exit = Some(e.exit());
+                on(Event::Failed {
+                    host: &t.host,
+                    error: &e,
+                });
+            }
+        }
+        reports.push(r);
+    }
+    reports
+}
+
+async fn host(
+    t: &Target,
+    server: Option<&Server>,
+    o: &Opts,
+    on: &(dyn Fn(Event) + Sync),
+    r: &mut HostReport,
+) -> Result<(), RebootError> {
+    let need_server = || {
+        server.ok_or_else(|| RebootError::Server {
+            server: "(none)".into(),
+            why: "the inventory has no host in group `k3s_server` (or `server`)".into(),
+        })
+    };
+    // The boot id first: a host that cannot be reached is not drained.
+    let before = boot_id(t, o).await?;
+    r.boot_id_before = Some(before.clone());
+    for step in steps(t) {
+        on(Event::Step {
+            host: &t.host,
+            step: &step,
+        });
+        match &step {
+            Step::Drain { node } => {
+                let s = need_server()?;
+                let out = once(
+                    &s.conn,
+                    o,
+                    o.connect_timeout,
+                    &script::drain(node, o.drain_timeout.as_secs()),
+                    o.drain_timeout + SHORT,
+                )
+                .await
+                .map_err(|why| RebootError::Server {
+                    server: s.host.clone(),
+                    why,
+                })?;
+                if out.status != 0 {
+                    return Err(RebootError::Drain {
+                        node: node.clone(),
+                        why: failed_output(&out),
+                    });
+                }
+            }
+            Step::Reboot => reboot(t, o).await?,
+            Step::WaitBack => r.boot_id_after = Some(wait_back(t, o, &before).await?),
+            Step::WaitReady { node } => wait_ready(need_server()?, node, o).await?,
+            Step::Uncordon { node } => {
+                let s = need_server()?;
+                let out = once(
+                    &s.conn,
+                    o,
+                    o.connect_timeout,
+                    &script::uncordon(node),
+                    SHORT,
+                )
+                .await
+                .map_err(|why| RebootError::Uncordon {
+                    node: node.clone(),
+                    why,
+                })?;
+                if out.status != 0 {
+                    return Err(RebootError::Uncordon {
+                        node: node.clone(),
+                        why: failed_output(&out),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn boot_id(t: &Target, o: &Opts) -> Result<String, RebootError> {
+    let out = once(&t.conn, o, o.connect_timeout, script::BOOT_ID, SHORT)
+        .await
+        .map_err(|why| RebootError::Unreachable {
+            host: t.host.clone(),
+            why,
+        })?;
+    parse_boot_id(&out.stdout_str()).ok_or_else(|| RebootError::BootId {
+        host: t.host.clone(),
+        why: failed_output(&out),
+    })
+}
+
+async fn reboot(t: &Target, o: &Opts) -> Result<(), RebootError> {
+    let tr = Transport::connect(&t.conn, o.host_keys, o.connect_timeout)
+        .await
+        .map_err(|e| RebootError::Reboot {
+            host: t.host.clone(),
+            why: e.to_string(),
+        })?;
+    let r = tr.run(script::REBOOT, None, SHORT).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), tr.close()).await;
+    match r {
+        Ok(out) if out.status == 0 => Ok(()),
+        // ssh's own status when the connection went away under the command (255), or no status
+        // at all (-1): systemd took sshd down, which is the reboot under way.
+        Ok(out) if out.status == 255 || out.status == -1 => Ok(()),
+        Err(crate::transport::TransportError::Lost { .. }) => Ok(()),
+        Ok(out) => Err(RebootError::Reboot {
+            host: t.host.clone(),
+            why: failed_output(&out),
+        }),
+        Err(e) => Err(RebootError::Reboot {
+            host: t.host.clone(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+async fn wait_back(t: &Target, o: &Opts, before: &str) -> Result<String, RebootError> {
+    let start = Instant::now();
+    loop {
+        // Never wait on one attempt past the deadline (but give each a second at least).
+        let left = o.timeout.saturating_sub(start.elapsed());
+        let connect = o.connect_timeout.min(left).max(Duration::from_secs(1));
+        let seen = match once(&t.conn, o, connect, script::BOOT_ID, SHORT.min(connect * 3)).await {
+            Ok(out) => match parse_boot_id(&out.stdout_str()) {
+                Some(id) => Seen::BootId(id),
+                None => Seen::NoAnswer(failed_output(&out)),
+            },
+            Err(why) => Seen::NoAnswer(why),
+        };
+        match back_verdict(before, &seen, start.elapsed(), o.timeout) {
+            Verdict::Back(id) => return Ok(id),
+            Verdict::Retry => tokio::time::sleep(o.poll).await,
+            Verdict::TimedOut => {
+                return Err(RebootError::NotBack {
+                    host: t.host.clone(),
+                    secs: o.timeout.as_secs(),
+                    last: match seen {
+                        Seen::NoAnswer(why) => format!("last attempt: {why}"),
+                        Seen::BootId(_) => "it still answers with the boot id from before".into(),
+                    },
+                })
+            }
+        }
+    }
+}
+
+async fn wait_ready(s: &Server, node: &str, o: &Opts) -> Result<(), RebootError> {
+    let start = Instant::now();
+    loop {
+        let (status, last) =
+            match once(&s.conn, o, o.connect_timeout, &script::ready(node), SHORT).await {
+                Ok(out) if out.status == 0 => {
+                    let st = out.stdout_str();
+                    let last = format!("Ready is {:?}", st.trim());
+                    (Some(st), last)
+                }
+                Ok(out) => (None, format!("kubectl: {}", failed_output(&out))),
+                Err(why) => (None, format!("the k3s server {}: {why}", s.host)),
+            };
+        match ready_verdict(status.as_deref(), start.elapsed(), o.timeout) {
+            Verdict::Back(_) => return Ok(()),
+            Verdict::Retry => tokio::time::sleep(o.poll).await,
+            Verdict::TimedOut => {
+                return Err(RebootError::NotReady {
+                    node: node.into(),
+                    secs: o.timeout.as_secs(),
+                    last,
+                })
+            }
+        }
+    }
+}
