@@ -34,7 +34,6 @@ mod render_gate;
 mod role_checks;
 mod schema;
 mod secret_formats;
-mod standin_helm;
 mod testbed;
 mod vault_cli;
 mod wireguard_cli;
