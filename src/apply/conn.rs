@@ -26,8 +26,10 @@ impl Conns {
         if let Some(t) = self.0.lock().expect("conns").get(&i) {
             return Ok(t.clone());
         }
+        let clock = opts.time(super::timings::Split::Remote);
         let t =
             Arc::new(Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?);
+        opts.lap(clock, Some(&work.host), || "connect".into());
         self.0.lock().expect("conns").insert(i, t.clone());
         Ok(t)
     }
