@@ -27,9 +27,11 @@ impl Conns {
             return Ok(t.clone());
         }
         let clock = opts.time(super::timings::Split::Remote);
-        let t =
-            Arc::new(Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?);
-        opts.lap(clock, Some(&work.host), || "connect".into());
+        let t = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await;
+        opts.lap(clock, Some(&work.host), || {
+            super::timings::connect_label(&t)
+        });
+        let t = Arc::new(t?);
         self.0.lock().expect("conns").insert(i, t.clone());
         Ok(t)
     }

@@ -14,11 +14,14 @@ use crate::transport::Transport;
 /// Plan one host over a connection of its own (no fact gathering for templates).
 pub(super) async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
     let clock = opts.time(Split::Remote);
-    let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
+    let t = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await;
+    opts.lap(clock, Some(&work.host), || {
+        super::timings::connect_label(&t)
+    });
+    let t = match t {
         Ok(t) => t,
         Err(e) => return HostPlan::failed(&work.host, e.into()),
     };
-    opts.lap(clock, Some(&work.host), || "connect".into());
     let cx = HostCx {
         work,
         play: None,

@@ -96,6 +96,16 @@ impl Recorder {
     }
 }
 
+/// How a connection attempt is named (a failed one cost its timeout, or ssh's refusal).
+pub(crate) fn connect_label<T, E>(r: &Result<T, E>) -> String {
+    if r.is_ok() {
+        "connect"
+    } else {
+        "connect (failed)"
+    }
+    .into()
+}
+
 /// The whole command's cost on the controller.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RunCost {
