@@ -71,6 +71,72 @@ fn project() -> (tempfile::TempDir, PathBuf) {
 
 const INV: &str = "inventories/local/hosts.yml";
 
+/// `--timings`: after the recap (the plan), the host's phases in the order they ran; with
+/// `--json`, the same under `timings` beside `data`; without the flag, neither.
+#[test]
+fn timings_follow_the_recap_and_go_into_the_json_envelope() {
+    let (d, _root) = project();
+    let dir = d.path();
+    let o = labctl(dir, &["apply", "--yes", "--timings", "-i", INV]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let recap = out.find("changed=3").expect("recap");
+    let t = out.find("Timings: ").expect("timings");
+    assert!(recap < t, "{out}");
+    let table = &out[t..];
+    let mut at = 0;
+    for phase in [
+        "\n  me ",
+        "connect",
+        "probe",
+        "diff (3 resources)",
+        "lock",
+        "unlock",
+    ] {
+        let i = table[at..]
+            .find(phase)
+            .unwrap_or_else(|| panic!("`{phase}` missing or out of order:\n{table}"));
+        at += i;
+    }
+    assert!(
+        table.contains("    change demo/") || table.contains("    batch of "),
+        "{table}"
+    );
+
+    let o = labctl(dir, &["plan", "--json", "--timings", "-i", INV]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["data"]["hosts"][0]["host"], "me", "{v:#}");
+    let host = &v["timings"]["hosts"][0];
+    assert_eq!(host["host"], "me", "{v:#}");
+    let phases: Vec<&str> = host["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["connect", "probe", "diff (3 resources)", "close"],
+        "{v:#}"
+    );
+    assert!(
+        host["phases"][1]["remote_ms"].as_f64().unwrap() > 0.0,
+        "{v:#}"
+    );
+    assert!(v["timings"]["wall_ms"].as_f64().unwrap() > 0.0, "{v:#}");
+
+    let o = labctl(dir, &["plan", "--json", "-i", INV]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("timings").is_none(), "{v:#}");
+    let o = labctl(dir, &["plan", "-i", INV]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("Timings"),
+        "{}",
+        show(&o)
+    );
+}
+
 #[test]
 fn plan_apply_converge_drift_and_stale_plans() {
     let (d, root) = project();

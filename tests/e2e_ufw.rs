@@ -26,6 +26,9 @@ const BY_HAND: &str = "ufw allow proto tcp from any to any port 22 comment ssh &
     ufw allow from 10.42.0.0/16 to any && \
     ufw --force default deny incoming && ufw --force default allow outgoing && ufw --force enable";
 
+/// What ufw itself reports, with rule numbers: must read the same after labctl as after the CLI.
+const STATUS: &str = "ufw status verbose; ufw status numbered";
+
 /// ufw's files and the live ruleset (both families), without counters.
 const STATE: &str = "cat /etc/ufw/ufw.conf /etc/default/ufw /etc/ufw/user.rules /etc/ufw/user6.rules; \
     for t in iptables-save ip6tables-save; do $t | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//g'; done";
@@ -128,14 +131,20 @@ fn ufw_in_one_process_matches_the_cli_and_converges() {
     let o = fw.run("apply");
     assert!(o.status.success(), "{}", show(&o));
     let applied = fw.state();
-    assert!(
-        fw.sh("ufw status verbose").contains("Status: active"),
-        "{applied}"
-    );
-    // The same as typing the commands: files and live ruleset.
+    let status = fw.sh(STATUS);
+    assert!(status.contains("Status: active"), "{status}");
+    let rules = fw.sh("cat /etc/ufw/user.rules; echo ==; cat /etc/ufw/user6.rules");
+    // The same as typing the commands one by one: files (byte for byte), live ruleset, and what
+    // `ufw status` says, numbers included.
     fw.sh("ufw --force reset >/dev/null && rm -f /etc/ufw/*.rules.2* /etc/ufw/*.conf.2* /etc/default/ufw.2*");
     fw.sh(BY_HAND);
+    assert_eq!(
+        fw.sh("cat /etc/ufw/user.rules; echo ==; cat /etc/ufw/user6.rules"),
+        rules,
+        "user.rules/user6.rules: labctl's differ from the CLI's one rule at a time"
+    );
     assert_eq!(fw.state(), applied, "labctl's ufw differs from the CLI's");
+    assert_eq!(fw.sh(STATUS), status, "`ufw status` differs from the CLI's");
 
     // Present → no change.
     let o = fw.run("apply");
@@ -170,5 +179,21 @@ fn ufw_in_one_process_matches_the_cli_and_converges() {
     fw.sh("ufw --force disable >/dev/null");
     let o = fw.run("apply");
     assert!(o.status.success(), "{}", show(&o));
-    assert_eq!(sorted(fw.state()), sorted(applied), "re-enable differs");
+    assert_eq!(
+        sorted(fw.state()),
+        sorted(applied.clone()),
+        "re-enable differs"
+    );
+
+    // A human's `ufw` after labctl's one-process run works as on any host, and the next apply
+    // takes the unmanaged rule back out.
+    let added = fw.sh("ufw allow 9999/tcp && ufw status numbered");
+    assert!(
+        added.contains("Rule added") && added.contains("9999/tcp"),
+        "{added}"
+    );
+    let o = fw.run("apply");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(!fw.sh("ufw status").contains("9999"), "unmanaged rule kept");
+    assert_eq!(sorted(fw.state()), sorted(applied), "purge differs");
 }

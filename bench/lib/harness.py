@@ -27,6 +27,8 @@ BENCH = Path(__file__).resolve().parent.parent
 ROOT = BENCH.parent
 # BENCH_LABCTL: another build (e.g. an older one, for a before/after of --first-only).
 LABCTL = Path(os.environ.get("BENCH_LABCTL") or ROOT / "target" / "release" / "labctl")
+# BENCH_LABCTL_ARGS: extra flags for labctl's apply/plan, e.g. `--timings` (its table goes to the log).
+LABCTL_ARGS = shlex.split(os.environ.get("BENCH_LABCTL_ARGS", ""))
 VENV_BIN = BENCH / ".venv" / "bin"
 TB_DIR = BENCH / ".testbed"
 WORK = BENCH / ".work"
@@ -203,7 +205,7 @@ class Lab:
         if tool == "labctl":
             sub = ["apply", "--yes"] if mode == "apply" else ["plan"]
             return ([str(LABCTL), *sub, "site.yml", "-i", str(self.inv_yml), "--forks", str(PARALLEL),
-                     "--color", "never"], BENCH / "labctl", {})
+                     "--color", "never", *LABCTL_ARGS], BENCH / "labctl", {})
         if tool == "ansible":
             argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inv_yml), "playbook.yml"]
             if mode == "dry":

@@ -168,7 +168,12 @@ async fn reread(
         .iter()
         .flat_map(|&j| slots[j].item.inst.facts())
         .collect();
-    let f = gather(cx.t, &queries, cx.opts).await?;
+    let clock = cx.opts.time(super::timings::Split::Via(cx.t));
+    let f = gather(cx.t, &queries, cx.opts).await;
+    cx.opts.lap(clock, Some(&cx.work.host), || {
+        format!("re-probe ({} resources)", stale.len())
+    });
+    let f = f?;
     for j in stale {
         slots[j].verdict = diff::diff_item(slots[j].item, &f, keys);
         slots[j].read_at = log.len();
@@ -183,6 +188,21 @@ struct Queued<'a> {
     change: Change,
     steps: Vec<Step>,
     journal: Vec<(String, String)>,
+}
+
+/// How `--timings` names one execution: the change, or the batch and its changes.
+fn step_label(queued: &[Queued<'_>]) -> String {
+    match queued {
+        [one] => format!("change {}", one.change.id),
+        many => format!(
+            "batch of {}: {}",
+            many.len(),
+            many.iter()
+                .map(|q| q.change.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Changes waiting to run together, and what they may touch.
@@ -217,7 +237,10 @@ impl Batch<'_> {
             return true;
         }
         let groups: Vec<&[Step]> = queued.iter().map(|q| q.steps.as_slice()).collect();
+        let clock = cx.opts.time(super::timings::Split::Via(cx.t));
         let (done, error) = execute_batch(cx.t, &groups, cx.opts).await;
+        cx.opts
+            .lap(clock, Some(&cx.work.host), || step_label(&queued));
         for Queued { item, change, .. } in &queued[..done] {
             recap.changed.push(change.id.to_string());
             for n in &item.notify {
@@ -245,7 +268,10 @@ impl Batch<'_> {
                     .map(|(_, k)| Step::sh(facts::journal::clear(k)))
                     .collect();
                 if !take_back.is_empty() {
+                    let clock = cx.opts.time(super::timings::Split::Via(cx.t));
                     let _ = execute(cx.t, &take_back, cx.opts).await;
+                    cx.opts
+                        .lap(clock, Some(&cx.work.host), || "journal take-back".into());
                 }
                 recap.failed.push(Failure {
                     resource: id.clone(),

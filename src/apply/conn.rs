@@ -26,8 +26,12 @@ impl Conns {
         if let Some(t) = self.0.lock().expect("conns").get(&i) {
             return Ok(t.clone());
         }
-        let t =
-            Arc::new(Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await?);
+        let clock = opts.time(super::timings::Split::Remote);
+        let t = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await;
+        opts.lap(clock, Some(&work.host), || {
+            super::timings::connect_label(&t)
+        });
+        let t = Arc::new(t?);
         self.0.lock().expect("conns").insert(i, t.clone());
         Ok(t)
     }

@@ -177,7 +177,7 @@ mod tests {
     use crate::apply::testutil::opts;
 
     fn local() -> Transport {
-        Transport::Local { become_: false }
+        Transport::local(false)
     }
 
     fn rt() -> tokio::runtime::Runtime {

@@ -36,7 +36,12 @@ pub(super) async fn run_handlers(
                 continue;
             }
         };
-        match execute(cx.t, &steps, cx.opts).await {
+        let clock = cx.opts.time(super::timings::Split::Via(cx.t));
+        let r = execute(cx.t, &steps, cx.opts).await;
+        cx.opts.lap(clock, Some(&cx.work.host), || {
+            format!("handler {}/{}", role.role, h.name)
+        });
+        match r {
             Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
             Err(e) => recap.failed.push(Failure {
                 resource: diff::handler_id(&role.role, &h.name).to_string(),

@@ -4,6 +4,7 @@
 use super::changes::execute_all;
 use super::diff::{self, Planned};
 use super::probe::{gather, gather_missing, host_queries};
+use super::timings::Split;
 use super::{Events, HostCx, Opts};
 use crate::facts::{self, Facts};
 use crate::plan::{Failure, HostError, HostOutcome, HostPlan, Plan, Recap, ResourceId};
@@ -12,7 +13,12 @@ use crate::transport::Transport;
 
 /// Plan one host over a connection of its own (no fact gathering for templates).
 pub(super) async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> HostPlan {
-    let t = match Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await {
+    let clock = opts.time(Split::Remote);
+    let t = Transport::connect(&work.conn, opts.host_keys, opts.connect_timeout).await;
+    opts.lap(clock, Some(&work.host), || {
+        super::timings::connect_label(&t)
+    });
+    let t = match t {
         Ok(t) => t,
         Err(e) => return HostPlan::failed(&work.host, e.into()),
     };
@@ -24,7 +30,9 @@ pub(super) async fn plan_one(work: &HostWork, opts: &Opts, ev: &dyn Events) -> H
         t: &t,
     };
     let r = probe_and_plan(&cx, None).await;
+    let clock = opts.time(Split::Remote);
     t.close().await;
+    opts.lap(clock, Some(&work.host), || "close".into());
     match r {
         Ok((plan, _)) => plan,
         Err(e) => HostPlan::failed(&work.host, e),
@@ -39,12 +47,16 @@ pub(super) async fn probe_and_plan(
     cx: &HostCx<'_>,
     pre: Option<Facts>,
 ) -> Result<(HostPlan, Vec<Planned>), HostError> {
+    let host = Some(cx.work.host.as_str());
     let items = cx.items();
     let queries = host_queries(&items);
+    let clock = cx.opts.time(Split::Via(cx.t));
     let facts = match pre {
         None => gather(cx.t, &queries, cx.opts).await?,
         Some(have) => gather_missing(cx.t, have, &queries, cx.opts).await?,
     };
+    cx.opts.lap(clock, host, || "probe".into());
+    let clock = cx.opts.time(Split::Cpu);
     diff::check_os(&facts)?;
     let planned = diff::plan_items(&items, &facts, &cx.opts.keys());
     let mut plan = diff::host_plan(&cx.work.host, &planned);
@@ -57,6 +69,8 @@ pub(super) async fn probe_and_plan(
     ));
     // Reported, never acted on: the operator chooses when a host reboots.
     plan.reboot_required = facts.get(&facts::reboot::RebootQuery)?;
+    cx.opts
+        .lap(clock, host, || format!("diff ({} resources)", items.len()));
     cx.ev.host_probed(&cx.work.host, plan.changes.len());
     Ok((plan, planned))
 }
@@ -108,6 +122,7 @@ pub(super) async fn apply_host(
         return HostOutcome { plan, recap };
     }
     // One run per host at a time; held until we are done or the connection drops.
+    let clock = cx.opts.time(Split::Remote);
     let mut lock = match cx.t.lock(&cx.opts.run.record(), &cx.work.host).await {
         Ok((l, note)) => {
             recap.notes.extend(note);
@@ -118,6 +133,7 @@ pub(super) async fn apply_host(
             return HostOutcome { plan, recap };
         }
     };
+    cx.opts.lap(clock, Some(host), || "lock".into());
     let pending: Vec<ResourceId> = plan
         .changes
         .iter()
@@ -128,6 +144,8 @@ pub(super) async fn apply_host(
     // partition) gives the lock up by itself, so a dead run never locks the host for long.
     crate::transport::lock::with_lease(&mut lock, execute_all(cx, planned, &pending, &mut recap))
         .await;
+    let clock = cx.opts.time(Split::Remote);
     lock.release().await;
+    cx.opts.lap(clock, Some(host), || "unlock".into());
     HostOutcome { plan, recap }
 }

@@ -23,6 +23,7 @@ mod handlers;
 mod host;
 pub(crate) mod probe;
 pub mod script;
+pub mod timings;
 mod walk;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Opts {
     pub hash_key: [u8; 32],
     /// Who this run is: recorded with pending handlers and the host lock.
     pub run: Arc<RunInfo>,
+    /// `--timings`: where each phase's time goes. None: no phase reads a clock.
+    pub timings: Option<Arc<timings::Recorder>>,
 }
 
 /// Identifies one labctl run to other runs (in the host lock and the handler journal).
@@ -120,6 +123,25 @@ impl HostCx<'_> {
 }
 
 impl Opts {
+    /// Start timing a phase, when `--timings` asked for it.
+    fn time<'a>(&self, split: timings::Split<'a>) -> Option<timings::Started<'a>> {
+        self.timings
+            .as_ref()
+            .map(|_| timings::Recorder::start(split))
+    }
+
+    /// Record a phase started with `time` (the label is only built when timing).
+    fn lap(
+        &self,
+        s: Option<timings::Started<'_>>,
+        host: Option<&str>,
+        phase: impl FnOnce() -> String,
+    ) {
+        if let (Some(r), Some(s)) = (&self.timings, s) {
+            r.lap(s, host, phase());
+        }
+    }
+
     fn keys(&self) -> Keys {
         Keys {
             hash_key: self.hash_key,
@@ -167,6 +189,7 @@ pub(crate) mod testutil {
             step_timeout: Duration::from_secs(30),
             hash_key: [3; 32],
             run: Arc::new(RunInfo::new()),
+            timings: None,
         }
     }
 }

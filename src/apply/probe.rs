@@ -42,7 +42,12 @@ pub(super) async fn first_probes(
             let r = async {
                 let t = k.get(i, work, &o).await?;
                 let items: Vec<&Item> = work.roles_in(play).flat_map(|r| r.items.iter()).collect();
-                gather(&t, &first_queries(&items), &o).await
+                let clock = o.time(super::timings::Split::Via(&t));
+                let r = gather(&t, &first_queries(&items), &o).await;
+                o.lap(clock, Some(&work.host), || {
+                    "probe (and facts for templates)".into()
+                });
+                r
             }
             .await;
             (i, r)
@@ -69,7 +74,10 @@ pub(super) async fn first_probes(
             }
         }
     }
-    match select::compile(sources, gathered) {
+    let clock = opts.time(super::timings::Split::Cpu);
+    let recompiled = select::compile(sources, gathered);
+    opts.lap(clock, None, || "compile with facts".into());
+    match recompiled {
         Ok(c) if same_hosts(&c, &compiled) => (Arc::new(c), answers),
         Ok(_) => {
             let e = "internal error: compiling with facts selected other hosts".to_string();

@@ -71,7 +71,9 @@ pub async fn plan_hosts(
         }
     };
     let out = for_each_host(&compiled, &idxs, opts.forks, &events, job, on_panic).await;
+    let clock = opts.time(super::timings::Split::Remote);
     conns.close_all().await;
+    opts.lap(clock, None, || "close connections".into());
     out
 }
 
@@ -182,7 +184,9 @@ pub async fn apply_hosts(
         }
         fatal = fatal || over_fail_limit(acc.iter().flatten(), limit, n);
     }
+    let clock = opts.time(super::timings::Split::Remote);
     conns.close_all().await;
+    opts.lap(clock, None, || "close connections".into());
     acc.into_iter()
         .enumerate()
         .map(|(i, r)| r.unwrap_or_else(|| HostOutcome::empty(&compiled.hosts[i].host)))

@@ -130,6 +130,10 @@ enum Cmd {
         /// Save the plan (JSON, no secrets) for `apply --plan`
         #[arg(long, value_name = "PLANFILE")]
         out: Option<PathBuf>,
+        /// After the plan, where the time went: per host and phase, waiting on the host vs
+        /// labctl's own work, and labctl's CPU (with --json: a `timings` key)
+        #[arg(long)]
+        timings: bool,
     },
     /// Converge: change what drifted, fire handlers, print a recap
     ///
@@ -149,6 +153,11 @@ enum Cmd {
         /// Apply without showing the plan and asking first (for scripts and CI)
         #[arg(short = 'y', long, conflicts_with = "plan")]
         yes: bool,
+        /// After the recap, where the time went: per host and phase (connect, probe, diff, each
+        /// change or batch, handlers), waiting on the host vs labctl's own work, and labctl's CPU
+        /// (with --json: a `timings` key)
+        #[arg(long)]
+        timings: bool,
     },
     /// Write a labctl project from an Ansible playbook and its roles, reporting what was
     /// translated, approximated and left out (file:line). Exit 0: all translated, 2: something
@@ -364,12 +373,18 @@ pub fn main() -> i32 {
     };
     init_logging(g.verbose);
     let r = match cli.cmd {
-        Cmd::Plan { target, conn, out } => run::plan(&g, &target, &conn, out.as_deref()),
+        Cmd::Plan {
+            target,
+            conn,
+            out,
+            timings,
+        } => run::plan(&g, &target, &conn, out.as_deref(), timings),
         Cmd::Apply {
             target,
             conn,
             plan,
             yes,
+            timings,
         } => run::apply(
             &g,
             &target,
@@ -380,6 +395,7 @@ pub fn main() -> i32 {
             } else {
                 run::Approve::Ask
             },
+            timings,
         ),
         Cmd::History { site, last } => history::history(&g, &site, last),
         Cmd::Doc { kind } => doc::doc(&g, kind.as_deref()),

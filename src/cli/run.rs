@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::apply;
 use crate::error::{CliError, Exit};
@@ -9,18 +10,28 @@ use crate::plan::{HostPlan, Plan, Recap, PLAN_FORMAT};
 use crate::site::select::Compiled;
 use crate::ui::{self, progress::Progress};
 
-use super::engine::{failure_exit, opts, plan_and_show, runtime};
+use super::engine::{failure_exit, opts, plan_all, runtime, show_plan, Timings};
 use super::load;
 use super::{Conn, Global, Target};
 
-pub fn plan(g: &Global, t: &Target, c: &Conn, out: Option<&Path>) -> Result<Exit, CliError> {
+pub fn plan(
+    g: &Global,
+    t: &Target,
+    c: &Conn,
+    out: Option<&Path>,
+    timings: bool,
+) -> Result<Exit, CliError> {
+    let started = Instant::now();
     let sh = &g.sh;
     let l = load::load(sh, g, t, false)?;
     if out.is_some() {
         l.lasting_key()?;
     }
-    let o = opts(c, &l);
-    let (_, plan) = plan_and_show(g, t, &o, l)?;
+    let mut o = opts(c, &l);
+    let timings = timings.then(|| Timings::new(started, &l));
+    o.timings = timings.as_ref().map(|t| t.recorder.clone());
+    let (_, plan) = plan_all(g, t, &o, l);
+    show_plan(g, &plan, timings.as_ref())?;
     if let Some(path) = out {
         // Scrubbed like everything printed: a last line of defence if a resource ever put a
         // secret in a reason or diff.
@@ -53,7 +64,9 @@ pub fn apply(
     c: &Conn,
     saved: Option<&Path>,
     approve: Approve,
+    timings: bool,
 ) -> Result<Exit, CliError> {
+    let t0 = Instant::now();
     // Refused before anything is read or contacted (Terraform's rule): a script that means to
     // change hosts says so with --yes, or applies a plan someone saved and read.
     if saved.is_none() && approve == Approve::Ask && !crate::prompt::interactive() {
@@ -63,7 +76,7 @@ pub fn apply(
         ));
     }
     let (mut run, started) = super::history::Run::start(t);
-    let r = apply_run(g, t, c, saved, approve, &mut run);
+    let r = apply_run(g, t, c, saved, approve, &mut run, timings.then_some(t0));
     run.exit = match &r {
         Ok(e) => e.code(),
         Err(e) => e.exit().code(),
@@ -79,6 +92,7 @@ fn apply_run(
     saved: Option<&Path>,
     approve: Approve,
     run: &mut super::history::Run,
+    timed: Option<Instant>,
 ) -> Result<Exit, CliError> {
     let sh = &g.sh;
     let mut target = t.clone();
@@ -136,7 +150,9 @@ fn apply_run(
             ));
         }
     }
-    let o = opts(c, &l);
+    let mut o = opts(c, &l);
+    let timings = timed.map(|started| Timings::new(started, &l));
+    o.timings = timings.as_ref().map(|t| t.recorder.clone());
     run.identify(&o.run);
     let (l, saved_plan) = match (saved_plan, approve) {
         (Some(p), _) => (l, Some(p)),
@@ -183,13 +199,18 @@ fn apply_run(
     let (plans, recaps): (Vec<HostPlan>, Vec<Recap>) =
         results.into_iter().map(|o| (o.plan, o.recap)).unzip();
     run.hosts_from(&recaps);
+    let report = timings.as_ref().map(|t| t.report());
     if g.json {
-        sh.out(&ui::json_envelope(
+        sh.out(&ui::json_envelope_with(
             "apply",
             &serde_json::json!({ "hosts": recaps }),
+            report.as_ref(),
         )?);
     } else {
         sh.out(&ui::render_recap(sh, &recaps));
+        if let Some(r) = &report {
+            sh.out(&ui::timings::render(r));
+        }
     }
     if o.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(Exit::Interrupted);

@@ -87,10 +87,28 @@ pub enum Transport {
         dest: String,
         become_: bool,
         user_is_root: bool,
+        waited: Waited,
     },
     Local {
         become_: bool,
+        waited: Waited,
     },
+}
+
+/// The time `run` spent waiting on the host (the command's round trip), summed over the
+/// connection's life: `--timings` splits a phase's wall time into this and the controller's
+/// own work. One clock read per remote execution, so it is always kept.
+#[derive(Debug, Default)]
+pub struct Waited(std::sync::atomic::AtomicU64);
+
+impl Waited {
+    fn add(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Trust policy for unknown host keys. Changed keys are always refused.
@@ -107,9 +125,7 @@ impl Transport {
         connect_timeout: Duration,
     ) -> Result<Transport, TransportError> {
         if conn.local {
-            return Ok(Transport::Local {
-                become_: conn.become_,
-            });
+            return Ok(Transport::local(conn.become_));
         }
         let eff = ssh_config::Effective::query(conn).await.map_err(|source| {
             TransportError::SshConfig {
@@ -135,7 +151,23 @@ impl Transport {
             dest,
             become_: conn.become_,
             user_is_root,
+            waited: Waited::default(),
         })
+    }
+
+    /// This machine, as the host (tests, `ansible_connection: local`).
+    pub fn local(become_: bool) -> Transport {
+        Transport::Local {
+            become_,
+            waited: Waited::default(),
+        }
+    }
+
+    /// How long this connection's remote executions have taken, summed.
+    pub fn waited(&self) -> Duration {
+        match self {
+            Transport::Ssh { waited, .. } | Transport::Local { waited, .. } => waited.total(),
+        }
     }
 
     pub fn dest(&self) -> &str {
@@ -155,7 +187,14 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Output, TransportError> {
         let fut = self.run_raw(script, stdin, timeout.as_secs().max(1));
-        match tokio::time::timeout(timeout + Duration::from_secs(15), fut).await {
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(timeout + Duration::from_secs(15), fut).await;
+        match self {
+            Transport::Ssh { waited, .. } | Transport::Local { waited, .. } => {
+                waited.add(started.elapsed())
+            }
+        }
+        match r {
             Ok(Ok(o)) if o.status == 124 || o.status == 137 => Err(TransportError::Lost {
                 dest: self.dest().to_string(),
                 why: format!(
@@ -183,7 +222,7 @@ impl Transport {
                 user_is_root,
                 ..
             } => *become_ && !*user_is_root,
-            Transport::Local { become_ } => *become_ && !nix_is_root(),
+            Transport::Local { become_, .. } => *become_ && !nix_is_root(),
         };
         let argv = crate::sh::argv(script, sudo, Some(secs));
         let out = match self {
@@ -266,6 +305,7 @@ impl Transport {
                 dest,
                 become_,
                 user_is_root,
+                ..
             } => {
                 // bash, not sh: the holder needs `read -t` for its lease.
                 let mut argv =

@@ -139,7 +139,7 @@ fn sudo_asking_for_a_password_is_its_own_error() {
         "sudo: a password is required\n"
     )));
     // Without sudo in the argv nothing is taken for sudo's refusal.
-    let t = Transport::Local { become_: false };
+    let t = Transport::local(false);
     let r = rt()
         .block_on(t.run(
             "echo 'sudo: a password is required' >&2; exit 1",
@@ -152,7 +152,7 @@ fn sudo_asking_for_a_password_is_its_own_error() {
 
 #[test]
 fn a_step_past_its_timeout_is_stopped_on_the_host() {
-    let t = Transport::Local { become_: false };
+    let t = Transport::local(false);
     let started = std::time::Instant::now();
     let r = rt().block_on(t.run("sleep 30", None, Duration::from_secs(1)));
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -167,7 +167,7 @@ fn a_step_past_its_timeout_is_stopped_on_the_host() {
 
 #[test]
 fn stdin_reaches_the_script_and_exit_codes_come_back() {
-    let t = Transport::Local { become_: false };
+    let t = Transport::local(false);
     let out = rt()
         .block_on(t.run(
             "cat; echo err >&2; exit 3",

@@ -4,6 +4,7 @@
 //! defence (resources already redact; this catches what a remote stderr might echo back).
 
 pub mod progress;
+pub mod timings;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -128,11 +129,23 @@ pub const JSON_VERSION: u32 = 1;
 /// Every `--json` output has one shape, so a script can check what it reads:
 /// `{"version": 1, "command": "plan", "data": …}`.
 pub fn json_envelope(command: &str, data: &impl serde::Serialize) -> serde_json::Result<String> {
-    let v = serde_json::json!({
+    json_envelope_with::<()>(command, data, None)
+}
+
+/// The envelope, with `timings` beside `data` when `--timings` asked for them.
+pub fn json_envelope_with<T: serde::Serialize>(
+    command: &str,
+    data: &impl serde::Serialize,
+    timings: Option<&T>,
+) -> serde_json::Result<String> {
+    let mut v = serde_json::json!({
         "version": JSON_VERSION,
         "command": command,
         "data": data,
     });
+    if let Some(t) = timings {
+        v["timings"] = serde_json::to_value(t)?;
+    }
     Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
 }
 
