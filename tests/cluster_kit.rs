@@ -22,15 +22,18 @@ impl Drop for Pods {
     }
 }
 
-/// A host's file system, seen from the controller (/proc/PID/root).
+/// A host's file system, seen from the controller (/proc/PID/root of its current boot).
 pub(crate) fn root(tb: &Testbed, host: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/{}/root", tb.host(host).init_pid))
+    PathBuf::from(format!("/proc/{}/root", tb.init_pid_now(host)))
 }
 
 /// Copies `src` to `root/rel` (a host's file system through /proc/PID/root), executable unless
 /// YAML. A hard link when both are on one file system: the control plane binary is 180 MB.
 pub(crate) fn put(root: &Path, rel: &str, src: &Path) {
-    let dst = root.join(rel);
+    // Never outside the host: an absolute `rel` would replace `root` in join.
+    let dst = root.join(rel.trim_start_matches('/'));
+    // The file itself, not a symlink to a path the host may not have (openssl.cnf is one).
+    let src = &std::fs::canonicalize(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&dst);
     if std::fs::hard_link(src, &dst).is_err() {
@@ -211,7 +214,8 @@ pub(crate) fn put_kit(root: &Path, kit: &str, server: bool) {
             &format!("{kit}/bin/openssl"),
             Path::new("/usr/bin/openssl"),
         );
-        // Its configuration, for a host without the openssl package (OPENSSL_CONF).
+        // Its configuration, for a host without the openssl package (the k3s stand-in and
+        // e2e_cluster point OPENSSL_CONF at it).
         put(
             root,
             &format!("{kit}/openssl.cnf"),

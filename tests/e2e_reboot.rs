@@ -17,12 +17,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use crate::cluster_kit::put_kit;
 use crate::common::{e2e_enabled, json_data, labctl, proc_start, show, Testbed};
-use crate::controlplane::{kit, kubectl_bin, script};
+use crate::controlplane::kit;
 
-const KIT: &str = "/usr/local/lib/labctl-standin/cluster";
+const KIT: &str = "usr/local/lib/labctl-standin/cluster";
 const TOKEN: &str = "rbt-join-token-0123456789";
 
 fn repo() -> PathBuf {
@@ -105,6 +105,21 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     panic!("timed out after {secs}s waiting for {what}");
 }
 
+/// The k3s units' journals and the control plane's last log lines on both hosts.
+fn logs(tb: &Testbed) -> String {
+    tb.hosts
+        .iter()
+        .map(|h| {
+            show(&tb.sh(
+                &h.name,
+                "journalctl -u k3s -u k3s-agent --no-pager | tail -25; \
+                 cd /var/lib/rancher/k3s/server/cp 2>/dev/null && tail -n 5 up.log kwok.log kube-apiserver.log",
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn ready(tb: &Testbed, server: &str, node: &str) -> bool {
     tb.sh(
         server,
@@ -158,9 +173,6 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
     let server_addr = tb.hosts[0].address.clone();
 
     // ---- the cluster: the stand-in k3s in kit mode, as systemd services that survive reboots ----
-    let cp_bin = Command::new(script()).arg("bin").output().unwrap();
-    assert!(cp_bin.status.success(), "{}", show(&cp_bin));
-    let cp_bin = PathBuf::from(String::from_utf8_lossy(&cp_bin.stdout).trim());
     for (h, role) in [(&server, "server"), (&agent, "agent")] {
         put(
             &tb,
@@ -169,8 +181,7 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
             &repo().join("tests/standins/k3s"),
             0o755,
         );
-        put(&tb, h, &format!("{KIT}/kubectl"), &kubectl_bin(), 0o755);
-        put(&tb, h, &format!("{KIT}/controlplane.sh"), &script(), 0o755);
+        put_kit(&crate::cluster_kit::root(&tb, h), KIT, role == "server");
         let unit = if role == "server" { "k3s" } else { "k3s-agent" };
         put_bytes(
             &tb,
@@ -180,22 +191,6 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
             0o644,
         );
     }
-    put(&tb, &server, &format!("{KIT}/controlplane"), &cp_bin, 0o755);
-    // openssl's configuration, which the minimal hosts lack (the openssl package brings it).
-    put(
-        &tb,
-        &server,
-        "usr/lib/ssl/openssl.cnf",
-        Path::new("/usr/lib/ssl/openssl.cnf"),
-        0o644,
-    );
-    put(
-        &tb,
-        &server,
-        &format!("{KIT}/bin/openssl"),
-        Path::new("/usr/bin/openssl"),
-        0o755,
-    );
     put(
         &tb,
         &server,
@@ -228,9 +223,12 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
     );
     start(&tb, &server, "k3s");
     start(&tb, &agent, "k3s-agent");
-    wait_until("both Nodes Ready", 120, || {
-        ready(&tb, &server, &server) && ready(&tb, &server, &agent)
-    });
+    let up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("both Nodes Ready", 120, || {
+            ready(&tb, &server, &server) && ready(&tb, &server, &agent)
+        })
+    }));
+    assert!(up.is_ok(), "both Nodes Ready: timed out\n{}", logs(&tb));
     // Pods for the drains to evict: kwok runs them on both Nodes.
     kubectl(
         &tb,
