@@ -19,6 +19,7 @@ mod e2e_facts;
 mod e2e_import;
 mod e2e_k3s;
 mod e2e_reboot;
+mod e2e_removenode;
 mod e2e_roles;
 mod e2e_secrets;
 mod e2e_site;
