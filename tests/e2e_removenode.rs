@@ -223,6 +223,14 @@ fn remove_node_drains_deletes_and_takes_the_host_out_of_peers_firewall_and_inven
     // ---- the removal ----
     let o = rm(&["--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for said in [
+        format!("drain node {h3} on {h1}"),
+        format!("delete node {h3}"),
+    ] {
+        assert!(err.contains(&said), "{said}: {}", show(&o));
+    }
+    assert!(!err.contains("the cluster has no node"), "{}", show(&o));
     // The cluster: no Node, and k3s-agent stopped and disabled on the host.
     assert_eq!(
         tb.sh_ok(

@@ -33,6 +33,7 @@ mod import_ansible;
 mod ingress_cli;
 mod init;
 mod lab_check;
+mod removenode_cli;
 mod render_gate;
 mod role_checks;
 mod schema;
