@@ -29,7 +29,7 @@ LAYERS = [
     ["resources"],
     ["site"],
     ["schema"],  # JSON schema of specs
-    ["apply", "init", "import", "reboot"],  # import: Ansible playbooks → a labctl project; reboot: rolling reboots
+    ["apply", "init", "import", "reboot", "removenode"],  # import: Ansible playbooks → a labctl project; reboot: rolling reboots; removenode: one node out of the lab
     ["ui"],
     ["testbed"],
     ["cli"],

@@ -19,6 +19,7 @@ mod inventory;
 mod plan;
 mod prompt;
 mod reboot;
+mod removenode;
 mod resources;
 mod schema;
 mod secret;

@@ -10,6 +10,7 @@ mod info;
 mod init;
 pub(crate) mod load;
 mod reboot;
+mod removenode;
 pub(crate) mod render;
 mod run;
 mod seal;
@@ -29,7 +30,7 @@ const EXIT_CODES: &str = "Exit codes:
        drain failed)
   2    plan only: changes are pending (import-ansible: something was left out)
   3    bad input (inventory, site, role, template, command line; apply or reboot without a
-       terminal and without --yes (or --plan)); nothing was contacted
+       terminal and without --yes (or --plan), remove-node likewise); nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
   5    refused for safety (stale saved plan, untrusted host key, host locked by a live run,
        `no` at apply's or reboot's question, init on an existing repo)
@@ -288,6 +289,14 @@ enum Cmd {
     /// On a terminal it shows the steps and asks (only `yes` goes ahead); without a terminal it
     /// refuses (exit 3, nothing contacted) unless --yes. --check prints the steps only.
     Reboot(reboot::RebootArgs),
+    /// Remove a host from the lab: a k3s agent is drained, its k3s stopped and its Node deleted;
+    /// its lines are cut out of the inventory; the remaining hosts converge without it
+    /// (`apply --tags wireguard,firewall`: WireGuard peers and firewall rules)
+    ///
+    /// On a terminal it shows the steps and asks (only `yes` goes ahead); without a terminal it
+    /// refuses (exit 3, nothing contacted) unless --yes. --check prints the steps only. A name no
+    /// longer in the inventory is nothing to do (exit 0).
+    RemoveNode(removenode::RemoveNodeArgs),
     /// Run kubectl on the first k3s server (group `k3s_server`, or `server`), as root
     Kubectl {
         /// kubectl's arguments, after `--`
@@ -444,6 +453,7 @@ pub fn main() -> i32 {
             conn,
         } => adhoc::kubectl(&g, &inventory, &args, on.as_deref(), &conn),
         Cmd::Reboot(a) => reboot::run(&g, a),
+        Cmd::RemoveNode(a) => removenode::run(&g, a),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
             Ok(Exit::Ok)

@@ -49,8 +49,21 @@ pub struct RebootArgs {
 }
 
 /// The k3s groups, as `labctl kubectl` and the k3s role name them (k3s-ansible's spelling too).
-const SERVER_GROUPS: [&str; 2] = ["k3s_server", "server"];
-const AGENT_GROUPS: [&str; 2] = ["k3s_agents", "agent"];
+pub(super) const SERVER_GROUPS: [&str; 2] = ["k3s_server", "server"];
+pub(super) const AGENT_GROUPS: [&str; 2] = ["k3s_agents", "agent"];
+
+/// The k3s role names the Node `k3s_node_name`, by default the inventory name; an inventory
+/// that sets it to a plain string is followed.
+pub(super) fn node_name(
+    vars: &indexmap::IndexMap<String, crate::inventory::VarLayer>,
+    h: &str,
+) -> String {
+    vars.get(h)
+        .and_then(|l| l.values.get("k3s_node_name"))
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.contains("{{"))
+        .map_or_else(|| h.to_string(), str::to_string)
+}
 
 pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is: a script that means to
@@ -74,22 +87,13 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
             .iter()
             .any(|n| groups.get(*n).is_some_and(|hs| hs.iter().any(|x| x == h)))
     };
-    let node_name = |h: &str| -> String {
-        // The k3s role names the Node `k3s_node_name`, by default the inventory name; an
-        // inventory that sets it to a plain string is followed.
-        vars.get(h)
-            .and_then(|l| l.values.get("k3s_node_name"))
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.contains("{{"))
-            .map_or_else(|| h.to_string(), str::to_string)
-    };
     let targets: Vec<Target> = selected
         .into_iter()
         .map(|(host, mut conn)| {
             // Rebooting and reading what it needs is root's, whatever ansible_become says.
             conn.become_ = true;
             let node = (in_groups(&host, &SERVER_GROUPS) || in_groups(&host, &AGENT_GROUPS))
-                .then(|| node_name(&host));
+                .then(|| node_name(&vars, &host));
             Target { host, conn, node }
         })
         .collect();
@@ -152,7 +156,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
 }
 
 /// The first k3s server, where kubectl runs as root.
-fn server(
+pub(super) fn server(
     vars: &indexmap::IndexMap<String, crate::inventory::VarLayer>,
     inv_path: &Path,
     groups: &indexmap::IndexMap<String, Vec<String>>,

@@ -7,6 +7,7 @@
 //! This file is the pure part: the steps of a host, the order of a rollout, and the decisions
 //! while waiting, all tested without a host. `run` executes them over the transport.
 
+pub mod remote;
 mod run;
 
 use std::time::Duration;

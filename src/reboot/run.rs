@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::transport::{Output, Transport};
 
+use super::remote::{self, failed_output};
 use super::{
     back_verdict, next_action, parse_boot_id, ready_verdict, script, steps, Event, HostReport,
     Next, Opts, RebootError, Seen, Server, Status, Step, Target, Verdict,
@@ -21,7 +22,7 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Runs `script` on a fresh connection to `conn` and closes it.
+/// `remote::once` with the rollout's host key policy, the error in words.
 async fn once(
     conn: &crate::inventory::Conn,
     o: &Opts,
@@ -29,25 +30,9 @@ async fn once(
     script: &str,
     timeout: Duration,
 ) -> Result<Output, String> {
-    let t = Transport::connect(conn, o.host_keys, connect_timeout)
+    remote::once(conn, o.host_keys, connect_timeout, script, timeout)
         .await
-        .map_err(|e| e.to_string())?;
-    let r = t
-        .run(script, None, timeout)
-        .await
-        .map_err(|e| e.to_string());
-    // A master whose host just went down may take a while to notice: do not wait on it.
-    let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
-    r
-}
-
-fn failed_output(o: &Output) -> String {
-    let tail = o.stderr_tail();
-    if tail.is_empty() {
-        format!("exit {}", o.status)
-    } else {
-        format!("exit {}: {tail}", o.status)
-    }
+        .map_err(|e| e.to_string())
 }
 
 /// The hosts in order; after the first failure, the rest are reported untouched.
