@@ -223,3 +223,136 @@ pub(crate) fn put_kit(root: &Path, kit: &str, server: bool) {
         );
     }
 }
+
+/// Where the k3s stand-in looks for the cluster kit on a host (its kit mode).
+pub(crate) const K3S_KIT: &str = "usr/local/lib/labctl-standin/cluster";
+
+/// k3s's units as the k3s role writes them (Type=notify, restarted), for the stand-in.
+const K3S_UNIT: &str = "[Unit]
+Description=Lightweight Kubernetes (stand-in, ROLE)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=notify
+KillMode=process
+User=root
+TimeoutStartSec=300
+Restart=always
+RestartSec=3s
+ExecStart=/usr/local/bin/k3s ROLE
+
+[Install]
+WantedBy=multi-user.target
+";
+
+fn put_text(root: &Path, rel: &str, body: &str, mode: u32) {
+    let dst = root.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::write(&dst, body).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Polls `f` once a second until it holds, or panics after `secs`.
+pub(crate) fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+/// Whether `node` is Ready, asked of the API server on `server` (out of band).
+pub(crate) fn ready(tb: &Testbed, server: &str, node: &str) -> bool {
+    tb.sh(
+        server,
+        &format!("k3s kubectl get node {node} -o 'jsonpath={{.status.conditions[?(@.type==\"Ready\")].status}}'"),
+    )
+    .stdout
+        == b"True"
+}
+
+/// The k3s units' journals and the control plane's last log lines on every host.
+pub(crate) fn k3s_logs(tb: &Testbed) -> String {
+    tb.hosts
+        .iter()
+        .map(|h| {
+            show(&tb.sh(
+                &h.name,
+                "journalctl -u k3s -u k3s-agent --no-pager | tail -25; \
+                 cd /var/lib/rancher/k3s/server/cp 2>/dev/null && tail -n 5 up.log kwok.log kube-apiserver.log",
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A k3s cluster of stand-ins in kit mode, as the k3s role would leave it without the role:
+/// `k3s server` (the real control plane) on `server`, reached at `server_ip`, and `k3s agent`
+/// on each of `agents`, as systemd units that survive reboots, joined with `token`. Returns when
+/// every Node is Ready (or panics with the journals).
+pub(crate) fn k3s_cluster(
+    tb: &Testbed,
+    server: &str,
+    server_ip: &str,
+    agents: &[&str],
+    token: &str,
+) {
+    for (h, role) in std::iter::once((server, "server")).chain(agents.iter().map(|a| (*a, "agent")))
+    {
+        let r = root(tb, h);
+        put(&r, "usr/local/bin/k3s", &repo().join("tests/standins/k3s"));
+        put_kit(&r, K3S_KIT, role == "server");
+        let unit = if role == "server" { "k3s" } else { "k3s-agent" };
+        put_text(
+            &r,
+            &format!("etc/systemd/system/{unit}.service"),
+            &K3S_UNIT.replace("ROLE", role),
+            0o644,
+        );
+        let config = if role == "server" {
+            format!("token: {token}\nwrite-kubeconfig-mode: \"0600\"\nnode-ip: {server_ip}\n")
+        } else {
+            format!("server: https://{server_ip}:6443\ntoken: {token}\n")
+        };
+        put_text(&r, "etc/rancher/k3s/config.yaml", &config, 0o600);
+    }
+    let r = root(tb, server);
+    put(
+        &r,
+        &format!("{K3S_KIT}/kwok-exec.yaml"),
+        &repo().join("tests/standins/kwok-exec.yaml"),
+    );
+    // k3s's own CRD (its helm-controller's), which the stand-in applies at every start.
+    put(
+        &r,
+        &format!("{K3S_KIT}/crds/helm-controller-crds-v0.17.7.yaml"),
+        &repo().join("charts/crds/helm-controller-crds-v0.17.7.yaml"),
+    );
+    for (h, unit) in
+        std::iter::once((server, "k3s")).chain(agents.iter().map(|a| (*a, "k3s-agent")))
+    {
+        let o = tb.sh(
+            h,
+            &format!("systemctl daemon-reload && systemctl enable --now {unit}.service"),
+        );
+        assert!(
+            o.status.success(),
+            "{unit} on {h}: {}\n{}",
+            show(&o),
+            k3s_logs(tb)
+        );
+    }
+    let up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("every Node Ready", 180, || {
+            std::iter::once(server)
+                .chain(agents.iter().copied())
+                .all(|n| ready(tb, server, n))
+        })
+    }));
+    assert!(up.is_ok(), "every Node Ready: timed out\n{}", k3s_logs(tb));
+}

@@ -15,73 +15,11 @@
 //! never answers) stops the rollout with exit 1 naming it, and the host after it keeps its boot
 //! id and stays schedulable.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
-use crate::cluster_kit::put_kit;
+use crate::cluster_kit::{k3s_cluster, wait_until};
 use crate::common::{e2e_enabled, json_data, labctl, proc_start, show, Testbed};
 use crate::controlplane::kit;
 
-const KIT: &str = "usr/local/lib/labctl-standin/cluster";
 const TOKEN: &str = "rbt-join-token-0123456789";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Copies `src` to `rel` inside `host`'s root (through the machine's view of its init's root).
-fn put(tb: &Testbed, host: &str, rel: &str, src: &Path, mode: u32) {
-    put_bytes(tb, host, rel, &std::fs::read(src).unwrap(), mode);
-}
-
-fn put_bytes(tb: &Testbed, host: &str, rel: &str, body: &[u8], mode: u32) {
-    let dst = PathBuf::from(format!("/proc/{}/root", tb.init_pid_now(host)))
-        .join(rel.trim_start_matches('/'));
-    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&dst);
-    std::fs::write(&dst, body).unwrap_or_else(|e| panic!("{}: {e}", dst.display()));
-    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-const UNIT: &str = "[Unit]
-Description=Lightweight Kubernetes (stand-in, ROLE)
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=notify
-KillMode=process
-User=root
-TimeoutStartSec=300
-Restart=always
-RestartSec=3s
-ExecStart=/usr/local/bin/k3s ROLE
-
-[Install]
-WantedBy=multi-user.target
-";
-
-/// Enables and starts `unit` on `host`; on failure, shows its journal.
-fn start(tb: &Testbed, host: &str, unit: &str) {
-    let o = tb.sh(
-        host,
-        &format!("systemctl daemon-reload && systemctl enable --now {unit}.service"),
-    );
-    if !o.status.success() {
-        let log = tb.sh(
-            host,
-            &format!(
-                "journalctl -u {unit} --no-pager | tail -40; tail -20 /var/lib/rancher/k3s/server/cp/up.log"
-            ),
-        );
-        panic!(
-            "{unit} on {host}: {}
-{}",
-            show(&o),
-            show(&log)
-        );
-    }
-}
 
 fn boot_id(tb: &Testbed, host: &str) -> String {
     tb.sh_ok(host, "cat /proc/sys/kernel/random/boot_id")
@@ -92,41 +30,6 @@ fn boot_id(tb: &Testbed, host: &str) -> String {
 /// `k3s kubectl ARGS` on the server, out of band.
 fn kubectl(tb: &Testbed, server: &str, args: &str) -> String {
     tb.sh_ok(server, &format!("k3s kubectl {args}"))
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
-    panic!("timed out after {secs}s waiting for {what}");
-}
-
-/// The k3s units' journals and the control plane's last log lines on both hosts.
-fn logs(tb: &Testbed) -> String {
-    tb.hosts
-        .iter()
-        .map(|h| {
-            show(&tb.sh(
-                &h.name,
-                "journalctl -u k3s -u k3s-agent --no-pager | tail -25; \
-                 cd /var/lib/rancher/k3s/server/cp 2>/dev/null && tail -n 5 up.log kwok.log kube-apiserver.log",
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn ready(tb: &Testbed, server: &str, node: &str) -> bool {
-    tb.sh(
-        server,
-        &format!("k3s kubectl get node {node} -o 'jsonpath={{.status.conditions[?(@.type==\"Ready\")].status}}'"),
-    )
-    .stdout
-        == b"True"
 }
 
 fn unschedulable(tb: &Testbed, server: &str, node: &str) -> bool {
@@ -173,62 +76,7 @@ fn a_rolling_reboot_drains_reboots_and_uncordons_one_host_at_a_time() {
     let server_addr = tb.hosts[0].address.clone();
 
     // ---- the cluster: the stand-in k3s in kit mode, as systemd services that survive reboots ----
-    for (h, role) in [(&server, "server"), (&agent, "agent")] {
-        put(
-            &tb,
-            h,
-            "usr/local/bin/k3s",
-            &repo().join("tests/standins/k3s"),
-            0o755,
-        );
-        put_kit(&crate::cluster_kit::root(&tb, h), KIT, role == "server");
-        let unit = if role == "server" { "k3s" } else { "k3s-agent" };
-        put_bytes(
-            &tb,
-            h,
-            &format!("etc/systemd/system/{unit}.service"),
-            UNIT.replace("ROLE", role).as_bytes(),
-            0o644,
-        );
-    }
-    put(
-        &tb,
-        &server,
-        &format!("{KIT}/kwok-exec.yaml"),
-        &repo().join("tests/standins/kwok-exec.yaml"),
-        0o644,
-    );
-    // k3s's own CRD (its helm-controller's), which the stand-in applies at every start.
-    put(
-        &tb,
-        &server,
-        &format!("{KIT}/crds/helm-controller-crds-v0.17.7.yaml"),
-        &repo().join("charts/crds/helm-controller-crds-v0.17.7.yaml"),
-        0o644,
-    );
-    put_bytes(
-        &tb,
-        &server,
-        "etc/rancher/k3s/config.yaml",
-        format!("token: {TOKEN}\nwrite-kubeconfig-mode: \"0600\"\nnode-ip: {server_addr}\n")
-            .as_bytes(),
-        0o600,
-    );
-    put_bytes(
-        &tb,
-        &agent,
-        "etc/rancher/k3s/config.yaml",
-        format!("server: https://{server_addr}:6443\ntoken: {TOKEN}\n").as_bytes(),
-        0o600,
-    );
-    start(&tb, &server, "k3s");
-    start(&tb, &agent, "k3s-agent");
-    let up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until("both Nodes Ready", 120, || {
-            ready(&tb, &server, &server) && ready(&tb, &server, &agent)
-        })
-    }));
-    assert!(up.is_ok(), "both Nodes Ready: timed out\n{}", logs(&tb));
+    k3s_cluster(&tb, &server, &server_addr, &[agent.as_str()], TOKEN);
     // Pods for the drains to evict: kwok runs them on both Nodes.
     kubectl(
         &tb,

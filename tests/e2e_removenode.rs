@@ -7,72 +7,16 @@
 //! peers` and `ufw status` no longer list it; the inventory no longer has it and kept the rest
 //! of its text; a second run says so and changes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::cluster_kit::{put, put_kit, root};
+use crate::cluster_kit::{k3s_cluster, ready};
 use crate::common::{e2e_enabled, json_data, labctl, show, Testbed};
 use crate::controlplane::kit;
 
-const KIT: &str = "usr/local/lib/labctl-standin/cluster";
 const TOKEN: &str = "rmn-join-token-0123456789";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn put_text(root: &Path, rel: &str, body: &str) {
-    let dst = root.join(rel);
-    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-    std::fs::write(&dst, body).unwrap();
-}
-
-const UNIT: &str = "[Unit]
-Description=Lightweight Kubernetes (stand-in, ROLE)
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=notify
-KillMode=process
-User=root
-TimeoutStartSec=300
-Restart=always
-RestartSec=3s
-ExecStart=/usr/local/bin/k3s ROLE
-
-[Install]
-WantedBy=multi-user.target
-";
-
-fn start(tb: &Testbed, host: &str, unit: &str) {
-    let o = tb.sh(
-        host,
-        &format!("systemctl daemon-reload && systemctl enable --now {unit}.service"),
-    );
-    if !o.status.success() {
-        let log = tb.sh(host, &format!("journalctl -u {unit} --no-pager | tail -40"));
-        panic!("{unit} on {host}: {}\n{}", show(&o), show(&log));
-    }
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
-    panic!("timed out after {secs}s waiting for {what}");
-}
-
-fn ready(tb: &Testbed, server: &str, node: &str) -> bool {
-    tb.sh(
-        server,
-        &format!("k3s kubectl get node {node} -o 'jsonpath={{.status.conditions[?(@.type==\"Ready\")].status}}'"),
-    )
-    .stdout
-        == b"True"
 }
 
 /// The peers' public keys on wg0, sorted.
@@ -135,48 +79,7 @@ fn remove_node_drains_deletes_and_takes_the_host_out_of_peers_firewall_and_inven
     }
 
     // ---- the cluster: server on the first host, the third an agent over wg0 ----
-    let (r1, r3) = (root(&tb, h1), root(&tb, h3));
-    put_kit(&r1, KIT, true);
-    put_kit(&r3, KIT, false);
-    for (r, role, unit) in [(&r1, "server", "k3s"), (&r3, "agent", "k3s-agent")] {
-        put(r, "usr/local/bin/k3s", &repo().join("tests/standins/k3s"));
-        put_text(
-            r,
-            &format!("etc/systemd/system/{unit}.service"),
-            &UNIT.replace("ROLE", role),
-        );
-    }
-    put(
-        &r1,
-        &format!("{KIT}/kwok-exec.yaml"),
-        &repo().join("tests/standins/kwok-exec.yaml"),
-    );
-    put(
-        &r1,
-        &format!("{KIT}/crds/helm-controller-crds-v0.17.7.yaml"),
-        &repo().join("charts/crds/helm-controller-crds-v0.17.7.yaml"),
-    );
-    std::fs::create_dir_all(r1.join("usr/lib/ssl")).unwrap();
-    std::fs::copy(
-        "/usr/lib/ssl/openssl.cnf",
-        r1.join("usr/lib/ssl/openssl.cnf"),
-    )
-    .unwrap();
-    put_text(
-        &r1,
-        "etc/rancher/k3s/config.yaml",
-        &format!("token: {TOKEN}\nwrite-kubeconfig-mode: \"0600\"\nnode-ip: 10.200.0.1\n"),
-    );
-    put_text(
-        &r3,
-        "etc/rancher/k3s/config.yaml",
-        &format!("server: https://10.200.0.1:6443\ntoken: {TOKEN}\n"),
-    );
-    start(&tb, h1, "k3s");
-    start(&tb, h3, "k3s-agent");
-    wait_until("both Nodes Ready", 180, || {
-        ready(&tb, h1, h1) && ready(&tb, h1, h3)
-    });
+    k3s_cluster(&tb, h1, "10.200.0.1", &[h3.as_str()], TOKEN);
 
     let rm = |extra: &[&str]| {
         let mut args = vec![
