@@ -13,15 +13,15 @@ use std::path::{Path, PathBuf};
 use crate::common::{e2e_enabled, labctl, show, Testbed};
 
 pub(crate) const V1: &str = "v1.31.4+k3s1";
-const V2: &str = "v1.31.5+k3s1";
+pub(crate) const V2: &str = "v1.31.5+k3s1";
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The k3s plays of the repo's site.yml (the first play is base-hardening + wireguard, which
 /// this test leaves out), in a project whose roles/k3s is the repo's.
-fn project(dir: &Path) -> PathBuf {
+pub(crate) fn project(dir: &Path) -> PathBuf {
     let site = std::fs::read_to_string(repo().join("site.yml")).unwrap();
     let mut plays: Vec<String> = Vec::new();
     for line in site.lines() {
@@ -493,10 +493,14 @@ fn k3s_installs_converges_restarts_only_on_change_and_guards_the_token() {
     assert_eq!(lab.plan(&["labels"]).0, 0, "converged again");
 
     // ---- 5. a version change: plan shows the binary; apply replaces it and restarts ----
+    // (With the backup of the old version first: tests/e2e_upgrade.rs checks what it holds.)
     let (code, plan) = lab.plan(&["labels", "v2"]);
     assert_eq!(code, 2, "{plan:#}");
-    assert_eq!(ids(&plan, &server), vec!["k3s/file:k3s binary"], "{plan:#}");
-    assert_eq!(ids(&plan, &agent), vec!["k3s/file:k3s binary"], "{plan:#}");
+    let backup =
+        format!("k3s/command:k3s upgrade backup into /var/lib/labctl/k3s-upgrades/before-{V2}");
+    let upgrade = vec![backup, "k3s/file:k3s binary".to_string()];
+    assert_eq!(ids(&plan, &server), upgrade, "{plan:#}");
+    assert_eq!(ids(&plan, &agent), upgrade, "{plan:#}");
     let (code, out) = lab.apply(&["labels", "v2"], &[]);
     assert_eq!(code, 0, "{out}");
     for h in [&server, &agent] {
