@@ -462,6 +462,37 @@ fn cluster_types_converge_on_a_real_api_server_without_leaking_secrets() {
     let (code, plan) = run.plan(&extra);
     assert_eq!(code, 0, "{plan:#}");
 
+    // The upgrade's way back, in the recap and the run log: the revision helm keeps, then the
+    // old pin. Following it returns the release to 6.29.0 and labctl finds nothing to do.
+    let how = format!(
+        "helm rollback redis-exporter 2 -n cache --kubeconfig {CP_DIR}/kubeconfig \
+         (revision 2: prometheus-redis-exporter-6.29.0), then pin version \"6.29.0\" again"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "way back cluster/helm_release:cache/redis-exporter: {how}"
+        )),
+        "{out}"
+    );
+    let log =
+        std::fs::read_to_string(root().join("tests/fixtures/cluster/.labctl/runs.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["hosts"][0]["way_back"],
+        serde_json::json!([{"resource": "cluster/helm_release:cache/redis-exporter", "how": how}]),
+        "{last:#}"
+    );
+    run.k(&format!(
+        "helm rollback redis-exporter 2 -n cache --kubeconfig {CP_DIR}/kubeconfig --wait"
+    ));
+    assert_eq!(
+        run.releases("cache")[0].1,
+        "prometheus-redis-exporter-6.29.0"
+    );
+    let (code, plan) = run.plan(&ports);
+    assert_eq!(code, 0, "{plan:#}");
+
     // Removal: `state: absent` takes back a release, a manifest's objects and a Secret.
     let mut rm = extra.to_vec();
     rm.extend(["-e", "cleanup=true"]);

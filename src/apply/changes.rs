@@ -243,6 +243,12 @@ impl Batch<'_> {
             .lap(clock, Some(&cx.work.host), || step_label(&queued));
         for Queued { item, change, .. } in &queued[..done] {
             recap.changed.push(change.id.to_string());
+            if let Some(how) = &change.way_back {
+                recap.way_back.push(crate::plan::WayBack {
+                    resource: change.id.to_string(),
+                    how: how.clone(),
+                });
+            }
             for n in &item.notify {
                 if !notified.contains(n) {
                     notified.push(n.clone());

@@ -106,6 +106,7 @@ pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Chang
         notify: item.notify.clone(),
         fingerprint,
         steps: d.steps,
+        way_back: d.way_back,
     }))
 }
 
@@ -218,6 +219,7 @@ pub fn pending_handlers<'a>(
                 notify: vec![],
                 fingerprint: fingerprint(&keys.hash_key, &key, &f, std::slice::from_ref(&key), &[]),
                 steps: vec![],
+                way_back: None,
             });
         }
     }
@@ -307,6 +309,7 @@ mod tests {
             notify: vec![],
             fingerprint: fp.into(),
             steps: vec![],
+            way_back: None,
         }
     }
 

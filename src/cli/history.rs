@@ -35,6 +35,9 @@ pub struct Selection {
 pub struct HostRun {
     pub host: String,
     pub changed: Vec<String>,
+    /// How to undo the upgrades among `changed` (see `Drift::way_back`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub way_back: Vec<crate::plan::WayBack>,
     pub failed: Vec<String>,
     #[serde(default)]
     pub unreachable: bool,
@@ -100,6 +103,7 @@ impl Run {
             .map(|r| HostRun {
                 host: r.host.clone(),
                 changed: r.changed.clone(),
+                way_back: r.way_back.clone(),
                 failed: r.failed.iter().map(|f| f.resource.clone()).collect(),
                 unreachable: r.unreachable,
                 refused: r.refused.is_some(),

@@ -6,7 +6,7 @@ pub mod step;
 pub mod touch;
 
 pub use error::HostError;
-pub use recap::{Failure, HostOutcome, Recap};
+pub use recap::{Failure, HostOutcome, Recap, WayBack};
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,9 @@ pub struct Drift {
     /// A unified diff for file bodies, or "(secret changed …)" for secret ones.
     pub diff: Option<String>,
     pub steps: Vec<Step>,
+    /// How to return to what this change replaces (a version upgrade), as a command a user can
+    /// run; recorded in the recap and the run log when the change is applied.
+    pub way_back: Option<String>,
 }
 
 impl Drift {
@@ -55,10 +58,15 @@ impl Drift {
             reasons,
             diff: None,
             steps,
+            way_back: None,
         }
     }
     pub fn with_diff(mut self, diff: Option<String>) -> Drift {
         self.diff = diff;
+        self
+    }
+    pub fn with_way_back(mut self, way_back: Option<String>) -> Drift {
+        self.way_back = way_back;
         self
     }
 }
@@ -126,6 +134,8 @@ pub struct Change {
     pub fingerprint: String,
     /// Steps hold content (maybe secret): never serialised; re-derived when a saved plan is applied.
     pub steps: Vec<Step>,
+    /// See `Drift::way_back`.
+    pub way_back: Option<String>,
 }
 
 /// A change as plan files and `--json` spell it: the id as a string, and its parts beside it.
@@ -142,6 +152,8 @@ struct ChangeFile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     notify: Vec<String>,
     fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    way_back: Option<String>,
 }
 
 impl From<Change> for ChangeFile {
@@ -156,6 +168,7 @@ impl From<Change> for ChangeFile {
             diff: c.diff,
             notify: c.notify,
             fingerprint: c.fingerprint,
+            way_back: c.way_back,
         }
     }
 }
@@ -183,6 +196,7 @@ impl TryFrom<ChangeFile> for Change {
             notify: f.notify,
             fingerprint: f.fingerprint,
             steps: vec![],
+            way_back: f.way_back,
         })
     }
 }
@@ -386,11 +400,14 @@ mod tests {
                 validate: None,
                 secret: true,
             }],
+            way_back: Some("helm rollback r 1 -n ns".into()),
         };
         let json = serde_json::to_string(&ch).unwrap();
         assert!(!json.contains("canary"), "{json}");
         let back: Change = serde_json::from_str(&json).unwrap();
         assert!(back.steps.is_empty());
+        // The way back travels with the change (plan files, --json).
+        assert_eq!(back.way_back.as_deref(), Some("helm rollback r 1 -n ns"));
     }
 
     #[test]

@@ -20,6 +20,16 @@ pub struct Recap {
     /// Things the user should know that are not failures (a host lock taken over).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// For each applied change that replaced a version: how to return to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub way_back: Vec<WayBack>,
+}
+
+/// How to undo one applied upgrade (`Drift::way_back`), kept in the recap and the run log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WayBack {
+    pub resource: String,
+    pub how: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -79,6 +89,7 @@ impl HostOutcome {
         x.refused = x.refused.or(y.refused);
         x.skipped += y.skipped;
         x.notes.extend(y.notes);
+        x.way_back.extend(y.way_back);
         HostOutcome { plan: pa, recap: x }
     }
 }
@@ -95,6 +106,7 @@ impl Recap {
             refused: None,
             skipped: 0,
             notes: vec![],
+            way_back: vec![],
         }
     }
 }

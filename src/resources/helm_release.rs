@@ -20,6 +20,11 @@
 //! stdin (`-f -`, as JSON, which is YAML), never in argv; when they hold a secret the plan shows
 //! only which keys changed and a keyed hash. `state: absent` uninstalls an installed release
 //! (`helm uninstall --wait`; helm keeps the CRDs a chart installed).
+//!
+//! A chart version change over a deployed release names its way back in the plan file, the
+//! apply recap (`way back …`) and the run log: `helm rollback NAME REVISION` to the revision
+//! helm keeps in its history, then the old `version` pinned again so the next apply does not
+//! upgrade once more.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -269,7 +274,9 @@ impl Resource for HelmRelease {
             return Ok(None);
         }
         Ok(Some(
-            Drift::new(Action::Update, reasons, vec![upgrade_step(spec, &want)]).with_diff(diff),
+            Drift::new(Action::Update, reasons, vec![upgrade_step(spec, &want)])
+                .with_diff(diff)
+                .with_way_back(way_back(spec, &release, &want_chart)),
         ))
     }
 
@@ -286,6 +293,28 @@ impl Resource for HelmRelease {
             },
         })
     }
+}
+
+/// A chart version change keeps the deployed revision in helm's history (up to helm's
+/// --history-max, 10): `helm rollback` to it brings back that chart with its values, and the old
+/// pin keeps the next apply from upgrading again.
+fn way_back(
+    spec: &Spec,
+    release: &crate::facts::helm::Release,
+    want_chart: &str,
+) -> Option<String> {
+    if release.chart == want_chart || release.status != "deployed" || release.revision.is_empty() {
+        return None;
+    }
+    let (_, chart) = spec.repo_and_chart();
+    let old = release
+        .chart
+        .strip_prefix(&format!("{chart}-"))
+        .unwrap_or(&release.chart);
+    Some(format!(
+        "helm rollback {} {} -n {} --kubeconfig {} (revision {}: {}), then pin version \"{old}\" again",
+        spec.name, release.revision, spec.namespace, spec.kubeconfig, release.revision, release.chart
+    ))
 }
 
 fn upgrade_step(spec: &Spec, values: &Value) -> Step {
@@ -449,6 +478,29 @@ mod tests {
                 "chart postgresql-16.6.0 → postgresql-16.7.4",
                 "status failed (not deployed)"
             ]
+        );
+        // A failed release is no revision to go back to.
+        assert_eq!(d.way_back, None);
+        // A values change alone keeps the chart: nothing to go back to either.
+        let d = HelmRelease::diff(&s, &seen(DEPLOYED, Some("{}")), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.way_back, None);
+    }
+
+    #[test]
+    fn a_chart_upgrade_names_the_revision_to_roll_back_to() {
+        let s = prepared("", json!({}));
+        let older = DEPLOYED.replace("postgresql-16.7.4", "postgresql-16.6.0");
+        let d = HelmRelease::diff(&s, &seen(&older, Some("{}")), &cx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.way_back.as_deref(),
+            Some(
+                "helm rollback postgres 3 -n db --kubeconfig /etc/rancher/k3s/k3s.yaml \
+                 (revision 3: postgresql-16.6.0), then pin version \"16.6.0\" again"
+            )
         );
     }
 

@@ -331,6 +331,9 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
         for n in &r.notes {
             s.push_str(&format!("    note     {n}\n"));
         }
+        for w in &r.way_back {
+            s.push_str(&format!("    way back {}: {}\n", w.resource, w.how));
+        }
         for f in &r.failed {
             s.push_str(&format!(
                 "    failed   {}: {}\n",
@@ -372,6 +375,7 @@ mod tests {
             notify: vec![],
             fingerprint: "hmac-sha256:0".into(),
             steps: vec![],
+            way_back: None,
         };
         Plan {
             format: PLAN_FORMAT,
