@@ -39,3 +39,34 @@ pub fn confirm(g: &Global, t: &Target, o: &Opts, l: Loaded) -> Result<Confirmed,
         Ok(Confirmed::Stop(Exit::Refused, "declined"))
     }
 }
+
+/// What `reboot` and `remove-node` share before they touch anything: with `check`, print the
+/// steps (`plan`, or `json()` under --json) and stop; without `yes`, show them and ask
+/// `question`. `Some(exit)`: stop here with it; `None`: go on.
+pub(super) fn check_or_ask(
+    sh: &crate::ui::Shell,
+    g: &Global,
+    command: &str,
+    (check, yes): (bool, bool),
+    plan: &str,
+    json: impl FnOnce() -> serde_json::Value,
+    question: &str,
+) -> Result<Option<Exit>, CliError> {
+    if check {
+        if g.json {
+            sh.out(&crate::ui::json_envelope(command, &json())?);
+        } else {
+            sh.out(plan);
+            sh.status("Check", "nothing was changed");
+        }
+        return Ok(Some(Exit::Ok));
+    }
+    if !yes {
+        sh.err(plan);
+        if !prompt::confirm(question) {
+            sh.status("Cancelled", "nothing was changed");
+            return Ok(Some(Exit::Refused));
+        }
+    }
+    Ok(None)
+}

@@ -118,28 +118,20 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
 
     let sh = &g.sh;
     let plan = plan_text(&targets, server.as_ref(), &o);
-    if a.check {
-        if g.json {
-            sh.out(&crate::ui::json_envelope(
-                "reboot",
-                &plan_json(&targets, &o),
-            )?);
-        } else {
-            sh.out(&plan);
-            sh.status("Check", "nothing was changed");
-        }
-        return Ok(Exit::Ok);
-    }
-    if !a.yes {
-        sh.err(&plan);
-        sh.err(&format!(
-            "\nlabctl will reboot {} host(s) above, one at a time.\n",
-            targets.len()
-        ));
-        if !crate::prompt::confirm("Reboot them? Only 'yes' is accepted") {
-            sh.status("Cancelled", "nothing was changed");
-            return Ok(Exit::Refused);
-        }
+    let asked = format!(
+        "{plan}\nlabctl will reboot {} host(s) above, one at a time.\n",
+        targets.len()
+    );
+    if let Some(exit) = super::confirm::check_or_ask(
+        sh,
+        g,
+        "reboot",
+        (a.check, a.yes),
+        if a.check { &plan } else { &asked },
+        || plan_json(&targets, &o),
+        "Reboot them? Only 'yes' is accepted",
+    )? {
+        return Ok(exit);
     }
     let on = |e: Event| progress(sh, e, &o);
     let reports =

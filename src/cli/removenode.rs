@@ -139,27 +139,16 @@ pub fn run(g: &Global, a: RemoveNodeArgs) -> Result<Exit, CliError> {
     };
     let steps = removenode::steps(&r);
     let plan = plan_text(&r, &steps, &o);
-    if a.check {
-        if g.json {
-            sh.out(&crate::ui::json_envelope(
-                "remove-node",
-                &json!({ "host": r.host, "in_inventory": true, "node": r.node, "steps": steps }),
-            )?);
-        } else {
-            sh.out(&plan);
-            sh.status("Check", "nothing was changed");
-        }
-        return Ok(Exit::Ok);
-    }
-    if !a.yes {
-        sh.err(&plan);
-        if !crate::prompt::confirm(&format!(
-            "Remove {} from the lab? Only 'yes' is accepted",
-            r.host
-        )) {
-            sh.status("Cancelled", "nothing was changed");
-            return Ok(Exit::Refused);
-        }
+    if let Some(exit) = super::confirm::check_or_ask(
+        sh,
+        g,
+        "remove-node",
+        (a.check, a.yes),
+        &plan,
+        || json!({ "host": r.host, "in_inventory": true, "node": r.node, "steps": steps }),
+        &format!("Remove {} from the lab? Only 'yes' is accepted", r.host),
+    )? {
+        return Ok(exit);
     }
 
     // 1. The cluster: drain, stop k3s, delete the Node.
