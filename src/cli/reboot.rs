@@ -74,36 +74,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
             "refusing to reboot without confirmation: stdin is not a terminal\n  = help: pass --yes to reboot without asking, or --check to see the steps",
         ));
     }
-    let (inv, selected, vars) = super::adhoc::targets_with_vars(g, &a.inventory, &a.pattern)?;
-    if selected.is_empty() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            format!("host pattern `{}` selects no host", a.pattern),
-        ));
-    }
-    let groups = inv.groups_map();
-    let in_groups = |h: &str, names: &[&str]| {
-        names
-            .iter()
-            .any(|n| groups.get(*n).is_some_and(|hs| hs.iter().any(|x| x == h)))
-    };
-    let targets: Vec<Target> = selected
-        .into_iter()
-        .map(|(host, mut conn)| {
-            // Rebooting and reading what it needs is root's, whatever ansible_become says.
-            conn.become_ = true;
-            let node = (in_groups(&host, &SERVER_GROUPS) || in_groups(&host, &AGENT_GROUPS))
-                .then(|| node_name(&vars, &host));
-            Target { host, conn, node }
-        })
-        .collect();
-    let server = server(&vars, &a.inventory, &groups)?;
-    if server.is_none() && targets.iter().any(|t| t.node.is_some()) {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "k3s nodes selected but no k3s server to drain them from: the inventory has no host in group `k3s_server` (or `server`)",
-        ));
-    }
+    let (targets, server) = targets(g, &a.inventory, &a.pattern)?;
     let o = Opts {
         host_keys: if a.accept_new_host_keys {
             crate::transport::HostKeyPolicy::AcceptNew
@@ -114,6 +85,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
         drain_timeout: Duration::from_secs(a.drain_timeout),
         timeout: Duration::from_secs(a.timeout),
         poll: Duration::from_secs(2),
+        record: crate::apply::RunInfo::new().record(),
     };
 
     let sh = &g.sh;
@@ -133,9 +105,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
     )? {
         return Ok(exit);
     }
-    let on = |e: Event| progress(sh, e, &o);
-    let reports =
-        super::engine::runtime().block_on(reboot::rollout(&targets, server.as_ref(), &o, &on));
+    let reports = roll(sh, &targets, server.as_ref(), &o);
     if g.json {
         sh.out(&crate::ui::json_envelope(
             "reboot",
@@ -145,6 +115,57 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
         sh.out(&recap(sh, &reports));
     }
     Ok(reboot::exit_of(&reports))
+}
+
+/// The hosts `pattern` selects, in inventory order, as the rollout takes them (each k3s node
+/// with its Node name), and the k3s server that drains them.
+pub(super) fn targets(
+    g: &Global,
+    inventory: &Path,
+    pattern: &str,
+) -> Result<(Vec<Target>, Option<Server>), CliError> {
+    let (inv, selected, vars) = super::adhoc::targets_with_vars(g, inventory, pattern)?;
+    if selected.is_empty() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!("host pattern `{pattern}` selects no host"),
+        ));
+    }
+    let groups = inv.groups_map();
+    let in_groups = |h: &str, names: &[&str]| {
+        names
+            .iter()
+            .any(|n| groups.get(*n).is_some_and(|hs| hs.iter().any(|x| x == h)))
+    };
+    let targets: Vec<Target> = selected
+        .into_iter()
+        .map(|(host, mut conn)| {
+            // Rebooting and reading what it needs is root's, whatever ansible_become says.
+            conn.become_ = true;
+            let node = (in_groups(&host, &SERVER_GROUPS) || in_groups(&host, &AGENT_GROUPS))
+                .then(|| node_name(&vars, &host));
+            Target { host, conn, node }
+        })
+        .collect();
+    let server = server(&vars, inventory, &groups)?;
+    if server.is_none() && targets.iter().any(|t| t.node.is_some()) {
+        return Err(CliError::new(
+            Exit::BadInput,
+            "k3s nodes selected but no k3s server to drain them from: the inventory has no host in group `k3s_server` (or `server`)",
+        ));
+    }
+    Ok((targets, server))
+}
+
+/// The rollout, its progress printed as it goes, and its recap (unless `--json`).
+pub(super) fn roll(
+    sh: &Shell,
+    targets: &[Target],
+    server: Option<&Server>,
+    o: &Opts,
+) -> Vec<HostReport> {
+    let on = |e: Event| progress(sh, e, o);
+    super::engine::runtime().block_on(reboot::rollout(targets, server, o, &on))
 }
 
 /// The first k3s server, where kubectl runs as root.
@@ -216,7 +237,7 @@ fn progress(sh: &Shell, e: Event, o: &Opts) {
     }
 }
 
-fn recap(sh: &Shell, reports: &[HostReport]) -> String {
+pub(super) fn recap(sh: &Shell, reports: &[HostReport]) -> String {
     let mut t = String::from("\nReboot recap\n");
     for r in reports {
         let word = match r.status {

@@ -4,6 +4,10 @@
 //! next host is touched. A host that does not come back stops the rollout: the hosts after it
 //! are left as they were (not drained, not rebooted).
 //!
+//! Each host's run lock is held from before its drain until the reboot takes it down (the lock
+//! lives in /run): an `apply` that starts meanwhile is refused, and a host an `apply` holds is
+//! neither drained nor rebooted (exit 5).
+//!
 //! This file is the pure part: the steps of a host, the order of a rollout, and the decisions
 //! while waiting, all tested without a host. `run` executes them over the transport.
 
@@ -43,6 +47,8 @@ pub struct Opts {
     pub timeout: Duration,
     /// Pause between two attempts while waiting.
     pub poll: Duration,
+    /// Who holds a host's run lock from before its drain to its reboot (`RunInfo::record`).
+    pub record: String,
 }
 
 /// One step of one host, in the order `steps` gives them.
@@ -121,6 +127,9 @@ pub enum RebootError {
     },
     #[error("uncordon of node {node} failed: {why}")]
     Uncordon { node: String, why: String },
+    /// Another run holds the host's lock: nothing was done to it.
+    #[error("{host} was not touched: {why}")]
+    Locked { host: String, why: String },
 }
 
 impl RebootError {
@@ -129,6 +138,7 @@ impl RebootError {
     pub fn exit(&self) -> crate::error::Exit {
         match self {
             RebootError::Unreachable { .. } => crate::error::Exit::Unreachable,
+            RebootError::Locked { .. } => crate::error::Exit::Refused,
             _ => crate::error::Exit::Failed,
         }
     }
@@ -342,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_at_the_start_is_exit_6_anything_else_1() {
+    fn unreachable_at_the_start_is_exit_6_locked_5_anything_else_1() {
         use crate::error::Exit;
         let mut r = HostReport::untouched(&target(None));
         assert_eq!(exit_of(std::slice::from_ref(&r)), Exit::Ok);
@@ -362,7 +372,16 @@ mod tests {
             }
             .exit(),
         );
-        assert_eq!(exit_of(&[r]), Exit::Failed);
+        assert_eq!(exit_of(std::slice::from_ref(&r)), Exit::Failed);
+        // Another run's lock: refused, as `apply` is on a locked host.
+        r.exit = Some(
+            RebootError::Locked {
+                host: "h".into(),
+                why: "locked by run abc".into(),
+            }
+            .exit(),
+        );
+        assert_eq!(exit_of(&[r]), Exit::Refused);
     }
 
     #[test]

@@ -89,47 +89,37 @@ async fn host(
     on: &(dyn Fn(Event) + Sync),
     r: &mut HostReport,
 ) -> Result<(), RebootError> {
-    let need_server = || {
-        server.ok_or_else(|| RebootError::Server {
-            server: "(none)".into(),
-            why: "the inventory has no host in group `k3s_server` (or `server`)".into(),
-        })
-    };
     // The boot id first: a host that cannot be reached is not drained.
     let before = boot_id(t, o).await?;
     r.boot_id_before = Some(before.clone());
-    for step in steps(t) {
+    let all = steps(t);
+    let upto = all
+        .iter()
+        .position(|s| *s == Step::Reboot)
+        .map_or(0, |i| i + 1);
+    let (down, up) = all.split_at(upto);
+    // The run lock, on a connection of its own, is held until the reboot takes it down with
+    // /run: no `apply` starts on a host being drained, and none is running on it.
+    let tr = Transport::connect(&t.conn, o.host_keys, o.connect_timeout)
+        .await
+        .map_err(|e| RebootError::Unreachable {
+            host: t.host.clone(),
+            why: e.to_string(),
+        })?;
+    let r1 = going_down(t, server, o, on, &tr, down).await;
+    // A master whose host just went down may take a while to notice: do not wait on it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), tr.close()).await;
+    r1?;
+    for step in up {
         on(Event::Step {
             host: &t.host,
-            step: &step,
+            step,
         });
-        match &step {
-            Step::Drain { node } => {
-                let s = need_server()?;
-                let out = once(
-                    &s.conn,
-                    o,
-                    o.connect_timeout,
-                    &script::drain(node, o.drain_timeout.as_secs()),
-                    o.drain_timeout + SHORT,
-                )
-                .await
-                .map_err(|why| RebootError::Server {
-                    server: s.host.clone(),
-                    why,
-                })?;
-                if out.status != 0 {
-                    return Err(RebootError::Drain {
-                        node: node.clone(),
-                        why: failed_output(&out),
-                    });
-                }
-            }
-            Step::Reboot => reboot(t, o).await?,
+        match step {
             Step::WaitBack => r.boot_id_after = Some(wait_back(t, o, &before).await?),
-            Step::WaitReady { node } => wait_ready(need_server()?, node, o).await?,
+            Step::WaitReady { node } => wait_ready(need_server(server)?, node, o).await?,
             Step::Uncordon { node } => {
-                let s = need_server()?;
+                let s = need_server(server)?;
                 let out = once(
                     &s.conn,
                     o,
@@ -149,7 +139,85 @@ async fn host(
                     });
                 }
             }
+            Step::Drain { .. } | Step::Reboot => unreachable!("`steps` drains and reboots first"),
         }
+    }
+    Ok(())
+}
+
+fn need_server(server: Option<&Server>) -> Result<&Server, RebootError> {
+    server.ok_or_else(|| RebootError::Server {
+        server: "(none)".into(),
+        why: "the inventory has no host in group `k3s_server` (or `server`)".into(),
+    })
+}
+
+/// The steps up to the reboot, under the host's run lock (renewed while the drain runs).
+async fn going_down(
+    t: &Target,
+    server: Option<&Server>,
+    o: &Opts,
+    on: &(dyn Fn(Event) + Sync),
+    tr: &Transport,
+    down: &[Step],
+) -> Result<(), RebootError> {
+    let (mut lock, _took_over) =
+        tr.lock(&o.record, &t.host)
+            .await
+            .map_err(|e| RebootError::Locked {
+                host: t.host.clone(),
+                why: e.to_string(),
+            })?;
+    for step in down {
+        on(Event::Step {
+            host: &t.host,
+            step,
+        });
+        let r = match step {
+            Step::Drain { node } => {
+                crate::transport::lock::with_lease(&mut lock, drain(server, node, o)).await
+            }
+            // The lock goes down with the host (its holder dies, /run is emptied).
+            Step::Reboot => return reboot(t, tr).await,
+            _ => unreachable!("`steps` waits only after the reboot"),
+        };
+        if let Err(e) = r {
+            lock.release().await;
+            return Err(e);
+        }
+    }
+    lock.release().await;
+    Ok(())
+}
+
+async fn drain(server: Option<&Server>, node: &str, o: &Opts) -> Result<(), RebootError> {
+    let s = need_server(server)?;
+    let out = once(
+        &s.conn,
+        o,
+        o.connect_timeout,
+        &script::drain(node, o.drain_timeout.as_secs()),
+        o.drain_timeout + SHORT,
+    )
+    .await
+    .map_err(|why| RebootError::Server {
+        server: s.host.clone(),
+        why,
+    })?;
+    if out.status != 0 {
+        let mut why = failed_output(&out);
+        // kubectl's own words when evictions were still refused at its --timeout (it retries
+        // each 429 silently): say the usual cause, which its message does not name.
+        if out.stderr_tail().contains("global timeout reached") {
+            why.push_str(&format!(
+                "\n  = help: evictions were still refused after --drain-timeout ({}s): a PodDisruptionBudget that allows no disruption (`kubectl get pdb -A`), or pods slow to stop",
+                o.drain_timeout.as_secs()
+            ));
+        }
+        return Err(RebootError::Drain {
+            node: node.into(),
+            why,
+        });
     }
     Ok(())
 }
@@ -167,16 +235,8 @@ async fn boot_id(t: &Target, o: &Opts) -> Result<String, RebootError> {
     })
 }
 
-async fn reboot(t: &Target, o: &Opts) -> Result<(), RebootError> {
-    let tr = Transport::connect(&t.conn, o.host_keys, o.connect_timeout)
-        .await
-        .map_err(|e| RebootError::Reboot {
-            host: t.host.clone(),
-            why: e.to_string(),
-        })?;
-    let r = tr.run(script::REBOOT, None, SHORT).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), tr.close()).await;
-    match r {
+async fn reboot(t: &Target, tr: &Transport) -> Result<(), RebootError> {
+    match tr.run(script::REBOOT, None, SHORT).await {
         Ok(out) if out.status == 0 => Ok(()),
         // ssh's own status when the connection went away under the command (255), or no status
         // at all (-1): systemd took sshd down, which is the reboot under way.
