@@ -252,7 +252,7 @@ fn a_pending_reboot_shows_in_the_plan_from_the_one_probe() {
     let host = plan_json();
     assert_eq!(
         host["reboot_required"],
-        serde_json::json!({"since": since, "packages": ["linux-image-6.1.0-28-amd64", "libc6"]}),
+        serde_json::json!({"required": true, "since": since, "packages": ["linux-image-6.1.0-28-amd64", "libc6"]}),
         "{host}"
     );
     assert_eq!(host["changes"], serde_json::json!([]), "{host}");

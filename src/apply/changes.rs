@@ -243,6 +243,9 @@ impl Batch<'_> {
             .lap(clock, Some(&cx.work.host), || step_label(&queued));
         for Queued { item, change, .. } in &queued[..done] {
             recap.changed.push(change.id.to_string());
+            if change.id.kind == crate::resources::reboot::KIND && recap.reboot.is_none() {
+                recap.reboot = Some(change.id.to_string());
+            }
             if let Some(how) = &change.way_back {
                 recap.way_back.push(crate::plan::WayBack {
                     resource: change.id.to_string(),

@@ -42,7 +42,13 @@ pub(super) async fn run_handlers(
             format!("handler {}/{}", role.role, h.name)
         });
         match r {
-            Ok(()) => recap.handlers.push(format!("{}/{}", role.role, h.name)),
+            Ok(()) => {
+                let id = format!("{}/{}", role.role, h.name);
+                if h.inst.kind() == crate::resources::reboot::KIND && recap.reboot.is_none() {
+                    recap.reboot = Some(format!("handler {id}"));
+                }
+                recap.handlers.push(id);
+            }
             Err(e) => recap.failed.push(Failure {
                 resource: diff::handler_id(&role.role, &h.name).to_string(),
                 message: e.to_string(),

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::apply;
 use crate::error::{CliError, Exit};
@@ -200,19 +200,27 @@ fn apply_run(
         results.into_iter().map(|o| (o.plan, o.recap)).unzip();
     run.hosts_from(&recaps);
     let report = timings.as_ref().map(|t| t.report());
-    if g.json {
-        sh.out(&ui::json_envelope_with(
-            "apply",
-            &serde_json::json!({ "hosts": recaps }),
-            report.as_ref(),
-        )?);
-    } else {
+    if !g.json {
         sh.out(&ui::render_recap(sh, &recaps));
         if let Some(r) = &report {
             sh.out(&ui::timings::render(r));
         }
     }
-    if o.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    let interrupted = o.interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    let reboots = match to_reboot(&recaps, interrupted) {
+        hosts if hosts.is_empty() => vec![],
+        hosts => reboot_at_the_end(g, &target.inventory, &hosts, &o)?,
+    };
+    if g.json {
+        let mut data = serde_json::json!({ "hosts": recaps });
+        if !reboots.is_empty() {
+            data["reboots"] = serde_json::to_value(&reboots)?;
+        }
+        sh.out(&ui::json_envelope_with("apply", &data, report.as_ref())?);
+    } else if !reboots.is_empty() {
+        sh.out(&super::reboot::recap(sh, &reboots));
+    }
+    if interrupted {
         return Ok(Exit::Interrupted);
     }
     if let Some(e) = failure_exit(&plans, recaps.iter().filter_map(|r| r.refused.as_ref())) {
@@ -221,7 +229,50 @@ fn apply_run(
     if recaps.iter().any(|r| !r.failed.is_empty()) {
         return Ok(Exit::Failed);
     }
-    Ok(Exit::Ok)
+    Ok(crate::reboot::exit_of(&reboots))
+}
+
+/// The hosts a `reboot` resource or handler asked to reboot, in inventory order: those whose run
+/// went through. A host that failed keeps its request (`/run/labctl/reboot-requested`), which
+/// the next plan shows; after Ctrl-C nothing reboots.
+fn to_reboot(recaps: &[Recap], interrupted: bool) -> Vec<String> {
+    if interrupted {
+        return vec![];
+    }
+    recaps
+        .iter()
+        .filter(|r| {
+            r.reboot.is_some() && r.failed.is_empty() && r.refused.is_none() && !r.unreachable
+        })
+        .map(|r| r.host.clone())
+        .collect()
+}
+
+/// The reboots a run asked for, once every host converged: `labctl reboot`'s rollout over
+/// those hosts (one at a time, k3s nodes drained first, a host that does not come back stops
+/// the rest).
+fn reboot_at_the_end(
+    g: &Global,
+    inventory: &Path,
+    hosts: &[String],
+    o: &apply::Opts,
+) -> Result<Vec<crate::reboot::HostReport>, CliError> {
+    let (targets, server) = super::reboot::targets(g, inventory, &hosts.join(":"))?;
+    let ro = crate::reboot::Opts {
+        host_keys: o.host_keys,
+        connect_timeout: o.connect_timeout,
+        drain_timeout: Duration::from_secs(300),
+        timeout: Duration::from_secs(600),
+        poll: Duration::from_secs(2),
+        record: o.run.record(),
+    };
+    if !g.json {
+        g.sh.status(
+            "Reboot",
+            &format!("{} asked for by the run, one at a time", hosts.join(", ")),
+        );
+    }
+    Ok(super::reboot::roll(&g.sh, &targets, server.as_ref(), &ro))
 }
 
 pub fn check(g: &Global, t: &Target) -> Result<Exit, CliError> {

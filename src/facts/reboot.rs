@@ -4,7 +4,10 @@
 //! reboot clears them.
 //!
 //! labctl never reboots a host on its own: the plan reports the marker (a notice and a JSON
-//! field) so the operator chooses when.
+//! field) so the operator chooses when: `labctl reboot`, or a role's `reboot` resource or
+//! handler. Such a resource asks for the reboot by writing [`REQUEST`] (also in /run, so the
+//! reboot clears it too); the apply reboots the hosts that asked once every host converged. A
+//! request left by a run that stopped before its reboots is reported here as well.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,29 +16,66 @@ use super::{Fact, FactError};
 pub const KEY: &str = "reboot-required";
 pub const MARKER: &str = "/run/reboot-required";
 pub const PACKAGES: &str = "/run/reboot-required.pkgs";
+/// A labctl run's own request (a `reboot` resource or handler), one reason per line.
+pub const REQUEST: &str = "/run/labctl/reboot-requested";
+
+fn yes() -> bool {
+    true
+}
 
 /// A reboot the host waits for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebootRequired {
+    /// Debian's marker is there (false: only a labctl request is). Plan files written before
+    /// requests existed knew only the marker.
+    #[serde(default = "yes")]
+    pub required: bool,
     /// When the marker was written (its mtime, UTC, `2026-12-07T14:00:00Z`), if the host said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// The packages that asked for it, each once, in the order they asked; empty when the
     /// marker came without a list (some packages only touch the marker).
     pub packages: Vec<String>,
+    /// Reasons a labctl run asked for a reboot that has not happened yet, each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested: Vec<String>,
+}
+
+/// The marker alone: no time, no list, no request.
+impl Default for RebootRequired {
+    fn default() -> Self {
+        RebootRequired {
+            required: true,
+            since: None,
+            packages: vec![],
+            requested: vec![],
+        }
+    }
 }
 
 impl RebootRequired {
     /// One line for the plan and the apply recap.
     pub fn note(&self) -> String {
-        let mut s = String::from("reboot required");
-        if let Some(since) = &self.since {
-            s.push_str(&format!(" since {since}"));
+        let mut s = String::new();
+        if self.required {
+            s.push_str("reboot required");
+            if let Some(since) = &self.since {
+                s.push_str(&format!(" since {since}"));
+            }
+            if !self.packages.is_empty() {
+                s.push_str(&format!(" by {}", self.packages.join(", ")));
+            }
+            s.push_str(&format!(" ({MARKER}; labctl never reboots: choose when)"));
         }
-        if !self.packages.is_empty() {
-            s.push_str(&format!(" by {}", self.packages.join(", ")));
+        if !self.requested.is_empty() {
+            if !s.is_empty() {
+                s.push_str("; ");
+            }
+            s.push_str(&format!(
+                "reboot asked for by labctl ({}) and not done yet: `labctl reboot HOST`",
+                self.requested.join(", ")
+            ));
         }
-        s.push_str(&format!(" ({MARKER}; labctl never reboots: choose when)"));
         s
     }
 }
@@ -54,7 +94,8 @@ impl Fact for RebootQuery {
     fn script(&self) -> String {
         format!(
             "if [ -e {MARKER} ]; then printf 'required %s\\n' \"$(date -u -r {MARKER} +%Y-%m-%dT%H:%M:%SZ 2>/dev/null)\"; \
-             if [ -r {PACKAGES} ]; then while IFS= read -r __rr || [ -n \"$__rr\" ]; do printf 'pkg %s\\n' \"$__rr\"; done < {PACKAGES}; fi; fi; true"
+             if [ -r {PACKAGES} ]; then while IFS= read -r __rr || [ -n \"$__rr\" ]; do printf 'pkg %s\\n' \"$__rr\"; done < {PACKAGES}; fi; fi; \
+             if [ -r {REQUEST} ]; then while IFS= read -r __rr || [ -n \"$__rr\" ]; do printf 'requested %s\\n' \"$__rr\"; done < {REQUEST}; fi; true"
         )
     }
     /// No `exit`, `__`-prefixed variable: runs in the probe's own shell.
@@ -73,10 +114,25 @@ pub fn parse(out: &str) -> Result<Option<RebootRequired>, FactError> {
             let since = since.trim();
             r = Some(RebootRequired {
                 since: (!since.is_empty()).then(|| since.to_string()),
-                packages: vec![],
+                ..RebootRequired::default()
             });
         } else if line == "required" {
             r = Some(RebootRequired::default());
+        } else if let Some(why) = line.strip_prefix("requested") {
+            // After the marker's lines, if any: a request alone is no `required`.
+            let r = r.get_or_insert_with(|| RebootRequired {
+                required: false,
+                ..RebootRequired::default()
+            });
+            let why: String = why.trim().chars().filter(|c| !c.is_control()).collect();
+            let why = if why.is_empty() {
+                "no reason given".to_string()
+            } else {
+                why
+            };
+            if !r.requested.contains(&why) {
+                r.requested.push(why);
+            }
         } else if let Some(p) = line.strip_prefix("pkg ") {
             let Some(r) = r.as_mut() else {
                 return Err(super::unexpected(KEY, line));
@@ -106,6 +162,7 @@ mod tests {
         let r = RebootRequired {
             since: Some("2026-12-07T14:00:05Z".into()),
             packages: vec!["libc6".into(), "linux-image-amd64".into()],
+            ..RebootRequired::default()
         };
         assert_eq!(
             r.note(),
@@ -149,6 +206,38 @@ mod tests {
     }
 
     #[test]
+    fn a_labctl_request_alone_or_beside_the_marker() {
+        let r = parse("requested handler base/reboot\nrequested handler base/reboot\nrequested \n")
+            .unwrap()
+            .unwrap();
+        assert!(!r.required);
+        assert_eq!(r.requested, ["handler base/reboot", "no reason given"]);
+        assert_eq!(
+            r.note(),
+            "reboot asked for by labctl (handler base/reboot, no reason given) and not done yet: `labctl reboot HOST`"
+        );
+        let both = parse("required 2026-12-07T14:00:05Z\npkg libc6\nrequested r/reboot:host\n")
+            .unwrap()
+            .unwrap();
+        assert!(both.required);
+        assert_eq!(both.packages, ["libc6"]);
+        assert!(
+            both.note().starts_with("reboot required since 2026-12-07T14:00:05Z by libc6 (")
+                && both.note().ends_with("; reboot asked for by labctl (r/reboot:host) and not done yet: `labctl reboot HOST`"),
+            "{}",
+            both.note()
+        );
+    }
+
+    #[test]
+    fn a_plan_file_from_before_requests_reads_as_the_marker() {
+        let r: RebootRequired = serde_json::from_str(r#"{"packages":["libc6"]}"#).unwrap();
+        assert!(r.required && r.requested.is_empty());
+        let json = serde_json::to_value(RebootRequired::default()).unwrap();
+        assert_eq!(json, serde_json::json!({"required": true, "packages": []}));
+    }
+
+    #[test]
     fn control_characters_never_reach_the_plan() {
         let r = parse("required x\npkg evil\u{1b}[2Jname\n")
             .unwrap()
@@ -173,10 +262,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let marker = d.path().join("reboot-required");
         let pkgs = d.path().join("reboot-required.pkgs");
+        let request = d.path().join("reboot-requested");
         let script = RebootQuery
             .script()
             .replace(PACKAGES, &pkgs.display().to_string())
-            .replace(MARKER, &marker.display().to_string());
+            .replace(MARKER, &marker.display().to_string())
+            .replace(REQUEST, &request.display().to_string());
         assert_eq!(parse(&run_sh(&script)).unwrap(), None);
 
         std::fs::write(&marker, "*** System restart required ***\n").unwrap();
@@ -196,5 +287,11 @@ mod tests {
         // A list left without its marker is no pending reboot.
         std::fs::remove_file(&marker).unwrap();
         assert_eq!(parse(&run_sh(&script)).unwrap(), None);
+
+        // labctl's own request, as the `reboot` resource writes it.
+        std::fs::write(&request, "handler base/reboot\n").unwrap();
+        let r = parse(&run_sh(&script)).unwrap().unwrap();
+        assert!(!r.required);
+        assert_eq!(r.requested, ["handler base/reboot"]);
     }
 }

@@ -435,11 +435,12 @@ mod tests {
         h.reboot_required = Some(RebootRequired {
             since: Some("2026-12-07T14:00:05Z".into()),
             packages: vec!["libc6".into()],
+            ..Default::default()
         });
         let json = serde_json::to_value(&h).unwrap();
         assert_eq!(
             json["reboot_required"],
-            serde_json::json!({"since": "2026-12-07T14:00:05Z", "packages": ["libc6"]})
+            serde_json::json!({"required": true, "since": "2026-12-07T14:00:05Z", "packages": ["libc6"]})
         );
         let back: HostPlan = serde_json::from_value(json).unwrap();
         assert_eq!(back.reboot_required, h.reboot_required);

@@ -23,6 +23,10 @@ pub struct Recap {
     /// For each applied change that replaced a version: how to return to it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub way_back: Vec<WayBack>,
+    /// A `reboot` resource or handler asked for a reboot in this run (its id): the apply
+    /// reboots the host once every host converged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<String>,
 }
 
 /// How to undo one applied upgrade (`Drift::way_back`), kept in the recap and the run log.
@@ -90,6 +94,7 @@ impl HostOutcome {
         x.skipped += y.skipped;
         x.notes.extend(y.notes);
         x.way_back.extend(y.way_back);
+        x.reboot = x.reboot.or(y.reboot);
         HostOutcome { plan: pa, recap: x }
     }
 }
@@ -107,6 +112,7 @@ impl Recap {
             skipped: 0,
             notes: vec![],
             way_back: vec![],
+            reboot: None,
         }
     }
 }

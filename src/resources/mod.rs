@@ -20,6 +20,7 @@ pub mod helm_repo;
 pub mod k8s_manifest;
 pub mod k8s_secret;
 pub mod line;
+pub mod reboot;
 pub mod service;
 pub mod symlink;
 pub mod sysctl;
@@ -342,6 +343,7 @@ registry!(
     service::Service,
     sysctl::Sysctl,
     ufw::Ufw,
+    reboot::Reboot,
     helm_repo::HelmRepo,
     helm_release::HelmRelease,
     k8s_manifest::K8sManifest,

@@ -400,6 +400,7 @@ mod tests {
                     reboot_required: Some(crate::plan::RebootRequired {
                         since: Some("2026-12-07T14:00:05Z".into()),
                         packages: vec!["linux-image-6.1.0-28-amd64".into(), "libc6".into()],
+                        ..Default::default()
                     }),
                     ..HostPlan::new("lab-2")
                 },
