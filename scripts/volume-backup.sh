@@ -22,7 +22,10 @@
 #   VOLUME_BACKUP_PVCS      "NAMESPACE/NAME ..." (default none: only the labelled ones)
 #   VOLUME_BACKUP_LABEL     default labctl.io/backup (value true: in, false: out)
 #   VOLUME_BACKUP_NODE      this node's Kubernetes name (default: the host name)
-#   VOLUME_BACKUP_KEEP_DAYS local copies, default 3
+#   VOLUME_BACKUP_KEEP_DAYS local copies, default 2
+#   VOLUME_BACKUP_MIN_FREE_PERCENT  default 10: a volume whose archive could leave less free space
+#                           than this in VOLUME_BACKUP_DIR's file system fails instead (a full
+#                           root disk makes the kubelet evict pods)
 #   VOLUME_BACKUP_KUBECTL   default "k3s kubectl" (k3s's kubectl with its admin kubeconfig)
 #   BACKUP_REQUIRE_OFFSITE=1  rotation keeps archives that backup-offsite.sh has not pushed yet
 #   BACKUP_METRICS_DIR      default /var/lib/prometheus/node-exporter ("" = no metrics)
@@ -33,7 +36,8 @@ VOLUME_BACKUP_DIR=${VOLUME_BACKUP_DIR:-/var/backups/volumes}
 VOLUME_BACKUP_PVCS=${VOLUME_BACKUP_PVCS:-}
 VOLUME_BACKUP_LABEL=${VOLUME_BACKUP_LABEL:-labctl.io/backup}
 VOLUME_BACKUP_NODE=${VOLUME_BACKUP_NODE:-$(uname -n)}
-VOLUME_BACKUP_KEEP_DAYS=${VOLUME_BACKUP_KEEP_DAYS:-3}
+VOLUME_BACKUP_KEEP_DAYS=${VOLUME_BACKUP_KEEP_DAYS:-2}
+VOLUME_BACKUP_MIN_FREE_PERCENT=${VOLUME_BACKUP_MIN_FREE_PERCENT:-10}
 VOLUME_BACKUP_KUBECTL=${VOLUME_BACKUP_KUBECTL:-k3s kubectl}
 BACKUP_METRICS_DIR=${BACKUP_METRICS_DIR-/var/lib/prometheus/node-exporter}
 
@@ -58,6 +62,7 @@ trap 'write_metric; [ -z "$work" ] || rm -rf "$work"' EXIT
 for tool in tar gzip; do command -v $tool >/dev/null 2>&1 || die "$tool is not installed"; done
 case $VOLUME_BACKUP_KEEP_DAYS in '' | *[!0-9]*) die "VOLUME_BACKUP_KEEP_DAYS must be a whole number of days" ;; esac
 [ "$VOLUME_BACKUP_KEEP_DAYS" -ge 1 ] || die "VOLUME_BACKUP_KEEP_DAYS must be at least 1"
+case $VOLUME_BACKUP_MIN_FREE_PERCENT in '' | *[!0-9]*) die "VOLUME_BACKUP_MIN_FREE_PERCENT must be a whole number" ;; esac
 for p in $VOLUME_BACKUP_PVCS; do
   valid_pvc_ref "$p" || die "VOLUME_BACKUP_PVCS: '$p' is not NAMESPACE/NAME"
 done
@@ -98,6 +103,13 @@ while read -r ref; do
     continue
   fi
   [ -d "$path" ] || { fail "$ref" "volume $pv: its folder $path is missing on this node"; continue; }
+  # The folder's size bounds the archive's: refuse what could fill the disk past the reserve.
+  need=$(du -sk "$path" 2>/dev/null | cut -f1)
+  read -r size avail <<<"$(df -Pk "$VOLUME_BACKUP_DIR" | awk 'NR == 2 { print $2, $4 }')"
+  if [ -z "$need" ] || [ -z "$avail" ] || [ $((avail - need)) -lt $((size * VOLUME_BACKUP_MIN_FREE_PERCENT / 100)) ]; then
+    fail "$ref" "not enough free space in $VOLUME_BACKUP_DIR for $path (${need:-?} KiB; ${avail:-?} KiB free, keeping $VOLUME_BACKUP_MIN_FREE_PERCENT% free)"
+    continue
+  fi
   name=$(pvc_archive_name "$ref" "$stamp")
   out="$VOLUME_BACKUP_DIR/$name"
   # Numeric owners (the pods' uids mean nothing on the host), ACLs, extended attributes and

@@ -562,6 +562,19 @@ spec: {accessModes: [ReadWriteOnce], storageClassName: local-path, resources: {r
     assert!(j.contains("ok: 2 volumes"), "{j}");
     assert_eq!(lab.volume_metric().as_deref(), Some("1"));
 
+    // A disk too full for the archives: each volume fails before tar writes a byte.
+    let e = lab.sh_fails(
+        "set -a; . /etc/default/labctl-volume-backup; set +a; \
+         VOLUME_BACKUP_MIN_FREE_PERCENT=100 labctl-volume-backup",
+    );
+    assert!(
+        e.contains("apps/uploads: not enough free space in /var/backups/volumes")
+            && e.contains("FAILED for: apps/uploads cache/data-redis-0"),
+        "{e}"
+    );
+    assert_eq!(lab.volume_metric().as_deref(), Some("0"));
+    lab.sh("! ls /var/backups/volumes | grep -q partial");
+
     // A live volume: a file whose metadata changes all through its read is archived as read,
     // logged, and the run still succeeds (tar's exit 1 is no failure).
     lab.sh(&format!(
