@@ -549,7 +549,7 @@ spec: {accessModes: [ReadWriteOnce], storageClassName: local-path, resources: {r
     lab.sh(&format!("test ! -e '{lost_dir}'"));
     let j = lab.backup().expect_err("a labelled volume is missing");
     assert!(
-        j.contains(&format!("apps/lost: volume pvc-"))
+        j.contains("apps/lost: volume pvc-")
             && j.contains(&format!("its folder {lost_dir} is missing"))
             && j.contains("apps/waiting: not bound to a volume (phase Pending)")
             && j.contains("FAILED for: apps/lost apps/waiting"),
