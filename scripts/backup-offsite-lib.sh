@@ -1,10 +1,10 @@
-# backup-offsite-lib.sh: shared by backup-offsite.sh, pg-restore-offsite.sh and
-# k3s-datastore-restore.sh (sourced from the same folder). Not run on its own.
+# backup-offsite-lib.sh: shared by backup-offsite.sh, volume-backup.sh and the restore scripts
+# (sourced from the same folder). Not run on its own.
 #
 # Off-site layout, for S3-compatible storage through rclone (Debian: rclone):
 #   BUCKET/PREFIX/KIND/daily/NAME.age     every archive, encrypted with age
 #   BUCKET/PREFIX/KIND/weekly/NAME.age    the first archive of each ISO week, kept longer
-# KIND is k3s-datastore or postgres; NAME is the local file name (it ends in a UTC stamp
+# KIND is k3s-datastore, postgres or volumes; NAME is the local file name (it ends in a UTC stamp
 # YYYYmmddTHHMMSSZ, so names sort by time).
 #
 #   BACKUP_RCLONE_CONFIG  rclone config holding the S3 remote and its keys, mode 0600
@@ -20,6 +20,20 @@ BACKUP_S3_PREFIX=${BACKUP_S3_PREFIX:-$(hostname)}
 # The UTC stamp inside a name, and the name without it (the series it belongs to).
 stamp_of() { printf '%s\n' "$1" | sed -n 's/.*-\([0-9]\{8\}T[0-9]\{6\}Z\)\..*/\1/p'; }
 series_of() { printf '%s\n' "$1" | sed 's/-[0-9]\{8\}T[0-9]\{6\}Z\..*//'; }
+
+# The HELP of labctl_backup_last_run_ok, the same in every .prom file that has it: node-exporter's
+# textfile collector drops a metric whose help differs from another file's.
+backup_ok_help() {
+  echo "# HELP labctl_backup_last_run_ok 1 if the last run of this backup kind did all its work, else 0."
+  echo "# TYPE labctl_backup_last_run_ok gauge"
+}
+
+# A PVC as NAMESPACE/NAME (DNS labels), and its archive's name: NAMESPACE_NAME-STAMP.tar.gz (`_`
+# is in neither, so the series NAMESPACE_NAME names one PVC).
+valid_pvc_ref() {
+  case $1 in */*/* | /* | */ | *[!a-z0-9./-]*) return 1 ;; */*) return 0 ;; *) return 1 ;; esac
+}
+pvc_archive_name() { printf '%s-%s.tar.gz\n' "$(printf '%s' "$1" | tr / _)" "$2"; }
 
 offsite_check() {
   command -v rclone >/dev/null 2>&1 || die "rclone is not installed (apt-get install rclone)"

@@ -10,7 +10,8 @@
 #
 #   BACKUP_K3S_DIR        k3s datastore archives (default /var/backups/k3s)
 #   BACKUP_PG_DIR         PostgreSQL dumps (default /var/backups/postgres)
-#   BACKUP_KINDS          default "k3s-datastore postgres"
+#   BACKUP_VOLUMES_DIR    volume archives of volume-backup.sh (default /var/backups/volumes)
+#   BACKUP_KINDS          default "k3s-datastore postgres"; the role adds volumes
 #   BACKUP_AGE_RECIPIENTS age recipients file (default /etc/labctl-backup/recipients.txt)
 #   BACKUP_KEEP_DAILY     default 30;  BACKUP_KEEP_WEEKLY  default 8
 #   BACKUP_METRICS_DIR    default /var/lib/prometheus/node-exporter ("" = no metrics)
@@ -22,6 +23,7 @@ die() { echo "backup-offsite: $*" >&2; exit 1; }
 
 BACKUP_K3S_DIR=${BACKUP_K3S_DIR:-/var/backups/k3s}
 BACKUP_PG_DIR=${BACKUP_PG_DIR:-/var/backups/postgres}
+BACKUP_VOLUMES_DIR=${BACKUP_VOLUMES_DIR:-/var/backups/volumes}
 BACKUP_KINDS=${BACKUP_KINDS:-k3s-datastore postgres}
 BACKUP_AGE_RECIPIENTS=${BACKUP_AGE_RECIPIENTS:-/etc/labctl-backup/recipients.txt}
 BACKUP_KEEP_DAILY=${BACKUP_KEEP_DAILY:-30}
@@ -41,8 +43,14 @@ work=$(mktemp -d /tmp/backup-offsite.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 : >"$work/metrics"
 
-dir_of() { case $1 in k3s-datastore) echo "$BACKUP_K3S_DIR" ;; postgres) echo "$BACKUP_PG_DIR" ;; *) die "unknown kind $1" ;; esac; }
-glob_of() { case $1 in k3s-datastore) echo 'k3s-datastore-*.tar.gz' ;; postgres) echo '*-*.sql.gz' ;; esac; }
+dir_of() {
+  case $1 in
+    k3s-datastore) echo "$BACKUP_K3S_DIR" ;; postgres) echo "$BACKUP_PG_DIR" ;; volumes) echo "$BACKUP_VOLUMES_DIR" ;;
+    *) die "unknown kind $1" ;;
+  esac
+}
+glob_of() { case $1 in k3s-datastore) echo 'k3s-datastore-*.tar.gz' ;; postgres) echo '*-*.sql.gz' ;; volumes) echo '*_*-*.tar.gz' ;; esac; }
+for kind in $BACKUP_KINDS; do dir_of "$kind" >/dev/null; done
 
 # Keep the newest KEEP names of each series from a sorted list on stdin; print the rest. The
 # series is split off by sed: Debian's awk (mawk) has no regex intervals.
@@ -126,8 +134,7 @@ done
 if [ -n "$BACKUP_METRICS_DIR" ]; then
   mkdir -p "$BACKUP_METRICS_DIR"
   {
-    echo "# HELP labctl_backup_last_run_ok 1 if the last off-site run of this kind pushed everything, else 0."
-    echo "# TYPE labctl_backup_last_run_ok gauge"
+    backup_ok_help
     echo "# HELP labctl_backup_offsite_pending Local archives not yet off-site."
     echo "# TYPE labctl_backup_offsite_pending gauge"
     echo "# HELP labctl_backup_last_success_timestamp_seconds Time of the newest archive that is off-site."

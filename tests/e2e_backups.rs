@@ -24,7 +24,7 @@ fn repo(rel: &str) -> String {
         .to_string()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -33,7 +33,7 @@ fn text(o: &Output) -> String {
 }
 
 /// The S3 server; killed by its PID when the test ends, also on panic.
-struct Moto(Child);
+pub(crate) struct Moto(pub(crate) Child);
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -41,7 +41,7 @@ impl Drop for Moto {
     }
 }
 
-fn moto_server() -> Option<PathBuf> {
+pub(crate) fn moto_server() -> Option<PathBuf> {
     let venv = std::env::var_os("LABCTL_TEST_VENV")
         .map(PathBuf::from)
         .or_else(|| {
@@ -165,7 +165,7 @@ impl Lab {
     }
 }
 
-fn metric(prom: &str, line_start: &str) -> Option<String> {
+pub(crate) fn metric(prom: &str, line_start: &str) -> Option<String> {
     prom.lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next().map(String::from))
@@ -253,7 +253,8 @@ fn offsite_backups_and_restores_on_a_test_host() {
     let vars = tmp.path().join("vars.yml");
     std::fs::write(
         &vars,
-        format!("backup_offsite: true\nbackup_s3_bucket: lab-backups\nbackup_s3_endpoint: {endpoint}\nbackup_age_recipients_file: {}\n", recipients.display()),
+        // No cluster on this host, so no volumes to back up (tests/e2e_volumes.rs has them).
+        format!("backup_offsite: true\nvolume_backup: false\nbackup_s3_bucket: lab-backups\nbackup_s3_endpoint: {endpoint}\nbackup_age_recipients_file: {}\n", recipients.display()),
     )
     .unwrap();
     let lab = Lab {

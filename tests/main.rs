@@ -25,6 +25,7 @@ mod e2e_secrets;
 mod e2e_site;
 mod e2e_ufw;
 mod e2e_upgrade;
+mod e2e_volumes;
 mod environments_cli;
 mod faults;
 // The fuzz targets' entry points, with the test that replays fuzz/corpus and fuzz/regressions.

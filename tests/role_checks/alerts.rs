@@ -30,7 +30,7 @@ const PROMETHEUS_POD: &str = "10.42.0.10";
 /// The chart's output for the monitoring release, rendered by `labctl render` (the lab inventory
 /// compiled, vault opened with the example key, the release's values as the site sends them, the
 /// real helm and the kept chart). None: skipped.
-fn rendered_monitoring_chart() -> Option<Vec<Value>> {
+pub(super) fn rendered_monitoring_chart() -> Option<Vec<Value>> {
     let out = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_labctl"))
         .current_dir(root())

@@ -9,6 +9,7 @@ mod alerts;
 mod cluster;
 mod ingress;
 mod monitoring;
+mod volumes;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
