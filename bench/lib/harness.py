@@ -34,7 +34,10 @@ TB_DIR = BENCH / ".testbed"
 WORK = BENCH / ".work"
 RESULTS = BENCH / "results"
 TOOLS = ["labctl", "ansible", "pyinfra"]
-PARALLEL = 10  # labctl --forks, ansible forks (ansible.cfg has 20), pyinfra --parallel: all >= hosts
+# labctl --forks and pyinfra --parallel: every host at once (at least 10), so neither tool waits
+# for a free slot and the floor (`ssh true` to all hosts at once) is the fair comparison. Ansible's
+# forks are 20 in ansible.cfg; it runs up to --ansible-max hosts.
+PARALLEL = 10
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BENCH_PACKAGES = ["ufw", "cron", "curl", "jq", "rsync", "tree"]
 USER_KEY_DATA = "AAAAC3NzaC1lZDI1NTE5AAAAIGO5x48dGQ7ridzYIa53mwT8oJXQcvRjY7p1hABE3EPO"
@@ -204,7 +207,7 @@ class Lab:
         """(argv, cwd, env) for tool in mode: apply | dry."""
         if tool == "labctl":
             sub = ["apply", "--yes"] if mode == "apply" else ["plan"]
-            return ([str(LABCTL), *sub, "site.yml", "-i", str(self.inv_yml), "--forks", str(PARALLEL),
+            return ([str(LABCTL), *sub, "site.yml", "-i", str(self.inv_yml), "--forks", str(max(PARALLEL, self.n)),
                      "--color", "never", *LABCTL_ARGS], BENCH / "labctl", {})
         if tool == "ansible":
             argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inv_yml), "playbook.yml"]
@@ -220,7 +223,7 @@ class Lab:
                                            "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
             })
         if tool == "pyinfra":
-            argv = [str(VENV_BIN / "pyinfra"), "--parallel", str(PARALLEL)]
+            argv = [str(VENV_BIN / "pyinfra"), "--parallel", str(max(PARALLEL, self.n))]
             argv += ["--dry"] if mode == "dry" else ["-y"]
             argv += [str(self.inv_py), "deploy.py"]
             return (argv, BENCH / "pyinfra", {"PYINFRA_PROGRESS": "off", "NO_COLOR": "1"})
@@ -381,6 +384,48 @@ def parse_changes(tool, mode, rc, out, n):
 
 # ---------------------------------------------------------------- measuring
 
+PHASE_KINDS = ["connect", "probe", "diff", "lock", "batches", "single changes", "re-probes",
+               "handlers", "unlock", "other"]
+
+
+def phase_kind(label):
+    """`--timings` phase labels, grouped: each remote execution of a converge is one of these."""
+    for prefix, kind in (("connect", "connect"), ("re-probe", "re-probes"), ("probe", "probe"),
+                         ("diff", "diff"), ("unlock", "unlock"), ("lock", "lock"),
+                         ("batch of", "batches"), ("change ", "single changes"),
+                         ("handler", "handlers")):
+        if label.startswith(prefix):
+            return kind
+    return "other"
+
+
+def summarize_timings(t):
+    """labctl's `--timings` JSON → per phase kind, the median over hosts of each host's sum
+    (wall, waiting on the host, the controller's part) and of its remote executions."""
+    per_host = []
+    for h in t["hosts"]:
+        k = {}
+        for ph in h["phases"]:
+            d = k.setdefault(phase_kind(ph["phase"]), {"wall_ms": 0.0, "remote_ms": 0.0,
+                                                      "controller_ms": 0.0, "count": 0})
+            d["wall_ms"] += ph["wall_ms"]
+            d["remote_ms"] += ph["remote_ms"]
+            d["controller_ms"] += ph["controller_ms"]
+            d["count"] += 1
+        per_host.append((h["wall_ms"], k))
+    kinds = {}
+    for kind in PHASE_KINDS:
+        rows = [k[kind] for _, k in per_host if kind in k]
+        if not rows:
+            continue
+        kinds[kind] = {f: statistics.median(r[f] for r in rows)
+                       for f in ("wall_ms", "remote_ms", "controller_ms", "count")}
+    cpu = t["cpu"]
+    return {"wall_ms": t["wall_ms"], "host_wall_ms": statistics.median(w for w, _ in per_host),
+            "cpu_ms": cpu["user_ms"] + cpu["sys_ms"], "children_ms": cpu["children_ms"],
+            "hosts": len(per_host), "kinds": kinds}
+
+
 def stats(xs):
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "runs": xs}
 
@@ -432,6 +477,21 @@ class Bench:
         c = R["controller"]
         log(f"  controller labctl plan: {c['cpu_s']:.2f} CPU s, RSS {c['rss_mb']:.1f} MB, at most {c['max_fds']} fds")
 
+    def breakdown(self, lab, mode):
+        """One labctl run with `--timings --json` (not one of the timed runs): where its time
+        went, per phase kind, as the median over hosts (see `phase_kind`)."""
+        argv, cwd, env = lab.tool_cmd("labctl", mode)
+        argv = [a for a in argv if a not in ("--color", "never")] + ["--timings", "--json"]
+        dt, rc, out = run(argv, cwd=cwd, env=env, check=False)
+        if rc != 0:
+            raise BenchError(f"labctl {mode} --timings --json exited {rc}")
+        t = json.loads(out[out.index("{"):])["timings"]
+        b = summarize_timings(t)
+        b["wall_s_outside"] = dt
+        log(f"  timings    labctl {mode}: {b['wall_ms']:.0f} ms, labctl CPU {b['cpu_ms']:.0f} ms, "
+            + ", ".join(f"{k} {v['wall_ms']:.0f} ms" for k, v in b["kinds"].items()))
+        return b
+
     def floor(self, lab, R, n):
         one, alln, cpu = [], [], []
 
@@ -464,16 +524,64 @@ class Bench:
         log(f"  floor      ssh true one host median {statistics.median(one):.3f}s, all {n} in parallel {statistics.median(alln):.3f}s "
             f"({R['floor']['all_cpu_s']:.2f} CPU s); with curve25519 kex {statistics.median(cwall):.3f}s ({R['floor']['all_curve25519_cpu_s']:.2f} CPU s)")
 
+    def first_runs(self, lab, R, tools):
+        """(4) first run from fresh hosts, each tool --slow-reps times; then labctl's phase
+        breakdown of one more first run and of a no-op plan (`--timings`)."""
+        R.setdefault("first", {})
+        R.setdefault("first_changes", {})
+        R.setdefault("digests", {})
+        for tool in tools:
+            xs, chs = [], []
+            for r in range(self.slow):
+                lab.fresh()
+                dt, ch, out = lab.run_tool(tool, "apply")
+                self.expect(f"first run {tool} #{r + 1}", ch, "some")
+                xs.append(dt)
+                chs.append(ch)
+                log(f"  first      {tool:8} apply {dt:7.2f}s  changes={ch}")
+                if r == 0:
+                    # The second run of each tool must report 0 changes, the host state must match.
+                    dt2, ch2, _ = lab.run_tool(tool, "apply")
+                    self.expect(f"second run after first {tool}", ch2, 0)
+                    R["digests"][tool] = lab.check_state(f"after {tool}'s first run")
+                    log(f"  second     {tool:8} apply {dt2:7.2f}s  changes={ch2}; state checks pass")
+            R["first"][tool] = stats(xs)
+            R["first_changes"][tool] = chs
+            log(f"  first      {tool:8} median {statistics.median(xs):.2f}s over {len(xs)} run(s); "
+                f"load {' '.join(open('/proc/loadavg').read().split()[:3])}")
+        if "labctl" in tools:
+            lab.fresh()
+            R["first_timings"] = self.breakdown(lab, "apply")
+            R["noop_timings"] = self.breakdown(lab, "dry")
+
+    def first_scale(self, n):
+        """--first-only above --full-max: only the first runs (and labctl's breakdown)."""
+        R = self.res["n"][str(n)] = {"first": {}, "scale_only": True}
+        lab = Lab(f"{self.args.testbed_prefix}{n}", n, python=False)
+        self.res["load"][f"before {n}"] = open("/proc/loadavg").read().split()[:3]
+        try:
+            self.first_runs(lab, R, [t for t in self.first_tools if t != "ansible"])
+        finally:
+            self.res["load"][f"after {n}"] = open("/proc/loadavg").read().split()[:3]
+            if not self.args.keep:
+                lab.down()
+
     def run_scale(self, n):
-        """Sizes above --full-max: the no-op figures, the floor and the controller's cost only
-        (no first runs, drift or counts: at 20-50 hosts on 2 CPUs they would not fit a session)."""
+        """Sizes above --full-max: the no-op figures, the floor and the controller's cost, and up
+        to --first-max the first runs of labctl and pyinfra (no drift or counts, and no Ansible:
+        at 20-50 hosts on 2 CPUs they would not fit a session)."""
         R = self.res["n"][str(n)] = {"converged": {}, "dry": {}, "floor": {}, "scale_only": True,
+                                     "first": {},
                                      "tools": self.tools(n)}
         lab = Lab(f"{self.args.testbed_prefix}{n}", n, python="ansible" in self.tools(n))
         self.res["load"][f"before {n}"] = open("/proc/loadavg").read().split()[:3]
         try:
             log(f"== {n} hosts: boot + prepare")
             lab.fresh()
+            if n <= self.args.first_max:
+                # Issue 27: the first converge at this size too, for the tools measured at scale.
+                log(f"== {n} hosts: first runs (labctl, pyinfra)")
+                self.first_runs(lab, R, [t for t in self.tools(n) if t != "ansible"])
             for tool in self.tools(n):
                 log(f"== {n} hosts: {tool} on a converged lab")
                 _, ch, _ = lab.run_tool(tool, "apply")  # converge to this tool's own view, untimed
@@ -507,26 +615,7 @@ class Bench:
             lab.fresh()
             lab.run_tool("labctl", "apply")
 
-            # (4) first run from fresh hosts
-            for tool in self.first_tools:
-                xs, chs = [], []
-                for r in range(self.slow):
-                    lab.fresh()
-                    dt, ch, out = lab.run_tool(tool, "apply")
-                    self.expect(f"first run {tool} #{r + 1}", ch, "some")
-                    xs.append(dt)
-                    chs.append(ch)
-                    log(f"  first      {tool:8} apply {dt:7.2f}s  changes={ch}")
-                    if r == 0:
-                        # The second run of each tool must report 0 changes, the host state must match.
-                        dt2, ch2, _ = lab.run_tool(tool, "apply")
-                        self.expect(f"second run after first {tool}", ch2, 0)
-                        R["digests"][tool] = lab.check_state(f"after {tool}'s first run")
-                        log(f"  second     {tool:8} apply {dt2:7.2f}s  changes={ch2}; state checks pass")
-                R["first"][tool] = stats(xs)
-                R["first_changes"][tool] = chs
-                log(f"  first      {tool:8} median {statistics.median(xs):.2f}s over {len(xs)} run(s); "
-                    f"load {' '.join(open('/proc/loadavg').read().split()[:3])}")
+            self.first_runs(lab, R, self.first_tools)
             if self.args.first_only:
                 return
 
@@ -850,6 +939,10 @@ def report(res, cmdline):
       "and the controller's cost are measured, for labctl and pyinfra; first runs, drift and counts are measured "
       "at the smaller sizes.")
     w("")
+    w("## Targets (issue 27)")
+    w("")
+    w(targets27(res))
+    w("")
     w("## Targets (issue 17)")
     w("")
     w(targets17(res))
@@ -866,6 +959,10 @@ def report(res, cmdline):
     w("")
     w("## Where labctl's time goes")
     w("")
+    bd = breakdown_table(res)
+    if bd:
+        w(bd)
+        w("")
     for n in res["hosts"]:
         R = res["n"].get(str(n))
         if not R:
@@ -931,6 +1028,75 @@ def probe_cost():
     L.append("The probe's own processes are the plan's minus the floor's (sshd's session start-up: sshd, PAM's "
              "motd scripts, the login shell).")
     return "\n".join(L)
+
+
+def breakdown_table(res):
+    """labctl's `--timings` of one first converge and one no-op plan per size, by phase kind:
+    the median host's milliseconds (wall = waiting on the host + the controller's part)."""
+    rows = []
+    for n in res["hosts"]:
+        R = res["n"].get(str(n)) or {}
+        for key, what in (("first_timings", "first converge"), ("noop_timings", "no-op plan")):
+            b = R.get(key)
+            if not b:
+                continue
+            cells = []
+            for kind in PHASE_KINDS:
+                k = b["kinds"].get(kind)
+                cells.append("" if not k else
+                             f"{k['wall_ms']:.0f} ({k['controller_ms']:.0f})" + (f" ×{k['count']:g}" if k["count"] > 1 else ""))
+            rows.append(f"| {n} | {what} | {b['wall_ms']:.0f} | {b['host_wall_ms']:.0f} | {b['cpu_ms']:.0f} | "
+                        f"{b['children_ms']:.0f} | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    head = ("One extra run per size with `--timings --json` (not among the timed runs): wall = the whole run; "
+            "host = the median host's own wall time; labctl CPU = the process's own user + sys, ssh = its ssh "
+            "children's. Per phase kind, the median host's milliseconds, with the controller's part (its own "
+            "work and waiting for a CPU) in parentheses and how many remote executions when more than one; "
+            "the rest of each phase is waiting on the host.\n\n"
+            "| hosts | run | wall ms | host ms | labctl CPU ms | ssh CPU ms | " + " | ".join(PHASE_KINDS) + " |\n"
+            "|" + "---|" * (6 + len(PHASE_KINDS)))
+    return head + "\n" + "\n".join(rows)
+
+
+def targets27(res):
+    """Issue 27's targets, each with what this run measured."""
+    out = []
+    get = lambda n: res["n"].get(str(n)) or {}  # noqa: E731
+    for n in (1, 5, 20):
+        f = get(n).get("first", {})
+        if "labctl" in f and "pyinfra" in f:
+            p = f["pyinfra"]["median"] / f["labctl"]["median"]
+            out.append(f"- {n} host(s), first converge: pyinfra/labctl **{p:.1f}×** "
+                       f"({f['labctl']['median']:.2f} s vs {f['pyinfra']['median']:.2f} s; target ≥ 10×: {'met' if p >= 10 else 'MISSED'})")
+        else:
+            out.append(f"- {n} host(s), first converge: not measured in this run")
+    for n in res["hosts"]:
+        R = get(n)
+        for key, label in (("dry", "no-op plan"), ("converged", "no-op apply")):
+            d = R.get(key, {})
+            if "labctl" in d and "pyinfra" in d:
+                p = d["pyinfra"]["median"] / d["labctl"]["median"]
+                out.append(f"- {n} host(s), {label}: pyinfra/labctl **{p:.1f}×** (target ≥ 10×: {'met' if p >= 10 else 'MISSED'})")
+    for n in (20, 50):
+        R = get(n)
+        if R.get("dry", {}).get("labctl") and R.get("floor", {}).get("all"):
+            pl, fl = R["dry"]["labctl"]["median"], R["floor"]["all"]["median"]
+            out.append(f"- {n} hosts, no-op plan {pl:.2f} s vs `ssh true` to all {n} in parallel {fl:.2f} s: "
+                       f"**{pl / fl:.2f}×** (target ≤ 1.2×: {'met' if pl <= 1.2 * fl else 'MISSED'})")
+    c = get(50).get("controller")
+    if c:
+        out.append(f"- 50 hosts, controller peak RSS {c['rss_mb']:.0f} MB (target < 150 MB: {'met' if c['rss_mb'] < 150 else 'MISSED'})")
+    if get(1).get("dry", {}).get("labctl") and get(50).get("dry", {}).get("labctl"):
+        a, b = get(1)["dry"]["labctl"]["median"], get(50)["dry"]["labctl"]["median"]
+        fa, fb = get(1)["floor"]["one"]["median"], get(50)["floor"]["all"]["median"]
+        out.append(f"- 50 hosts vs 1, no-op plan: {a:.2f} s → {b:.2f} s (**{b / a:.2f}×**) against the floor's "
+                   f"{fa:.2f} s → {fb:.2f} s ({fb / fa:.2f}×; target ≤ 1.5 × the floor's growth = {1.5 * fb / fa:.2f}×: "
+                   f"{'met' if b / a <= 1.5 * fb / fa else 'MISSED'})")
+    lo = res["load"]
+    out.append(f"- machine load (1/5/15 min) at start {' '.join(lo.get('start', []))}, at end {' '.join(lo.get('end', []))}"
+               " (figures worth quoting need a quiet machine: near 0 at the start)")
+    return "\n".join(out)
 
 
 def targets17(res):
@@ -1157,9 +1323,9 @@ def first_only(a):
     b.load("start")
     try:
         for n in a.hosts:
-            if n > a.full_max:
-                raise BenchError(f"--first-only measures sizes up to --full-max ({a.full_max})")
-            b.run_n(n)
+            if n > max(a.full_max, a.first_max):
+                raise BenchError(f"--first-only measures sizes up to --first-max ({a.first_max})")
+            b.run_n(n) if n <= a.full_max else b.first_scale(n)
     finally:
         b.load("end")
         b.res["cmdline"] = a.cmdline
@@ -1170,6 +1336,9 @@ def first_only(a):
         if "labctl" in R["first"] and "pyinfra" in R["first"]:
             print(f"{n} host(s) pyinfra/labctl: {R['first']['pyinfra']['median'] / R['first']['labctl']['median']:.1f}x")
     print("load average start", " ".join(b.res["load"]["start"]), "end", " ".join(b.res["load"]["end"]))
+    table = breakdown_table(b.res)
+    if table:
+        print("\n" + table)
 
 
 def main():
@@ -1180,6 +1349,8 @@ def main():
                     help="run Ansible only up to this many hosts (it takes minutes per run beyond)")
     ap.add_argument("--full-max", type=int, default=5,
                     help="above this many hosts: only the no-op figures, the floor and the controller's cost")
+    ap.add_argument("--first-max", type=int, default=20,
+                    help="above --full-max and up to this many hosts: also the first runs of labctl and pyinfra")
     ap.add_argument("--keep", action="store_true", help="leave the test hosts running")
     ap.add_argument("--cmdline", default="bench/run.sh")
     ap.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/latest.json")
