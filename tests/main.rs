@@ -41,5 +41,6 @@ mod role_checks;
 mod schema;
 mod secret_formats;
 mod testbed;
+mod uninstall_cli;
 mod vault_cli;
 mod wireguard_cli;
