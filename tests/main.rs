@@ -24,6 +24,7 @@ mod e2e_roles;
 mod e2e_secrets;
 mod e2e_site;
 mod e2e_ufw;
+mod e2e_uninstall;
 mod e2e_upgrade;
 mod e2e_volumes;
 mod environments_cli;

@@ -275,12 +275,10 @@ fn recap(sh: &Shell, reports: &[HostReport]) -> String {
     let kept: Vec<String> = reports
         .iter()
         .flat_map(|r| {
-            r.kept.iter().map(move |(d, n, newest)| {
-                if *n == 0 {
-                    format!("  {}:{d} (empty)", r.host)
-                } else {
-                    format!("  {}:{d} ({n} entries, newest {newest})", r.host)
-                }
+            r.kept.iter().map(move |(d, n, newest)| match n {
+                0 => format!("  {}:{d} (empty)", r.host),
+                1 => format!("  {}:{d} (1 entry, newest {newest})", r.host),
+                _ => format!("  {}:{d} ({n} entries, newest {newest})", r.host),
             })
         })
         .collect();
