@@ -231,6 +231,13 @@ fn uninstall_cluster_removes_k3s_and_its_rules_keeps_the_rest_and_a_second_run_i
     for h in again["hosts"].as_array().unwrap() {
         assert_eq!(h["status"], "nothing_to_do", "{again:#}");
         assert_eq!(h["steps"], serde_json::json!([]), "{again:#}");
+        if h["host"] == server.as_str() {
+            assert_eq!(
+                h["kept"],
+                serde_json::json!([{"dir": "/var/backups/k3s", "entries": 1, "newest": "k3s-datastore-20261207.db"}]),
+                "{again:#}"
+            );
+        }
     }
     assert!(!show(&o).contains(token.as_str()));
     assert!(tb.sh_ok(&server, "ufw status").contains("5555/tcp"));

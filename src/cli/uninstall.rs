@@ -275,10 +275,13 @@ fn recap(sh: &Shell, reports: &[HostReport]) -> String {
     let kept: Vec<String> = reports
         .iter()
         .flat_map(|r| {
-            r.kept.iter().map(move |(d, n, newest)| match n {
-                0 => format!("  {}:{d} (empty)", r.host),
-                1 => format!("  {}:{d} (1 entry, newest {newest})", r.host),
-                _ => format!("  {}:{d} ({n} entries, newest {newest})", r.host),
+            r.kept.iter().map(move |k| {
+                let (d, newest) = (&k.dir, &k.newest);
+                match k.entries {
+                    0 => format!("  {}:{d} (empty)", r.host),
+                    1 => format!("  {}:{d} (1 entry, newest {newest})", r.host),
+                    n => format!("  {}:{d} ({n} entries, newest {newest})", r.host),
+                }
             })
         })
         .collect();

@@ -132,8 +132,16 @@ pub struct Found {
     /// Symlinks that point at what k3s installed.
     pub links: Vec<String>,
     pub dirs: Vec<String>,
-    /// Kept backup folders: (folder, entries, newest entry).
-    pub kept: Vec<(String, usize, String)>,
+    pub kept: Vec<Kept>,
+}
+
+/// A backup folder that stays, as the probe saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub dir: String,
+    pub entries: usize,
+    /// The newest entry's name (empty for an empty folder).
+    pub newest: String,
 }
 
 /// Why the probe's answer could not be read.
@@ -183,11 +191,11 @@ impl Found {
                 ["file", p] => f.files.push(p.to_string()),
                 ["link", p] => f.links.push(p.to_string()),
                 ["dir", p] => f.dirs.push(p.to_string()),
-                ["kept", d, n, newest] => f.kept.push((
-                    d.to_string(),
-                    n.parse().map_err(|_| bad())?,
-                    newest.to_string(),
-                )),
+                ["kept", d, n, newest] => f.kept.push(Kept {
+                    dir: d.to_string(),
+                    entries: n.parse().map_err(|_| bad())?,
+                    newest: newest.to_string(),
+                }),
                 ["done"] => done = true,
                 _ => return Err(bad()),
             }
@@ -403,8 +411,8 @@ pub struct HostReport {
     pub role: Role,
     pub status: Status,
     pub steps: Vec<Step>,
-    /// Backup folders kept on the host: folder, entries, newest entry.
-    pub kept: Vec<(String, usize, String)>,
+    /// Backup folders kept on the host.
+    pub kept: Vec<Kept>,
     pub error: Option<String>,
     #[serde(skip)]
     pub exit: Option<crate::error::Exit>,
@@ -627,11 +635,11 @@ mod tests {
         assert_eq!(f.iptables, 15);
         assert_eq!(
             f.kept,
-            [(
-                "/var/backups/k3s".to_string(),
-                3,
-                "k3s-datastore-20261207.tar.zst".to_string()
-            )]
+            [Kept {
+                dir: "/var/backups/k3s".into(),
+                entries: 3,
+                newest: "k3s-datastore-20261207.tar.zst".into()
+            }]
         );
         let s = steps(&f, &["allow any/any from 10.42.0.0/16".into()]);
         let kinds: Vec<String> = s
