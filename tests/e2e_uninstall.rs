@@ -140,9 +140,14 @@ fn uninstall_cluster_removes_k3s_and_its_rules_keeps_the_rest_and_a_second_run_i
             "{h}: the fake shim runs"
         );
     }
+    // The backups role's datastore backup: its folder, and its timer (which would fail every
+    // night without a cluster).
     tb.sh_ok(
         &server,
-        "mkdir -p /var/backups/k3s && echo backup > /var/backups/k3s/k3s-datastore-20261207.db",
+        "mkdir -p /var/backups/k3s && echo backup > /var/backups/k3s/k3s-datastore-20261207.db
+         printf '[Service]\nType=oneshot\nExecStart=/bin/true\n' > /etc/systemd/system/k3s-datastore-backup.service
+         printf '[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n' > /etc/systemd/system/k3s-datastore-backup.timer
+         systemctl daemon-reload && systemctl enable --now k3s-datastore-backup.timer",
     );
     let wg_before = tb.sh_ok(&server, "wg show wg0 public-key");
 
@@ -216,6 +221,16 @@ fn uninstall_cluster_removes_k3s_and_its_rules_keeps_the_rest_and_a_second_run_i
         );
     }
     assert_eq!(tb.sh_ok(&server, "wg show wg0 public-key"), wg_before);
+    assert_eq!(
+        String::from_utf8_lossy(
+            &tb.sh(&server, "systemctl is-enabled k3s-datastore-backup.timer; systemctl is-active k3s-datastore-backup.timer").stdout
+        ),
+        "disabled\ninactive\n"
+    );
+    tb.sh_ok(
+        &server,
+        "test -e /etc/systemd/system/k3s-datastore-backup.timer",
+    );
     assert_eq!(
         tb.sh_ok(&server, "ls /var/backups/k3s"),
         "k3s-datastore-20261207.db\n"

@@ -381,6 +381,8 @@ pub enum UninstallError {
         step: String,
         why: String,
     },
+    #[error("{host}: {why}")]
+    Locked { host: String, why: String },
     #[error("still on {host} after the uninstall: {left}")]
     Left { host: String, left: String },
 }
@@ -390,6 +392,7 @@ impl UninstallError {
     pub fn exit(&self) -> crate::error::Exit {
         match self {
             UninstallError::Unreachable { .. } => crate::error::Exit::Unreachable,
+            UninstallError::Locked { .. } => crate::error::Exit::Refused,
             _ => crate::error::Exit::Failed,
         }
     }
@@ -427,6 +430,8 @@ pub fn exit_of(reports: &[HostReport]) -> crate::error::Exit {
         Exit::Ok
     } else if fails.iter().all(|e| *e == Exit::Unreachable) {
         Exit::Unreachable
+    } else if fails.iter().all(|e| *e == Exit::Refused) {
+        Exit::Refused
     } else {
         Exit::Failed
     }
@@ -765,7 +770,7 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_alone_is_exit_6() {
+    fn unreachable_alone_is_exit_6_locked_alone_5() {
         use crate::error::Exit;
         let r = |exit| HostReport {
             host: "h".into(),
@@ -782,6 +787,16 @@ mod tests {
             exit_of(&[r(Some(Exit::Unreachable)), r(Some(Exit::Failed))]),
             Exit::Failed
         );
+        // A host another run holds: refused, as apply refuses it.
+        assert_eq!(
+            UninstallError::Locked {
+                host: "h".into(),
+                why: "busy".into()
+            }
+            .exit(),
+            Exit::Refused
+        );
+        assert_eq!(exit_of(&[r(Some(Exit::Refused))]), Exit::Refused);
     }
 
     #[test]

@@ -99,12 +99,51 @@ async fn work(
     r.kept = found.kept.clone();
     let labels = ufw.as_ref().map(|d| d.rules.clone()).unwrap_or_default();
     let steps = steps(&found, &labels);
-    for step in &steps {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    // The run lock `apply` takes: an apply (or another uninstall) on this host meanwhile is
+    // refused, and this one is refused while another run holds the host.
+    let run = crate::apply::RunInfo::new();
+    let (mut lock, _) =
+        conn.lock(&run.record(), &t.host)
+            .await
+            .map_err(|e| UninstallError::Locked {
+                host: t.host.clone(),
+                why: e.to_string(),
+            })?;
+    let done =
+        crate::transport::lock::with_lease(&mut lock, run_steps(conn, t, o, on, r, &steps, &ufw))
+            .await;
+    lock.release().await;
+    done?;
+    // The proof: the same probe finds nothing left (kept folders aside).
+    let (after, ufw_after) = look(conn, t, o).await?;
+    let left = leftovers(&after, &ufw_after.map(|d| d.rules).unwrap_or_default());
+    if !left.is_empty() {
+        return Err(UninstallError::Left {
+            host: t.host.clone(),
+            left,
+        });
+    }
+    Ok(())
+}
+
+async fn run_steps(
+    conn: &Transport,
+    t: &Target,
+    o: &Opts,
+    on: &(dyn Fn(Event) + Sync),
+    r: &mut HostReport,
+    steps: &[Step],
+    ufw: &Option<RuleDeletion>,
+) -> Result<(), UninstallError> {
+    for step in steps {
         on(Event::Step {
             host: &t.host,
             step,
         });
-        let stdin = match (step, &ufw) {
+        let stdin = match (step, ufw) {
             (Step::DeleteUfwRules { .. }, Some(d)) => Some(d.program.as_slice()),
             _ => None,
         };
@@ -120,18 +159,6 @@ async fn work(
             Err(e) => return Err(failed(e.to_string())),
         }
         r.steps.push(step.clone());
-    }
-    if steps.is_empty() {
-        return Ok(());
-    }
-    // The proof: the same probe finds nothing left (kept folders aside).
-    let (after, ufw_after) = look(conn, t, o).await?;
-    let left = leftovers(&after, &ufw_after.map(|d| d.rules).unwrap_or_default());
-    if !left.is_empty() {
-        return Err(UninstallError::Left {
-            host: t.host.clone(),
-            left,
-        });
     }
     Ok(())
 }
