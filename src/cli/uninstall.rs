@@ -53,9 +53,14 @@ pub struct UninstallArgs {
     step_timeout: u64,
 }
 
-/// The vars that name backup folders, each kept and reported: the datastore's, PostgreSQL's
-/// and the k3s upgrades'.
-const KEPT_VARS: [&str; 3] = ["k3s_backup_dir", "pg_backup_dir", "k3s_upgrade_backup_dir"];
+/// The vars that name backup folders, each kept and reported: the datastore's, PostgreSQL's,
+/// the volumes' and the k3s upgrades'.
+const KEPT_VARS: [&str; 4] = [
+    "k3s_backup_dir",
+    "pg_backup_dir",
+    "volume_backup_dir",
+    "k3s_upgrade_backup_dir",
+];
 
 pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is.

@@ -7,8 +7,9 @@
 //! for the cluster (`firewall_cluster_rules`) are deleted, and nothing else of ufw.
 //!
 //! Kept, on purpose: WireGuard, users, SSH, ufw itself and every other rule, the backups (the
-//! datastore's under `k3s_backup_dir`, PostgreSQL's under `pg_backup_dir`, the upgrades' under
-//! `k3s_upgrade_backup_dir`), and the controller's copy of the kubeconfig.
+//! datastore's under `k3s_backup_dir`, PostgreSQL's under `pg_backup_dir`, the volumes' under
+//! `volume_backup_dir`, the upgrades' under `k3s_upgrade_backup_dir`), and the controller's copy
+//! of the kubeconfig.
 //!
 //! This file is the pure part: who goes in which order, what the probe found, the steps that
 //! remove it and their scripts, tested without a host. `run` executes them over the transport:
@@ -97,8 +98,9 @@ pub const DIRS: [&str; 7] = [
 pub const UNITS: [&str; 2] = ["k3s.service", "k3s-agent.service"];
 
 /// Units of labctl's roles that only work with the cluster, stopped and disabled but kept on
-/// disk (their role enables them again): the datastore backup would fail every night.
-pub const DISABLED: [&str; 1] = ["k3s-datastore-backup.timer"];
+/// disk (their role enables them again): the datastore and volume backups would fail every
+/// night. The off-site push stays: it keeps uploading the kept archives.
+pub const DISABLED: [&str; 2] = ["k3s-datastore-backup.timer", "labctl-volume-backup.timer"];
 
 /// Mount points under these are unmounted (k3s-killall.sh's list).
 pub const MOUNTS: [&str; 4] = [
