@@ -29,7 +29,7 @@ LAYERS = [
     ["resources"],
     ["site"],
     ["schema"],  # JSON schema of specs
-    ["apply", "init", "import", "reboot", "removenode"],  # import: Ansible playbooks → a labctl project; reboot: rolling reboots; removenode: one node out of the lab
+    ["apply", "init", "import", "reboot", "removenode", "uninstall"],  # import: Ansible playbooks → a labctl project; reboot: rolling reboots; removenode: one node out of the lab; uninstall: the whole cluster off its hosts
     ["ui"],
     ["testbed"],
     ["cli"],

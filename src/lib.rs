@@ -29,6 +29,7 @@ mod template;
 mod testbed;
 mod transport;
 mod ui;
+mod uninstall;
 mod vault;
 mod yaml;
 

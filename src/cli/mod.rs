@@ -14,6 +14,7 @@ mod removenode;
 pub(crate) mod render;
 mod run;
 mod seal;
+mod uninstall;
 mod unlock;
 mod vault;
 mod wireguard;
@@ -30,7 +31,8 @@ const EXIT_CODES: &str = "Exit codes:
        drain failed)
   2    plan only: changes are pending (import-ansible: something was left out)
   3    bad input (inventory, site, role, template, command line; apply or reboot without a
-       terminal and without --yes (or --plan), remove-node likewise); nothing was contacted
+       terminal and without --yes (or --plan), remove-node and uninstall-cluster likewise);
+       nothing was contacted
   4    vault problem (no key, wrong key, tampered or truncated file); nothing was contacted
   5    refused for safety (stale saved plan, untrusted host key, host locked by a live run,
        `no` at apply's or reboot's question, init on an existing repo)
@@ -297,6 +299,16 @@ enum Cmd {
     /// refuses (exit 3, nothing contacted) unless --yes. --check prints the steps only. A name no
     /// longer in the inventory is nothing to do (exit 0).
     RemoveNode(removenode::RemoveNodeArgs),
+    /// Uninstall k3s from the whole cluster, as k3s's own uninstall scripts do: agents first,
+    /// then servers; units stopped and disabled, shims killed, pod mounts, CNI interfaces and
+    /// KUBE-/CNI-/flannel iptables rules gone, units, binary and data removed; and the ufw rules
+    /// labctl added for the cluster (`firewall_cluster_rules`), no other rule
+    ///
+    /// Kept: WireGuard, SSH, users, ufw's other rules and the backups (their folders are
+    /// printed). On a terminal it shows the steps and asks (only `yes` goes ahead); without a
+    /// terminal it refuses (exit 3, nothing contacted) unless --yes. --check prints the steps
+    /// only. A second run finds nothing to do (exit 0).
+    UninstallCluster(uninstall::UninstallArgs),
     /// Run kubectl on the first k3s server (group `k3s_server`, or `server`), as root
     Kubectl {
         /// kubectl's arguments, after `--`
@@ -454,6 +466,7 @@ pub fn main() -> i32 {
         } => adhoc::kubectl(&g, &inventory, &args, on.as_deref(), &conn),
         Cmd::Reboot(a) => reboot::run(&g, a),
         Cmd::RemoveNode(a) => removenode::run(&g, a),
+        Cmd::UninstallCluster(a) => uninstall::run(&g, a),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
             Ok(Exit::Ok)

@@ -89,7 +89,7 @@ pub fn run(g: &Global, a: RemoveNodeArgs) -> Result<Exit, CliError> {
         return Err(CliError::new(
             Exit::BadInput,
             format!(
-                "{} is a k3s server: remove-node takes agents and hosts outside the cluster only (a server holds the datastore; the cluster-wide uninstall is another command)",
+                "{} is a k3s server: remove-node takes agents and hosts outside the cluster only (a server holds the datastore; to take the whole cluster down: `labctl uninstall-cluster`)",
                 a.name
             ),
         ));

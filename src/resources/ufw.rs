@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use super::ResourceError;
 use super::{q, DiffCx, Resource};
-use crate::facts::ufw::{Tuple, UfwQuery};
+use crate::facts::ufw::{Tuple, UfwFact, UfwQuery};
 use crate::facts::{Fact, FactQuery, Facts};
 use crate::plan::{Action, Drift, Step, Touch};
 
@@ -524,6 +524,70 @@ fn driver_step(commands: &[Vec<String>]) -> Step {
     }
 }
 
+/// What `labctl uninstall-cluster` takes out of ufw: the rules of `rules` (a list written as a
+/// `ufw` resource's `rules`) that the host has, matched as the resource matches them (action and
+/// comment aside), and the driver program that deletes them with their IPv6 twins. Rules not
+/// listed are never touched; none present is `None`.
+pub struct RuleDeletion {
+    /// The rules in words (`allow 8472/udp from 10.200.0.2 in on wg0`).
+    pub rules: Vec<String>,
+    /// The driver, for `python3 -` on the host's stdin.
+    pub program: Vec<u8>,
+}
+
+impl RuleDeletion {
+    pub const SCRIPT: &'static str = "python3 -";
+
+    fn listed(list: &serde_json::Value) -> Result<Vec<Rule>, ResourceError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            #[serde(deserialize_with = "rules")]
+            rules: Vec<Rule>,
+        }
+        let listed: Listed = serde_json::from_value(serde_json::json!({ "rules": list }))
+            .map_err(|e| ResourceError::spec(format!("rules: {e}")))?;
+        Ok(listed.rules)
+    }
+
+    /// The listed rules in words, without asking a host (what `--check` shows).
+    pub fn labels(rules: &serde_json::Value) -> Result<Vec<String>, ResourceError> {
+        Ok(Self::listed(rules)?.iter().map(Rule::label).collect())
+    }
+
+    pub fn of(
+        rules: &serde_json::Value,
+        seen: &UfwFact,
+    ) -> Result<Option<RuleDeletion>, ResourceError> {
+        let listed = Self::listed(rules)?;
+        if !seen.installed {
+            return Ok(None);
+        }
+        let mut labels = Vec::new();
+        let mut cmds: Vec<Vec<String>> = Vec::new();
+        for r in &listed {
+            let want = r.tuple(false);
+            if let Some(t) = seen.v4.iter().find(|t| same_match(t, &want)) {
+                let cmd = delete_args(t);
+                if !cmds.contains(&cmd) {
+                    labels.push(r.label());
+                    cmds.push(cmd);
+                }
+            }
+        }
+        if cmds.is_empty() {
+            return Ok(None);
+        }
+        let program = match driver_step(&cmds) {
+            Step::Stdin { data, .. } => data.expose().clone(),
+            _ => unreachable!("the driver is a stdin step"),
+        };
+        Ok(Some(RuleDeletion {
+            rules: labels,
+            program,
+        }))
+    }
+}
+
 impl Resource for Ufw {
     const KIND: &'static str = "ufw";
     type Spec = Spec;
@@ -951,5 +1015,38 @@ mod tests {
         assert!(bad("rules: [{port: \"22\"}, {port: 22, comment: again}]\n")
             .contains("allow 22/tcp is listed twice"));
         assert_eq!(normalize_cidr("10.0.0.5/32").unwrap(), "10.0.0.5");
+    }
+
+    #[test]
+    fn uninstall_deletes_only_the_listed_rules_the_host_has() {
+        let seen = crate::facts::ufw::parse(&format!(
+            "{BASE}{SSH4}{SSH6}{API4}v4 allow any any 0.0.0.0/0 any 10.42.0.0/16 in comment=6b337320706f6473\ndone\n"
+        ))
+        .unwrap();
+        let listed = serde_json::json!([
+            {"from": "10.42.0.0/16", "comment": "k3s pods"},
+            {"from": "10.43.0.0/16", "comment": "k3s services"},
+            {"port": "6443", "from": "10.0.0.0/24", "comment": "kubernetes api"},
+        ]);
+        let d = RuleDeletion::of(&listed, &seen).unwrap().unwrap();
+        assert_eq!(
+            d.rules,
+            [
+                "allow any/any from 10.42.0.0/16",
+                "allow 6443/tcp from 10.0.0.0/24"
+            ]
+        );
+        let program = String::from_utf8(d.program).unwrap();
+        let call = program.lines().last().unwrap();
+        assert_eq!(
+            call,
+            r#"run([["--force","delete","allow","from","10.42.0.0/16","to","any"],["--force","delete","allow","proto","tcp","from","10.0.0.0/24","to","any","port","6443"]])"#
+        );
+        // SSH is not listed: never touched. Nothing listed present: nothing to do.
+        assert!(!call.contains("\"22\""));
+        let none = serde_json::json!([{"from": "10.43.0.0/16"}]);
+        assert!(RuleDeletion::of(&none, &seen).unwrap().is_none());
+        let off = crate::facts::ufw::parse("installed no\ndone\n").unwrap();
+        assert!(RuleDeletion::of(&listed, &off).unwrap().is_none());
     }
 }
