@@ -165,6 +165,59 @@ impl Lab {
     }
 }
 
+/// The off-site settings a test lab uses, as a user keeps them: rclone's remote for the moto
+/// server at `endpoint`, the repo's recipients (here the testbed vault's key: whoever holds it
+/// can restore), the S3 keys in a vault in the testbed's group_vars, and a vars file turning the
+/// off-site push on (plus `extra` YAML lines). Returns (rclone.conf, the vars file).
+pub(crate) fn offsite_setup(
+    tb: &Testbed,
+    tmp: &Path,
+    endpoint: &str,
+    s3_secret: &str,
+    extra: &str,
+) -> (PathBuf, PathBuf) {
+    let rclone_conf = tmp.join("rclone.conf");
+    std::fs::write(
+        &rclone_conf,
+        format!("[s3]\ntype = s3\nprovider = Other\naccess_key_id = labctl-test\nsecret_access_key = {s3_secret}\nendpoint = {endpoint}\nregion = us-east-1\n"),
+    )
+    .unwrap();
+    let key_text = std::fs::read_to_string(tb.dir.join("age.key")).unwrap();
+    let public = key_text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let recipients = tmp.join("age-recipients");
+    std::fs::write(&recipients, format!("# test recipients\n{public}\n")).unwrap();
+    let gv = tb.dir.join("group_vars/all");
+    std::fs::create_dir_all(&gv).unwrap();
+    let plain = gv.join("backup.yml");
+    std::fs::write(
+        &plain,
+        format!(
+            "vault_backup_s3_access_key: labctl-test\nvault_backup_s3_secret_key: {s3_secret}\n"
+        ),
+    )
+    .unwrap();
+    let o = labctl(&[
+        "vault",
+        "encrypt",
+        "--in-place",
+        "--recipients",
+        &recipients.display().to_string(),
+        &plain.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let vars = tmp.join("vars.yml");
+    std::fs::write(
+        &vars,
+        format!("backup_offsite: true\n{extra}backup_s3_bucket: lab-backups\nbackup_s3_endpoint: {endpoint}\nbackup_age_recipients_file: {}\n", recipients.display()),
+    )
+    .unwrap();
+    (rclone_conf, vars)
+}
+
 pub(crate) fn metric(prom: &str, line_start: &str) -> Option<String> {
     prom.lines()
         .find(|l| l.starts_with(line_start))
@@ -214,49 +267,16 @@ fn offsite_backups_and_restores_on_a_test_host() {
     let endpoint = format!("http://{gw}:{port}");
 
     let tmp = tempfile::tempdir().unwrap();
-    let rclone_conf = tmp.path().join("rclone.conf");
-    std::fs::write(
-        &rclone_conf,
-        format!("[s3]\ntype = s3\nprovider = Other\naccess_key_id = labctl-test\nsecret_access_key = {S3_SECRET}\nendpoint = {endpoint}\nregion = us-east-1\n"),
-    )
-    .unwrap();
-    // The repo's recipients are, here, the testbed vault's key: whoever holds it can restore.
+    // No cluster on this host, so no volumes to back up (tests/e2e_volumes.rs has them).
     let key = tb.dir.join("age.key");
     let key_text = std::fs::read_to_string(&key).unwrap();
-    let public = key_text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
-    let recipients = tmp.path().join("age-recipients");
-    std::fs::write(&recipients, format!("# test recipients\n{public}\n")).unwrap();
-    // S3 keys in a vault, as a user keeps them.
-    let gv = tb.dir.join("group_vars/all");
-    std::fs::create_dir_all(&gv).unwrap();
-    let plain = gv.join("backup.yml");
-    std::fs::write(
-        &plain,
-        format!(
-            "vault_backup_s3_access_key: labctl-test\nvault_backup_s3_secret_key: {S3_SECRET}\n"
-        ),
-    )
-    .unwrap();
-    let o = labctl(&[
-        "vault",
-        "encrypt",
-        "--in-place",
-        "--recipients",
-        &recipients.display().to_string(),
-        &plain.display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
-    let vars = tmp.path().join("vars.yml");
-    std::fs::write(
-        &vars,
-        // No cluster on this host, so no volumes to back up (tests/e2e_volumes.rs has them).
-        format!("backup_offsite: true\nvolume_backup: false\nbackup_s3_bucket: lab-backups\nbackup_s3_endpoint: {endpoint}\nbackup_age_recipients_file: {}\n", recipients.display()),
-    )
-    .unwrap();
+    let (rclone_conf, vars) = offsite_setup(
+        &tb,
+        tmp.path(),
+        &endpoint,
+        S3_SECRET,
+        "volume_backup: false\n",
+    );
     let lab = Lab {
         tb,
         host,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::cluster_kit::{k3s_cluster, serve, wait_until};
 use crate::common::{e2e_enabled, labctl, show, Testbed};
 use crate::controlplane::kit;
-use crate::e2e_backups::{metric, moto_server, text, Moto};
+use crate::e2e_backups::{metric, moto_server, offsite_setup, text, Moto};
 
 const TOKEN: &str = "vol-join-token-0123456789";
 const S3_SECRET: &str = "canary-s3-vol-5c1e";
@@ -216,47 +216,9 @@ fn volumes_go_off_site_encrypted_and_come_back_onto_a_fresh_volume() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let endpoint = format!("http://{gw}:{port}");
-    let rclone_conf = tmp.path().join("rclone.conf");
-    std::fs::write(
-        &rclone_conf,
-        format!("[s3]\ntype = s3\nprovider = Other\naccess_key_id = labctl-test\nsecret_access_key = {S3_SECRET}\nendpoint = {endpoint}\nregion = us-east-1\n"),
-    )
-    .unwrap();
-    // The repo's recipients are, here, the testbed vault's key.
     let key = tb.dir.join("age.key");
     let key_text = std::fs::read_to_string(&key).unwrap();
-    let public = key_text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
-    let recipients = tmp.path().join("age-recipients");
-    std::fs::write(&recipients, format!("{public}\n")).unwrap();
-    let gv = tb.dir.join("group_vars/all");
-    std::fs::create_dir_all(&gv).unwrap();
-    let plain = gv.join("backup.yml");
-    std::fs::write(
-        &plain,
-        format!(
-            "vault_backup_s3_access_key: labctl-test\nvault_backup_s3_secret_key: {S3_SECRET}\n"
-        ),
-    )
-    .unwrap();
-    let o = labctl(&[
-        "vault",
-        "encrypt",
-        "--in-place",
-        "--recipients",
-        &recipients.display().to_string(),
-        &plain.display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
-    let vars = tmp.path().join("vars.yml");
-    std::fs::write(
-        &vars,
-        format!("backup_offsite: true\nbackup_s3_bucket: lab-backups\nbackup_s3_endpoint: {endpoint}\nbackup_age_recipients_file: {}\n", recipients.display()),
-    )
-    .unwrap();
+    let (rclone_conf, vars) = offsite_setup(&tb, tmp.path(), &endpoint, S3_SECRET, "");
     let lab = Lab {
         tb,
         host,
