@@ -34,11 +34,11 @@ pub struct RebootArgs {
     #[arg(short = 'y', long, conflicts_with = "check")]
     yes: bool,
     /// Seconds `kubectl drain` may take to evict a node's pods
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    #[arg(long, value_name = "SECS", default_value_t = reboot::DRAIN_TIMEOUT_SECS)]
     drain_timeout: u64,
     /// Seconds a host may take after `systemctl reboot` to answer SSH with a new boot id, and
     /// then its Node to be Ready; past it the rollout stops (exit 1)
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    #[arg(long, value_name = "SECS", default_value_t = reboot::TIMEOUT_SECS)]
     timeout: u64,
     /// Trust the host key of hosts not yet in known_hosts (changed keys are always refused)
     #[arg(long)]

@@ -40,7 +40,7 @@ pub struct RemoveNodeArgs {
     #[arg(short = 'y', long, conflicts_with = "check")]
     yes: bool,
     /// Seconds `kubectl drain` may take to evict the node's pods
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    #[arg(long, value_name = "SECS", default_value_t = crate::reboot::DRAIN_TIMEOUT_SECS)]
     drain_timeout: u64,
     #[command(flatten)]
     conn: super::Conn,

@@ -261,8 +261,8 @@ fn reboot_at_the_end(
     let ro = crate::reboot::Opts {
         host_keys: o.host_keys,
         connect_timeout: o.connect_timeout,
-        drain_timeout: Duration::from_secs(300),
-        timeout: Duration::from_secs(600),
+        drain_timeout: Duration::from_secs(crate::reboot::DRAIN_TIMEOUT_SECS),
+        timeout: Duration::from_secs(crate::reboot::TIMEOUT_SECS),
         poll: Duration::from_secs(2),
         record: o.run.record(),
     };

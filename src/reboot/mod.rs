@@ -20,6 +20,12 @@ use serde::Serialize;
 
 pub use run::rollout;
 
+/// `kubectl drain`'s --timeout unless told otherwise (`labctl reboot --drain-timeout`, `remove-node`,
+/// and the reboots `apply` carries out).
+pub const DRAIN_TIMEOUT_SECS: u64 = 300;
+/// How long a host may take to come back and its Node to be Ready, unless told otherwise.
+pub const TIMEOUT_SECS: u64 = 600;
+
 /// One host of the rollout, in the order it is handled.
 #[derive(Debug, Clone)]
 pub struct Target {

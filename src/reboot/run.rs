@@ -89,27 +89,32 @@ async fn host(
     on: &(dyn Fn(Event) + Sync),
     r: &mut HostReport,
 ) -> Result<(), RebootError> {
-    // The boot id first: a host that cannot be reached is not drained.
-    let before = boot_id(t, o).await?;
-    r.boot_id_before = Some(before.clone());
     let all = steps(t);
     let upto = all
         .iter()
         .position(|s| *s == Step::Reboot)
         .map_or(0, |i| i + 1);
     let (down, up) = all.split_at(upto);
-    // The run lock, on a connection of its own, is held until the reboot takes it down with
-    // /run: no `apply` starts on a host being drained, and none is running on it.
+    // One connection until the reboot: the boot id first (a host that cannot be reached is
+    // not drained), then the run lock, held until the reboot takes it down with /run, so no
+    // `apply` starts on a host being drained and none is running on it.
     let tr = Transport::connect(&t.conn, o.host_keys, o.connect_timeout)
         .await
         .map_err(|e| RebootError::Unreachable {
             host: t.host.clone(),
             why: e.to_string(),
         })?;
-    let r1 = going_down(t, server, o, on, &tr, down).await;
+    let r1 = match boot_id(t, &tr).await {
+        Ok(before) => {
+            r.boot_id_before = Some(before);
+            going_down(t, server, o, on, &tr, down).await
+        }
+        Err(e) => Err(e),
+    };
     // A master whose host just went down may take a while to notice: do not wait on it.
     let _ = tokio::time::timeout(Duration::from_secs(5), tr.close()).await;
     r1?;
+    let before = r.boot_id_before.clone().unwrap_or_default();
     for step in up {
         on(Event::Step {
             host: &t.host,
@@ -222,12 +227,13 @@ async fn drain(server: Option<&Server>, node: &str, o: &Opts) -> Result<(), Rebo
     Ok(())
 }
 
-async fn boot_id(t: &Target, o: &Opts) -> Result<String, RebootError> {
-    let out = once(&t.conn, o, o.connect_timeout, script::BOOT_ID, SHORT)
+async fn boot_id(t: &Target, tr: &Transport) -> Result<String, RebootError> {
+    let out = tr
+        .run(script::BOOT_ID, None, SHORT)
         .await
-        .map_err(|why| RebootError::Unreachable {
+        .map_err(|e| RebootError::Unreachable {
             host: t.host.clone(),
-            why,
+            why: e.to_string(),
         })?;
     parse_boot_id(&out.stdout_str()).ok_or_else(|| RebootError::BootId {
         host: t.host.clone(),

@@ -42,6 +42,10 @@ impl Spec {
     }
 }
 
+/// The reason is written by a script, and scripts show in the host's process list.
+const SECRET_REFUSED: &str =
+    "this `reboot`'s reason uses a secret, and it is written by a script the host's process list shows: give a reason without one";
+
 fn check(spec: &Spec) -> Result<(), ResourceError> {
     if let Some(r) = &spec.reason {
         if r.trim().is_empty() || r.chars().any(char::is_control) {
@@ -78,7 +82,10 @@ impl Resource for Reboot {
         vec![RebootQuery.query()]
     }
 
-    fn diff(spec: &Spec, facts: &Facts, _cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+    fn diff(spec: &Spec, facts: &Facts, cx: &DiffCx) -> Result<Option<Drift>, ResourceError> {
+        if cx.secret {
+            return Err(ResourceError::spec(SECRET_REFUSED));
+        }
         let Some(pending) = facts.get(&RebootQuery)? else {
             return Ok(None);
         };
@@ -109,7 +116,10 @@ impl Resource for Reboot {
         vec![Touch::path(REQUEST)]
     }
 
-    fn handler(spec: &Spec, _secret: bool) -> Result<Vec<Step>, ResourceError> {
+    fn handler(spec: &Spec, secret: bool) -> Result<Vec<Step>, ResourceError> {
+        if secret {
+            return Err(ResourceError::Handler(SECRET_REFUSED.into()));
+        }
         check(spec).map_err(ResourceError::for_handler)?;
         Ok(vec![request(
             spec.reason.as_deref().unwrap_or("a `reboot` handler"),
@@ -210,6 +220,16 @@ mod tests {
             .unwrap();
         assert!(!r.required);
         assert_eq!(r.requested, ["kernel 6.1; it's time"]);
+    }
+
+    #[test]
+    fn a_secret_reason_is_refused_before_it_reaches_a_script() {
+        let s = spec::<Reboot>("reason: hunter2\n");
+        let e = Reboot::diff(&s, &facts(&[(KEY, "required\n")]), &secret_cx()).unwrap_err();
+        assert!(e.to_string().contains("process list"), "{e}");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = Reboot::handler(&s, true).unwrap_err();
+        assert!(matches!(e, ResourceError::Handler(_)), "{e:?}");
     }
 
     #[test]
