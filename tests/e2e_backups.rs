@@ -118,28 +118,11 @@ impl Lab {
         );
         text(&o)
     }
-    /// Debian's rclone on the controller, with the test's own config (never the host's).
     fn rclone(&self, args: &[&str]) -> Output {
-        Command::new("/usr/bin/rclone")
-            .arg("--config")
-            .arg(&self.rclone_conf)
-            .args(args)
-            .env_remove("AWS_CA_BUNDLE")
-            .output()
-            .expect("cannot run rclone")
+        rclone(&self.rclone_conf, args)
     }
     fn objects(&self, dir: &str) -> Vec<String> {
-        let o = self.rclone(&[
-            "lsf",
-            "--files-only",
-            &format!("s3:lab-backups/{}/{dir}/", self.host),
-        ]);
-        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(String::from)
-            .collect();
-        v.sort();
-        v
+        s3_objects(&self.rclone_conf, &self.host, dir)
     }
     fn put_object(&self, local: &Path, dir: &str, name: &str) {
         let dest = format!("s3:lab-backups/{}/{dir}/{name}", self.host);
@@ -163,6 +146,35 @@ impl Lab {
         "set -a; . /etc/labctl-backup/offsite.env; set +a; export AGE_IDENTITY=/root/restore.key \
          PGHOST=127.0.0.1 PGUSER=postgres PGPASSWORD=backup-test-pw-9e2;"
     }
+}
+
+/// Debian's rclone on the controller, with the test's own config (never the host's).
+pub(crate) fn rclone(conf: &Path, args: &[&str]) -> Output {
+    Command::new("/usr/bin/rclone")
+        .arg("--config")
+        .arg(conf)
+        .args(args)
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .expect("cannot run rclone")
+}
+
+/// The object names under `lab-backups/HOST/DIR/`, sorted.
+pub(crate) fn s3_objects(conf: &Path, host: &str, dir: &str) -> Vec<String> {
+    let o = rclone(
+        conf,
+        &[
+            "lsf",
+            "--files-only",
+            &format!("s3:lab-backups/{host}/{dir}/"),
+        ],
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
 }
 
 /// The off-site settings a test lab uses, as a user keeps them: rclone's remote for the moto

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::cluster_kit::{k3s_cluster, serve, wait_until};
 use crate::common::{e2e_enabled, labctl, show, Testbed};
 use crate::controlplane::kit;
-use crate::e2e_backups::{metric, moto_server, offsite_setup, text, Moto};
+use crate::e2e_backups::{metric, moto_server, offsite_setup, rclone, s3_objects, text, Moto};
 
 const TOKEN: &str = "vol-join-token-0123456789";
 const S3_SECRET: &str = "canary-s3-vol-5c1e";
@@ -138,28 +138,11 @@ impl Lab {
         let prom = self.sh(&format!("cat {PROM}/labctl_volume_backup.prom"));
         metric(&prom, "labctl_backup_last_run_ok{kind=\"volume-archive\"}")
     }
-    /// Debian's rclone on the controller, with the test's own config (never the host's).
     fn rclone(&self, args: &[&str]) -> Output {
-        Command::new("/usr/bin/rclone")
-            .arg("--config")
-            .arg(&self.rclone_conf)
-            .args(args)
-            .env_remove("AWS_CA_BUNDLE")
-            .output()
-            .expect("cannot run rclone")
+        rclone(&self.rclone_conf, args)
     }
     fn objects(&self, dir: &str) -> Vec<String> {
-        let o = self.rclone(&[
-            "lsf",
-            "--files-only",
-            &format!("s3:lab-backups/{}/{dir}/", self.host),
-        ]);
-        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(String::from)
-            .collect();
-        v.sort();
-        v
+        s3_objects(&self.rclone_conf, &self.host, dir)
     }
     fn s3(&self, verb: &str, a: &str, b: &str) {
         let o = self.rclone(&[verb, a, b]);
