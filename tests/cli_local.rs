@@ -10,15 +10,7 @@ fn labctl(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn labctl_cmd(dir: &Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"));
-    c.current_dir(dir)
-        .env("XDG_CONFIG_HOME", dir.join(".config"))
-        // Each test its own run lock (local runs lock in the runtime dir): tests run in parallel.
-        .env("XDG_RUNTIME_DIR", dir.join(".run"))
-        .env_remove("LABCTL_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env("NO_COLOR", "1");
-    c
+    crate::common::isolated(dir)
 }
 
 /// A project whose one host is this machine and whose resources live under `root/`.

@@ -28,15 +28,7 @@ all:
 ";
 
 fn cmd(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
-    c.current_dir(dir)
-        .env("XDG_CONFIG_HOME", dir.join(".config"))
-        .env_remove("LABCTL_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("LABCTL_INVENTORY")
-        .env("NO_COLOR", "1")
-        .env("XDG_RUNTIME_DIR", dir.join(".config"));
-    c
+    crate::common::isolated(dir)
 }
 
 fn labctl(dir: &Path, args: &[&str]) -> Output {

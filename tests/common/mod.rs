@@ -70,6 +70,21 @@ pub fn labctl(args: &[&str]) -> Output {
         .expect("cannot run the labctl binary")
 }
 
+/// The labctl binary run in `dir`, cut off from this machine's labctl setup: its own config and
+/// runtime dirs (each test its own local run lock: tests run in parallel), no key files or
+/// inventory from the environment, no colour.
+pub fn isolated(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
+    c.current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("XDG_RUNTIME_DIR", dir.join(".run"))
+        .env_remove("LABCTL_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("LABCTL_INVENTORY")
+        .env("NO_COLOR", "1");
+    c
+}
+
 /// Runs `cmd` with a pty as its terminal (util-linux `script`), typing `input` into it. The
 /// command line is rebuilt from `cmd`'s program and args; its env and dir are kept.
 pub fn in_pty(cmd: &Command, input: &str) -> Output {
