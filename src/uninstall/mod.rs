@@ -285,7 +285,7 @@ impl Step {
     pub fn script(&self) -> String {
         match self {
             Step::StopUnits { units } => script::stop(units),
-            Step::KillShims { .. } => script::KILL_SHIMS.into(),
+            Step::KillShims { .. } => script::kill_shims(),
             Step::Unmount { .. } => script::unmount(),
             Step::DeleteInterfaces { .. } => script::ifaces(),
             // Run by the caller with the driver program on stdin.
@@ -390,7 +390,8 @@ pub enum UninstallError {
 }
 
 impl UninstallError {
-    /// Unreachable before anything was done is exit 6 (when that is every failure), the rest 1.
+    /// Unreachable before anything was done is exit 6 and a host another run holds 5 (when
+    /// that is every failure, see `exit_of`), the rest 1.
     pub fn exit(&self) -> crate::error::Exit {
         match self {
             UninstallError::Unreachable { .. } => crate::error::Exit::Unreachable,
@@ -424,7 +425,7 @@ pub struct HostReport {
 }
 
 /// 0 when every host is uninstalled (or had nothing), 6 when every failure was an unreachable
-/// host, else 1.
+/// host, 5 when every failure was a host another run holds, else 1.
 pub fn exit_of(reports: &[HostReport]) -> crate::error::Exit {
     use crate::error::Exit;
     let fails: Vec<Exit> = reports.iter().filter_map(|r| r.exit).collect();
@@ -567,9 +568,11 @@ pub mod script {
     }
 
     /// k3s-killall.sh's killtree: a shim's children first, then the shim.
-    pub const KILL_SHIMS: &str = "killtree() {\n  for p in \"$@\"; do\n    kids=$(ps -o pid= --ppid \"$p\" 2>/dev/null)\n    [ -z \"$kids\" ] || killtree $kids\n    kill -9 \"$p\" 2>/dev/null || true\n  done\n}\n\
-        pids=$(ps -e -o pid= -o args= | awk '$2 ~ /\\/k3s\\/data\\/[^\\/]*\\/bin\\/containerd-shim/ {print $1}')\n\
-        [ -z \"$pids\" ] || killtree $pids";
+    pub fn kill_shims() -> String {
+        format!(
+            "killtree() {{\n  for p in \"$@\"; do\n    kids=$(ps -o pid= --ppid \"$p\" 2>/dev/null)\n    [ -z \"$kids\" ] || killtree $kids\n    kill -9 \"$p\" 2>/dev/null || true\n  done\n}}\npids=$({SHIMS})\n[ -z \"$pids\" ] || killtree $pids"
+        )
+    }
 
     pub fn unmount() -> String {
         format!(
@@ -589,13 +592,14 @@ pub mod script {
     /// drop (a failed save never restores an empty ruleset).
     pub const IPTABLES: &str = "set -e\nfor f in iptables ip6tables; do\n  command -v \"$f-save\" >/dev/null 2>&1 || continue\n  all=$(\"$f-save\")\n  kept=$(printf '%s\\n' \"$all\" | grep -v KUBE- | grep -v CNI- | grep -iv flannel)\n  [ \"$kept\" != \"$all\" ] || continue\n  printf '%s\\n' \"$kept\" | \"$f-restore\"\ndone";
 
-    /// Removes the files, then has systemd forget the removed units; empty parents of k3s's
-    /// folders go too (/etc/rancher, /var/lib/rancher), anything else in them stays.
+    /// Removes the files, then has systemd forget the removed units.
     pub fn remove_files(paths: &[String]) -> String {
         let ps: Vec<String> = paths.iter().map(|p| q(p)).collect();
         format!("set -e\nrm -f -- {}\nsystemctl daemon-reload", ps.join(" "))
     }
 
+    /// Removes the folders; their empty parents go too (/etc/rancher, /var/lib/rancher,
+    /// /root/.kube), anything else in them stays.
     pub fn remove_dirs(paths: &[String]) -> String {
         let ps: Vec<String> = paths.iter().map(|p| q(p)).collect();
         format!(
@@ -617,6 +621,19 @@ mod tests {
             ufw_rules: serde_json::Value::Null,
             kept: vec![],
         }
+    }
+
+    /// The steps' kinds, as --json names them.
+    fn kinds(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s).unwrap()["step"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
     }
 
     #[test]
@@ -649,17 +666,8 @@ mod tests {
             }]
         );
         let s = steps(&f, &["allow any/any from 10.42.0.0/16".into()]);
-        let kinds: Vec<String> = s
-            .iter()
-            .map(|s| {
-                serde_json::to_value(s).unwrap()["step"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
         assert_eq!(
-            kinds,
+            kinds(&s),
             [
                 "stop_units",
                 "kill_shims",
@@ -700,17 +708,8 @@ mod tests {
     #[test]
     fn the_plan_lists_everything_that_may_be_there() {
         let s = planned(&target("a1", Role::Agent), &[]);
-        let kinds: Vec<String> = s
-            .iter()
-            .map(|s| {
-                serde_json::to_value(s).unwrap()["step"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
         assert_eq!(
-            kinds,
+            kinds(&s),
             [
                 "stop_units",
                 "kill_shims",

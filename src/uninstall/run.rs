@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use crate::facts::Fact;
+use crate::reboot::remote::failed_output;
 use crate::resources::ufw::RuleDeletion;
-use crate::transport::{HostKeyPolicy, Output, Transport};
+use crate::transport::{HostKeyPolicy, Transport};
 
 use super::{
     exit_of, leftovers, order, script, steps, Event, Found, HostReport, Status, Step, Target,
@@ -206,8 +207,4 @@ async fn look(
         .map_err(|e| rules_err(e.to_string()))?;
     let deletion = RuleDeletion::of(&t.ufw_rules, &seen).map_err(|e| rules_err(e.to_string()))?;
     Ok((found, deletion))
-}
-
-fn failed_output(o: &Output) -> String {
-    crate::reboot::remote::failed_output(o)
 }
