@@ -33,7 +33,13 @@ backup_ok_help() {
 valid_pvc_ref() {
   case $1 in */*/* | /* | */ | *[!a-z0-9./-]*) return 1 ;; */*) return 0 ;; *) return 1 ;; esac
 }
-pvc_archive_name() { printf '%s-%s.tar.gz\n' "$(printf '%s' "$1" | tr / _)" "$2"; }
+pvc_series() { printf '%s\n' "$1" | tr / _; }
+pvc_archive_name() { printf '%s-%s.tar.gz\n' "$(pvc_series "$1")" "$2"; }
+
+# kubectl jsonpath of a PV's local folder and node, tab-separated: the folder of a hostPath or
+# local volume (what k3s's local-path provisioner makes), the node its affinity pins it to. One
+# definition for the backup and the restore, so both agree on what a local volume is.
+PV_PATH_NODE_JSONPATH='{.spec.hostPath.path}{.spec.local.path}{"\t"}{.spec.nodeAffinity.required.nodeSelectorTerms[*].matchExpressions[?(@.key=="kubernetes.io/hostname")].values[*]}'
 
 offsite_check() {
   command -v rclone >/dev/null 2>&1 || die "rclone is not installed (apt-get install rclone)"

@@ -76,7 +76,7 @@ k() { $VOLUME_BACKUP_KUBECTL "$@"; }
 # Every claim and every volume, one line each (tab-separated), from the API server.
 k get pvc -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\t"}{.status.phase}{"\t"}{.spec.volumeName}{"\n"}{end}' \
   >"$work/pvcs" 2>"$work/err" || die "cannot list the PVCs: $(head -c 300 "$work/err")"
-k get pv -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.spec.hostPath.path}{.spec.local.path}{"\t"}{.spec.nodeAffinity.required.nodeSelectorTerms[*].matchExpressions[?(@.key=="kubernetes.io/hostname")].values[*]}{"\n"}{end}' \
+k get pv -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}'"$PV_PATH_NODE_JSONPATH"'{"\n"}{end}' \
   >"$work/pvs" 2>"$work/err" || die "cannot list the PVs: $(head -c 300 "$work/err")"
 labelled() {
   k get pvc -A -l "$VOLUME_BACKUP_LABEL=$1" -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>"$work/err" ||

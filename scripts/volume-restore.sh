@@ -44,7 +44,7 @@ trap 'rm -rf "$work"; [ -z "$staging" ] || rm -rf "$staging"' EXIT
 k() { $VOLUME_BACKUP_KUBECTL "$@"; }
 
 # 1. The archive: fetched, decrypted, whole, with only relative paths.
-series=$(pvc_archive_name "$ref" X | sed 's/-X\.tar\.gz$//')
+series=$(pvc_series "$ref")
 if [ -n "${RESTORE_FILE:-}" ]; then
   enc=$RESTORE_FILE
 else
@@ -66,7 +66,7 @@ if [ -n "$into" ]; then
     die "PVC $into: $(head -c 300 "$work/err") (create it and bind it first: docs/backups.md)"
   phase=$(printf '%s\n' "$line" | cut -f1) pv=$(printf '%s\n' "$line" | cut -f2)
   [ "$phase" = Bound ] && [ -n "$pv" ] || die "PVC $into is not bound (phase ${phase:-unknown}): bind it first (docs/backups.md)"
-  vline=$(k get pv "$pv" -o jsonpath='{.spec.hostPath.path}{.spec.local.path}{"\t"}{.spec.nodeAffinity.required.nodeSelectorTerms[*].matchExpressions[?(@.key=="kubernetes.io/hostname")].values[*]}' 2>"$work/err") ||
+  vline=$(k get pv "$pv" -o jsonpath="$PV_PATH_NODE_JSONPATH" 2>"$work/err") ||
     die "volume $pv: $(head -c 300 "$work/err")"
   target=$(printf '%s\n' "$vline" | cut -f1) node=$(printf '%s\n' "$vline" | cut -f2)
   [ -n "$target" ] || die "volume $pv of $into is not a hostPath or local volume"
