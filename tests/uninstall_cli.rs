@@ -1,7 +1,8 @@
 //! `uninstall-cluster` without test hosts (no host is ever contacted here: every run stops
 //! before, or finds no cluster host): --check lists agents before servers and changes nothing,
 //! no terminal and no --yes is refused (exit 3), `no` on a terminal is exit 5, a bad inventory
-//! names its file and line, and a selection without cluster hosts is nothing to do.
+//! names its file and line, a selection without cluster hosts is nothing to do, and a backup
+//! folder inside what the uninstall removes is refused before anything runs.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -202,6 +203,65 @@ fn no_cluster_host_selected_is_nothing_to_do() {
     assert_eq!(json_data(&o)["hosts"], serde_json::json!([]));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("Nothing"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn a_backup_folder_inside_what_is_removed_is_refused_before_any_host() {
+    let d = lab();
+    let dir = d.path();
+    let inside = "k3s_backup_dir=/var/lib/rancher/k3s/server/backups";
+    let o = labctl(
+        dir,
+        &["uninstall-cluster", "-i", INV, "--check", "-e", inside],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Each k3s host, the var, its folder and the folder removed; not the firewall-only host.
+    for host in ["s1", "a1"] {
+        assert!(
+            err.contains(&format!(
+                "{host}: k3s_backup_dir is /var/lib/rancher/k3s/server/backups; uninstall-cluster removes /var/lib/rancher/k3s"
+            )),
+            "{}",
+            show(&o)
+        );
+    }
+    assert!(!err.contains("o1"), "{}", show(&o));
+    assert!(err.contains("nothing was changed"), "{}", show(&o));
+    assert!(
+        o.stdout.is_empty(),
+        "no plan for a refused run: {}",
+        show(&o)
+    );
+
+    // With --yes too. The hosts are unreachable here (SSH to a closed port): had the refusal
+    // not come first, the run would have tried them and exited 6.
+    write(
+        dir,
+        INV,
+        "all:\n  children:\n    k3s_server:\n      hosts:\n        s1: {ansible_host: 127.0.0.1, ansible_port: 1}\n    k3s_agents:\n      hosts:\n        a1: {ansible_host: 127.0.0.1, ansible_port: 1}\n",
+    );
+    let o = labctl(
+        dir,
+        &[
+            "uninstall-cluster",
+            "-i",
+            INV,
+            "--yes",
+            "--connect-timeout",
+            "2",
+            "-e",
+            "k3s_upgrade_backup_dir=/var/lib/kubelet",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "s1: k3s_upgrade_backup_dir is /var/lib/kubelet; uninstall-cluster removes /var/lib/kubelet"
+        ),
         "{}",
         show(&o)
     );

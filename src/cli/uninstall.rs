@@ -54,7 +54,8 @@ pub struct UninstallArgs {
 }
 
 /// The vars that name backup folders, each kept and reported: the datastore's, PostgreSQL's,
-/// the volumes' and the k3s upgrades'.
+/// the volumes' and the k3s upgrades'. One inside a folder the uninstall removes (k3s's data
+/// folder, say) is refused before any host is contacted: it would be deleted, yet said kept.
 const KEPT_VARS: [&str; 4] = [
     "k3s_backup_dir",
     "pg_backup_dir",
@@ -141,6 +142,9 @@ pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
 /// whichever of their roles sets it), in the inventory's order.
 fn targets(c: &crate::site::select::Compiled) -> Result<Vec<Target>, CliError> {
     let mut v = Vec::new();
+    // Backup folders the uninstall would delete while reporting them kept: refused for every
+    // host before any host is contacted.
+    let mut doomed: Vec<String> = Vec::new();
     for h in &c.hosts {
         let var = |name: &str| {
             h.roles
@@ -171,7 +175,15 @@ fn targets(c: &crate::site::select::Compiled) -> Result<Vec<Target>, CliError> {
         if role != Role::FirewallOnly {
             for k in KEPT_VARS {
                 if let Some(d) = var(k).and_then(|v| v.as_str()) {
-                    if d.starts_with('/') && !kept.iter().any(|x| x == d) {
+                    if !d.starts_with('/') {
+                        continue;
+                    }
+                    if let Some(removed) = uninstall::removed_with(d) {
+                        doomed.push(format!(
+                            "{}: {k} is {d}; uninstall-cluster removes {removed}",
+                            h.host
+                        ));
+                    } else if !kept.iter().any(|x| x == d) {
                         kept.push(d.to_string());
                     }
                 }
@@ -187,6 +199,15 @@ fn targets(c: &crate::site::select::Compiled) -> Result<Vec<Target>, CliError> {
             ufw_rules,
             kept,
         });
+    }
+    if !doomed.is_empty() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!(
+                "refusing to uninstall the cluster: a backup folder it would keep lies in what it removes, and would be deleted with it\n{}\n  = help: move those backups to a folder outside k3s's (the roles' defaults are under /var/backups and /var/lib/labctl), point the var at it, and run again; nothing was changed",
+                doomed.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+            ),
+        ));
     }
     Ok(v)
 }

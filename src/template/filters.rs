@@ -104,6 +104,16 @@ pub fn register(env: &mut Environment<'static>) {
         crate::template::filters::wg_pubkey(&s)
             .map_err(|m| Error::new(ErrorKind::InvalidOperation, m))
     });
+    // A Helm chart's fullname for a release, by the rule most charts' `_helpers.tpl` copy
+    // (kube-prometheus-stack, grafana): `release | helm_fullname('grafana')`. Names the chart
+    // gives its objects (PVCs, Deployments) follow from it, so a role can name them for any
+    // release instead of assuming the default one.
+    env.add_filter(
+        "helm_fullname",
+        |release: String, chart: String, max: Option<usize>| {
+            helm_fullname(&release, &chart, max.unwrap_or(63))
+        },
+    );
     // `ipaddr`-lite for the common "host N of a subnet" case: "10.8.0.0/24" | ipv4_host(3) → "10.8.0.3".
     env.add_filter(
         "ipv4_host",
@@ -125,6 +135,22 @@ fn to_yaml(v: Value) -> Result<String, Error> {
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))?;
     serde_saphyr::to_string(&json)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("to_yaml: {e}")))
+}
+
+/// The chart's `fullname` helper without fullnameOverride/nameOverride: the release name when
+/// it contains the chart's name, else RELEASE-CHART; cut to `max` characters (Helm's `trunc`;
+/// kube-prometheus-stack uses 26, most charts 63), then one trailing `-` dropped (`trimSuffix`).
+fn helm_fullname(release: &str, chart: &str, max: usize) -> String {
+    let full = if release.contains(chart) {
+        release.to_string()
+    } else {
+        format!("{release}-{chart}")
+    };
+    let cut: String = full.chars().take(max).collect();
+    match cut.strip_suffix('-') {
+        Some(s) => s.to_string(),
+        None => cut,
+    }
 }
 
 fn wg_pubkey(private_b64: &str) -> Result<String, String> {
@@ -167,6 +193,37 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("extract: nothing at a"), "{err}");
+    }
+
+    #[test]
+    fn helm_fullname_follows_the_charts_helper() {
+        use super::helm_fullname as f;
+        let kps = "kube-prometheus-stack";
+        // The default release: RELEASE-CHART cut to 26.
+        assert_eq!(f("monitoring", kps, 26), "monitoring-kube-prometheus");
+        assert_eq!(f("mon", kps, 26), "mon-kube-prometheus-stack");
+        // Cut right after a `-` (`lab-metrx-kube-prometheus-` is 26 characters): it goes.
+        assert_eq!(f("lab-metrx", kps, 26), "lab-metrx-kube-prometheus");
+        // A release holding the chart's name is the fullname, cut too.
+        assert_eq!(f("kube-prometheus-stack", kps, 26), "kube-prometheus-stack");
+        assert_eq!(
+            f("kube-prometheus-stack-grafana", kps, 26),
+            "kube-prometheus-stack-graf"
+        );
+        assert_eq!(f("grafana-lab", "grafana", 63), "grafana-lab");
+        assert_eq!(f("monitoring", "grafana", 63), "monitoring-grafana");
+        // Only one `-` is dropped, as Go's strings.TrimSuffix does.
+        assert_eq!(f("ab--", "x", 4), "ab-");
+
+        let mut env = minijinja::Environment::new();
+        super::register(&mut env);
+        let out = env
+            .render_str(
+                "{{ r | helm_fullname('grafana') }} {{ r | helm_fullname('kube-prometheus-stack', 26) }}",
+                minijinja::context! { r => "monitoring" },
+            )
+            .unwrap();
+        assert_eq!(out, "monitoring-grafana monitoring-kube-prometheus");
     }
 
     #[test]

@@ -94,6 +94,42 @@ pub const DIRS: [&str; 7] = [
     "/run/flannel",
 ];
 
+/// Parents `DIRS` leave behind, removed after them when they are empty (`rmdir`).
+pub const EMPTY_PARENTS: [&str; 3] = ["/etc/rancher", "/var/lib/rancher", "/root/.kube"];
+
+/// What the uninstall removes that would take the folder `dir` with it: a folder of `DIRS` that
+/// is `dir` or holds it, or a path removed as itself (`EMPTY_PARENTS`, `FILES`, `LINKS`) that is
+/// `dir`. None: `dir` survives the uninstall. Compared as written, with `.`, `..`, `//` and a
+/// trailing `/` resolved: a symlink on the host is not seen (no host is asked).
+pub fn removed_with(dir: &str) -> Option<&'static str> {
+    let d = lexical(dir);
+    let holds = |r: &str| d == r || d.strip_prefix(r).is_some_and(|t| t.starts_with('/'));
+    DIRS.iter().copied().find(|r| holds(r)).or_else(|| {
+        EMPTY_PARENTS
+            .iter()
+            .chain(FILES.iter())
+            .chain(LINKS.iter().map(|(l, _)| l))
+            .copied()
+            .find(|r| d == *r)
+    })
+}
+
+/// An absolute path with `.`, `..` and empty components resolved, as the kernel would without
+/// symlinks: `/var/lib/rancher/k3s/../k3s/` is `/var/lib/rancher/k3s`.
+fn lexical(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// The units k3s runs as (their files are removed too).
 pub const UNITS: [&str; 2] = ["k3s.service", "k3s-agent.service"];
 
@@ -492,7 +528,7 @@ pub enum Event<'a> {
 pub mod script {
     use crate::sh::q;
 
-    use super::{DIRS, DISABLED, FILES, IFACES, LINKS, MOUNTS, UNITS};
+    use super::{DIRS, DISABLED, EMPTY_PARENTS, FILES, IFACES, LINKS, MOUNTS, UNITS};
 
     /// The awk test for a mount point under one of `MOUNTS`.
     fn mount_test() -> String {
@@ -598,13 +634,14 @@ pub mod script {
         format!("set -e\nrm -f -- {}\nsystemctl daemon-reload", ps.join(" "))
     }
 
-    /// Removes the folders; their empty parents go too (/etc/rancher, /var/lib/rancher,
-    /// /root/.kube), anything else in them stays.
+    /// Removes the folders; their empty parents go too (`EMPTY_PARENTS`), anything else in
+    /// them stays.
     pub fn remove_dirs(paths: &[String]) -> String {
         let ps: Vec<String> = paths.iter().map(|p| q(p)).collect();
         format!(
-            "set -e\nrm -rf -- {}\nrmdir /etc/rancher /var/lib/rancher /root/.kube 2>/dev/null || true",
-            ps.join(" ")
+            "set -e\nrm -rf -- {}\nrmdir {} 2>/dev/null || true",
+            ps.join(" "),
+            EMPTY_PARENTS.join(" ")
         )
     }
 }
@@ -768,6 +805,51 @@ mod tests {
             script::stop(&["k3s.service".into()]),
             "for u in k3s.service; do\n  systemctl stop \"$u\" 2>/dev/null || true\n  systemctl disable \"$u\" 2>/dev/null || true\n  systemctl reset-failed \"$u\" 2>/dev/null || true\ndone\n! systemctl is-active --quiet k3s.service"
         );
+    }
+
+    #[test]
+    fn a_folder_inside_what_is_removed_is_removed_with_it() {
+        // Inside k3s's data folder, or one of its folders itself, however written.
+        assert_eq!(
+            removed_with("/var/lib/rancher/k3s/backups"),
+            Some("/var/lib/rancher/k3s")
+        );
+        assert_eq!(removed_with("/var/lib/kubelet"), Some("/var/lib/kubelet"));
+        assert_eq!(
+            removed_with("//var/lib/./rancher/x/../k3s/server/db/snapshots/"),
+            Some("/var/lib/rancher/k3s")
+        );
+        assert_eq!(removed_with("/etc/rancher/k3s/"), Some("/etc/rancher/k3s"));
+        // Removed as themselves: the parents rmdir takes when empty, the files.
+        assert_eq!(removed_with("/var/lib/rancher"), Some("/var/lib/rancher"));
+        assert_eq!(
+            removed_with("/usr/local/bin/k3s"),
+            Some("/usr/local/bin/k3s")
+        );
+        assert_eq!(
+            removed_with("/root/.kube/config"),
+            Some("/root/.kube/config")
+        );
+        // Beside them, above them, or only sharing a prefix of the name: kept.
+        for kept in [
+            "/var/lib/rancher/k3s-backups",
+            "/var/lib/rancher/backups",
+            "/var/lib/kubelet-backups",
+            "/var/lib",
+            "/",
+            "/var/lib/rancher/k3s/../backups",
+        ] {
+            assert_eq!(removed_with(kept), None, "{kept}");
+        }
+        // The roles' defaults stay.
+        for d in [
+            "/var/backups/postgres",
+            "/var/backups/volumes",
+            "/var/backups/k3s",
+            "/var/lib/labctl/k3s-upgrades",
+        ] {
+            assert_eq!(removed_with(d), None, "{d}");
+        }
     }
 
     #[test]

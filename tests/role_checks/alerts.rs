@@ -31,19 +31,28 @@ const PROMETHEUS_POD: &str = "10.42.0.10";
 /// compiled, vault opened with the example key, the release's values as the site sends them, the
 /// real helm and the kept chart). None: skipped.
 pub(super) fn rendered_monitoring_chart() -> Option<Vec<Value>> {
+    rendered_monitoring_chart_with(&[])
+}
+
+/// [`rendered_monitoring_chart`] with `extra_vars` (KEY=VALUE, as `-e` takes them) over the lab
+/// inventory, e.g. another `monitoring_release`.
+pub(super) fn rendered_monitoring_chart_with(extra_vars: &[&str]) -> Option<Vec<Value>> {
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_labctl"))
-        .current_dir(root())
-        .args([
-            "--vault-key",
-            "inventories/lab/EXAMPLE-ONLY.agekey.txt",
-            "render",
-            "-i",
-            "inventories/lab/hosts.yml",
-            "--limit",
-            "lab-server-1",
-            "--out",
-        ])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labctl"));
+    cmd.current_dir(root()).args([
+        "--vault-key",
+        "inventories/lab/EXAMPLE-ONLY.agekey.txt",
+        "render",
+        "-i",
+        "inventories/lab/hosts.yml",
+        "--limit",
+        "lab-server-1",
+    ]);
+    for e in extra_vars {
+        cmd.args(["-e", e]);
+    }
+    let o = cmd
+        .arg("--out")
         .arg(out.path())
         // Only the chart's output is read here; `render_gate.rs` validates it.
         .env_remove("LABCTL_K8S_SCHEMAS")

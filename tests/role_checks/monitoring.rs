@@ -215,6 +215,52 @@ fn grafana_smtp_credentials_come_from_a_secret_the_role_writes_before_the_releas
     );
 }
 
+/// The Grafana handlers restart and exec into the Deployment the chart really makes, also for a
+/// release whose name holds `grafana` (the chart then names it after the release alone).
+#[test]
+fn the_grafana_handlers_name_the_charts_deployment_for_any_release() {
+    let text = std::fs::read_to_string(root().join("roles/monitoring/role.yml")).unwrap();
+    let handlers = yaml(&text)["handlers"].clone();
+    let engine = Engine::new(&root());
+    for release in ["monitoring", "grafana-lab"] {
+        let Some(chart) = super::alerts::rendered_monitoring_chart_with(&[&format!(
+            "monitoring_release={release}"
+        )]) else {
+            return;
+        };
+        let grafana: Vec<&str> = chart
+            .iter()
+            .filter(|o| {
+                o["kind"] == "Deployment"
+                    && o["metadata"]["labels"]["app.kubernetes.io/name"] == "grafana"
+            })
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        let [deploy] = grafana.as_slice() else {
+            panic!("{release}: one Grafana Deployment, not {grafana:?}")
+        };
+        let ctx = role_ctx("monitoring", &[("monitoring_release", json!(release))]);
+        for h in handlers.as_array().unwrap() {
+            let run = h["command"]["run"].as_str().unwrap();
+            if !run.contains("deploy/") {
+                continue;
+            }
+            let script = engine.render_str(run, &ctx).unwrap().text;
+            let named: BTreeSet<&str> = script
+                .split("deploy/")
+                .skip(1)
+                .map(|t| t.split_whitespace().next().unwrap().trim_end_matches(';'))
+                .collect();
+            assert_eq!(
+                named,
+                BTreeSet::from([*deploy]),
+                "{release}: handler {}:\n{script}",
+                h["name"]
+            );
+        }
+    }
+}
+
 /// The messages in a Maildir (aiosmtpd's Mailbox handler), as text.
 fn mails(maildir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();

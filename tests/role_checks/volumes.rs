@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::alerts::rendered_monitoring_chart;
+use super::alerts::{rendered_monitoring_chart, rendered_monitoring_chart_with};
 use super::*;
 
 /// A plain value of a role's defaults.yml.
@@ -66,6 +66,28 @@ fn operator_claim(o: &Value, ns: &str) -> Option<String> {
     Some(format!("{ns}/{claim}-{kind}-{name}-0"))
 }
 
+/// The claims kube-prometheus-stack's output makes: its own PVCs (Grafana's), its
+/// StatefulSets' claims, and the operator's for each Prometheus and Alertmanager; objects
+/// without a namespace are in `ns`.
+fn chart_claims(chart: &[Value], ns: &str) -> BTreeSet<String> {
+    let mut made = BTreeSet::new();
+    for o in chart {
+        match o["kind"].as_str() {
+            Some("PersistentVolumeClaim") => {
+                made.insert(format!(
+                    "{}/{}",
+                    o["metadata"]["namespace"].as_str().unwrap_or(ns),
+                    o["metadata"]["name"].as_str().unwrap()
+                ));
+            }
+            Some("StatefulSet") => made.extend(statefulset_claims(o)),
+            Some("Prometheus") | Some("Alertmanager") => made.extend(operator_claim(o, ns)),
+            _ => {}
+        }
+    }
+    made
+}
+
 #[test]
 fn the_volume_backup_lists_every_pvc_the_roles_make_but_postgres() {
     let Some(chart) = rendered_monitoring_chart() else {
@@ -81,20 +103,7 @@ fn the_volume_backup_lists_every_pvc_the_roles_make_but_postgres() {
         made.extend(statefulset_claims(&d));
     }
     let ns = default_of("monitoring", "monitoring_namespace");
-    for o in &chart {
-        match o["kind"].as_str() {
-            Some("PersistentVolumeClaim") => {
-                made.insert(format!(
-                    "{}/{}",
-                    o["metadata"]["namespace"].as_str().unwrap_or(&ns),
-                    o["metadata"]["name"].as_str().unwrap()
-                ));
-            }
-            Some("StatefulSet") => made.extend(statefulset_claims(o)),
-            Some("Prometheus") | Some("Alertmanager") => made.extend(operator_claim(o, &ns)),
-            _ => {}
-        }
-    }
+    made.extend(chart_claims(&chart, &ns));
     // Redis's, Grafana's, Prometheus's and Alertmanager's.
     assert_eq!(made.len(), 4, "{made:#?}");
     let list = listed(&role_ctx("backups", &[]));
@@ -105,6 +114,42 @@ fn the_volume_backup_lists_every_pvc_the_roles_make_but_postgres() {
         !list.iter().any(|p| p.starts_with(&format!("{pg_ns}/"))),
         "{list:?}"
     );
+}
+
+/// The chart names its objects after its fullname, which depends on the release name (its
+/// _helpers.tpl): the list must follow it for any release, not only the default `monitoring`.
+/// Each release here is the real chart rendered again with that `monitoring_release`.
+#[test]
+fn the_monitoring_pvcs_follow_any_release_name() {
+    let ns = default_of("monitoring", "monitoring_namespace");
+    for release in [
+        // Short: RELEASE-kube-prometheus-stack fits in the chart's 26 characters.
+        "mon",
+        // Long: cut to 26 right after a `-`, which the chart drops.
+        "lab-observability-staging",
+        // Holding both charts' names: the release itself is the fullname, cut to 26 for
+        // Prometheus and Alertmanager, whole for Grafana.
+        "kube-prometheus-stack-grafana",
+    ] {
+        let Some(chart) =
+            rendered_monitoring_chart_with(&[&format!("monitoring_release={release}")])
+        else {
+            return;
+        };
+        let made = chart_claims(&chart, &ns);
+        assert_eq!(made.len(), 3, "{release}: {made:#?}");
+        let list: BTreeSet<String> = listed(&role_ctx(
+            "backups",
+            &[("monitoring_release", json!(release))],
+        ))
+        .into_iter()
+        .filter(|p| p.starts_with(&format!("{ns}/")))
+        .collect();
+        assert_eq!(
+            list, made,
+            "release {release}: volume_backup_pvcs against the chart's claims"
+        );
+    }
 }
 
 #[test]
@@ -119,8 +164,13 @@ fn the_lab_pvc_names_follow_the_inventory() {
     ));
     assert!(list.contains("cache-staging/data-kv-0"), "{list:?}");
     assert!(list.contains("monitoring/mon-grafana"), "{list:?}");
+    // The chart's fullname for `mon` is mon-kube-prometheus-stack (26 characters fit it whole).
     assert!(
-        list.contains("monitoring/prometheus-mon-kube-prometheus-prometheus-db-prometheus-mon-kube-prometheus-prometheus-0"),
+        list.contains("monitoring/prometheus-mon-kube-prometheus-stack-prometheus-db-prometheus-mon-kube-prometheus-stack-prometheus-0"),
+        "{list:?}"
+    );
+    assert!(
+        list.contains("monitoring/alertmanager-mon-kube-prometheus-stack-alertmanager-db-alertmanager-mon-kube-prometheus-stack-alertmanager-0"),
         "{list:?}"
     );
 }
