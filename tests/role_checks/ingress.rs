@@ -211,3 +211,51 @@ fn traefik_runs_only_on_the_server_dns_points_at() {
         &k3s_node_labels("lab-server-1", true)
     ));
 }
+
+/// The admin UIs' Ingresses point at Services the real kube-prometheus-stack chart makes, for
+/// the default release and for others (whose names the chart derives differently).
+#[test]
+fn the_admin_uis_name_the_monitoring_charts_services_for_any_release() {
+    for release in ["monitoring", "mon", "lab-observability-staging"] {
+        let Some(chart) = super::alerts::rendered_monitoring_chart_with(&[&format!(
+            "monitoring_release={release}"
+        )]) else {
+            return;
+        };
+        let services: Vec<(String, String)> = chart
+            .iter()
+            .filter(|o| o["kind"] == "Service")
+            .map(|o| {
+                (
+                    o["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let objs = objects(
+            "admin-uis.yaml.j2",
+            &[
+                ("lab_domain", json!("lab.test")),
+                ("monitoring_release", json!(release)),
+            ],
+        );
+        for ui in ["grafana-vpn", "alertmanager-vpn"] {
+            let ing = objs
+                .iter()
+                .find(|o| o["kind"] == "Ingress" && o["metadata"]["name"] == ui)
+                .unwrap_or_else(|| panic!("no Ingress {ui}"));
+            let ns = ing["metadata"]["namespace"].as_str().unwrap().to_string();
+            let svc = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                services.contains(&(ns.clone(), svc.clone())),
+                "release {release}: {ui} points at {ns}/{svc}, which the chart does not make; it makes {services:?}"
+            );
+        }
+    }
+}
