@@ -72,6 +72,17 @@ status=0
 include=()
 [ "$LABCTL_E2E" = 1 ] && include=(--include-ignored)
 cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "${include[@]}" "$@" 2>&1 | tee "$log" || status=$?
+# Lints, after the tests (their build is the longer one): formatting, and clippy with warnings
+# as errors, so the code stays clean of what clippy flags. LABCTL_LINT=0 leaves them out.
+if [ "${LABCTL_LINT:-1}" = 1 ]; then
+  for c in rustfmt clippy; do
+    cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c" >/dev/null 2>&1 || true
+  done
+  if ! cargo fmt --check; then echo "test.sh: cargo fmt --check failed (run cargo fmt)" >&2; status=1; fi
+  if ! cargo clippy --locked --quiet --all-targets -- -D warnings; then
+    echo "test.sh: cargo clippy found warnings (above)" >&2; status=1
+  fi
+fi
 # What ran, said once at the end: a skipped test passes in libtest's count, so name each one.
 skipped=$(grep -c '^SKIPPED ' "$log" || true)
 # The end-to-end tests are the #[ignore = "end-to-end …"] ones; count those that passed or failed

@@ -519,8 +519,7 @@ fn offsite_backups_and_restores_on_a_test_host() {
     let newest = lab
         .objects("postgres/daily")
         .into_iter()
-        .filter(|n| n.starts_with("app-"))
-        .next_back()
+        .rfind(|n| n.starts_with("app-"))
         .unwrap();
     assert!(
         out.contains(&format!("using {newest}")),

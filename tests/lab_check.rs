@@ -659,7 +659,10 @@ fn unattended_upgrades_reboot_only_at_a_time_given() {
     // Off by default, and said explicitly (not left to unattended-upgrades' own default).
     assert_eq!(read(&[]), ("false".into(), String::new()));
     let on = ("unattended_reboot", Value::Bool(true));
-    assert_eq!(read(&[on.clone()]), ("true".into(), "04:00".into()));
+    assert_eq!(
+        read(std::slice::from_ref(&on)),
+        ("true".into(), "04:00".into())
+    );
     for t in ["03:30", "now", "23:59"] {
         let got = read(&[
             on.clone(),

@@ -13,8 +13,11 @@ use std::path::Path;
 // `lab::`: the entry points are named after the loaders they feed (`inventory`, `site`, …).
 use labctl::internals as lab;
 
+/// A fuzz target: its name and the loader it feeds.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The loaders that take user input, by fuzz target name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("inventory", inventory),
     ("site", site),
     ("role", role),

@@ -77,6 +77,9 @@ pub fn host_plan(host: &str, planned: &[Planned]) -> HostPlan {
 }
 
 /// One item against the host's facts. `Ok(None)` = in sync; errors name the item.
+// The error carries the item's whole id for its message; it is built at most once per failing
+// item, so its size costs nothing worth a Box on the common path.
+#[allow(clippy::result_large_err)]
 pub fn diff_item(item: &Item, facts: &Facts, keys: &Keys) -> Result<Option<Change>, ItemError> {
     let cx = DiffCx {
         secret: item.secret,

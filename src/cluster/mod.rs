@@ -126,13 +126,12 @@ pub trait Scopes {
 /// Every secret string replaced by [`REDACTED`], recursively (keys stay: they are names).
 pub fn redact(v: &mut Value, secrets: &[String]) {
     match v {
-        Value::String(s) => {
+        Value::String(s)
             if secrets
                 .iter()
-                .any(|x| !x.is_empty() && s.contains(x.as_str()))
-            {
-                *s = REDACTED.to_string();
-            }
+                .any(|x| !x.is_empty() && s.contains(x.as_str())) =>
+        {
+            *s = REDACTED.to_string();
         }
         Value::Array(a) => a.iter_mut().for_each(|x| redact(x, secrets)),
         Value::Object(m) => m.values_mut().for_each(|x| redact(x, secrets)),

@@ -1226,7 +1226,13 @@ mod tests {
         sa_token["type"] = json!("kubernetes.io/service-account-token");
         let base = || vec![at(0, ns("db"))];
         // (case, extra objects, the Secret and key the pod reads, problem expected)
-        let cases: Vec<(&str, Vec<Placed>, (&str, &str), bool)> = vec![
+        type Case = (
+            &'static str,
+            Vec<Placed>,
+            (&'static str, &'static str),
+            bool,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "CNPG app secret",
                 vec![cluster(json!({"instances": 1}))],

@@ -357,7 +357,7 @@ impl Importer {
             };
             let mut t = t.clone();
             let mut w = extra_when.to_vec();
-            w.extend(t.inherit.when.drain(..));
+            w.append(&mut t.inherit.when);
             t.inherit.when = w;
             let tr = tasks::translate(
                 &t,

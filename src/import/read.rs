@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 use crate::error::{Diag, Loc};
 use crate::yaml::{self, Node, NodeV};
 
+/// A `vars_files` entry: where it was named, and its values or why labctl leaves it out.
+pub type VarsFile = (Src, Result<Map<String, Value>, VarsFileLeftOut>);
+
 /// Where something came from: the file as the report shows it, and the line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Src {
@@ -91,7 +94,7 @@ pub struct Play {
     /// Every play key, to be checked by the caller.
     pub keys: Vec<(String, Value)>,
     /// Each `vars_files` entry: its values, or why labctl leaves it out.
-    pub vars_files: Vec<(Src, Result<Map<String, Value>, VarsFileLeftOut>)>,
+    pub vars_files: Vec<VarsFile>,
     pub pre_tasks: Vec<Item>,
     pub roles: Vec<RoleRef>,
     pub tasks: Vec<Item>,

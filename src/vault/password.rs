@@ -27,10 +27,13 @@ enum Source {
     Prompt,
 }
 
+/// Each source's (name, password), or why they could not be read.
+type Loaded = Result<Vec<(String, Secret<Vec<u8>>)>, String>;
+
 pub struct Passwords {
     sources: Vec<Source>,
     /// Filled on first use: each source's password, or why it could not be read.
-    loaded: Mutex<Option<Result<Vec<(String, Secret<Vec<u8>>)>, String>>>,
+    loaded: Mutex<Option<Loaded>>,
 }
 
 impl Passwords {
@@ -106,7 +109,7 @@ impl Passwords {
         }))
     }
 
-    fn load(&self) -> Result<Vec<(String, Secret<Vec<u8>>)>, String> {
+    fn load(&self) -> Loaded {
         let mut out = Vec::new();
         for s in &self.sources {
             match s {

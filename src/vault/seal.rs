@@ -116,13 +116,16 @@ fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
 #[derive(Clone, Copy)]
 struct Der<'a>(&'a [u8]);
 
+/// One DER element: its tag, its whole encoding and its contents.
+type DerElement<'a> = (u8, &'a [u8], &'a [u8]);
+
 impl<'a> Der<'a> {
     fn new(b: &'a [u8]) -> Self {
         Der(b)
     }
 
     /// The next element: (tag, whole encoding, contents), and the rest.
-    fn next(self) -> Option<((u8, &'a [u8], &'a [u8]), Der<'a>)> {
+    fn next(self) -> Option<(DerElement<'a>, Der<'a>)> {
         let b = self.0;
         let tag = *b.first()?;
         let first = *b.get(1)? as usize;
@@ -227,7 +230,7 @@ fn seal_value(
         rng.fill_bytes(&mut k);
         k
     });
-    let padding = rsa::Oaep::new_with_label::<sha2::Sha256, _>(label.to_string());
+    let padding = rsa::Oaep::new_with_label::<sha2::Sha256, _>(label);
     let rsa_ct = key
         .encrypt(rng, padding, session.expose())
         .map_err(|e| format!("RSA-OAEP: {e}"))?;
@@ -491,7 +494,7 @@ mod tests {
         if ct.len() < n + 2 {
             return Err("too short".into());
         }
-        let padding = rsa::Oaep::new_with_label::<sha2::Sha256, _>(label.to_string());
+        let padding = rsa::Oaep::new_with_label::<sha2::Sha256, _>(label);
         let session = key
             .decrypt(padding, &ct[2..n + 2])
             .map_err(|e| e.to_string())?;
