@@ -114,11 +114,7 @@ pub struct Conn {
 impl Conn {
     /// `--accept-new-host-keys` as the transport's policy.
     pub fn host_key_policy(&self) -> crate::transport::HostKeyPolicy {
-        if self.accept_new_host_keys {
-            crate::transport::HostKeyPolicy::AcceptNew
-        } else {
-            crate::transport::HostKeyPolicy::Strict
-        }
+        crate::transport::HostKeyPolicy::from_flag(self.accept_new_host_keys)
     }
 }
 

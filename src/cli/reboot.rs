@@ -76,11 +76,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
     }
     let (targets, server) = targets(g, &a.inventory, &a.pattern)?;
     let o = Opts {
-        host_keys: if a.accept_new_host_keys {
-            crate::transport::HostKeyPolicy::AcceptNew
-        } else {
-            crate::transport::HostKeyPolicy::Strict
-        },
+        host_keys: crate::transport::HostKeyPolicy::from_flag(a.accept_new_host_keys),
         connect_timeout: Duration::from_secs(a.connect_timeout),
         drain_timeout: Duration::from_secs(a.drain_timeout),
         timeout: Duration::from_secs(a.timeout),

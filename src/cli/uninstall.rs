@@ -100,11 +100,7 @@ pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     }
     let targets = uninstall::order(targets);
     let o = Opts {
-        host_keys: if a.accept_new_host_keys {
-            crate::transport::HostKeyPolicy::AcceptNew
-        } else {
-            crate::transport::HostKeyPolicy::Strict
-        },
+        host_keys: crate::transport::HostKeyPolicy::from_flag(a.accept_new_host_keys),
         connect_timeout: Duration::from_secs(a.connect_timeout),
         step_timeout: Duration::from_secs(a.step_timeout),
     };
