@@ -40,7 +40,27 @@ pub fn confirm(g: &Global, t: &Target, o: &Opts, l: Loaded) -> Result<Confirmed,
     }
 }
 
-/// What `reboot` and `remove-node` share before they touch anything: with `check`, print the
+/// The rule `apply`, `reboot`, `remove-node` and `uninstall-cluster` share, checked before
+/// anything is read or contacted: with no terminal to ask on, a run nobody approved (`approved`:
+/// --yes, --check, a saved plan) is refused, exit 3. The message is "refusing to `action`
+/// without confirmation: stdin is not a terminal", then `help` as its `= help:` line.
+pub(super) fn refuse_without_terminal(
+    approved: bool,
+    action: &str,
+    help: &str,
+) -> Result<(), CliError> {
+    if approved || prompt::interactive() {
+        return Ok(());
+    }
+    Err(CliError::new(
+        Exit::BadInput,
+        format!(
+            "refusing to {action} without confirmation: stdin is not a terminal\n  = help: {help}"
+        ),
+    ))
+}
+
+/// What `reboot`, `remove-node` and `uninstall-cluster` share before they touch anything: with `check`, print the
 /// steps (`plan`, or `json()` under --json) and stop; without `yes`, show them and ask
 /// `question`. `Some(exit)`: stop here with it; `None`: go on.
 pub(super) fn check_or_ask(

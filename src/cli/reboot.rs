@@ -68,12 +68,11 @@ pub(super) fn node_name(
 pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is: a script that means to
     // reboot hosts says so.
-    if !a.check && !a.yes && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to reboot without confirmation: stdin is not a terminal\n  = help: pass --yes to reboot without asking, or --check to see the steps",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        a.check || a.yes,
+        "reboot",
+        "pass --yes to reboot without asking, or --check to see the steps",
+    )?;
     let (targets, server) = targets(g, &a.inventory, &a.pattern)?;
     let o = Opts {
         host_keys: crate::transport::HostKeyPolicy::from_flag(a.accept_new_host_keys),

@@ -48,12 +48,11 @@ pub struct RemoveNodeArgs {
 
 pub fn run(g: &Global, a: RemoveNodeArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is.
-    if !a.check && !a.yes && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to remove a node without confirmation: stdin is not a terminal\n  = help: pass --yes to remove it without asking, or --check to see the steps",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        a.check || a.yes,
+        "remove a node",
+        "pass --yes to remove it without asking, or --check to see the steps",
+    )?;
     let sh = &g.sh;
     let (inv, all, vars) = super::adhoc::targets_with_vars(g, &a.inventory, "all")?;
     let Some(conn) = all

@@ -65,12 +65,11 @@ const KEPT_VARS: [&str; 4] = [
 
 pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is.
-    if !a.check && !a.yes && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to uninstall the cluster without confirmation: stdin is not a terminal\n  = help: pass --yes to uninstall it without asking, or --check to see the steps",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        a.check || a.yes,
+        "uninstall the cluster",
+        "pass --yes to uninstall it without asking, or --check to see the steps",
+    )?;
     let sh = &g.sh;
     let t = super::Target {
         site: a.site.clone(),
