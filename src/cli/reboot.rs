@@ -233,18 +233,15 @@ fn progress(sh: &Shell, e: Event, o: &Opts) {
 }
 
 pub(super) fn recap(sh: &Shell, reports: &[HostReport]) -> String {
-    let mut t = String::from("\nReboot recap\n");
-    for r in reports {
-        let word = match r.status {
-            Status::Rebooted => sh.paint("32", "rebooted"),
-            Status::Failed => sh.paint("31", "FAILED"),
-            Status::Untouched => sh.paint("33", "untouched"),
-        };
-        t.push_str(&format!("  {:<20} {word}", r.host));
-        if let Some(e) = &r.error {
-            t.push_str(&format!(": {e}"));
-        }
-        t.push('\n');
-    }
-    t
+    crate::ui::host_recap(
+        "Reboot recap",
+        reports.iter().map(|r| {
+            let word = match r.status {
+                Status::Rebooted => sh.paint("32", "rebooted"),
+                Status::Failed => sh.paint("31", "FAILED"),
+                Status::Untouched => sh.paint("33", "untouched"),
+            };
+            (r.host.as_str(), word, r.error.as_deref())
+        }),
+    )
 }

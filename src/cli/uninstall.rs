@@ -280,19 +280,17 @@ fn progress(sh: &Shell, e: Event) {
 }
 
 fn recap(sh: &Shell, reports: &[HostReport]) -> String {
-    let mut t = String::from("\nUninstall recap\n");
-    for r in reports {
-        let word = match r.status {
-            Status::Uninstalled => sh.paint("32", "uninstalled"),
-            Status::NothingToDo => sh.paint("32", "nothing to do"),
-            Status::Failed => sh.paint("31", "FAILED"),
-        };
-        t.push_str(&format!("  {:<20} {word}", r.host));
-        if let Some(e) = &r.error {
-            t.push_str(&format!(": {e}"));
-        }
-        t.push('\n');
-    }
+    let mut t = crate::ui::host_recap(
+        "Uninstall recap",
+        reports.iter().map(|r| {
+            let word = match r.status {
+                Status::Uninstalled => sh.paint("32", "uninstalled"),
+                Status::NothingToDo => sh.paint("32", "nothing to do"),
+                Status::Failed => sh.paint("31", "FAILED"),
+            };
+            (r.host.as_str(), word, r.error.as_deref())
+        }),
+    );
     let kept: Vec<String> = reports
         .iter()
         .flat_map(|r| {
