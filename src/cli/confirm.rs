@@ -60,18 +60,19 @@ pub(super) fn refuse_without_terminal(
     ))
 }
 
-/// What `reboot`, `remove-node` and `uninstall-cluster` share before they touch anything: with `check`, print the
-/// steps (`plan`, or `json()` under --json) and stop; without `yes`, show them and ask
-/// `question`. `Some(exit)`: stop here with it; `None`: go on.
+/// What `reboot`, `remove-node` and `uninstall-cluster` share before they touch anything: with
+/// `check`, print the steps (`plan`, or `json()` under --json) and stop; without `yes`, show
+/// them followed by `will` (what is about to happen, or nothing) and ask `question`.
+/// `Some(exit)`: stop here with it; `None`: go on.
 pub(super) fn check_or_ask(
-    sh: &crate::ui::Shell,
     g: &Global,
     command: &str,
     (check, yes): (bool, bool),
-    plan: &str,
+    (plan, will): (&str, &str),
     json: impl FnOnce() -> serde_json::Value,
     question: &str,
 ) -> Result<Option<Exit>, CliError> {
+    let sh = &g.sh;
     if check {
         if g.json {
             sh.out(&crate::ui::json_envelope(command, &json())?);
@@ -82,7 +83,7 @@ pub(super) fn check_or_ask(
         return Ok(Some(Exit::Ok));
     }
     if !yes {
-        sh.err(plan);
+        sh.err(&format!("{plan}{will}"));
         if !prompt::confirm(question) {
             sh.status("Cancelled", "nothing was changed");
             return Ok(Some(Exit::Refused));

@@ -85,16 +85,15 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
 
     let sh = &g.sh;
     let plan = plan_text(&targets, server.as_ref(), &o);
-    let asked = format!(
-        "{plan}\nlabctl will reboot {} host(s) above, one at a time.\n",
+    let will = format!(
+        "\nlabctl will reboot {} host(s) above, one at a time.\n",
         targets.len()
     );
     if let Some(exit) = super::confirm::check_or_ask(
-        sh,
         g,
         "reboot",
         (a.check, a.yes),
-        if a.check { &plan } else { &asked },
+        (&plan, &will),
         || plan_json(&targets, &o),
         "Reboot them? Only 'yes' is accepted",
     )? {

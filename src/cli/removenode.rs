@@ -139,11 +139,10 @@ pub fn run(g: &Global, a: RemoveNodeArgs) -> Result<Exit, CliError> {
     let steps = removenode::steps(&r);
     let plan = plan_text(&r, &steps, &o);
     if let Some(exit) = super::confirm::check_or_ask(
-        sh,
         g,
         "remove-node",
         (a.check, a.yes),
-        &plan,
+        (&plan, ""),
         || json!({ "host": r.host, "in_inventory": true, "node": r.node, "steps": steps }),
         &format!("Remove {} from the lab? Only 'yes' is accepted", r.host),
     )? {

@@ -104,16 +104,15 @@ pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
         step_timeout: Duration::from_secs(a.step_timeout),
     };
     let plan = plan_text(&targets)?;
-    let asked = format!(
-        "{plan}\nlabctl will uninstall k3s from the {} host(s) above: the cluster, its workloads and its volumes are gone afterwards.\n",
+    let will = format!(
+        "\nlabctl will uninstall k3s from the {} host(s) above: the cluster, its workloads and its volumes are gone afterwards.\n",
         targets.len()
     );
     if let Some(exit) = super::confirm::check_or_ask(
-        sh,
         g,
         "uninstall-cluster",
         (a.check, a.yes),
-        if a.check { &plan } else { &asked },
+        (&plan, &will),
         || plan_json(&targets),
         "Uninstall the cluster? Only 'yes' is accepted",
     )? {
