@@ -1,6 +1,8 @@
 //! `apply` on a terminal: show the plan, ask, then apply exactly that plan (Terraform's way).
 //! The answered plan is applied as a saved plan would be, so a host that moved between the
-//! question and the answer is refused rather than changed in a way nobody read.
+//! question and the answer is refused rather than changed in a way nobody read. Also the frame
+//! the commands that ask share: the refusal without a terminal, `--check` or the question, and
+//! (`reboot`, `uninstall-cluster`) the JSON or recap at the end.
 
 use crate::apply::Opts;
 use crate::error::{CliError, Exit};
@@ -58,6 +60,25 @@ pub(super) fn refuse_without_terminal(
             "refusing to {action} without confirmation: stdin is not a terminal\n  = help: {help}"
         ),
     ))
+}
+
+/// How `reboot` and `uninstall-cluster` end: `{"hosts": reports}` under --json, else their
+/// `recap`.
+pub(super) fn print_reports<T: serde::Serialize>(
+    g: &Global,
+    command: &str,
+    reports: &[T],
+    recap: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    if g.json {
+        g.sh.out(&crate::ui::json_envelope(
+            command,
+            &serde_json::json!({ "hosts": reports }),
+        )?);
+    } else {
+        g.sh.out(&recap());
+    }
+    Ok(())
 }
 
 /// What `reboot`, `remove-node` and `uninstall-cluster` share before they touch anything: with

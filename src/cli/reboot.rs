@@ -100,14 +100,7 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
         return Ok(exit);
     }
     let reports = roll(sh, &targets, server.as_ref(), &o);
-    if g.json {
-        sh.out(&crate::ui::json_envelope(
-            "reboot",
-            &json!({ "hosts": reports }),
-        )?);
-    } else {
-        sh.out(&recap(sh, &reports));
-    }
+    super::confirm::print_reports(g, "reboot", &reports, || recap(sh, &reports))?;
     Ok(reboot::exit_of(&reports))
 }
 

@@ -120,14 +120,7 @@ pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     }
     let on = |e: Event| progress(sh, e);
     let (reports, exit) = super::engine::runtime().block_on(uninstall::uninstall(targets, &o, &on));
-    if g.json {
-        sh.out(&crate::ui::json_envelope(
-            "uninstall-cluster",
-            &json!({ "hosts": reports }),
-        )?);
-    } else {
-        sh.out(&recap(sh, &reports));
-    }
+    super::confirm::print_reports(g, "uninstall-cluster", &reports, || recap(sh, &reports))?;
     Ok(exit)
 }
 
