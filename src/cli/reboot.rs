@@ -20,12 +20,7 @@ pub struct RebootArgs {
     /// Host pattern (as --limit takes it): `all`, a group, a host, `web*`, `a:!b`
     pattern: String,
     /// Inventory file (Ansible YAML format)
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = super::INVENTORY_ENV, default_value = super::INVENTORY)]
     inventory: PathBuf,
     /// Print what would be done, host by host, and change nothing (no host is contacted)
     #[arg(long)]

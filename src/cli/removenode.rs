@@ -23,12 +23,7 @@ pub struct RemoveNodeArgs {
     #[arg(default_value = "site.yml")]
     site: PathBuf,
     /// Inventory file (Ansible YAML format, or INI); the host's lines are cut out of it
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = super::INVENTORY_ENV, default_value = super::INVENTORY)]
     inventory: PathBuf,
     /// Extra vars for the convergence, as apply takes them: key=value or @file.yml
     #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]

@@ -23,12 +23,7 @@ pub struct UninstallArgs {
     #[arg(default_value = "site.yml")]
     site: PathBuf,
     /// Inventory file (Ansible YAML format, or INI)
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = super::INVENTORY_ENV, default_value = super::INVENTORY)]
     inventory: PathBuf,
     /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
     #[arg(short = 'l', long)]
