@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use crate::error::{CliError, Exit};
 use crate::inventory::{pattern, Inventory, VarLayer};
 use crate::template::Engine;
-use crate::transport::{HostKeyPolicy, Transport, TransportError};
+use crate::transport::{Transport, TransportError};
 
 use super::{load, Conn, Global};
 
@@ -93,11 +93,7 @@ fn run_on(
     targets: Vec<(String, crate::inventory::Conn)>,
     script: String,
 ) -> Result<Exit, CliError> {
-    let policy = if c.accept_new_host_keys {
-        HostKeyPolicy::AcceptNew
-    } else {
-        HostKeyPolicy::Strict
-    };
+    let policy = c.host_key_policy();
     let connect_timeout = Duration::from_secs(c.connect_timeout);
     let step_timeout = Duration::from_secs(c.step_timeout);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -39,6 +39,12 @@ const EXIT_CODES: &str = "Exit codes:
   6    every failing host was unreachable
   130  interrupted";
 
+/// `-i/--inventory` where no flag says otherwise, and the variable that says so for every command
+/// that takes one (`run`, `kubectl`, `inventory`, `reboot`, `remove-node`, `uninstall-cluster`
+/// and the site commands).
+const INVENTORY: &str = "inventories/lab/hosts.yml";
+const INVENTORY_ENV: &str = "LABCTL_INVENTORY";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "labctl",
@@ -75,12 +81,7 @@ pub struct Target {
     #[arg(default_value = "site.yml")]
     pub site: PathBuf,
     /// Inventory file (Ansible YAML format)
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = INVENTORY_ENV, default_value = INVENTORY)]
     pub inventory: PathBuf,
     #[command(flatten)]
     pub select: crate::site::select::Selection,
@@ -114,11 +115,7 @@ pub struct Conn {
 impl Conn {
     /// `--accept-new-host-keys` as the transport's policy.
     pub fn host_key_policy(&self) -> crate::transport::HostKeyPolicy {
-        if self.accept_new_host_keys {
-            crate::transport::HostKeyPolicy::AcceptNew
-        } else {
-            crate::transport::HostKeyPolicy::Strict
-        }
+        crate::transport::HostKeyPolicy::from_flag(self.accept_new_host_keys)
     }
 }
 
@@ -226,12 +223,7 @@ enum Cmd {
     /// Print hosts, groups and merged vars (like ansible-inventory --list); secrets shown as <secret>
     Inventory {
         /// Inventory file
-        #[arg(
-            short = 'i',
-            long,
-            env = "LABCTL_INVENTORY",
-            default_value = "inventories/lab/hosts.yml"
-        )]
+        #[arg(short = 'i', long, env = INVENTORY_ENV, default_value = INVENTORY)]
         inventory: PathBuf,
         /// Only this host's vars
         #[arg(long, conflicts_with = "list")]
@@ -271,12 +263,7 @@ enum Cmd {
         /// The command line, after `--`
         #[arg(last = true, required = true)]
         command: Vec<String>,
-        #[arg(
-            short = 'i',
-            long,
-            env = "LABCTL_INVENTORY",
-            default_value = "inventories/lab/hosts.yml"
-        )]
+        #[arg(short = 'i', long, env = INVENTORY_ENV, default_value = INVENTORY)]
         inventory: PathBuf,
         /// Run as root (sudo -n), whatever ansible_become says
         #[arg(short = 'b', long = "become")]
@@ -317,12 +304,7 @@ enum Cmd {
         /// Run it on this host instead
         #[arg(long, value_name = "HOST")]
         on: Option<String>,
-        #[arg(
-            short = 'i',
-            long,
-            env = "LABCTL_INVENTORY",
-            default_value = "inventories/lab/hosts.yml"
-        )]
+        #[arg(short = 'i', long, env = INVENTORY_ENV, default_value = INVENTORY)]
         inventory: PathBuf,
         #[command(flatten)]
         conn: Conn,

@@ -20,12 +20,7 @@ pub struct RebootArgs {
     /// Host pattern (as --limit takes it): `all`, a group, a host, `web*`, `a:!b`
     pattern: String,
     /// Inventory file (Ansible YAML format)
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = super::INVENTORY_ENV, default_value = super::INVENTORY)]
     inventory: PathBuf,
     /// Print what would be done, host by host, and change nothing (no host is contacted)
     #[arg(long)]
@@ -68,19 +63,14 @@ pub(super) fn node_name(
 pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is: a script that means to
     // reboot hosts says so.
-    if !a.check && !a.yes && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to reboot without confirmation: stdin is not a terminal\n  = help: pass --yes to reboot without asking, or --check to see the steps",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        a.check || a.yes,
+        "reboot",
+        "pass --yes to reboot without asking, or --check to see the steps",
+    )?;
     let (targets, server) = targets(g, &a.inventory, &a.pattern)?;
     let o = Opts {
-        host_keys: if a.accept_new_host_keys {
-            crate::transport::HostKeyPolicy::AcceptNew
-        } else {
-            crate::transport::HostKeyPolicy::Strict
-        },
+        host_keys: crate::transport::HostKeyPolicy::from_flag(a.accept_new_host_keys),
         connect_timeout: Duration::from_secs(a.connect_timeout),
         drain_timeout: Duration::from_secs(a.drain_timeout),
         timeout: Duration::from_secs(a.timeout),
@@ -90,30 +80,22 @@ pub fn run(g: &Global, a: RebootArgs) -> Result<Exit, CliError> {
 
     let sh = &g.sh;
     let plan = plan_text(&targets, server.as_ref(), &o);
-    let asked = format!(
-        "{plan}\nlabctl will reboot {} host(s) above, one at a time.\n",
+    let will = format!(
+        "\nlabctl will reboot {} host(s) above, one at a time.\n",
         targets.len()
     );
     if let Some(exit) = super::confirm::check_or_ask(
-        sh,
         g,
         "reboot",
         (a.check, a.yes),
-        if a.check { &plan } else { &asked },
+        (&plan, &will),
         || plan_json(&targets, &o),
         "Reboot them? Only 'yes' is accepted",
     )? {
         return Ok(exit);
     }
     let reports = roll(sh, &targets, server.as_ref(), &o);
-    if g.json {
-        sh.out(&crate::ui::json_envelope(
-            "reboot",
-            &json!({ "hosts": reports }),
-        )?);
-    } else {
-        sh.out(&recap(sh, &reports));
-    }
+    super::confirm::print_reports(g, "reboot", &reports, || recap(sh, &reports))?;
     Ok(reboot::exit_of(&reports))
 }
 
@@ -238,18 +220,15 @@ fn progress(sh: &Shell, e: Event, o: &Opts) {
 }
 
 pub(super) fn recap(sh: &Shell, reports: &[HostReport]) -> String {
-    let mut t = String::from("\nReboot recap\n");
-    for r in reports {
-        let word = match r.status {
-            Status::Rebooted => sh.paint("32", "rebooted"),
-            Status::Failed => sh.paint("31", "FAILED"),
-            Status::Untouched => sh.paint("33", "untouched"),
-        };
-        t.push_str(&format!("  {:<20} {word}", r.host));
-        if let Some(e) = &r.error {
-            t.push_str(&format!(": {e}"));
-        }
-        t.push('\n');
-    }
-    t
+    crate::ui::host_recap(
+        "Reboot recap",
+        reports.iter().map(|r| {
+            let word = match r.status {
+                Status::Rebooted => sh.paint("32", "rebooted"),
+                Status::Failed => sh.paint("31", "FAILED"),
+                Status::Untouched => sh.paint("33", "untouched"),
+            };
+            (r.host.as_str(), word, r.error.as_deref())
+        }),
+    )
 }

@@ -23,12 +23,7 @@ pub struct RemoveNodeArgs {
     #[arg(default_value = "site.yml")]
     site: PathBuf,
     /// Inventory file (Ansible YAML format, or INI); the host's lines are cut out of it
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = super::INVENTORY_ENV, default_value = super::INVENTORY)]
     inventory: PathBuf,
     /// Extra vars for the convergence, as apply takes them: key=value or @file.yml
     #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
@@ -48,12 +43,11 @@ pub struct RemoveNodeArgs {
 
 pub fn run(g: &Global, a: RemoveNodeArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is.
-    if !a.check && !a.yes && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to remove a node without confirmation: stdin is not a terminal\n  = help: pass --yes to remove it without asking, or --check to see the steps",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        a.check || a.yes,
+        "remove a node",
+        "pass --yes to remove it without asking, or --check to see the steps",
+    )?;
     let sh = &g.sh;
     let (inv, all, vars) = super::adhoc::targets_with_vars(g, &a.inventory, "all")?;
     let Some(conn) = all
@@ -140,11 +134,10 @@ pub fn run(g: &Global, a: RemoveNodeArgs) -> Result<Exit, CliError> {
     let steps = removenode::steps(&r);
     let plan = plan_text(&r, &steps, &o);
     if let Some(exit) = super::confirm::check_or_ask(
-        sh,
         g,
         "remove-node",
         (a.check, a.yes),
-        &plan,
+        (&plan, ""),
         || json!({ "host": r.host, "in_inventory": true, "node": r.node, "steps": steps }),
         &format!("Remove {} from the lab? Only 'yes' is accepted", r.host),
     )? {

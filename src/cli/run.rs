@@ -69,12 +69,11 @@ pub fn apply(
     let t0 = Instant::now();
     // Refused before anything is read or contacted (Terraform's rule): a script that means to
     // change hosts says so with --yes, or applies a plan someone saved and read.
-    if saved.is_none() && approve == Approve::Ask && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to apply without confirmation: stdin is not a terminal\n  = help: pass --yes to apply without asking, or `labctl plan --out FILE` and then `labctl apply --plan FILE`",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        saved.is_some() || approve == Approve::Yes,
+        "apply",
+        "pass --yes to apply without asking, or `labctl plan --out FILE` and then `labctl apply --plan FILE`",
+    )?;
     let (mut run, started) = super::history::Run::start(t);
     let r = apply_run(g, t, c, saved, approve, &mut run, timings.then_some(t0));
     run.exit = match &r {

@@ -23,12 +23,7 @@ pub struct UninstallArgs {
     #[arg(default_value = "site.yml")]
     site: PathBuf,
     /// Inventory file (Ansible YAML format, or INI)
-    #[arg(
-        short = 'i',
-        long,
-        env = "LABCTL_INVENTORY",
-        default_value = "inventories/lab/hosts.yml"
-    )]
+    #[arg(short = 'i', long, env = super::INVENTORY_ENV, default_value = super::INVENTORY)]
     inventory: PathBuf,
     /// Only these hosts: a pattern like `lab`, `lab-1`, `all:!k3s_agents`, `web*`
     #[arg(short = 'l', long)]
@@ -65,12 +60,11 @@ const KEPT_VARS: [&str; 4] = [
 
 pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     // Refused before anything is read or contacted, as `apply` is.
-    if !a.check && !a.yes && !crate::prompt::interactive() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            "refusing to uninstall the cluster without confirmation: stdin is not a terminal\n  = help: pass --yes to uninstall it without asking, or --check to see the steps",
-        ));
-    }
+    super::confirm::refuse_without_terminal(
+        a.check || a.yes,
+        "uninstall the cluster",
+        "pass --yes to uninstall it without asking, or --check to see the steps",
+    )?;
     let sh = &g.sh;
     let t = super::Target {
         site: a.site.clone(),
@@ -100,25 +94,20 @@ pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     }
     let targets = uninstall::order(targets);
     let o = Opts {
-        host_keys: if a.accept_new_host_keys {
-            crate::transport::HostKeyPolicy::AcceptNew
-        } else {
-            crate::transport::HostKeyPolicy::Strict
-        },
+        host_keys: crate::transport::HostKeyPolicy::from_flag(a.accept_new_host_keys),
         connect_timeout: Duration::from_secs(a.connect_timeout),
         step_timeout: Duration::from_secs(a.step_timeout),
     };
     let plan = plan_text(&targets)?;
-    let asked = format!(
-        "{plan}\nlabctl will uninstall k3s from the {} host(s) above: the cluster, its workloads and its volumes are gone afterwards.\n",
+    let will = format!(
+        "\nlabctl will uninstall k3s from the {} host(s) above: the cluster, its workloads and its volumes are gone afterwards.\n",
         targets.len()
     );
     if let Some(exit) = super::confirm::check_or_ask(
-        sh,
         g,
         "uninstall-cluster",
         (a.check, a.yes),
-        if a.check { &plan } else { &asked },
+        (&plan, &will),
         || plan_json(&targets),
         "Uninstall the cluster? Only 'yes' is accepted",
     )? {
@@ -126,14 +115,7 @@ pub fn run(g: &Global, a: UninstallArgs) -> Result<Exit, CliError> {
     }
     let on = |e: Event| progress(sh, e);
     let (reports, exit) = super::engine::runtime().block_on(uninstall::uninstall(targets, &o, &on));
-    if g.json {
-        sh.out(&crate::ui::json_envelope(
-            "uninstall-cluster",
-            &json!({ "hosts": reports }),
-        )?);
-    } else {
-        sh.out(&recap(sh, &reports));
-    }
+    super::confirm::print_reports(g, "uninstall-cluster", &reports, || recap(sh, &reports))?;
     Ok(exit)
 }
 
@@ -285,19 +267,17 @@ fn progress(sh: &Shell, e: Event) {
 }
 
 fn recap(sh: &Shell, reports: &[HostReport]) -> String {
-    let mut t = String::from("\nUninstall recap\n");
-    for r in reports {
-        let word = match r.status {
-            Status::Uninstalled => sh.paint("32", "uninstalled"),
-            Status::NothingToDo => sh.paint("32", "nothing to do"),
-            Status::Failed => sh.paint("31", "FAILED"),
-        };
-        t.push_str(&format!("  {:<20} {word}", r.host));
-        if let Some(e) = &r.error {
-            t.push_str(&format!(": {e}"));
-        }
-        t.push('\n');
-    }
+    let mut t = crate::ui::host_recap(
+        "Uninstall recap",
+        reports.iter().map(|r| {
+            let word = match r.status {
+                Status::Uninstalled => sh.paint("32", "uninstalled"),
+                Status::NothingToDo => sh.paint("32", "nothing to do"),
+                Status::Failed => sh.paint("31", "FAILED"),
+            };
+            (r.host.as_str(), word, r.error.as_deref())
+        }),
+    );
     let kept: Vec<String> = reports
         .iter()
         .flat_map(|r| {

@@ -118,6 +118,18 @@ pub enum HostKeyPolicy {
     AcceptNew,
 }
 
+impl HostKeyPolicy {
+    /// `--accept-new-host-keys` as a policy: every command that connects spells the flag the
+    /// same way, so it is read in one place.
+    pub fn from_flag(accept_new_host_keys: bool) -> Self {
+        if accept_new_host_keys {
+            HostKeyPolicy::AcceptNew
+        } else {
+            HostKeyPolicy::Strict
+        }
+    }
+}
+
 impl Transport {
     pub async fn connect(
         conn: &Conn,

@@ -197,3 +197,9 @@ fn stderr_tail_keeps_the_last_eight_non_blank_lines() {
         "{tail}"
     );
 }
+
+#[test]
+fn host_key_policy_from_the_flag() {
+    assert_eq!(HostKeyPolicy::from_flag(true), HostKeyPolicy::AcceptNew);
+    assert_eq!(HostKeyPolicy::from_flag(false), HostKeyPolicy::Strict);
+}

@@ -361,10 +361,43 @@ pub fn render_recap(sh: &Shell, recaps: &[Recap]) -> String {
     s
 }
 
+/// The recap after `reboot` and `uninstall-cluster`: a blank line, `title`, then one line a
+/// host, `  HOST  WORD` (the host padded to 20) and `: ERROR` when it failed. `word` comes
+/// painted: each command has its own words and colours.
+pub fn host_recap<'a>(
+    title: &str,
+    rows: impl IntoIterator<Item = (&'a str, String, Option<&'a str>)>,
+) -> String {
+    let mut t = format!("\n{title}\n");
+    for (host, word, error) in rows {
+        t.push_str(&format!("  {host:<20} {word}"));
+        if let Some(e) = error {
+            t.push_str(&format!(": {e}"));
+        }
+        t.push('\n');
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::{Change, HostError, ResourceId, SavedSelection, PLAN_FORMAT};
+
+    #[test]
+    fn host_recap_pads_hosts_and_adds_errors() {
+        let t = host_recap(
+            "Reboot recap",
+            [
+                ("lab-1", "rebooted".to_string(), None),
+                ("lab-2", "FAILED".to_string(), Some("no answer")),
+            ],
+        );
+        assert_eq!(
+            t,
+            "\nReboot recap\n  lab-1                rebooted\n  lab-2                FAILED: no answer\n"
+        );
+    }
 
     fn sample() -> Plan {
         let ch = |id: &str, a: Action, reasons: &[&str], diff: Option<&str>| Change {
