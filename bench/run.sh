@@ -18,6 +18,7 @@ for c in cargo python3 ssh nsenter; do
     command -v "$c" >/dev/null || { echo "bench/run.sh: missing $c" >&2; exit 1; }
 done
 command -v strace >/dev/null || echo "bench/run.sh: strace not found: BENCHMARKS.md will have no controller trace (apt-get install -y strace)" >&2
+command -v perf >/dev/null || echo "bench/run.sh: perf not found: BENCHMARKS.md will have no CPU-by-program table (apt-get install -y linux-perf)" >&2
 
 # 1. A private virtualenv with pinned Ansible and pyinfra, from PyPI. The `ansible` package bundles
 #    the community.general and ansible.posix collections, so Ansible Galaxy is not needed.

@@ -426,6 +426,65 @@ def phase_kind(label):
     return "other"
 
 
+PERF_HZ = 1000
+
+
+def have_perf():
+    """`perf` that can sample the whole machine (Debian: apt-get install linux-perf)."""
+    if not shutil.which("perf"):
+        return False
+    try:
+        return subprocess.run(["perf", "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def perf_by_program(data):
+    """{program: CPU ms} from a whole-machine `perf record -e cpu-clock -F PERF_HZ`: each sample
+    is one CPU's 1/PERF_HZ s, attributed to the program (comm) running then. perf's own samples
+    and the idle task's are left out. Empty when perf could not record (e.g. no permission)."""
+    try:
+        out = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "comm",
+                              "--show-nr-samples", "-q"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=300).stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    progs = {}
+    for line in out.splitlines():
+        f = line.split(None, 2)
+        # swapper: the idle task (cpu-clock samples idle CPUs too).
+        if len(f) == 3 and f[0].endswith("%") and f[1].isdigit() and f[2].strip() not in ("perf", "swapper"):
+            progs[f[2].strip()] = progs.get(f[2].strip(), 0) + int(f[1]) * 1000 / PERF_HZ
+    return progs
+
+
+def by_program_table(res, top=14):
+    """The machine's CPU by program for labctl's breakdown runs (perf), per size and run."""
+    rows = []
+    for n in res["hosts"]:
+        R = res["n"].get(str(n)) or {}
+        for key, what in (("first_timings", "first converge"), ("noop_timings", "no-op plan")):
+            bp = (R.get(key) or {}).get("by_program")
+            if not bp:
+                continue
+            total = sum(bp.values())
+            items = sorted(bp.items(), key=lambda kv: -kv[1])
+            shown = ", ".join(f"{k} {v:.0f}" for k, v in items[:top])
+            rest = total - sum(v for _, v in items[:top])
+            rows.append(f"| {n} | {what} | {total:.0f} | {total / n:.0f} | {shown}"
+                        + (f", others {rest:.0f}" if rest >= 1 else "") + " |")
+    if not rows:
+        return ""
+    return ("The same `--timings` runs under `perf record -a -e cpu-clock` (every CPU sampled "
+            f"{PERF_HZ} times a second): the machine's CPU milliseconds by program, whoever ran it: labctl "
+            "and its `ssh` clients on the controller; `sshd`, the shells and every program a step or the "
+            "probe starts on the hosts (`python3` is ufw's frontend, `iptables*`/`ufw-init` its loading of "
+            "the rules). Samples are not exact: ±1 ms per program at best.\n\n"
+            "| hosts | run | machine CPU ms | per host | by program, ms |\n|---|---|---|---|---|\n"
+            + "\n".join(rows))
+
+
 def summarize_timings(t):
     """labctl's `--timings` JSON → per phase kind, the median over hosts of each host's sum
     (wall, waiting on the host, the controller's part) and of its remote executions."""
@@ -508,15 +567,23 @@ class Bench:
 
     def breakdown(self, lab, mode):
         """One labctl run with `--timings --json` (not one of the timed runs): where its time
-        went, per phase kind, as the median over hosts (see `phase_kind`)."""
+        went, per phase kind, as the median over hosts (see `phase_kind`); and, when `perf` is
+        here, where the whole machine's CPU went during it, by program (`perf_by_program`)."""
         argv, cwd, env = lab.tool_cmd("labctl", mode)
         argv = [a for a in argv if a not in ("--color", "never")] + ["--timings", "--json"]
+        data = WORK / f"perf-{lab.name}-{mode}.data"
+        perf = have_perf()
+        if perf:
+            WORK.mkdir(parents=True, exist_ok=True)
+            argv = ["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", str(PERF_HZ), "-o", str(data), "--", *argv]
         dt, rc, out = run(argv, cwd=cwd, env=env, check=False)
         if rc != 0:
             raise BenchError(f"labctl {mode} --timings --json exited {rc}")
         t = json.loads(out[out.index("{"):])["timings"]
         b = summarize_timings(t)
         b["wall_s_outside"] = dt
+        if perf:
+            b["by_program"] = perf_by_program(data)
         log(f"  timings    labctl {mode}: {b['wall_ms']:.0f} ms, labctl CPU {b['cpu_ms']:.0f} ms, "
             + ", ".join(f"{k} {v['wall_ms']:.0f} ms" for k, v in b["kinds"].items()))
         return b
@@ -989,6 +1056,7 @@ def report(res, cmdline):
     w("")
     w(targets(res))
     w("")
+    bp = by_program_table(res)
     ct = cpu_table(res)
     if ct:
         w("## What the machine's CPUs allow")
@@ -1000,6 +1068,9 @@ def report(res, cmdline):
     bd = breakdown_table(res)
     if bd:
         w(bd)
+        w("")
+    if bp:
+        w(bp)
         w("")
     for n in res["hosts"]:
         R = res["n"].get(str(n))
@@ -1426,6 +1497,9 @@ def first_only(a):
             print(f"{n} host(s) pyinfra/labctl: {R['first']['pyinfra']['median'] / R['first']['labctl']['median']:.1f}x")
     print("load average start", " ".join(b.res["load"]["start"]), "end", " ".join(b.res["load"]["end"]))
     table = breakdown_table(b.res)
+    if table:
+        print("\n" + table)
+    table = by_program_table(b.res)
     if table:
         print("\n" + table)
 
