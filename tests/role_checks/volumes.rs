@@ -174,3 +174,188 @@ fn the_lab_pvc_names_follow_the_inventory() {
         "{list:?}"
     );
 }
+
+// ---- the scripts, run here with a stand-in kubectl (no cluster, no root) ----
+
+/// A scratch lab for scripts/volume-backup.sh: one PVC `apps/uploads` bound to the local
+/// folder `vol`, archives (and the script's work folder) into `out`, the metric into `prom`.
+struct BackupBench {
+    dir: tempfile::TempDir,
+}
+
+impl BackupBench {
+    fn new() -> BackupBench {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["vol", "out", "prom", "bin"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("vol/data"), "volume data\n").unwrap();
+        // The API server's answers to the script's three questions.
+        let kubectl = format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *'get pvc -A -l'*) ;;\n  *'get pvc -A'*) printf 'apps/uploads\\tBound\\tpv1\\n' ;;\n  *'get pv '*) printf 'pv1\\t{}\\t\\n' ;;\nesac\n",
+            d.join("vol").display()
+        );
+        let k = d.join("kubectl");
+        std::fs::write(&k, kubectl).unwrap();
+        // A tar that writes part of its archive, says who it is, then hangs: a run caught mid-tar.
+        let slow = "#!/bin/sh\ncase \" $* \" in *' --create '*) ;; *) exec tar \"$@\" ;; esac\n\
+                    while [ $# -gt 0 ]; do [ \"$1\" = --file ] && f=$2; shift; done\n\
+                    printf 'half an archive' >\"$f\"; echo $$ >\"$SLOW_TAR_PID\"; exec sleep 60\n";
+        std::fs::write(d.join("bin/tar"), slow).unwrap();
+        for f in [k, d.join("bin/tar")] {
+            run(Command::new("chmod").arg("755").arg(f));
+        }
+        BackupBench { dir }
+    }
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+    /// The script with the bench's settings; `slow`: with the hanging tar first in PATH.
+    fn command(&self, slow: bool) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(root().join("scripts/volume-backup.sh"))
+            .env("VOLUME_BACKUP_DIR", self.path("out"))
+            .env("VOLUME_BACKUP_PVCS", "apps/uploads")
+            .env("VOLUME_BACKUP_NODE", "n1")
+            .env("VOLUME_BACKUP_KUBECTL", self.path("kubectl"))
+            .env("BACKUP_METRICS_DIR", self.path("prom"))
+            .env("SLOW_TAR_PID", self.path("tar.pid"));
+        if slow {
+            let path = std::env::var("PATH").unwrap_or_default();
+            c.env("PATH", format!("{}:{path}", self.path("bin").display()));
+        }
+        c
+    }
+    fn ls(&self, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+    fn metric(&self) -> String {
+        std::fs::read_to_string(self.path("prom/labctl_volume_backup.prom"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("labctl_backup_last_run_ok{kind=\"volume-archive\"} "))
+            .unwrap_or("none")
+            .to_string()
+    }
+    /// Starts a run with the hanging tar; returns it once its partial archive is on disk, with
+    /// the tar's PID.
+    fn caught_mid_tar(&self) -> (std::process::Child, i32) {
+        let _ = std::fs::remove_file(self.path("tar.pid"));
+        let child = self
+            .command(true)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(p) = std::fs::read_to_string(self.path("tar.pid")) {
+                if let Ok(pid) = p.trim().parse() {
+                    return (child, pid);
+                }
+            }
+            assert!(Instant::now() < until, "the run never reached tar");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn partials(b: &BackupBench) -> Vec<String> {
+    b.ls("out")
+        .into_iter()
+        .filter(|f| f.ends_with(".partial"))
+        .collect()
+}
+
+#[test]
+fn a_stopped_volume_backup_leaves_no_partial_archive_and_fails() {
+    if have("tar").is_none() || have("flock").is_none() {
+        return;
+    }
+    let b = BackupBench::new();
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let (child, tar) = b.caught_mid_tar();
+        assert_eq!(partials(&b).len(), 1, "{:?}", b.ls("out"));
+        // SAFETY: signalling the script this test started, by its PID.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "{}", show(&o));
+        assert_eq!(partials(&b), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(
+            b.ls("out"),
+            Vec::<String>::new(),
+            "signal {sig}: its work folder stayed"
+        );
+        assert!(!alive(tar), "signal {sig}: its tar still runs");
+        assert_eq!(b.metric(), "0", "a stopped run is a failed run");
+    }
+}
+
+#[test]
+fn a_killed_volume_backup_leaves_no_partial_archive_after_the_next_run() {
+    if have("tar").is_none() || have("flock").is_none() {
+        return;
+    }
+    let b = BackupBench::new();
+    // One run at a time: a run started while another writes is refused, its archive untouched.
+    let (busy, busy_tar) = b.caught_mid_tar();
+    let o = b.command(false).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another run is writing"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(partials(&b).len(), 1, "{:?}", b.ls("out"));
+    // SAFETY: the script this test started, by its PID.
+    unsafe { libc::kill(busy.id() as i32, libc::SIGTERM) };
+    busy.wait_with_output().unwrap();
+    assert!(!alive(busy_tar));
+    assert_eq!(b.ls("out"), Vec::<String>::new());
+
+    // kill -9 (or a crash, a power cut): no trap runs, the partial archive and the work folder
+    // stay.
+    let (mut child, tar) = b.caught_mid_tar();
+    // SAFETY: the script and its tar, which this test started, by PID.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+        libc::kill(tar, libc::SIGKILL);
+    }
+    child.wait().unwrap();
+    let left = b.ls("out");
+    assert!(
+        left.len() == 2 && left[0].starts_with(".work.") && left[1].ends_with(".partial"),
+        "{left:?}"
+    );
+
+    // The next run (a second later: a new stamp) removes what the killed one left.
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = b.command(false).output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for f in &left {
+        assert!(
+            out.contains(&format!("removed {}", b.path("out").join(f).display())),
+            "{out}"
+        );
+    }
+    let archives = b.ls("out");
+    assert!(
+        archives.len() == 1
+            && archives[0].starts_with("apps_uploads-")
+            && archives[0].ends_with(".tar.gz"),
+        "{archives:?}"
+    );
+    assert_eq!(b.metric(), "1");
+}
