@@ -359,3 +359,66 @@ fn a_killed_volume_backup_leaves_no_partial_archive_after_the_next_run() {
     );
     assert_eq!(b.metric(), "1");
 }
+
+/// A restore (scripts/volume-restore.sh, into a plain folder from a local encrypted archive),
+/// watched by a tar that, each time the script runs it, looks in $TMPDIR, /tmp's restore work
+/// folders and the target's parent for an archive in clear (a gzip or tar file): there is none,
+/// at any moment, and nothing is left after.
+#[test]
+fn a_volume_restore_never_writes_the_archive_in_clear() {
+    for p in ["tar", "age", "age-keygen", "gzip"] {
+        if have(p).is_none() {
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["vol/sub", "src", "tmp", "parent", "bin"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::fs::write(d.join("vol/sub/file"), "volume-canary-local\n").unwrap();
+    let sh = |script: &str| {
+        let o = run(Command::new("sh").arg("-ec").arg(script).current_dir(d));
+        assert!(o.status.success(), "{script}:\n{}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    sh("age-keygen -o key 2>/dev/null && tar -czf - -C vol . | age -r \"$(age-keygen -y key)\" -o src/apps_uploads-20260101T000000Z.tar.gz.age");
+    let spy = "#!/bin/sh\nfor f in $(find \"$TMPDIR\" \"$SPY_PARENT\" /tmp/volume-restore.* -type f 2>/dev/null); do\n\
+               m=$(head -c 2 \"$f\" | od -An -tx1 | tr -d ' \\n'); u=$(tail -c +258 \"$f\" | head -c 5)\n\
+               if [ \"$m\" = 1f8b ] || [ \"$u\" = ustar ]; then echo \"$f\" >>\"$SPY_LOG\"; fi\ndone\n\
+               echo tar >>\"$SPY_LOG.runs\"\nexec \"$REAL_TAR\" \"$@\"\n";
+    std::fs::write(d.join("bin/tar"), spy).unwrap();
+    sh("chmod 755 bin/tar");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let o = run(Command::new("bash")
+        .arg(root().join("scripts/volume-restore.sh"))
+        .current_dir(d)
+        .env("PATH", format!("{}:{path}", d.join("bin").display()))
+        .env("REAL_TAR", have("tar").unwrap())
+        .env("TMPDIR", d.join("tmp"))
+        .env("SPY_PARENT", d.join("parent"))
+        .env("SPY_LOG", d.join("spy.log"))
+        .env("RESTORE_PVC", "apps/uploads")
+        .env("RESTORE_DIR", d.join("parent/restored"))
+        .env(
+            "RESTORE_FILE",
+            d.join("src/apps_uploads-20260101T000000Z.tar.gz.age"),
+        )
+        .env("AGE_IDENTITY", d.join("key")));
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("identical to the archive"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("parent/restored/sub/file")).unwrap(),
+        "volume-canary-local\n"
+    );
+    // Checked, unpacked, compared: three reads, each of the archive decrypted on the fly.
+    let runs = std::fs::read_to_string(d.join("spy.log.runs")).unwrap_or_default();
+    assert!(runs.lines().count() >= 3, "tar ran {runs:?}");
+    let seen = std::fs::read_to_string(d.join("spy.log")).unwrap_or_default();
+    assert_eq!(seen, "", "archives in clear on disk during the restore");
+    assert_eq!(sh("ls -A tmp parent"), "parent:\nrestored\n\ntmp:\n");
+}
