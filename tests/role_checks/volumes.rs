@@ -175,6 +175,94 @@ fn the_lab_pvc_names_follow_the_inventory() {
     );
 }
 
+// ---- volume_backup: false turns the job off (roles/backups/role.yml) ----
+
+/// The backups role's work on the example lab's server, compiled offline with `volume_backup`
+/// set: (id, {kind: rendered spec}) in run order.
+fn backups_work(volume_backup: bool) -> Vec<(String, Value)> {
+    let c = crate::lab_check::compile_lab(&[("volume_backup", json!(volume_backup))]);
+    crate::lab_check::items(&c, "lab-server-1")
+        .into_iter()
+        .filter(|i| i.id.role == "backups")
+        .map(|i| {
+            let mut spec = serde_json::Map::new();
+            spec.insert(i.id.kind.clone(), i.rendered.clone());
+            (i.id.to_string(), Value::Object(spec))
+        })
+        .collect()
+}
+
+/// The metric file volume-backup.sh writes (its name in the script, in the role's folder).
+fn metric_file() -> String {
+    let script = std::fs::read_to_string(root().join("scripts/volume-backup.sh")).unwrap();
+    assert!(
+        script.contains("\"$BACKUP_METRICS_DIR/labctl_volume_backup.prom\""),
+        "volume-backup.sh no longer writes labctl_volume_backup.prom: follow it here and in roles/backups/role.yml"
+    );
+    format!(
+        "{}/labctl_volume_backup.prom",
+        default_of("backups", "node_exporter_textfile_dir")
+    )
+}
+
+#[test]
+fn volume_backup_false_stops_the_timer_and_removes_the_metric() {
+    let metric = metric_file();
+    let off = backups_work(false);
+    let pos = |want: &dyn Fn(&Value) -> bool, what: &str| {
+        off.iter()
+            .position(|(_, r)| want(r))
+            .unwrap_or_else(|| panic!("volume_backup: false: no {what} in {off:#?}"))
+    };
+    let timer = pos(
+        &|r| {
+            r["service"]["name"] == "labctl-volume-backup.timer"
+                && r["service"]["enabled"] == json!(false)
+                && r["service"]["state"] == "stopped"
+        },
+        "timer stopped and disabled",
+    );
+    let run = pos(
+        &|r| {
+            r["service"]["name"] == "labctl-volume-backup.service"
+                && r["service"]["state"] == "stopped"
+        },
+        "run in progress stopped",
+    );
+    let gone = pos(
+        &|r| r["file"]["path"] == json!(metric) && r["file"]["state"] == "absent",
+        "metric file removed",
+    );
+    // A run stopped after its metric was removed would write it again on its way out.
+    assert!(timer < run && run < gone, "{off:#?}");
+    // Nothing of it is started, enabled or written any more.
+    for (id, r) in &off {
+        let s = r.to_string();
+        assert!(
+            !(s.contains("labctl-volume-backup")
+                && (s.contains("\"started\"") || s.contains("\"enabled\":true")))
+                && !s.contains("labctl-volume-backup.env.j2"),
+            "volume_backup: false still has {id}: {r}"
+        );
+    }
+
+    // On: the timer enabled and started, and the metric left to the script.
+    let on = backups_work(true);
+    assert!(
+        on.iter().any(
+            |(_, r)| r["service"]["name"] == "labctl-volume-backup.timer"
+                && r["service"]["enabled"] == json!(true)
+                && r["service"]["state"] == "started"
+        ),
+        "{on:#?}"
+    );
+    assert!(
+        !on.iter()
+            .any(|(_, r)| r["file"]["path"] == json!(metric) || r["service"]["state"] == "stopped"),
+        "volume_backup: true turns something off: {on:#?}"
+    );
+}
+
 // ---- the scripts, run here with a stand-in kubectl (no cluster, no root) ----
 
 /// A scratch lab for scripts/volume-backup.sh: one PVC `apps/uploads` bound to the local
