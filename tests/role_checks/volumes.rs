@@ -331,16 +331,20 @@ impl BackupBench {
             .unwrap_or("none")
             .to_string()
     }
-    /// Starts a run with the hanging tar; returns it once its partial archive is on disk, with
-    /// the tar's PID.
-    fn caught_mid_tar(&self) -> (std::process::Child, i32) {
-        let _ = std::fs::remove_file(self.path("tar.pid"));
-        let child = self
-            .command(true)
+    fn spawn_slow(&self) -> std::process::Child {
+        self.command(true)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+    /// Starts a run with the hanging tar; returns it once its partial archive is on disk, with
+    /// the tar's PID.
+    // clippy sees the spawn but not that the child is returned: the caller waits for it.
+    #[allow(clippy::zombie_processes)]
+    fn caught_mid_tar(&self) -> (std::process::Child, i32) {
+        let _ = std::fs::remove_file(self.path("tar.pid"));
+        let child = self.spawn_slow();
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(p) = std::fs::read_to_string(self.path("tar.pid")) {
@@ -348,7 +352,12 @@ impl BackupBench {
                     return (child, pid);
                 }
             }
-            assert!(Instant::now() < until, "the run never reached tar");
+            if Instant::now() >= until {
+                let mut child = child;
+                let _ = child.kill();
+                let o = child.wait_with_output().unwrap();
+                panic!("the run never reached tar:\n{}", show(&o));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
