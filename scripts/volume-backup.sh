@@ -56,10 +56,22 @@ write_metric() {
     chmod 0644 "$BACKUP_METRICS_DIR/.labctl_volume_backup.prom.tmp" &&
     mv -f "$BACKUP_METRICS_DIR/.labctl_volume_backup.prom.tmp" "$BACKUP_METRICS_DIR/labctl_volume_backup.prom"
 }
-work=
-trap 'write_metric; [ -z "$work" ] || rm -rf "$work"' EXIT
+# Whatever ends the run (the end, a `die`, systemd's stop or timeout, ^C): no half-written
+# archive and no work folder left behind, the tar it was running stopped, and the verdict
+# written. A signal exits 128+N, so a killed run fails (unit failed, metric 0) like any other.
+work= partial= tarpid=
+cleanup() {
+  if [ -n "$tarpid" ]; then kill "$tarpid" 2>/dev/null || true; wait "$tarpid" 2>/dev/null || true; fi
+  [ -z "$partial" ] || rm -f "$partial" || true
+  write_metric || true
+  [ -z "$work" ] || rm -rf "$work" || true
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-for tool in tar gzip; do command -v $tool >/dev/null 2>&1 || die "$tool is not installed"; done
+for tool in tar gzip flock; do command -v $tool >/dev/null 2>&1 || die "$tool is not installed"; done
 case $VOLUME_BACKUP_KEEP_DAYS in '' | *[!0-9]*) die "VOLUME_BACKUP_KEEP_DAYS must be a whole number of days" ;; esac
 [ "$VOLUME_BACKUP_KEEP_DAYS" -ge 1 ] || die "VOLUME_BACKUP_KEEP_DAYS must be at least 1"
 case $VOLUME_BACKUP_MIN_FREE_PERCENT in '' | *[!0-9]*) die "VOLUME_BACKUP_MIN_FREE_PERCENT must be a whole number" ;; esac
@@ -70,7 +82,20 @@ done
 # Archives hold the volumes' data: owner-only from the first byte.
 umask 077
 mkdir -p "$VOLUME_BACKUP_DIR"
-work=$(mktemp -d /tmp/volume-backup.XXXXXX)
+# One run at a time (the timer's and one started by hand): then every .partial already in the
+# folder is a leftover of a run that could not clean up (kill -9, a crash, power loss).
+exec 9<"$VOLUME_BACKUP_DIR"
+flock -n 9 || { trap - EXIT; echo "volume-backup: another run is writing into $VOLUME_BACKUP_DIR: not started" >&2; exit 1; }
+# The work folder holds the API server's lists (PVC names, volume paths) and tar's messages,
+# no volume data; it is in the backup folder (0700, not /tmp) so that the next run finds it
+# when a killed run could not remove it. The off-site push takes files only, never it.
+work=$(mktemp -d "$VOLUME_BACKUP_DIR/.work.XXXXXX")
+find "$VOLUME_BACKUP_DIR" -mindepth 1 -maxdepth 1 ! -newer "$work" ! -path "$work" \
+  \( -type f -name '*.tar.gz.partial' -o -type d -name '.work.*' \) -print0 |
+  while IFS= read -r -d '' f; do
+    rm -rf "$f"
+    echo "volume-backup: removed $f, left by a run that was killed"
+  done
 k() { $VOLUME_BACKUP_KUBECTL "$@"; }
 
 # Every claim and every volume, one line each (tab-separated), from the API server.
@@ -114,18 +139,25 @@ while read -r ref; do
   out="$VOLUME_BACKUP_DIR/$name"
   # Numeric owners (the pods' uids mean nothing on the host), ACLs, extended attributes and
   # holes kept. tar exits 1 for files changed while read: the archive is whole, say so.
-  rc=0
-  tar --create --gzip --file "$out.partial" --directory "$path" --numeric-owner --acls --xattrs \
-    --xattrs-include='*' --sparse . 2>"$work/tar.err" || rc=$?
+  # In the background, waited for: a signal runs the trap at once (bash defers it while a
+  # foreground command runs), and the trap stops tar before it removes the partial file.
+  rc=0 partial="$out.partial"
+  tar --create --gzip --file "$partial" --directory "$path" --numeric-owner --acls --xattrs \
+    --xattrs-include='*' --sparse . 2>"$work/tar.err" &
+  tarpid=$!
+  wait "$tarpid" || rc=$?
+  tarpid=
   if [ "$rc" = 1 ]; then
     echo "volume-backup: $ref: files changed while read (a live volume): $(head -c 300 "$work/tar.err")" >&2
   elif [ "$rc" != 0 ]; then
-    rm -f "$out.partial"
+    rm -f "$partial"
+    partial=
     fail "$ref" "tar of $path failed: $(head -c 300 "$work/tar.err")"
     continue
   fi
-  gzip -t "$out.partial" 2>/dev/null || { rm -f "$out.partial"; fail "$ref" "$name does not read back"; continue; }
-  mv -f "$out.partial" "$out"
+  gzip -t "$partial" 2>/dev/null || { rm -f "$partial"; partial=; fail "$ref" "$name does not read back"; continue; }
+  mv -f "$partial" "$out"
+  partial=
   echo "volume-backup: $ref ($pv, $path) -> $out ($(wc -c <"$out") bytes)"
 done <"$work/want"
 

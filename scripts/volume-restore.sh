@@ -17,6 +17,9 @@
 #   S3: the settings of backup-offsite-lib.sh (on the server: . /etc/labctl-backup/offsite.env).
 # Everything is checked (decryption, gzip, no absolute or `..` path in the archive, the target)
 # before the target is touched; a tampered, truncated or foreign archive changes nothing.
+# The archive is decrypted on the fly each time it is read (check, unpack, compare): no
+# decrypted copy of it is ever written to disk, in /tmp or anywhere else. The encrypted file
+# fetched from S3 goes to a work folder in $TMPDIR (default /tmp), removed on every exit.
 set -euo pipefail
 
 die() { echo "volume-restore: FAILED: $*" >&2; exit 1; }
@@ -38,9 +41,13 @@ else
 fi
 
 umask 077
-work=$(mktemp -d /tmp/volume-restore.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/volume-restore.XXXXXX")
 staging=
 trap 'rm -rf "$work"; [ -z "$staging" ] || rm -rf "$staging"' EXIT
+# A signal exits 128+N through the EXIT trap: no work or staging folder left behind.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 k() { $VOLUME_BACKUP_KUBECTL "$@"; }
 
 # 1. The archive: fetched, decrypted, whole, with only relative paths.
@@ -53,9 +60,18 @@ else
 fi
 case $(basename "$enc") in "$series"-*.tar.gz.age) ;; *) die "$(basename "$enc") is not an archive of $ref" ;; esac
 echo "volume-restore: using $(basename "$enc")"
-decrypt_to "$enc" "$work/volume.tar.gz" "$AGE_IDENTITY"
-gzip -t "$work/volume.tar.gz" 2>/dev/null || die "$(basename "$enc") decrypts but is not a whole gzip stream"
-tar -tzf "$work/volume.tar.gz" >"$work/list" || die "$(basename "$enc") is not a tar archive"
+[ -r "$AGE_IDENTITY" ] || die "cannot read the age identity $AGE_IDENTITY (AGE_IDENTITY)"
+# The archive in clear, to stdout only. age authenticates every chunk: a tampered or truncated
+# file fails (exit 1) before its bad chunk reaches the reader.
+plain() { age -d -i "$AGE_IDENTITY" "$enc" 2>"$work/age.err"; }
+# One whole read: decrypts, is one whole gzip stream, is a tar archive; its names for the check.
+# A stage killed by SIGPIPE (141) only saw a later stage stop early: the first other failure
+# is the cause.
+st=(0 0 0)
+plain | gzip -dc 2>"$work/gzip.err" | tar -tf - >"$work/list" 2>"$work/tar.err" || st=("${PIPESTATUS[@]}")
+case ${st[0]} in 0 | 141) ;; *) die "cannot decrypt $(basename "$enc"): it is tampered, truncated, or not for this key ($(head -c 300 "$work/age.err"))" ;; esac
+case ${st[1]} in 0 | 141) ;; *) die "$(basename "$enc") decrypts but is not a whole gzip stream ($(head -c 300 "$work/gzip.err"))" ;; esac
+[ "${st[2]}" = 0 ] || die "$(basename "$enc") is not a tar archive ($(head -c 300 "$work/tar.err"))"
 ! grep -q -e '^/' -e '\(^\|/\)\.\.\(/\|$\)' "$work/list" || die "$(basename "$enc") holds absolute or .. paths: refused"
 entries=$(wc -l <"$work/list")
 
@@ -86,8 +102,8 @@ parent=$(dirname "$target")
 mkdir -p "$parent"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 staging=$(mktemp -d "$parent/.$(basename "$target").restore-$stamp.XXXXXX")
-tar -xzf "$work/volume.tar.gz" -C "$staging" --numeric-owner --acls --xattrs --xattrs-include='*' \
-  --same-permissions --same-owner 2>"$work/err" || die "unpacking failed: $(head -c 300 "$work/err")"
+plain | tar -xzf - -C "$staging" --numeric-owner --acls --xattrs --xattrs-include='*' \
+  --same-permissions --same-owner 2>"$work/err" || die "unpacking failed: $(cat "$work/err" "$work/age.err" | head -c 300)"
 aside=
 if [ -e "$target" ]; then
   if [ -n "$into" ] && [ -n "$(ls -A "$target")" ]; then
@@ -100,6 +116,6 @@ fi
 mv "$staging" "$target"
 staging=
 # The archive's own `.` entry carries the volume folder's mode and owner: now the target's.
-tar --compare -zf "$work/volume.tar.gz" -C "$target" --numeric-owner >"$work/diff" 2>&1 ||
+plain | tar --compare -zf - -C "$target" --numeric-owner >"$work/diff" 2>&1 ||
   die "$target differs from the archive after the restore: $(head -c 500 "$work/diff")"
 echo "volume-restore: ok: $(basename "$enc") restored into ${into:+PVC $into, }$target ($entries entries, identical to the archive)${aside:+; what was there is in $aside}"

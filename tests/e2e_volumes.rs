@@ -8,7 +8,10 @@
 //! onto a fresh PVC and, in place, onto the original with its workload scaled to 0; the files
 //! are compared byte for byte (diff -r) and by mode, owner and link target. Failures checked:
 //! listed PVCs that do not exist, a labelled PVC whose folder is missing, one that is not bound
-//! (each: exit 1, metric 0, named), a restore onto a volume in use, a tampered archive.
+//! (each: exit 1, metric 0, named), a restore onto a volume in use, a tampered archive. Left
+//! behind: nothing by a run stopped mid-tar, nothing after the next run by one killed with
+//! SIGKILL, no archive in clear during a restore (a tar on PATH looks at each of its reads);
+//! `volume_backup: false` after true: timer inactive and disabled, no metric file.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -399,13 +402,38 @@ spec:
     ));
     assert!(e.contains("in use by pod(s) binder"), "{e}");
     lab.k("delete pod -n apps binder --grace-period=0 --force --wait=true");
+    // Watched by a tar that, each time the script runs it, looks for an archive in clear (a
+    // gzip or tar file) written since the restore began: in /tmp, and beside the target (the
+    // storage folder, and any hidden folder there but the staging one, which holds the
+    // volume's own files).
+    lab.sh(&format!(
+        "mkdir -p /root/spy && rm -f /root/spy/log /root/spy/runs && touch /root/spy/start && \
+         cat > /root/spy/tar <<'LABCTL_EOF'\n#!/bin/sh\n\
+         S=$(dirname '{fresh_dir}')\n\
+         {{ find /tmp -type f -newer /root/spy/start; find \"$S\" -maxdepth 1 -type f -newer /root/spy/start; \
+            find \"$S\" -mindepth 2 -maxdepth 2 -path \"$S/.*\" ! -path '*.restore-*' -type f -newer /root/spy/start; }} 2>/dev/null |\n\
+         while IFS= read -r f; do\n\
+           m=$(head -c 2 \"$f\" | od -An -tx1 | tr -d ' \\n'); u=$(tail -c +258 \"$f\" | head -c 5)\n\
+           if [ \"$m\" = 1f8b ] || [ \"$u\" = ustar ]; then echo \"$f\" >> /root/spy/log; fi\n\
+         done\n\
+         echo tar >> /root/spy/runs\n\
+         exec /usr/bin/tar \"$@\"\nLABCTL_EOF\n\
+         chmod 755 /root/spy/tar"
+    ));
     let out = lab.sh(&format!(
-        "{RESTORE_ENV} RESTORE_PVC=apps/uploads RESTORE_INTO=apps/uploads-restored labctl-volume-restore"
+        "{RESTORE_ENV} RESTORE_PVC=apps/uploads RESTORE_INTO=apps/uploads-restored PATH=/root/spy:$PATH labctl-volume-restore"
     ));
     assert!(
         out.contains(&format!("using {uploads_obj}")) && out.contains("identical to the archive"),
         "{out}"
     );
+    assert_eq!(
+        lab.sh("cat /root/spy/log 2>/dev/null || true"),
+        "",
+        "an archive in clear on disk during the restore"
+    );
+    let runs = lab.sh("wc -l < /root/spy/runs");
+    assert!(runs.trim().parse::<u32>().unwrap() >= 3, "tar ran {runs}");
     lab.sh(&format!(
         "diff -r --no-dereference /root/pristine1000 '{fresh_dir}'"
     ));
@@ -537,6 +565,72 @@ spec: {accessModes: [ReadWriteOnce], storageClassName: local-path, resources: {r
     );
     assert_eq!(lab.volume_metric().as_deref(), Some("1"));
     lab.sh("f=$(ls /var/backups/volumes/apps_uploads-*.tar.gz | tail -n 1) && tar -tzf $f | grep -qx ./busy.bin");
+
+    // ---- a run stopped mid-tar (systemd's stop: SIGTERM), and one killed (kill -9) ----
+    // A volume big enough for a tar that lasts.
+    lab.sh(&format!(
+        "rm -f '{uploads_dir}/busy.bin' && head -c 300000000 /dev/urandom > '{uploads_dir}/big.bin'"
+    ));
+    let mid_tar = || {
+        lab.sh(
+            "systemctl start --no-block labctl-volume-backup.service && \
+             for i in $(seq 1200); do ls /var/backups/volumes/*.partial >/dev/null 2>&1 && exit 0; sleep 0.05; done; \
+             echo 'no partial archive appeared' >&2; exit 1",
+        );
+    };
+    mid_tar();
+    lab.sh("systemctl stop labctl-volume-backup.service");
+    lab.sh("! ls -A /var/backups/volumes | grep -e '\\.partial$' -e '^\\.work\\.'");
+    assert_eq!(
+        lab.volume_metric().as_deref(),
+        Some("0"),
+        "a stopped run failed"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    mid_tar();
+    lab.sh("systemctl kill -s KILL labctl-volume-backup.service");
+    wait_until("the killed run gone", 60, || {
+        matches!(
+            lab.sh("systemctl is-active labctl-volume-backup.service || true")
+                .trim(),
+            "failed" | "inactive"
+        )
+    });
+    // No trap ran: the partial archive and the work folder stay, until the next run.
+    let left = lab.sh("cd /var/backups/volumes && ls -d *.partial .work.*");
+    assert_eq!(left.lines().count(), 2, "{left}");
+    lab.sh(&format!("rm '{uploads_dir}/big.bin'"));
+    let j = lab.backup().unwrap_or_else(|j| panic!("{j}"));
+    for f in left.lines() {
+        assert!(
+            j.contains(&format!("removed /var/backups/volumes/{f}, left by a run")),
+            "{j}"
+        );
+    }
+    assert!(j.contains("ok: 2 volumes"), "{j}");
+    lab.sh("! ls -A /var/backups/volumes | grep -e '\\.partial$' -e '^\\.work\\.'");
+    assert_eq!(lab.volume_metric().as_deref(), Some("1"));
+
+    // ---- volume_backup: false after true: off, not merely left as it was ----
+    let off = tmp.path().join("off.yml");
+    std::fs::write(&off, "volume_backup: false\n").unwrap();
+    let o = lab.labctl("apply", &[&off]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = lab.labctl("plan", &[&off]);
+    assert_eq!(o.status.code(), Some(0), "a second plan:\n{}", show(&o));
+    assert_eq!(
+        lab.sh("systemctl is-active labctl-volume-backup.timer; systemctl is-enabled labctl-volume-backup.timer; true")
+            .trim(),
+        "inactive\ndisabled"
+    );
+    lab.sh(&format!(
+        "test ! -e {PROM}/labctl_volume_backup.prom && test -x /usr/local/sbin/labctl-volume-restore && \
+         ! grep -q '^BACKUP_KINDS=.*volumes' /etc/labctl-backup/offsite.env"
+    ));
+    // And on again.
+    let o = lab.labctl("apply", &[&only]);
+    assert!(o.status.success(), "{}", show(&o));
+    lab.sh("systemctl is-active labctl-volume-backup.timer && systemctl is-enabled labctl-volume-backup.timer");
 
     // Leftovers: no key, no decrypted archive or staging folder; no secret in labctl's output.
     lab.sh("rm /root/restore.key");
