@@ -198,7 +198,12 @@ mod tests {
     use std::process::{Command, Stdio};
 
     fn run(c: &Compiled) -> std::process::Output {
-        let mut child = Command::new("sh")
+        run_in(c, Command::new("sh"))
+    }
+
+    /// `c` by `sh` (already set up with its environment), its stdin fed.
+    fn run_in(c: &Compiled, mut sh: Command) -> std::process::Output {
+        let mut child = sh
             .arg("-c")
             .arg(&c.script)
             .stdin(Stdio::piped())
@@ -454,22 +459,9 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(&c.script)
-            .env("PATH", path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(c.stdin.expose())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let mut sh = Command::new("sh");
+        sh.env("PATH", path);
+        let out = run_in(c, sh);
         (out, std::fs::read_to_string(&log).unwrap_or_default())
     }
 
