@@ -45,11 +45,19 @@ else
   enc=$(fetch_newest postgres "$work" "${RESTORE_OBJECT:-}" "$db") || exit 1
 fi
 echo "pg-restore-offsite: using $(basename "$enc")"
-decrypt_to "$enc" "$work/dump.sql.gz" "$AGE_IDENTITY"
-gzip -t "$work/dump.sql.gz" 2>/dev/null || die "$(basename "$enc") decrypts but is not a whole gzip stream"
+# The dump is decrypted on the fly each time it is read (check, count, restore): it is never on
+# disk in clear, here or in /tmp. age authenticates every chunk, so the check reads it whole.
+[ -r "$AGE_IDENTITY" ] || die "cannot read the age identity $AGE_IDENTITY (AGE_IDENTITY)"
+plain() { age -d -i "$AGE_IDENTITY" "$enc" 2>"$work/age.err"; }
+plain | gzip -t 2>/dev/null && st=(0 0) || st=("${PIPESTATUS[@]}")
+# 141: age stopped by SIGPIPE because gzip gave up first, so the gzip stream is the fault.
+if [ "${st[0]}" != 0 ] && [ "${st[0]}" != 141 ]; then
+  die "cannot decrypt $(basename "$enc"): it is tampered, truncated, or not for this key ($(head -c 300 "$work/age.err"))"
+fi
+[ "${st[1]}" = 0 ] || die "$(basename "$enc") decrypts but is not a whole gzip stream"
 
 # What the dump holds: rows per table, counted in its COPY blocks (one line per row).
-gzip -dc "$work/dump.sql.gz" | awk '
+plain | gzip -dc | awk '
   /^COPY / { t = $2; n[t] += 0; inblock = 1; next }
   inblock && /^\\\.$/ { inblock = 0; next }
   inblock { n[t]++ }
@@ -61,7 +69,7 @@ sql() { psql -X --no-password -v ON_ERROR_STOP=1 -At "$@"; }
   die "database $target exists already: choose another RESTORE_TARGET"
 sql -d postgres -c "create database \"$target\"" >/dev/null || die "cannot create database $target"
 created=1
-gzip -dc "$work/dump.sql.gz" | sql -q --single-transaction -d "$target" >/dev/null 2>"$work/restore.err" ||
+plain | gzip -dc | sql -q --single-transaction -d "$target" >/dev/null 2>"$work/restore.err" ||
   die "restoring into $target failed: $(head -c 500 "$work/restore.err")"
 
 n=0
