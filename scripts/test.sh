@@ -76,10 +76,15 @@ cargo test --locked -- --test-threads="${LABCTL_TEST_THREADS:-2}" "${include[@]}
 # as errors, so the code stays clean of what clippy flags. LABCTL_LINT=0 leaves them out.
 if [ "${LABCTL_LINT:-1}" = 1 ]; then
   for c in rustfmt clippy; do
-    cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c" >/dev/null 2>&1 || true
+    sub=${c/rustfmt/fmt}
+    cargo "$sub" --version >/dev/null 2>&1 || rustup component add "$c" >/dev/null 2>&1 || true
+    cargo "$sub" --version >/dev/null 2>&1 \
+      || { echo "test.sh: cargo $sub is not installed (rustup component add $c)" >&2; status=1; }
   done
-  if ! cargo fmt --check; then echo "test.sh: cargo fmt --check failed (run cargo fmt)" >&2; status=1; fi
-  if ! cargo clippy --locked --quiet --all-targets -- -D warnings; then
+  if cargo fmt --version >/dev/null 2>&1 && ! cargo fmt --check; then
+    echo "test.sh: cargo fmt --check failed (run cargo fmt)" >&2; status=1
+  fi
+  if cargo clippy --version >/dev/null 2>&1 && ! cargo clippy --locked --quiet --all-targets -- -D warnings; then
     echo "test.sh: cargo clippy found warnings (above)" >&2; status=1
   fi
 fi
