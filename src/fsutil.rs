@@ -64,6 +64,23 @@ pub fn write_rel(dir: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+/// An absolute path with `.`, `..` and empty components resolved, as the kernel would without
+/// symlinks: `//etc/./` is `/etc`, `/var/lib/rancher/k3s/../k3s/` is `/var/lib/rancher/k3s`.
+/// Nothing on disk is read.
+pub fn lexical(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,22 +84,14 @@ const PROTECTED: &[&str] = &[
     "/var/lib/apt",
 ];
 
-/// `//etc/./` and `/etc` are the same directory for the guard.
-fn normalize(p: &str) -> String {
-    let parts: Vec<&str> = p
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
-}
-
 pub fn check(spec: &Spec) -> Result<(), ResourceError> {
     check_path(&spec.path)?;
     if spec.state == State::Absent {
         if spec.owner.is_some() || spec.group.is_some() || spec.mode.is_some() || spec.recurse {
             return Err(ResourceError::spec("`state: absent` takes only `path`"));
         }
-        let n = normalize(&spec.path);
+        // `//etc/./` and `/etc` are the same directory for the guard (`..` is refused above).
+        let n = crate::fsutil::lexical(&spec.path);
         if n == "/" || PROTECTED.contains(&n.as_str()) {
             return Err(ResourceError::spec(format!("refusing to remove `{}`: it is a system directory (remove what is inside it instead)", spec.path)));
         }

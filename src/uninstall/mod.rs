@@ -102,7 +102,7 @@ pub const EMPTY_PARENTS: [&str; 3] = ["/etc/rancher", "/var/lib/rancher", "/root
 /// `dir`. None: `dir` survives the uninstall. Compared as written, with `.`, `..`, `//` and a
 /// trailing `/` resolved: a symlink on the host is not seen (no host is asked).
 pub fn removed_with(dir: &str) -> Option<&'static str> {
-    let d = lexical(dir);
+    let d = crate::fsutil::lexical(dir);
     let holds = |r: &str| d == r || d.strip_prefix(r).is_some_and(|t| t.starts_with('/'));
     DIRS.iter().copied().find(|r| holds(r)).or_else(|| {
         EMPTY_PARENTS
@@ -112,22 +112,6 @@ pub fn removed_with(dir: &str) -> Option<&'static str> {
             .copied()
             .find(|r| d == *r)
     })
-}
-
-/// An absolute path with `.`, `..` and empty components resolved, as the kernel would without
-/// symlinks: `/var/lib/rancher/k3s/../k3s/` is `/var/lib/rancher/k3s`.
-fn lexical(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// The units k3s runs as (their files are removed too).
