@@ -1056,7 +1056,6 @@ def report(res, cmdline):
     w("")
     w(targets(res))
     w("")
-    bp = by_program_table(res)
     ct = cpu_table(res)
     if ct:
         w("## What the machine's CPUs allow")
@@ -1069,6 +1068,7 @@ def report(res, cmdline):
     if bd:
         w(bd)
         w("")
+    bp = by_program_table(res)
     if bp:
         w(bp)
         w("")
